@@ -1,0 +1,58 @@
+"""dtvm: the Flattened Device Tree as the one precise description of a VM's hardware.
+
+The public API is the devicetree toolchain: parse DTS, read and write DTB,
+write DTS, with dtc 1.6.1's exact behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "DeviceTree",
+    "Node",
+    "Property",
+    "Marker",
+    "MarkerType",
+    "parse_dts",
+    "parse_dts_string",
+    "read_dtb",
+    "write_dtb",
+    "write_dts",
+    "compile_dts",
+]
+
+if TYPE_CHECKING:
+    from .tree import DeviceTree, Marker, MarkerType, Node, Property
+
+
+def __getattr__(name: str) -> Any:
+    # lazy, so that `dtvm dtc --version` does not import the whole toolchain
+    if name in ("DeviceTree", "Node", "Property", "Marker", "MarkerType"):
+        from . import tree
+
+        return getattr(tree, name)
+    if name in ("read_dtb", "write_dtb"):
+        from . import dtb
+
+        return getattr(dtb, name)
+    if name == "write_dts":
+        from .dts.write import write_dts
+
+        return write_dts
+    if name == "parse_dts":
+        from .dts.parse import parse_file
+
+        return parse_file
+    if name == "parse_dts_string":
+        from .dts.parse import parse_string
+
+        return parse_string
+    if name == "compile_dts":
+        from .compile import compile_dts
+
+        return compile_dts
+    raise AttributeError(name)

@@ -1,0 +1,87 @@
+"""Tree-building operations of the DTS language: merges, deletions, orphan fragments.
+
+These are the actions dtc's parser runs as it reads each top-level block
+(livetree.c: merge_nodes, delete_node, add_orphan_node), kept apart from the
+grammar so that the order of effects is easy to check against dtc. Merges are
+iterative: a 10,000-level tree must not exhaust Python's stack.
+"""
+
+from __future__ import annotations
+
+from ..tree import Marker, MarkerType, Node, Property, add_label
+
+__all__ = ["merge_nodes", "add_orphan_node", "OrphanCounter"]
+
+
+def merge_nodes(old: Node, new: Node) -> Node:
+    """Merge ``new`` into ``old`` as dtc does: later values win, old positions stay."""
+    work = [(old, new)]
+    while work:
+        old_node, new_node = work.pop()
+        old_node.deleted = False
+        for lab in new_node.labels:
+            add_label(old_node.labels, lab.name)
+
+        for new_prop in new_node.props:
+            if new_prop.deleted:
+                old_node.delete_property(new_prop.name)
+                continue
+            for old_prop in old_node.props:
+                if old_prop.name == new_prop.name:
+                    for lab in new_prop.labels:
+                        add_label(old_prop.labels, lab.name)
+                    old_prop.value = new_prop.value
+                    old_prop.markers = new_prop.markers
+                    old_prop.deleted = False
+                    old_prop.pos = new_prop.pos
+                    break
+            else:
+                old_node.props.append(new_prop)
+        new_node.props = []
+
+        pending: list[tuple[Node, Node]] = []
+        for new_child in new_node.children:
+            if new_child.deleted:
+                for c in old_node.children:
+                    if not c.deleted and c.name == new_child.name:
+                        c.delete()
+                        break
+                continue
+            for old_child in old_node.children:
+                if old_child.name == new_child.name:
+                    pending.append((old_child, new_child))
+                    break
+            else:
+                old_node.add_child(new_child)
+        new_node.children = []
+        # dtc merges each colliding child before looking at the next one; the
+        # order only matters for label prepending, which is per node, so a
+        # depth-first stack preserves every observable effect.
+        work.extend(reversed(pending))
+    return old
+
+
+class OrphanCounter:
+    """dtc numbers /plugin/ fragments with a counter that lives for one compilation."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+
+def add_orphan_node(root: Node, new_node: Node, ref: str, counter: OrphanCounter) -> None:
+    """A ``&ref { }`` block of a /plugin/ becomes ``fragment@N { target...; __overlay__ {...} }``."""
+    if ref.startswith("/"):
+        data = ref.encode("latin-1") + b"\0"
+        prop = Property("target-path", data, [Marker(0, MarkerType.TYPE_STRING, ref)])
+    else:
+        prop = Property(
+            "target",
+            b"\xff\xff\xff\xff",
+            [Marker(0, MarkerType.REF_PHANDLE, ref), Marker(0, MarkerType.TYPE_UINT32)],
+        )
+    new_node.name = "__overlay__"
+    frag = Node(f"fragment@{counter.next}")
+    counter.next += 1
+    frag.props.append(prop)
+    frag.add_child(new_node)
+    root.add_child(frag)

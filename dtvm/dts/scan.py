@@ -1,0 +1,235 @@
+"""The DTS tokenizer: dtc's flex scanner as one compiled regular expression per lexer state.
+
+dtc's lexer (dtc-lexer.l) is modal, and the modes decide what a run of
+characters means: after ``{`` or ``;`` the next word is a node or property name
+(``0x10`` is a name there), inside ``[ ]`` pairs of hex digits are bytes, and
+elsewhere numbers are literals. The mode changes only on tokens, never on
+parser feedback, so the whole input can be tokenized before parsing.
+
+flex picks the longest match (first rule on ties); the alternatives below are
+ordered so that Python's first-match gives the same answer for every input.
+Whitespace and comments are folded into the front of each token's pattern.
+
+Tokens are tuples ``(kind, value, source, start, end)``; kinds are the strings
+named in ``T_*`` below or the punctuation character itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ..errors import SourceError
+from .source import SourceBuffer, read_source
+
+__all__ = ["tokenize", "Token", "MAX_INCLUDE_DEPTH"]
+
+Token = tuple[str, object, SourceBuffer, int, int]
+
+MAX_INCLUDE_DEPTH = 200  # dtc's MAX_SRCFILE_DEPTH
+
+T_NAME = "name"  # DT_PROPNODENAME
+T_LABEL = "label"  # DT_LABEL, value is the label without ':'
+T_NUM = "num"  # DT_LITERAL, value is the raw literal text
+T_CHAR = "char"  # DT_CHAR_LITERAL, value is the raw text between quotes
+T_STR = "str"  # DT_STRING, value is the raw text between quotes
+T_REF = "ref"  # DT_REF, value is the label or path
+T_BYTE = "byte"  # DT_BYTE, value is an int
+T_V1 = "/dts-v1/"
+T_PLUGIN = "/plugin/"
+T_MEMRES = "/memreserve/"
+T_BITS = "/bits/"
+T_DELPROP = "/delete-property/"
+T_DELNODE = "/delete-node/"
+T_OMIT = "/omit-if-no-ref/"
+T_INCBIN = "/incbin/"
+T_EOF = "eof"
+
+# lexer states
+INITIAL, V1, PROPNODENAME, BYTESTRING = range(4)
+
+_SKIP = r"(?:[ \t\n\r\f\v]+|/\*[\s\S]*?\*/|//[^\n]*\n)*"
+_STRING = r'"([^\\"]*(?:\\.[^\\"]*)*)"'
+_LABEL = r"([a-zA-Z_][a-zA-Z0-9_]*):"
+_PROPNODECHAR = r"[a-zA-Z0-9,._+*#?@-]"
+_PATHCHAR = r"[a-zA-Z0-9,._+*#?@/-]"
+
+_COMMON_HEAD = (
+    r"(?P<lm>^\#(?:line)?[ \t]+([0-9]+)[ \t]+" + _STRING + r"(?:[ \t]+[0-9]+)*)"
+    r"|(?P<inc>/include/[ \t\n\r\f\v]*" + _STRING + r")"
+    r"|(?P<kw>/(?:dts-v1|plugin|memreserve|bits|delete-property|delete-node|omit-if-no-ref)/)"
+)
+_COMMON_TAIL = (
+    r"|(?P<str>" + _STRING + r")"
+    r"|(?P<chr>'((?:\\'|[^'])*)')"
+    r"|(?P<pref>&\{(/" + _PATHCHAR + r"*|[a-zA-Z_][a-zA-Z0-9_]*(?:/" + _PATHCHAR + r"*)?)\})"
+    r"|(?P<ref>&([a-zA-Z_][a-zA-Z0-9_]*))"
+    r"|(?P<op><<|>>|<=|>=|==|!=|&&|\|\|)"
+    r"|(?P<ch>[\s\S])"
+    r"|(?P<eof>\Z)"
+)
+
+_PATTERNS = {
+    INITIAL: _COMMON_HEAD + r"|(?P<lab>" + _LABEL + r")" + r"|(?P<incbin>/incbin/)" + _COMMON_TAIL,
+    V1: _COMMON_HEAD
+    + r"|(?P<lab>"
+    + _LABEL
+    + r")"
+    + r"|(?P<num>(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:ULL|UL|LL|U|L)?)"
+    + r"|(?P<incbin>/incbin/)"
+    + _COMMON_TAIL,
+    PROPNODENAME: _COMMON_HEAD
+    + r"|(?P<lab>"
+    + _LABEL
+    + r")"
+    + r"|(?P<name>\\?"
+    + _PROPNODECHAR
+    + r"+)"
+    + _COMMON_TAIL,
+    BYTESTRING: _COMMON_HEAD
+    + r"|(?P<lab>"
+    + _LABEL
+    + r")"
+    + r"|(?P<byte>[0-9a-fA-F]{2})"
+    + r"|(?P<bend>\])"
+    + _COMMON_TAIL,
+}
+
+_REGEXES = {state: re.compile(_SKIP + r"(?:" + pat + r")", re.M) for state, pat in _PATTERNS.items()}
+_KW_STATE = {
+    T_V1: V1,
+    T_PLUGIN: None,
+    T_MEMRES: V1,
+    T_BITS: V1,
+    T_DELPROP: PROPNODENAME,
+    T_DELNODE: PROPNODENAME,
+    T_OMIT: PROPNODENAME,
+}
+_LM_RE = re.compile(r"\#(?:line)?[ \t]+([0-9]+)[ \t]+" + _STRING)
+
+
+def _find_include(name: str, current_dir: str, include_dirs: list[str]) -> str | None:
+    """dtc's fopen_any_on_path: the including file's directory first, then -i dirs."""
+    candidates = [name] if os.path.isabs(name) else [os.path.join(d, name) if d else name for d in [current_dir, *include_dirs]]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+class Scanner:
+    """Tokenizes a source and the files it /include/s into one token list."""
+
+    def __init__(self, include_dirs: list[str] | None = None) -> None:
+        self.include_dirs = list(include_dirs or [])
+        self.state = INITIAL
+        self.depth = 0
+        self.files: list[str] = []
+
+    def run(self, src: SourceBuffer) -> list[Token]:
+        out: list[Token] = []
+        self._scan(src, out)
+        out.append((T_EOF, None, src, len(src.text), len(src.text)))
+        return out
+
+    def _scan(self, src: SourceBuffer, out: list[Token]) -> None:
+        text = src.text
+        pos = 0
+        regexes = _REGEXES
+        regex = regexes[self.state]
+        append = out.append
+        while True:
+            m = regex.match(text, pos)
+            assert m is not None  # the last alternatives match any character or the end
+            kind = m.lastgroup
+            start = m.start(kind)  # type: ignore[arg-type]
+            pos = m.end()
+            if kind == "ch":
+                c = text[start]
+                append((c, c, src, start, pos))
+                if c == "[":
+                    self.state = BYTESTRING
+                    regex = regexes[BYTESTRING]
+                elif c == "{" or c == ";":
+                    self.state = PROPNODENAME
+                    regex = regexes[PROPNODENAME]
+            elif kind == "name":
+                name = m.group(kind)
+                append((T_NAME, name[1:] if name[0] == "\\" else name, src, start, pos))
+                self.state = V1
+                regex = regexes[V1]
+            elif kind == "num":
+                append((T_NUM, m.group(kind), src, start, pos))
+            elif kind == "lab":
+                append((T_LABEL, text[start : pos - 1], src, start, pos))
+            elif kind == "ref":
+                append((T_REF, text[start + 1 : pos], src, start, pos))
+            elif kind == "str":
+                append((T_STR, text[start + 1 : pos - 1], src, start, pos))
+            elif kind == "byte":
+                append((T_BYTE, int(text[start:pos], 16), src, start, pos))
+            elif kind == "op":
+                op = text[start:pos]
+                append((op, op, src, start, pos))
+            elif kind == "bend":
+                append(("]", "]", src, start, pos))
+                self.state = V1
+                regex = regexes[V1]
+            elif kind == "kw":
+                kw = text[start:pos]
+                append((kw, kw, src, start, pos))
+                nstate = _KW_STATE[kw]
+                if nstate is not None:
+                    self.state = nstate
+                    regex = regexes[nstate]
+            elif kind == "pref":
+                append((T_REF, text[start + 2 : pos - 1], src, start, pos))
+            elif kind == "chr":
+                append((T_CHAR, text[start + 1 : pos - 1], src, start, pos))
+            elif kind == "incbin":
+                append((T_INCBIN, T_INCBIN, src, start, pos))
+            elif kind == "lm":
+                self._linemarker(src, text, start, pos)
+            elif kind == "inc":
+                self._include(src, text, start, pos, out)
+                regex = regexes[self.state]
+            elif kind == "eof":
+                return
+            else:  # pragma: no cover - every group is handled above
+                raise AssertionError(kind)
+
+    def _linemarker(self, src: SourceBuffer, text: str, start: int, end: int) -> None:
+        from .values import unescape
+
+        lm = _LM_RE.match(text, start)
+        assert lm is not None
+        raw = lm.group(2)
+        fname = unescape(raw, src, lm.start(2)) if "\\" in raw else raw.encode("latin-1")
+        if b"\0" in fname:
+            raise SourceError("nul in line number directive", src, start)
+        # '# N' names the line that follows the marker, hence N - 1 here
+        src.add_linemarker(end, fname.decode("latin-1"), int(lm.group(1)) - 1)
+
+    def _include(self, src: SourceBuffer, text: str, start: int, end: int, out: list[Token]) -> None:
+        q = text.index('"', start)
+        name = text[q + 1 : end - 1]
+        path = _find_include(name, src.dir, self.include_dirs)
+        if path is None:
+            raise SourceError(f'Couldn\'t open "{name}": No such file or directory', src, start)
+        if self.depth >= MAX_INCLUDE_DEPTH:
+            raise SourceError("Includes nested too deeply", src, start)
+        try:
+            inc = read_source(path)
+        except OSError as exc:
+            raise SourceError(f'Couldn\'t open "{name}": {exc.strerror}', src, start) from None
+        self.files.append(path)
+        self.depth += 1
+        try:
+            self._scan(inc, out)
+        finally:
+            self.depth -= 1
+
+
+def tokenize(src: SourceBuffer, include_dirs: list[str] | None = None) -> list[Token]:
+    """All tokens of ``src`` and its /include/s, ending with an eof token."""
+    return Scanner(include_dirs).run(src)

@@ -1,0 +1,84 @@
+"""Source buffers: the text of one input file and the map from offsets to file:line:col.
+
+DTS text is handled as latin-1 so that every byte of the input is one character
+and string values come back out as exactly the bytes that went in (dtc works on
+bytes). cpp linemarkers (``# 12 "board.dtsi"``) re-map line numbers, so errors
+name the original file and line; the map is built once, lookups bisect it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+
+__all__ = ["SourceBuffer", "read_source"]
+
+
+class SourceBuffer:
+    """One file's text plus linemarker remappings."""
+
+    __slots__ = ("name", "text", "dir", "_newlines", "_marks", "_mark_offsets")
+
+    def __init__(self, name: str, text: str, directory: str | None = None) -> None:
+        self.name = name
+        self.text = text
+        self.dir = directory if directory is not None else os.path.dirname(name)
+        self._newlines: list[int] | None = None
+        # linemarkers: (offset where the mapping starts, file name, line number at that offset)
+        self._marks: list[tuple[int, str, int]] = []
+        self._mark_offsets: list[int] = []
+
+    def add_linemarker(self, offset: int, name: str, line: int) -> None:
+        """From ``offset`` on, the text is ``name`` and ``offset`` is on line ``line``."""
+        self._marks.append((offset, name, line))
+        self._mark_offsets.append(offset)
+
+    def _nl(self) -> list[int]:
+        if self._newlines is None:
+            text = self.text
+            out = []
+            i = text.find("\n")
+            while i >= 0:
+                out.append(i)
+                i = text.find("\n", i + 1)
+            self._newlines = out
+        return self._newlines
+
+    def physical(self, offset: int) -> tuple[int, int]:
+        """(0-based physical line index, 1-based column) of an offset."""
+        nl = self._nl()
+        idx = bisect.bisect_left(nl, offset)
+        start = nl[idx - 1] + 1 if idx > 0 else 0
+        return idx, offset - start + 1
+
+    def location(self, offset: int) -> tuple[str, int, int]:
+        """(file name, line, column) after linemarkers, 1-based line and column."""
+        line_idx, col = self.physical(offset)
+        k = bisect.bisect_right(self._mark_offsets, offset) - 1
+        if k < 0:
+            return self.name, line_idx + 1, col
+        moff, mname, mline = self._marks[k]
+        mark_line_idx, _ = self.physical(moff)
+        return mname, mline + (line_idx - mark_line_idx), col
+
+    def line_text(self, offset: int) -> tuple[str, int] | None:
+        """The physical line holding ``offset`` (without newline) and the column."""
+        if offset > len(self.text):
+            return None
+        line_idx, col = self.physical(offset)
+        nl = self._nl()
+        start = nl[line_idx - 1] + 1 if line_idx > 0 else 0
+        end = nl[line_idx] if line_idx < len(nl) else len(self.text)
+        return self.text[start:end], col
+
+
+def read_source(path: str, display_name: str | None = None) -> SourceBuffer:
+    """Read a file as a SourceBuffer; '-' is standard input, named <stdin> as dtc does."""
+    if path == "-":
+        import sys
+
+        data = sys.stdin.buffer.read()
+        return SourceBuffer("<stdin>", data.decode("latin-1"), "")
+    with open(path, "rb") as f:
+        data = f.read()
+    return SourceBuffer(display_name or path, data.decode("latin-1"))

@@ -1,0 +1,176 @@
+"""The DTS writer: a tree back to source text, formatted exactly as dtc 1.6.1 formats it.
+
+dtc writes each property value by walking its markers: type markers open a
+new group (``<``, ``[``, ``/bits/ 16 <`` or a string), label markers print
+``name:`` in place, and reference markers only separate. Values without type
+markers (from a blob) get dtc's type guess. Quirks are kept on purpose, since
+byte-identical output is the contract: bytes >= 0x80 in strings print as
+sign-extended ``\\xffffffc3``, and references print as their resolved numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..tree import DeviceTree, Marker, MarkerType, Node, Property
+
+__all__ = ["write_dts", "guess_value_type", "format_propval"]
+
+_TYPE_UINT8 = MarkerType.TYPE_UINT8
+_TYPE_UINT16 = MarkerType.TYPE_UINT16
+_TYPE_UINT32 = MarkerType.TYPE_UINT32
+_TYPE_UINT64 = MarkerType.TYPE_UINT64
+_TYPE_STRING = MarkerType.TYPE_STRING
+_LABEL = MarkerType.LABEL
+_TYPE_NONE = MarkerType.TYPE_NONE
+
+_DELIM_START = {_TYPE_UINT8: "[", _TYPE_UINT16: "/bits/ 16 <", _TYPE_UINT32: "<", _TYPE_UINT64: "/bits/ 64 <", _TYPE_STRING: ""}
+_DELIM_END = {_TYPE_UINT8: "]", _TYPE_UINT16: ">", _TYPE_UINT32: ">", _TYPE_UINT64: ">", _TYPE_STRING: ""}
+
+# C isprint() in the C locale, plus NUL and the escapes dtc treats as string characters
+_STRINGCHARS = frozenset(range(0x20, 0x7F)) | {0, 7, 8, 9, 10, 11, 12, 13}
+_NOT_STRING = bytes(b for b in range(256) if b not in _STRINGCHARS)
+
+_ESC = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 0x5C: "\\\\", 0x22: '\\"', 0: "\\0"}
+
+
+def _string_table() -> list[str]:
+    table = []
+    for b in range(256):
+        if b in _ESC:
+            table.append(_ESC[b])
+        elif 0x20 <= b < 0x7F:
+            table.append(chr(b))
+        elif b >= 0x80:
+            table.append(f"\\x{(b - 256) & 0xFFFFFFFF:02x}")  # a signed char through %x
+        else:
+            table.append(f"\\x{b:02x}")
+    return table
+
+
+_STRMAP = _string_table()
+
+
+def _write_string(p: bytes) -> str:
+    """One NUL-terminated chunk as a quoted C string (dtc's write_propval_string)."""
+    if not p:
+        return ""
+    body = p[:-1]
+    if not body.translate(None, _NOT_STRING + b'\\"\0') == body:
+        return '"' + "".join([_STRMAP[b] for b in body]) + '"'
+    return '"' + body.decode("latin-1") + '"'
+
+
+def _write_ints(p: bytes, width: int) -> str:
+    if width == 1:
+        return p.hex(" ")
+    n = len(p) // width
+    vals = [int.from_bytes(p[k * width : (k + 1) * width], "big") for k in range(n)]
+    return " ".join([f"0x{v:02x}" for v in vals])
+
+
+def guess_value_type(value: bytes, markers: list[Marker]) -> MarkerType:
+    """dtc's guess for values that carry no type: string, cells or bytes."""
+    n = len(value)
+    nnotstring = n - len(value.translate(None, _NOT_STRING))
+    nnul = value.count(0)
+    nnotstringlbl = 0
+    nnotcelllbl = 0
+    for m in markers:
+        if m.type == _LABEL:
+            if m.offset > 0 and value[m.offset - 1] != 0:
+                nnotstringlbl += 1
+            if m.offset % 4:
+                nnotcelllbl += 1
+    if n and value[-1] == 0 and nnotstring == 0 and nnul <= n - nnul and nnotstringlbl == 0:
+        return _TYPE_STRING
+    if n % 4 == 0 and nnotcelllbl == 0:
+        return _TYPE_UINT32
+    return _TYPE_UINT8
+
+
+def format_propval(prop: Property) -> str:
+    """The text after the property name: ``;`` or `` = <...>;`` (without newline)."""
+    value = prop.value
+    n = len(value)
+    if n == 0:
+        return ";"
+    markers = prop.markers
+    if not any(m.type >= _TYPE_UINT8 for m in markers):
+        markers = [Marker(0, guess_value_type(value, markers)), *markers]
+    out = [" ="]
+    emit_type = _TYPE_NONE
+    nm = len(markers)
+    # offset of the next type marker after index k, for type_marker_length
+    next_type_off: list[int | None] = [None] * nm
+    nxt: int | None = None
+    for k in range(nm - 1, -1, -1):
+        next_type_off[k] = nxt
+        if markers[k].type >= _TYPE_UINT8:
+            nxt = markers[k].offset
+    for k, m in enumerate(markers):
+        off = m.offset
+        end = markers[k + 1].offset if k + 1 < nm else n
+        chunk_len = end - off
+        nto = next_type_off[k]
+        tml = nto - off if nto is not None else 0
+        data_len = tml if tml else n - off
+        mtype = m.type
+        if mtype >= _TYPE_UINT8:
+            emit_type = mtype
+            out.append(" " + _DELIM_START[mtype])
+        elif mtype == _LABEL:
+            out.append(f" {m.ref}:")
+        elif off:
+            out.append(" ")
+        if emit_type == _TYPE_NONE:
+            continue
+        chunk = value[off:end]
+        if emit_type == _TYPE_STRING:
+            out.append(_write_string(chunk))
+        elif emit_type == _TYPE_UINT32:
+            out.append(_write_ints(chunk, 4))
+        elif emit_type == _TYPE_UINT8:
+            out.append(_write_ints(chunk, 1))
+        elif emit_type == _TYPE_UINT16:
+            out.append(_write_ints(chunk, 2))
+        else:
+            out.append(_write_ints(chunk, 8))
+        if chunk_len == data_len:
+            out.append(_DELIM_END[emit_type] if off + chunk_len == n else _DELIM_END[emit_type] + ",")
+    out.append(";")
+    return "".join(out)
+
+
+def write_dts(dt: DeviceTree, annotate: Callable[[object], str] | None = None) -> str:
+    """The whole tree as DTS text, exactly as ``dtc -O dts`` prints it."""
+    out: list[str] = ["/dts-v1/;\n\n"]
+    for entry in dt.reservations:
+        for lab in entry.labels:
+            if not lab.deleted:
+                out.append(f"{lab.name}: ")
+        out.append(f"/memreserve/\t0x{entry.address:016x} 0x{entry.size:016x};\n")
+    # iterative pre-order; each child is preceded by a blank line
+    stack: list[tuple[Node, int, bool]] = [(dt.root, 0, False)]
+    append = out.append
+    while stack:
+        node, level, closing = stack.pop()
+        indent = "\t" * level
+        if closing:
+            append(indent + "};\n")
+            continue
+        if level:
+            append("\n")
+        labels = "".join([lab.name + ": " for lab in node.labels if not lab.deleted])
+        append(f"{indent}{labels}{node.name or '/'} {{\n")
+        pindent = indent + "\t"
+        for prop in node.props:
+            if prop.deleted:
+                continue
+            plabels = "".join([lab.name + ": " for lab in prop.labels if not lab.deleted])
+            append(f"{pindent}{plabels}{prop.name}{format_propval(prop)}\n")
+        stack.append((node, level, True))
+        for child in reversed(node.children):
+            if not child.deleted:
+                stack.append((child, level + 1, False))
+    return "".join(out)
