@@ -21,7 +21,7 @@ from .tree import PHANDLE_EPAPR, PHANDLE_LEGACY, DeviceTree, Marker, MarkerType,
 __all__ = ["Check", "CheckRunner", "CHECK_NAMES", "CheckError", "Finding"]
 
 PROPNODECHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+*#?-")
-NODECHARS = PROPNODECHARS | {"@"}
+NODECHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+-@")
 
 
 class CheckError(DtvmError):

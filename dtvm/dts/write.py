@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..errors import DtvmError
 from ..tree import DeviceTree, Marker, MarkerType, Node, Property
 
 __all__ = ["write_dts", "guess_value_type", "format_propval"]
@@ -24,12 +25,27 @@ _TYPE_STRING = MarkerType.TYPE_STRING
 _LABEL = MarkerType.LABEL
 _TYPE_NONE = MarkerType.TYPE_NONE
 
+_WIDTH = {_TYPE_UINT8: 1, _TYPE_UINT16: 2, _TYPE_UINT32: 4, _TYPE_UINT64: 8}
+
+
+class UnwritableValue(DtvmError):
+    """A value that dtc 1.6.1 cannot write as DTS (its writer aborts on an assertion).
+
+    dtc crashes on these; dtvm refuses them with a message instead, so both reject.
+    """
+
+    def __init__(self, prop: Property, what: str) -> None:
+        super().__init__(f"error: property '{prop.name}': cannot be written as DTS ({what}); dtc 1.6.1 aborts here too")
+
+
 _DELIM_START = {_TYPE_UINT8: "[", _TYPE_UINT16: "/bits/ 16 <", _TYPE_UINT32: "<", _TYPE_UINT64: "/bits/ 64 <", _TYPE_STRING: ""}
 _DELIM_END = {_TYPE_UINT8: "]", _TYPE_UINT16: ">", _TYPE_UINT32: ">", _TYPE_UINT64: ">", _TYPE_STRING: ""}
 
 # C isprint() in the C locale, plus NUL and the escapes dtc treats as string characters
 _STRINGCHARS = frozenset(range(0x20, 0x7F)) | {0, 7, 8, 9, 10, 11, 12, 13}
 _NOT_STRING = bytes(b for b in range(256) if b not in _STRINGCHARS)
+
+_NEEDS_ESCAPE = bytes(b for b in range(256) if not 0x20 <= b < 0x7F or b in (0x5C, 0x22))
 
 _ESC = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 0x5C: "\\\\", 0x22: '\\"', 0: "\\0"}
 
@@ -56,7 +72,7 @@ def _write_string(p: bytes) -> str:
     if not p:
         return ""
     body = p[:-1]
-    if not body.translate(None, _NOT_STRING + b'\\"\0') == body:
+    if body.translate(None, _NEEDS_ESCAPE) != body:
         return '"' + "".join([_STRMAP[b] for b in body]) + '"'
     return '"' + body.decode("latin-1") + '"'
 
@@ -82,7 +98,7 @@ def guess_value_type(value: bytes, markers: list[Marker]) -> MarkerType:
                 nnotstringlbl += 1
             if m.offset % 4:
                 nnotcelllbl += 1
-    if n and value[-1] == 0 and nnotstring == 0 and nnul <= n - nnul and nnotstringlbl == 0:
+    if n and value[-1] == 0 and nnotstring == 0 and nnul < n - nnul and nnotstringlbl == 0:
         return _TYPE_STRING
     if n % 4 == 0 and nnotcelllbl == 0:
         return _TYPE_UINT32
@@ -124,20 +140,22 @@ def format_propval(prop: Property) -> str:
         elif off:
             out.append(" ")
         if emit_type == _TYPE_NONE:
+            if chunk_len:
+                raise UnwritableValue(prop, "bytes before any type marker (/incbin/ first)")
             continue
         chunk = value[off:end]
         if emit_type == _TYPE_STRING:
+            if chunk and chunk[-1] != 0:
+                raise UnwritableValue(prop, "a string chunk without its terminating NUL")
             out.append(_write_string(chunk))
-        elif emit_type == _TYPE_UINT32:
-            out.append(_write_ints(chunk, 4))
-        elif emit_type == _TYPE_UINT8:
-            out.append(_write_ints(chunk, 1))
-        elif emit_type == _TYPE_UINT16:
-            out.append(_write_ints(chunk, 2))
         else:
-            out.append(_write_ints(chunk, 8))
+            width = _WIDTH[emit_type]
+            if chunk_len % width:
+                raise UnwritableValue(prop, f"{chunk_len} bytes in {width}-byte elements")
+            out.append(_write_ints(chunk, width))
         if chunk_len == data_len:
             out.append(_DELIM_END[emit_type] if off + chunk_len == n else _DELIM_END[emit_type] + ",")
+            emit_type = _TYPE_NONE
     out.append(";")
     return "".join(out)
 
