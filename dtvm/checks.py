@@ -412,7 +412,7 @@ def _fixup_phandle_references(r: CheckRunner, c: Check, node: Node) -> None:
                 buf = bytearray(prop.value)
             if target is None:
                 if not r.dt.plugin:
-                    r.fail(c, node, f'Reference to non-existent node or label "{m.ref}"\n')
+                    r.fail(c, node, f'Reference to non-existent node or label "{m.ref}"\n', prop)
                 else:
                     buf[m.offset : m.offset + 4] = b"\xff\xff\xff\xff"
                 continue
@@ -434,7 +434,7 @@ def _fixup_path_references(r: CheckRunner, c: Check, node: Node) -> None:
                 continue
             target = root.get_node_by_ref(m.ref)  # type: ignore[arg-type]
             if target is None:
-                r.fail(c, node, f'Reference to non-existent node or label "{m.ref}"\n')
+                r.fail(c, node, f'Reference to non-existent node or label "{m.ref}"\n', prop)
                 continue
             path = target.path.encode("latin-1") + b"\0"
             v = prop.value

@@ -53,6 +53,14 @@ def format_source_error(head: str, source: Any, offset: int) -> str:
     if text is None:
         return head
     line, col = text
+    if len(line) > 160:
+        # show a window around the column, not a megabyte-long line
+        start = max(0, col - 1 - 70)
+        shown = line[start : start + 140]
+        prefix = "..." if start else ""
+        suffix = "..." if start + 140 < len(line) else ""
+        line = prefix + shown + suffix
+        col = col - start + len(prefix)
     caret = "".join("\t" if ch == "\t" else " " for ch in line[: col - 1]) + "^"
     return f"{head}\n{line}\n{caret}"
 

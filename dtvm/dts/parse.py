@@ -23,6 +23,7 @@ from .values import parse_char_literal, parse_int_literal, unescape
 __all__ = ["parse_tokens", "parse_source", "parse_file", "parse_string", "MAX_EXPR_DEPTH"]
 
 MAX_EXPR_DEPTH = 256
+BISON_STACK_LIMIT = 10000
 _M64 = (1 << 64) - 1
 
 _TYPE_FOR_BITS = {
@@ -173,7 +174,7 @@ class Parser:
         tok = toks[self.i]
         if tok[0] == "/":
             self.i += 1
-            root = self.parse_nodedef(tok)
+            root = self.parse_nodedef(tok, 3)
             root.name = ""
         elif tok[0] == T_REF:
             self.i += 1
@@ -207,7 +208,7 @@ class Parser:
             elif kind == T_LABEL:
                 self.i += 1
                 ref_tok = self.expect(T_REF, "a reference after a label")
-                body = self.parse_nodedef(ref_tok)
+                body = self.parse_nodedef(ref_tok, 5)
                 target = root.get_node_by_ref(ref_tok[1])  # type: ignore[arg-type]
                 if target is None:
                     raise self.error(f"Label or path {ref_tok[1]} not found", ref_tok)
@@ -228,13 +229,17 @@ class Parser:
                 raise self.syntax_error("a node definition or end of input")
 
     # -- nodes -------------------------------------------------------------------
-    def parse_nodedef(self, start_tok: Token) -> Node:
+    def parse_nodedef(self, start_tok: Token, base: int = 4) -> Node:
         """'{' proplist subnodes '}' ';' with an explicit stack for nesting."""
         toks = self.toks
         self.expect("{")
         root = Node("", None)
-        # frame: [node, seen_subnode, start token, labels, omit]
-        stack: list[list] = [[root, False, start_tok]]
+        # frame: [node, seen_subnode, start token, bison stack entries of this frame]
+        stack: list[list] = [[root, False, start_tok, 3]]
+        # dtc's bison parser stack (YYMAXDEPTH 10000) bounds nesting, and because
+        # `subnodes` is right-recursive, also the number of siblings and labels
+        # pending on the stack; dtc rejects such input, so dtvm does too.
+        total = base + 3
         while stack:
             frame = stack[-1]
             node: Node = frame[0]
@@ -263,11 +268,13 @@ class Parser:
                     if omit:
                         child.omit_if_unused = True
                     frame[1] = True
-                    stack.append([child, False, item_tok])
+                    cost = 3 + len(labels) + (1 if omit else 0)
+                    stack.append([child, False, item_tok, cost])
+                    total += cost
                     continue
                 if omit:
                     raise self.syntax_error("a node after /omit-if-no-ref/")
-                if frame[1]:
+                if frame[1] and nxt in ("=", ";"):
                     raise self.error("Properties must precede subnodes", tok)
                 self.i += 1
                 if nxt == "=":
@@ -307,13 +314,23 @@ class Parser:
                     child.omit_if_unused = True
                 frame[1] = True
                 node.add_child(child)
+                frame[3] += 1
+                total += 1
             elif kind == "}" and not labels and not omit:
+                if total + 3 >= BISON_STACK_LIMIT:
+                    raise self.error(
+                        f"nesting too deep: dtc's parser stack ({BISON_STACK_LIMIT} entries) overflows here", tok
+                    )
                 self.i += 1
                 self.expect(";")
                 node.pos = SourcePos(frame[2][2], frame[2][3], self.toks[self.i - 1][4])
-                stack.pop()
+                done = stack.pop()
+                total -= done[3]
                 if stack:
                     stack[-1][0].add_child(node)
+                    # a completed subnode stays on dtc's stack until its parent closes
+                    stack[-1][3] += 1
+                    total += 1
             else:
                 raise self.syntax_error("a property, a subnode or '}'")
         return root

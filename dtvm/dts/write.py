@@ -98,7 +98,7 @@ def guess_value_type(value: bytes, markers: list[Marker]) -> MarkerType:
                 nnotstringlbl += 1
             if m.offset % 4:
                 nnotcelllbl += 1
-    if n and value[-1] == 0 and nnotstring == 0 and nnul < n - nnul and nnotstringlbl == 0:
+    if n and value[-1] == 0 and nnotstring == 0 and nnul <= n - nnul and nnotstringlbl == 0:
         return _TYPE_STRING
     if n % 4 == 0 and nnotcelllbl == 0:
         return _TYPE_UINT32

@@ -1,0 +1,49 @@
+# dtvm: two entry points that work on a fresh Debian 12 machine as root.
+#   make demo   creates .venv, installs dtvm, runs the main job on a built-in default
+#   make test   installs what the tests need (Debian packages, Python test extras) and runs them
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+DEB_PACKAGES := device-tree-compiler cpp
+
+.PHONY: demo test venv deps lint parity bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+venv: $(PY)
+	$(PIP) install -q -e .
+
+# Debian packages the oracles come from, installed only when missing
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
+	fi
+
+demo: venv
+	$(VENV)/bin/dtvm dtc -I dts -O dtb -o $(VENV)/example.dtb dtvm/examples/example.dts
+	$(VENV)/bin/dtvm dtc -I dtb -O dts $(VENV)/example.dtb
+
+test: deps $(PY)
+	$(PIP) install -q -e '.[test]'
+	$(PY) -m pytest -q
+
+lint: $(PY)
+	$(PIP) install -q -e '.[test]'
+	$(VENV)/bin/ruff check dtvm tests scripts bench
+	$(VENV)/bin/mypy dtvm
+
+parity: deps venv
+	$(PY) scripts/parity.py
+
+bench: deps $(PY)
+	$(PIP) install -q -e '.[bench]'
+	$(PY) bench/bench_compile.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,234 @@
+"""Overlay support: the nodes dtc generates for ``-A``, ``-@`` and ``/plugin/`` input.
+
+After its checks, dtc 1.6.1 (dtc.c) runs, in this order::
+
+    if (auto_label_aliases) generate_label_tree(dti, "aliases", false);
+    if (generate_symbols)   generate_label_tree(dti, "__symbols__", true);
+    if (generate_fixups) {  /* set for /plugin/ input */
+        generate_fixups_tree(dti, "__fixups__");
+        generate_local_fixups_tree(dti, "__local_fixups__");
+    }
+
+``generate_overlay_nodes`` reproduces these steps of ``livetree.c``, including
+what is observable in ``-O dts`` output: every appended value carries a type
+marker, as dtc 1.6.1's ``append_to_property(..., type)`` adds one, so several
+fixups of one label print as ``"a:b:0", "c:d:4"`` and local fixup offsets as
+``<0x00>, <0x04>``; label paths are strings (``"/"`` for the root, not
+``[2f 00]``).
+
+Walks are pre-order over live nodes and look at each node's children list
+lazily (by index), as dtc's linked-list walk does, so nodes appended while
+walking (the generated nodes themselves) are visited exactly when dtc visits
+them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .errors import DtvmError
+from .tree import DeviceTree, Marker, MarkerType, Node, Property
+
+if TYPE_CHECKING:
+    from .checks import CheckRunner
+
+__all__ = ["generate_overlay_nodes", "generate_label_tree", "generate_fixups_tree", "generate_local_fixups_tree"]
+
+
+class FixupError(DtvmError):
+    """dtc dies (exit 1) when a fixup entry would contain ':'."""
+
+
+def _name_bytes(text: str) -> bytes:
+    """Names and paths back to dtc's bytes (the tree holds names as UTF-8 with surrogateescape)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _live_preorder(root: Node) -> Iterator[Node]:
+    """Pre-order over live nodes; children are read by index, so appended children are seen."""
+    if root.deleted:
+        return
+    yield root
+    stack: list[list[object]] = [[root, 0]]
+    while stack:
+        top = stack[-1]
+        node: Node = top[0]  # type: ignore[assignment]
+        i: int = top[1]  # type: ignore[assignment]
+        kids = node.children
+        while i < len(kids) and kids[i].deleted:
+            i += 1
+        if i >= len(kids):
+            stack.pop()
+            continue
+        top[1] = i + 1
+        child = kids[i]
+        yield child
+        stack.append([child, 0])
+
+
+def _get_subnode(node: Node, name: str) -> Node:
+    """dtc's get_subnode, else build_and_name_child_node: a live child of that name or a new last child."""
+    child = node.get_child(name)
+    if child is None:
+        child = node.add_child(Node(name))
+    return child
+
+
+def _append_to_property(node: Node, name: str, data: bytes, mtype: MarkerType) -> None:
+    """dtc's append_to_property: a type marker at the current end, then the data."""
+    prop = node.get_property(name)
+    if prop is None:
+        node.add_property(Property(name, data, [Marker(0, mtype, name)]))
+    else:
+        prop.markers.append(Marker(len(prop.value), mtype, name))
+        prop.value = prop.value + data
+
+
+# -- label trees (-A aliases, -@ __symbols__) ------------------------------------------
+
+
+def _any_label_tree(root: Node) -> bool:
+    return any(node.labels for node in root.walk())
+
+
+def generate_label_tree(
+    dt: DeviceTree, runner: CheckRunner, name: str, allocph: bool, warnings: list[str]
+) -> None:
+    """dtc's generate_label_tree: every live label of a live node becomes a path property."""
+    root = dt.root
+    if not _any_label_tree(root):
+        return
+    an = _get_subnode(root, name)
+    for node in _live_preorder(root):
+        # dtc tests node->labels: a list of only deleted labels still allocates a phandle
+        if not node.labels:
+            continue
+        for lab in node.labels:
+            if lab.deleted:
+                continue
+            if an.get_property(lab.name) is not None:
+                warnings.append(f"WARNING: label {lab.name} already exists in /{an.name}")
+                continue
+            path = _name_bytes(node.path) + b"\0"
+            an.add_property(Property(lab.name, path, [Marker(0, MarkerType.TYPE_STRING)]))
+        if allocph:
+            runner.node_phandle(node)
+
+
+# -- fixups (/plugin/) -------------------------------------------------------------------
+
+
+class _Resolver:
+    """dtc's get_node_by_ref, with the label lookup cached.
+
+    Only nodes that existed before this phase carry labels (generated nodes have
+    none), so a label map built once answers as dtc's tree search would.
+    """
+
+    def __init__(self, root: Node) -> None:
+        self.root = root
+        self.labels: dict[str, Node] = {}
+        for node in root.walk():
+            for lab in node.labels:
+                if not lab.deleted:
+                    self.labels.setdefault(lab.name, node)
+
+    def __call__(self, ref: str) -> Node | None:
+        if ref == "/" or ref.startswith("/"):
+            return self.root.get_node_by_ref(ref)
+        slash = ref.find("/")
+        if slash > 0:
+            base = self.labels.get(ref[:slash])
+            return None if base is None else base.get_node(ref[slash:])
+        return self.labels.get(ref)
+
+
+def _phandle_refs(node: Node) -> Iterator[tuple[Property, Marker]]:
+    for prop in node.props:
+        if prop.deleted:
+            continue
+        for m in prop.markers:
+            if m.type == MarkerType.REF_PHANDLE:
+                yield prop, m
+
+
+def generate_fixups_tree(dt: DeviceTree, name: str = "__fixups__") -> None:
+    """dtc's generate_fixups_tree: one ``path:property:offset`` string per unresolved reference."""
+    root = dt.root
+    resolve = _Resolver(root)
+    if not any(
+        resolve(m.ref) is None  # type: ignore[arg-type]
+        for node in root.walk()
+        for _prop, m in _phandle_refs(node)
+    ):
+        return
+    fn = _get_subnode(root, name)
+    for node in _live_preorder(root):
+        for prop, m in _phandle_refs(node):
+            ref: str = m.ref  # type: ignore[assignment]
+            if resolve(ref) is not None:
+                continue
+            path = node.path
+            if ":" in path or ":" in prop.name:
+                raise FixupError(
+                    f"FATAL ERROR: arguments should not contain ':' "
+                    f"(fixup of reference to {ref!r} in node {path}, property {prop.name})"
+                )
+            entry = _name_bytes(f"{path}:{prop.name}:{m.offset}") + b"\0"
+            _append_to_property(fn, ref, entry, MarkerType.TYPE_STRING)
+
+
+def generate_local_fixups_tree(dt: DeviceTree, name: str = "__local_fixups__") -> None:
+    """dtc's generate_local_fixups_tree: mirror each node holding resolved references, list offsets."""
+    root = dt.root
+    resolve = _Resolver(root)
+    if not any(
+        resolve(m.ref) is not None  # type: ignore[arg-type]
+        for node in root.walk()
+        for _prop, m in _phandle_refs(node)
+    ):
+        return
+    lfn = _get_subnode(root, name)
+    for node in _live_preorder(root):
+        for prop, m in _phandle_refs(node):
+            if resolve(m.ref) is None:  # type: ignore[arg-type]
+                continue
+            names: list[str] = []
+            wn: Node | None = node
+            while wn is not None and wn.parent is not None:
+                names.append(wn.name)
+                wn = wn.parent
+            target = lfn
+            for comp in reversed(names):
+                target = _get_subnode(target, comp)
+            _append_to_property(target, prop.name, m.offset.to_bytes(4, "big"), MarkerType.TYPE_UINT32)
+
+
+def generate_overlay_nodes(
+    dt: DeviceTree,
+    runner: CheckRunner,
+    auto_alias: bool = False,
+    symbols: bool = False,
+    fixups: bool = False,
+    messages: list[str] | None = None,
+) -> None:
+    """dtc 1.6.1's steps after process_checks: aliases, __symbols__, __fixups__, __local_fixups__.
+
+    Warnings (a label that already exists in the label tree) go to ``messages`` if given,
+    else straight to stderr as dtc prints them.
+    """
+    warnings: list[str] = messages if messages is not None else []
+    try:
+        if auto_alias:
+            generate_label_tree(dt, runner, "aliases", False, warnings)
+        if symbols:
+            generate_label_tree(dt, runner, "__symbols__", True, warnings)
+        if fixups:
+            generate_fixups_tree(dt, "__fixups__")
+            generate_local_fixups_tree(dt, "__local_fixups__")
+    finally:
+        if messages is None:
+            for w in warnings:
+                sys.stderr.write(w + "\n")
