@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__",
     "DeviceTree",
-    "Node",
-    "Property",
     "Marker",
     "MarkerType",
+    "Node",
+    "Property",
+    "__version__",
+    "compile_dts",
     "parse_dts",
     "parse_dts_string",
     "read_dtb",
     "write_dtb",
     "write_dts",
-    "compile_dts",
 ]
 
 if TYPE_CHECKING:

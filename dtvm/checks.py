@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from .errors import DtvmError
 from .tree import PHANDLE_EPAPR, PHANDLE_LEGACY, DeviceTree, Marker, MarkerType, Node, Property
 
-__all__ = ["Check", "CheckRunner", "CHECK_NAMES", "CheckError", "Finding"]
+__all__ = ["CHECK_NAMES", "Check", "CheckError", "CheckRunner", "Finding"]
 
 PROPNODECHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+*#?-")
 NODECHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+-@")
@@ -318,11 +318,10 @@ def _check_name_is_string(r: CheckRunner, c: Check, node: Node) -> None:
 
 def _check_name_properties(r: CheckRunner, c: Check, node: Node) -> None:
     # dtc looks at the first "name" entry, deleted or not
-    for idx, prop in enumerate(node.props):
-        if prop.name == "name":
-            break
-    else:
+    idx = next((i for i, p in enumerate(node.props) if p.name == "name"), None)
+    if idx is None:
         return
+    prop = node.props[idx]
     base = node.basename.encode("latin-1")
     if len(prop.value) != len(base) + 1 or prop.value[: len(base)] != base:
         shown = prop.value.split(b"\0", 1)[0].decode("latin-1")

@@ -40,18 +40,17 @@ from dtvm.errors import BlobError
 from dtvm.tree import DeviceTree, Node, Property, ReserveEntry
 
 __all__ = [
-    "FDT_MAGIC",
     "FDT_BEGIN_NODE",
-    "FDT_END_NODE",
-    "FDT_PROP",
-    "FDT_NOP",
     "FDT_END",
+    "FDT_END_NODE",
+    "FDT_MAGIC",
+    "FDT_NOP",
+    "FDT_PROP",
     "VERSIONS",
-    "read_dtb",
-    "write_dtb",
     "decode_name",
     "encode_name",
-    "dtc_fullpath",
+    "read_dtb",
+    "write_dtb",
 ]
 
 FDT_MAGIC = 0xD00DFEED
@@ -127,23 +126,6 @@ def _join_path(path: bytes, name: bytes) -> bytes:
     if path.endswith(b"/"):
         return path + name
     return path + b"/" + name
-
-
-def dtc_fullpath(node: Node) -> str:
-    """The node's full path exactly as dtc's fill_fullpaths builds it.
-
-    It differs from :attr:`Node.path` only for odd trees read from blobs: a
-    root node with a name ("/name") and nodes with empty names ("/a/" + ...).
-    """
-    chain: list[Node] = []
-    cur: Node | None = node
-    while cur is not None:
-        chain.append(cur)
-        cur = cur.parent
-    path = b""
-    for n in reversed(chain):
-        path = _join_path(path, _c_string(n.name))
-    return decode_name(path)
 
 
 # ---------------------------------------------------------------------------
@@ -232,10 +214,10 @@ def read_dtb(data: bytes, name: str = "<dtb>", warn: Warn | None = None) -> Devi
         reservations.append(ReserveEntry(address, rsize))
 
     strtab = data[off_str:str_end]
-    # The tree is a million small objects for a large blob; the cyclic
-    # collector would scan them over and over while they are being made
-    # (measured: 1.4x slower alone, 9x when the caller keeps earlier trees).
-    # None of them is garbage before the tree is complete.
+    # A large blob becomes tens of thousands of small objects; the cyclic
+    # collector would scan them again and again while they are being made
+    # (measured on the kernel corpus: reading is 1.3x slower with it on).
+    # None of them can be garbage before the tree is complete.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -248,7 +230,9 @@ def read_dtb(data: bytes, name: str = "<dtb>", warn: Warn | None = None) -> Devi
     return dt
 
 
-def _read_struct(data: bytes, base: int, limit: int, strtab: bytes, flags: int, name: str, warn: Warn) -> Node:
+def _read_struct(
+    data: bytes, base: int, limit: int, strtab: bytes, flags: int, name: str, warn: Warn
+) -> Node:
     """dtc's unflatten_tree, as one loop with an explicit stack (any depth).
 
     Offsets inside the structure block are relative to ``base``
@@ -277,7 +261,9 @@ def _read_struct(data: bytes, base: int, limit: int, strtab: bytes, flags: int, 
         raise premature(0, "first token")
     tag = unpack3(data, 0)[0]
     if tag != FDT_BEGIN_NODE:
-        raise _fail(name, base, f"Device tree blob doesn't begin with FDT_BEGIN_NODE (begins with 0x{tag:08x})")
+        raise _fail(
+            name, base, f"Device tree blob doesn't begin with FDT_BEGIN_NODE (begins with 0x{tag:08x})"
+        )
 
     stack: list[tuple[Node, bytes]] = []  # (parent, parent's flat name)
     parent_flat = b""
@@ -388,7 +374,7 @@ class _StringTable:
     when the table grows, so the answer can be cached per name.
     """
 
-    __slots__ = ("table", "cache")
+    __slots__ = ("cache", "table")
 
     def __init__(self) -> None:
         self.table = bytearray()
@@ -419,6 +405,7 @@ def _flatten(root: Node, flags: int, strings: _StringTable) -> list[bytes]:
     if root.deleted:
         return out
     insert = strings.insert
+    cached = strings.cache.get
     pack_prop = _PROP_HEAD.pack
     pads = _PADS
     nul_pads = _NUL_PADS
@@ -453,7 +440,10 @@ def _flatten(root: Node, flags: int, strings: _StringTable) -> list[bytes]:
                 seen_name = True
             value = prop.value
             vlen = len(value)
-            emit(pack_prop(FDT_PROP, vlen, insert(pname)))
+            nameoff = cached(pname)
+            if nameoff is None:
+                nameoff = insert(pname)
+            emit(pack_prop(FDT_PROP, vlen, nameoff))
             if varalign:
                 olen += 12
                 if vlen >= 8 and olen & 7:

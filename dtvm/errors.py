@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DtvmError", "SourceError", "BlobError", "TreeError", "format_source_error"]
+__all__ = ["BlobError", "DtvmError", "SourceError", "TreeError", "format_source_error"]
 
 
 class DtvmError(Exception):

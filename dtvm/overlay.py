@@ -34,7 +34,7 @@ from .tree import DeviceTree, Marker, MarkerType, Node, Property
 if TYPE_CHECKING:
     from .checks import CheckRunner
 
-__all__ = ["generate_overlay_nodes", "generate_label_tree", "generate_fixups_tree", "generate_local_fixups_tree"]
+__all__ = ["generate_fixups_tree", "generate_label_tree", "generate_local_fixups_tree", "generate_overlay_nodes"]
 
 
 class FixupError(DtvmError):
@@ -69,21 +69,81 @@ def _live_preorder(root: Node) -> Iterator[Node]:
 
 
 def _get_subnode(node: Node, name: str) -> Node:
-    """dtc's get_subnode, else build_and_name_child_node: a live child of that name or a new last child."""
+    """dtc's build_root_node: a live child of that name, else a new last child."""
     child = node.get_child(name)
     if child is None:
         child = node.add_child(Node(name))
     return child
 
 
-def _append_to_property(node: Node, name: str, data: bytes, mtype: MarkerType) -> None:
-    """dtc's append_to_property: a type marker at the current end, then the data."""
-    prop = node.get_property(name)
-    if prop is None:
-        node.add_property(Property(name, data, [Marker(0, mtype, name)]))
-    else:
-        prop.markers.append(Marker(len(prop.value), mtype, name))
-        prop.value = prop.value + data
+class _Builder:
+    """Edits of one generation step, with the lookups dtc does by list scans indexed.
+
+    dtc's get_subnode and get_property scan lists; on a large tree doing that per
+    entry is quadratic in Python, so the first live child / property of each name
+    is kept in a dict (only this step changes these nodes, and it only appends,
+    so the first match never changes), and appended values grow in bytearrays
+    that are stored back by :meth:`finish`.
+    """
+
+    def __init__(self) -> None:
+        self.children: dict[int, dict[str, Node]] = {}
+        self.props: dict[int, dict[str, Property]] = {}
+        self.buffers: dict[int, tuple[Property, bytearray]] = {}
+
+    def _child_index(self, node: Node) -> dict[str, Node]:
+        index = self.children.get(id(node))
+        if index is None:
+            index = {}
+            for c in node.children:
+                if not c.deleted:
+                    index.setdefault(c.name, c)
+            self.children[id(node)] = index
+        return index
+
+    def _prop_index(self, node: Node) -> dict[str, Property]:
+        index = self.props.get(id(node))
+        if index is None:
+            index = {}
+            for p in node.props:
+                if not p.deleted:
+                    index.setdefault(p.name, p)
+            self.props[id(node)] = index
+        return index
+
+    def subnode(self, node: Node, name: str) -> Node:
+        """get_subnode, else build_and_name_child_node."""
+        index = self._child_index(node)
+        child = index.get(name)
+        if child is None:
+            child = index[name] = node.add_child(Node(name))
+        return child
+
+    def has_property(self, node: Node, name: str) -> bool:
+        return name in self._prop_index(node)
+
+    def add_property(self, node: Node, prop: Property) -> None:
+        self._prop_index(node).setdefault(prop.name, prop)
+        node.add_property(prop)
+
+    def append(self, node: Node, name: str, data: bytes, mtype: MarkerType) -> None:
+        """dtc's append_to_property: a type marker at the current end, then the data."""
+        index = self._prop_index(node)
+        prop = index.get(name)
+        if prop is None:
+            prop = Property(name, b"", [])
+            self.add_property(node, prop)
+        entry = self.buffers.get(id(prop))
+        if entry is None:
+            entry = self.buffers[id(prop)] = (prop, bytearray(prop.value))
+        buf = entry[1]
+        prop.markers.append(Marker(len(buf), mtype, name))
+        buf += data
+
+    def finish(self) -> None:
+        for prop, buf in self.buffers.values():
+            prop.value = bytes(buf)
+        self.buffers.clear()
 
 
 # -- label trees (-A aliases, -@ __symbols__) ------------------------------------------
@@ -101,6 +161,7 @@ def generate_label_tree(
     if not _any_label_tree(root):
         return
     an = _get_subnode(root, name)
+    b = _Builder()
     for node in _live_preorder(root):
         # dtc tests node->labels: a list of only deleted labels still allocates a phandle
         if not node.labels:
@@ -108,13 +169,15 @@ def generate_label_tree(
         for lab in node.labels:
             if lab.deleted:
                 continue
-            if an.get_property(lab.name) is not None:
+            if b.has_property(an, lab.name):
                 warnings.append(f"WARNING: label {lab.name} already exists in /{an.name}")
                 continue
             path = _name_bytes(node.path) + b"\0"
-            an.add_property(Property(lab.name, path, [Marker(0, MarkerType.TYPE_STRING)]))
+            b.add_property(an, Property(lab.name, path, [Marker(0, MarkerType.TYPE_STRING)]))
         if allocph:
             runner.node_phandle(node)
+            if node is an:
+                b.props.pop(id(an), None)  # node_phandle may have added properties to it
 
 
 # -- fixups (/plugin/) -------------------------------------------------------------------
@@ -165,6 +228,7 @@ def generate_fixups_tree(dt: DeviceTree, name: str = "__fixups__") -> None:
     ):
         return
     fn = _get_subnode(root, name)
+    b = _Builder()
     for node in _live_preorder(root):
         for prop, m in _phandle_refs(node):
             ref: str = m.ref  # type: ignore[assignment]
@@ -177,7 +241,8 @@ def generate_fixups_tree(dt: DeviceTree, name: str = "__fixups__") -> None:
                     f"(fixup of reference to {ref!r} in node {path}, property {prop.name})"
                 )
             entry = _name_bytes(f"{path}:{prop.name}:{m.offset}") + b"\0"
-            _append_to_property(fn, ref, entry, MarkerType.TYPE_STRING)
+            b.append(fn, ref, entry, MarkerType.TYPE_STRING)
+    b.finish()
 
 
 def generate_local_fixups_tree(dt: DeviceTree, name: str = "__local_fixups__") -> None:
@@ -191,19 +256,28 @@ def generate_local_fixups_tree(dt: DeviceTree, name: str = "__local_fixups__") -
     ):
         return
     lfn = _get_subnode(root, name)
+    b = _Builder()
+    # the mirror of each source node under lfn (dtc walks the path down from lfn each time;
+    # the answer never changes within this step, since nodes are only appended)
+    mirror: dict[int, Node] = {id(root): lfn}
+
+    def mirror_of(node: Node) -> Node:
+        chain: list[Node] = []
+        wn: Node | None = node
+        while wn is not None and id(wn) not in mirror:
+            chain.append(wn)
+            wn = wn.parent
+        m = mirror[id(wn)] if wn is not None else lfn
+        for n in reversed(chain):
+            m = mirror[id(n)] = b.subnode(m, n.name)
+        return m
+
     for node in _live_preorder(root):
         for prop, m in _phandle_refs(node):
             if resolve(m.ref) is None:  # type: ignore[arg-type]
                 continue
-            names: list[str] = []
-            wn: Node | None = node
-            while wn is not None and wn.parent is not None:
-                names.append(wn.name)
-                wn = wn.parent
-            target = lfn
-            for comp in reversed(names):
-                target = _get_subnode(target, comp)
-            _append_to_property(target, prop.name, m.offset.to_bytes(4, "big"), MarkerType.TYPE_UINT32)
+            b.append(mirror_of(node), prop.name, m.offset.to_bytes(4, "big"), MarkerType.TYPE_UINT32)
+    b.finish()
 
 
 def generate_overlay_nodes(

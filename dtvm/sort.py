@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .tree import DeviceTree, Node
 
-__all__ = ["sort_tree", "sort_node"]
+__all__ = ["sort_node", "sort_tree"]
 
 
 def _name_key(name: str) -> bytes:

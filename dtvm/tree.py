@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "MarkerType",
-    "Marker",
-    "Label",
-    "Property",
-    "Node",
-    "ReserveEntry",
-    "DeviceTree",
-    "SourcePos",
-    "PHANDLE_LEGACY",
-    "PHANDLE_EPAPR",
     "PHANDLE_BOTH",
+    "PHANDLE_EPAPR",
+    "PHANDLE_LEGACY",
+    "DeviceTree",
+    "Label",
+    "Marker",
+    "MarkerType",
+    "Node",
+    "Property",
+    "ReserveEntry",
+    "SourcePos",
 ]
 
 
@@ -53,7 +53,7 @@ TYPE_UINT8 = MarkerType.TYPE_UINT8
 class Marker:
     """A position in a property value that carries meaning beyond the bytes."""
 
-    __slots__ = ("offset", "type", "ref")
+    __slots__ = ("offset", "ref", "type")
 
     def __init__(self, offset: int, type: MarkerType, ref: str | None = None) -> None:
         self.offset = offset
@@ -89,7 +89,7 @@ class SourcePos:
     and computing them eagerly costs measurable time on large trees.
     """
 
-    __slots__ = ("source", "start", "end")
+    __slots__ = ("end", "source", "start")
 
     def __init__(self, source: Any, start: int, end: int) -> None:
         self.source = source  # dtvm.dts.source.SourceBuffer or similar
@@ -114,7 +114,7 @@ class SourcePos:
 class Label:
     """A label on a node, property or reservation; deleted labels stay listed."""
 
-    __slots__ = ("name", "deleted")
+    __slots__ = ("deleted", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -142,7 +142,7 @@ def live_labels(labels: list[Label]) -> list[str]:
 class Property:
     """A named value: bytes plus markers, with labels and a source position."""
 
-    __slots__ = ("name", "value", "markers", "labels", "pos", "deleted")
+    __slots__ = ("deleted", "labels", "markers", "name", "pos", "value")
 
     def __init__(
         self,
@@ -208,17 +208,17 @@ class Node:
     """A devicetree node, dtc-style: deleted children and properties stay listed."""
 
     __slots__ = (
-        "name",
-        "props",
-        "children",
-        "parent",
-        "labels",
-        "pos",
-        "deleted",
-        "phandle",
-        "omit_if_unused",
-        "is_referenced",
         "_fullpath",
+        "children",
+        "deleted",
+        "is_referenced",
+        "labels",
+        "name",
+        "omit_if_unused",
+        "parent",
+        "phandle",
+        "pos",
+        "props",
     )
 
     def __init__(self, name: str = "", pos: SourcePos | None = None) -> None:

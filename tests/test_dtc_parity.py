@@ -206,3 +206,24 @@ def test_pylibfdt_reads_our_blobs() -> None:
                 child = fdt.next_subnode(child, [libfdt.NOTFOUND])
             seen += 1
         assert seen >= 1
+
+
+def test_fs_input(tmp_path: str) -> None:
+    """-I fs: files are properties, directories nodes, in readdir order."""
+    root = os.path.join(str(tmp_path), "fsdt")
+    os.makedirs(os.path.join(root, "cpus", "cpu@0"))
+    os.makedirs(os.path.join(root, "soc", "uart@1000"))
+    files = {
+        "model": b"board\0",
+        "cpus/cpu@0/reg": b"\0\0\0\5",
+        "soc/compatible": b"a\0b\0",
+        "soc/empty": b"",
+        "soc/bytes": b"\1\2\3",
+        "soc/uart@1000/reg": b"\0\0\x10\0\0\0\1\0",
+    }
+    for rel, data in files.items():
+        with open(os.path.join(root, rel), "wb") as f:
+            f.write(data)
+    for fmt in ("dts", "dtb"):
+        ref = assert_same(["-I", "fs", "-O", fmt, root])
+        assert ref.ok

@@ -8,12 +8,13 @@ keeps ``dtvm dtc --version`` and one-file compiles fast to start.
 from __future__ import annotations
 
 import sys
+from typing import ClassVar
 
 import click
 
 from .. import __version__
 
-__all__ = ["main", "cli"]
+__all__ = ["cli", "main"]
 
 _PASSTHROUGH = {
     "dtc": ("dtvm.cli.dtc", "run"),
@@ -23,7 +24,7 @@ _PASSTHROUGH = {
 class _LazyGroup(click.Group):
     """Subcommands imported on first use, so start-up stays cheap."""
 
-    lazy = {
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "compile": ("dtvm.cli.compile", "compile_cmd"),
     }
 

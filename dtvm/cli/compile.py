@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import os
 import sys
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import click
 
-__all__ = ["compile_cmd", "compile_one", "CompileResult"]
+__all__ = ["CompileResult", "compile_cmd", "compile_one"]
 
 
 @dataclass
@@ -71,24 +72,24 @@ def compile_cmd(outdir: str, jobs: int, include_dirs: tuple[str, ...], boot_cpu:
         if not res.ok:
             failures.append(res)
 
+    results: Iterable[CompileResult]
+    pool: ProcessPoolExecutor | None = None
     if jobs > 1 and len(work) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as ex:
-            results = ex.map(_job, work, chunksize=max(1, len(work) // (jobs * 8)))
-            if show_bar:
-                with click.progressbar(results, length=len(work), label="compiling", file=sys.stderr) as bar:
-                    for res in bar:
-                        handle(res)
-            else:
-                for res in results:
-                    handle(res)
+        pool = ProcessPoolExecutor(max_workers=jobs)
+        results = pool.map(_job, work, chunksize=max(1, len(work) // (jobs * 8)))
     else:
+        results = map(_job, work)
+    try:
         if show_bar:
-            with click.progressbar(work, label="compiling", file=sys.stderr) as bar:
-                for item in bar:
-                    handle(_job(item))
+            with click.progressbar(results, length=len(work), label="compiling", file=sys.stderr) as bar:
+                for res in bar:
+                    handle(res)
         else:
-            for item in work:
-                handle(_job(item))
+            for res in results:
+                handle(res)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     ok = len(work) - len(failures)
     if failures:
         click.echo(f"{ok} of {len(work)} compiled; {len(failures)} failed:", err=True)

@@ -19,7 +19,7 @@ from ..errors import DtvmError
 from ..tree import PHANDLE_BOTH, PHANDLE_EPAPR, PHANDLE_LEGACY, DeviceTree
 from .output import write_atomic
 
-__all__ = ["run", "DtcOptions", "parse_args", "compile_tree", "UsageError"]
+__all__ = ["DtcOptions", "UsageError", "compile_tree", "parse_args", "run"]
 
 DTC_VERSION = "1.6.1"
 FDT_MAGIC = b"\xd0\x0d\xfe\xed"
@@ -48,10 +48,6 @@ _LONG = [
     "annotate",
     "help",
     "version",
-    # dtvm additions: the C preprocessor, in process
-    "cpp",
-    "cpp-include=",
-    "cpp-define=",
 ]
 
 USAGE = """Usage: dtc [options] <input file>
@@ -79,9 +75,6 @@ Options: -[qI:O:o:V:d:R:S:p:a:fb:i:H:sW:E:@AThv]
   -T, --annotate             Annotate output .dts with input source file and line (-T -T for more details)
   -h, --help                 Print this help and exit
   -v, --version              Print version and exit
-      --cpp                  Run the C preprocessor (pcpp) on DTS input first (dtvm)
-      --cpp-include <dir>    Include directory for --cpp (dtvm)
-      --cpp-define <n[=v]>   Macro definition for --cpp (dtvm)
 """
 
 
@@ -129,9 +122,6 @@ class DtcOptions:
     symbols: bool = False
     auto_alias: bool = False
     annotate: int = 0
-    cpp: bool = False
-    cpp_includes: list[str] = field(default_factory=list)
-    cpp_defines: list[str] = field(default_factory=list)
     input: str = "-"
     help: bool = False
     version: bool = False
@@ -192,12 +182,6 @@ def parse_args(argv: list[str]) -> DtcOptions:
             o.help = True
         elif opt in ("-v", "--version"):
             o.version = True
-        elif opt == "--cpp":
-            o.cpp = True
-        elif opt == "--cpp-include":
-            o.cpp_includes.append(val)
-        elif opt == "--cpp-define":
-            o.cpp_defines.append(val)
     if len(args) > 1:
         raise UsageError("dtc: missing files")
     o.input = args[0] if args else "-"
@@ -248,17 +232,12 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
     """Read the input in the chosen format (dtc's dt_from_source / dt_from_blob / dt_from_fs)."""
     inform = o.inform or guess_input_format(o.input, "dts")
     if inform == "dts":
-        from ..dts.parse import parse_source
         from ..dts.source import read_source
 
         try:
             src = read_source(o.input)
         except OSError as exc:
             raise DtvmError(f"{o.input}: error: Couldn't open \"{o.input}\": {exc.strerror}") from None
-        if o.cpp:
-            from ..dts.preprocess import preprocess
-
-            src = preprocess(src, o.cpp_includes, o.cpp_defines)
         from ..dts import scan
 
         scanner = scan.Scanner(o.include_dirs)
@@ -274,7 +253,6 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
         if deps is not None:
             deps.extend(parser.incbin_files)
         return dt
-        _ = parse_source
     if inform == "dtb":
         from ..dtb import read_dtb
 
@@ -306,7 +284,7 @@ def compile_tree(o: DtcOptions, dt: DeviceTree, messages: list[str]) -> None:
     runner = CheckRunner(dt, o.phandle_format, o.symbols)
     for name, enable, is_error in o.check_flags:
         if not runner.configure(name, enable, is_error):
-            raise UsageError(f'Unknown check name "{name}"' if enable else f'Unknown check name "{name}"')
+            raise DtvmError(f'Unrecognized check name "{name}"')
     failed = runner.run_all()
     fname = dt.source_name or o.input
     for finding in runner.findings:

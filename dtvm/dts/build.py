@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..tree import Marker, MarkerType, Node, Property, add_label
 
-__all__ = ["merge_nodes", "add_orphan_node", "OrphanCounter"]
+__all__ = ["OrphanCounter", "add_orphan_node", "merge_nodes"]
 
 
 def merge_nodes(old: Node, new: Node) -> Node:

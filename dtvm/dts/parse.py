@@ -20,7 +20,7 @@ from .scan import Token
 from .source import SourceBuffer, read_source
 from .values import parse_char_literal, parse_int_literal, unescape
 
-__all__ = ["parse_tokens", "parse_source", "parse_file", "parse_string", "MAX_EXPR_DEPTH"]
+__all__ = ["MAX_EXPR_DEPTH", "parse_file", "parse_source", "parse_string", "parse_tokens"]
 
 MAX_EXPR_DEPTH = 256
 BISON_STACK_LIMIT = 10000

@@ -22,7 +22,7 @@ import re
 from ..errors import SourceError
 from .source import SourceBuffer, read_source
 
-__all__ = ["tokenize", "Token", "MAX_INCLUDE_DEPTH"]
+__all__ = ["MAX_INCLUDE_DEPTH", "Token", "tokenize"]
 
 Token = tuple[str, object, SourceBuffer, int, int]
 

@@ -17,7 +17,7 @@ __all__ = ["SourceBuffer", "read_source"]
 class SourceBuffer:
     """One file's text plus linemarker remappings."""
 
-    __slots__ = ("name", "text", "dir", "_newlines", "_marks", "_mark_offsets")
+    __slots__ = ("_mark_offsets", "_marks", "_newlines", "dir", "name", "text")
 
     def __init__(self, name: str, text: str, directory: str | None = None) -> None:
         self.name = name

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import SourceError
 
-__all__ = ["unescape", "parse_int_literal", "parse_char_literal"]
+__all__ = ["parse_char_literal", "parse_int_literal", "unescape"]
 
 _SIMPLE = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13}
 _HEXDIGITS = "0123456789abcdefABCDEF"

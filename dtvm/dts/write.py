@@ -15,7 +15,7 @@ from collections.abc import Callable
 from ..errors import DtvmError
 from ..tree import DeviceTree, Marker, MarkerType, Node, Property
 
-__all__ = ["write_dts", "guess_value_type", "format_propval"]
+__all__ = ["format_propval", "guess_value_type", "write_dts"]
 
 _TYPE_UINT8 = MarkerType.TYPE_UINT8
 _TYPE_UINT16 = MarkerType.TYPE_UINT16
