@@ -134,7 +134,11 @@ def boards(corpus: str, arches: Iterable[str], cache: str, limit: int = 0) -> tu
         print(f"preprocessing {len(todo)} files into {cache} ...", file=sys.stderr, flush=True)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as ex:
             results = list(ex.map(_preprocess, todo))
-        newly = [os.path.relpath(dts, corpus) for (_c, _a, dts, _p), ok in zip(todo, results, strict=True) if not ok]
+        newly = [
+            os.path.relpath(dts, corpus)
+            for (_c, _a, dts, _p), ok in zip(todo, results, strict=True)
+            if not ok
+        ]
         if newly:
             known_failed.update(newly)
             with open(failed_path, "w") as f:
@@ -160,14 +164,14 @@ def best_of(repeat: int, fn: Callable[[], object]) -> tuple[float, list[float]]:
     return min(samples), samples
 
 
-def fmt_samples(samples: list[float]) -> str:
-    return ", ".join(f"{s:.2f}" for s in samples)
+def fmt_samples(samples: list[float], digits: int = 2) -> str:
+    return ", ".join(f"{s:.{digits}f}" for s in samples)
 
 
 def machine_line() -> str:
     load = ""
     try:
-        load = " load avg %.2f %.2f %.2f" % os.getloadavg()
+        load = " load avg {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     except OSError:
         pass
     return (

@@ -62,8 +62,7 @@ def dtc_reference(files: list[Board]) -> tuple[dict[str, bytes], list[str]]:
     for b in files:
         p = subprocess.run(
             ["dtc", *b.inc_args(), "-I", "dts", "-O", "dtb", "-o", "-", b.pp],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
         )
         if p.returncode == 0:
             blobs[b.pp] = p.stdout
@@ -164,7 +163,9 @@ def time_dtvm_compile(files: list[Board], reference: dict[str, bytes], scratch: 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(ap)
-    ap.add_argument("--repeat", type=int, default=1, help="timed rounds; the lowest total per tool is reported")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="timed rounds; the lowest total per tool is reported"
+    )
     ap.add_argument("--no-subprocess", action="store_true", help="skip timing `dtvm compile` as a subprocess")
     ap.add_argument("--no-dtlib", action="store_true", help="skip dtlib")
     args = ap.parse_args()
@@ -175,7 +176,9 @@ def main() -> int:
     print("# dtc reference pass (untimed) ...", flush=True)
     reference, dtc_rejected = dtc_reference(files)
     files = [b for b in files if b.pp in reference]
-    print(f"boards: {len(files)} compiled by dtc; skipped: {len(cpp_failed)} cpp failed, {len(dtc_rejected)} dtc rejected")
+    print(
+        f"boards: {len(files)} compiled by dtc; skipped: {len(cpp_failed)} cpp failed, {len(dtc_rejected)} dtc rejected"
+    )
 
     totals: dict[str, list[float]] = defaultdict(list)  # tool -> per-round total over the common set
     totals_all: dict[str, list[float]] = defaultdict(list)  # tool -> per-round total over every file
@@ -210,7 +213,9 @@ def main() -> int:
     best_all = {tool: min(v) for tool, v in totals_all.items()}
     print()
     if dtlib_errors:
-        print(f"dtlib raised on {len(dtlib_errors)} of {len(files)} files (excluded from the headline totals), e.g.:")
+        print(
+            f"dtlib raised on {len(dtlib_errors)} of {len(files)} files (excluded from the headline totals), e.g.:"
+        )
         for pp in list(dtlib_errors)[:3]:
             print(f"  {os.path.basename(pp)}: {dtlib_errors[pp][:110]}")
     print(f"files: {len(common)}   preprocessed input: {mb:.1f} MB   verified: every dtvm blob == dtc's")
@@ -229,12 +234,18 @@ def main() -> int:
             )
     dtvm_dtc = best["dtvm"] / best["dtc"]
     print()
-    print(f"dtvm/dtc     = {dtvm_dtc:.2f}   (goal <= {GOAL_DTVM_OVER_DTC}: {goal(dtvm_dtc <= GOAL_DTVM_OVER_DTC)})")
+    print(
+        f"dtvm/dtc     = {dtvm_dtc:.2f}   (goal <= {GOAL_DTVM_OVER_DTC}: {goal(dtvm_dtc <= GOAL_DTVM_OVER_DTC)})"
+    )
     if "dtvm compile" in best:
-        print(f"dtvm compile/dtc = {ratio(best['dtvm compile'], best['dtc'])}   (subprocess, start-up included)")
+        print(
+            f"dtvm compile/dtc = {ratio(best['dtvm compile'], best['dtc'])}   (subprocess, start-up included)"
+        )
     if "dtlib" in best:
         lib_dtvm = best["dtlib"] / best["dtvm"]
-        print(f"dtlib/dtvm   = {lib_dtvm:.2f}   (goal >= {GOAL_DTLIB_OVER_DTVM}: {goal(lib_dtvm >= GOAL_DTLIB_OVER_DTVM)})")
+        print(
+            f"dtlib/dtvm   = {lib_dtvm:.2f}   (goal >= {GOAL_DTLIB_OVER_DTVM}: {goal(lib_dtvm >= GOAL_DTLIB_OVER_DTVM)})"
+        )
     if dtlib_errors:
         line = (
             f"all {len(files)} files ({mb_all:.1f} MB; dtlib timed up to its error): "

@@ -183,7 +183,25 @@ class CheckRunner:
         self.checks: dict[str, Check] = {}
         for name, level, prereqs in _TABLE:
             self.checks[name] = Check(name, fns.get(name), level == "W", level == "E", prereqs)
-        self.label_check_done = False
+        self._labels: dict[str, Node] | None = None
+
+    def lookup(self, ref: str) -> Node | None:
+        """dtc's get_node_by_ref, with labels indexed once: checks never add or move labels."""
+        root = self.dt.root
+        if ref.startswith("/"):
+            return root.get_node_by_ref(ref)
+        if self._labels is None:
+            index: dict[str, Node] = {}
+            for node in root.walk():
+                for lab in node.labels:
+                    if not lab.deleted:
+                        index.setdefault(lab.name, node)
+            self._labels = index
+        slash = ref.find("/")
+        if slash < 0:
+            return self._labels.get(ref)
+        base = self._labels.get(ref[:slash])
+        return None if base is None else base.get_node(ref[slash:])
 
     def configure(self, name: str, enable: bool, error: bool) -> bool:
         """dtc's -W/-E: False if the name is unknown."""
@@ -368,7 +386,7 @@ def _check_phandle_prop(r: CheckRunner, c: Check, node: Node, name: str) -> int:
         return 0
     for m in prop.markers:
         if m.type == MarkerType.REF_PHANDLE:
-            if r.dt.root.get_node_by_ref(m.ref) is not node:  # type: ignore[arg-type]
+            if r.lookup(m.ref) is not node:  # type: ignore[arg-type]
                 r.fail(c, node, f"{name} is a reference to another node")
             return 0
     value = int.from_bytes(prop.value, "big")
@@ -398,7 +416,6 @@ def _check_explicit_phandles(r: CheckRunner, c: Check, node: Node) -> None:
 
 
 def _fixup_phandle_references(r: CheckRunner, c: Check, node: Node) -> None:
-    root = r.dt.root
     for prop in node.props:
         if prop.deleted:
             continue
@@ -406,7 +423,7 @@ def _fixup_phandle_references(r: CheckRunner, c: Check, node: Node) -> None:
         for m in prop.markers:
             if m.type != MarkerType.REF_PHANDLE:
                 continue
-            target = root.get_node_by_ref(m.ref)  # type: ignore[arg-type]
+            target = r.lookup(m.ref)  # type: ignore[arg-type]
             if buf is None:
                 buf = bytearray(prop.value)
             if target is None:
@@ -423,7 +440,6 @@ def _fixup_phandle_references(r: CheckRunner, c: Check, node: Node) -> None:
 
 
 def _fixup_path_references(r: CheckRunner, c: Check, node: Node) -> None:
-    root = r.dt.root
     for prop in node.props:
         if prop.deleted:
             continue
@@ -431,7 +447,7 @@ def _fixup_path_references(r: CheckRunner, c: Check, node: Node) -> None:
         for k, m in enumerate(markers):
             if m.type != MarkerType.REF_PATH:
                 continue
-            target = root.get_node_by_ref(m.ref)  # type: ignore[arg-type]
+            target = r.lookup(m.ref)  # type: ignore[arg-type]
             if target is None:
                 r.fail(c, node, f'Reference to non-existent node or label "{m.ref}"\n', prop)
                 continue

@@ -22,11 +22,12 @@ naming the byte offset, the walk is iterative (any nesting depth), and time and
 memory stay linear in the blob size.
 
 Names.  dtc treats node and property names as bytes; the tree model holds them
-as ``str``.  dtvm decodes them as UTF-8 with ``surrogateescape`` (the same rule
-Python uses for file names), so real-world UTF-8 names read naturally and every
-other byte survives as a lone surrogate; :func:`encode_name` reverses it, so
-any byte string round-trips exactly.  Anyone printing names (the DTS writer)
-should encode with ``errors="surrogateescape"`` to give back dtc's bytes.
+as ``str``.  dtvm maps them byte for character with latin-1, as the DTS front
+end maps source text (``dtvm.dts.source``) and as the DTS writer maps it back:
+every byte string round-trips exactly, ``len(name)`` is dtc's ``strlen``, and
+comparing two names as ``str`` gives C's ``strcmp`` order.  (A UTF-8 name
+shows as mojibake in Python, and is written back as the same bytes.)  Use
+:func:`encode_name` / :func:`decode_name` rather than spelling the codec out.
 """
 
 from __future__ import annotations
@@ -105,18 +106,28 @@ def _stderr_warn(message: str) -> None:
 
 
 def decode_name(raw: bytes) -> str:
-    """Bytes of a node or property name -> str (UTF-8, surrogateescape: lossless)."""
-    return raw.decode("utf-8", "surrogateescape")
+    """Bytes of a node or property name -> str (latin-1: one character per byte, lossless)."""
+    return raw.decode("latin-1")
 
 
 def encode_name(name: str) -> bytes:
-    """The inverse of :func:`decode_name`: the exact bytes dtc would see."""
-    return name.encode("utf-8", "surrogateescape")
+    """The inverse of :func:`decode_name`: the exact bytes dtc would see.
+
+    A character above U+00FF cannot come from a blob or from DTS source; it
+    is encoded as UTF-8 rather than failing.
+    """
+    try:
+        return name.encode("latin-1")
+    except UnicodeEncodeError:
+        try:
+            return name.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return name.encode("utf-8", "surrogatepass")
 
 
 def _c_string(name: str) -> bytes:
     """A name as a C string: dtc stops at the first NUL (strlen)."""
-    raw = name.encode("utf-8", "surrogateescape")
+    raw = encode_name(name)
     nul = raw.find(b"\0")
     return raw if nul < 0 else raw[:nul]
 

@@ -617,9 +617,19 @@ name_bytes = st.binary(min_size=1, max_size=12).filter(lambda b: b"\0" not in b)
 
 
 @settings(database=None)
-@given(st.binary(max_size=64))
-def test_name_codec_is_lossless(raw: bytes) -> None:
-    assert encode_name(decode_name(raw)) == raw
+@given(st.binary(max_size=64), st.binary(max_size=64))
+def test_name_codec_is_lossless_and_keeps_strcmp_order(a: bytes, b: bytes) -> None:
+    """One character per byte: exact round trip, length and order as in C."""
+    assert encode_name(decode_name(a)) == a
+    assert len(decode_name(a)) == len(a)
+    assert (decode_name(a) < decode_name(b)) == (a < b)
+
+
+@settings(database=None)
+@given(st.text(max_size=16))
+def test_any_str_name_encodes(text: str) -> None:
+    """Names built in Python may hold any character; writing must not fail."""
+    assert isinstance(encode_name(text), bytes)
 
 
 @settings(max_examples=30, deadline=timedelta(seconds=5), database=None)

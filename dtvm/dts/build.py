@@ -8,19 +8,27 @@ iterative: a 10,000-level tree must not exhaust Python's stack.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..tree import Marker, MarkerType, Node, Property, add_label
 
 __all__ = ["OrphanCounter", "add_orphan_node", "merge_nodes"]
 
 
-def merge_nodes(old: Node, new: Node) -> Node:
-    """Merge ``new`` into ``old`` as dtc does: later values win, old positions stay."""
+def merge_nodes(old: Node, new: Node, on_label: Callable[[Node, str], None] | None = None) -> Node:
+    """Merge ``new`` into ``old`` as dtc does: later values win, old positions stay.
+
+    ``on_label`` hears of every label that lands on an existing node, so the
+    parser's label index stays current without walking the tree.
+    """
     work = [(old, new)]
     while work:
         old_node, new_node = work.pop()
         old_node.deleted = False
         for lab in new_node.labels:
             add_label(old_node.labels, lab.name)
+            if on_label is not None:
+                on_label(old_node, lab.name)
 
         for new_prop in new_node.props:
             if new_prop.deleted:

@@ -95,6 +95,37 @@ class Parser:
         self.plugin = False
         self.orphans = OrphanCounter()
         self.incbin_files: list[str] = []
+        # every node that was ever given a label, by label; lookups filter for
+        # live ones, so resolving `&label {` does not walk the whole tree
+        self.label_nodes: dict[str, list[Node]] = {}
+        self.root: Node | None = None
+
+    def note_label(self, node: Node, name: str) -> None:
+        nodes = self.label_nodes.setdefault(name, [])
+        if not nodes or nodes[-1] is not node:
+            nodes.append(node)
+
+    def find_ref(self, root: Node, ref: str) -> Node | None:
+        """dtc's get_node_by_ref during parsing, served from the label index."""
+        if ref == "/" or ref.startswith("/"):
+            return root.get_node_by_ref(ref)
+        slash = ref.find("/")
+        label = ref if slash < 0 else ref[:slash]
+        live = []
+        for node in self.label_nodes.get(label, ()):
+            if node.deleted or not any(lab.name == label and not lab.deleted for lab in node.labels):
+                continue
+            top = node
+            while top.parent is not None:
+                top = top.parent
+            if top is root and node not in live:
+                live.append(node)
+        if len(live) > 1:
+            # duplicate labels (an error later): dtc takes the first in pre-order
+            return root.get_node_by_ref(ref)
+        if not live:
+            return None
+        return live[0] if slash < 0 else live[0].get_node(ref[slash:])
 
     # -- helpers ---------------------------------------------------------------
     def error(self, message: str, tok: Token | None = None) -> SourceError:
@@ -193,7 +224,7 @@ class Parser:
                 return root
             if kind == "/":
                 self.i += 1
-                merge_nodes(root, self.parse_nodedef(tok))
+                merge_nodes(root, self.parse_nodedef(tok), self.note_label)
             elif kind == T_REF:
                 self.i += 1
                 body = self.parse_nodedef(tok)
@@ -201,24 +232,25 @@ class Parser:
                 if self.plugin:
                     add_orphan_node(root, body, ref, self.orphans)
                 else:
-                    target = root.get_node_by_ref(ref)
+                    target = self.find_ref(root, ref)
                     if target is None:
                         raise self.error(f"Label or path {ref} not found", tok)
-                    merge_nodes(target, body)
+                    merge_nodes(target, body, self.note_label)
             elif kind == T_LABEL:
                 self.i += 1
                 ref_tok = self.expect(T_REF, "a reference after a label")
                 body = self.parse_nodedef(ref_tok, 5)
-                target = root.get_node_by_ref(ref_tok[1])  # type: ignore[arg-type]
+                target = self.find_ref(root, ref_tok[1])  # type: ignore[arg-type]
                 if target is None:
                     raise self.error(f"Label or path {ref_tok[1]} not found", ref_tok)
                 add_label(target.labels, tok[1])  # type: ignore[arg-type]
-                merge_nodes(target, body)
+                self.note_label(target, tok[1])  # type: ignore[arg-type]
+                merge_nodes(target, body, self.note_label)
             elif kind == scan.T_DELNODE or kind == scan.T_OMIT:
                 self.i += 1
                 ref_tok = self.expect(T_REF, "a reference")
                 self.expect(";")
-                target = root.get_node_by_ref(ref_tok[1])  # type: ignore[arg-type]
+                target = self.find_ref(root, ref_tok[1])  # type: ignore[arg-type]
                 if target is None:
                     raise self.error(f"Label or path {ref_tok[1]} not found", ref_tok)
                 if kind == scan.T_DELNODE:
@@ -265,6 +297,7 @@ class Parser:
                     child = Node(tok[1], None)  # type: ignore[arg-type]
                     for name in reversed(labels):
                         add_label(child.labels, name)
+                        self.note_label(child, name)
                     if omit:
                         child.omit_if_unused = True
                     frame[1] = True
