@@ -34,7 +34,12 @@ from .tree import DeviceTree, Marker, MarkerType, Node, Property
 if TYPE_CHECKING:
     from .checks import CheckRunner
 
-__all__ = ["generate_fixups_tree", "generate_label_tree", "generate_local_fixups_tree", "generate_overlay_nodes"]
+__all__ = [
+    "generate_fixups_tree",
+    "generate_label_tree",
+    "generate_local_fixups_tree",
+    "generate_overlay_nodes",
+]
 
 
 class FixupError(DtvmError):

@@ -25,7 +25,9 @@ from dtvm.tree import DeviceTree, Label, Marker, MarkerType, Node, Property, Res
 DTC = shutil.which("dtc")
 FDTOVERLAY = shutil.which("fdtoverlay")
 
-pytestmark = pytest.mark.skipif(DTC is None, reason="dtc (device-tree-compiler 1.6.1) is not on PATH: it is the oracle")
+pytestmark = pytest.mark.skipif(
+    DTC is None, reason="dtc (device-tree-compiler 1.6.1) is not on PATH: it is the oracle"
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "overlay"
 
@@ -85,7 +87,14 @@ def test_same_as_dtc(name: str, args: list[str]) -> None:
     assert rc == 0 and out
 
 
-FORCED = [["-O", "dts"], ["-f", "-O", "dts"], ["-f", "-@", "-A", "-O", "dts"], ["-f", "-@", "-O", "dtb"], ["-f", "-s", "-O", "dts"], ["-f", "-s", "-@", "-O", "dtb"]]
+FORCED = [
+    ["-O", "dts"],
+    ["-f", "-O", "dts"],
+    ["-f", "-@", "-A", "-O", "dts"],
+    ["-f", "-@", "-O", "dtb"],
+    ["-f", "-s", "-O", "dts"],
+    ["-f", "-s", "-@", "-O", "dtb"],
+]
 
 
 @pytest.mark.parametrize("args", FORCED, ids=_ids(FORCED))
@@ -96,11 +105,6 @@ def test_inputs_with_errors_same_as_dtc(name: str, args: list[str]) -> None:
     assert rc == (0 if "-f" in args else 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dtvm/dts/parse.py makes a fragment for every &ref block of a plugin; dtc 1.6.1 merges "
-    "&label into a node of the plugin itself when the label exists there (see the report)",
-)
 @pytest.mark.parametrize("args", [["-O", "dts"], ["-@", "-O", "dtb"]], ids=["dts", "symbols-dtb"])
 def test_plugin_label_ref_to_own_node_merges(args: list[str]) -> None:
     _same(args, "plugin_merge_local_label.dts")

@@ -11,6 +11,7 @@ MAX_EXPR_DEPTH.
 from __future__ import annotations
 
 import os
+import re
 
 from ..errors import SourceError
 from ..tree import DeviceTree, Marker, MarkerType, Node, Property, ReserveEntry, SourcePos, add_label
@@ -33,6 +34,8 @@ _TYPE_FOR_BITS = {
     64: MarkerType.TYPE_UINT64,
 }
 
+T_NAMEQ, T_CELLS = scan.T_NAMEQ, scan.T_CELLS
+_CELL_ITEM_RE = re.compile(r"[^ \t\n]+")
 T_NAME, T_LABEL, T_NUM, T_CHAR, T_STR, T_REF, T_BYTE = (
     scan.T_NAME,
     scan.T_LABEL,
@@ -229,13 +232,16 @@ class Parser:
                 self.i += 1
                 body = self.parse_nodedef(tok)
                 ref: str = tok[1]  # type: ignore[assignment]
-                if self.plugin:
+                # in a /plugin/, dtc 1.6.1 makes a fragment of every &{/path}
+                # block and of every &label it cannot resolve in the plugin
+                # itself; a label of the plugin's own nodes merges
+                target = None if (self.plugin and ref.startswith("/")) else self.find_ref(root, ref)
+                if target is not None:
+                    merge_nodes(target, body, self.note_label)
+                elif self.plugin:
                     add_orphan_node(root, body, ref, self.orphans)
                 else:
-                    target = self.find_ref(root, ref)
-                    if target is None:
-                        raise self.error(f"Label or path {ref} not found", tok)
-                    merge_nodes(target, body, self.note_label)
+                    raise self.error(f"Label or path {ref} not found", tok)
             elif kind == T_LABEL:
                 self.i += 1
                 ref_tok = self.expect(T_REF, "a reference after a label")
@@ -290,7 +296,20 @@ class Parser:
                     break
             tok = toks[self.i]
             kind = tok[0]
-            if kind == T_NAME:
+            if kind == T_NAMEQ:
+                # the scanner fused NAME '=' (the common case)
+                if omit:
+                    raise self.syntax_error("a node after /omit-if-no-ref/")
+                if frame[1]:
+                    raise self.error("Properties must precede subnodes", tok)
+                self.i += 1
+                value, markers = self.parse_propdata()
+                self.expect(";")
+                prop = Property(tok[1], value, markers, SourcePos(tok[2], item_tok[3], toks[self.i - 1][4]))  # type: ignore[arg-type]
+                for name in reversed(labels):
+                    add_label(prop.labels, name)
+                node.props.append(prop)
+            elif kind == T_NAME:
                 nxt = toks[self.i + 1][0]
                 if nxt == "{":
                     self.i += 2
@@ -390,6 +409,10 @@ class Parser:
                 else:
                     data += raw.encode("latin-1")
                 data.append(0)
+            elif kind == T_CELLS:
+                self.i += 1
+                markers.append(Marker(len(data), MarkerType.TYPE_UINT32))
+                self.fast_cells(tok, data, markers)
             elif kind == "<" or kind == scan.T_BITS:
                 self.parse_array(data, markers)
             elif kind == "[":
@@ -436,6 +459,12 @@ class Parser:
             bits = parse_int_literal(btok[1], btok[2], btok[3])  # type: ignore[arg-type]
             if bits not in _TYPE_FOR_BITS:
                 raise self.error("Array elements must be 8, 16, 32 or 64-bits", btok)
+        tok = toks[self.i]
+        if tok[0] == T_CELLS:
+            self.i += 1
+            markers.append(Marker(len(data), _TYPE_FOR_BITS[bits]))
+            self.fast_cells(tok, data, markers, bits)
+            return
         self.expect("<")
         markers.append(Marker(len(data), _TYPE_FOR_BITS[bits]))
         nbytes = bits // 8
@@ -467,6 +496,34 @@ class Parser:
                 raise self.syntax_error("a number, a reference or '>'")
             if bits < 64 and val > mask and (val | mask) != _M64:
                 raise self.error(f"Value out of range for {bits}-bit array element", tok)
+            data += (val & mask).to_bytes(nbytes, "big")
+
+    def fast_cells(self, tok: Token, data: bytearray, markers: list[Marker], bits: int = 32) -> None:
+        """Cells from a fused '<...>' token: plain literals and &label references."""
+        body: str = tok[1]  # type: ignore[assignment]
+        nbytes = bits // 8
+        mask = (1 << bits) - 1
+        for m in _CELL_ITEM_RE.finditer(body):
+            item = m.group()
+            if item[0] == "&":
+                if bits != 32:
+                    raise SourceError(
+                        "References are only allowed in arrays with 32-bit elements.", tok[2], tok[3] + 1 + m.start()
+                    )
+                markers.append(Marker(len(data), MarkerType.REF_PHANDLE, item[1:]))
+                data += b"\xff\xff\xff\xff"
+                continue
+            if item[0] == "0" and len(item) > 1 and item[1] not in "xX":
+                val = parse_int_literal(item, tok[2], tok[3] + 1 + m.start())
+            elif item[:2] in ("0x", "0X"):
+                val = int(item[2:], 16)
+            else:
+                val = int(item)
+            if val > mask:
+                if val > _M64:
+                    raise SourceError(f"Integer literal '{item}' out of range", tok[2], tok[3] + 1 + m.start())
+                if (val | mask) != _M64:
+                    raise SourceError(f"Value out of range for {bits}-bit array element", tok[2], tok[3] + 1 + m.start())
             data += (val & mask).to_bytes(nbytes, "big")
 
     def parse_incbin(self, tok: Token, markers: list[Marker], offset: int) -> bytes:

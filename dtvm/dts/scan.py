@@ -29,6 +29,8 @@ Token = tuple[str, object, SourceBuffer, int, int]
 MAX_INCLUDE_DEPTH = 200  # dtc's MAX_SRCFILE_DEPTH
 
 T_NAME = "name"  # DT_PROPNODENAME
+T_NAMEQ = "nameq"  # DT_PROPNODENAME followed by '=' (two tokens fused)
+T_CELLS = "cells"  # '<' simple cells '>' fused; value is the text between the brackets
 T_LABEL = "label"  # DT_LABEL, value is the label without ':'
 T_NUM = "num"  # DT_LITERAL, value is the raw literal text
 T_CHAR = "char"  # DT_CHAR_LITERAL, value is the raw text between quotes
@@ -54,6 +56,12 @@ _LABEL = r"([a-zA-Z_][a-zA-Z0-9_]*):"
 _PROPNODECHAR = r"[a-zA-Z0-9,._+*#?@-]"
 _PATHCHAR = r"[a-zA-Z0-9,._+*#?@/-]"
 
+# Fast path: a cell list of plain literals and &label references, separated by
+# whitespace only, is one token. It yields exactly the tokens flex would (the
+# lookahead rejects '>>' and '>='); anything else falls back to single tokens.
+_CELL_ITEM = r"(?:0[xX][0-9a-fA-F]+|[0-9]+|&[a-zA-Z_][a-zA-Z0-9_]*)"
+_CELLS_BODY = r"[ \t\n]*(?:" + _CELL_ITEM + r"(?:[ \t\n]+" + _CELL_ITEM + r")*[ \t\n]*)?"
+
 _COMMON_HEAD = (
     r"(?P<lm>^\#(?:line)?[ \t]+([0-9]+)[ \t]+" + _STRING + r"(?:[ \t]+[0-9]+)*)"
     r"|(?P<inc>/include/[ \t\n\r\f\v]*" + _STRING + r")"
@@ -72,6 +80,7 @@ _COMMON_TAIL = (
 _PATTERNS = {
     INITIAL: _COMMON_HEAD + r"|(?P<lab>" + _LABEL + r")" + r"|(?P<incbin>/incbin/)" + _COMMON_TAIL,
     V1: _COMMON_HEAD
+    + r"|(?P<cells><" + _CELLS_BODY + r">(?![>=]))"
     + r"|(?P<lab>"
     + _LABEL
     + r")"
@@ -82,6 +91,9 @@ _PATTERNS = {
     + r"|(?P<lab>"
     + _LABEL
     + r")"
+    + r"|(?P<nameq>\\?"
+    + _PROPNODECHAR
+    + r"+)[ \t\n\r\f\v]*=(?!=)"
     + r"|(?P<name>\\?"
     + _PROPNODECHAR
     + r"+)"
@@ -144,7 +156,14 @@ class Scanner:
             kind = m.lastgroup
             start = m.start(kind)  # type: ignore[arg-type]
             pos = m.end()
-            if kind == "ch":
+            if kind == "cells":
+                append((T_CELLS, text[start + 1 : pos - 1], src, start, pos))
+            elif kind == "nameq":
+                name = m.group(kind)
+                append((T_NAMEQ, name[1:] if name[0] == "\\" else name, src, start, m.end(kind)))
+                self.state = V1
+                regex = regexes[V1]
+            elif kind == "ch":
                 c = text[start]
                 append((c, c, src, start, pos))
                 if c == "[":
