@@ -242,8 +242,8 @@ def generate_fixups_tree(dt: DeviceTree, name: str = "__fixups__") -> None:
             path = node.path
             if ":" in path or ":" in prop.name:
                 raise FixupError(
-                    f"FATAL ERROR: arguments should not contain ':' "
-                    f"(fixup of reference to {ref!r} in node {path}, property {prop.name})"
+                    f"error: arguments should not contain ':' "
+                    f'(fixup of reference "{ref}" in node {path}, property {prop.name})'
                 )
             entry = _name_bytes(f"{path}:{prop.name}:{m.offset}") + b"\0"
             b.append(fn, ref, entry, MarkerType.TYPE_STRING)

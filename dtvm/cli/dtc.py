@@ -363,6 +363,10 @@ def _run(argv: list[str], stdout: BinaryIO | None, stderr: TextIO | None) -> int
             outform = _guess_type_by_name(o.outname, None) or ("dtb" if inform == "dts" else "dts")
         if o.annotate and (inform != "dts" or outform != "dts"):
             raise DtvmError("--annotate requires -I dts -O dts")
+        if o.annotate:
+            # dtc's -T comments need source ranges as dtc tracks them; until they
+            # are reproduced exactly, refuse rather than print unannotated text
+            raise DtvmError("-T (--annotate) is not supported yet")
         deps: list[str] | None = [] if o.depname else None
         dt = load_tree(o, deps)
         compile_tree(o, dt, messages)
@@ -387,7 +391,10 @@ def _run(argv: list[str], stdout: BinaryIO | None, stderr: TextIO | None) -> int
     except DtvmError as exc:
         for msg in messages:
             err.write(msg + "\n")
-        err.write(exc.render() + "\n")
+        text = exc.render()
+        if "error:" not in text.split("\n", 1)[0] and not text.startswith("ERROR"):
+            text = f"{o.input if 'o' in locals() else 'dtc'}: error: {text}"
+        err.write(text + "\n")
         return exc.exit_code
     except RecursionError:
         for msg in messages:
