@@ -47,8 +47,10 @@ class FixupError(DtvmError):
 
 
 def _name_bytes(text: str) -> bytes:
-    """Names and paths back to dtc's bytes (the tree holds names as UTF-8 with surrogateescape)."""
-    return text.encode("utf-8", "surrogateescape")
+    """Names and paths back to dtc's bytes (the tree holds them as latin-1, one character a byte)."""
+    from .dtb import encode_name
+
+    return encode_name(text)
 
 
 def _live_preorder(root: Node) -> Iterator[Node]:

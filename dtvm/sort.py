@@ -17,7 +17,9 @@ __all__ = ["sort_node", "sort_tree"]
 
 def _name_key(name: str) -> bytes:
     """strcmp order: compare the name's bytes (as dtb.encode_name gives them) as unsigned chars."""
-    return name.encode("utf-8", "surrogateescape")
+    from .dtb import encode_name
+
+    return encode_name(name)
 
 
 def sort_node(node: Node) -> None:

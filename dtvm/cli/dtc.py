@@ -299,7 +299,9 @@ def compile_tree(o: DtcOptions, dt: DeviceTree, messages: list[str]) -> None:
     if o.auto_alias or o.symbols or dt.plugin:
         from ..overlay import generate_overlay_nodes
 
-        generate_overlay_nodes(dt, runner, auto_alias=o.auto_alias, symbols=o.symbols, fixups=dt.plugin)
+        generate_overlay_nodes(
+            dt, runner, auto_alias=o.auto_alias, symbols=o.symbols, fixups=dt.plugin, messages=messages
+        )
     if o.sort:
         from ..sort import sort_tree
 
