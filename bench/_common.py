@@ -168,6 +168,23 @@ def fmt_samples(samples: list[float], digits: int = 2) -> str:
     return ", ".join(f"{s:.{digits}f}" for s in samples)
 
 
+def dtvm_revision() -> str:
+    """The commit dtvm runs from, and whether dtvm/ has uncommitted changes (read-only git calls)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", REPO, "status", "--porcelain", "--", "dtvm"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted dtvm/ changes" if dirty else "")
+
+
 def machine_line() -> str:
     load = ""
     try:
@@ -176,7 +193,7 @@ def machine_line() -> str:
         pass
     return (
         f"{time.strftime('%Y-%m-%d %H:%M')} | {platform.machine()}, {os.cpu_count()} cores,"
-        f" Python {platform.python_version()}{load}"
+        f" Python {platform.python_version()}{load} | dtvm at {dtvm_revision()}"
     )
 
 

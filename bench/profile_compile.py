@@ -49,7 +49,9 @@ def main() -> int:
     failed = compile_all(files)
     prof.disable()
     profiled = time.perf_counter() - t0
-    print(f"unprofiled {plain:.2f}s ({1000 * plain / len(files):.1f} ms/file), profiled {profiled:.2f}s; {failed} rejected")
+    print(
+        f"unprofiled {plain:.2f}s ({1000 * plain / len(files):.1f} ms/file), profiled {profiled:.2f}s; {failed} rejected"
+    )
     if args.out:
         prof.dump_stats(args.out)
     for key in ("cumulative", "tottime"):
