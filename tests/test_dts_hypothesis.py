@@ -164,6 +164,9 @@ def test_generated_sources_match_dtc(source: str) -> None:
             f.write(source)
         for args in (["-O", "dtb", path], ["-O", "dts", path], ["-f", "-O", "dtb", path]):
             ref = dtc(args)
+            if ref.code < 0 and "Assertion" not in ref.err:
+                # dtc crashed (e.g. "double free detected"): no oracle for this input
+                continue
             me = dtvm(args)
             assert "Traceback" not in me.err
             if ref.code == 0:
