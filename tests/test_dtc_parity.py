@@ -227,3 +227,26 @@ def test_fs_input(tmp_path: str) -> None:
     for fmt in ("dts", "dtb"):
         ref = assert_same(["-I", "fs", "-O", fmt, root])
         assert ref.ok
+
+
+def test_output_to_special_file_is_written_not_replaced(tmp_path: str) -> None:
+    """-o FIFO (or /dev/null) is written in place as dtc does; a rename would destroy it."""
+    import stat
+    import threading
+
+    fifo = os.path.join(str(tmp_path), "out.fifo")
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+
+    def reader() -> None:
+        with open(fifo, "rb") as f:
+            got.append(f.read())
+
+    t = threading.Thread(target=reader)
+    t.start()
+    src = os.path.join(FIXTURES, "labels.dts")
+    me = dtvm(["-O", "dtb", "-o", fifo, src])
+    t.join(timeout=30)
+    assert me.ok
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got == [dtc(["-O", "dtb", src]).out]

@@ -7,13 +7,27 @@ an existing output must stay untouched when the run fails.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 
 __all__ = ["write_atomic"]
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (same-directory temp file + rename)."""
+    """Replace ``path`` with ``data`` atomically (same-directory temp file + rename).
+
+    Only regular files are replaced: a device, FIFO or other special file
+    (``-o /dev/null``, ``-o /dev/stdout``) is written in place, as dtc does;
+    renaming over it would destroy it.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(path, "wb") as f:
+            f.write(data)
+        return
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".dtvm-", suffix=".tmp", dir=directory)
     try:
