@@ -184,6 +184,7 @@ class CheckRunner:
         for name, level, prereqs in _TABLE:
             self.checks[name] = Check(name, fns.get(name), level == "W", level == "E", prereqs)
         self._labels: dict[str, Node] | None = None
+        self.nodes: list[Node] = []
 
     def lookup(self, ref: str) -> Node | None:
         """dtc's get_node_by_ref, with labels indexed once: checks never add or move labels."""
@@ -192,7 +193,9 @@ class CheckRunner:
             return root.get_node_by_ref(ref)
         if self._labels is None:
             index: dict[str, Node] = {}
-            for node in root.walk():
+            for node in self.nodes or list(root.walk()):
+                if node.deleted:
+                    continue
                 for lab in node.labels:
                     if not lab.deleted:
                         index.setdefault(lab.name, node)
@@ -224,6 +227,9 @@ class CheckRunner:
     def run_all(self) -> bool:
         """True if an error-level check failed (dtc's process_checks)."""
         self.dt.root.freeze_paths()
+        # checks delete nodes (omit_unused_nodes) but never add or move any, so
+        # one pre-order list serves every check; deleted ones are skipped
+        self.nodes = list(self.dt.root.walk())
         error = False
         for c in self.checks.values():
             if c.warn or c.error:
@@ -248,7 +254,7 @@ class CheckRunner:
                     _check_duplicate_labels(self, c)
                 elif c.fn is not None:
                     fn = c.fn
-                    for node in self.dt.root.walk():
+                    for node in self.nodes:
                         if not node.deleted:
                             fn(self, c, node)
                 if c.status == "unchecked":
@@ -350,11 +356,12 @@ def _check_name_properties(r: CheckRunner, c: Check, node: Node) -> None:
 
 def _check_duplicate_labels(r: CheckRunner, c: Check) -> None:
     """Every label must name one thing: the first owner found, as dtc searches, is the only one."""
-    root = r.dt.root
     owners: dict[str, tuple[int, object]] = {}
     occurrences: list[tuple[str, Node, object, int]] = []
     # dtc searches node labels first, then property labels, then value labels
-    for node in root.walk():
+    for node in r.nodes:
+        if node.deleted:
+            continue
         for lab in node.labels:
             if not lab.deleted:
                 occurrences.append((lab.name, node, node, 0))

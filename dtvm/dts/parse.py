@@ -35,6 +35,7 @@ _TYPE_FOR_BITS = {
 }
 
 T_NAMEQ, T_CELLS = scan.T_NAMEQ, scan.T_CELLS
+T_PSIMPLE, T_NODEOPEN, T_CLOSE = scan.T_PSIMPLE, scan.T_NODEOPEN, scan.T_CLOSE
 _CELL_ITEM_RE = re.compile(r"[^ \t\n]+")
 T_NAME, T_LABEL, T_NUM, T_CHAR, T_STR, T_REF, T_BYTE = (
     scan.T_NAME,
@@ -296,7 +297,44 @@ class Parser:
                     break
             tok = toks[self.i]
             kind = tok[0]
-            if kind == T_NAMEQ:
+            if kind == T_PSIMPLE:
+                # the scanner fused NAME '=' (<simple cells> | "string") ';'
+                if omit:
+                    raise self.syntax_error("a node after /omit-if-no-ref/")
+                if frame[1]:
+                    raise self.error("Properties must precede subnodes", tok)
+                self.i += 1
+                fused: tuple[str, str | None, str | None] = tok[1]  # type: ignore[assignment]
+                pname, cells, string = fused
+                pdata = bytearray()
+                if cells is not None:
+                    pmarkers = [Marker(0, MarkerType.TYPE_UINT32)]
+                    self.fast_cells(tok, pdata, pmarkers, 32, cells)
+                else:
+                    assert string is not None
+                    pmarkers = [Marker(0, MarkerType.TYPE_STRING)]
+                    if "\\" in string:
+                        pdata += unescape(string, tok[2], tok[2].text.index('"', tok[3]) + 1)
+                    else:
+                        pdata += string.encode("latin-1")
+                    pdata.append(0)
+                prop = Property(pname, bytes(pdata), pmarkers, SourcePos(tok[2], item_tok[3], tok[4]))
+                for name in reversed(labels):
+                    add_label(prop.labels, name)
+                node.props.append(prop)
+            elif kind == T_NODEOPEN:
+                self.i += 1
+                child = Node(tok[1], None)  # type: ignore[arg-type]
+                for name in reversed(labels):
+                    add_label(child.labels, name)
+                    self.note_label(child, name)
+                if omit:
+                    child.omit_if_unused = True
+                frame[1] = True
+                cost = 3 + len(labels) + (1 if omit else 0)
+                stack.append([child, False, item_tok, cost])
+                total += cost
+            elif kind == T_NAMEQ:
                 # the scanner fused NAME '=' (the common case)
                 if omit:
                     raise self.syntax_error("a node after /omit-if-no-ref/")
@@ -368,13 +406,14 @@ class Parser:
                 node.add_child(child)
                 frame[3] += 1
                 total += 1
-            elif kind == "}" and not labels and not omit:
+            elif (kind == T_CLOSE or kind == "}") and not labels and not omit:
                 if total + 3 >= BISON_STACK_LIMIT:
                     raise self.error(
                         f"nesting too deep: dtc's parser stack ({BISON_STACK_LIMIT} entries) overflows here", tok
                     )
                 self.i += 1
-                self.expect(";")
+                if kind == "}":
+                    self.expect(";")
                 node.pos = SourcePos(frame[2][2], frame[2][3], self.toks[self.i - 1][4])
                 done = stack.pop()
                 total -= done[3]
@@ -498,9 +537,13 @@ class Parser:
                 raise self.error(f"Value out of range for {bits}-bit array element", tok)
             data += (val & mask).to_bytes(nbytes, "big")
 
-    def fast_cells(self, tok: Token, data: bytearray, markers: list[Marker], bits: int = 32) -> None:
-        """Cells from a fused '<...>' token: plain literals and &label references."""
-        body: str = tok[1]  # type: ignore[assignment]
+    def fast_cells(
+        self, tok: Token, data: bytearray, markers: list[Marker], bits: int = 32, body: str | None = None
+    ) -> None:
+        """Cells from a fused '<...>' (or whole-property) token: plain literals and &label references."""
+        if body is None:
+            body = tok[1]  # type: ignore[assignment]
+        assert body is not None
         nbytes = bits // 8
         mask = (1 << bits) - 1
         for m in _CELL_ITEM_RE.finditer(body):
@@ -508,22 +551,22 @@ class Parser:
             if item[0] == "&":
                 if bits != 32:
                     raise SourceError(
-                        "References are only allowed in arrays with 32-bit elements.", tok[2], tok[3] + 1 + m.start()
+                        "References are only allowed in arrays with 32-bit elements.", tok[2], tok[2].text.index("<", tok[3]) + 1 + m.start()
                     )
                 markers.append(Marker(len(data), MarkerType.REF_PHANDLE, item[1:]))
                 data += b"\xff\xff\xff\xff"
                 continue
             if item[0] == "0" and len(item) > 1 and item[1] not in "xX":
-                val = parse_int_literal(item, tok[2], tok[3] + 1 + m.start())
+                val = parse_int_literal(item, tok[2], tok[2].text.index("<", tok[3]) + 1 + m.start())
             elif item[:2] in ("0x", "0X"):
                 val = int(item[2:], 16)
             else:
                 val = int(item)
             if val > mask:
                 if val > _M64:
-                    raise SourceError(f"Integer literal '{item}' out of range", tok[2], tok[3] + 1 + m.start())
+                    raise SourceError(f"Integer literal '{item}' out of range", tok[2], tok[2].text.index("<", tok[3]) + 1 + m.start())
                 if (val | mask) != _M64:
-                    raise SourceError(f"Value out of range for {bits}-bit array element", tok[2], tok[3] + 1 + m.start())
+                    raise SourceError(f"Value out of range for {bits}-bit array element", tok[2], tok[2].text.index("<", tok[3]) + 1 + m.start())
             data += (val & mask).to_bytes(nbytes, "big")
 
     def parse_incbin(self, tok: Token, markers: list[Marker], offset: int) -> bytes:

@@ -30,6 +30,9 @@ MAX_INCLUDE_DEPTH = 200  # dtc's MAX_SRCFILE_DEPTH
 
 T_NAME = "name"  # DT_PROPNODENAME
 T_NAMEQ = "nameq"  # DT_PROPNODENAME followed by '=' (two tokens fused)
+T_PSIMPLE = "psimple"  # NAME '=' (<simple cells> | "string") ';' fused; value (name, cells, string)
+T_NODEOPEN = "nopen"  # NAME '{' fused; value is the name
+T_CLOSE = "close"  # '}' ';' fused
 T_CELLS = "cells"  # '<' simple cells '>' fused; value is the text between the brackets
 T_LABEL = "label"  # DT_LABEL, value is the label without ':'
 T_NUM = "num"  # DT_LITERAL, value is the raw literal text
@@ -62,6 +65,9 @@ _PATHCHAR = r"[a-zA-Z0-9,._+*#?@/-]"
 _CELL_ITEM = r"(?:0[xX][0-9a-fA-F]+|[0-9]+|&[a-zA-Z_][a-zA-Z0-9_]*)"
 _CELLS_BODY = r"[ \t\n]*(?:" + _CELL_ITEM + r"(?:[ \t\n]+" + _CELL_ITEM + r")*[ \t\n]*)?"
 
+_WS = r"[ \t\n\r\f\v]*"
+_STRING_NAMED = r'"(?P<pstr>[^\\"]*(?:\\.[^\\"]*)*)"'
+
 _COMMON_HEAD = (
     r"(?P<lm>^\#(?:line)?[ \t]+([0-9]+)[ \t]+" + _STRING + r"(?:[ \t]+[0-9]+)*)"
     r"|(?P<inc>/include/[ \t\n\r\f\v]*" + _STRING + r")"
@@ -91,6 +97,10 @@ _PATTERNS = {
     + r"|(?P<lab>"
     + _LABEL
     + r")"
+    + r"|(?P<psimple>(?P<pname>\\?" + _PROPNODECHAR + r"+)" + _WS + r"=" + _WS
+    + r"(?:<(?P<pcells>" + _CELLS_BODY + r")>|" + _STRING_NAMED + r")" + _WS + r";)"
+    + r"|(?P<nopen>(?P<oname>\\?" + _PROPNODECHAR + r"+)" + _WS + r"\{)"
+    + r"|(?P<close>\}" + _WS + r";)"
     + r"|(?P<nameq>\\?"
     + _PROPNODECHAR
     + r"+)[ \t\n\r\f\v]*=(?!=)"
@@ -156,7 +166,17 @@ class Scanner:
             kind = m.lastgroup
             start = m.start(kind)  # type: ignore[arg-type]
             pos = m.end()
-            if kind == "cells":
+            if kind == "psimple":
+                name = m.group("pname")
+                if name[0] == "\\":
+                    name = name[1:]
+                append((T_PSIMPLE, (name, m.group("pcells"), m.group("pstr")), src, start, pos))
+            elif kind == "close":
+                append((T_CLOSE, "};", src, start, pos))
+            elif kind == "nopen":
+                name = m.group("oname")
+                append((T_NODEOPEN, name[1:] if name[0] == "\\" else name, src, start, pos))
+            elif kind == "cells":
                 append((T_CELLS, text[start + 1 : pos - 1], src, start, pos))
             elif kind == "nameq":
                 name = m.group(kind)
