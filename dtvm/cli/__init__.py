@@ -18,6 +18,10 @@ __all__ = ["cli", "main"]
 
 _PASSTHROUGH = {
     "dtc": ("dtvm.cli.dtc", "run"),
+    "fdtget": ("dtvm.cli.fdtget", "run"),
+    "fdtput": ("dtvm.cli.fdtput", "run"),
+    "fdtdump": ("dtvm.cli.fdtdump", "run"),
+    "fdtoverlay": ("dtvm.cli.fdtoverlay", "run"),
 }
 
 

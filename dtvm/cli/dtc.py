@@ -49,6 +49,10 @@ _LONG = [
     "annotate",
     "help",
     "version",
+    # dtvm additions: the C preprocessor, in process (dtc's own -I is the input format)
+    "cpp",
+    "cpp-include=",
+    "cpp-define=",
 ]
 
 USAGE = """Usage: dtc [options] <input file>
@@ -76,6 +80,9 @@ Options: -[qI:O:o:V:d:R:S:p:a:fb:i:H:sW:E:@AThv]
   -T, --annotate             Annotate output .dts with input source file and line (-T -T for more details)
   -h, --help                 Print this help and exit
   -v, --version              Print version and exit
+      --cpp                  Run the C preprocessor (pcpp, in process) on DTS input first (dtvm)
+      --cpp-include <dir>    Include directory for --cpp (dtvm)
+      --cpp-define <n[=v]>   Macro definition for --cpp (dtvm)
 """
 
 
@@ -123,6 +130,9 @@ class DtcOptions:
     symbols: bool = False
     auto_alias: bool = False
     annotate: int = 0
+    cpp: bool = False
+    cpp_includes: list[str] = field(default_factory=list)
+    cpp_defines: list[str] = field(default_factory=list)
     input: str = "-"
     help: bool = False
     version: bool = False
@@ -179,6 +189,12 @@ def parse_args(argv: list[str]) -> DtcOptions:
             o.auto_alias = True
         elif opt in ("-T", "--annotate"):
             o.annotate += 1
+        elif opt == "--cpp":
+            o.cpp = True
+        elif opt == "--cpp-include":
+            o.cpp_includes.append(val)
+        elif opt == "--cpp-define":
+            o.cpp_defines.append(val)
         elif opt in ("-h", "--help"):
             o.help = True
         elif opt in ("-v", "--version"):
@@ -239,6 +255,10 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
             src = read_source(o.input)
         except OSError as exc:
             raise DtvmError(f"{o.input}: error: Couldn't open \"{o.input}\": {exc.strerror}") from None
+        if o.cpp:
+            from ..dts.preprocess import preprocess
+
+            src = preprocess(src, o.cpp_includes, o.cpp_defines)
         from ..dts import scan
 
         scanner = scan.Scanner(o.include_dirs)
@@ -312,7 +332,7 @@ def render(o: DtcOptions, dt: DeviceTree, outform: str, messages: list[str]) -> 
     if outform == "dts":
         from ..dts.write import write_dts
 
-        return write_dts(dt).encode("latin-1")
+        return write_dts(dt, o.annotate).encode("latin-1")
     if outform == "dtb":
         from ..dtb import write_dtb
 
@@ -323,8 +343,18 @@ def render(o: DtcOptions, dt: DeviceTree, outform: str, messages: list[str]) -> 
         return write_dtb(dt, o.outversion, o.minsize, o.padsize, o.alignsize, o.quiet, messages.append, o.reservenum)
     if outform == "null":
         return b""
-    if outform in ("yaml", "asm"):
-        raise DtvmError(f'Output format "{outform}" is not supported yet')
+    if outform == "yaml":
+        if o.inform != "dts":
+            raise DtvmError("YAML output format requires dts input")
+        from ..yaml import write_yaml
+
+        return write_yaml(dt)
+    if outform == "asm":
+        from ..asm import write_asm
+
+        if o.outversion not in (1, 2, 3, 16, 17):
+            raise DtvmError(f"Unknown device tree blob version {o.outversion}")
+        return write_asm(dt, o.outversion, o.minsize, o.padsize, o.alignsize, o.reservenum)
     raise DtvmError(f'Unknown output format "{outform}"')
 
 
@@ -380,10 +410,6 @@ def _run(argv: list[str], stdout: BinaryIO | None, stderr: TextIO | None) -> int
             outform = _guess_type_by_name(o.outname, None) or ("dtb" if inform == "dts" else "dts")
         if o.annotate and (inform != "dts" or outform != "dts"):
             raise DtvmError("--annotate requires -I dts -O dts")
-        if o.annotate:
-            # dtc's -T comments need source ranges as dtc tracks them; until they
-            # are reproduced exactly, refuse rather than print unannotated text
-            raise DtvmError("-T (--annotate) is not supported yet")
         deps: list[str] | None = [] if o.depname else None
         dt = load_tree(o, deps)
         compile_tree(o, dt, messages)

@@ -10,8 +10,6 @@ sign-extended ``\\xffffffc3``, and references print as their resolved numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ..errors import DtvmError
 from ..tree import DeviceTree, Marker, MarkerType, Node, Property
 
@@ -160,8 +158,10 @@ def format_propval(prop: Property) -> str:
     return "".join(out)
 
 
-def write_dts(dt: DeviceTree, annotate: Callable[[object], str] | None = None) -> str:
-    """The whole tree as DTS text, exactly as ``dtc -O dts`` prints it."""
+def write_dts(dt: DeviceTree, annotate: int = 0) -> str:
+    """The whole tree as DTS text, exactly as ``dtc -O dts`` prints it (``-T`` levels in ``annotate``)."""
+    if annotate:
+        raise DtvmError("-T (--annotate) is not supported yet")
     out: list[str] = ["/dts-v1/;\n\n"]
     for entry in dt.reservations:
         for lab in entry.labels:
