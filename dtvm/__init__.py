@@ -51,8 +51,4 @@ def __getattr__(name: str) -> Any:
         from .dts.parse import parse_string
 
         return parse_string
-    if name == "compile_dts":
-        from .compile import compile_dts
-
-        return compile_dts
     raise AttributeError(name)
