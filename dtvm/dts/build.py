@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..tree import Marker, MarkerType, Node, Property, add_label
+from .source import extend_pos
 
 __all__ = ["OrphanCounter", "add_orphan_node", "merge_nodes"]
 
@@ -25,6 +26,8 @@ def merge_nodes(old: Node, new: Node, on_label: Callable[[Node, str], None] | No
     while work:
         old_node, new_node = work.pop()
         old_node.deleted = False
+        # dtc's srcpos_extend: the node keeps the positions of all its blocks
+        old_node.pos = extend_pos(old_node.pos, new_node.pos)
         for lab in new_node.labels:
             add_label(old_node.labels, lab.name)
             if on_label is not None:
@@ -85,7 +88,7 @@ def add_orphan_node(root: Node, new_node: Node, ref: str, counter: OrphanCounter
         prop = Property(
             "target",
             b"\xff\xff\xff\xff",
-            [Marker(0, MarkerType.REF_PHANDLE, ref), Marker(0, MarkerType.TYPE_UINT32)],
+            [Marker(0, MarkerType.REF_PHANDLE, ref)],  # no type marker, as in dtc 1.6.1
         )
     new_node.name = "__overlay__"
     frag = Node(f"fragment@{counter.next}")

@@ -18,7 +18,7 @@ from ..tree import DeviceTree, Marker, MarkerType, Node, Property, ReserveEntry,
 from . import scan
 from .build import OrphanCounter, add_orphan_node, merge_nodes
 from .scan import Token
-from .source import SourceBuffer, read_source
+from .source import NodePos, SourceBuffer, read_source
 from .values import parse_char_literal, parse_int_literal, unescape
 
 __all__ = ["MAX_EXPR_DEPTH", "parse_file", "parse_source", "parse_string", "parse_tokens"]
@@ -271,10 +271,11 @@ class Parser:
     def parse_nodedef(self, start_tok: Token, base: int = 4) -> Node:
         """'{' proplist subnodes '}' ';' with an explicit stack for nesting."""
         toks = self.toks
-        self.expect("{")
+        brace = self.expect("{")
         root = Node("", None)
-        # frame: [node, seen_subnode, start token, bison stack entries of this frame]
-        stack: list[list] = [[root, False, start_tok, 3]]
+        # frame: [node, seen_subnode, start token, bison stack entries of this frame,
+        #         offset of the '{' (where dtc's position of the node starts)]
+        stack: list[list] = [[root, False, start_tok, 3, brace[3]]]
         # dtc's bison parser stack (YYMAXDEPTH 10000) bounds nesting, and because
         # `subnodes` is right-recursive, also the number of siblings and labels
         # pending on the stack; dtc rejects such input, so dtvm does too.
@@ -318,7 +319,7 @@ class Parser:
                     else:
                         pdata += string.encode("latin-1")
                     pdata.append(0)
-                prop = Property(pname, bytes(pdata), pmarkers, SourcePos(tok[2], item_tok[3], tok[4]))
+                prop = Property(pname, bytes(pdata), pmarkers, SourcePos(tok[2], tok[3], tok[4]))
                 for name in reversed(labels):
                     add_label(prop.labels, name)
                 node.props.append(prop)
@@ -332,7 +333,7 @@ class Parser:
                     child.omit_if_unused = True
                 frame[1] = True
                 cost = 3 + len(labels) + (1 if omit else 0)
-                stack.append([child, False, item_tok, cost])
+                stack.append([child, False, item_tok, cost, tok[4] - 1])
                 total += cost
             elif kind == T_NAMEQ:
                 # the scanner fused NAME '=' (the common case)
@@ -343,7 +344,7 @@ class Parser:
                 self.i += 1
                 value, markers = self.parse_propdata()
                 self.expect(";")
-                prop = Property(tok[1], value, markers, SourcePos(tok[2], item_tok[3], toks[self.i - 1][4]))  # type: ignore[arg-type]
+                prop = Property(tok[1], value, markers, SourcePos(tok[2], tok[3], toks[self.i - 1][4]))  # type: ignore[arg-type]
                 for name in reversed(labels):
                     add_label(prop.labels, name)
                 node.props.append(prop)
@@ -359,7 +360,7 @@ class Parser:
                         child.omit_if_unused = True
                     frame[1] = True
                     cost = 3 + len(labels) + (1 if omit else 0)
-                    stack.append([child, False, item_tok, cost])
+                    stack.append([child, False, item_tok, cost, toks[self.i - 1][3]])
                     total += cost
                     continue
                 if omit:
@@ -375,7 +376,7 @@ class Parser:
                 else:
                     raise self.syntax_error("'=', ';' or '{' after a name")
                 self.expect(";")
-                prop = Property(tok[1], value, markers, SourcePos(tok[2], item_tok[3], self.toks[self.i - 1][4]))  # type: ignore[arg-type]
+                prop = Property(tok[1], value, markers, SourcePos(tok[2], tok[3], self.toks[self.i - 1][4]))  # type: ignore[arg-type]
                 for name in reversed(labels):
                     add_label(prop.labels, name)
                 node.props.append(prop)
@@ -395,8 +396,8 @@ class Parser:
             elif kind == scan.T_DELNODE:
                 self.i += 1
                 name_tok = self.expect(T_NAME, "a node name")
-                self.expect(";")
-                child = Node(name_tok[1], SourcePos(tok[2], tok[3], name_tok[4]))  # type: ignore[arg-type]
+                semi = self.expect(";")
+                child = Node(name_tok[1], SourcePos(tok[2], tok[3], semi[4]))  # type: ignore[arg-type]
                 child.deleted = True
                 for name in reversed(labels):
                     add_label(child.labels, name)
@@ -414,7 +415,7 @@ class Parser:
                 self.i += 1
                 if kind == "}":
                     self.expect(";")
-                node.pos = SourcePos(frame[2][2], frame[2][3], self.toks[self.i - 1][4])
+                node.pos = NodePos(frame[2][2], frame[2][3], self.toks[self.i - 1][4], frame[4])
                 done = stack.pop()
                 total -= done[3]
                 if stack:

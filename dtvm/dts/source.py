@@ -9,15 +9,22 @@ name the original file and line; the map is built once, lookups bisect it.
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 
-__all__ = ["SourceBuffer", "read_source"]
+from ..tree import SourcePos
+
+__all__ = ["NodePos", "SourceBuffer", "extend_pos", "pos_spans", "read_source"]
+
+# linemarkers are numbered in the order they are scanned, across all buffers,
+# so that the first one of a compilation can be found (dtc's initial path)
+_MARK_SEQ = itertools.count()
 
 
 class SourceBuffer:
     """One file's text plus linemarker remappings."""
 
-    __slots__ = ("_mark_offsets", "_marks", "_newlines", "dir", "name", "text")
+    __slots__ = ("_mark_offsets", "_marks", "_newlines", "dir", "first_mark", "name", "text")
 
     def __init__(self, name: str, text: str, directory: str | None = None) -> None:
         self.name = name
@@ -27,9 +34,13 @@ class SourceBuffer:
         # linemarkers: (offset where the mapping starts, file name, line number at that offset)
         self._marks: list[tuple[int, str, int]] = []
         self._mark_offsets: list[int] = []
+        # (scan order, file name) of this buffer's first linemarker
+        self.first_mark: tuple[int, str] | None = None
 
     def add_linemarker(self, offset: int, name: str, line: int) -> None:
         """From ``offset`` on, the text is ``name`` and ``offset`` is on line ``line``."""
+        if self.first_mark is None:
+            self.first_mark = (next(_MARK_SEQ), name)
         self._marks.append((offset, name, line))
         self._mark_offsets.append(offset)
 
@@ -82,3 +93,48 @@ def read_source(path: str, display_name: str | None = None) -> SourceBuffer:
     with open(path, "rb") as f:
         data = f.read()
     return SourceBuffer(display_name or path, data.decode("latin-1"))
+
+
+class NodePos(SourcePos):
+    """A node's position: the span for messages (from its first label or name) plus dtc's.
+
+    dtc's position of a node (``srcpos``) runs from its ``{`` to the ``;``
+    after its ``}``, and a node that several blocks define (merges, ``&label
+    { }``) has the chain of all their positions, in order (srcpos_extend);
+    ``-T`` prints them. ``brace`` is the offset of the ``{`` in ``source``,
+    ``more`` the positions of later blocks.
+    """
+
+    __slots__ = ("brace", "more")
+
+    def __init__(self, source: SourceBuffer, start: int, end: int, brace: int) -> None:
+        super().__init__(source, start, end)
+        self.brace = brace
+        self.more: list[SourcePos] | None = None
+
+
+def pos_spans(pos: SourcePos | None) -> list[SourcePos]:
+    """dtc's chain of positions for a node or property position (empty for None)."""
+    if pos is None:
+        return []
+    if isinstance(pos, NodePos):
+        first = SourcePos(pos.source, pos.brace, pos.end)
+        return [first, *pos.more] if pos.more else [first]
+    return [pos]
+
+
+def extend_pos(old: SourcePos | None, new: SourcePos | None) -> SourcePos | None:
+    """dtc's srcpos_extend: a node merged with a later block keeps both positions."""
+    if new is None:
+        return old
+    if old is None:
+        return new
+    if not isinstance(old, NodePos):
+        # a position without a brace (a /delete-node/ that a later block revives)
+        merged = NodePos(old.source, old.start, old.end, old.start)
+        merged.more = pos_spans(new)
+        return merged
+    if old.more is None:
+        old.more = []
+    old.more.extend(pos_spans(new))
+    return old

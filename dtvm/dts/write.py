@@ -11,7 +11,8 @@ sign-extended ``\\xffffffc3``, and references print as their resolved numbers.
 from __future__ import annotations
 
 from ..errors import DtvmError
-from ..tree import DeviceTree, Marker, MarkerType, Node, Property
+from ..tree import DeviceTree, Marker, MarkerType, Node, Property, SourcePos
+from .source import pos_spans
 
 __all__ = ["format_propval", "guess_value_type", "write_dts"]
 
@@ -158,10 +159,69 @@ def format_propval(prop: Property) -> str:
     return "".join(out)
 
 
+def _shorten(fname: str, initial: str) -> str | None:
+    """dtc's shorten_to_initial_path: ``fname`` relative to the initial file's directory."""
+    prevslash = -1
+    slashes = 0
+    for i in range(min(len(fname), len(initial))):
+        if fname[i] != initial[i]:
+            break
+        if fname[i] == "/":
+            prevslash = i
+            slashes += 1
+    if prevslash < 0:
+        return None
+    return "../" * (initial.count("/") - slashes) + fname[prevslash + 1 :]
+
+
+class _Annotator:
+    """dtc's srcpos_string_first / srcpos_string_last for ``-T`` (level 1) and ``-T -T`` (level 2)."""
+
+    def __init__(self, dt: DeviceTree, level: int) -> None:
+        self.level = level
+        self.initial = self._initial_path(dt)
+        self.short: dict[str, str] = {}
+
+    @staticmethod
+    def _initial_path(dt: DeviceTree) -> str:
+        """The main file's name, or the file named by the first linemarker (dtc's initial_path)."""
+        first: tuple[int, str] | None = None
+        seen: set[int] = set()
+        for node in dt.root.walk(with_deleted=True):
+            positions = [*pos_spans(node.pos), *(p.pos for p in node.props if p.pos is not None)]
+            for pos in positions:
+                src = pos.source
+                if id(src) in seen:
+                    continue
+                seen.add(id(src))
+                mark = getattr(src, "first_mark", None)
+                if mark is not None and (first is None or mark[0] < first[0]):
+                    first = mark
+        return first[1] if first is not None else dt.source_name
+
+    def comment(self, pos: SourcePos | None, first_line: bool) -> str:
+        """`` /* file:line, ... */`` for a node or property, or "" where dtc prints nothing."""
+        spans = pos_spans(pos)
+        if not spans:
+            return " /* <no-file>:<no-line> */" if self.level > 1 else ""
+        parts = []
+        for span in spans:
+            # dtc names the file the rule ended in and counts the first line where it began
+            fname, last_line, last_col = span.end_location()
+            _, line, col = span.location()
+            if self.level > 1:
+                parts.append(f"{fname}:{line}:{col}-{last_line}:{last_col}")
+                continue
+            short = self.short.get(fname)
+            if short is None:
+                short = self.short[fname] = _shorten(fname, self.initial) or fname
+            parts.append(f"{short}:{line if first_line else last_line}")
+        return " /* " + ", ".join(parts) + " */"
+
+
 def write_dts(dt: DeviceTree, annotate: int = 0) -> str:
     """The whole tree as DTS text, exactly as ``dtc -O dts`` prints it (``-T`` levels in ``annotate``)."""
-    if annotate:
-        raise DtvmError("-T (--annotate) is not supported yet")
+    ann = _Annotator(dt, annotate) if annotate else None
     out: list[str] = ["/dts-v1/;\n\n"]
     for entry in dt.reservations:
         for lab in entry.labels:
@@ -175,18 +235,19 @@ def write_dts(dt: DeviceTree, annotate: int = 0) -> str:
         node, level, closing = stack.pop()
         indent = "\t" * level
         if closing:
-            append(indent + "};\n")
+            append(indent + "};" + (ann.comment(node.pos, False) if ann else "") + "\n")
             continue
         if level:
             append("\n")
         labels = "".join([lab.name + ": " for lab in node.labels if not lab.deleted])
-        append(f"{indent}{labels}{node.name or '/'} {{\n")
+        append(f"{indent}{labels}{node.name or '/'} {{" + (ann.comment(node.pos, True) if ann else "") + "\n")
         pindent = indent + "\t"
         for prop in node.props:
             if prop.deleted:
                 continue
             plabels = "".join([lab.name + ": " for lab in prop.labels if not lab.deleted])
-            append(f"{pindent}{plabels}{prop.name}{format_propval(prop)}\n")
+            append(f"{pindent}{plabels}{prop.name}{format_propval(prop)}")
+            append(ann.comment(prop.pos, True) + "\n" if ann else "\n")
         stack.append((node, level, True))
         for child in reversed(node.children):
             if not child.deleted:
