@@ -1,0 +1,49 @@
+"""The click group behind ``dtvm``: subcommands imported on first use."""
+
+from __future__ import annotations
+
+import sys
+from typing import ClassVar
+
+import click
+
+from .. import __version__
+from . import _PASSTHROUGH, run_passthrough
+
+__all__ = ["cli"]
+
+
+class _LazyGroup(click.Group):
+    """Subcommands imported on first use, so start-up stays cheap."""
+
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "compile": ("dtvm.cli.compile", "compile_cmd"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy, *_PASSTHROUGH])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[name]
+            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        if name in _PASSTHROUGH:
+            return _passthrough_command(name)
+        return super().get_command(ctx, name)
+
+
+def _passthrough_command(name: str) -> click.Command:
+    @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False, help=f"{name}, same arguments and outputs as the C tool")
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def cmd(args: tuple[str, ...]) -> None:
+        sys.exit(run_passthrough(name, list(args)))
+
+    return cmd
+
+
+@click.group(cls=_LazyGroup)
+@click.version_option(__version__, prog_name="dtvm")
+def cli() -> None:
+    """dtvm: the devicetree as the one precise description of a VM's hardware."""
