@@ -306,11 +306,19 @@ def compile_tree(o: DtcOptions, dt: DeviceTree, messages: list[str]) -> None:
     for name, enable, is_error in o.check_flags:
         if not runner.configure(name, enable, is_error):
             raise DtvmError(f'Unrecognized check name "{name}"')
-    failed = runner.run_all()
     fname = dt.source_name or o.input
-    for finding in runner.findings:
-        if (finding.error and o.quiet < 2) or (not finding.error and o.quiet < 1):
-            messages.append(finding.format(fname))
+
+    def show() -> None:
+        for finding in runner.findings:
+            if (finding.error and o.quiet < 2) or (not finding.error and o.quiet < 1):
+                messages.append(finding.format(fname))
+
+    try:
+        failed = runner.run_all()
+    except DtvmError:
+        show()  # dtc prints what its checks found before it aborts
+        raise
+    show()
     if failed:
         if not o.force:
             raise CheckError("ERROR: Input tree has errors, aborting (use -f to force output)")
