@@ -100,7 +100,54 @@ def check_one(job: tuple[str, str, str, str]) -> tuple[str, str, list[str]]:
         me = dtvm(["-I", "dtb", "-O", "dts", f.name])
     if ref != me:
         problems.append("-I dtb -O dts differs")
+    problems += check_overlay(inc, pp)
     return rel, ("diff" if problems else "ok"), problems
+
+
+def check_overlay(inc: list[str], pp: str) -> list[str]:
+    """-@ of the board, an overlay built from its labels, and applying it: dtc/fdtoverlay vs dtvm."""
+    from dtvm.cli.fdtoverlay import run as fdtoverlay_run
+    from dtvm.dtb import read_dtb
+
+    problems = []
+    rc_ref, base_ref = dtc([*inc, "-@", "-I", "dts", "-O", "dtb", pp])
+    rc_me, base_me = dtvm([*inc, "-@", "-I", "dts", "-O", "dtb", pp])
+    if (rc_ref, base_ref) != (rc_me, base_me):
+        return ["-@ -O dtb differs"]
+    if rc_ref != 0:
+        return []
+    symbols = read_dtb(base_ref).get_node("/__symbols__")
+    labels = [p.name for p in symbols.properties] if symbols is not None else []
+    if not labels:
+        return []
+    first, second = labels[0], labels[len(labels) // 2]
+    overlay = (
+        "/dts-v1/;\n/plugin/;\n"
+        f"&{first} {{\n\tdtvm-parity-ref = <&{second} &dtvm_own>;\n"
+        "\tdtvm_own: dtvm-parity-node { value = <1>; };\n};\n"
+        '&{/} {\n\tdtvm-parity-path = "x";\n};\n'
+    )
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "o.dts")
+        with open(src, "w") as f:
+            f.write(overlay)
+        o_ref = dtc(["-I", "dts", "-O", "dtb", src])
+        o_me = dtvm(["-I", "dts", "-O", "dtb", src])
+        if o_ref != o_me:
+            return ["overlay compile differs"]
+        for name, data in (("base.dtb", base_ref), ("o.dtbo", o_ref[1])):
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+        base, dtbo = os.path.join(d, "base.dtb"), os.path.join(d, "o.dtbo")
+        p = subprocess.run(["fdtoverlay", "-i", base, "-o", os.path.join(d, "ref.dtb"), dtbo], capture_output=True)
+        code = fdtoverlay_run(["-i", base, "-o", os.path.join(d, "me.dtb"), dtbo], io.BytesIO(), io.StringIO())
+        if (p.returncode == 0) != (code == 0):
+            problems.append(f"fdtoverlay exit {p.returncode}, dtvm fdtoverlay exit {code}")
+        elif code == 0:
+            with open(os.path.join(d, "ref.dtb"), "rb") as f1, open(os.path.join(d, "me.dtb"), "rb") as f2:
+                if f1.read() != f2.read():
+                    problems.append("fdtoverlay output differs")
+    return problems
 
 
 def main() -> int:
