@@ -325,16 +325,7 @@ class Parser:
                 node.props.append(prop)
             elif kind == T_NODEOPEN:
                 self.i += 1
-                child = Node(tok[1], None)  # type: ignore[arg-type]
-                for name in reversed(labels):
-                    add_label(child.labels, name)
-                    self.note_label(child, name)
-                if omit:
-                    child.omit_if_unused = True
-                frame[1] = True
-                cost = 3 + len(labels) + (1 if omit else 0)
-                stack.append([child, False, item_tok, cost, tok[4] - 1])
-                total += cost
+                total += self._open_child(tok, labels, omit, stack, item_tok, tok[4] - 1)
             elif kind == T_NAMEQ:
                 # the scanner fused NAME '=' (the common case)
                 if omit:
@@ -352,16 +343,7 @@ class Parser:
                 nxt = toks[self.i + 1][0]
                 if nxt == "{":
                     self.i += 2
-                    child = Node(tok[1], None)  # type: ignore[arg-type]
-                    for name in reversed(labels):
-                        add_label(child.labels, name)
-                        self.note_label(child, name)
-                    if omit:
-                        child.omit_if_unused = True
-                    frame[1] = True
-                    cost = 3 + len(labels) + (1 if omit else 0)
-                    stack.append([child, False, item_tok, cost, toks[self.i - 1][3]])
-                    total += cost
+                    total += self._open_child(tok, labels, omit, stack, item_tok, toks[self.i - 1][3])
                     continue
                 if omit:
                     raise self.syntax_error("a node after /omit-if-no-ref/")
@@ -426,6 +408,22 @@ class Parser:
             else:
                 raise self.syntax_error("a property, a subnode or '}'")
         return root
+
+    def _open_child(
+        self, tok: Token, labels: list[str], omit: bool, stack: list[list], item_tok: Token, brace: int
+    ) -> int:
+        """Push a frame for a subnode whose '{' is at ``brace``; returns its bison stack cost."""
+        child = Node(tok[1], None)  # type: ignore[arg-type]
+        for name in reversed(labels):
+            add_label(child.labels, name)
+            self.note_label(child, name)
+        if omit:
+            child.omit_if_unused = True
+        stack[-1][1] = True
+        # a subnode costs NAME '{' proplist plus the labels and /omit-if-no-ref/ before it
+        cost = 3 + len(labels) + (1 if omit else 0)
+        stack.append([child, False, item_tok, cost, brace])
+        return cost
 
     # -- property values ---------------------------------------------------------
     def parse_propdata(self) -> tuple[bytes, list[Marker]]:
