@@ -40,6 +40,9 @@ lint: $(PY)
 
 parity: deps venv
 	$(PY) scripts/parity.py
+	$(PY) scripts/checks_parity.py
+	$(PY) scripts/outputs_parity.py
+	$(PY) scripts/cpp_parity.py
 
 bench: deps $(PY)
 	$(PIP) install -q -e '.[bench]'

@@ -265,6 +265,7 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
         tokens = scanner.run(src)
         if deps is not None:
             deps.append(src.name)
+            deps.extend(getattr(src, "includes", ()))  # the headers --cpp read
             deps.extend(scanner.files)
         from ..dts.parse import Parser
 
