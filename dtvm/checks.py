@@ -219,6 +219,7 @@ _TABLE: list[tuple[str, str, tuple[str, ...]]] = [
 ]
 
 CHECK_NAMES: list[str] = [name for name, _, _ in _TABLE]
+WARNING_CHECKS: list[str] = [name for name, level, _ in _TABLE if level == "W"]
 
 # (check name prefix, property, #cells property, cells optional): dtc's
 # WARNING_PROPERTY_PHANDLE_CELLS providers; each makes NAME_property and NAME_is_cell
