@@ -18,6 +18,7 @@ class _LazyGroup(click.Group):
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "compile": ("dtvm.cli.compile", "compile_cmd"),
+        "validate": ("dtvm.cli.validate", "validate_cmd"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -1,0 +1,27 @@
+"""Binding documents: load them, compile them to JSON Schema validators, validate trees.
+
+>>> from dtvm.bindings import load_bindings, validate_tree
+>>> result = validate_tree(tree, load_bindings())
+>>> for f in result.findings: print(f.format())
+"""
+
+from __future__ import annotations
+
+from .findings import Finding, Unchecked
+from .load import Binding, BindingError, BindingSet, NodeSpec, PropSpec, default_dirs, load_bindings
+from .validate import Result, match, validate_tree
+
+__all__ = [
+    "Binding",
+    "BindingError",
+    "BindingSet",
+    "Finding",
+    "NodeSpec",
+    "PropSpec",
+    "Result",
+    "Unchecked",
+    "default_dirs",
+    "load_bindings",
+    "match",
+    "validate_tree",
+]

@@ -1,0 +1,177 @@
+"""Walk a tree, match each node to a binding, decode, validate, collect every finding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastjsonschema
+
+from ..tree import DeviceTree, Node, Property
+from .compile import node_validator, prop_validator
+from .decode import DecodeError, TreeIndex, decode
+from .findings import Finding, Unchecked
+from .load import Binding, BindingSet, NodeSpec
+
+__all__ = ["Result", "match", "validate_tree"]
+
+
+@dataclass
+class Result:
+    findings: list[Finding] = field(default_factory=list)
+    unchecked: list[Unchecked] = field(default_factory=list)
+    checked: int = 0
+
+    def all_findings(self, strict: bool = False) -> list[Finding]:
+        if not strict:
+            return self.findings
+        return self.findings + [u.as_finding() for u in self.unchecked]
+
+
+def _compatibles(node: Node) -> list[str]:
+    p = node.get_property("compatible")
+    if p is None or not p.value or p.value[-1] != 0:
+        return []
+    return p.value[:-1].decode("utf-8", "replace").split("\0")
+
+
+def match(bindings: BindingSet, node: Node, compatibles: list[str]) -> Binding | None:
+    """The binding of ``node``: by compatible (in the node's order), else by select."""
+    for c in compatibles:
+        b = bindings.by_compatible.get(c)
+        if b is not None:
+            return b
+    path = None
+    for b in bindings.selects:
+        if b.select_name is not None and not b.select_name.fullmatch(node.name or "/"):
+            continue
+        if b.select_path is not None:
+            if path is None:
+                path = node.path
+            if not b.select_path.fullmatch(path):
+                continue
+        return b
+    return None
+
+
+def _where(pos: Any, fallback: tuple[str, int]) -> tuple[str, int]:
+    if pos is None:
+        return fallback
+    try:
+        name, line, _col = pos.location()
+    except Exception:  # a position without a source: report the input file
+        return fallback
+    return name, line
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return hex(v) if v > 9 else str(v)
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, list):
+        return "<" + " ".join(_show(x) for x in v) + ">"
+    return repr(v)
+
+
+def _message(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    sub = list(exc.path or [])[1:]
+    at = "item " + "".join(f"[{p}]" for p in sub) + " " if sub else ""
+    rule, want, got = exc.rule, exc.rule_definition, exc.value
+    if rule == "const":
+        return f"{at}is {_show(got)}, must be {_show(want)}"
+    if rule == "enum":
+        return f"{at}is {_show(got)}, must be one of " + ", ".join(_show(w) for w in want)
+    if rule == "maxItems" and isinstance(got, list):
+        return f"{at}has {len(got)} entries, at most {want} allowed"
+    if rule == "minItems" and isinstance(got, list):
+        return f"{at}has {len(got)} entries, at least {want} required"
+    if rule == "minimum":
+        return f"{at}is {_show(got)}, must be >= {_show(want)}"
+    if rule == "maximum":
+        return f"{at}is {_show(got)}, must be <= {_show(want)}"
+    if rule == "pattern":
+        return f"{at}{_show(got)} does not match {want}"
+    msg = exc.message
+    name = exc.name or "data"
+    if msg.startswith(name):
+        msg = msg[len(name) :].lstrip()
+    return at + msg
+
+
+def validate_node(node: Node, spec: NodeSpec, binding_file: str, idx: TreeIndex, fname: str, out: list[Finding]) -> None:
+    path = node.path
+    node_where = _where(node.pos, (fname, 0))
+    mine: list[tuple[int, Finding]] = []
+    order = {p.name: i for i, p in enumerate(node.props)}
+
+    def add(prop: Property | None, pname: str | None, message: str, rule: str, bfile: str | None, bline: int) -> None:
+        file, line = _where(prop.pos, node_where) if prop is not None else node_where
+        mine.append((order.get(pname or "", -1), Finding(file, line, path, pname, message, rule, bfile, bline)))
+
+    if spec.node_name is not None and not spec.node_name.fullmatch(node.name):
+        add(None, None, f"node name {node.name!r} does not match {spec.node_name.pattern!r}", "node-name", spec.file, spec.node_name_line)
+    values: dict[str, Any] = {}
+    props: dict[str, Property] = {}
+    for prop in node.props:
+        if prop.deleted:
+            continue
+        pspec = spec.lookup(prop.name)
+        if pspec is None:
+            add(prop, prop.name, "property is not declared by the binding", "additionalProperties", binding_file, spec.line)
+            continue
+        try:
+            values[prop.name] = decode(prop, pspec.type, pspec.cells, node, idx)
+        except DecodeError as exc:
+            add(prop, prop.name, exc.message, exc.rule, pspec.file, pspec.line)
+            continue
+        props[prop.name] = prop
+    for name, rfile, rline in spec.required:
+        if name not in values and node.get_property(name) is None:
+            add(None, name, "required property is missing", "required", rfile, rline)
+    try:
+        node_validator(spec)(values)
+    except fastjsonschema.JsonSchemaValueException:
+        # collect every failing property, not just the first
+        for name, value in values.items():
+            pspec = spec.lookup(name)
+            assert pspec is not None
+            try:
+                prop_validator(spec, pspec)(value)
+            except fastjsonschema.JsonSchemaValueException as exc:
+                add(props[name], name, _message(exc), exc.rule or "schema", pspec.file, pspec.line)
+    if mine:
+        mine.sort(key=lambda kv: kv[0])
+        out.extend(f for _k, f in mine)
+
+
+def validate_tree(dt: DeviceTree, bindings: BindingSet, fname: str = "") -> Result:
+    """Every finding for ``dt``; ``fname`` names the input when nodes have no source position."""
+    fname = fname or dt.source_name or "<tree>"
+    idx = TreeIndex(dt)
+    res = Result()
+    stack: list[tuple[Node, NodeSpec | None, str]] = [(dt.root, None, "")]
+    while stack:
+        node, inherited, inherited_file = stack.pop()
+        compatibles = _compatibles(node)
+        binding = match(bindings, node, compatibles)
+        spec: NodeSpec | None
+        if binding is not None:
+            spec, bfile = binding.spec, binding.file
+        elif inherited is not None:
+            spec, bfile = inherited, inherited_file
+        else:
+            spec, bfile = None, ""
+            if compatibles:
+                file, line = _where(node.pos, (fname, 0))
+                res.unchecked.append(Unchecked(file, line, node.path, tuple(compatibles)))
+        if spec is not None:
+            res.checked += 1
+            validate_node(node, spec, bfile, idx, fname, res.findings)
+        child_spec = spec.child if spec is not None else None
+        for child in reversed(node.children):
+            if not child.deleted:
+                stack.append((child, child_spec, bfile))
+    return res
