@@ -19,6 +19,7 @@ class _LazyGroup(click.Group):
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "compile": ("dtvm.cli.compile", "compile_cmd"),
         "validate": ("dtvm.cli.validate", "validate_cmd"),
+        "bindings": ("dtvm.cli.bindings_cmd", "bindings_group"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
