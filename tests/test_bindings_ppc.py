@@ -14,7 +14,6 @@ from dtvm.cli.validate import load_input, validate_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 QEMU_DT = ROOT / "fixtures" / "qemu-dt"
-OVERLAY = ROOT / "fixtures" / "bindings" / "ppc" / "pseries-overlay"
 PSERIES = sorted(QEMU_DT.glob("ppc64-*.dtb"))
 E500 = sorted(QEMU_DT.glob("ppc-*.dtb"))
 
@@ -22,20 +21,9 @@ E500 = sorted(QEMU_DT.glob("ppc-*.dtb"))
 # full path (DT spec 3.3; dtc says the same with -Walias_paths). A real defect, kept as a finding.
 E500_ALIAS = "/aliases: rtc: 'i2c/rtc@68' does not match ^/ [pattern] (bindings/core/aliases.yaml:"
 
-# The properties of pseries that the core select bindings reject and that no shipped binding can
-# accept for pseries only (see fixtures/bindings/ppc/pseries-overlay/README.md).
-PSERIES_GAP = [
-    "/chosen: ibm,architecture-vec-5: property is not declared by the binding [additionalProperties] (bindings/core/chosen.yaml:",
-    "/chosen: ibm,arch-vec-5-platform-support: property is not declared",
-    "/chosen: qemu,graphic-depth: property is not declared",
-    "/chosen: qemu,graphic-height: property is not declared",
-    "/chosen: qemu,graphic-width: property is not declared",
-    "/cpus: ibm,drc-types: property is not declared by the binding [additionalProperties] (bindings/core/cpus.yaml:",
-    "/cpus: ibm,drc-names: property is not declared",
-    "/cpus: ibm,drc-power-domains: property is not declared",
-    "/cpus: ibm,drc-indexes: property is not declared",
-    "/memory@0: ibm,associativity: property is not declared by the binding [additionalProperties] (bindings/core/memory.yaml:",
-]
+# pseries' /chosen, /cpus and memory nodes carry PAPR properties the generic core bindings do not
+# declare; bindings/ppc-papr/ selects them on machines whose root is "qemu,pseries" only.
+ARM_VIRT = QEMU_DT / "aarch64-virt-default.dtb"
 
 MY_BINDINGS = {
     "board/qemu,pseries.yaml",
@@ -75,7 +63,8 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def overlaid():
-    return load_bindings([str(OVERLAY), str(ROOT / "bindings")])
+    # the PAPR select bindings now ship in bindings/ppc-papr/
+    return load_bindings([str(ROOT / "bindings")])
 
 
 @pytest.fixture(scope="module")
@@ -148,32 +137,34 @@ def test_ppce500_validates(shipped, blob: Path) -> None:
 
 
 @pytest.mark.parametrize("blob", PSERIES, ids=lambda p: p.name)
-def test_pseries_validates_with_overlay(overlaid, blob: Path) -> None:
-    assert findings(blob, overlaid) == []
+def test_pseries_validates_clean(shipped, blob: Path) -> None:
+    assert findings(blob, shipped) == []
 
 
-@pytest.mark.parametrize("blob", PSERIES, ids=lambda p: p.name)
-def test_pseries_shipped_only_the_select_gap(shipped, blob: Path) -> None:
-    got = strip(findings(blob, shipped), blob)
-    assert len(got) == len(PSERIES_GAP), "\n".join(got)
-    for want in PSERIES_GAP:
-        assert any(want in g for g in got), want
+def test_papr_selects_only_on_pseries(shipped) -> None:
+    """On another machine /chosen and /cpus get the core bindings, not the PAPR ones."""
+    from dtvm.bindings.validate import match
+    from dtvm.dtb import read_dtb
+
+    for blob, want in ((PSERIES[0], "ppc-papr/pseries-"), (ARM_VIRT, "core/")):
+        dt = read_dtb(blob.read_bytes())
+        for path in ("/chosen", "/cpus"):
+            node = dt.get_node(path)
+            assert node is not None
+            b = match(shipped, node, [])
+            assert b is not None and want in b.file, (blob.name, path, b.file if b else None)
 
 
 def test_cli_strict_ppc() -> None:
     args = [
         "--strict",
         "-q",
-        "--bindings",
-        str(OVERLAY),
-        "--bindings",
-        str(ROOT / "bindings"),
         *map(str, PSERIES + E500),
     ]
     r = CliRunner().invoke(validate_cmd, args, catch_exceptions=False)
     assert r.exit_code == 1, r.output
     assert r.stdout.count("\n") == len(E500), r.stdout
-    r = CliRunner().invoke(validate_cmd, args[:6] + list(map(str, PSERIES)), catch_exceptions=False)
+    r = CliRunner().invoke(validate_cmd, args[:2] + list(map(str, PSERIES)), catch_exceptions=False)
     assert r.exit_code == 0, r.output
 
 
@@ -208,7 +199,7 @@ CASES = [
         ["/: model: required property is missing [required] (bindings/board/qemu,pseries.yaml:"],
     ),
     # DR connectors (fragment)
-    # (on the root: /cpus is checked by core/cpus.yaml, see PSERIES_GAP)
+    # (on the root; /cpus has its own PAPR select binding in bindings/ppc-papr/)
     (
         "common/ppc-drc.yaml",
         P,
@@ -593,7 +584,7 @@ def test_every_ppc_binding_has_a_broken_case() -> None:
     assert {c[0] for c in CASES} == MY_BINDINGS - {"common/ppc-chosen.yaml", "common/ppc-memory.yaml"}
 
 
-# the fragments that only the overlay uses (see PSERIES_GAP)
+# the fragments that only the PAPR select bindings use
 OVERLAY_CASES = [
     (
         "qemu,graphic-depth = <0x20>;",
@@ -606,7 +597,7 @@ OVERLAY_CASES = [
         "ibm,architecture-vec-5 = [00 00];",
         "ibm,architecture-vec-5 = [00 00]; ibm,bogus-vec;",
         [
-            "/chosen: ibm,bogus-vec: property is not declared by the binding [additionalProperties] (pseries-overlay/chosen.yaml:"
+            "/chosen: ibm,bogus-vec: property is not declared by the binding [additionalProperties] (bindings/ppc-papr/pseries-chosen.yaml:"
         ],
     ),
     (

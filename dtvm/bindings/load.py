@@ -195,7 +195,14 @@ class Binding:
     spec: NodeSpec
     select_path: re.Pattern[str] | None = None
     select_name: re.Pattern[str] | None = None
+    # only on machines whose root node lists this compatible (e.g. "qemu,pseries")
+    select_root: str | None = None
     qemu: dict[str, Any] | None = None
+
+    @property
+    def select_specificity(self) -> int:
+        """How many select conditions; the most specific select binding wins."""
+        return sum(x is not None for x in (self.select_path, self.select_name, self.select_root))
 
     @property
     def key(self) -> str | None:
@@ -390,6 +397,8 @@ def load_bindings(dirs: list[str] | None = None) -> BindingSet:
                     binding.select_path = _regex(sel["path"], display, sel.lines["path"], "select.path")
                 if "node-name" in sel:
                     binding.select_name = _regex(sel["node-name"], display, sel.lines["node-name"], "select.node-name")
+                if "root-compatible" in sel:
+                    binding.select_root = str(sel["root-compatible"])
             if binding.compatible:
                 key = binding.compatible[0]
                 other = bset.by_compatible.get(key)
@@ -400,5 +409,7 @@ def load_bindings(dirs: list[str] | None = None) -> BindingSet:
                     key_root[key] = root
             else:
                 bset.selects.append(binding)
+    # most specific first; among equals, load order (earlier directories, then path order)
+    bset.selects.sort(key=lambda b: -b.select_specificity)
     return bset
 

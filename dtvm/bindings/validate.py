@@ -42,9 +42,18 @@ def match(bindings: BindingSet, node: Node, compatibles: list[str]) -> Binding |
         if b is not None:
             return b
     path = None
+    root_compatibles: list[str] | None = None
     for b in bindings.selects:
         if b.select_name is not None and not b.select_name.fullmatch(node.name or "/"):
             continue
+        if b.select_root is not None:
+            if root_compatibles is None:
+                root = node
+                while root.parent is not None:
+                    root = root.parent
+                root_compatibles = _compatibles(root)
+            if b.select_root not in root_compatibles:
+                continue
         if b.select_path is not None:
             if path is None:
                 path = node.path
