@@ -13,7 +13,6 @@ gives it.  Where the C tool would read past its buffer (a corrupt blob with no
 from __future__ import annotations
 
 import os
-import sys
 from typing import BinaryIO, TextIO
 
 from ..libfdt import (
@@ -29,8 +28,8 @@ from ..libfdt import (
     getopt_long,
     is_printable_string,
     read_file,
-    usage_text,
 )
+from .fdtutil import run_tool, usage_exit
 
 __all__ = ["print_data", "run"]
 
@@ -215,22 +214,12 @@ def _die(err: TextIO, msg: str) -> ToolExit:
 
 
 def _usage(out: BinaryIO, err: TextIO, errmsg: str | None) -> ToolExit:
-    text = usage_text(SYNOPSIS, SHORT_OPTS, LONG_OPTS)
-    if errmsg is None:
-        out.write(text.encode())
-        return ToolExit(0)
-    err.write(f"{text}\nError: {errmsg}\n")
-    return ToolExit(1)
+    return usage_exit(out, err, errmsg, SYNOPSIS, SHORT_OPTS, LONG_OPTS)
 
 
 def run(argv: list[str], stdout: BinaryIO | None = None, stderr: TextIO | None = None) -> int:
     """Run fdtdump with ``argv`` (without the program name); returns the exit code."""
-    out = stdout if stdout is not None else sys.stdout.buffer
-    err = stderr if stderr is not None else sys.stderr
-    try:
-        return _run(argv, out, err)
-    except ToolExit as exc:
-        return exc.code
+    return run_tool(PROG, _run, argv, stdout, stderr)
 
 
 def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:

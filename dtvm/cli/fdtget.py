@@ -12,10 +12,8 @@ so that one lookup in a large blob stays fast.
 from __future__ import annotations
 
 import os
-import sys
 from typing import BinaryIO, TextIO
 
-from ..errors import BlobError
 from ..libfdt import (
     COMMON_LONG_OPTS,
     FDT_BEGIN_NODE,
@@ -32,8 +30,8 @@ from ..libfdt import (
     is_printable_string,
     read_file,
     strerror,
-    usage_text,
 )
+from .fdtutil import run_tool, usage_exit
 
 __all__ = ["run"]
 
@@ -68,12 +66,7 @@ class _Display:
 
 
 def _usage(out: BinaryIO, err: TextIO, errmsg: str | None) -> ToolExit:
-    text = usage_text(SYNOPSIS, SHORT_OPTS, LONG_OPTS)
-    if errmsg is None:
-        out.write(text.encode())
-        return ToolExit(0)
-    err.write(f"{text}\nError: {errmsg}\n")
-    return ToolExit(1)
+    return usage_exit(out, err, errmsg, SYNOPSIS, SHORT_OPTS, LONG_OPTS)
 
 
 def _format_value(fmt: str, value: int) -> bytes:
@@ -203,18 +196,7 @@ def _do_fdtget(
 
 def run(argv: list[str], stdout: BinaryIO | None = None, stderr: TextIO | None = None) -> int:
     """Run fdtget with ``argv`` (without the program name); returns the exit code."""
-    out = stdout if stdout is not None else sys.stdout.buffer
-    err = stderr if stderr is not None else sys.stderr
-    try:
-        return _run(argv, out, err)
-    except ToolExit as exc:
-        return exc.code
-    except BlobError as exc:
-        err.write(f"{PROG}: error: {exc.message}\n")
-        return 1
-    except RecursionError:
-        err.write(f"{PROG}: error: the blob's aliases or nodes nest too deeply\n")
-        return 1
+    return run_tool(PROG, _run, argv, stdout, stderr)
 
 
 def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:

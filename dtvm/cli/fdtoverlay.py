@@ -31,8 +31,8 @@ from ..libfdt import (
     getopt_long,
     open_into,
     strerror,
-    usage_text,
 )
+from .fdtutil import run_tool, usage_exit
 
 __all__ = ["OverlayError", "apply_overlays", "run"]
 
@@ -134,22 +134,12 @@ def _do_fdtoverlay(input_filename: str, overlays: list[str], err: TextIO) -> byt
 
 
 def _usage(out: BinaryIO, err: TextIO, errmsg: str | None) -> ToolExit:
-    text = usage_text(SYNOPSIS, SHORT_OPTS, LONG_OPTS)
-    if errmsg is None:
-        out.write(text.encode())
-        return ToolExit(0)
-    err.write(f"{text}\nError: {errmsg}\n")
-    return ToolExit(1)
+    return usage_exit(out, err, errmsg, SYNOPSIS, SHORT_OPTS, LONG_OPTS)
 
 
 def run(argv: list[str], stdout: BinaryIO | None = None, stderr: TextIO | None = None) -> int:
     """Run fdtoverlay with ``argv`` (without the program name); returns the exit code."""
-    out = stdout if stdout is not None else sys.stdout.buffer
-    err = stderr if stderr is not None else sys.stderr
-    try:
-        return _run(argv, out, err)
-    except ToolExit as exc:
-        return exc.code
+    return run_tool(PROG, _run, argv, stdout, stderr)
 
 
 def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:

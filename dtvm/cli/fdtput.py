@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 from typing import BinaryIO, TextIO
 
-from ..errors import BlobError
 from ..libfdt import (
     COMMON_LONG_OPTS,
     FDT_ERR_BADPATH,
@@ -35,8 +33,8 @@ from ..libfdt import (
     open_into,
     read_file,
     strerror,
-    usage_text,
 )
+from .fdtutil import run_tool, usage_exit
 
 __all__ = ["run", "scanf_int"]
 
@@ -330,28 +328,12 @@ def _do_fdtput(disp: _Display, filename: str, args: list[bytes], out: BinaryIO, 
 
 
 def _usage(out: BinaryIO, err: TextIO, errmsg: str | None) -> ToolExit:
-    text = usage_text(SYNOPSIS, SHORT_OPTS, LONG_OPTS)
-    if errmsg is None:
-        out.write(text.encode())
-        return ToolExit(0)
-    err.write(f"{text}\nError: {errmsg}\n")
-    return ToolExit(1)
+    return usage_exit(out, err, errmsg, SYNOPSIS, SHORT_OPTS, LONG_OPTS)
 
 
 def run(argv: list[str], stdout: BinaryIO | None = None, stderr: TextIO | None = None) -> int:
     """Run fdtput with ``argv`` (without the program name); returns the exit code."""
-    out = stdout if stdout is not None else sys.stdout.buffer
-    err = stderr if stderr is not None else sys.stderr
-    try:
-        return _run(argv, out, err)
-    except ToolExit as exc:
-        return exc.code
-    except BlobError as exc:
-        err.write(f"{PROG}: error: {exc.message}; the file is left unchanged\n")
-        return 1
-    except RecursionError:
-        err.write(f"{PROG}: error: the blob's aliases nest too deeply; the file is left unchanged\n")
-        return 1
+    return run_tool(PROG, _run, argv, stdout, stderr, "; the file is left unchanged")
 
 
 def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:
