@@ -14,13 +14,11 @@ and the first differences; exits 1 if any set differs.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
@@ -28,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from parity import DEFAULT_CORPUS, preprocess  # noqa: E402
+from parity import corpus_args, corpus_jobs, preprocess  # noqa: E402
 
 Key = tuple[str, str, str | None]
 
@@ -128,27 +126,8 @@ def check_one(job: tuple[str, str, str, str]) -> tuple[str, str, list[str], int]
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", default=DEFAULT_CORPUS)
-    ap.add_argument("--arch", action="append", help="architectures (default: all)")
-    ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "dtvm-parity-cache"))
-    ap.add_argument("--show", type=int, default=20, help="how many differing files to list")
-    args = ap.parse_args()
-    corpus = os.path.abspath(args.corpus)
-    os.makedirs(args.cache, exist_ok=True)
-    arches = args.arch or sorted(os.listdir(os.path.join(corpus, "src")))
-    jobs = []
-    for arch in arches:
-        base = os.path.join(corpus, "src", arch)
-        for dirpath, _dirs, files in os.walk(base):
-            for fn in sorted(files):
-                if fn.endswith(".dts"):
-                    jobs.append((corpus, arch, os.path.join(dirpath, fn), args.cache))
-    jobs.sort(key=lambda j: j[2])
-    if args.limit:
-        jobs = jobs[: args.limit]
+    args = corpus_args(__doc__)
+    jobs = corpus_jobs(args)
     counts: Counter[str] = Counter()
     findings = 0
     bad: list[tuple[str, str, list[str]]] = []

@@ -150,15 +150,20 @@ def check_overlay(inc: list[str], pp: str) -> list[str]:
     return problems
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def corpus_args(description: str | None) -> argparse.Namespace:
+    """The options every corpus script takes."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=DEFAULT_CORPUS)
     ap.add_argument("--arch", action="append", help="architectures (default: all)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "dtvm-parity-cache"))
     ap.add_argument("--show", type=int, default=20, help="how many differing files to list")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def corpus_jobs(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    """(corpus, arch, board .dts, cache dir) for every board, sorted by path."""
     corpus = os.path.abspath(args.corpus)
     os.makedirs(args.cache, exist_ok=True)
     arches = args.arch or sorted(os.listdir(os.path.join(corpus, "src")))
@@ -170,8 +175,12 @@ def main() -> int:
                 if fn.endswith(".dts"):
                     jobs.append((corpus, arch, os.path.join(dirpath, fn), args.cache))
     jobs.sort(key=lambda j: j[2])
-    if args.limit:
-        jobs = jobs[: args.limit]
+    return jobs[: args.limit] if args.limit else jobs
+
+
+def main() -> int:
+    args = corpus_args(__doc__)
+    jobs = corpus_jobs(args)
     counts: dict[str, int] = {}
     bad: list[tuple[str, list[str]]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as ex:
