@@ -26,6 +26,10 @@ FAILED_LIST = "cpp-failed.txt"
 
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+if os.path.join(REPO, "scripts") not in sys.path:
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+from parity import cpp_command  # noqa: E402  (the one copy of the kernel's cpp command)
 
 
 @dataclass(frozen=True)
@@ -57,29 +61,6 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--cache", default=DEFAULT_CACHE, help="preprocessed-file cache (default: %(default)s)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N boards (0: all)")
-
-
-def cpp_command(corpus: str, arch: str, dts: str, out: str) -> list[str]:
-    """The kernel's cpp step (scripts/Makefile.lib, cmd_dtc), exactly as in the corpus README."""
-    return [
-        "cpp",
-        "-nostdinc",
-        "-I",
-        os.path.join(corpus, "include"),
-        "-I",
-        os.path.join(corpus, "src", arch),
-        "-I",
-        os.path.join(corpus, "src", arch, "include"),
-        "-I",
-        os.path.dirname(dts),
-        "-undef",
-        "-D__DTS__",
-        "-x",
-        "assembler-with-cpp",
-        dts,
-        "-o",
-        out,
-    ]
 
 
 def _preprocess(job: tuple[str, str, str, str]) -> bool:

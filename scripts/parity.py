@@ -29,9 +29,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 DEFAULT_CORPUS = os.path.join(os.path.dirname(HERE), "..", "shared", "corpus", "linux-dts")
 
 
-def preprocess(corpus: str, arch: str, dts: str, out: str) -> bool:
-    """The kernel's cpp command line (scripts/Makefile.lib, cmd_dtc)."""
-    cmd = [
+def cpp_command(corpus: str, arch: str, dts: str, out: str) -> list[str]:
+    """The kernel's cpp step (scripts/Makefile.lib, cmd_dtc), exactly as in the corpus README."""
+    return [
         "cpp",
         "-nostdinc",
         "-I",
@@ -50,6 +50,11 @@ def preprocess(corpus: str, arch: str, dts: str, out: str) -> bool:
         "-o",
         out,
     ]
+
+
+def preprocess(corpus: str, arch: str, dts: str, out: str) -> bool:
+    """Run the kernel's cpp step; False if cpp fails."""
+    cmd = cpp_command(corpus, arch, dts, out)
     return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 

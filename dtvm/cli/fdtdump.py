@@ -29,12 +29,11 @@ from ..libfdt import (
     is_printable_string,
     read_file,
 )
-from .fdtutil import run_tool, usage_exit
+from .fdtutil import common_option, run_tool, usage_exit
 
 __all__ = ["print_data", "run"]
 
 PROG = "fdtdump"
-VERSION = "Version: DTC 1.6.1\n"
 SHORT_OPTS = "dshV"
 LONG_OPTS: list[LongOpt] = [
     ("debug", False, "d", "Dump debug information while decoding the file"),
@@ -228,14 +227,7 @@ def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:
     scan = False
     events, args = getopt_long(PROG, argv, SHORT_OPTS, LONG_OPTS)
     for opt, val in events:
-        if opt == "h":
-            raise _usage(out, err, None)
-        if opt == "V":
-            out.write(VERSION.encode())
-            raise ToolExit(0)
-        if opt == "?":
-            err.write(f"{val}\n")
-            raise _usage(out, err, "unknown option")
+        common_option(opt, val, out, err, _usage)
         if opt == "d":
             debug = True
         elif opt == "s":

@@ -31,12 +31,11 @@ from ..libfdt import (
     read_file,
     strerror,
 )
-from .fdtutil import run_tool, usage_exit
+from .fdtutil import common_option, run_tool, usage_exit
 
 __all__ = ["run"]
 
 PROG = "fdtget"
-VERSION = "Version: DTC 1.6.1\n"
 SHORT_OPTS = "t:pld:hV"
 LONG_OPTS: list[LongOpt] = [
     ("type", True, "t", "Type of data"),
@@ -204,14 +203,7 @@ def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:
     per_step = 2
     events, args = getopt_long(PROG, argv, SHORT_OPTS, LONG_OPTS)
     for opt, val in events:
-        if opt == "h":
-            raise _usage(out, err, None)
-        if opt == "V":
-            out.write(VERSION.encode())
-            raise ToolExit(0)
-        if opt == "?":
-            err.write(f"{val}\n")
-            raise _usage(out, err, "unknown option")
+        common_option(opt, val, out, err, _usage)
         if opt == "t":
             assert val is not None
             decoded = decode_type(val)

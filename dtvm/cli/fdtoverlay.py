@@ -32,12 +32,11 @@ from ..libfdt import (
     open_into,
     strerror,
 )
-from .fdtutil import run_tool, usage_exit
+from .fdtutil import common_option, run_tool, usage_exit
 
 __all__ = ["OverlayError", "apply_overlays", "run"]
 
 PROG = "fdtoverlay"
-VERSION = "Version: DTC 1.6.1\n"
 SHORT_OPTS = "i:o:vhV"
 LONG_OPTS: list[LongOpt] = [
     ("input", True, "i", "Input base DT blob"),
@@ -148,14 +147,7 @@ def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:
     verbose = False
     events, overlays = getopt_long(PROG, argv, SHORT_OPTS, LONG_OPTS)
     for opt, val in events:
-        if opt == "h":
-            raise _usage(out, err, None)
-        if opt == "V":
-            out.write(VERSION.encode())
-            raise ToolExit(0)
-        if opt == "?":
-            err.write(f"{val}\n")
-            raise _usage(out, err, "unknown option")
+        common_option(opt, val, out, err, _usage)
         if opt == "i":
             input_filename = val
         elif opt == "o":

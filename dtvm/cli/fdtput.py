@@ -34,12 +34,11 @@ from ..libfdt import (
     read_file,
     strerror,
 )
-from .fdtutil import run_tool, usage_exit
+from .fdtutil import common_option, run_tool, usage_exit
 
 __all__ = ["run", "scanf_int"]
 
 PROG = "fdtput"
-VERSION = "Version: DTC 1.6.1\n"
 SHORT_OPTS = "crdpt:vhV"
 LONG_OPTS: list[LongOpt] = [
     ("create", False, "c", "Create nodes if they don't already exist"),
@@ -340,14 +339,7 @@ def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:
     disp = _Display()
     events, args = getopt_long(PROG, argv, SHORT_OPTS, LONG_OPTS)
     for opt, val in events:
-        if opt == "h":
-            raise _usage(out, err, None)
-        if opt == "V":
-            out.write(VERSION.encode())
-            raise ToolExit(0)
-        if opt == "?":
-            err.write(f"{val}\n")
-            raise _usage(out, err, "unknown option")
+        common_option(opt, val, out, err, _usage)
         if opt == "c":
             disp.oper = OPER_CREATE_NODE
         elif opt == "r":

@@ -13,7 +13,11 @@ from typing import BinaryIO, TextIO
 from ..errors import BlobError
 from ..libfdt import LongOpt, ToolExit, usage_text
 
-__all__ = ["run_tool", "usage_exit"]
+__all__ = ["TOOL_VERSION", "common_option", "run_tool", "usage_exit"]
+
+TOOL_VERSION = "Version: DTC 1.6.1\n"
+
+Usage = Callable[[BinaryIO, TextIO, "str | None"], ToolExit]
 
 
 def usage_exit(
@@ -26,6 +30,18 @@ def usage_exit(
         return ToolExit(0)
     err.write(f"{text}\nError: {errmsg}\n")
     return ToolExit(1)
+
+
+def common_option(opt: str, val: str | None, out: BinaryIO, err: TextIO, usage: Usage) -> None:
+    """-h, -V and unknown options, handled the same way by every tool (raises ToolExit)."""
+    if opt == "h":
+        raise usage(out, err, None)
+    if opt == "V":
+        out.write(TOOL_VERSION.encode())
+        raise ToolExit(0)
+    if opt == "?":
+        err.write(f"{val}\n")
+        raise usage(out, err, "unknown option")
 
 
 def run_tool(
