@@ -271,10 +271,6 @@ class Node:
             for child in node.children:
                 stack.append((child, prefix + "/" + child.name))
 
-    def thaw_paths(self) -> None:
-        for node in self.walk(with_deleted=True):
-            node._fullpath = None
-
     # -- iteration ----------------------------------------------------------
     def live_props(self) -> Iterator[Property]:
         return (p for p in self.props if not p.deleted)
@@ -429,24 +425,3 @@ class DeviceTree:
 
     def get_node(self, path: str) -> Node | None:
         return self.root.get_node(path)
-
-    def assign_phandle(self, node: Node, phandle_format: int = PHANDLE_EPAPR, counter: list[int] | None = None) -> int:
-        """dtc's get_node_phandle: give ``node`` a phandle if it has none.
-
-        ``counter`` carries dtc's static next-phandle value between calls
-        within one compilation, so values come out in dtc's order.
-        """
-        if node.phandle not in (0, 0xFFFFFFFF):
-            return node.phandle
-        if counter is None:
-            counter = [1]
-        used = {n.phandle for n in self.root.walk()}
-        while counter[0] in used:
-            counter[0] += 1
-        node.phandle = counter[0]
-        value = counter[0].to_bytes(4, "big")
-        if phandle_format & PHANDLE_LEGACY and node.get_property("linux,phandle") is None:
-            node.add_property(Property("linux,phandle", value, [Marker(0, MarkerType.TYPE_UINT32)]))
-        if phandle_format & PHANDLE_EPAPR and node.get_property("phandle") is None:
-            node.add_property(Property("phandle", value, [Marker(0, MarkerType.TYPE_UINT32)]))
-        return node.phandle
