@@ -1,0 +1,424 @@
+"""The qdev Config: QEMU's device model as dtvm understands it, keyed by guest-visible position.
+
+A device is identified by where the guest finds it (the chain of bus addresses from the system
+bus down), never by its QOM path (``device[N]`` numbers shift with options) or its qdev id (the
+guest cannot see it).  Properties are kept only where they differ from the device type's default,
+so that a description states what is particular about this VM and nothing more; back-end
+references (drive, netdev, chardev, ...) are split off because they are facts of the host.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DtvmError
+from .qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_text
+from .snapshot import Snapshot
+
+__all__ = [
+    "BACKEND_PROPS",
+    "Backend",
+    "Bus",
+    "Config",
+    "Device",
+    "Machine",
+    "from_snapshot",
+]
+
+#: qdev properties that name a host back-end rather than describe the device.
+BACKEND_PROPS = frozenset({"drive", "netdev", "chardev", "audiodev", "memdev", "iothread", "drive-id"})
+
+#: Properties that are the device's address on its bus (kept in ``Device.address``, not in props).
+ADDRESS_PROPS = {
+    "PCI": ("addr",),
+    "PCIE": ("addr",),
+    "IDE": ("unit",),
+    "SCSI": ("scsi-id", "lun", "channel"),
+    "usb-bus": ("port",),
+    "virtio-serial-bus": ("nr",),
+    "spapr-vio-bus": ("reg",),
+    "i2c-bus": ("address",),
+}
+
+#: Machine properties that are host inputs, not guest hardware: they go to the back-end overlay.
+MACHINE_HOST_PROPS = frozenset({
+    "kernel", "initrd", "append", "dtb", "firmware", "dumpdtb", "memory-backend", "mem-merge",
+    "dump-guest-core", "suppress-vmdesc", "phandle-start", "dt-compatible", "type", "memory-encryption",
+    "confidential-guest-support", "accel", "kvm-type", "x-oem-id", "x-oem-table-id",
+})
+
+#: Machine properties that carry the VM's inputs from the host (kernel, firmware...).
+MACHINE_INPUT_PROPS = ("kernel", "initrd", "append", "dtb", "firmware")
+
+
+@dataclass
+class Device:
+    """One qdev device at one guest-visible position."""
+
+    driver: str
+    #: (kind, values): ``("pci", (slot, fn))``, ``("mmio", (base,))``, ``("isa", (iobase,))``,
+    #: ``("ide", (bus, unit))``, ``("scsi", (channel, id, lun))``, ``("usb", (port, ...))``,
+    #: ``("nr", (n,))``, ``("vio", (reg,))``, ``("i2c", (addr,))``, ``("virtio", ())``,
+    #: ``("nth", (n,))`` for a device found only by its creation order among its kind.
+    address: tuple[str, tuple[int, ...]]
+    props: dict[str, str] = field(default_factory=dict)
+    backends: dict[str, str] = field(default_factory=dict)
+    qdev_id: str | None = None
+    hotplugged: bool = False
+    user: bool = False
+    buses: list[Bus] = field(default_factory=list)
+    mmio: list[tuple[int, int]] = field(default_factory=list)
+    pci_ids: tuple[int, int, int, int] | None = None
+    pci_class: str | None = None
+    parent: Bus | None = field(default=None, repr=False, compare=False)
+
+    def key(self) -> str:
+        """The guest-visible position: bus addresses from the system bus down, joined by '/'."""
+        parts: list[str] = []
+        dev: Device | None = self
+        while dev is not None:
+            bus = dev.parent
+            prefix = f"{bus.index}:" if bus is not None and bus.parent is not None and len(bus.parent.buses) > 1 else ""
+            text = address_text(dev.address)
+            if dev.address[0] == "nth":
+                text = f"{dev.driver}#{dev.address[1][0]}"
+            parts.append(prefix + text)
+            dev = bus.parent if bus is not None else None
+        return "/" + "/".join(reversed(parts))
+
+
+@dataclass
+class Bus:
+    """A qdev bus. ``name`` is QEMU's (derived from ids, so host-side); ``index`` its position."""
+
+    name: str
+    type: str
+    index: int = 0
+    devices: list[Device] = field(default_factory=list)
+    parent: Device | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class Machine:
+    """The machine: versioned type, guest-visible options, CPUs and memory."""
+
+    type: str
+    arch: str
+    options: dict[str, str] = field(default_factory=dict)
+    cpu_type: str | None = None
+    cpus: int = 0
+    max_cpus: int = 0
+    topology: dict[str, int] = field(default_factory=dict)
+    memory: int = 0
+
+
+@dataclass
+class Backend:
+    """A host back-end (drive, netdev, chardev, memory back-end) with its options as text."""
+
+    kind: str
+    id: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    """A VM's device model, precise: everything needed to rebuild the same hardware."""
+
+    machine: Machine
+    root: Bus
+    backends: list[Backend] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)
+    dtb: bytes | None = None
+
+    def devices(self) -> list[Device]:
+        """All devices, depth first in creation order."""
+        out: list[Device] = []
+        stack: list[Device] = list(reversed(self.root.devices))
+        while stack:
+            dev = stack.pop()
+            out.append(dev)
+            for bus in reversed(dev.buses):
+                stack.extend(reversed(bus.devices))
+        return out
+
+
+def address_text(address: tuple[str, tuple[int, ...]]) -> str:
+    """A readable, stable spelling of an address, used in keys and messages."""
+    kind, values = address
+    if kind == "pci":
+        return f"pci:{values[0]:02x}.{values[1]}"
+    if kind in ("mmio", "isa", "vio"):
+        return f"{kind}:{values[0]:x}"
+    if kind == "usb":
+        return "usb:" + ".".join(str(v) for v in values)
+    if kind == "virtio":
+        return "virtio"
+    return f"{kind}:" + ",".join(str(v) for v in values)
+
+
+def _json_text(value: Any) -> str:
+    """A QMP JSON value as option text, the way ``prop_text`` spells qtree values."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _defaults(snapshot: Snapshot, driver: str) -> dict[str, str] | None:
+    entries = snapshot.type_props.get(driver)
+    if entries is None:
+        return None
+    return {e["name"]: _json_text(e["default-value"]) for e in entries if "default-value" in e}
+
+
+def _int(text: str) -> int:
+    value = prop_text(text)
+    try:
+        return int(value, 0)
+    except ValueError as exc:
+        raise DtvmError(f"info qtree: expected a number, got {text!r}") from exc
+
+
+def _pci_addr(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"([0-9a-f]{1,2})\.([0-7])", text)
+    if not m:
+        raise DtvmError(f"info qtree: bad PCI address {text!r}")
+    return int(m.group(1), 16), int(m.group(2))
+
+
+def _address(qdev: QDev, bus: QBus, nth: int) -> tuple[str, tuple[int, ...]]:
+    kind = bus.type
+    p = qdev.props
+    if kind in ("PCI", "PCIE") and "addr" in p:
+        return ("pci", _pci_addr(p["addr"]))
+    if kind == "IDE" and "unit" in p:
+        return ("ide", (bus_index(bus), _int(p["unit"])))
+    if kind == "SCSI" and "scsi-id" in p:
+        return ("scsi", (_int(p.get("channel", "0")), _int(p["scsi-id"]), _int(p.get("lun", "0"))))
+    if kind == "usb-bus" and qdev.usb is not None:
+        return ("usb", tuple(int(x) for x in qdev.usb[0].split(".")))
+    if kind == "virtio-serial-bus" and "nr" in p:
+        return ("nr", (_int(p["nr"]),))
+    if kind == "spapr-vio-bus" and "reg" in p:
+        return ("vio", (_int(p["reg"]),))
+    if kind == "i2c-bus" and "address" in p:
+        return ("i2c", (_int(p["address"]),))
+    if kind == "ISA":
+        for name in ("iobase", "base"):
+            if name in p and _int(p[name]) >= 0:
+                return ("isa", (_int(p[name]),))
+    if kind.startswith("virtio-") and kind.endswith("-bus") and kind not in ("virtio-serial-bus",):
+        return ("virtio", ())
+    if kind == "System" and qdev.mmio and qdev.mmio[0][0] != UNMAPPED:
+        return ("mmio", (qdev.mmio[0][0],))
+    return ("nth", (nth,))
+
+
+def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int, peripherals: dict[str, Any]) -> Device:
+    address = _address(qdev, bus, nth)
+    defaults = _defaults(snapshot, qdev.type)
+    skip = set(ADDRESS_PROPS.get(bus.type, ()))
+    if address[0] == "isa":
+        skip |= {"iobase", "base"}
+    props: dict[str, str] = {}
+    backends: dict[str, str] = {}
+    for name, raw in qdev.props.items():
+        if name in skip:
+            continue
+        value = prop_text(raw)
+        if name in BACKEND_PROPS:
+            if value:
+                backends[name] = value
+            continue
+        if defaults is not None:
+            if name in defaults:
+                if defaults[name] == value:
+                    continue
+            elif value == "":
+                continue  # unset string without a declared default
+        props[name] = value
+    dev = Device(qdev.type, address, props, backends, qdev_id=qdev.id or None, mmio=list(qdev.mmio))
+    if qdev.pci is not None:
+        dev.pci_class = qdev.pci[0]
+        dev.pci_ids = qdev.pci[4:8]
+    return dev
+
+
+def _build_bus(snapshot: Snapshot, qbus: QBus, index: int, parent: Device | None, peripherals: dict[str, Any], depth: int) -> Bus:
+    if depth > 64:
+        raise DtvmError("qdev tree nested deeper than 64 buses")
+    bus = Bus(qbus.name, qbus.type, index, parent=parent)
+    seen: dict[tuple[str, str], int] = {}
+    for qdev in qbus.devices:
+        kind = (qdev.type, "")
+        nth = seen.get(kind, 0)
+        seen[kind] = nth + 1
+        dev = _device(snapshot, qdev, qbus, nth, peripherals)
+        dev.parent = bus
+        for child in qdev.buses:
+            dev.buses.append(_build_bus(snapshot, child, bus_index(child), dev, peripherals, depth + 1))
+        bus.devices.append(dev)
+    keys = [address_text(d.address) for d in bus.devices]
+    if len(set(keys)) != len(keys):
+        # two devices the bus does not address (same driver twice without an address): number them
+        _renumber_duplicates(bus)
+    return bus
+
+
+def _renumber_duplicates(bus: Bus) -> None:
+    counts: dict[str, int] = {}
+    for dev in bus.devices:
+        if dev.address[0] != "nth":
+            continue
+        n = counts.get(dev.driver, 0)
+        counts[dev.driver] = n + 1
+        dev.address = ("nth", (n,))
+
+
+def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
+    options: dict[str, str] = {}
+    inputs: dict[str, str] = {}
+    for name, value in sorted(snapshot.machine_props.items()):
+        if isinstance(value, (dict, list)) or value is None:
+            continue
+        text = _json_text(value)
+        if name in MACHINE_INPUT_PROPS:
+            if text:
+                inputs[name] = text
+            continue
+        if name in MACHINE_HOST_PROPS:
+            continue
+        default = snapshot.machine_prop_defaults.get(name)
+        if default is not None and _json_text(default) == text:
+            continue
+        if default is None and text in ("", "off", "auto"):
+            continue
+        options[name] = text
+    cpu_type = None
+    for path in sorted(snapshot.cpu_types):
+        cpu_type = snapshot.cpu_types[path]
+        break
+    if cpu_type is not None:
+        cpu_type = re.sub(r"-(x86_64|i386|arm|aarch64|riscv64|riscv32|powerpc64|powerpc|spapr)-cpu(-core)?$", "", cpu_type)
+    topology: dict[str, int] = {}
+    for slot in snapshot.hotpluggable_cpus:
+        for key, value in slot.get("props", {}).items():
+            if isinstance(value, int) and key.endswith("-id"):
+                topology[key] = max(topology.get(key, 0), value + 1)
+    machine = Machine(
+        type=snapshot.machine_type,
+        arch=snapshot.arch,
+        options=options,
+        cpu_type=cpu_type,
+        cpus=len(snapshot.cpus),
+        max_cpus=max(len(snapshot.hotpluggable_cpus), len(snapshot.cpus)),
+        topology=topology,
+        memory=int(snapshot.memory.get("base-memory", 0)),
+    )
+    return machine, inputs
+
+
+def _backends(snapshot: Snapshot) -> list[Backend]:
+    out: list[Backend] = []
+    for blk in snapshot.block:
+        opts: dict[str, str] = {}
+        inserted = blk.get("inserted")
+        if isinstance(inserted, dict):
+            for key in ("file", "drv", "ro", "node-name", "cache", "backing_file"):
+                if key in inserted and not isinstance(inserted[key], (dict, list)):
+                    opts[key] = _json_text(inserted[key])
+        opts["removable"] = _json_text(bool(blk.get("removable", False)))
+        out.append(Backend("drive", str(blk.get("device") or blk.get("qdev") or ""), opts))
+    for chardev in snapshot.chardevs:
+        label = str(chardev.get("label", ""))
+        if label.startswith("compat_monitor") or label.startswith("dtvm-"):
+            continue
+        out.append(Backend("chardev", label, {"filename": str(chardev.get("filename", ""))}))
+    for netdev in _netdevs(snapshot.network):
+        out.append(netdev)
+    for memdev in snapshot.memdevs:
+        ident = str(memdev.get("id", ""))
+        opts = {k: _json_text(v) for k, v in memdev.items() if k != "id" and not isinstance(v, (dict, list))}
+        out.append(Backend("memdev", ident, opts))
+    out.sort(key=lambda b: (b.kind, b.id))
+    return out
+
+
+_NET_LINE = re.compile(r"^[ \\]*([^:]+): index=\d+,type=(\w+)(?:,(.*))?$")
+
+
+def _netdevs(text: str) -> list[Backend]:
+    """The host side of ``info network``: netdevs and hub ports, without the NICs (guest side)."""
+    out: list[Backend] = []
+    for line in text.splitlines():
+        m = _NET_LINE.match(line.strip())
+        if not m:
+            continue
+        name, kind, rest = m.group(1), m.group(2), m.group(3) or ""
+        if kind == "nic":
+            continue
+        out.append(Backend("netdev", name.strip(), {"type": kind, "info": rest}))
+    return out
+
+
+def from_snapshot(snapshot: Snapshot) -> Config:
+    """Understand what QEMU answered: the precise device model of that VM."""
+    qroot = parse_qtree(snapshot.qtree)
+    peripherals: dict[str, Any] = {}
+    root = _build_bus(snapshot, qroot, 0, None, peripherals, 0)
+    machine, inputs = _machine(snapshot)
+    config = Config(machine, root, _backends(snapshot), inputs, snapshot.dtb)
+    _mark_peripherals(config, snapshot)
+    return config
+
+
+def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
+    """Flag devices created by -device/device_add (and hot-plugged ones) from the QOM walk.
+
+    QOM knows which devices are the user's (under /machine/peripheral*) and which were
+    hot-plugged; the qtree does not.  Devices are matched by id where there is one, else by
+    type, bus name and address, which together are unique on a bus.
+    """
+    by_id: dict[str, Device] = {}
+    by_pos: dict[tuple[str, str, str], Device] = {}
+    for dev in config.devices():
+        if dev.qdev_id:
+            by_id[dev.qdev_id] = dev
+        bus = dev.parent.name if dev.parent is not None else ""
+        by_pos[(dev.driver, bus, address_text(dev.address))] = dev
+    for per in snapshot.peripherals:
+        dev = by_id.get(per.id) if per.id else None
+        if dev is None:
+            bus = (per.parent_bus or "").rsplit("/", 1)[-1]
+            for cand in config.devices():
+                if cand.driver != per.type or cand.parent is None or cand.parent.name != bus or cand.user:
+                    continue
+                if _matches(cand, per.address):
+                    dev = cand
+                    break
+        if dev is not None:
+            dev.user = True
+            dev.hotplugged = bool(per.hotplugged)
+
+
+def _matches(dev: Device, address: dict[str, Any]) -> bool:
+    kind, values = dev.address
+    if kind == "pci" and "addr" in address:
+        try:
+            devfn = int(address["addr"])
+        except (TypeError, ValueError):
+            return False
+        return (devfn >> 3, devfn & 7) == values
+    if kind == "ide" and "unit" in address:
+        return int(address["unit"]) == values[1]
+    if kind == "scsi" and "scsi-id" in address:
+        return (int(address["scsi-id"]), int(address.get("lun", 0))) == values[1:]
+    if kind == "nr" and "nr" in address:
+        return int(address["nr"]) == values[0]
+    if kind == "vio" and "reg" in address:
+        return int(address["reg"]) == values[0]
+    if kind == "isa" and "iobase" in address:
+        return int(address["iobase"]) == values[0]
+    return True

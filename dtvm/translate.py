@@ -1,0 +1,465 @@
+"""qdev Config to the guest tree and the back-end overlay, through the bindings' ``qemu:`` sections.
+
+The guest tree says what the guest can observe plus what migration needs to rebuild the same
+device model; the back-end overlay says what only the host knows (qdev ids, drives, netdevs,
+chardevs).  For machines that give the guest a devicetree, QEMU's own tree is the starting point
+and stays as it is: the devices QEMU's tree describes are found in it through the bindings
+(``qemu: driver``), and only what it lacks (PCI functions, devices on virtio and USB buses, ...)
+is added.  For x86 the same conventions build the whole tree.
+
+Conventions (README "The description"):
+
+- every qdev device has one node; a node dtvm adds has ``compatible = "qemu,<driver>", ...``
+  (PCI functions add ``"pciVVVV,DDDD"``), a unit address from its bus address, and its
+  guest-visible qdev properties that differ from the type's defaults as ``qemu,<prop>`` strings
+  in QEMU's option syntax (mapped to standard properties where the binding says so);
+- PCI functions: ``reg`` phys.hi per the PCI bus binding (bus number 0: a paused VM has not
+  numbered its buses), unit address ``slot[,fn]``; bridges are ``pci@...`` nodes with
+  ``device_type = "pci"`` and ``ranges``;
+- ISA devices: ``reg = <1 iobase>`` (I/O space; ``#size-cells = <0>`` because QEMU does not
+  report port ranges); IDE ``reg = <bus unit>``; SCSI ``reg = <channel id lun>``; USB ``reg =
+  <port>`` nested under hubs; virtio-serial ports ``reg = <nr>``; I2C ``reg = <address>``;
+- the node ``/qemu`` (``compatible = "qemu,machine"``) holds the versioned machine type, the
+  machine options that differ from the type's defaults, the CPU model and counts, memory size.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .dtb import read_dtb
+from .errors import DtvmError
+from .qemu.config import Backend, Bus, Config, Device, address_text
+from .tree import DeviceTree, Node, Property
+
+__all__ = ["Description", "TranslateError", "describe"]
+
+
+class TranslateError(DtvmError):
+    """A device model that cannot be described (names the device by its guest-visible key)."""
+
+
+#: Generic node names for PCI class names as ``info qtree`` prints them (QEMU's pci class table).
+PCI_CLASS_NAMES = {
+    "Ethernet controller": "ethernet",
+    "Network controller": "network",
+    "SCSI controller": "scsi",
+    "IDE controller": "ide",
+    "SATA controller": "sata",
+    "RAID controller": "raid",
+    "Storage controller": "storage",
+    "VGA controller": "display",
+    "Display controller": "display",
+    "USB controller": "usb",
+    "ISA bridge": "isa",
+    "PCI bridge": "pci",
+    "Host bridge": "host",
+    "SMBus": "smbus",
+    "Audio controller": "sound",
+    "Multimedia controller": "multimedia",
+    "Serial port": "serial",
+    "Communication controller": "communication",
+    "Keyboard": "keyboard",
+    "Input device controller": "input",
+    "System peripheral": "system",
+}
+
+#: Generic node names for devices off PCI, by qdev driver (prefix match on the dict key).
+DRIVER_NAMES = {
+    "ide-hd": "disk", "ide-cd": "cdrom", "scsi-hd": "disk", "scsi-cd": "cdrom", "scsi-generic": "scsi",
+    "scsi-block": "disk", "usb-hub": "hub", "usb-storage": "storage", "usb-kbd": "keyboard",
+    "usb-mouse": "mouse", "usb-tablet": "tablet", "virtconsole": "console", "virtserialport": "port",
+    "isa-serial": "serial", "isa-parallel": "parallel", "mc146818rtc": "rtc", "isa-pit": "timer",
+    "isa-i8259": "interrupt-controller", "i8257": "dma-controller", "i8042": "keyboard-controller",
+    "isa-pcspk": "speaker", "isa-fdc": "floppy-controller", "floppy": "floppy", "smbus-eeprom": "eeprom",
+    "hpet": "timer", "ioapic": "interrupt-controller", "fw_cfg_io": "fw-cfg", "fw_cfg_mem": "fw-cfg",
+    "spapr-vty": "vty", "spapr-vlan": "l-lan", "spapr-vscsi": "v-scsi", "spapr-nvram": "nvram",
+}
+
+#: Bus types whose devices are addressed by cells, and the cells the parent node declares.
+BUS_CELLS = {"PCI": (3, 2), "PCIE": (3, 2), "ISA": (2, 0), "IDE": (2, 0), "SCSI": (3, 0), "usb-bus": (1, 0),
+             "virtio-serial-bus": (1, 0), "i2c-bus": (1, 0)}
+
+
+@dataclass
+class Description:
+    """The guest tree, the back-end overlay, and which node describes each device (by key)."""
+
+    guest: DeviceTree
+    backend: DeviceTree
+    nodes: dict[str, str] = field(default_factory=dict)
+
+
+def _u32(*values: int) -> bytes:
+    return b"".join(struct.pack(">I", v & 0xFFFFFFFF) for v in values)
+
+
+def _u64(value: int) -> bytes:
+    return struct.pack(">Q", value & 0xFFFFFFFFFFFFFFFF)
+
+
+def _str(*values: str) -> bytes:
+    return b"".join(v.encode("latin-1", "replace") + b"\0" for v in values)
+
+
+def _sanitize(text: str) -> str:
+    """A node name from a qdev driver name: DT names allow [a-zA-Z0-9,._+-]; keep it lowercase."""
+    name = re.sub(r"[^a-z0-9,+-]+", "-", text.lower()).strip("-")
+    return (name or "device")[:31]
+
+
+def _prop_name(name: str) -> str:
+    return "qemu," + re.sub(r"[^a-zA-Z0-9,._+?#-]", "-", name)
+
+
+def _set(node: Node, name: str, value: bytes) -> None:
+    node.set_property(name, value)
+
+
+def _child(parent: Node, name: str) -> Node:
+    base = name
+    n = 1
+    while parent.get_child(name) is not None:
+        name = f"{base}-{n}" if "@" not in base else base.replace("@", f"-{n}@", 1)
+        n += 1
+    node = Node(name)
+    parent.add_child(node)
+    return node
+
+
+class _Builder:
+    def __init__(self, config: Config, bindings: dict[str, list[str]] | None) -> None:
+        self.config = config
+        self.driver_compat = bindings or {}
+        self.nodes: dict[str, str] = {}
+        self.node_of: dict[int, Node] = {}
+        self.backend_targets: list[tuple[Node, dict[str, bytes]]] = []
+
+    # -- machine -------------------------------------------------------------------------------
+    def machine_node(self, root: Node) -> None:
+        m = self.config.machine
+        node = _child(root, "qemu")
+        _set(node, "compatible", _str("qemu,machine"))
+        _set(node, "machine", _str(m.type))
+        _set(node, "arch", _str(m.arch))
+        if m.cpu_type:
+            _set(node, "cpu-type", _str(m.cpu_type))
+        _set(node, "cpus", _u32(m.cpus))
+        if m.max_cpus and m.max_cpus != m.cpus:
+            _set(node, "max-cpus", _u32(m.max_cpus))
+        for key in ("socket-id", "die-id", "cluster-id", "core-id", "thread-id"):
+            if key in m.topology:
+                _set(node, key[:-3] + "s", _u32(m.topology[key]))
+        _set(node, "memory-size", _u64(m.memory))
+        for key, value in sorted(m.options.items()):
+            _set(node, _prop_name(key), _str(value))
+
+    # -- devices -------------------------------------------------------------------------------
+    def device_props(self, node: Node, dev: Device) -> None:
+        for key, value in sorted(dev.props.items()):
+            if key == "mac" and re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", value):
+                _set(node, "local-mac-address", bytes(int(x, 16) for x in value.split(":")))
+                continue
+            _set(node, _prop_name(key), _str(value))
+        if dev.hotplugged:
+            _set(node, "qemu,hotplugged", b"")
+        host: dict[str, bytes] = {}
+        if dev.qdev_id:
+            host["qemu,id"] = _str(dev.qdev_id)
+        for key, value in sorted(dev.backends.items()):
+            host[_prop_name(key)] = _str(value)
+        if host:
+            self.backend_targets.append((node, host))
+
+    def add_device(self, parent: Node, dev: Device, siblings: int) -> Node:
+        kind, values = dev.address
+        name = self.node_name(dev)
+        unit = ""
+        reg: bytes | None = None
+        if kind == "pci":
+            slot, fn = values
+            unit = f"{slot:x}" if fn == 0 else f"{slot:x},{fn:x}"
+            reg = _u32((slot << 11) | (fn << 8), 0, 0, 0, 0)
+        elif kind == "isa":
+            unit = f"i{values[0]:x}"
+            reg = _u32(1, values[0])
+        elif kind in ("ide", "scsi"):
+            unit = ",".join(f"{v:x}" for v in values)
+            reg = _u32(*values)
+        elif kind == "usb":
+            unit = f"{values[-1]:x}"
+            reg = _u32(values[-1])
+        elif kind in ("nr", "i2c", "vio"):
+            unit = f"{values[0]:x}"
+            reg = _u32(values[0])
+        elif kind == "mmio":
+            unit = f"{values[0]:x}"
+            reg = b"".join(_u64(base) + _u64(size) for base, size in dev.mmio if base != 0xFFFFFFFFFFFFFFFF)
+        node = _child(parent, f"{name}@{unit}" if unit else name)
+        compat = [f"qemu,{dev.driver}"]
+        if dev.pci_ids is not None:
+            vendor, device, subvendor, subdevice = dev.pci_ids
+            compat.append(f"pci{vendor:x},{device:x}")
+        _set(node, "compatible", _str(*compat))
+        if reg is not None:
+            _set(node, "reg", reg)
+        if dev.pci_ids is not None:
+            vendor, device, subvendor, subdevice = dev.pci_ids
+            _set(node, "vendor-id", _u32(vendor))
+            _set(node, "device-id", _u32(device))
+            _set(node, "subsystem-vendor-id", _u32(subvendor))
+            _set(node, "subsystem-id", _u32(subdevice))
+        self.device_props(node, dev)
+        self.place_buses(node, dev)
+        return node
+
+    def node_name(self, dev: Device) -> str:
+        if any(b.type in ("PCI", "PCIE") for b in dev.buses):
+            return "pcie" if any(b.type == "PCIE" for b in dev.buses) else "pci"
+        if dev.address[0] == "pci":
+            return PCI_CLASS_NAMES.get(dev.pci_class or "", "pci-device")
+        for prefix, name in DRIVER_NAMES.items():
+            if dev.driver == prefix:
+                return name
+        if dev.address[0] == "usb":
+            return "hub" if dev.driver.startswith("usb-hub") else "device"
+        if dev.address[0] == "virtio":
+            return "virtio"
+        return _sanitize(dev.driver)
+
+    def place_buses(self, node: Node, dev: Device) -> None:
+        kinds = {b.type for b in dev.buses if b.devices or b.type in BUS_CELLS}
+        cells = [BUS_CELLS[k] for k in kinds if k in BUS_CELLS]
+        if cells:
+            acells, scells = cells[0]
+            if node.get_property("#address-cells") is None:
+                _set(node, "#address-cells", _u32(acells))
+                _set(node, "#size-cells", _u32(scells))
+            if any(b.type in ("PCI", "PCIE") for b in dev.buses) and dev.address[0] == "pci":
+                # a PCI-PCI bridge: same address space on both sides (an x86 host bridge's
+                # windows are not reported by QEMU, so it gets neither device_type nor ranges)
+                if node.get_property("device_type") is None:
+                    _set(node, "device_type", _str("pci"))
+                if node.get_property("ranges") is None:
+                    _set(node, "ranges", b"")
+        for bus in dev.buses:
+            self.place_bus(node, bus)
+
+    def place_bus(self, node: Node, bus: Bus) -> None:
+        if bus.type == "usb-bus":
+            self.place_usb(node, bus)
+            return
+        for dev in bus.devices:
+            self.place(node, dev)
+
+    def place_usb(self, node: Node, bus: Bus) -> None:
+        """USB devices nest under the hubs their port path goes through (USB binding)."""
+        by_port: dict[tuple[int, ...], Node] = {}
+        for dev in sorted(bus.devices, key=lambda d: d.address[1]):
+            port = dev.address[1]
+            parent = by_port.get(port[:-1], node) if len(port) > 1 else node
+            if parent is not node and parent.get_property("#address-cells") is None:
+                _set(parent, "#address-cells", _u32(1))
+                _set(parent, "#size-cells", _u32(0))
+            child = self.place(parent, dev)
+            by_port[port] = child
+
+    def place(self, parent: Node, dev: Device) -> Node:
+        existing = self.node_of.get(id(dev))
+        if existing is not None:
+            self.device_props_existing(existing, dev)
+            return existing
+        node = self.add_device(parent, dev, 0)
+        self.record(dev, node)
+        return node
+
+    def device_props_existing(self, node: Node, dev: Device) -> None:
+        """A device QEMU's own tree describes: its node stays unchanged; children may be added."""
+        self.record(dev, node)
+        host: dict[str, bytes] = {}
+        if dev.qdev_id:
+            host["qemu,id"] = _str(dev.qdev_id)
+        for key, value in sorted(dev.backends.items()):
+            host[_prop_name(key)] = _str(value)
+        if host:
+            self.backend_targets.append((node, host))
+        self.place_buses(node, dev) if not _is_dt_bus_owner(node) else self.place_children_only(node, dev)
+
+    def place_children_only(self, node: Node, dev: Device) -> None:
+        for bus in dev.buses:
+            self.place_bus(node, bus)
+
+    def record(self, dev: Device, node: Node) -> None:
+        self.nodes.setdefault(dev.key(), node.path)
+
+
+def _is_dt_bus_owner(node: Node) -> bool:
+    """QEMU's node already declares its children's cells: keep it unchanged."""
+    return node.get_property("#address-cells") is not None
+
+
+def _walk(node: Node) -> Iterable[Node]:
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        yield cur
+        stack.extend(reversed(list(cur.live_children())))
+
+
+def _first_reg_address(node: Node) -> int | None:
+    reg = node.get_property("reg")
+    parent = node.parent
+    if reg is None or parent is None:
+        return None
+    acells_prop = parent.get_property("#address-cells")
+    acells = struct.unpack(">I", acells_prop.value)[0] if acells_prop is not None and len(acells_prop.value) == 4 else 2
+    if acells not in (1, 2) or len(reg.value) < 4 * acells:
+        return None
+    return int.from_bytes(reg.value[: 4 * acells], "big")
+
+
+def _match_dt_nodes(builder: _Builder, config: Config, dt: DeviceTree) -> None:
+    """Find the QEMU DT node of each device QEMU's tree describes, through the bindings."""
+    by_compat: dict[str, list[Node]] = {}
+    for node in _walk(dt.root):
+        compat = node.get_property("compatible")
+        if compat is None:
+            continue
+        for c in compat.as_strings():
+            by_compat.setdefault(c, []).append(node)
+    used: set[int] = set()
+    for dev in config.devices():
+        compats = builder.driver_compat.get(dev.driver, [])
+        candidates = [n for c in compats for n in by_compat.get(c, [])]
+        if not candidates:
+            continue
+        chosen: Node | None = None
+        base = dev.address[1][0] if dev.address[0] in ("mmio", "vio") else None
+        if base is not None:
+            for n in candidates:
+                if _first_reg_address(n) == base:
+                    chosen = n
+                    break
+        if chosen is None:
+            free = [n for n in candidates if id(n) not in used]
+            if len(free) == 1 or (free and base is None):
+                chosen = free[0]
+            elif not free and len(candidates) == 1:
+                chosen = candidates[0]  # one node for several devices (two flash banks in one reg)
+        if chosen is not None:
+            used.add(id(chosen))
+            builder.node_of[id(dev)] = chosen
+
+
+def _x86_root(builder: _Builder, config: Config) -> DeviceTree:
+    root = Node("")
+    _set(root, "#address-cells", _u32(2))
+    _set(root, "#size-cells", _u32(2))
+    _set(root, "compatible", _str(f"qemu,{config.machine.type}"))
+    _set(root, "model", _str(f"QEMU {config.machine.type}"))
+    cpus = _child(root, "cpus")
+    _set(cpus, "#address-cells", _u32(1))
+    _set(cpus, "#size-cells", _u32(0))
+    for index in range(config.machine.cpus):
+        cpu = _child(cpus, f"cpu@{index:x}")
+        _set(cpu, "device_type", _str("cpu"))
+        _set(cpu, "reg", _u32(index))
+        if config.machine.cpu_type:
+            _set(cpu, "compatible", _str(f"qemu,{config.machine.cpu_type}"))
+    below, above = _x86_memory(config)
+    mem = _child(root, "memory@0")
+    _set(mem, "device_type", _str("memory"))
+    reg = _u64(0) + _u64(below)
+    if above:
+        reg += _u64(1 << 32) + _u64(above)
+    _set(mem, "reg", reg)
+    return DeviceTree(root)
+
+
+def _x86_memory(config: Config) -> tuple[int, int]:
+    for dev in config.root.devices:
+        if dev.driver.endswith("-pcihost") and "below-4g-mem-size" in dev.props:
+            return int(dev.props["below-4g-mem-size"]), int(dev.props.get("above-4g-mem-size", "0"))
+    return config.machine.memory, 0
+
+
+def _drop_seeds(dt: DeviceTree) -> None:
+    chosen = dt.root.get_child("chosen")
+    if chosen is None:
+        return
+    for name in ("rng-seed", "kaslr-seed"):
+        if chosen.get_property(name) is not None:
+            chosen.props = [p for p in chosen.props if p.name != name]
+
+
+def _backend_overlay(builder: _Builder, config: Config) -> DeviceTree:
+    root = Node("")
+    count = 0
+    for node, props in builder.backend_targets:
+        frag = _child(root, f"fragment@{count}")
+        count += 1
+        _set(frag, "target-path", _str(node.path))
+        over = _child(frag, "__overlay__")
+        for key, value in props.items():
+            _set(over, key, value)
+    frag = _child(root, f"fragment@{count}")
+    _set(frag, "target-path", _str("/"))
+    over = _child(frag, "__overlay__")
+    backends = _child(over, "qemu-backends")
+    _set(backends, "compatible", _str("qemu,backends"))
+    counters: dict[str, int] = {}
+    for backend in config.backends:
+        _backend_node(backends, backend, counters)
+    if config.inputs:
+        inputs = _child(backends, "inputs")
+        for key, value in sorted(config.inputs.items()):
+            _set(inputs, key, _str(value))
+    dt = DeviceTree(root)
+    dt.plugin = True
+    return dt
+
+
+def _backend_node(parent: Node, backend: Backend, counters: dict[str, int]) -> None:
+    n = counters.get(backend.kind, 0)
+    counters[backend.kind] = n + 1
+    node = _child(parent, f"{backend.kind}-{n}")
+    _set(node, "id", _str(backend.id))
+    for key, value in sorted(backend.options.items()):
+        _set(node, _prop_name(key).removeprefix("qemu,"), _str(value))
+
+
+def describe(config: Config, driver_compat: dict[str, list[str]] | None = None) -> Description:
+    """The guest tree and back-end overlay of a VM (``driver_compat``: qdev driver -> compatibles).
+
+    ``driver_compat`` comes from the bindings' ``qemu: driver`` entries; without it nothing in
+    QEMU's own tree is matched and every device gets a node of its own.
+    """
+    builder = _Builder(config, driver_compat)
+    if config.dtb is not None:
+        dt = read_dtb(config.dtb, "QEMU's dumpdtb")
+        _drop_seeds(dt)
+        _match_dt_nodes(builder, config, dt)
+    else:
+        dt = _x86_root(builder, config)
+    root = dt.root
+    builder.machine_node(root)
+    for dev in config.root.devices:
+        builder.place(_sysbus_parent(builder, dev, root), dev)
+    backend = _backend_overlay(builder, config)
+    return Description(dt, backend, builder.nodes)
+
+
+def _sysbus_parent(builder: _Builder, dev: Device, root: Node) -> Node:
+    return root
+
+
+def property_strings(prop: Property | None) -> list[str]:
+    """The strings of a property, or none."""
+    return prop.as_strings() if prop is not None else []
+
+
+def _key_text(dev: Device) -> str:
+    return dev.key() + " (" + address_text(dev.address) + ")"
