@@ -80,7 +80,8 @@ class Device:
         dev: Device | None = self
         while dev is not None:
             bus = dev.parent
-            prefix = f"{bus.index}:" if bus is not None and bus.parent is not None and len(bus.parent.buses) > 1 else ""
+            several = bus is not None and bus.parent is not None and len(bus.parent.buses) > 1
+            prefix = f"{bus.index}:" if several and bus is not None and dev.address[0] != "ide" else ""
             text = address_text(dev.address)
             if dev.address[0] == "nth":
                 text = f"{dev.driver}#{dev.address[1][0]}"

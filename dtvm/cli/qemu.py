@@ -1,0 +1,146 @@
+"""``dtvm qemu2dtb`` and ``dtvm machine``: QEMU's device model in, a precise description out.
+
+Errors are one line and a nonzero exit; an output file is written only when the whole
+description was made (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+__all__ = ["machine_group", "qemu2dtb_cmd"]
+
+DEFAULT_ARGV = ["qemu-system-aarch64", "-M", "virt"]
+
+
+def _fail(command: str, message: str, code: int = 1) -> None:
+    click.echo(f"dtvm {command}: {message}", err=True)
+    sys.exit(code)
+
+
+def driver_compat() -> dict[str, list[str]]:
+    """qdev driver -> the compatibles of the bindings whose ``qemu: driver`` names it."""
+    from ..bindings import load_bindings
+
+    out: dict[str, list[str]] = {}
+    for binding in load_bindings().bindings():
+        qemu = binding.qemu or {}
+        driver = qemu.get("driver")
+        if isinstance(driver, str) and binding.compatible:
+            out.setdefault(driver, []).append(binding.compatible[0])
+    return out
+
+
+def describe_snapshot(snapshot: Any) -> Any:
+    """Snapshot -> Description (guest tree, back-end overlay, node of each device)."""
+    from ..qemu.config import from_snapshot
+    from ..translate import describe
+
+    return describe(from_snapshot(snapshot), driver_compat())
+
+
+@click.command("qemu2dtb", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-o", "--output", "output", metavar="OUT.dtb", help="write the guest tree here (DTB)")
+@click.option("-b", "--backend", "backend", metavar="OUT.backend.dtbo",
+              help="write the back-end overlay here (default with -o: OUT.backend.dtbo next to OUT.dtb)")
+@click.option("--qmp", "qmp", metavar="unix:PATH", help="read a running VM through its QMP socket (it keeps running)")
+@click.option("--format", "fmt", type=click.Choice(["text", "dot", "dts"]), default="text",
+              help="without -o: how to print the description")
+@click.option("--timeout", type=float, default=20.0, show_default=True, help="seconds for the whole read")
+@click.argument("qemu_argv", nargs=-1, type=click.UNPROCESSED)
+def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: str, timeout: float, qemu_argv: tuple[str, ...]) -> None:
+    """Describe a QEMU VM: its guest-visible hardware as a DTB, its host back-ends as an overlay.
+
+    \b
+    dtvm qemu2dtb [-o OUT.dtb] [-b OUT.backend.dtbo] -- qemu-system-ARCH ARGS...
+    dtvm qemu2dtb [-o OUT.dtb] [-b OUT.backend.dtbo] --qmp unix:PATH
+    With no QEMU command line, describes `qemu-system-aarch64 -M virt`.
+    """
+    from ..dtb import write_dtb
+    from ..errors import DtvmError
+    from .output import write_atomic
+
+    argv = list(qemu_argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    try:
+        from ..qemu import live
+
+        if qmp is not None:
+            if argv:
+                _fail("qemu2dtb", "give either --qmp or a QEMU command line, not both", 2)
+            snapshot = live.read_socket(qmp, timeout=timeout)
+        else:
+            snapshot = live.read_argv(argv or DEFAULT_ARGV, timeout=timeout)
+        desc = describe_snapshot(snapshot)
+        if output is None and backend is None:
+            if fmt == "dts":
+                from ..dts.write import write_dts
+
+                click.echo(write_dts(desc.guest), nl=False)
+            else:
+                from ..show import render_dot, render_text
+
+                text = render_dot(desc.guest, desc.backend) if fmt == "dot" else render_text(desc.guest, desc.backend)
+                click.echo(text, nl=not text.endswith("\n"))
+            return
+        guest_blob = write_dtb(desc.guest)
+        backend_blob = write_dtb(desc.backend)
+        if output is not None and backend is None:
+            stem = output[:-4] if output.endswith(".dtb") else output
+            backend = stem + ".backend.dtbo"
+        if output is not None:
+            write_atomic(output, guest_blob)
+        if backend is not None:
+            write_atomic(backend, backend_blob)
+    except DtvmError as exc:
+        _fail("qemu2dtb", str(exc).splitlines()[0] if str(exc) else type(exc).__name__, getattr(exc, "exit_code", 1) or 1)
+    except KeyboardInterrupt:
+        _fail("qemu2dtb", "interrupted", 130)
+    except OSError as exc:
+        _fail("qemu2dtb", f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
+
+
+@click.group("machine")
+def machine_group() -> None:
+    """The machine types dtvm describes, and what each creates by itself."""
+
+
+@machine_group.command("list")
+def machine_list() -> None:
+    """Supported machine types, with their QEMU binary and whether it is installed here."""
+    from ..qemu.machine import load_machines
+
+    for m in load_machines():
+        state = "installed" if m.installed() else f"not installed (Debian package {m.package})"
+        click.echo(f"{m.type:<16} {m.arch:<8} alias {m.alias:<8} {m.binary:<22} {'DT' if m.dt else 'no DT':<6} {state}")
+
+
+@machine_group.command("show", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("machine_type")
+@click.argument("qemu_argv", nargs=-1, type=click.UNPROCESSED)
+def machine_show(machine_type: str, qemu_argv: tuple[str, ...]) -> None:
+    """What MACHINE_TYPE creates by itself, adds by default, and which option removes each.
+
+    \b
+    dtvm machine show TYPE [-- qemu-system-ARCH ARGS...]
+    The extra QEMU arguments (after the binary) are added to every probe run.
+    """
+    from ..errors import DtvmError
+    from ..qemu.machine import explain, find_machine, render_report
+
+    argv = list(qemu_argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    binary = argv[0] if argv else None
+    try:
+        machine = find_machine(machine_type, binary)
+        report = explain(machine, argv[1:], binary=binary)
+    except DtvmError as exc:
+        _fail("machine show", str(exc).splitlines()[0], 2)
+    except KeyboardInterrupt:
+        _fail("machine show", "interrupted", 130)
+    click.echo(render_report(report), nl=False)

@@ -1,0 +1,194 @@
+"""Machine types made discoverable: what a machine type creates, adds by default, and why.
+
+QEMU builds three layers of devices without being asked: the essential devices of the versioned
+machine type, devices that machine options create (``usb=on``, ``sata=on``), and defaults that
+``-nodefaults`` (or a narrower option such as ``-vga none``) removes.  None of this is written
+down anywhere a program can read, so ``explain`` asks QEMU itself: it starts the machine with
+each option varied and compares the device models.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from ..errors import DtvmError
+from .config import MACHINE_HOST_PROPS, Config, Device, from_snapshot
+from .snapshot import Snapshot
+
+__all__ = ["DeviceOrigin", "MachineInfo", "MachineReport", "explain", "find_machine", "load_machines"]
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """One machine type dtvm supports (``dtvm/qemu/data/machines.yaml``)."""
+
+    type: str
+    alias: str
+    arch: str
+    binary: str
+    package: str
+    dt: bool
+
+    def installed(self) -> bool:
+        return shutil.which(self.binary) is not None
+
+
+@dataclass
+class DeviceOrigin:
+    """Why a device exists: ``essential``, ``option`` (a machine option creates it) or ``default``."""
+
+    key: str
+    driver: str
+    origin: str
+    removed_by: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MachineReport:
+    machine: MachineInfo
+    argv: list[str]
+    devices: list[DeviceOrigin]
+    adds: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _data() -> dict[str, Any]:
+    import yaml
+
+    text = resources.files("dtvm.qemu").joinpath("data/machines.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise DtvmError("dtvm/qemu/data/machines.yaml: not a mapping")
+    return data
+
+
+def load_machines() -> list[MachineInfo]:
+    """The supported machine types, in the data file's order."""
+    return [MachineInfo(**entry) for entry in _data()["machines"]]
+
+
+def probe_options() -> list[list[str]]:
+    return [list(p) for p in _data()["probe"]]
+
+
+def find_machine(name: str, binary: str | None = None) -> MachineInfo:
+    """The machine called ``name`` (versioned type or alias), on ``binary`` when several match."""
+    matches = [m for m in load_machines() if name in (m.type, m.alias)]
+    if binary is not None:
+        base = binary.rsplit("/", 1)[-1]
+        matches = [m for m in matches if m.binary == base] or matches
+    if not matches:
+        known = ", ".join(sorted({m.type for m in load_machines()}))
+        raise DtvmError(f"unknown machine type {name!r} (dtvm describes: {known})")
+    return matches[0]
+
+
+def _drivers(config: Config) -> Counter[str]:
+    return Counter(d.driver for d in config.devices())
+
+
+def _last_of(devices: list[Device], removed: Counter[str]) -> list[Device]:
+    """The devices a run lacks: per driver, the most recently created ones (defaults come last)."""
+    out: list[Device] = []
+    for driver, count in removed.items():
+        same = [d for d in devices if d.driver == driver]
+        out.extend(same[-count:])
+    return out
+
+
+def _switchable(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """Machine options that may create or remove devices: the boolean and on/off/auto ones."""
+    out: list[tuple[str, str]] = []
+    for name, value in sorted(snapshot.machine_props.items()):
+        if name in MACHINE_HOST_PROPS or name.startswith("x-") or name in ("dump-guest-core", "mem-merge", "suppress-vmdesc"):
+            continue
+        if isinstance(value, bool):
+            out.append((name, "off" if value else "on"))
+        elif value in ("on", "auto"):
+            out.append((name, "off"))
+    return out
+
+
+def explain(
+    machine: MachineInfo,
+    extra: Sequence[str] = (),
+    *,
+    binary: str | None = None,
+    read: Callable[[list[str]], Snapshot] | None = None,
+) -> MachineReport:
+    """Start the machine with each option varied and say where each device comes from."""
+    if read is None:
+        from .live import read_argv
+
+        read = read_argv
+    exe = binary or machine.binary
+    base = [exe, "-M", machine.type, *extra]
+    full_snap = read(base)
+    full = from_snapshot(full_snap)
+    bare_snap = read([*base, "-nodefaults"])
+    bare = from_snapshot(bare_snap)
+    devices = full.devices()
+    origins = {id(d): DeviceOrigin(d.key(), d.driver, "essential") for d in devices}
+    for dev in _last_of(devices, _drivers(full) - _drivers(bare)):
+        origins[id(dev)].origin = "default"
+
+    probes = [p for p in probe_options() if p != ["-nodefaults"]]
+    switches = _switchable(bare_snap)
+    jobs: list[tuple[str, list[str], bool]] = [(" ".join(p), [*base, *p], False) for p in probes]
+    for name, value in switches:
+        jobs.append((f"{name}={value}", [exe, "-M", f"{machine.type},{name}={value}", *extra, "-nodefaults"], True))
+
+    def run(job: tuple[str, list[str], bool]) -> tuple[str, bool, Config | None]:
+        try:
+            return job[0], job[2], from_snapshot(read(job[1]))
+        except DtvmError:
+            return job[0], job[2], None  # QEMU refuses the combination: nothing to learn
+
+    adds: dict[str, list[str]] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(run, jobs))
+    for label, is_switch, cfg in results:
+        if cfg is None:
+            continue
+        reference = bare if is_switch else full
+        removed = _drivers(reference) - _drivers(cfg)
+        added = _drivers(cfg) - _drivers(reference)
+        if is_switch and added:
+            adds[label] = sorted(added.elements())
+        for dev in _last_of(devices, removed):
+            origin = origins[id(dev)]
+            if is_switch and origin.origin == "essential":
+                origin.origin = "option"
+            origin.removed_by.append(f"-M {machine.type},{label}" if is_switch else label)
+    for dev in devices:
+        if origins[id(dev)].origin == "default":
+            origins[id(dev)].removed_by.append("-nodefaults")
+    return MachineReport(machine, base, [origins[id(d)] for d in devices], adds)
+
+
+def render_report(report: MachineReport) -> str:
+    """The report as text for a terminal."""
+    m = report.machine
+    lines = [f"{m.type} ({m.binary}, alias {m.alias}, {'has' if m.dt else 'no'} devicetree)",
+             "started as: " + " ".join(report.argv)]
+    groups = (("essential", "essential: created by the machine type itself"),
+              ("option", "created by machine options (the option shown removes it)"),
+              ("default", "defaults (removed by -nodefaults and the options shown)"))
+    for origin, title in groups:
+        entries = [d for d in report.devices if d.origin == origin]
+        lines.append("")
+        lines.append(f"{title}: {len(entries)}")
+        for d in entries:
+            why = f"  removed by: {', '.join(d.removed_by)}" if d.removed_by else ""
+            lines.append(f"  {d.key:<40} {d.driver}{why}")
+    if report.adds:
+        lines.append("")
+        lines.append("machine options that add devices (with -nodefaults):")
+        for label, drivers in sorted(report.adds.items()):
+            lines.append(f"  -M {m.type},{label}: {', '.join(drivers)}")
+    return "\n".join(lines) + "\n"
