@@ -272,13 +272,25 @@ class _Builder:
         if existing is not None:
             self.device_props_existing(existing, dev)
             return existing
+        found = _existing_child(parent, dev)
+        if found is not None:
+            self.node_of[id(dev)] = found
+            self.device_props_existing(found, dev)
+            return found
         node = self.add_device(parent, dev, 0)
         self.record(dev, node)
         return node
 
     def device_props_existing(self, node: Node, dev: Device) -> None:
-        """A device QEMU's own tree describes: its node stays unchanged; children may be added."""
+        """A device QEMU's own tree describes: QEMU's properties stay as they are; dtvm adds only
+        its own ``qemu,*`` facts and child nodes for devices QEMU's tree does not show."""
         self.record(dev, node)
+        for key, value in sorted(dev.props.items()):
+            name = _prop_name(key)
+            if node.get_property(name) is None:
+                _set(node, name, _str(value))
+        if dev.hotplugged and node.get_property("qemu,hotplugged") is None:
+            _set(node, "qemu,hotplugged", b"")
         host: dict[str, bytes] = {}
         if dev.qdev_id:
             host["qemu,id"] = _str(dev.qdev_id)
@@ -286,7 +298,10 @@ class _Builder:
             host[_prop_name(key)] = _str(value)
         if host:
             self.backend_targets.append((node, host))
-        self.place_buses(node, dev) if not _is_dt_bus_owner(node) else self.place_children_only(node, dev)
+        if _is_dt_bus_owner(node):
+            self.place_children_only(node, dev)
+        else:
+            self.place_buses(node, dev)
 
     def place_children_only(self, node: Node, dev: Device) -> None:
         for bus in dev.buses:
@@ -294,6 +309,23 @@ class _Builder:
 
     def record(self, dev: Device, node: Node) -> None:
         self.nodes.setdefault(dev.key(), node.path)
+
+
+def _existing_child(parent: Node, dev: Device) -> Node | None:
+    """QEMU's own node for a device on a bus it describes (pseries PCI functions, VIO devices)."""
+    kind, values = dev.address
+    for child in parent.live_children():
+        reg = child.get_property("reg")
+        if reg is None or len(reg.value) < 4 or (child.get_property("compatible") is not None and any(
+            c.startswith("qemu,") for c in child["compatible"].as_strings()
+        )):
+            continue
+        first = int.from_bytes(reg.value[:4], "big")
+        if kind == "pci" and len(reg.value) % 20 == 0 and (first >> 8) & 0xFF == (values[0] << 3 | values[1]):
+            return child
+        if kind == "vio" and first == values[0]:
+            return child
+    return None
 
 
 def _is_dt_bus_owner(node: Node) -> bool:
@@ -415,8 +447,8 @@ def _backend_overlay(builder: _Builder, config: Config) -> DeviceTree:
         _backend_node(backends, backend, counters)
     if config.inputs:
         inputs = _child(backends, "inputs")
-        for key, value in sorted(config.inputs.items()):
-            _set(inputs, key, _str(value))
+        for key, text in sorted(config.inputs.items()):
+            _set(inputs, key, _str(text))
     dt = DeviceTree(root)
     dt.plugin = True
     return dt

@@ -383,14 +383,11 @@ def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
     type, bus name and address, which together are unique on a bus.
     """
     by_id: dict[str, Device] = {}
-    by_pos: dict[tuple[str, str, str], Device] = {}
-    for dev in config.devices():
-        if dev.qdev_id:
-            by_id[dev.qdev_id] = dev
-        bus = dev.parent.name if dev.parent is not None else ""
-        by_pos[(dev.driver, bus, address_text(dev.address))] = dev
+    for each in config.devices():
+        if each.qdev_id:
+            by_id[each.qdev_id] = each
     for per in snapshot.peripherals:
-        dev = by_id.get(per.id) if per.id else None
+        dev: Device | None = by_id.get(per.id) if per.id else None
         if dev is None:
             bus = (per.parent_bus or "").rsplit("/", 1)[-1]
             for cand in config.devices():
