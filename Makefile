@@ -25,9 +25,8 @@ deps:
 		else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
 
-demo: venv
-	$(VENV)/bin/dtvm dtc -I dts -O dtb -o $(VENV)/example.dtb dtvm/examples/example.dts
-	$(VENV)/bin/dtvm dtc -I dtb -O dts $(VENV)/example.dtb
+demo: deps venv
+	$(VENV)/bin/dtvm qemu2dtb
 
 test: deps $(PY)
 	$(PIP) install -q -e '.[test]'

@@ -384,6 +384,20 @@ def _match_dt_nodes(builder: _Builder, config: Config, dt: DeviceTree) -> None:
         if chosen is not None:
             used.add(id(chosen))
             builder.node_of[id(dev)] = chosen
+    # devices no binding names: QEMU's node at the device's MMIO base, if there is exactly one
+    by_base: dict[int, list[Node]] = {}
+    for nodes in by_compat.values():
+        for n in nodes:
+            base = _first_reg_address(n)
+            if base is not None and id(n) not in used and n not in by_base.get(base, []):
+                by_base.setdefault(base, []).append(n)
+    for dev in config.root.devices:
+        if id(dev) in builder.node_of or dev.address[0] != "mmio":
+            continue
+        found = by_base.get(dev.address[1][0], [])
+        if len(found) == 1 and id(found[0]) not in used:
+            used.add(id(found[0]))
+            builder.node_of[id(dev)] = found[0]
 
 
 def _x86_root(builder: _Builder, config: Config) -> DeviceTree:
