@@ -7,8 +7,19 @@ details out of the device model.  Nothing in it is interpreted beyond JSON decod
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import base64
+import json
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from ..errors import DtvmError
+
+#: Version of the JSON form written by ``Snapshot.to_dict`` (``from_dict`` refuses other versions).
+SNAPSHOT_FORMAT = 1
+
+
+class SnapshotFormatError(DtvmError):
+    """A saved snapshot that is not in the form ``Snapshot.to_dict`` writes."""
 
 
 @dataclass
@@ -51,3 +62,90 @@ class Snapshot:
     dtb: bytes | None                           # QMP dumpdtb (None when the machine has no FDT)
     argv: list[str] | None = None               # the command line, when dtvm started the VM
     version: dict[str, Any] = field(default_factory=dict)  # query-version
+
+    # A saved snapshot replays a VM without QEMU (tests, bug reports).  Every field is already JSON
+    # except the DT blob: it is stored as base64 of its bytes up to the last non-zero byte plus its
+    # full size, because QEMU's arm virt DT is 1 MiB of which all but ~8 KB is zero padding.
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (``json.dumps`` works on it) that ``from_dict`` turns back into an equal Snapshot."""
+        out: dict[str, Any] = {"format": SNAPSHOT_FORMAT}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "peripherals":
+                value = [asdict(p) for p in value]
+            elif f.name == "dtb":
+                value = None if value is None else _encode_blob(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Snapshot:
+        """The Snapshot ``to_dict`` made; :class:`SnapshotFormatError` names what is wrong otherwise."""
+        if not isinstance(data, dict):
+            raise SnapshotFormatError("snapshot: expected a JSON object")
+        if data.get("format") != SNAPSHOT_FORMAT:
+            raise SnapshotFormatError(f"snapshot: unsupported format {data.get('format')!r} "
+                                      f"(expected {SNAPSHOT_FORMAT})")
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                if f.name in ("argv", "version"):
+                    continue
+                raise SnapshotFormatError(f"snapshot: missing field {f.name!r}")
+            value = data[f.name]
+            expected = _FIELD_TYPES.get(f.name)
+            if expected is not None and not isinstance(value, expected):
+                raise SnapshotFormatError(f"snapshot: field {f.name!r} has the wrong type")
+            if f.name == "peripherals":
+                value = [_peripheral(p) for p in value]
+            elif f.name == "dtb":
+                value = None if value is None else _decode_blob(value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+    def to_json(self) -> str:
+        """``to_dict`` as indented JSON text (one key per line: saved snapshots diff well)."""
+        return json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Snapshot:
+        """Inverse of ``to_json``."""
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise SnapshotFormatError(f"snapshot: not JSON: {err}") from None
+        return cls.from_dict(data)
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "arch": str, "machine_type": str, "machine_props": dict, "machine_prop_defaults": dict, "qtree": str,
+    "type_props": dict, "peripherals": list, "cpus": list, "cpu_types": dict, "hotpluggable_cpus": list,
+    "memory": dict, "memdevs": list, "block": list, "block_nodes": list, "chardevs": list, "network": str,
+    "dtb": (dict, type(None)), "argv": (list, type(None)), "version": dict,
+}
+
+
+def _encode_blob(blob: bytes) -> dict[str, Any]:
+    data = blob.rstrip(b"\0")
+    return {"size": len(blob), "base64": base64.b64encode(data).decode("ascii")}
+
+
+def _decode_blob(value: dict[str, Any]) -> bytes:
+    try:
+        size = value["size"]
+        data = base64.b64decode(value["base64"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        raise SnapshotFormatError("snapshot: dtb must be {size, base64}") from None
+    if not isinstance(size, int) or size < len(data):
+        raise SnapshotFormatError("snapshot: dtb size is smaller than its data")
+    return data + bytes(size - len(data))
+
+
+def _peripheral(value: Any) -> Peripheral:
+    if not isinstance(value, dict):
+        raise SnapshotFormatError("snapshot: a peripheral must be a JSON object")
+    try:
+        return Peripheral(**value)
+    except TypeError:
+        raise SnapshotFormatError(f"snapshot: peripheral {value.get('qom_path')!r} has unknown or missing keys") from None

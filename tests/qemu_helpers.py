@@ -1,0 +1,266 @@
+"""Starting and stopping real QEMU in tests, independently of dtvm's own QMP code.
+
+Tests that need a VM of their own (to read it with ``read_socket``, to hot-plug into it, to compare
+dtvm's answers with QEMU's) start it here: paused by default, ``-display none``, a QMP socket in the
+test's ``tmp_path``, stdin from /dev/null and stdout/stderr in files.  The ``qemu_vm`` fixture stops
+every VM it started by pid in its finalizer and checks the process is gone.
+
+``VM.qmp`` talks to the VM over a plain socket (one connection per command), so oracle facts do not
+depend on the code under test.  Usage::
+
+    from .qemu_helpers import VMs, needs_qemu
+
+    @pytest.fixture
+    def vms(tmp_path):
+        pool = VMs(tmp_path)
+        yield pool
+        pool.stop_all()
+
+    @needs_qemu("qemu-system-x86_64")
+    def test_x(vms):
+        vm = vms.start(["qemu-system-x86_64", "-M", "q35"])
+        assert vm.qmp("query-status")["status"] == "prelaunch"
+
+(or import the ready-made ``qemu_vm`` factory fixture, with ``# noqa: F811`` where a test takes it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dtvm.qemu.live import debian_package
+
+__all__ = [
+    "VM",
+    "VMs",
+    "child_qemu_pids",
+    "have_qemu",
+    "needs_qemu",
+    "pid_alive",
+    "qemu_pids_with",
+    "qemu_vm",
+    "start_vm",
+    "stop_vm",
+]
+
+
+def have_qemu(binary: str) -> bool:
+    return shutil.which(binary) is not None
+
+
+def needs_qemu(*binaries: str) -> pytest.MarkDecorator:
+    """Skip unless every binary is installed; the reason names the Debian package to install."""
+    missing = [b for b in binaries if not have_qemu(b)]
+    reason = ", ".join(f"{b} is not installed (Debian package {debian_package(b) or '?'})" for b in missing)
+    return pytest.mark.skipif(bool(missing), reason=reason or "QEMU present")
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process with this pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # the state letter follows the command name in parentheses (which may contain spaces)
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
+
+
+def child_qemu_pids() -> list[int]:
+    """Live ``qemu-system-*`` processes whose parent is this (test) process."""
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")]
+        rest = stat[stat.rindex(b")") + 2 :].split()
+        if comm.startswith(b"qemu-system") and int(rest[1]) == me and rest[0] != b"Z":
+            found.append(int(entry))
+    return found
+
+
+def qemu_pids_with(marker: str) -> list[int]:
+    """Live processes whose command line contains ``marker`` (e.g. a unique ``-name``)."""
+    found = []
+    needle = marker.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if needle in cmdline and pid_alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+class QmpFailed(Exception):
+    """QEMU answered a command with an error (``error_class``, ``desc``)."""
+
+    def __init__(self, command: str, error: dict[str, Any]) -> None:
+        self.error_class = str(error.get("class"))
+        self.desc = str(error.get("desc"))
+        super().__init__(f"{command}: {self.error_class}: {self.desc}")
+
+
+@dataclass
+class VM:
+    """A QEMU process with a QMP socket of its own."""
+
+    argv: list[str]
+    proc: subprocess.Popen[bytes]
+    qmp_path: str
+    directory: Path
+    stopped: bool = field(default=False)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def address(self) -> str:
+        """What ``read_socket`` and ``dtvm qemu2dtb --qmp`` take."""
+        return f"unix:{self.qmp_path}"
+
+    def stderr(self) -> str:
+        return (self.directory / "qemu.stderr").read_text(errors="replace")
+
+    def qmp(self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float = 10.0) -> Any:
+        """Run one QMP command on a fresh connection and return its ``return`` value."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.qmp_path)
+            f = s.makefile("rwb")
+            _read_reply(f)  # greeting
+            _send(f, {"execute": "qmp_capabilities"})
+            _read_reply(f)
+            msg: dict[str, Any] = {"execute": command}
+            if arguments is not None:
+                msg["arguments"] = arguments
+            _send(f, msg)
+            reply = _read_reply(f)
+        if "error" in reply:
+            raise QmpFailed(command, reply["error"])
+        return reply["return"]
+
+    def hmp(self, command_line: str) -> str:
+        return str(self.qmp("human-monitor-command", {"command-line": command_line}))
+
+    def stop(self) -> None:
+        stop_vm(self)
+
+
+def _send(f: Any, msg: dict[str, Any]) -> None:
+    f.write(json.dumps(msg).encode() + b"\n")
+    f.flush()
+
+
+def _read_reply(f: Any) -> dict[str, Any]:
+    """The next non-event message."""
+    while True:
+        line = f.readline()
+        if not line:
+            raise ConnectionError("QEMU closed the QMP connection")
+        msg = json.loads(line)
+        if "event" not in msg:
+            return msg  # type: ignore[no-any-return]
+
+
+def start_vm(argv: list[str], directory: Path | str, *, paused: bool = True, timeout: float = 10.0,
+             qmp_name: str = "qmp.sock") -> VM:
+    """Start ``argv`` with ``-display none`` and a QMP socket in ``directory`` (``-S`` when paused).
+
+    Returns once QEMU answers on the socket; raises RuntimeError with QEMU's stderr if it exits
+    first, and kills it if it does not answer within ``timeout``.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    sock = str(directory / qmp_name)
+    if len(sock.encode()) > 100:  # a unix socket path may not exceed 107 bytes
+        sock = os.path.join(tempfile.mkdtemp(prefix="dtvm-vm-", dir="/tmp"), qmp_name)
+    extra = ["-S"] if paused else []
+    cmd = [*argv, *extra, "-display", "none", "-qmp", f"unix:{sock},server=on,wait=off"]
+    with open(directory / "qemu.stdout", "wb") as out, open(directory / "qemu.stderr", "wb") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    vm = VM(list(argv), proc, sock, directory)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            message = vm.stderr().strip()
+            raise RuntimeError(f"QEMU exited with {proc.returncode}: {message}")
+        if os.path.exists(sock):
+            try:
+                vm.qmp("query-status", timeout=max(0.1, deadline - time.monotonic()))
+                return vm
+            except (OSError, ConnectionError):
+                pass
+        if time.monotonic() > deadline:
+            stop_vm(vm)
+            raise RuntimeError(f"QEMU did not answer on {sock} within {timeout} s")
+        time.sleep(0.005)
+
+
+def stop_vm(vm: VM) -> None:
+    """Kill by pid, reap, and check the process is gone."""
+    if not vm.stopped:
+        if vm.proc.poll() is None:
+            vm.proc.kill()
+        vm.proc.wait(timeout=10)
+        vm.stopped = True
+        if not vm.qmp_path.startswith(str(vm.directory)):
+            shutil.rmtree(os.path.dirname(vm.qmp_path), ignore_errors=True)
+    assert not pid_alive(vm.pid), f"QEMU pid {vm.pid} still running after kill"
+
+
+class VMs:
+    """VMs started for one test, all stopped by pid (and checked gone) by ``stop_all``.
+
+    A test module's fixture is three lines (importing a fixture by name trips ruff's F811)::
+
+        @pytest.fixture
+        def vms(tmp_path):
+            pool = VMs(tmp_path)
+            yield pool
+            pool.stop_all()
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.started: list[VM] = []
+
+    def start(self, argv: list[str], *, paused: bool = True, timeout: float = 10.0) -> VM:
+        vm = start_vm(argv, self.directory / f"vm{len(self.started)}", paused=paused, timeout=timeout)
+        self.started.append(vm)
+        return vm
+
+    def stop_all(self) -> None:
+        for vm in self.started:
+            stop_vm(vm)
+
+
+@pytest.fixture
+def qemu_vm(tmp_path: Path) -> Iterator[Callable[..., VM]]:
+    """Factory fixture: ``qemu_vm(argv, paused=True)`` starts a VM; all are stopped by pid afterwards."""
+    pool = VMs(tmp_path)
+    yield pool.start
+    pool.stop_all()
