@@ -20,6 +20,7 @@ class _LazyGroup(click.Group):
         "compile": ("dtvm.cli.compile", "compile_cmd"),
         "validate": ("dtvm.cli.validate", "validate_cmd"),
         "bindings": ("dtvm.cli.bindings_cmd", "bindings_group"),
+        "show": ("dtvm.cli.show", "show_cmd"),
         "qemu2dtb": ("dtvm.cli.qemu", "qemu2dtb_cmd"),
         "machine": ("dtvm.cli.qemu", "machine_group"),
     }

@@ -1,0 +1,138 @@
+"""``dtvm show FILE.dtb [-b BACKEND.dtbo] [--format text|dot]``: a VM description, readable.
+
+The text view goes to a terminal (box characters when stdout's encoding has them, colour when
+stdout is a terminal and ``NO_COLOR`` is unset); ``--format dot`` is a Graphviz graph, always
+UTF-8.  Input that cannot be used is one line on stderr, ``dtvm show: FILE: message``, and exit
+status 1 (click's own usage errors exit 2); never a traceback.
+
+:func:`echo_description` is the same output for callers that already hold the trees
+(``dtvm qemu2dtb`` without ``-o``).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+
+import click
+
+from ..tree import DeviceTree
+
+__all__ = ["echo_description", "read_blob", "show_cmd"]
+
+#: A DTB's header says how long it is; a header claiming more than this is refused before reading
+#: (``dtvm show /dev/zero`` or a corrupt size must not read gigabytes).
+MAX_BLOB = 256 << 20
+
+
+class ShowError(Exception):
+    """One line for the user (``FILE: message``), exit status 1."""
+
+
+def read_blob(path: str) -> DeviceTree:
+    """The tree in a DTB (or DTBO) file; ShowError naming the file for anything unusable."""
+    from ..dtb import FDT_MAGIC, read_dtb
+    from ..errors import BlobError, DtvmError
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) == 8 and struct.unpack(">I", head[:4])[0] == FDT_MAGIC:
+                size = struct.unpack(">I", head[4:])[0]
+                if size > MAX_BLOB:
+                    raise ShowError(
+                        f"{path}: DT blob size {size} is larger than dtvm show reads ({MAX_BLOB >> 20} MiB)"
+                    )
+                data = head + f.read(max(0, size - 8))
+            else:
+                data = head
+    except FileNotFoundError:
+        raise ShowError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ShowError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise ShowError(f"{path}: {exc.strerror or exc}") from None
+    warnings: list[str] = []
+    try:
+        dt = read_dtb(data, path, warn=warnings.append)
+    except BlobError as exc:
+        where = "" if exc.offset is None else f"offset {exc.offset:#x}: "
+        raise ShowError(f"{path}: {where}{exc.message}") from None
+    except DtvmError as exc:
+        lines = str(exc).splitlines()
+        raise ShowError(f"{path}: {lines[0] if lines else 'unusable input'}") from None
+    for w in warnings[:5]:
+        click.echo(f"dtvm show: {path}: warning: {w.strip().splitlines()[0] if w.strip() else w}", err=True)
+    return dt
+
+
+def _use_color(color: bool | None) -> bool:
+    if color is not None:
+        return color
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def echo_description(
+    guest: DeviceTree, backend: DeviceTree | None = None, fmt: str = "text", color: bool | None = None
+) -> None:
+    """Print a description to stdout as ``dtvm show`` does (text for the terminal, or dot).
+
+    A closed pipe (``dtvm show vm.dtb | head``) ends quietly with status 141, like the fdt tools.
+    """
+    from ..show import render_dot, render_text
+
+    if fmt == "dot":
+        data = render_dot(guest, backend).encode("utf-8")
+    else:
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        data = render_text(guest, backend, color=_use_color(color), encoding=encoding).encode(
+            encoding, "backslashreplace"
+        )
+    try:
+        out = getattr(sys.stdout, "buffer", None)
+        if out is not None:
+            sys.stdout.flush()
+            out.write(data)
+            out.flush()
+        else:  # a text-only stream (tests capturing output)
+            sys.stdout.write(data.decode("utf-8" if fmt == "dot" else encoding, "replace"))
+            sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
+
+
+@click.command("show")
+@click.option(
+    "-b", "--backend", "backend_file", metavar="BACKEND.dtbo", help="The back-end overlay (qemu2dtb -b)."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "dot"]),
+    default="text",
+    show_default=True,
+    help="A tree for the terminal, or a Graphviz digraph.",
+)
+@click.option(
+    "--color/--no-color",
+    default=None,
+    help="Colour the text view (default: when stdout is a terminal and NO_COLOR is unset).",
+)
+@click.argument("file", metavar="FILE.dtb")
+def show_cmd(backend_file: str | None, fmt: str, color: bool | None, file: str) -> None:
+    """Print a VM description (guest DTB, optional back-end overlay) as a device tree or a graph."""
+    try:
+        guest = read_blob(file)
+        backend = read_blob(backend_file) if backend_file is not None else None
+    except ShowError as exc:
+        click.echo(f"dtvm show: {exc}", err=True)
+        sys.exit(1)
+    echo_description(guest, backend, fmt, color)
