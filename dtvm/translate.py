@@ -472,6 +472,7 @@ def _backend_node(parent: Node, backend: Backend, counters: dict[str, int]) -> N
     n = counters.get(backend.kind, 0)
     counters[backend.kind] = n + 1
     node = _child(parent, f"{backend.kind}-{n}")
+    _set(node, "compatible", _str(f"qemu,{backend.kind}"))
     _set(node, "id", _str(backend.id))
     for key, value in sorted(backend.options.items()):
         _set(node, _prop_name(key).removeprefix("qemu,"), _str(value))

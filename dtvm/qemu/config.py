@@ -330,15 +330,19 @@ def _backends(snapshot: Snapshot) -> list[Backend]:
             for key in ("file", "drv", "ro", "node-name", "cache", "backing_file"):
                 if key in inserted and not isinstance(inserted[key], (dict, list)):
                     opts[key] = _json_text(inserted[key])
+        name = str(blk.get("device") or (inserted or {}).get("node-name") or "")
+        if not name or (not inserted and not blk.get("device")):
+            continue  # an anonymous, empty BlockBackend: a device without a medium, no host fact
+        if not inserted and name in ("floppy0", "sd0", "pflash0", "pflash1", "mtd0"):
+            continue  # the empty default drives QEMU creates for every machine with such a slot
         opts["removable"] = _json_text(bool(blk.get("removable", False)))
-        out.append(Backend("drive", str(blk.get("device") or blk.get("qdev") or ""), opts))
+        out.append(Backend("drive", name, opts))
     for chardev in snapshot.chardevs:
         label = str(chardev.get("label", ""))
         if label.startswith("compat_monitor") or label.startswith("dtvm-"):
             continue
         out.append(Backend("chardev", label, {"filename": str(chardev.get("filename", ""))}))
-    for netdev in _netdevs(snapshot.network):
-        out.append(netdev)
+    out.extend(_netdevs(snapshot.network))
     for memdev in snapshot.memdevs:
         ident = str(memdev.get("id", ""))
         opts = {k: _json_text(v) for k, v in memdev.items() if k != "id" and not isinstance(v, (dict, list))}
@@ -347,20 +351,39 @@ def _backends(snapshot: Snapshot) -> list[Backend]:
     return out
 
 
-_NET_LINE = re.compile(r"^[ \\]*([^:]+): index=\d+,type=(\w+)(?:,(.*))?$")
+_HUB = re.compile(r"^hub (\d+)$")
 
 
 def _netdevs(text: str) -> list[Backend]:
-    """The host side of ``info network``: netdevs and hub ports, without the NICs (guest side)."""
+    """The host side of ``info network``: netdevs and hub ports, without the NICs (guest side).
+
+    Lines are ``NAME: index=N,type=T,...`` or, under ``hub N``, ``\\ PORT: PEER: index=...``
+    where PORT is a hub port and PEER what it connects to (a NIC or a netdev).
+    """
     out: list[Backend] = []
-    for line in text.splitlines():
-        m = _NET_LINE.match(line.strip())
-        if not m:
+    hub: str | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        m = _HUB.match(line)
+        if m:
+            hub = m.group(1)
             continue
-        name, kind, rest = m.group(1), m.group(2), m.group(3) or ""
+        in_hub = line.startswith("\\")
+        line = line.lstrip("\\ ")
+        parts = line.split(": ")
+        if len(parts) < 2 or not parts[-1].startswith("index="):
+            continue
+        fields = dict(f.split("=", 1) for f in parts[-1].split(",") if "=" in f)
+        kind = fields.pop("type", "")
+        fields.pop("index", None)
+        if len(parts) == 3 and in_hub and hub is not None:
+            out.append(Backend("netdev", parts[0], {"type": "hubport", "hubid": hub, "peer": parts[1]}))
+            name = parts[1]
+        else:
+            name = parts[0]
         if kind == "nic":
             continue
-        out.append(Backend("netdev", name.strip(), {"type": kind, "info": rest}))
+        out.append(Backend("netdev", name, {"type": kind, **fields}))
     return out
 
 
