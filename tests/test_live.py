@@ -188,6 +188,26 @@ def test_read_argv_from_async_code() -> None:
 
 
 @needs_qemu(X86)
+def test_start_argv_in_two_steps() -> None:
+    argv, marker = marked([X86, "-M", "pc"])
+    with live.start_argv(argv) as qemu:
+        assert qemu.pid is not None and pid_alive(qemu.pid)
+        time.sleep(0.05)  # the caller's own start-up work
+        snap = qemu.read()
+    assert snap.machine_type.startswith("pc-i440fx-") and snap.argv == argv
+    assert qemu_pids_with(marker) == []
+    with pytest.raises(live.QemuError, match="already stopped"):
+        qemu.read()
+    # closed without reading: killed all the same
+    argv, marker = marked([X86, "-M", "pc"])
+    qemu = live.start_argv(argv)
+    pid = qemu.pid
+    qemu.close()
+    assert pid is not None and not pid_alive(pid)
+    assert qemu_pids_with(marker) == []
+
+
+@needs_qemu(X86)
 def test_timings_are_reported() -> None:
     t: dict[str, float] = {}
     live.read_argv([X86, "-M", "q35"], timings=t)
@@ -219,6 +239,29 @@ def test_read_socket_leaves_vm_running_and_marks_hotplug(vms: VMs) -> None:
     # programs the hardware meanwhile (q35's MCFG goes from -1 to 0xb0000000, BARs get assigned)
     again = live.read_socket(vm.address)
     assert again.peripherals == snap.peripherals and again.type_props == snap.type_props
+
+
+@needs_qemu(X86)
+def test_read_socket_busy_with_another_client(vms: VMs) -> None:
+    # QEMU serves one client per QMP socket; the next one is accepted by the kernel but never greeted
+    vm = vms.start([X86, "-M", "q35"])
+    with socket.socket(socket.AF_UNIX) as other:
+        other.connect(vm.qmp_path)
+        assert other.recv(4096).startswith(b'{"QMP"')
+        with pytest.raises(live.QemuTimeoutError, match="another QMP client"):
+            live.read_socket(vm.address, timeout=1.0)
+    assert vm.qmp("query-status")["status"] == "prelaunch"
+
+
+@needs_qemu(X86)
+def test_read_socket_keeps_device_with_pending_unplug(vms: VMs) -> None:
+    # q35's ACPI PCI hot-plug waits for the guest to eject: without one the unplug stays pending
+    vm = vms.start([X86, "-M", "q35", "-device", "pcie-root-port,id=rp1,chassis=1"])
+    vm.qmp("device_add", {"driver": "virtio-net-pci", "id": "hot0", "bus": "rp1"})
+    vm.qmp("device_del", {"id": "hot0"})
+    snap = live.read_socket(vm.address)
+    assert [(p.id, p.hotplugged) for p in snap.peripherals if p.id == "hot0"] == [("hot0", True)]
+    assert 'id "hot0"' in snap.qtree
 
 
 @needs_qemu(AARCH64)

@@ -1,27 +1,34 @@
-"""A bounded QMP session on top of the ``qemu.qmp`` library.
+"""QMP for ``live``: a bounded session on the ``qemu.qmp`` library, and the commands that read a VM.
 
 ``qemu.qmp`` does the protocol (greeting, capabilities negotiation, ids, routing replies to
-concurrent callers).  This layer adds what reading someone else's VM needs and the library leaves to
-its caller:
+concurrent callers).  :class:`QmpSession` adds what reading someone else's VM needs and the library
+leaves to its caller:
 
-- every failure becomes one :class:`QemuError` line (a socket that is not QMP, garbage, a reply that
-  is too large, QEMU hanging up), never a library exception or a traceback;
+- every failure becomes one :class:`~dtvm.qemu.live.QemuError` line (a socket that is not QMP,
+  garbage, a reply that is too large, QEMU hanging up), never a library exception or a traceback;
 - a cap on the size of one reply (the library's stream limit), so a broken or hostile server cannot
   make us buffer without bound;
 - no per-message logging: the library pretty-prints every message for its debug log even when debug
   logging is off, which was the larger part of the client's own cost on big replies;
-- the library's background tasks are always collected (``close``), so asyncio never prints
-  "exception was never retrieved" on stderr after a failure.
+- no writes to a connection already lost (asyncio would print a warning on stderr), and the
+  library's background tasks are always collected (``close``).
 
-Deadlines are the caller's (``asyncio.timeout``); everything here is cancellable.
+:func:`read_snapshot` is the plan of commands (see ``dtvm.qemu.live`` for what it costs);
+:func:`read_process` and :func:`read_address` add connecting and the deadline; :func:`run` drives
+them on a private event loop.  ``live`` imports this module only when it reads (asyncio and
+``qemu.qmp`` take 25 ms to import, which then overlaps QEMU's own start).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import socket
-from collections.abc import Mapping
-from typing import Any
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import Any, TypeVar
 
 from qemu.qmp import (
     ConnectError,
@@ -36,37 +43,36 @@ from qemu.qmp.error import ProtocolError
 from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
 from qemu.qmp.qmp_client import GreetingError, NegotiationError, ServerParseError
 
-from ..errors import DtvmError
+from .live import (
+    ADDRESS_PROPS,
+    MAX_DTB_BYTES,
+    NotAnsweredError,
+    QemuError,
+    QemuTimeoutError,
+    QmpCommandError,
+    QmpProtocolError,
+)
+from .snapshot import Peripheral, Snapshot
 
-__all__ = [
-    "MAX_REPLY_BYTES",
-    "QemuError",
-    "QmpCommandError",
-    "QmpProtocolError",
-    "QmpSession",
-]
+__all__ = ["MAX_REPLY_BYTES", "QmpSession", "read_address", "read_process", "read_snapshot", "run"]
+
+T = TypeVar("T")
 
 #: The largest single QMP reply accepted (one JSON line).  ``info qtree`` of a q35 VM with 20 devices
 #: is about 40 KB and the largest ``device-list-properties`` reply about 10 KB; 8 MiB leaves room for
 #: very large VMs while bounding what a misbehaving server can make us hold.
 MAX_REPLY_BYTES = 8 << 20
 
-class QemuError(DtvmError):
-    """Anything that went wrong while starting, reaching or reading QEMU (one line for the user)."""
+# qom-list type names of the properties machine_props reads (QEMU spells integer types several ways:
+# "int", "uint32", "uint64_t"); links, children and structs (SMPConfiguration, "struct tm", ...) are not
+# read: they are not values of the machine type, and rtc-time changes every second.
+_SCALAR_TYPE = re.compile(r"(bool|str|string|size|OnOffAuto|OnOffSplit|u?int(8|16|32|64)?(_t)?)\Z")
 
+# one device line of `info qtree`: `  dev: virtio-net-pci, id "net0"`
+_QTREE_DEV = re.compile(r'^[ \t]*dev: ([^\s,]+), id "', re.MULTILINE)
 
-class QmpProtocolError(QemuError):
-    """The peer is not a (working) QMP server: garbage, no greeting, a hang-up, an oversized reply."""
-
-
-class QmpCommandError(QemuError):
-    """QEMU refused one command; ``error_class`` and ``desc`` are QEMU's own words."""
-
-    def __init__(self, command: str, error_class: str, desc: str) -> None:
-        self.command = command
-        self.error_class = error_class
-        self.desc = desc
-        super().__init__(f"QEMU refused {command}: {desc}")
+_PERIPHERAL_CONTAINERS = ("/machine/peripheral", "/machine/peripheral-anon")
+_CONNECT_POLL = 0.001  # seconds between attempts while QEMU creates its socket
 
 
 class _QuietClient(QMPClient):
@@ -200,3 +206,344 @@ class QmpSession:
             await asyncio.wait_for(self._client.disconnect(), wait)
         except Exception:  # closing must not mask the real outcome (or a QEMU that already died)
             pass
+
+
+# ----------------------------------------------------------------------------------- asyncio driver
+
+
+def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine on a private event loop (in a worker thread if this thread already has one)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_quietly(make()))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="dtvm-qmp") as pool:
+        return pool.submit(lambda: asyncio.run(_quietly(make()))).result()
+
+
+async def _quietly(coro: Awaitable[T]) -> T:
+    # Our loop is private: whatever asyncio would report on it (a library task's late exception) is
+    # already part of the QemuError we raise, and must not reach the user as a traceback on stderr.
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
+    return await coro
+
+
+async def read_process(proc: subprocess.Popen[bytes], sock: str, tmp: str, deadline: float, timeout: float,
+                       t: dict[str, float], started: float | None = None) -> Snapshot:
+    """Connect to the QEMU that ``live`` started (retrying while it creates its socket) and read it.
+
+    ``t["connect"]`` counts from ``started`` (``time.perf_counter()`` when QEMU was started).
+    """
+    name = os.path.basename(proc.args[0] if isinstance(proc.args, list) else str(proc.args))
+    session = QmpSession(f"{name} (pid {proc.pid})")
+    connected = False
+    t0 = time.perf_counter() if started is None else started
+    try:
+        async with asyncio.timeout_at(deadline):
+            while True:
+                if proc.poll() is not None:
+                    raise NotAnsweredError(f"{name} exited before answering on its QMP socket")
+                try:
+                    await session.connect(sock)
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    await asyncio.sleep(_CONNECT_POLL)
+                except OSError as err:
+                    raise QemuError(f"{name}: cannot connect to its QMP socket: {err.strerror or err}") from None
+                except QmpProtocolError:
+                    # QEMU greets from its monitor thread before it builds the machine, and hangs up
+                    # during negotiation when it then rejects an option: its stderr says why
+                    raise NotAnsweredError(f"{name} closed its QMP socket before answering") from None
+            t["connect"] = _ms(t0)
+            connected = True
+            return await read_snapshot(session, tmp, t)
+    except TimeoutError:
+        if not connected:
+            raise QemuTimeoutError(
+                f"{name} did not answer on its QMP socket within {timeout:g} s; an option that waits "
+                "(e.g. a socket chardev with server=on and no wait=off) keeps QEMU from starting") from None
+        raise QemuTimeoutError(f"{name} stopped answering QMP commands (timeout: {timeout:g} s)") from None
+    finally:
+        await session.close()
+
+
+async def read_address(path: str, address: str, tmp: str, deadline: float, timeout: float,
+                       t: dict[str, float]) -> Snapshot:
+    """Connect once to a running QEMU's QMP socket and read it."""
+    session = QmpSession(address)
+    connected = False
+    t0 = time.perf_counter()
+    try:
+        async with asyncio.timeout_at(deadline):
+            try:
+                await session.connect(path)
+            except ConnectionRefusedError:
+                raise QemuError(f"{address}: connection refused (no QEMU is listening on it)") from None
+            except OSError as err:
+                raise QemuError(f"{address}: cannot connect: {err.strerror or err}") from None
+            t["connect"] = _ms(t0)
+            connected = True
+            return await read_snapshot(session, tmp, t)
+    except TimeoutError:
+        if not connected:
+            raise QemuTimeoutError(
+                f"{address}: no QMP greeting within {timeout:g} s (not QEMU, or QEMU is busy with another "
+                "QMP client: it serves one per socket at a time)") from None
+        raise QemuTimeoutError(f"{address}: stopped answering QMP commands (timeout: {timeout:g} s)") from None
+    finally:
+        await session.close()
+
+
+# -------------------------------------------------------------------------------------------- reading
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1e3, 3)
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The error to report from a failed task group: the first QemuError, depth first."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            exc = _first_error(exc)
+        if isinstance(exc, QemuError):
+            return exc
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+class _Reader:
+    """Issues the commands of one read, concurrently (default) or one after another (measuring).
+
+    Concurrent: every command group runs as a task of one TaskGroup, and every fan-out (one command
+    per property, type or CPU) as tasks too, so QEMU always has the next commands queued.  A failure
+    cancels everything still outstanding.
+    """
+
+    def __init__(self, session: QmpSession, concurrent: bool) -> None:
+        self.s = session
+        self.concurrent = concurrent
+        self._type_props: dict[str, asyncio.Future[list[dict[str, Any]] | None]] = {}
+
+    async def all(self, coros: Iterable[Awaitable[T]]) -> list[T]:
+        if not self.concurrent:
+            return [await c for c in coros]
+        tasks: list[asyncio.Task[T]] = []
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for c in coros:
+                    tasks.append(tg.create_task(_as_coro(c)))
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+        return [task.result() for task in tasks]
+
+    async def get(self, path: str, prop: str) -> Any:
+        return await self.s.execute("qom-get", {"path": path, "property": prop})
+
+    async def get_or(self, path: str, prop: str, default: Any) -> Any:
+        try:
+            return await self.get(path, prop)
+        except QmpCommandError:
+            return default
+
+    async def type_props(self, typename: str) -> list[dict[str, Any]] | None:
+        """device-list-properties of a type, asked once per read (None if QEMU refuses the type)."""
+        fut = self._type_props.get(typename)
+        if fut is None:
+            fut = asyncio.ensure_future(self._fetch_type_props(typename))
+            self._type_props[typename] = fut
+        return await asyncio.shield(fut) if self.concurrent else await fut
+
+    async def _fetch_type_props(self, typename: str) -> list[dict[str, Any]] | None:
+        try:
+            result = await self.s.execute("device-list-properties", {"typename": typename})
+        except QmpCommandError:
+            return None
+        return result if isinstance(result, list) else None
+
+    def known_type_props(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name in sorted(self._type_props):
+            fut = self._type_props[name]
+            if fut.done() and not fut.cancelled() and fut.exception() is None and fut.result() is not None:
+                out[name] = fut.result()  # type: ignore[assignment]
+        return out
+
+    def cancel_pending(self) -> None:
+        for fut in self._type_props.values():
+            if not fut.done():
+                fut.cancel()
+
+
+async def _as_coro(aw: Awaitable[T]) -> T:
+    return await aw
+
+
+async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
+                         concurrent: bool = True) -> Snapshot:
+    """Everything a Snapshot holds, in as few QEMU main-loop iterations as the dependencies allow."""
+    r = _Reader(session, concurrent)
+    s = session
+    t0 = time.perf_counter()
+    commands0 = s.commands
+
+    def timed(name: str, coro: Awaitable[T]) -> Awaitable[T]:
+        async def run() -> T:
+            start = time.perf_counter()
+            result = await coro
+            t[name] = _ms(start if not concurrent else t0)
+            return result
+        return run()
+
+    async def machine_type() -> tuple[str, dict[str, Any]]:
+        qom_type = await r.get("/machine", "type")
+        listed = await s.execute("qom-list-properties", {"typename": qom_type})
+        defaults = {p["name"]: p["default-value"] for p in listed if "default-value" in p}
+        return str(qom_type), defaults
+
+    async def machine_props() -> dict[str, Any]:
+        listed = await s.execute("qom-list", {"path": "/machine"})
+        names = [p["name"] for p in listed if _SCALAR_TYPE.match(str(p.get("type", "")))]
+        missing = object()
+        values = await r.all(r.get_or("/machine", n, missing) for n in names)
+        return {n: v for n, v in zip(names, values, strict=True) if v is not missing}
+
+    async def qtree() -> str:
+        text = await s.execute("human-monitor-command", {"command-line": "info qtree"})
+        if not isinstance(text, str):
+            raise QmpProtocolError(f"{s.where}: 'info qtree' did not answer with text")
+        await r.all(r.type_props(name) for name in sorted(set(_QTREE_DEV.findall(text))))
+        return text
+
+    async def peripherals() -> list[Peripheral]:
+        async def children(container: str) -> list[tuple[str, str, str]]:
+            try:
+                listed = await s.execute("qom-list", {"path": container})
+            except QmpCommandError:  # the container is created with its first device
+                return []
+            return [(container, p["name"], p["type"][6:-1]) for p in listed
+                    if str(p.get("type", "")).startswith("child<")]
+
+        found = [c for group in await r.all(children(c) for c in _PERIPHERAL_CONTAINERS) for c in group]
+        found.sort(key=lambda c: (c[0], _natural(c[1])))
+        return await r.all(_peripheral(r, *c) for c in found)
+
+    async def cpus() -> tuple[list[dict[str, Any]], dict[str, str]]:
+        listed = await s.execute("query-cpus-fast")
+        paths = [c["qom-path"] for c in listed if "qom-path" in c]
+        types = await r.all(r.get(p, "type") for p in paths)
+        return listed, dict(zip(paths, types, strict=True))
+
+    async def hotpluggable_cpus() -> list[dict[str, Any]]:
+        try:
+            result = await s.execute("query-hotpluggable-cpus")
+        except QmpCommandError:  # "The feature 'query-hotpluggable-cpus' is not enabled" (virt, riscv)
+            return []
+        return list(result)
+
+    async def dtb() -> bytes | None:
+        return await _dump_dtb(s, tmp)
+
+    async def simple(command: str, arguments: dict[str, Any] | None = None) -> Any:
+        return await s.execute(command, arguments)
+
+    hmp_network = {"command-line": "info network"}
+    # Chains with dependants first, so their second round is queued while QEMU answers the rest.
+    plan: list[tuple[str, Awaitable[Any]]] = [
+        ("qtree+type-props", qtree()),
+        ("peripherals", peripherals()),
+        ("machine-props", machine_props()),
+        ("machine-type+defaults", machine_type()),
+        ("cpus", cpus()),
+        ("hotpluggable-cpus", hotpluggable_cpus()),
+        ("dtb", dtb()),
+        ("target", simple("query-target")),
+        ("version", simple("query-version")),
+        ("memory", simple("query-memory-size-summary")),
+        ("memdevs", simple("query-memdev")),
+        ("block", simple("query-block")),
+        ("block-nodes", simple("query-named-block-nodes")),
+        ("chardevs", simple("query-chardev")),
+        ("network", simple("human-monitor-command", hmp_network)),
+    ]
+    try:
+        results = dict(zip([n for n, _ in plan], await r.all(timed(n, c) for n, c in plan), strict=True))
+    finally:
+        r.cancel_pending()
+    t["read"] = _ms(t0)
+    t["commands"] = s.commands - commands0
+
+    qom_type, defaults = results["machine-type+defaults"]
+    cpus_listed, cpu_types = results["cpus"]
+    return Snapshot(
+        arch=str(results["target"]["arch"]),
+        machine_type=qom_type.removesuffix("-machine"),
+        machine_props=results["machine-props"],
+        machine_prop_defaults=defaults,
+        qtree=results["qtree+type-props"],
+        type_props=r.known_type_props(),
+        peripherals=results["peripherals"],
+        cpus=cpus_listed,
+        cpu_types=cpu_types,
+        hotpluggable_cpus=results["hotpluggable-cpus"],
+        memory=results["memory"],
+        memdevs=results["memdevs"],
+        block=results["block"],
+        block_nodes=results["block-nodes"],
+        chardevs=results["chardevs"],
+        network=str(results["network"]),
+        dtb=results["dtb"],
+        argv=None,
+        version=results["version"],
+    )
+
+
+async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> Peripheral:
+    """One -device/device_add device: its flags and whichever address properties its type has."""
+    path = f"{container}/{name}"
+    first: list[Any] = await r.all([r.get(path, "hotplugged"), r.get_or(path, "parent_bus", ""),
+                                    r.type_props(typename)])
+    hotplugged, bus = first[0], first[1]
+    props: list[dict[str, Any]] | None = first[2]
+    if props is not None:
+        names = {p.get("name") for p in props}
+    else:  # QEMU would not list the type's properties: ask the instance
+        names = {p.get("name") for p in await r.s.execute("qom-list", {"path": path})}
+    wanted = [n for n in ADDRESS_PROPS if n in names]
+    missing = object()
+    values = await r.all(r.get_or(path, n, missing) for n in wanted)
+    return Peripheral(
+        qom_path=path,
+        id=name if container == "/machine/peripheral" else None,
+        type=typename,
+        hotplugged=bool(hotplugged),
+        parent_bus=bus or None,
+        address={n: v for n, v in zip(wanted, values, strict=True) if v is not missing},
+    )
+
+
+async def _dump_dtb(s: QmpSession, tmp: str) -> bytes | None:
+    """QEMU's own DT (QMP dumpdtb into our private directory), None for machines without one."""
+    path = os.path.join(tmp, "qemu.dtb")
+    try:
+        await s.execute("dumpdtb", {"filename": path})
+    except QmpCommandError as err:
+        if err.error_class == "CommandNotFound" or "doesn't have a FDT" in err.desc:
+            return None
+        raise QemuError(f"{s.where}: dumpdtb failed: {err.desc}") from None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_DTB_BYTES + 1)
+        os.unlink(path)
+    except OSError as err:
+        raise QemuError(f"{s.where}: cannot read the DT QEMU dumped: {err.strerror}") from None
+    if len(data) > MAX_DTB_BYTES:
+        raise QemuError(f"{s.where}: the DT QEMU dumped is larger than {MAX_DTB_BYTES >> 20} MiB")
+    return data
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    """Sort key that puts device[2] before device[10]."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
