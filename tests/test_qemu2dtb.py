@@ -261,3 +261,72 @@ def test_hotplug_marked(vm_factory: Any) -> None:
     cold = [n for n in desc.guest.root.walk() if n.get_property("compatible") is not None
             and "qemu,pcie-root-port" in n["compatible"].as_strings()]
     assert len(cold) == 1 and cold[0].get_property("qemu,hotplugged") is None
+
+
+def _dtvm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dtvm", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_writes_both_files(tmp_path: Path) -> None:
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (its oracle cannot run)")
+    out = tmp_path / "vm.dtb"
+    res = _dtvm("qemu2dtb", "-o", str(out), "--", "qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults",
+                "-device", "virtio-net-pci,mac=52:54:00:12:00:01")
+    assert res.returncode == 0, res.stderr
+    backend = tmp_path / "vm.backend.dtbo"
+    assert out.exists() and backend.exists()
+    merged = tmp_path / "merged.dtb"
+    subprocess.run(["fdtoverlay", "-i", str(out), "-o", str(merged), str(backend)], check=True)
+    value = subprocess.run(["fdtget", "-t", "s", str(out), "/qemu", "machine"], capture_output=True, text=True, check=True)
+    assert value.stdout.strip() == "pc-q35-7.2"
+
+
+def test_cli_default_prints_virt(tmp_path: Path) -> None:
+    if shutil.which("qemu-system-aarch64") is None:
+        pytest.skip("qemu-system-aarch64 is not installed (its oracle cannot run)")
+    res = _dtvm("qemu2dtb")
+    assert res.returncode == 0, res.stderr
+    assert "virt-7.2" in res.stdout and "pl011" in res.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--", "qemu-system-doesnotexist"], "qemu-system-misc"),
+    (["--", "qemu-system-x86_64", "-M", "no-such-machine"], "unsupported machine type"),
+    (["--", "qemu-system-x86_64", "-incoming", "defer"], "-incoming"),
+    (["--qmp", "tcp:1.2.3.4:5"], "unix:"),
+])
+def test_cli_errors(args: list[str], needle: str, tmp_path: Path) -> None:
+    out = tmp_path / "vm.dtb"
+    res = _dtvm("qemu2dtb", "-o", str(out), *args)
+    assert res.returncode != 0
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "vm.backend.dtbo").exists()
+
+
+def test_machine_show_q35() -> None:
+    """QEMU itself is the oracle: NOTES' measured q35 defaults and the options that remove them."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (its oracle cannot run)")
+    from dtvm.qemu.machine import explain, find_machine
+
+    report = explain(find_machine("q35"))
+    by_driver: dict[str, list[Any]] = {}
+    for d in report.devices:
+        by_driver.setdefault(d.driver, []).append(d)
+    defaults = sorted(d.driver for d in report.devices if d.origin == "default")
+    assert defaults == ["VGA", "e1000e", "ide-cd", "isa-parallel", "isa-serial"]
+    assert "-vga none" in by_driver["VGA"][0].removed_by
+    assert "-serial none" in by_driver["isa-serial"][0].removed_by
+    assert by_driver["ich9-ahci"][0].origin == "option"
+    assert any("sata=off" in r for r in by_driver["ich9-ahci"][0].removed_by)
+    assert by_driver["mch"][0].origin == "essential"
+    assert any(label == "usb=on" for label in report.adds)
+
+
+def test_machine_list() -> None:
+    res = _dtvm("machine", "list")
+    assert res.returncode == 0
+    for name in ("pc-q35-7.2", "pc-i440fx-7.2", "virt-7.2", "pseries-7.2"):
+        assert name in res.stdout

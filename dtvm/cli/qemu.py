@@ -34,12 +34,12 @@ def driver_compat() -> dict[str, list[str]]:
     return out
 
 
-def describe_snapshot(snapshot: Any) -> Any:
+def describe_snapshot(snapshot: Any, compat: dict[str, list[str]] | None = None) -> Any:
     """Snapshot -> Description (guest tree, back-end overlay, node of each device)."""
     from ..qemu.config import from_snapshot
     from ..translate import describe
 
-    return describe(from_snapshot(snapshot), driver_compat())
+    return describe(from_snapshot(snapshot), compat if compat is not None else driver_compat())
 
 
 @click.command("qemu2dtb", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -73,9 +73,13 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
             if argv:
                 _fail("qemu2dtb", "give either --qmp or a QEMU command line, not both", 2)
             snapshot = live.read_socket(qmp, timeout=timeout)
+            compat = driver_compat()
         else:
-            snapshot = live.read_argv(argv or DEFAULT_ARGV, timeout=timeout)
-        desc = describe_snapshot(snapshot)
+            # load the bindings while QEMU starts: the two costs overlap
+            with live.start_argv(argv or DEFAULT_ARGV, timeout=timeout) as proc:
+                compat = driver_compat()
+                snapshot = proc.read()
+        desc = describe_snapshot(snapshot, compat)
         if output is None and backend is None:
             if fmt == "dts":
                 from ..dts.write import write_dts
