@@ -168,8 +168,9 @@ CASES = [
       "/chosen: bootargs: not a NUL-terminated string (string) [type]",
       "/chosen: linux,foo: property is not declared by the binding [additionalProperties] (bindings/core/chosen.yaml:"]),
     # aliases
-    ('serial0 = "/pl011@9000000";', 'serial0 = "pl011@9000000"; Bad_Alias = "/cpus";',
-     ["/aliases: serial0: 'pl011@9000000' does not match ^/ [pattern] (bindings/core/aliases.yaml:",
+    # (a relative path is dtc's alias_paths check, not the binding's, as in dt-schema)
+    ('serial0 = "/pl011@9000000";', 'serial0 = <1>; uart = "pl011@9000000"; Bad_Alias = "/cpus";',
+     ["/aliases: serial0: not a NUL-terminated string (string) [type] (bindings/core/aliases.yaml:",
       "/aliases: Bad_Alias: property is not declared by the binding"]),
     # pl011
     ('clock-names = "uartclk", "apb_pclk";', 'clock-names = "uartclk", "apb", "x";',
@@ -181,7 +182,7 @@ CASES = [
      ["/pl011@9000000: reg: has 2 entries, at most 1 allowed [maxItems] (bindings/serial/arm,pl011.yaml:"]),
     ('pl011@9000000 {\n\t\tclock-names = "uartclk", "apb_pclk";\n\t\tclocks = <&clk &clk>;\n\t\tinterrupts = <0 1 4>;',
      'serial@9000000 {\n\t\tclock-names = "uartclk", "apb_pclk";\n\t\tclocks = <&clk &clk>;\n\t\tinterrupts = <0 1 4>;',
-     ["/aliases: serial0: "]),  # the alias path pattern still holds; nothing else: node renamed fine
+     ["/aliases: serial0: "]),  # nothing: the node is renamed fine
     # gic
     ("#interrupt-cells = <3>;", "#interrupt-cells = <3>; interrupts = <1 9 4 1 10 4>;",
      ["/intc@8000000: interrupts: has 2 entries, at most 1 allowed [maxItems] (bindings/interrupt-controller/arm,cortex-a15-gic.yaml:"]),

@@ -17,9 +17,10 @@ QEMU_DT = ROOT / "fixtures" / "qemu-dt"
 PSERIES = sorted(QEMU_DT.glob("ppc64-*.dtb"))
 E500 = sorted(QEMU_DT.glob("ppc-*.dtb"))
 
-# QEMU's ppce500 writes `rtc = "i2c/rtc@68"` into /aliases (hw/ppc/e500.c): an alias must be a
-# full path (DT spec 3.3; dtc says the same with -Walias_paths). A real defect, kept as a finding.
-E500_ALIAS = "/aliases: rtc: 'i2c/rtc@68' does not match ^/ [pattern] (bindings/core/aliases.yaml:"
+# QEMU's ppce500 writes `rtc = "i2c/rtc@68"` into /aliases (hw/ppc/e500.c). The DT spec wants a
+# full path there, but that is dtc's alias_paths check (`dtvm dtc` reports it); the binding types
+# alias values as strings only, as dt-schema's aliases.yaml does, so the tree validates clean.
+E500_ALIAS = 'rtc = "i2c/rtc@68"'
 
 # pseries' /chosen, /cpus and memory nodes carry PAPR properties the generic core bindings do not
 # declare; bindings/ppc-papr/ selects them on machines whose root is "qemu,pseries" only.
@@ -131,9 +132,19 @@ def test_ppc_bindings_load(shipped) -> None:
 
 
 @pytest.mark.parametrize("blob", E500, ids=lambda p: p.name)
-def test_ppce500_validates(shipped, blob: Path) -> None:
-    got = strip(findings(blob, shipped), blob)
-    assert got and all(E500_ALIAS in g for g in got) and len(got) == 1, got
+def test_ppce500_validates_clean(shipped, blob: Path) -> None:
+    assert findings(blob, shipped) == []
+
+
+def test_ppce500_relative_alias_is_dtcs_finding(tmp_path: Path) -> None:
+    """The relative alias is left to dtc's alias_paths check, which does report it."""
+    from dtvm.cli.dtc import run
+
+    blob = E500[0]
+    out, err = io.BytesIO(), io.StringIO()
+    run(["-I", "dtb", "-O", "dts", "-o", str(tmp_path / "e500.dts"), str(blob)], out, err)
+    assert E500_ALIAS in (tmp_path / "e500.dts").read_text()
+    assert f"{blob}: warning: /aliases:rtc: aliases property is not a valid node (i2c/rtc@68) [-Walias_paths]" in err.getvalue()
 
 
 @pytest.mark.parametrize("blob", PSERIES, ids=lambda p: p.name)
@@ -162,10 +173,8 @@ def test_cli_strict_ppc() -> None:
         *map(str, PSERIES + E500),
     ]
     r = CliRunner().invoke(validate_cmd, args, catch_exceptions=False)
-    assert r.exit_code == 1, r.output
-    assert r.stdout.count("\n") == len(E500), r.stdout
-    r = CliRunner().invoke(validate_cmd, args[:2] + list(map(str, PSERIES)), catch_exceptions=False)
     assert r.exit_code == 0, r.output
+    assert r.stdout == "", r.stdout
 
 
 # -- each binding, broken ---------------------------------------------------------------------

@@ -3,6 +3,9 @@
 >>> from dtvm.bindings import load_bindings, validate_tree
 >>> result = validate_tree(tree, load_bindings())
 >>> for f in result.findings: print(f.format())
+
+``load_bindings(cache=True)`` serves the set, and the compiled property checks, from the
+on-disk binding cache (``cache.py``) when it is current; ``dtvm validate`` does.
 """
 
 from __future__ import annotations

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from typing import Any
 
 __all__ = ["Finding", "Unchecked"]
 
+# Plain classes rather than dataclasses: ``dtvm validate`` on one blob is mostly start-up, and
+# building a frozen dataclass costs about half a millisecond at import time.
 
-@dataclass(frozen=True, slots=True)
+
 class Finding:
-    """One thing wrong with one node or property.
+    """One thing wrong with one node or property (immutable, hashable).
 
     ``file``/``line`` locate the input (``line`` is 0 for a DTB, which has no lines);
     ``binding``/``binding_line`` locate the rule that the value breaks.
     """
+
+    __slots__ = ("binding", "binding_line", "file", "line", "message", "path", "prop", "rule")
 
     file: str
     line: int
@@ -21,8 +25,40 @@ class Finding:
     prop: str | None
     message: str
     rule: str
-    binding: str | None = None
-    binding_line: int = 0
+    binding: str | None
+    binding_line: int
+
+    def __init__(
+        self,
+        file: str,
+        line: int,
+        path: str,
+        prop: str | None,
+        message: str,
+        rule: str,
+        binding: str | None = None,
+        binding_line: int = 0,
+    ) -> None:
+        for name, value in zip(_FINDING_FIELDS, (file, line, path, prop, message, rule, binding, binding_line), strict=True):
+            object.__setattr__(self, name, value)
+
+    def _astuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in _FINDING_FIELDS)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Finding is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and self._astuple() == other._astuple()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._astuple())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Finding, self._astuple())
+
+    def __repr__(self) -> str:
+        return "Finding(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in _FINDING_FIELDS) + ")"
 
     def format(self) -> str:
         where = f"{self.file}:{self.line}:" if self.line else f"{self.file}:"
@@ -33,17 +69,45 @@ class Finding:
         return f"{where}{self.path}: {what} [{self.rule}]{src}"
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        return {f: getattr(self, f) for f in _FINDING_FIELDS}
 
 
-@dataclass(frozen=True, slots=True)
+_FINDING_FIELDS = ("file", "line", "path", "prop", "message", "rule", "binding", "binding_line")
+
+
 class Unchecked:
-    """A node with a compatible that no binding matches."""
+    """A node with a compatible that no binding matches (immutable, hashable)."""
+
+    __slots__ = ("compatible", "file", "line", "path")
 
     file: str
     line: int
     path: str
     compatible: tuple[str, ...]
+
+    def __init__(self, file: str, line: int, path: str, compatible: tuple[str, ...]) -> None:
+        object.__setattr__(self, "file", file)
+        object.__setattr__(self, "line", line)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "compatible", compatible)
+
+    def _astuple(self) -> tuple[Any, ...]:
+        return (self.file, self.line, self.path, self.compatible)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Unchecked is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and self._astuple() == other._astuple()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._astuple())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Unchecked, self._astuple())
+
+    def __repr__(self) -> str:
+        return f"Unchecked(file={self.file!r}, line={self.line!r}, path={self.path!r}, compatible={self.compatible!r})"
 
     def format(self) -> str:
         where = f"{self.file}:{self.line}:" if self.line else f"{self.file}:"
@@ -55,6 +119,4 @@ class Unchecked:
         return Finding(self.file, self.line, self.path, "compatible", f"no binding for {comp}", "unchecked")
 
     def to_json(self) -> dict[str, object]:
-        d = asdict(self)
-        d["compatible"] = list(self.compatible)
-        return d
+        return {"file": self.file, "line": self.line, "path": self.path, "compatible": list(self.compatible)}

@@ -4,19 +4,22 @@ A binding is one YAML document (see ``format.schema.yaml``). Files under
 ``common/`` are fragments: they are only included. Every other file is a
 binding matched by its first ``compatible`` string or by its ``select:``.
 ``common/base.yaml`` (status, phandle, ...) is included into every node spec.
+
+PyYAML and fastjsonschema are imported only when YAML is actually read: a
+``dtvm validate`` served from the binding cache (``cache.py``) never needs
+them, and importing them is a good part of a one-blob run's time.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DtvmError
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "BASE_FRAGMENT",
@@ -25,6 +28,7 @@ __all__ = [
     "BindingSet",
     "NodeSpec",
     "PropSpec",
+    "Regex",
     "default_dirs",
     "load_bindings",
 ]
@@ -63,14 +67,32 @@ class LList(list[Any]):
     lines: list[int]
 
 
-_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_mark_loader: Any = None
 
 
-class MarkLoader(_Base):  # type: ignore[misc]
-    """SafeLoader (libyaml when present) whose mappings and sequences keep line numbers."""
+def _loader_class() -> Any:
+    """SafeLoader (libyaml when present) whose mappings and sequences keep line numbers.
+
+    Built on first use so that importing this module does not import PyYAML.
+    """
+    global _mark_loader
+    if _mark_loader is None:
+        import yaml
+
+        base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+        class MarkLoader(base):  # type: ignore[misc,valid-type]
+            pass
+
+        MarkLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+        MarkLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+        _mark_loader = MarkLoader
+    return _mark_loader
 
 
 def _construct_mapping(loader: Any, node: yaml.MappingNode) -> LDict:
+    import yaml
+
     loader.flatten_mapping(node)
     d = LDict()
     d.line = node.start_mark.line + 1
@@ -91,10 +113,6 @@ def _construct_sequence(loader: Any, node: yaml.SequenceNode) -> LList:
     seq.line = node.start_mark.line + 1
     seq.lines = [child.start_mark.line + 1 for child in node.value]
     return seq
-
-
-MarkLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
-MarkLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
 
 def line_of(doc: Any, path: list[Any]) -> int:
@@ -129,9 +147,10 @@ _format_validator: Any = None
 def _check_format(doc: Any, display: str) -> None:
     global _format_validator
     import fastjsonschema
+    import yaml
 
     if _format_validator is None:
-        schema_path = Path(__file__).with_name("format.schema.yaml")
+        schema_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "format.schema.yaml")
         with open(schema_path, encoding="utf-8") as f:
             schema = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         _format_validator = fastjsonschema.compile(schema, use_default=False)
@@ -147,38 +166,180 @@ def _check_format(doc: Any, display: str) -> None:
 
 
 # -- the model ----------------------------------------------------------------------
+class Regex:
+    """A regular expression compiled on first use; a plain literal is never compiled at all.
+
+    Bindings loaded from the cache carry about a hundred patterns (node names,
+    pattern-properties, selects); compiling the ones a run needs costs more than
+    validating a QEMU tree does, and many are literals such as ``^/chosen$``,
+    matched here by string comparison with ``re``'s exact semantics. Loading
+    from YAML compiles eagerly, to report a bad pattern with its file and line.
+    """
+
+    __slots__ = ("_lit", "_prefix", "_rx", "pattern")
+
+    def __init__(self, pattern: str, compiled: re.Pattern[str] | None = None) -> None:
+        self.pattern = pattern
+        self._rx = compiled
+        self._lit: tuple[str, bool, bool] | bool | None = False  # False: not classified yet
+        self._prefix = ""
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        rx = self._rx
+        if rx is None:
+            rx = self._rx = re.compile(self.pattern)
+        return rx
+
+    def _literal(self) -> tuple[str, bool, bool] | None:
+        """(text, anchored at the start, anchored at the end) if the pattern is a plain literal."""
+        lit = self._lit
+        if lit is False:
+            m = _LITERAL.fullmatch(self.pattern)
+            lit = self._lit = (m.group(2), bool(m.group(1)), bool(m.group(3))) if m else None
+            if m is None:
+                self._prefix = _literal_prefix(self.pattern)
+        return lit  # type: ignore[return-value]
+
+    def search(self, text: str) -> bool:
+        """Whether ``re.search(pattern, text)`` matches."""
+        lit = self._literal()
+        if lit is None:
+            if self._prefix and self.pattern[0] == "^" and not text.startswith(self._prefix):
+                return False  # no need to compile it to know
+            return self.compiled.search(text) is not None
+        body, start, end = lit
+        if start and end:
+            return text == body or text == body + "\n"
+        if start:
+            return text.startswith(body)
+        if end:
+            return text.endswith(body) or text.endswith(body + "\n")
+        return body in text
+
+    def fullmatch(self, text: str) -> bool:
+        """Whether ``re.fullmatch(pattern, text)`` matches."""
+        lit = self._literal()
+        if lit is None:
+            if self._prefix and not text.startswith(self._prefix):
+                return False
+            return self.compiled.fullmatch(text) is not None
+        return text == lit[0]
+
+    def __repr__(self) -> str:
+        return f"Regex({self.pattern!r})"
+
+
+# characters that are literal in a Python regular expression (outside a class, no flags)
+_LITERAL_CHARS = r"A-Za-z0-9_,/@#%=:;<>!~`'\"&\- "
+_LITERAL = re.compile(rf"(\^?)([{_LITERAL_CHARS}]*)(\$?)")
+_PREFIX = re.compile(rf"\^?([{_LITERAL_CHARS}]*)([*+?{{]?)")
+
+
+def _literal_prefix(pattern: str) -> str:
+    """Text every match of ``pattern`` at position 0 starts with ('' if none can be told).
+
+    The literal characters up to the first special one, less the last if a quantifier
+    follows it; nothing when a ``|`` outside any group could start another alternative.
+    """
+    depth, i, n = 0, 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 1
+        elif c == "[":  # a class: skip to its end (a ']' first in it is literal)
+            i += 2 if pattern[i + 1 : i + 2] == "^" else 1
+            i += 1 if pattern[i : i + 1] == "]" else 0
+            while i < n and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return ""
+        i += 1
+    m = _PREFIX.match(pattern)
+    if m is None:
+        return ""
+    text = m.group(1)
+    return text[:-1] if m.group(2) else text
+
+
 _CONSTRAINTS = ("const", "enum", "minimum", "maximum", "minItems", "maxItems", "pattern", "items", "contains")
 
 
-@dataclass(slots=True)
+# The model is plain classes, not dataclasses: ``dtvm validate`` on one blob is mostly start-up,
+# and building these four as dataclasses cost over a millisecond of it.
+
+
 class PropSpec:
     """A declared property: its type, its constraints and where they were written."""
 
-    name: str
-    type: str
-    constraints: dict[str, Any]
-    cells: str | int | None
-    file: str
-    line: int
+    __slots__ = ("cells", "check", "check_code", "constraints", "file", "line", "name", "type")
+
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        constraints: dict[str, Any],
+        cells: str | int | None,
+        file: str,
+        line: int,
+        check_code: Any = None,
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.constraints = constraints
+        self.cells = cells
+        self.file = file
+        self.line = line
+        # the yes/no check of the value (compile.prop_check): its marshalled code (bytes, or a
+        # cache.CodeChunk that reads them from the cache file) if known, and the function
+        self.check_code = check_code
+        self.check: Any = None
+
+    def _astuple(self) -> tuple[Any, ...]:
+        return (self.name, self.type, self.constraints, self.cells, self.file, self.line)
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and self._astuple() == other._astuple()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return "PropSpec({!r}, {!r}, {!r}, {!r}, {!r}, {!r})".format(*self._astuple())
 
 
-@dataclass(eq=False)
 class NodeSpec:
-    """What a node must look like: a binding's top level or a child-binding."""
+    """What a node must look like: a binding's top level or a child-binding (compared by identity)."""
 
-    file: str
-    line: int
-    props: dict[str, PropSpec] = field(default_factory=dict)
-    patterns: list[tuple[re.Pattern[str], PropSpec]] = field(default_factory=list)
-    required: list[tuple[str, str, int]] = field(default_factory=list)  # (name, file, line)
-    node_name: re.Pattern[str] | None = None
-    node_name_line: int = 0
-    child: NodeSpec | None = None
-    # filled in lazily by compile.py
-    validator: Any = None
-    prop_validators: dict[str, Any] = field(default_factory=dict)
+    def __init__(
+        self,
+        file: str,
+        line: int,
+        props: dict[str, PropSpec] | None = None,
+        patterns: list[tuple[Regex, PropSpec]] | None = None,
+        required: list[tuple[str, str, int]] | None = None,
+        node_name: Regex | None = None,
+        node_name_line: int = 0,
+        child: NodeSpec | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.props: dict[str, PropSpec] = props if props is not None else {}
+        self.patterns: list[tuple[Regex, PropSpec]] = patterns if patterns is not None else []
+        self.required: list[tuple[str, str, int]] = required if required is not None else []  # (name, file, line)
+        self.node_name = node_name
+        self.node_name_line = node_name_line
+        self.child = child
+        self.prop_validators: dict[str, Any] = {}  # fastjsonschema's, for messages (compile.py)
+
+    def __repr__(self) -> str:
+        return f"NodeSpec({self.file!r}, {self.line!r}, props={list(self.props)!r})"
 
     def lookup(self, name: str) -> PropSpec | None:
+        """The spec of property ``name``: declared, else the first pattern-property it matches."""
         spec = self.props.get(name)
         if spec is not None:
             return spec
@@ -188,16 +349,33 @@ class NodeSpec:
         return None
 
 
-@dataclass(eq=False)
 class Binding:
-    file: str
-    compatible: list[str]
-    spec: NodeSpec
-    select_path: re.Pattern[str] | None = None
-    select_name: re.Pattern[str] | None = None
-    # only on machines whose root node lists this compatible (e.g. "qemu,pseries")
-    select_root: str | None = None
-    qemu: dict[str, Any] | None = None
+    """One binding document: its match (compatible or select), its node spec, its ``qemu:`` section.
+
+    Compared by identity.
+    """
+
+    def __init__(
+        self,
+        file: str,
+        compatible: list[str],
+        spec: NodeSpec,
+        select_path: Regex | None = None,
+        select_name: Regex | None = None,
+        select_root: str | None = None,
+        qemu: dict[str, Any] | None = None,
+    ) -> None:
+        self.file = file
+        self.compatible = compatible
+        self.spec = spec
+        self.select_path = select_path
+        self.select_name = select_name
+        # only on machines whose root node lists this compatible (e.g. "qemu,pseries")
+        self.select_root = select_root
+        self.qemu = qemu
+
+    def __repr__(self) -> str:
+        return f"Binding({self.file!r}, {self.compatible!r})"
 
     @property
     def select_specificity(self) -> int:
@@ -209,13 +387,21 @@ class Binding:
         return self.compatible[0] if self.compatible else None
 
 
-@dataclass
 class BindingSet:
     """All bindings: by match key, the select bindings, and the fragments they used."""
 
-    by_compatible: dict[str, Binding] = field(default_factory=dict)
-    selects: list[Binding] = field(default_factory=list)
-    dirs: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        by_compatible: dict[str, Binding] | None = None,
+        selects: list[Binding] | None = None,
+        dirs: list[str] | None = None,
+    ) -> None:
+        self.by_compatible: dict[str, Binding] = by_compatible if by_compatible is not None else {}
+        self.selects: list[Binding] = selects if selects is not None else []
+        self.dirs: list[str] = dirs if dirs is not None else []
+
+    def __repr__(self) -> str:
+        return f"BindingSet({len(self)} bindings from {self.dirs!r})"
 
     def __len__(self) -> int:
         return len({id(b) for b in self.by_compatible.values()}) + len(self.selects)
@@ -230,16 +416,16 @@ class BindingSet:
 # -- loading --------------------------------------------------------------------------
 def default_dirs() -> list[str]:
     """The bindings shipped with dtvm: ``dtvm/_bindings`` in a wheel, ``bindings/`` in a checkout."""
-    here = Path(__file__).resolve().parent
-    for cand in (here.parent / "_bindings", here.parent.parent / "bindings"):
-        if cand.is_dir():
-            return [str(cand)]
+    pkg = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # .../dtvm
+    for cand in (os.path.join(pkg, "_bindings"), os.path.join(os.path.dirname(pkg), "bindings")):
+        if os.path.isdir(cand):
+            return [cand]
     return []
 
 
-def _regex(pattern: str, file: str, line: int, what: str) -> re.Pattern[str]:
+def _regex(pattern: str, file: str, line: int, what: str) -> Regex:
     try:
-        return re.compile(pattern)
+        return Regex(pattern, re.compile(pattern))
     except re.error as exc:
         raise BindingError(file, line, f"{what}: bad regular expression {pattern!r}: {exc}") from None
 
@@ -262,8 +448,10 @@ class _Loader:
                 text = f.read()
         except OSError as exc:
             raise BindingError(display, 0, f"cannot read: {exc.strerror}") from None
+        import yaml
+
         try:
-            doc = yaml.load(text, Loader=MarkLoader)
+            doc = yaml.load(text, Loader=_loader_class())
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else 0
@@ -363,22 +551,67 @@ def _merge(base: PropSpec | None, own: PropSpec) -> PropSpec:
     return PropSpec(own.name, own.type or base.type, constraints, cells, own.file, own.line)
 
 
-def load_bindings(dirs: list[str] | None = None) -> BindingSet:
-    """Load every binding under ``dirs`` (default: dtvm's own); BindingError on the first broken one."""
+def binding_files(root: str, walked: list[str] | None = None) -> list[tuple[str, str]]:
+    """Every ``*.yaml`` under ``root`` as (relative path with ``/``, path), in load order.
+
+    The order of ``os.walk`` with sorted names (a directory's files, then its
+    subdirectories; symlinked directories are not entered). The cache
+    fingerprints exactly this list, so both must come from here; ``walked``
+    receives every directory read (a file added to one changes its mtime).
+    """
+    out: list[tuple[str, str]] = []
+
+    def walk(path: str, prefix: str) -> None:
+        if walked is not None:
+            walked.append(path)
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            return
+        dirs: list[os.DirEntry[str]] = []
+        files: list[os.DirEntry[str]] = []
+        for e in entries:
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(e)
+        for e in sorted(files, key=lambda e: e.name):
+            if e.name.endswith(".yaml"):
+                out.append((prefix + e.name, e.path))
+        for e in sorted(dirs, key=lambda e: e.name):
+            if not e.is_symlink():
+                walk(e.path, prefix + e.name + "/")
+
+    walk(root, "")
+    return out
+
+
+def load_bindings(dirs: list[str] | None = None, *, cache: bool = False) -> BindingSet:
+    """Load every binding under ``dirs`` (default: dtvm's own); BindingError on the first broken one.
+
+    With ``cache=True`` the set (and every node's compiled validator) comes from
+    the on-disk cache when it is current, and is written there when it is not;
+    see ``cache.py``. The result is the same either way.
+    """
     if dirs is None:
         dirs = default_dirs()
+    if cache:
+        from .cache import load_cached
+
+        return load_cached(list(dirs))
+    return load_yaml(list(dirs))
+
+
+def load_yaml(dirs: list[str]) -> BindingSet:
+    """Load every binding under ``dirs`` from its YAML (no cache); BindingError on the first broken one."""
     loader = _Loader(dirs)
     bset = BindingSet(dirs=list(loader.dirs))
     key_root: dict[str, str] = {}
     for root in loader.dirs:
         if not os.path.isdir(root):
             raise BindingError(root, 0, "not a directory")
-        files: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for fn in sorted(filenames):
-                if fn.endswith(".yaml"):
-                    files.append(os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/"))
+        files = [rel for rel, _path in binding_files(root)]
         for rel in files:
             display = loader.display(root, rel)
             doc = loader.read(os.path.join(root, rel), display)

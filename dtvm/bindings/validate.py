@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-import fastjsonschema
+from typing import TYPE_CHECKING, Any
 
 from ..tree import DeviceTree, Node, Property
-from .compile import node_validator, prop_validator
+from .compile import SchemaMismatch, prop_check, prop_validator
 from .decode import DecodeError, TreeIndex, decode
 from .findings import Finding, Unchecked
-from .load import Binding, BindingSet, NodeSpec
+from .load import Binding, BindingSet, NodeSpec, PropSpec
+
+if TYPE_CHECKING:
+    import fastjsonschema
 
 __all__ = ["Result", "match", "validate_tree"]
 
 
-@dataclass
 class Result:
-    findings: list[Finding] = field(default_factory=list)
-    unchecked: list[Unchecked] = field(default_factory=list)
-    checked: int = 0
+    """What validating one tree found: findings, unchecked nodes, how many nodes were checked."""
+
+    def __init__(self, findings: list[Finding] | None = None, unchecked: list[Unchecked] | None = None, checked: int = 0) -> None:
+        self.findings: list[Finding] = findings if findings is not None else []
+        self.unchecked: list[Unchecked] = unchecked if unchecked is not None else []
+        self.checked = checked
+
+    def __repr__(self) -> str:
+        return f"Result({len(self.findings)} findings, {len(self.unchecked)} unchecked, {self.checked} checked)"
 
     def all_findings(self, strict: bool = False) -> list[Finding]:
         if not strict:
@@ -122,8 +127,8 @@ def validate_node(node: Node, spec: NodeSpec, binding_file: str, idx: TreeIndex,
 
     if spec.node_name is not None and not spec.node_name.fullmatch(node.name):
         add(None, None, f"node name {node.name!r} does not match {spec.node_name.pattern!r}", "node-name", spec.file, spec.node_name_line)
-    values: dict[str, Any] = {}
-    props: dict[str, Property] = {}
+    present: set[str] = set()
+    failed: list[tuple[Property, PropSpec, Any]] = []
     for prop in node.props:
         if prop.deleted:
             continue
@@ -132,25 +137,27 @@ def validate_node(node: Node, spec: NodeSpec, binding_file: str, idx: TreeIndex,
             add(prop, prop.name, "property is not declared by the binding", "additionalProperties", binding_file, spec.line)
             continue
         try:
-            values[prop.name] = decode(prop, pspec.type, pspec.cells, node, idx)
+            value = decode(prop, pspec.type, pspec.cells, node, idx)
         except DecodeError as exc:
             add(prop, prop.name, exc.message, exc.rule, pspec.file, pspec.line)
             continue
-        props[prop.name] = prop
+        present.add(prop.name)
+        try:
+            prop_check(pspec)(value)
+        except SchemaMismatch:
+            failed.append((prop, pspec, value))
     for name, rfile, rline in spec.required:
-        if name not in values and node.get_property(name) is None:
+        if name not in present and node.get_property(name) is None:
             add(None, name, "required property is missing", "required", rfile, rline)
-    try:
-        node_validator(spec)(values)
-    except fastjsonschema.JsonSchemaValueException:
-        # collect every failing property, not just the first
-        for name, value in values.items():
-            pspec = spec.lookup(name)
-            assert pspec is not None
+    if failed:
+        # what is wrong, in fastjsonschema's words (imported only now: a clean tree never needs it)
+        import fastjsonschema
+
+        for prop, pspec, value in failed:
             try:
                 prop_validator(spec, pspec)(value)
             except fastjsonschema.JsonSchemaValueException as exc:
-                add(props[name], name, _message(exc), exc.rule or "schema", pspec.file, pspec.line)
+                add(prop, prop.name, _message(exc), exc.rule or "schema", pspec.file, pspec.line)
     if mine:
         mine.sort(key=lambda kv: kv[0])
         out.extend(f for _k, f in mine)

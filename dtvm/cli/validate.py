@@ -3,49 +3,76 @@
 Exit status: 0 clean, 1 findings, 2 unusable input (a file that cannot be read
 or parsed, or a broken binding). Findings go to stdout, one per line (or one
 JSON document with ``--format json``); unchecked nodes and summaries to stderr.
+
+Validating one blob is mostly start-up, so this module imports little: click
+only to build the click command or draw a progress bar, the dtc front end only
+for DTS input, a process pool only for ``--jobs``; the bindings come from the
+binding cache (``dtvm/bindings/cache.py``). ``run(argv)`` parses the common
+arguments itself, so a caller that dispatches to it before importing click
+(as ``dtvm.cli.main`` does for dtc) pays for none of it; anything it does not
+recognise (``--help``, a bad value) goes to the click command, which owns the
+messages.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-import click
+__all__ = ["FileReport", "load_input", "run", "validate", "validate_cmd", "validate_file"]  # noqa: F822 (validate_cmd: module __getattr__)
 
-__all__ = ["FileReport", "load_input", "validate_cmd", "validate_file"]
+FDT_MAGIC = b"\xd0\x0d\xfe\xed"
 
 
-@dataclass
 class FileReport:
-    file: str
-    error: str | None = None
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-    unchecked: list[dict[str, Any]] = field(default_factory=list)
-    unchecked_lines: list[str] = field(default_factory=list)
-    checked: int = 0
+    """One input file's outcome, as plain data (it crosses process boundaries with ``--jobs``)."""
+
+    def __init__(self, file: str, error: str | None = None) -> None:
+        self.file = file
+        self.error = error
+        self.findings: list[dict[str, Any]] = []
+        self.lines: list[str] = []
+        self.unchecked: list[dict[str, Any]] = []
+        self.unchecked_lines: list[str] = []
+        self.checked = 0
+
+    def __repr__(self) -> str:
+        return f"FileReport({self.file!r}, error={self.error!r}, {len(self.findings)} findings)"
 
 
 def load_input(path: str, include_dirs: Iterable[str] = ()) -> Any:
-    """A tree from a DTS (compiled as dtc does, references resolved) or a DTB; DtvmError if unusable."""
+    """A tree from a DTS (compiled as dtc does, references resolved) or a DTB; DtvmError if unusable.
+
+    A blob is read directly with ``read_dtb`` (what ``dtc -I dtb`` does, same errors), so that
+    validating a DTB does not load the DTS front end.
+    """
     from ..errors import DtvmError
-    from .dtc import compile_tree, guess_input_format, load_tree, parse_args
 
     if not os.path.isfile(path):
         raise DtvmError(f"{path}: error: no such file")
-    fmt = guess_input_format(path, "dts")
-    args = ["-q", "-q", "-I", fmt, "-O", "dtb"]
-    for d in include_dirs:
-        args += ["-i", d]
-    opts = parse_args([*args, path])
-    dt = load_tree(opts)
-    if fmt == "dts":
-        compile_tree(opts, dt, [])
+    data = None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        pass  # dtc's own code path below says what is wrong
+    if data is not None and data[:4] == FDT_MAGIC:
+        from ..dtb import read_dtb
+
+        dt = read_dtb(data, path)
+    else:
+        from .dtc import compile_tree, guess_input_format, load_tree, parse_args
+
+        fmt = guess_input_format(path, "dts")
+        args = ["-q", "-q", "-I", fmt, "-O", "dtb"]
+        for d in include_dirs:
+            args += ["-i", d]
+        opts = parse_args([*args, path])
+        dt = load_tree(opts)
+        if fmt == "dts":
+            compile_tree(opts, dt, [])
     dt.root.freeze_paths()
     return dt
 
@@ -58,7 +85,7 @@ def _bindings(dirs: list[str] | None) -> Any:
 
     key = repr(dirs)
     if _state.get("key") != key:
-        _state["bindings"] = load_bindings(dirs)
+        _state["bindings"] = load_bindings(dirs, cache=True)
         _state["key"] = key
     return _state["bindings"]
 
@@ -93,28 +120,36 @@ def _job(args: tuple[str, list[str] | None, bool, list[str]]) -> FileReport:
     return validate_file(*args)
 
 
-@click.command("validate")
-@click.option("--bindings", "binding_dirs", multiple=True, type=click.Path(file_okay=False), help="Binding directory (repeatable; default: dtvm's bindings).")
-@click.option("--strict", is_flag=True, help="A node whose compatible has no binding is a finding.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format.")
-@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
-@click.option("-i", "--include", "include_dirs", multiple=True, help="Search path for DTS /include/ (repeatable).")
-@click.option("-q", "--quiet", is_flag=True, help="Do not list unchecked nodes.")
-@click.argument("files", nargs=-1, required=True)
-def validate_cmd(binding_dirs: tuple[str, ...], strict: bool, fmt: str, jobs: int, include_dirs: tuple[str, ...], quiet: bool, files: tuple[str, ...]) -> None:
-    """Validate FILE... (DTS or DTB) against the binding documents."""
+def _out(text: str, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def validate(
+    files: list[str],
+    binding_dirs: list[str] | None = None,
+    strict: bool = False,
+    fmt: str = "text",
+    jobs: int = 1,
+    include_dirs: list[str] | None = None,
+    quiet: bool = False,
+) -> int:
+    """What ``dtvm validate`` does, without click: print the reports, return the exit status."""
     from ..bindings import BindingError
 
-    dirs = list(binding_dirs) or None
+    dirs = binding_dirs or None
     try:
         _bindings(dirs)  # a broken binding stops everything, once
     except BindingError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    work = [(f, dirs, strict, list(include_dirs)) for f in files]
-    pool: ProcessPoolExecutor | None = None
+        _out(str(exc), err=True)
+        return 2
+    work = [(f, dirs, strict, list(include_dirs or ())) for f in files]
+    pool: Any = None
     results: Iterator[FileReport]
     if jobs > 1 and len(work) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
         pool = ProcessPoolExecutor(max_workers=jobs)
         results = pool.map(_job, work, chunksize=max(1, len(work) // (jobs * 8)))
     else:
@@ -123,6 +158,8 @@ def validate_cmd(binding_dirs: tuple[str, ...], strict: bool, fmt: str, jobs: in
     show_bar = fmt == "text" and sys.stderr.isatty() and len(work) > 1
     try:
         if show_bar:
+            import click
+
             with click.progressbar(results, length=len(work), label="validating", file=sys.stderr) as bar:
                 reports = list(bar)
         else:
@@ -139,6 +176,8 @@ def validate_cmd(binding_dirs: tuple[str, ...], strict: bool, fmt: str, jobs: in
     errors = sum(1 for r in reports if r.error)
     nfind = sum(len(r.findings) for r in reports)
     if fmt == "json":
+        import json
+
         doc = {
             "files": [
                 {"file": r.file, "error": r.error, "checked": r.checked, "findings": r.findings, "unchecked": r.unchecked}
@@ -147,18 +186,123 @@ def validate_cmd(binding_dirs: tuple[str, ...], strict: bool, fmt: str, jobs: in
             "findings": nfind,
             "errors": errors,
         }
-        click.echo(json.dumps(doc, indent=1))
+        _out(json.dumps(doc, indent=1))
     elif len(reports) > 1:
-        click.echo(f"{len(reports)} files: {nfind} findings, {errors} unusable", err=True)
-    sys.exit(2 if errors else 1 if nfind else 0)
+        _out(f"{len(reports)} files: {nfind} findings, {errors} unusable", err=True)
+    return 2 if errors else 1 if nfind else 0
 
 
 def _print_text(rep: FileReport, quiet: bool) -> None:
     if rep.error:
-        click.echo(rep.error, err=True)
+        _out(rep.error, err=True)
         return
     for line in rep.lines:
-        click.echo(line)
+        _out(line)
     if not quiet:
         for line in rep.unchecked_lines:
-            click.echo(line, err=True)
+            _out(line, err=True)
+
+
+# -- the command line ---------------------------------------------------------------------------
+_VALUE_OPTS = {"--bindings": "bindings", "--format": "format", "-j": "jobs", "--jobs": "jobs", "-i": "include", "--include": "include"}
+_FLAG_OPTS = {"--strict": "strict", "-q": "quiet", "--quiet": "quiet"}
+
+
+def _parse(argv: list[str]) -> dict[str, Any] | None:
+    """The arguments click would accept, parsed the same way; None for anything else."""
+    opts: dict[str, Any] = {"bindings": [], "format": "text", "jobs": 1, "include": [], "strict": False, "quiet": False}
+    files: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            files += argv[i:]
+            break
+        if not arg.startswith("-") or arg == "-":
+            files.append(arg)
+            continue
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg[:2], "", arg[2:])
+        if name in _FLAG_OPTS and not eq and not value:
+            opts[_FLAG_OPTS[name]] = True
+            continue
+        if name not in _VALUE_OPTS:
+            return None
+        if not eq and not value:
+            if i >= len(argv):
+                return None
+            value = argv[i]
+            i += 1
+        dest = _VALUE_OPTS[name]
+        if dest == "jobs":
+            try:
+                opts["jobs"] = int(value)
+            except ValueError:
+                return None
+        elif dest == "format":
+            if value not in ("text", "json"):
+                return None
+            opts["format"] = value
+        elif dest == "bindings":
+            if os.path.isfile(value):  # click.Path(file_okay=False) says so
+                return None
+            opts["bindings"].append(value)
+        else:
+            opts[dest].append(value)
+    if not files:
+        return None
+    opts["files"] = files
+    return opts
+
+
+def run(argv: list[str]) -> int:
+    """``dtvm validate ARGS`` without importing click (unless the arguments need its messages)."""
+    opts = _parse(argv)
+    if opts is None:
+        try:
+            _command().main(args=argv, prog_name="dtvm validate", standalone_mode=True)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        return 0
+    try:
+        return validate(opts["files"], opts["bindings"], opts["strict"], opts["format"], opts["jobs"], opts["include"], opts["quiet"])
+    except BrokenPipeError:
+        return 141
+    except KeyboardInterrupt:
+        return 130
+
+
+def _make_command() -> Any:
+    import click
+
+    @click.command("validate")
+    @click.option("--bindings", "binding_dirs", multiple=True, type=click.Path(file_okay=False), help="Binding directory (repeatable; default: dtvm's bindings).")
+    @click.option("--strict", is_flag=True, help="A node whose compatible has no binding is a finding.")
+    @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format.")
+    @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
+    @click.option("-i", "--include", "include_dirs", multiple=True, help="Search path for DTS /include/ (repeatable).")
+    @click.option("-q", "--quiet", is_flag=True, help="Do not list unchecked nodes.")
+    @click.argument("files", nargs=-1, required=True)
+    def validate_cmd(binding_dirs: tuple[str, ...], strict: bool, fmt: str, jobs: int, include_dirs: tuple[str, ...], quiet: bool, files: tuple[str, ...]) -> None:
+        """Validate FILE... (DTS or DTB) against the binding documents.
+
+        The bindings and their compiled validators are cached under
+        $XDG_CACHE_HOME/dtvm (~/.cache/dtvm); DTVM_NO_CACHE=1 turns the cache off.
+        """
+        sys.exit(validate(list(files), list(binding_dirs), strict, fmt, jobs, list(include_dirs), quiet))
+
+    return validate_cmd
+
+
+def _command() -> Any:
+    cmd = globals().get("validate_cmd")
+    if cmd is None:
+        cmd = globals()["validate_cmd"] = _make_command()
+    return cmd
+
+
+def __getattr__(name: str) -> Any:
+    # ``validate_cmd`` is built on first use, so that importing this module does not import click
+    if name == "validate_cmd":
+        return _command()
+    raise AttributeError(name)
