@@ -26,7 +26,7 @@ def driver_compat() -> dict[str, list[str]]:
     from ..bindings import load_bindings
 
     out: dict[str, list[str]] = {}
-    for binding in load_bindings().bindings():
+    for binding in load_bindings(cache=True).bindings():
         qemu = binding.qemu or {}
         driver = qemu.get("driver")
         if isinstance(driver, str) and binding.compatible:
