@@ -551,7 +551,10 @@ def _facts(node: Node, host: _HostSide) -> tuple[list[str], bool]:
     status = _string(node, "status")
     if status is not None and status not in ("okay", "ok"):
         facts.append(f"status={clean(status)}")
-    hotplugged = node.get_property("qemu,hotplugged") is not None
+    # the hot-plug history is a host-side fact: the overlay's (or a merged tree's) qemu,hotplugged
+    hotplugged = node.get_property("qemu,hotplugged") is not None or any(
+        name == "qemu,hotplugged" for name, _ in host.props.get(id(node), ())
+    )
     qemu: list[str] = []
     for prop in node.live_props():
         if not prop.name.startswith("qemu,") or prop.name == "qemu,hotplugged":

@@ -164,9 +164,9 @@ class _Builder:
                 _set(node, "local-mac-address", bytes(int(x, 16) for x in value.split(":")))
                 continue
             _set(node, _prop_name(key), _str(value))
-        if dev.hotplugged:
-            _set(node, "qemu,hotplugged", b"")
         host: dict[str, bytes] = {}
+        if dev.hotplugged:
+            host["qemu,hotplugged"] = b""
         if dev.qdev_id:
             host["qemu,id"] = _str(dev.qdev_id)
         for key, value in sorted(dev.backends.items()):
@@ -289,9 +289,9 @@ class _Builder:
             name = _prop_name(key)
             if node.get_property(name) is None:
                 _set(node, name, _str(value))
-        if dev.hotplugged and node.get_property("qemu,hotplugged") is None:
-            _set(node, "qemu,hotplugged", b"")
         host: dict[str, bytes] = {}
+        if dev.hotplugged:
+            host["qemu,hotplugged"] = b""
         if dev.qdev_id:
             host["qemu,id"] = _str(dev.qdev_id)
         for key, value in sorted(dev.backends.items()):
