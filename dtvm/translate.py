@@ -80,7 +80,7 @@ DRIVER_NAMES = {
 }
 
 #: Bus types whose devices are addressed by cells, and the cells the parent node declares.
-BUS_CELLS = {"PCI": (3, 2), "PCIE": (3, 2), "ISA": (2, 0), "IDE": (2, 0), "SCSI": (3, 0), "usb-bus": (1, 0),
+BUS_CELLS = {"floppy-bus": (1, 0), "PCI": (3, 2), "PCIE": (3, 2), "ISA": (2, 0), "IDE": (2, 0), "SCSI": (3, 0), "usb-bus": (1, 0),
              "virtio-serial-bus": (1, 0), "i2c-bus": (1, 0)}
 
 
@@ -187,12 +187,16 @@ class _Builder:
             unit = f"i{values[0]:x}"
             reg = _u32(1, values[0])
         elif kind in ("ide", "scsi"):
-            unit = ",".join(f"{v:x}" for v in values)
-            reg = _u32(*values)
+            cells = values
+            declared = parent.get_property("#address-cells")
+            if kind == "scsi" and declared is not None and declared.value == _u32(2) and values[0] == 0:
+                cells = values[1:]  # QEMU's own SCSI node (pseries v-scsi) says 2 cells: <id lun>
+            unit = ",".join(f"{v:x}" for v in cells)
+            reg = _u32(*cells)
         elif kind == "usb":
             unit = f"{values[-1]:x}"
             reg = _u32(values[-1])
-        elif kind in ("nr", "i2c", "vio"):
+        elif kind in ("nr", "i2c", "vio", "floppy"):
             unit = f"{values[0]:x}"
             reg = _u32(values[0])
         elif kind == "mmio":
@@ -204,6 +208,7 @@ class _Builder:
             vendor, device, subvendor, subdevice = dev.pci_ids
             compat.append(f"pci{vendor:x},{device:x}")
         _set(node, "compatible", _str(*compat))
+        _set(node, "qemu,driver", _str(dev.driver))
         if reg is not None:
             _set(node, "reg", reg)
         if dev.pci_ids is not None:
@@ -252,7 +257,7 @@ class _Builder:
         if bus.type == "usb-bus":
             self.place_usb(node, bus)
             return
-        for dev in bus.devices:
+        for dev in _canonical(bus.devices):
             self.place(node, dev)
 
     def place_usb(self, node: Node, bus: Bus) -> None:
@@ -285,6 +290,8 @@ class _Builder:
         """A device QEMU's own tree describes: QEMU's properties stay as they are; dtvm adds only
         its own ``qemu,*`` facts and child nodes for devices QEMU's tree does not show."""
         self.record(dev, node)
+        if node.get_property("qemu,driver") is None:
+            _set(node, "qemu,driver", _str(dev.driver))
         for key, value in sorted(dev.props.items()):
             name = _prop_name(key)
             if node.get_property(name) is None:
@@ -309,6 +316,20 @@ class _Builder:
 
     def record(self, dev: Device, node: Node) -> None:
         self.nodes.setdefault(dev.key(), node.path)
+
+
+def _canonical(devices: list[Device]) -> list[Device]:
+    """Devices of one bus in address order, unaddressed ones after them in creation order.
+
+    Creation order differs between a VM built by its machine type (defaults made during machine
+    init) and the same VM rebuilt with explicit -device options; address order does not, so the
+    two read the same.
+    """
+    def key(dev: Device) -> tuple[int, str, tuple[int, ...]]:
+        kind, values = dev.address
+        return (1, dev.driver, values) if kind == "nth" else (0, kind, values)
+
+    return sorted(devices, key=key)
 
 
 def _existing_child(parent: Node, dev: Device) -> Node | None:
@@ -493,7 +514,7 @@ def describe(config: Config, driver_compat: dict[str, list[str]] | None = None) 
         dt = _x86_root(builder, config)
     root = dt.root
     builder.machine_node(root)
-    for dev in config.root.devices:
+    for dev in _canonical(config.root.devices):
         builder.place(_sysbus_parent(builder, dev, root), dev)
     backend = _backend_overlay(builder, config)
     return Description(dt, backend, builder.nodes)

@@ -35,6 +35,7 @@ ADDRESS_PROPS = {
     "PCI": ("addr",),
     "PCIE": ("addr",),
     "IDE": ("unit",),
+    "floppy-bus": ("unit",),
     "SCSI": ("scsi-id", "lun", "channel"),
     "usb-bus": ("port",),
     "virtio-serial-bus": ("nr",),
@@ -48,6 +49,11 @@ MACHINE_HOST_PROPS = frozenset({
     "dump-guest-core", "suppress-vmdesc", "phandle-start", "dt-compatible", "type", "memory-encryption",
     "confidential-guest-support", "accel", "kvm-type", "x-oem-id", "x-oem-table-id",
 })
+
+#: Machine options whose whole effect is to create devices: the description lists those devices
+#: instead (and dtb2qemu turns the option off and creates them with -device), so a VM rebuilt
+#: that way reads the same as the original.
+MACHINE_DEVICE_OPTIONS = frozenset({"usb"})
 
 #: Machine properties that carry the VM's inputs from the host (kernel, firmware...).
 MACHINE_INPUT_PROPS = ("kernel", "initrd", "append", "dtb", "firmware")
@@ -196,6 +202,8 @@ def _address(qdev: QDev, bus: QBus, nth: int) -> tuple[str, tuple[int, ...]]:
         return ("pci", _pci_addr(p["addr"]))
     if kind == "IDE" and "unit" in p:
         return ("ide", (bus_index(bus), _int(p["unit"])))
+    if kind == "floppy-bus" and "unit" in p:
+        return ("floppy", (_int(p["unit"]),))
     if kind == "SCSI" and "scsi-id" in p:
         return ("scsi", (_int(p.get("channel", "0")), _int(p["scsi-id"]), _int(p.get("lun", "0"))))
     if kind == "usb-bus" and qdev.usb is not None:
@@ -289,7 +297,7 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
             if text:
                 inputs[name] = text
             continue
-        if name in MACHINE_HOST_PROPS:
+        if name in MACHINE_HOST_PROPS or name in MACHINE_DEVICE_OPTIONS:
             continue
         default = snapshot.machine_prop_defaults.get(name)
         if default is not None and _json_text(default) == text:
@@ -302,7 +310,7 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
         cpu_type = snapshot.cpu_types[path]
         break
     if cpu_type is not None:
-        cpu_type = re.sub(r"-(x86_64|i386|arm|aarch64|riscv64|riscv32|powerpc64|powerpc|spapr)-cpu(-core)?$", "", cpu_type)
+        cpu_type = re.sub(r"-(x86_64|i386|arm|aarch64|riscv64|riscv32|riscv|powerpc64|powerpc|spapr)-cpu(-core)?$", "", cpu_type)
     topology: dict[str, int] = {}
     for slot in snapshot.hotpluggable_cpus:
         for key, value in slot.get("props", {}).items():

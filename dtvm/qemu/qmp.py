@@ -444,6 +444,7 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         return list(result)
 
     async def dtb() -> bytes | None:
+        await _check_dumpable(s)
         return await _dump_dtb(s, tmp)
 
     async def simple(command: str, arguments: dict[str, Any] | None = None) -> Any:
@@ -522,6 +523,22 @@ async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> P
         parent_bus=bus or None,
         address={n: v for n, v in zip(wanted, values, strict=True) if v is not missing},
     )
+
+
+async def _check_dumpable(s: QmpSession) -> None:
+    """QEMU 7.2 dereferences a NULL FDT (SIGSEGV, the VM dies) on ``dumpdtb`` of a pseries VM that
+    arrived by incoming migration and was not reset since: never ask it there."""
+    qom_type = str(await s.execute("qom-get", {"path": "/machine", "property": "type"}))
+    if not qom_type.startswith("pseries"):
+        return
+    migration = await s.execute("query-migrate")
+    status = await s.execute("query-status")
+    if isinstance(migration, dict) and migration.get("status") == "completed" \
+            and isinstance(status, dict) and status.get("status") != "postmigrate":
+        raise QemuError(
+            f"{s.where}: this pseries VM came by incoming migration: QEMU 7.2 crashes on dumpdtb "
+            "until the VM is reset, so dtvm does not read it (describe it before migrating)"
+        )
 
 
 async def _dump_dtb(s: QmpSession, tmp: str) -> bytes | None:

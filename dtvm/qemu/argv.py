@@ -1,0 +1,397 @@
+"""A description back to a precise QEMU command line: ``dtvm dtb2qemu``.
+
+The machine type is asked once what it creates by itself (a probe: the same versioned type,
+options, CPUs and memory, ``-nodefaults``, started paused and read like any VM), so that exactly
+the devices the machine does not make are given with ``-device``, each with an id, its bus and
+its address; properties of machine-made devices that differ go through ``-global``.  Every value
+that reaches an option is checked by ``opts`` (commas doubled, control characters refused), and
+nothing here is ever run through a shell.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import DtvmError
+from .config import MACHINE_DEVICE_OPTIONS, Config, Device, from_snapshot
+from .plan import DescDevice, Plan
+from .snapshot import Snapshot
+
+__all__ = ["ArgvError", "Rebuild", "build_argv"]
+
+#: qemu-system binary per target architecture
+BINARIES = {
+    "x86_64": "qemu-system-x86_64", "i386": "qemu-system-i386", "aarch64": "qemu-system-aarch64",
+    "arm": "qemu-system-arm", "riscv64": "qemu-system-riscv64", "riscv32": "qemu-system-riscv32",
+    "ppc64": "qemu-system-ppc64", "ppc": "qemu-system-ppc",
+}
+
+#: device properties that are addresses or bus links: set by dtvm, never copied from the tree
+RESERVED = frozenset({"id", "bus", "addr", "unit", "scsi-id", "lun", "channel", "port", "nr", "reg",
+                      "iobase", "address", "driver", "drive", "netdev", "chardev", "audiodev",
+                      "memdev", "iothread", "hotplugged"})
+
+BACKEND_REFS = ("drive", "netdev", "chardev")
+
+
+class ArgvError(DtvmError):
+    """A description that cannot be rebuilt (unknown device, version, conflict, missing back-end)."""
+
+    exit_code = 1
+
+
+@dataclass
+class Rebuild:
+    """The argv and what dtvm learnt making it."""
+
+    argv: list[str]
+    ids: dict[str, str] = field(default_factory=dict)  # node path -> qdev id given
+
+
+def _esc(value: str, where: str) -> str:
+    from .opts import escape
+
+    return escape(value, where)
+
+
+def _render(head: str | None, pairs: list[tuple[str, str]], where: str) -> str:
+    from .opts import render
+
+    return render(head, pairs, where)
+
+
+def _machine_base(plan: Plan, binary: str) -> list[str]:
+    m = plan.machine
+    args = [binary, "-nodefaults"]
+    if m.cpu_type:
+        args += ["-cpu", _esc(m.cpu_type, "/qemu: cpu-type")]
+    smp = [f"cpus={m.cpus}"]
+    if m.max_cpus and m.max_cpus != m.cpus:
+        smp.append(f"maxcpus={m.max_cpus}")
+    for key in ("sockets", "dies", "clusters", "cores", "threads"):
+        if key in m.topology:
+            smp.append(f"{key}={m.topology[key]}")
+    args += ["-smp", ",".join(smp)]
+    args += ["-m", f"{m.memory}B"]
+    return args
+
+
+def _machine_arg(plan: Plan, options: dict[str, str]) -> str:
+    pairs = sorted(options.items())
+    return _render(plan.machine.type, pairs, "/qemu")
+
+
+def _probe(plan: Plan, binary: str, options: dict[str, str], read: Callable[[list[str]], Snapshot]) -> tuple[Snapshot, Config]:
+    argv = [*_machine_base(plan, binary), "-machine", _machine_arg(plan, options)]
+    snapshot = read(argv)
+    return snapshot, from_snapshot(snapshot)
+
+
+def _machine_options(plan: Plan, baseline: Snapshot) -> dict[str, str]:
+    """The options to give: those the description states that differ from what the type does."""
+    from .config import _json_text
+
+    out: dict[str, str] = {}
+    for key, value in plan.machine.options.items():
+        current = baseline.machine_props.get(key)
+        if current is not None and _json_text(current) == value:
+            continue
+        out[key] = value
+    for key in MACHINE_DEVICE_OPTIONS:
+        if key in baseline.machine_props:
+            out[key] = "off"
+    return out
+
+
+def _safe_id(text: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+    if not base or not base[0].isalpha():
+        base = "d" + base
+    ident = base[:60]
+    n = 1
+    while ident in taken:
+        ident = f"{base[:55]}.{n}" if False else f"{base[:55]}_{n}"
+        n += 1
+    taken.add(ident)
+    return ident
+
+
+@dataclass
+class _Node:
+    """A device in the rebuilt machine: either made by the machine (probe) or by -device."""
+
+    desc: DescDevice | None
+    probe: Device | None
+    qid: str | None = None
+
+
+def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[str]], Snapshot] | None = None) -> Rebuild:
+    """The precise argv that rebuilds the described VM; ArgvError naming the node when it cannot."""
+    if read is None:
+        from .live import read_argv
+
+        read = read_argv
+    from ..translate import describe
+
+    exe = binary or BINARIES.get(plan.machine.arch)
+    if exe is None:
+        raise ArgvError(f"/qemu: arch {plan.machine.arch!r}: no QEMU binary known for it")
+    try:
+        baseline, _ = _probe(plan, exe, {}, read)
+    except DtvmError as exc:
+        raise ArgvError(f"/qemu: machine {plan.machine.type!r} cannot be started with {exe}: {exc}") from None
+    options = _machine_options(plan, baseline)
+    try:
+        probe_snap, probe = _probe(plan, exe, options, read) if options else (baseline, from_snapshot(baseline))
+    except DtvmError as exc:
+        raise ArgvError(f"/qemu: machine options {options} rejected: {exc}") from None
+    from ..cli.qemu import driver_compat
+
+    probe_desc = describe(probe, driver_compat())
+    probe_by_path: dict[str, Device] = {}
+    for pdev in probe.devices():
+        path = probe_desc.nodes.get(pdev.key())
+        if path is not None:
+            probe_by_path.setdefault(path, pdev)
+
+    argv = [*_machine_base(plan, exe), "-machine", _machine_arg(plan, options)]
+    taken: set[str] = set()
+    ids: dict[str, str] = {}
+    by_path = plan.by_path()
+    made: dict[str, _Node] = {}
+    backends_used: list[tuple[str, str]] = []
+    globals_: list[str] = []
+
+    # machine-made devices the description has at another address than the probe (pseries' NVRAM
+    # takes the next free VIO reg, which depends on the devices before it): same device, and its
+    # address goes through -global
+    moved: dict[str, Device] = {}
+    loose = {p: d for p, d in probe_by_path.items() if p not in by_path or by_path[p].driver != d.driver}
+    for dev in plan.devices:
+        if dev.path not in probe_by_path and dev.address[0] == "cell":
+            for path, cand in list(loose.items()):
+                if cand.driver == dev.driver and cand.address[0] == "vio":
+                    moved[dev.path] = cand
+                    del loose[path]
+                    globals_.append(f"{_esc(dev.driver, dev.path)}.reg={dev.address[1][0]:#x}")
+                    break
+
+    for dev in plan.devices:
+        where = dev.path
+        essential = moved.get(dev.path) or probe_by_path.get(dev.path)
+        if essential is not None and essential.driver == dev.driver:
+            made[dev.path] = _Node(dev, essential)
+            for key, value in sorted(dev.props.items()):
+                if key in RESERVED:
+                    continue
+                if essential.props.get(key) != value:
+                    globals_.append(f"{_esc(dev.driver, where)}.{key}={_esc(value, where)}")
+            continue
+        if dev.driver.startswith("virtio-") and dev.driver.endswith("-device") and dev.parent in made \
+                and made[dev.parent].desc is not None and made[dev.parent].probe is None:
+            # the virtio device inside a virtio-pci proxy: created by the proxy's -device
+            made[dev.path] = _Node(dev, None, made[dev.parent].qid)
+            continue
+        if dev.qemu_node and essential is None and dev.address[0] in ("mmio", "none"):
+            raise ArgvError(f"{where}: {dev.driver} is described in QEMU's own tree but this machine does not create it")
+        qid_source = dev.host.get("id") or dev.driver
+        qid = _safe_id(qid_source, taken)
+        ids[dev.path] = qid
+        pairs: list[tuple[str, str]] = [("id", qid)]
+        pairs += _bus_and_address(dev, made, by_path, where)
+        proxy_children = [c for c in plan.devices if c.parent == dev.path and c.address[0] == "virtio"]
+        props = dict(dev.props)
+        refs = {k: dev.host[k] for k in BACKEND_REFS if k in dev.host}
+        for child in proxy_children:
+            for key, value in child.props.items():
+                props.setdefault(key, value)
+            for k in BACKEND_REFS:
+                if k in child.host:
+                    refs.setdefault(k, child.host[k])
+        for key, value in sorted(props.items()):
+            if key in RESERVED:
+                continue
+            pairs.append((key, value))
+        for key, ref in sorted(refs.items()):
+            kind = {"drive": "drive", "netdev": "netdev", "chardev": "chardev"}[key]
+            empty = kind == "drive" and not plan.backends.get((kind, ref), {}).get("drv")
+            if (empty or (kind, ref) not in plan.backends) and dev.driver in ("ide-cd", "scsi-cd", "floppy"):
+                continue  # an empty CD-ROM: QEMU makes its anonymous empty drive again
+            if (kind, ref) not in plan.backends:
+                raise ArgvError(f"{where}: {key} {ref!r} is not in the back-end overlay")
+            pairs.append((key, _backend_id(kind, ref)))
+            backends_used.append((kind, ref))
+        argv += ["-device", _render(dev.driver, pairs, where)]
+        made[dev.path] = _Node(dev, None, qid)
+
+    missing = [p for p, d in probe_by_path.items() if p not in by_path and d not in moved.values()]
+    if missing:
+        raise ArgvError(f"{missing[0]}: the machine creates a {probe_by_path[missing[0]].driver} here that the description does not list")
+    for item in globals_:
+        argv += ["-global", item]
+    argv[1:1] = [*_backend_args(plan, backends_used), *_netdev_args(plan)]
+    argv += _input_args(plan, probe_snap)
+    return Rebuild(argv, ids)
+
+
+def _backend_id(kind: str, ref: str) -> str:
+    """QEMU-internal ids (``#net123``) are not valid option ids: give them a stable spelling."""
+    from .opts import check_id
+
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", ref):
+        return check_id(ref, f"{kind} {ref}")
+    return check_id("x" + re.sub(r"[^A-Za-z0-9_.-]", "_", ref), f"{kind} {ref}")
+
+
+def _bus_name(parent: _Node, child: DescDevice, where: str) -> str:
+    if parent.probe is not None:
+        buses = parent.probe.buses
+        if not buses:
+            raise ArgvError(f"{where}: its parent {parent.probe.driver} has no bus")
+        if child.address[0] == "ide" and buses[0].type == "IDE":
+            for bus in buses:
+                if bus.index == child.address[1][0]:
+                    return bus.name
+            raise ArgvError(f"{where}: no IDE bus {child.address[1][0]} on {parent.probe.driver}")
+        return buses[0].name
+    assert parent.qid is not None
+    pdesc = parent.desc
+    if pdesc is not None and pdesc.address[0] == "pci" and child.address[0] == "pci":
+        return parent.qid  # a bridge's secondary bus is named after the bridge
+    index = child.address[1][0] if child.address[0] == "ide" and not _is_scsi(parent) else 0
+    return f"{parent.qid}.{index}"
+
+
+def _is_scsi(parent: _Node) -> bool:
+    """A SCSI controller whose node says 2 address cells (<id lun>): pseries' v-scsi."""
+    if parent.probe is not None:
+        return bool(parent.probe.buses) and parent.probe.buses[0].type == "SCSI"
+    return parent.desc is not None and "scsi" in parent.desc.driver
+
+
+def _usb_port(dev: DescDevice, by_path: dict[str, DescDevice], made: dict[str, _Node]) -> tuple[str, _Node | None]:
+    ports = [dev.address[1][0]]
+    parent = by_path.get(dev.parent) if dev.parent else None
+    while parent is not None and parent.address[0] == "usb":
+        ports.append(parent.address[1][0])
+        parent = by_path.get(parent.parent) if parent.parent else None
+    controller = made.get(parent.path) if parent is not None else None
+    return ".".join(str(p) for p in reversed(ports)), controller
+
+
+def _bus_and_address(dev: DescDevice, made: dict[str, _Node], by_path: dict[str, DescDevice], where: str) -> list[tuple[str, str]]:
+    kind, values = dev.address
+    parent = made.get(dev.parent) if dev.parent else None
+    if kind == "usb":
+        port, controller = _usb_port(dev, by_path, made)
+        if controller is None:
+            raise ArgvError(f"{where}: a USB device without its controller")
+        return [("bus", _bus_name(controller, dev, where)), ("port", port)]
+    if parent is None:
+        if kind in ("none", "mmio"):
+            raise ArgvError(f"{where}: {dev.driver} is a system-bus device this machine does not create")
+        raise ArgvError(f"{where}: its parent is not a device")
+    if kind == "virtio" and parent.probe is not None:
+        return [("bus", _bus_name(parent, dev, where))]
+    bus = _bus_name(parent, dev, where)
+    if kind == "pci":
+        slot, fn = values
+        return [("bus", bus), ("addr", f"{slot:02x}.{fn}")]
+    if kind == "isa":
+        return [("iobase", hex(values[0]))]
+    if kind == "ide" and _is_scsi(parent):
+        return [("bus", bus), ("channel", "0"), ("scsi-id", str(values[0])), ("lun", str(values[1]))]
+    if kind == "ide":
+        return [("bus", bus), ("unit", str(values[1]))]
+    if kind == "scsi":
+        channel, sid, lun = values
+        return [("bus", bus), ("channel", str(channel)), ("scsi-id", str(sid)), ("lun", str(lun))]
+    if kind == "cell":
+        pdriver = (parent.probe.driver if parent.probe is not None else parent.desc.driver if parent.desc else "")
+        if "serial" in pdriver:
+            return [("bus", bus), ("nr", str(values[0]))]
+        if "fdc" in pdriver:
+            return [("bus", bus), ("unit", str(values[0]))]
+        if "vio" in pdriver:
+            return [("reg", hex(values[0]))]
+        return [("bus", bus), ("address", str(values[0]))]
+    raise ArgvError(f"{where}: cannot give {dev.driver} an address ({kind})")
+
+
+def _backend_args(plan: Plan, used: list[tuple[str, str]]) -> list[str]:
+    args: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for kind, ref in used:
+        if (kind, ref) in seen:
+            continue
+        seen.add((kind, ref))
+        opts = plan.backends[(kind, ref)]
+        where = f"/qemu-backends {kind} {ref}"
+        ident = _backend_id(kind, ref)
+        if kind == "drive":
+            drv = opts.get("drv", "")
+            if not drv:
+                raise ArgvError(f"{where}: a drive without a medium cannot back this device")
+            pairs = [("driver", drv), ("node-name", ident)]
+            if drv not in ("null-co", "null-aio"):
+                pairs += [("file.driver", "file"), ("file.filename", opts.get("file", ""))]
+            if opts.get("ro") == "on":
+                pairs.append(("read-only", "on"))
+            args += ["-blockdev", _render(None, pairs, where)]
+        elif kind == "netdev":
+            continue  # all of them, below
+        elif kind == "chardev":
+            filename = opts.get("filename", "")
+            if filename in ("vc", "null") or filename.startswith("vc"):
+                args += ["-chardev", _render("null", [("id", ident)], where)]
+            elif filename.startswith("disconnected:unix:") or filename.startswith("unix:"):
+                path = filename.split("unix:", 1)[1].split(",", 1)[0]
+                args += ["-chardev", _render("socket", [("id", ident), ("path", path), ("server", "on"), ("wait", "off")], where)]
+            else:
+                raise ArgvError(f"{where}: chardev {filename!r} is host-specific: give this host's back-end overlay")
+    return args
+
+
+def _netdev_args(plan: Plan) -> list[str]:
+    """Every netdev of the overlay, not only those a NIC uses: a slirp (``user``) back-end is in
+    the migration stream even with no NIC on it (riscv64 virt's default ``-net user``).
+
+    Hub ports are re-created with their hub id, and ports whose peer is a netdev name it.
+    """
+    args: list[str] = []
+    hubports: list[tuple[str, dict[str, str]]] = []
+    for (kind, ref), opts in sorted(plan.backends.items()):
+        if kind != "netdev":
+            continue
+        where = f"/qemu-backends netdev {ref}"
+        ntype = opts.get("type", "")
+        if ntype == "hubport":
+            hubports.append((ref, opts))
+        elif ntype == "user":
+            args += ["-netdev", _render("user", [("id", _backend_id("netdev", ref))], where)]
+        else:
+            raise ArgvError(f"{where}: netdev type {ntype!r} is host-specific: give this host's back-end overlay")
+    for ref, opts in hubports:
+        where = f"/qemu-backends netdev {ref}"
+        pairs = [("id", _backend_id("netdev", ref)), ("hubid", opts.get("hubid", "0"))]
+        peer = opts.get("peer", "")
+        if ("netdev", peer) in plan.backends:
+            pairs.append(("netdev", _backend_id("netdev", peer)))
+        args += ["-netdev", _render("hubport", pairs, where)]
+    return args
+
+
+def _input_args(plan: Plan, probe: Snapshot) -> list[str]:
+    from .config import _json_text
+
+    args: list[str] = []
+    flags = {"kernel": "-kernel", "initrd": "-initrd", "append": "-append", "dtb": "-dtb", "firmware": "-bios"}
+    for key, value in sorted(plan.inputs.items()):
+        current = probe.machine_props.get(key)
+        if current is not None and _json_text(current) == value:
+            continue
+        if key in flags:
+            args += [flags[key], value]
+    return args
