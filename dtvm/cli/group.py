@@ -23,6 +23,8 @@ class _LazyGroup(click.Group):
         "show": ("dtvm.cli.show", "show_cmd"),
         "qemu2dtb": ("dtvm.cli.qemu", "qemu2dtb_cmd"),
         "machine": ("dtvm.cli.qemu", "machine_group"),
+        "diff": ("dtvm.cli.diff", "diff_cmd"),
+        "dtb2qemu": ("dtvm.cli.qemu", "dtb2qemu_cmd"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -148,3 +148,54 @@ def machine_show(machine_type: str, qemu_argv: tuple[str, ...]) -> None:
     except KeyboardInterrupt:
         _fail("machine show", "interrupted", 130)
     click.echo(render_report(report), nl=False)
+
+
+@click.command("dtb2qemu")
+@click.argument("guest", metavar="IN.dtb")
+@click.option("-b", "--backend", "backend", metavar="IN.backend.dtbo",
+              help="the back-end overlay (default: IN.backend.dtbo next to IN.dtb, if it exists)")
+@click.option("--format", "fmt", type=click.Choice(["json", "shell", "lines"]), default="json", show_default=True)
+@click.option("--binary", metavar="PATH", help="the QEMU binary (default: qemu-system-ARCH for the description's arch)")
+@click.option("--timeout", type=float, default=20.0, show_default=True, help="seconds for each probe of the machine")
+def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, timeout: float) -> None:
+    """Rebuild the described VM: a precise QEMU command line (-nodefaults, every device explicit).
+
+    The machine type is probed once with the same QEMU (started paused, read, killed) to learn
+    which devices it makes by itself. The output never contains -qmp, -monitor, -S, -incoming
+    or -daemonize: add what your management needs.
+    """
+    import os
+
+    from ..dtb import read_dtb
+    from ..errors import DtvmError
+    from ..qemu.argv import build_argv
+    from ..qemu.opts import format_argv
+    from ..qemu.plan import read_plan
+
+    try:
+        with open(guest, "rb") as f:
+            gtree = read_dtb(f.read(), guest)
+        if backend is None:
+            stem = guest[:-4] if guest.endswith(".dtb") else guest
+            if os.path.exists(stem + ".backend.dtbo"):
+                backend = stem + ".backend.dtbo"
+        btree = None
+        if backend is not None:
+            with open(backend, "rb") as f:
+                btree = read_dtb(f.read(), backend)
+        plan = read_plan(gtree, btree)
+
+        def read(argv: list[str]) -> Any:
+            from ..qemu.live import read_argv
+
+            return read_argv(argv, timeout=timeout)
+
+        rebuild = build_argv(plan, binary=binary, read=read)
+        text = format_argv(rebuild.argv, fmt)
+    except DtvmError as exc:
+        _fail("dtb2qemu", str(exc).splitlines()[0], getattr(exc, "exit_code", 1) or 1)
+    except OSError as exc:
+        _fail("dtb2qemu", f"{exc.filename or guest}: {exc.strerror or exc}", 2)
+    except KeyboardInterrupt:
+        _fail("dtb2qemu", "interrupted", 130)
+    click.echo(text, nl=not text.endswith("\n"))

@@ -31,7 +31,7 @@ BINARIES = {
 #: device properties that are addresses or bus links: set by dtvm, never copied from the tree
 RESERVED = frozenset({"id", "bus", "addr", "unit", "scsi-id", "lun", "channel", "port", "nr", "reg",
                       "iobase", "address", "driver", "drive", "netdev", "chardev", "audiodev",
-                      "memdev", "iothread", "hotplugged"})
+                      "memdev", "iothread", "hotplugged", "masterbus"})
 
 BACKEND_REFS = ("drive", "netdev", "chardev")
 
@@ -178,7 +178,7 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
                     globals_.append(f"{_esc(dev.driver, dev.path)}.reg={dev.address[1][0]:#x}")
                     break
 
-    for dev in plan.devices:
+    for dev in _masters_first(plan.devices):
         where = dev.path
         essential = moved.get(dev.path) or probe_by_path.get(dev.path)
         if essential is not None and essential.driver == dev.driver:
@@ -214,6 +214,8 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
             if key in RESERVED:
                 continue
             pairs.append((key, value))
+        if "masterbus" in dev.host:
+            pairs.append(("masterbus", _companion_master(dev, plan, ids, where)))
         for key, ref in sorted(refs.items()):
             kind = {"drive": "drive", "netdev": "netdev", "chardev": "chardev"}[key]
             empty = kind == "drive" and not plan.backends.get((kind, ref), {}).get("drv")
@@ -234,6 +236,30 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
     argv[1:1] = [*_backend_args(plan, backends_used), *_netdev_args(plan)]
     argv += _input_args(plan, probe_snap)
     return Rebuild(argv, ids)
+
+
+def _masters_first(devices: list[DescDevice]) -> list[DescDevice]:
+    """An EHCI controller before the UHCI companions of its slot: they name its bus (masterbus)."""
+    order = {id(d): i for i, d in enumerate(devices)}
+
+    def key(dev: DescDevice) -> tuple[int, int]:
+        if dev.address[0] == "pci" and "ehci" in dev.driver:
+            slot_mates = [d for d in devices if d.parent == dev.parent and d.address[0] == "pci"
+                          and d.address[1][0] == dev.address[1][0]]
+            return (min(order[id(d)] for d in slot_mates), -1)
+        return (order[id(dev)], 0)
+
+    return sorted(devices, key=key)
+
+
+def _companion_master(dev: DescDevice, plan: Plan, ids: dict[str, str], where: str) -> str:
+    """A UHCI companion's masterbus is the bus of the EHCI in its slot; bus names follow ids."""
+    if dev.address[0] == "pci":
+        for other in plan.devices:
+            if other.parent == dev.parent and other.address[0] == "pci" and "ehci" in other.driver \
+                    and other.address[1][0] == dev.address[1][0] and other.path in ids:
+                return f"{ids[other.path]}.0"
+    raise ArgvError(f"{where}: masterbus: no EHCI controller in this slot to be the companion of")
 
 
 def _backend_id(kind: str, ref: str) -> str:

@@ -28,7 +28,9 @@ __all__ = [
 ]
 
 #: qdev properties that name a host back-end rather than describe the device.
-BACKEND_PROPS = frozenset({"drive", "netdev", "chardev", "audiodev", "memdev", "iothread", "drive-id"})
+BACKEND_PROPS = frozenset({"drive", "netdev", "chardev", "audiodev", "memdev", "iothread", "drive-id",
+                           # a bus name (named after a qdev id): a UHCI companion's EHCI, host-side naming
+                           "masterbus"})
 
 #: Properties that are the device's address on its bus (kept in ``Device.address``, not in props).
 ADDRESS_PROPS = {
