@@ -29,7 +29,7 @@ from dtvm.tree import DeviceTree
 
 pytest.importorskip("qemu.qmp")
 
-from tests.test_qemu2dtb import VM, vm_factory  # noqa: E402,F401  (the fixture is used by name)
+from tests.conftest import VM
 
 FORBIDDEN = {"-qmp", "-monitor", "-S", "-incoming", "-daemonize"}
 
@@ -127,6 +127,8 @@ def _positions(snapshot: Any) -> dict[str, tuple[str, dict[str, str]]]:
 
 
 def _migrate(a: VM, b: VM, tmp: Path) -> dict[str, Any]:
+    """Migrate A into B; "completed" only when both sides say so (the source can finish sending
+    before the destination refuses what it loaded, and the destination then exits)."""
     uri = f"unix:{tmp / 'migrate.sock'}"
     mb = b.qmp()
     ma = a.qmp()
@@ -138,14 +140,27 @@ def _migrate(a: VM, b: VM, tmp: Path) -> dict[str, Any]:
             status = ma.cmd("query-migrate")
             assert isinstance(status, dict)
             if status.get("status") in ("completed", "failed", "cancelled"):
-                return status
+                break
             assert time.monotonic() < deadline, status
+            time.sleep(0.02)
+        if status.get("status") != "completed":
+            return status
+        while True:
+            if b.proc.poll() is not None:
+                return {"status": "failed", "destination": f"exited with {b.proc.returncode}"}
+            try:
+                dest = mb.cmd("query-migrate")
+            except Exception:
+                return {"status": "failed", "destination": "lost its monitor"}
+            if isinstance(dest, dict) and dest.get("status") in ("completed", "failed"):
+                return dest
+            assert time.monotonic() < deadline, dest
             time.sleep(0.02)
     finally:
         for mon in (ma, mb):
             try:
                 mon.close()
-            except (OSError, EOFError, Exception):  # B exits when the incoming migration fails
+            except Exception:  # B exits when the incoming migration fails
                 pass
 
 
@@ -220,7 +235,7 @@ def _version(dt: DeviceTree) -> None:
 
 
 def _mac(dt: DeviceTree) -> None:
-    node = [n for n in dt.root.walk() if n.get_property("local-mac-address") is not None][0]
+    node = next(n for n in dt.root.walk() if n.get_property("local-mac-address") is not None)
     node.set_property("local-mac-address", bytes.fromhex("525400000a02"))
 
 

@@ -7,14 +7,10 @@ oracle facts (QOM walk, QEMU's dumpdtb) over that socket itself, then lets dtvm 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,56 +23,9 @@ from dtvm.tree import Node
 pytest.importorskip("qemu.qmp")
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from tests.conftest import VM
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class VM:
-    """A QEMU started paused with a private QMP socket; stopped by pid."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.dir = tempfile.mkdtemp(prefix="dtvm-test-")
-        self.sock = os.path.join(self.dir, "qmp.sock")
-        self.proc = subprocess.Popen(
-            [*argv, "-S", "-display", "none", "-qmp", f"unix:{self.sock},server=on,wait=off"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 20
-        while not os.path.exists(self.sock):
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"QEMU exited: {err}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("QEMU did not create its QMP socket")
-            time.sleep(0.01)
-
-    def qmp(self) -> QEMUMonitorProtocol:
-        mon = QEMUMonitorProtocol(self.sock)
-        mon.connect()
-        return mon
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def vm_factory() -> Iterator[Any]:
-    vms: list[VM] = []
-
-    def start(argv: list[str]) -> VM:
-        if shutil.which(argv[0]) is None:
-            pytest.skip(f"{argv[0]} is not installed (its oracle cannot run)")
-        vm = VM(argv)
-        vms.append(vm)
-        return vm
-
-    yield start
-    for vm in vms:
-        vm.stop()
-        assert vm.proc.poll() is not None
 
 
 def _qom_devices(mon: QEMUMonitorProtocol) -> Counter[str]:

@@ -1,0 +1,75 @@
+"""Shared fixtures: QEMU VMs started paused with a private QMP socket, stopped by pid."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("qemu.qmp")
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+
+class VM:
+    """A QEMU started paused with a private QMP socket; stopped by pid."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.dir = tempfile.mkdtemp(prefix="dtvm-test-")
+        self.sock = os.path.join(self.dir, "qmp.sock")
+        self.proc = subprocess.Popen(
+            [*argv, "-S", "-display", "none", "-qmp", f"unix:{self.sock},server=on,wait=off"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"QEMU exited: {err}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("QEMU did not create its QMP socket")
+            time.sleep(0.01)
+
+    def qmp(self) -> QEMUMonitorProtocol:
+        """A QMP client; retried briefly, as QEMU creates the socket file before it listens."""
+        deadline = time.monotonic() + 10
+        while True:
+            mon = QEMUMonitorProtocol(self.sock)
+            try:
+                mon.connect()
+                return mon
+            except Exception:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def vm_factory() -> Iterator[Any]:
+    vms: list[VM] = []
+
+    def start(argv: list[str]) -> VM:
+        if shutil.which(argv[0]) is None:
+            pytest.skip(f"{argv[0]} is not installed (its oracle cannot run)")
+        vm = VM(argv)
+        vms.append(vm)
+        return vm
+
+    yield start
+    for vm in vms:
+        vm.stop()
+        assert vm.proc.poll() is not None
+
+
