@@ -1,0 +1,1218 @@
+"""Do two VM descriptions give the guest the same hardware?  If not, what differs, in words.
+
+Why this exists: a description (the guest DTB that ``dtvm qemu2dtb`` writes, plus its back-end
+overlay) is meant to be stored and re-inserted on another host, and QEMU's own migration check is
+not enough to say whether two VMs are the same hardware: it happily migrates between NICs whose MAC
+addresses differ.  ``compare`` answers on what the guest can observe and says what differs:
+
+- **Ignored**, because the guest cannot tell: phandle numbers (a reference is compared by the
+  path of the node it points to, after moves: the cells that hold phandles are known from the
+  bindings' declared property types, from the standard phandle-bearing properties where no
+  binding says, and from the layout of ``interrupt-map``/``iommu-map``/``msi-map``); the values
+  of ``phandle``/``linux,phandle`` themselves; node and property order; back-end facts
+  (``qemu,id``, ``qemu,drive``/``netdev``/``chardev``/..., ``qemu,hotplugged``, the
+  ``/qemu-backends`` node of a merged tree); the random ``/chosen/rng-seed`` and ``kaslr-seed``;
+  and the label bookkeeping nodes ``/__symbols__``, ``/__fixups__``, ``/__local_fixups__``.
+- **Reported**: machine changes (the ``/qemu`` node: machine type, CPUs, memory, options, in
+  words), devices (nodes with a ``compatible``) and other nodes added or removed, devices moved
+  (the same device at another path: first the same content apart from its address, then the same
+  compatible and the same identity such as a MAC address or serial, then the only device of its
+  compatible left on each side), property changes with readable values (MACs as
+  ``aa:bb:cc:dd:ee:ff``, strings quoted, cells in hex, references as ``&/path``), memory
+  reservations and the boot CPU of the blob header.
+- **Back-ends** (when both overlays are given): a separate list that never makes two
+  descriptions "different" -- a guest DTB with another host's back-ends is the same VM.
+  Back-ends are matched by kind and id, ids QEMU generates (``#net075``, ``#block157``) by the
+  device that uses them, so two runs of the same command line compare equal.
+
+A node present on both sides with the same name but a different ``compatible`` is a different
+device (one removed, one added), not a changed property: that keeps a dropped device from reading
+as "every property of the next device changed".
+
+The input is untrusted: every walk is iterative, each node is visited a bounded number of times
+(matching is by dictionaries and content digests, never by pairwise subtree comparison), shown
+values are escaped and cut, and each list stops after ``MAX_ENTRIES`` entries with a count of the
+rest.  Output is deterministic: entries are sorted (machine, blob header, then by path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .errors import DtvmError
+from .tree import DeviceTree, Node, Property
+
+if TYPE_CHECKING:
+    from .bindings.decode import TreeIndex
+    from .bindings.load import BindingSet, NodeSpec
+
+__all__ = [
+    "MAX_BLOB",
+    "MAX_ENTRIES",
+    "DiffInputError",
+    "DiffResult",
+    "Entry",
+    "compare",
+    "read_description",
+    "render_json",
+    "render_text",
+]
+
+#: A DTB's header says how long it is; more than this is refused before reading.
+MAX_BLOB = 256 << 20
+#: Entries per list (guest, back-end); the rest is one "... N more" entry.
+MAX_ENTRIES = 10000
+#: Characters of one shown value or name before it is cut with "...".
+MAX_VALUE = 160
+#: Cells (or bytes) of one shown value.
+MAX_CELLS = 24
+#: Levels of a shown path (a deeper path keeps its last levels, prefixed with "...").
+MAX_PATH_LEVELS = 64
+
+#: Root children that are not hardware: label bookkeeping and the merged back-ends.
+IGNORED_ROOT_CHILDREN = frozenset({"__symbols__", "__fixups__", "__local_fixups__", "qemu-backends"})
+#: Properties that identify nothing the guest sees: phandle numbers.
+PHANDLE_PROPS = frozenset({"phandle", "linux,phandle"})
+#: Back-end facts on a device node (the overlay's per-device fragments; a merged tree has them too).
+BACKEND_FACTS = frozenset({
+    "qemu,id", "qemu,hotplugged", "qemu,drive", "qemu,netdev", "qemu,chardev", "qemu,audiodev",
+    "qemu,memdev", "qemu,iothread", "qemu,drive-id", "qemu,fsdev", "qemu,blockdev",
+})
+#: Random per-boot values QEMU writes into /chosen.
+CHOSEN_SEEDS = frozenset({"rng-seed", "kaslr-seed"})
+#: Properties that identify one device wherever it sits (a moved NIC keeps its MAC).
+IDENTITY_PROPS = frozenset({"local-mac-address", "mac-address", "qemu,serial", "qemu,wwn", "qemu,uuid"})
+MAC_PROPS = frozenset({"local-mac-address", "mac-address"})
+
+#: Standard properties holding one phandle (devicetree specification and common bindings).
+STANDARD_PHANDLE = frozenset({
+    "interrupt-parent", "next-level-cache", "l2-cache", "cpu", "remote-endpoint", "phy-handle",
+    "phy", "operating-points-v2", "ddc-i2c-bus", "i2c-bus",
+})
+#: Standard phandle-arrays and the provider property (or fixed count) that sizes each entry.
+STANDARD_PHANDLE_ARRAYS: dict[str, str | int] = {
+    "clocks": "#clock-cells", "assigned-clocks": "#clock-cells",
+    "assigned-clock-parents": "#clock-cells", "resets": "#reset-cells",
+    "power-domains": "#power-domain-cells", "dmas": "#dma-cells", "phys": "#phy-cells",
+    "iommus": "#iommu-cells", "pwms": "#pwm-cells", "mboxes": "#mbox-cells",
+    "interconnects": "#interconnect-cells", "io-channels": "#io-channel-cells",
+    "thermal-sensors": "#thermal-sensor-cells", "sound-dai": "#sound-dai-cells",
+    "hwlocks": "#hwlock-cells", "mux-controls": "#mux-control-cells",
+    "interrupts-extended": "#interrupt-cells", "msi-parent": "#msi-cells",
+    "cooling-device": "#cooling-cells", "nvmem-cells": 0, "nvmem": 0, "memory-region": 0,
+    "cpu-idle-states": 0, "interrupt-affinity": 0, "gpio-ranges": 3,
+}
+#: Standard string properties, shown as text even on a node no binding describes.
+STRING_PROPS = frozenset({"compatible", "model", "status", "device_type", "label", "name", "clock-names",
+                          "interrupt-names", "reg-names", "clock-output-names", "bootargs", "stdout-path"})
+#: ``<id-base phandle out-base length>`` maps (Linux ``of_map_id``).
+ID_MAPS = frozenset({"iommu-map", "msi-map"})
+_PINCTRL = re.compile(r"^pinctrl-[0-9]+$")
+#: An id QEMU generated (``id_generate``: ``#`` + subsystem + counter + 2 random digits).
+GENERATED_ID = re.compile(r"^#[A-Za-z]+[0-9]+$")
+
+#: The /qemu node's properties in words, in report order.
+MACHINE_WORDS = {
+    "machine": "machine type", "arch": "architecture", "cpu-type": "CPU type", "cpus": "CPUs",
+    "max-cpus": "maximum CPUs", "sockets": "sockets", "dies": "dies", "clusters": "clusters",
+    "cores": "cores", "threads": "threads", "memory-size": "memory",
+}
+
+
+class DiffInputError(DtvmError):
+    """A file that cannot be compared: ``FILE: message`` for one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, file: str, message: str) -> None:
+        self.file = file
+        self.message = message
+        super().__init__(f"{file}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def read_description(path: str, *, overlay: bool = False, warn: Callable[[str], None] | None = None) -> DeviceTree:
+    """The tree in a guest DTB (``overlay=False``) or a back-end overlay; DiffInputError if unusable.
+
+    Bounded: the header's size is checked before the blob is read, ``read_dtb`` is iterative
+    and linear.  A guest tree with two children or two properties of one name cannot be
+    compared by path and is refused; so is a guest DTB that is an overlay (swapped arguments)
+    and an overlay without fragments.
+    """
+    from .dtb import FDT_MAGIC, read_dtb
+    from .errors import BlobError
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) == 8 and struct.unpack(">I", head[:4])[0] == FDT_MAGIC:
+                size = struct.unpack(">I", head[4:])[0]
+                if size > MAX_BLOB:
+                    raise DiffInputError(path, f"DT blob size {size} is larger than dtvm diff reads ({MAX_BLOB >> 20} MiB)")
+                data = head + f.read(max(0, size - 8))
+            else:
+                data = head
+    except FileNotFoundError:
+        raise DiffInputError(path, "no such file") from None
+    except IsADirectoryError:
+        raise DiffInputError(path, "is a directory") from None
+    except OSError as exc:
+        raise DiffInputError(path, str(exc.strerror or exc)) from None
+    warnings: list[str] = []
+    try:
+        dt = read_dtb(data, path, warn=warnings.append)
+    except BlobError as exc:
+        where = "" if exc.offset is None else f"offset {exc.offset:#x}: "
+        raise DiffInputError(path, f"{where}{exc.message}") from None
+    except DtvmError as exc:
+        lines = str(exc).splitlines()
+        raise DiffInputError(path, lines[0] if lines else "unusable input") from None
+    if warn is not None:
+        for w in warnings[:3]:
+            text = w.strip().splitlines()
+            warn(f"{path}: warning: {_clean(text[0]) if text else ''}")
+    fragments = _fragments(dt)
+    if overlay:
+        if not fragments:
+            raise DiffInputError(path, "not a DT overlay (no fragment with __overlay__): give the back-end overlay that qemu2dtb -b wrote")
+    else:
+        if fragments and all(c.name.startswith("fragment") for c in dt.root.live_children()):
+            raise DiffInputError(path, "is a DT overlay, not a guest DTB (a back-end overlay goes after -b)")
+        problem = _duplicate_names(dt)
+        if problem is not None:
+            raise DiffInputError(path, problem)
+    return dt
+
+
+def _fragments(dt: DeviceTree) -> list[tuple[Node, Node]]:
+    """(fragment, __overlay__) pairs of an overlay."""
+    out = []
+    for frag in dt.root.live_children():
+        over = frag.get_child("__overlay__")
+        if over is not None:
+            out.append((frag, over))
+    return out
+
+
+def _duplicate_names(dt: DeviceTree) -> str | None:
+    """A node with two children or two properties of the same name, described; else None."""
+    for node in dt.root.walk():
+        seen: set[str] = set()
+        for c in node.live_children():
+            if c.name in seen:
+                return f"{_path(node)} has two child nodes named {_quote(c.name)}"
+            seen.add(c.name)
+        seen = set()
+        for p in node.live_props():
+            if p.name in seen:
+                return f"{_path(node)} has two properties named {_quote(p.name)}"
+            seen.add(p.name)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# showing values safely
+
+
+def _clean(text: str, limit: int = MAX_VALUE) -> str:
+    """``text`` safe for a terminal: non-printable characters escaped, at most ``limit`` characters."""
+    cut = len(text) > limit
+    if cut:
+        text = text[:limit]
+    if not text.isprintable():
+        out = []
+        for ch in text:
+            if ch.isprintable():
+                out.append(ch)
+            else:
+                o = ord(ch)
+                out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+        text = "".join(out)
+    return text + "..." if cut else text
+
+
+def _quote(text: str) -> str:
+    return '"' + _clean(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+def _word(text: str) -> str:
+    """A plain word as is (machine types, option values), anything else quoted."""
+    if text and len(text) <= MAX_VALUE and re.fullmatch(r"[A-Za-z0-9._,:/+=-]+", text):
+        return text
+    return _quote(text)
+
+
+def _strings(value: bytes) -> list[str] | None:
+    """A value as strings if it is NUL-terminated UTF-8 without empty parts."""
+    if not value or value[-1] != 0 or value[0] == 0 or b"\0\0" in value:
+        return None
+    try:
+        return value[:-1].decode("utf-8").split("\0")
+    except UnicodeDecodeError:
+        return None
+
+
+def _looks_text(strings: list[str]) -> bool:
+    return all(s.isprintable() for s in strings)
+
+
+def _size(n: int) -> str:
+    for unit, name in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n and n % unit == 0:
+            return f"{n // unit} {name}"
+    return f"{n} B"
+
+
+def _path(node: Node) -> str:
+    """The node's path for a report: at most ``MAX_PATH_LEVELS`` levels walked, names escaped."""
+    parts: list[str] = []
+    cur: Node | None = node
+    while cur is not None and cur.parent is not None and len(parts) < MAX_PATH_LEVELS:
+        parts.append(_clean(cur.name, 64))
+        cur = cur.parent
+    text = "/" + "/".join(reversed(parts))
+    if cur is not None and cur.parent is not None:
+        text = "..." + text
+    return text
+
+
+def _path_key(node: Node) -> tuple[str, ...]:
+    """Sort key: the path's names (bounded as ``_path``), so /a/b sorts before /a-b."""
+    parts: list[str] = []
+    cur: Node | None = node
+    while cur is not None and cur.parent is not None and len(parts) < MAX_PATH_LEVELS:
+        parts.append(cur.name[:256])
+        cur = cur.parent
+    return tuple(reversed(parts))
+
+
+def _compatibles(node: Node) -> list[str] | None:
+    prop = node.get_property("compatible")
+    if prop is None:
+        return None
+    return _strings(prop.value) or ["?"]
+
+
+def _driver(node: Node) -> str | None:
+    """The device's name for a report: ``qemu,<driver>`` as the driver, else the first compatible."""
+    compats = _compatibles(node)
+    if not compats:
+        return None
+    first = compats[0]
+    return _clean(first[5:] if first.startswith("qemu,") and len(first) > 5 else first, 64)
+
+
+def _where(node: Node) -> str:
+    if node.parent is None:
+        return "/"
+    driver = _driver(node)
+    return _path(node) + (f" ({driver})" if driver else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# one side: bindings per node, phandle-bearing cells
+
+
+class _Ref:
+    """A phandle cell that points to a node (compared by where that node is, not by number)."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+
+Norm = bytes | tuple[Any, ...]
+
+
+class _Side:
+    """One guest tree with what comparing it needs: binding specs, phandle targets, values."""
+
+    def __init__(self, dt: DeviceTree, bindings: BindingSet | None) -> None:
+        from .bindings.decode import TreeIndex
+
+        self.dt = dt
+        self.idx: TreeIndex = TreeIndex(dt)
+        self.spec: dict[int, NodeSpec | None] = {}
+        self.norms: dict[tuple[int, str], Norm] = {}
+        if bindings is not None:
+            self._specs(bindings)
+
+    def _specs(self, bindings: BindingSet) -> None:
+        """Each node's binding spec, a child-binding inherited as ``dtvm validate`` does."""
+        from .bindings.validate import match
+
+        stack: list[tuple[Node, NodeSpec | None, int]] = [(self.dt.root, None, 0)]
+        while stack:
+            node, inherited, depth = stack.pop()
+            compats = _compatibles(node) or []
+            binding = match(bindings, node, compats)
+            spec = binding.spec if binding is not None else inherited
+            self.spec[id(node)] = spec
+            child = spec.child if spec is not None else None
+            if depth < MAX_PATH_LEVELS:
+                # deeper nodes (no real description has them) go by standard names only: a
+                # select binding's path match costs the node's depth, which must stay bounded
+                for c in node.live_children():
+                    stack.append((c, child, depth + 1))
+
+    def prop_type(self, node: Node, name: str) -> tuple[str, str | int | None] | None:
+        spec = self.spec.get(id(node))
+        if spec is None:
+            return None
+        pspec = spec.lookup(name)
+        if pspec is None:
+            return None
+        return pspec.type, pspec.cells
+
+    def norm(self, node: Node, prop: Property) -> Norm:
+        """The value with its phandle cells as references: bytes when it holds none."""
+        key = (id(node), prop.name)
+        got = self.norms.get(key)
+        if got is None:
+            got = self._norm(node, prop)
+            self.norms[key] = got
+        return got
+
+    def _norm(self, node: Node, prop: Property) -> Norm:
+        positions = self.phandle_cells(node, prop)
+        if not positions:
+            return prop.value
+        n = len(prop.value) // 4
+        cells: list[Any] = list(struct.unpack(f">{n}I", prop.value[: 4 * n]))
+        for i in positions:
+            target = self.idx.phandles.get(cells[i]) if cells[i] not in (0, 0xFFFFFFFF) else None
+            if target is not None:
+                cells[i] = _Ref(target)
+        return tuple(cells)
+
+    def phandle_cells(self, node: Node, prop: Property) -> list[int]:
+        """Indexes of the cells of ``prop`` that are phandles (empty when unknown or none)."""
+        from .bindings.decode import DecodeError, decode
+
+        name = prop.name
+        data = prop.value
+        if len(data) % 4 or not data:
+            return []
+        if name == "interrupt-map":
+            return _interrupt_map_cells(node, data, self.idx)
+        if name in ID_MAPS:
+            return list(range(1, len(data) // 4, 4)) if len(data) % 16 == 0 else []
+        declared = self.prop_type(node, name)
+        cells_spec: str | int | None
+        if declared is not None:
+            ptype, cells_spec = declared
+            if ptype == "phandle":
+                return [0] if len(data) == 4 else []
+            if ptype != "phandle-array":
+                return []
+        elif name in STANDARD_PHANDLE:
+            return [0] if len(data) == 4 else []
+        elif name in STANDARD_PHANDLE_ARRAYS:
+            cells_spec = STANDARD_PHANDLE_ARRAYS[name]
+        elif _PINCTRL.match(name):
+            cells_spec = 0
+        elif name in ("gpios", "gpio") or name.endswith(("-gpios", "-gpio")):
+            cells_spec = "#gpio-cells"
+        else:
+            return []
+        try:
+            entries = decode(prop, "phandle-array", cells_spec, node, self.idx)
+        except DecodeError:
+            return []
+        out = []
+        i = 0
+        for entry in entries:
+            out.append(i)
+            i += len(entry)
+        return out
+
+
+def _interrupt_map_cells(node: Node, data: bytes, idx: TreeIndex) -> list[int]:
+    """The interrupt-parent cells of an interrupt-map, laid out as Linux's ``of_irq_parse_raw``
+    reads it (child unit address and specifier, parent phandle, the parent's address and
+    specifier); empty when the map does not parse."""
+    n = len(data) // 4
+    cells = struct.unpack(f">{n}I", data)
+    addr: int | None = None
+    cur: Node | None = node
+    hops = 0
+    while cur is not None and hops < MAX_PATH_LEVELS:
+        p = cur.get_property("#address-cells")
+        if p is not None and len(p.value) == 4:
+            addr = int.from_bytes(p.value, "big")
+            break
+        cur = cur.parent
+        hops += 1
+    if addr is None:
+        addr = 2
+    intc = idx.cells(node, "#interrupt-cells", None)
+    if intc is None or addr > 8 or intc > 8:
+        return []
+    out = []
+    i = 0
+    while i < n:
+        j = i + addr + intc
+        if j >= n:
+            return []
+        parent = idx.phandles.get(cells[j])
+        if parent is None:
+            return []
+        pa = idx.cells(parent, "#address-cells", 0)
+        pi = idx.cells(parent, "#interrupt-cells", None)
+        if pa is None or pi is None or pa > 8 or pi > 8:
+            return []
+        out.append(j)
+        i = j + 1 + pa + pi
+    return out if i == n else []
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+class Entry:
+    """One difference: a kind, the words for it, and the structured fields for JSON."""
+
+    __slots__ = ("fields", "kind", "sort", "text")
+
+    def __init__(self, kind: str, text: str, sort: tuple[Any, ...], **fields: Any) -> None:
+        self.kind = kind
+        self.text = text
+        self.sort = sort
+        self.fields = fields
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.fields, "text": self.text}
+
+    def __repr__(self) -> str:
+        return f"Entry({self.kind!r}, {self.text!r})"
+
+
+class DiffResult:
+    """What ``compare`` found: guest differences (decide ``same``) and back-end differences
+    (``None`` when back-ends were not compared)."""
+
+    def __init__(self, guest: list[Entry], backend: list[Entry] | None) -> None:
+        self.guest = guest
+        self.backend = backend
+
+    @property
+    def same(self) -> bool:
+        """The guest sees the same hardware (back-end differences do not count)."""
+        return not self.guest
+
+
+def _finish(entries: list[Entry]) -> list[Entry]:
+    entries.sort(key=lambda e: e.sort)
+    if len(entries) > MAX_ENTRIES:
+        rest = len(entries) - MAX_ENTRIES
+        entries = entries[:MAX_ENTRIES]
+        entries.append(Entry("truncated", f"... {rest} more differences not shown", (9,), count=rest))
+    return entries
+
+
+# ---------------------------------------------------------------------------------------------
+# comparing the guest trees
+
+
+def _ignored_child(parent: Node, child: Node) -> bool:
+    if parent.parent is not None:
+        return False
+    return child.name in IGNORED_ROOT_CHILDREN or "qemu,backends" in (_compatibles(child) or [])
+
+
+def _ignored_prop(node: Node, name: str) -> bool:
+    if name in PHANDLE_PROPS or name in BACKEND_FACTS:
+        return True
+    return name in CHOSEN_SEEDS and node.name == "chosen" and node.parent is not None and node.parent.parent is None
+
+
+def _children(node: Node) -> Iterator[Node]:
+    for c in node.live_children():
+        if not _ignored_child(node, c):
+            yield c
+
+
+def _props(node: Node) -> dict[str, Property]:
+    return {p.name: p for p in node.live_props() if not _ignored_prop(node, p.name)}
+
+
+def _same_kind(a: Node, b: Node) -> bool:
+    """Two nodes at one path are the same device unless their compatibles differ."""
+    pa = a.get_property("compatible")
+    pb = b.get_property("compatible")
+    if pa is None or pb is None:
+        return pa is None and pb is None
+    return pa.value == pb.value
+
+
+def _walk(node: Node) -> Iterator[Node]:
+    """``node`` and its non-ignored descendants, pre-order, iteratively."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        yield cur
+        stack.extend(_children(cur))
+
+
+def _candidates(roots: list[Node], depth: dict[int, int]) -> list[Node]:
+    """The devices (nodes with a compatible) in the subtrees of ``roots``; ``depth`` (which
+    holds the roots' depths from the alignment) gets theirs."""
+    out = []
+    for root in roots:
+        stack = [(root, depth[id(root)])]
+        while stack:
+            node, d = stack.pop()
+            depth[id(node)] = d
+            if node.get_property("compatible") is not None:
+                out.append(node)
+            stack.extend((c, d + 1) for c in _children(node))
+    return out
+
+
+class _Comparison:
+    def __init__(self, a: _Side, b: _Side) -> None:
+        self.a = a
+        self.b = b
+        self.pairs: list[tuple[Node, Node]] = []
+        self.b_of: dict[int, Node] = {}
+        self.a_of: dict[int, Node] = {}
+        self.removed: list[Node] = []  # roots of A subtrees with no counterpart
+        self.added: list[Node] = []
+        self.moved: list[tuple[Node, Node]] = []
+        self.consumed: set[int] = set()  # nodes inside moved subtrees (aligned there)
+        self.entries: list[Entry] = []
+        self.ref_keys: dict[int, Any] = {}
+        self.depth: dict[int, int] = {}  # of removed/added roots and move candidates
+
+    # -- alignment ---------------------------------------------------------------------------
+    def align(self, a0: Node, b0: Node, d0: int = 0) -> None:
+        """Pair ``a0``/``b0`` (at depth ``d0``) and their descendants by name; the rest are
+        removed/added roots."""
+        stack = [(a0, b0, d0)]
+        while stack:
+            a, b, d = stack.pop()
+            self.pairs.append((a, b))
+            self.b_of[id(a)] = b
+            self.a_of[id(b)] = a
+            kids = {c.name: c for c in _children(b) if id(c) not in self.a_of}
+            for c in _children(a):
+                if id(c) in self.b_of:
+                    continue
+                m = kids.pop(c.name, None)
+                if m is not None and _same_kind(c, m):
+                    stack.append((c, m, d + 1))
+                else:
+                    self.removed.append(c)
+                    self.depth[id(c)] = d + 1
+                    if m is not None:
+                        self.added.append(m)
+                        self.depth[id(m)] = d + 1
+            for m in kids.values():
+                self.added.append(m)
+                self.depth[id(m)] = d + 1
+
+    # -- moves -------------------------------------------------------------------------------
+    def find_moves(self) -> None:
+        """Pair devices that left one path with devices that appeared at another."""
+        depth = self.depth
+        cand_a = _candidates(self.removed, depth)
+        cand_b = _candidates(self.added, depth)
+        if not cand_a or not cand_b:
+            return
+        digests_a = _digests(self.a, self.removed)
+        digests_b = _digests(self.b, self.added)
+        cand_a.sort(key=lambda n: (depth[id(n)], _path_key(n)))
+        cand_b.sort(key=lambda n: (depth[id(n)], _path_key(n)))
+        blocked: set[int] = set()  # B nodes with a matched node above or below them
+        taken_b: set[int] = set()
+
+        def free_b(n: Node) -> bool:
+            return id(n) not in taken_b and id(n) not in blocked and id(n) not in self.consumed
+
+        def take(a: Node, b: Node) -> None:
+            self.moved.append((a, b))
+            for n in _walk(a):
+                self.consumed.add(id(n))
+            for n in _walk(b):
+                self.consumed.add(id(n))
+            taken_b.add(id(b))
+            cur = b.parent
+            while cur is not None and id(cur) not in blocked:
+                blocked.add(id(cur))
+                cur = cur.parent
+
+        keys: list[Callable[[Node, _Side, dict[int, bytes]], Any]] = [
+            lambda n, side, dg: _top_digest(side, n, dg),
+            lambda n, side, dg: _identity(side, n),
+        ]
+        for key in keys:
+            by_key: dict[Any, list[Node]] = {}
+            for n in reversed(cand_b):  # each list is popped from its end: path order
+                if free_b(n):
+                    k = key(n, self.b, digests_b)
+                    if k is not None:
+                        by_key.setdefault(k, []).append(n)
+            for n in cand_a:
+                if id(n) in self.consumed:
+                    continue
+                k = key(n, self.a, digests_a)
+                if k is None:
+                    continue
+                waiting = by_key.get(k)
+                # a B node that is not free now never will be again: drop it for good, so that
+                # many equal devices cost linear time, not quadratic
+                while waiting and not free_b(waiting[-1]):
+                    waiting.pop()
+                if waiting:
+                    take(n, waiting.pop())
+        # last: the only device of a compatible left on each side
+        left_a: dict[bytes, list[Node]] = {}
+        left_b: dict[bytes, list[Node]] = {}
+        for n in cand_a:
+            if id(n) not in self.consumed:
+                left_a.setdefault(n["compatible"].value, []).append(n)
+        for n in cand_b:
+            if free_b(n):
+                left_b.setdefault(n["compatible"].value, []).append(n)
+        for compat, nodes in sorted(left_a.items()):
+            others = left_b.get(compat, [])
+            if len(nodes) == 1 and len(others) == 1 and id(nodes[0]) not in self.consumed and free_b(others[0]):
+                take(nodes[0], others[0])
+        for a, b in self.moved:
+            self.align(a, b, depth[id(b)])
+
+    # -- references --------------------------------------------------------------------------
+    def ref_key(self, side: str, node: Node) -> Any:
+        """What a reference is compared by: the node on B's side it stands for, else its path.
+
+        A node of A that has a counterpart in B stands for that node; one that does not (it was
+        removed, or replaced by a different device at the same path) stands for its path, which
+        a B node at the same path also gives: then both references name the same place.
+        """
+        if side == "b":
+            return ("node", id(node))
+        b = self.b_of.get(id(node))
+        if b is not None:
+            return ("node", id(b))
+        got = self.ref_keys.get(id(node))
+        if got is None:
+            got = self._same_path_in_b(node)
+            self.ref_keys[id(node)] = got
+        return got
+
+    def _same_path_in_b(self, node: Node) -> Any:
+        names: list[str] = []
+        cur: Node | None = node
+        while cur is not None and id(cur) not in self.b_of and len(names) < MAX_PATH_LEVELS:
+            names.append(cur.name)
+            cur = cur.parent
+        if cur is None or id(cur) not in self.b_of:
+            return ("a", id(node))
+        target: Node | None = self.b_of[id(cur)]
+        for name in reversed(names):
+            target = target.get_child(name) if target is not None else None
+        return ("node", id(target)) if target is not None else ("a", id(node))
+
+    def key_of(self, side: str, norm: Norm) -> Any:
+        if isinstance(norm, bytes):
+            return norm
+        return tuple(self.ref_key(side, c.node) if isinstance(c, _Ref) else c for c in norm)
+
+    # -- properties --------------------------------------------------------------------------
+    def compare_pairs(self) -> None:
+        moved_tops = {id(b) for _a, b in self.moved}
+        for a, b in self.pairs:
+            pa = _props(a)
+            pb = _props(b)
+            skip_reg = id(b) in moved_tops
+            machine = _is_machine(a) and _is_machine(b)
+            for name in sorted(pa.keys() | pb.keys()):
+                if skip_reg and name == "reg":
+                    continue
+                old = pa.get(name)
+                new = pb.get(name)
+                if old is not None and new is not None:
+                    na = self.a.norm(a, old)
+                    nb = self.b.norm(b, new)
+                    if isinstance(na, bytes) and isinstance(nb, bytes):
+                        if na == nb:
+                            continue
+                    elif self.key_of("a", na) == self.key_of("b", nb):
+                        continue
+                if a.parent is None and self.mirrors_machine(name, old, new):
+                    continue
+                if machine:
+                    self.entries.append(_machine_entry(name, old, new))
+                else:
+                    self.entries.append(self.prop_entry(a, b, name, old, new))
+
+    def mirrors_machine(self, name: str, old: Property | None, new: Property | None) -> bool:
+        """The root's ``compatible``/``model`` that dtvm derives from the machine type on x86
+        (``"qemu,pc-q35-7.2"``, ``"QEMU pc-q35-7.2"``): implied by the "machine type" line."""
+        if old is None or new is None or name not in ("compatible", "model"):
+            return False
+        types = []
+        for dt in (self.a.dt, self.b.dt):
+            node = dt.root.get_child("qemu")
+            prop = node.get_property("machine") if node is not None and _is_machine(node) else None
+            strings = _strings(prop.value) if prop is not None else None
+            if not strings or len(strings) != 1:
+                return False
+            types.append(strings[0])
+        if types[0] == types[1]:
+            return False
+        fmt = "qemu,{}" if name == "compatible" else "QEMU {}"
+        return (_strings(old.value), _strings(new.value)) == ([fmt.format(types[0])], [fmt.format(types[1])])
+
+    def prop_entry(self, a: Node, b: Node, name: str, old: Property | None, new: Property | None) -> Entry:
+        where = _where(b)
+        path = _path(b)
+        sort = (2, _path_key(b), 1, name)
+        shown = _clean(name, 64)
+        if old is None:
+            assert new is not None
+            value = _show(self.b, b, new)
+            return Entry("property-added", f"{where}: {shown} added = {value}", sort,
+                         path=path, property=name, new=value)
+        if new is None:
+            value = _show(self.a, a, old)
+            return Entry("property-removed", f"{where}: {shown} removed (was {value})", sort,
+                         path=path, property=name, old=value)
+        ov = _show(self.a, a, old)
+        nv = _show(self.b, b, new)
+        return Entry("property-changed", f"{where}: {shown} {ov} -> {nv}", sort,
+                     path=path, property=name, old=ov, new=nv)
+
+    # -- nodes -------------------------------------------------------------------------------
+    def node_entries(self) -> None:
+        moved_a = {id(a) for a, _b in self.moved}
+        moved_b = {id(b) for _a, b in self.moved}
+        for node in self.removed:
+            if id(node) not in moved_a:
+                self.entries.append(_node_entry(node, "removed"))
+        for node in self.added:
+            if id(node) not in moved_b:
+                self.entries.append(_node_entry(node, "added"))
+        for a, b in self.moved:
+            pa, pb = _path(a), _path(b)
+            if pa == pb:
+                continue  # its parent was replaced; the node itself stayed where it was
+            driver = _driver(b) or "?"
+            self.entries.append(Entry(
+                "device-moved", f"device {driver} moved from {pa} to {pb}", (2, _path_key(b), 0, 2),
+                **{"from": pa, "to": pb, "compatible": _compatibles(b) or []},
+            ))
+
+    def header_entries(self) -> None:
+        ra = sorted((r.address, r.size) for r in self.a.dt.reservations)
+        rb = sorted((r.address, r.size) for r in self.b.dt.reservations)
+        if ra != rb:
+            def show(rs: list[tuple[int, int]]) -> str:
+                text = ", ".join(f"{a:#x}+{s:#x}" for a, s in rs[:MAX_CELLS])
+                return (text + (f", ... ({len(rs)} entries)" if len(rs) > MAX_CELLS else "")) or "none"
+            old, new = show(ra), show(rb)
+            self.entries.append(Entry("reservations-changed", f"memory reservations {old} -> {new}", (1, 0),
+                                      old=old, new=new))
+        if self.a.dt.boot_cpuid != self.b.dt.boot_cpuid:
+            old, new = f"{self.a.dt.boot_cpuid:#x}", f"{self.b.dt.boot_cpuid:#x}"
+            self.entries.append(Entry("boot-cpu-changed", f"boot CPU (blob header) {old} -> {new}", (1, 1),
+                                      old=old, new=new))
+
+
+def _node_entry(node: Node, how: str) -> Entry:
+    compats = _compatibles(node)
+    path = _path(node)
+    sort = (2, _path_key(node), 0, 0 if how == "removed" else 1)
+    if compats:
+        return Entry(f"device-{how}", f"device {how}: {_where(node)}", sort, path=path, compatible=compats)
+    return Entry(f"node-{how}", f"node {how}: {path}", sort, path=path)
+
+
+def _digests(side: _Side, roots: list[Node]) -> dict[int, bytes]:
+    """A content digest of every node under ``roots`` (name, properties, children's digests),
+    computed bottom-up once: equal subtrees are then found by dictionary, in linear time."""
+    out: dict[int, bytes] = {}
+    for root in roots:
+        order = list(_walk(root))
+        for node in reversed(order):  # children before parents
+            h = hashlib.blake2b(digest_size=16)
+            h.update(node.name.encode("latin-1", "replace") + b"\0")
+            _hash_props(h, side, node, skip_reg=False)
+            for d in sorted(out[id(c)] for c in _children(node)):
+                h.update(d)
+            out[id(node)] = h.digest()
+    return out
+
+
+def _hash_props(h: Any, side: _Side, node: Node, skip_reg: bool) -> None:
+    for name, prop in sorted(_props(node).items()):
+        if skip_reg and name == "reg":
+            continue
+        norm = side.norm(node, prop)
+        h.update(name.encode("latin-1", "replace") + b"\0")
+        if isinstance(norm, bytes):
+            h.update(struct.pack(">I", len(norm)) + norm)
+        else:
+            # references by the name of their target: where the target is lives in the full compare
+            parts = [b"&" + c.node.name.encode("latin-1", "replace") + b"\0" if isinstance(c, _Ref) else struct.pack(">I", c) for c in norm]
+            h.update(b"R" + struct.pack(">I", len(parts)) + b"".join(parts))
+
+
+def _top_digest(side: _Side, node: Node, digests: dict[int, bytes]) -> bytes:
+    """A device's content apart from where it is (its name's unit address and its ``reg``)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(node.basename.encode("latin-1", "replace") + b"\0")
+    _hash_props(h, side, node, skip_reg=True)
+    for d in sorted(digests[id(c)] for c in _children(node)):
+        h.update(d)
+    return h.digest()
+
+
+def _identity(side: _Side, node: Node) -> Any:
+    """A device's identity wherever it sits: compatible plus MAC/serial of it and its children
+    (a virtio NIC's MAC is on its ``virtio`` child); None when it has none."""
+    found: list[tuple[str, str, bytes]] = []
+    for n, rel in [(node, ""), *((c, c.name) for c in _children(node))]:
+        for name in IDENTITY_PROPS:
+            p = n.get_property(name)
+            if p is not None:
+                found.append((rel, name, p.value))
+    if not found:
+        return None
+    return (node["compatible"].value, tuple(sorted(found)))
+
+
+# ---------------------------------------------------------------------------------------------
+# values in words
+
+
+def _is_machine(node: Node) -> bool:
+    return node.parent is not None and node.parent.parent is None and "qemu,machine" in (_compatibles(node) or [])
+
+
+def _show(side: _Side, node: Node, prop: Property) -> str:
+    """A property value for a report, by its declared type where a binding gives one."""
+    value = prop.value
+    name = prop.name
+    norm = side.norm(node, prop)
+    if not isinstance(norm, bytes):
+        cells = [f"&{_path(c.node)}" if isinstance(c, _Ref) else f"{c:#x}" for c in norm[:MAX_CELLS]]
+        more = f" ... ({len(norm)} cells)" if len(norm) > MAX_CELLS else ""
+        return "<" + " ".join(cells) + more + ">"
+    if not value:
+        return "(empty)"
+    if name in MAC_PROPS and len(value) == 6:
+        return ":".join(f"{b:02x}" for b in value)
+    declared = side.prop_type(node, name)
+    ptype = declared[0] if declared is not None else None
+    if ptype is None and (name in STRING_PROPS or name.startswith("qemu,")):
+        ptype = "string-array"  # dtvm's qemu,* facts are strings (base binding), as these are
+    strings = _strings(value)
+    if strings is not None and (ptype in ("string", "string-array") or (ptype is None and _looks_text(strings))):
+        shown = ", ".join(_quote(s) for s in strings[:MAX_CELLS])
+        return shown + (f", ... ({len(strings)} strings)" if len(strings) > MAX_CELLS else "")
+    if ptype in ("uint64", "uint64-array") and len(value) % 8 == 0:
+        n = len(value) // 8
+        nums = struct.unpack(f">{n}Q", value)
+        more = f" ... ({n} values)" if n > MAX_CELLS else ""
+        return "/bits/ 64 <" + " ".join(f"{v:#x}" for v in nums[:MAX_CELLS]) + more + ">"
+    if ptype not in ("uint8", "uint8-array", "uint16", "uint16-array") and len(value) % 4 == 0:
+        n = len(value) // 4
+        nums = struct.unpack(f">{n}I", value)
+        more = f" ... ({n} cells)" if n > MAX_CELLS else ""
+        return "<" + " ".join(f"{v:#x}" for v in nums[:MAX_CELLS]) + more + ">"
+    more = f" ... ({len(value)} bytes)" if len(value) > MAX_CELLS else ""
+    return "[" + " ".join(f"{b:02x}" for b in value[:MAX_CELLS]) + more + "]"
+
+
+def _machine_value(name: str, prop: Property | None) -> str:
+    if prop is None:
+        return "(default)" if name.startswith("qemu,") else "(none)"
+    value = prop.value
+    if name == "memory-size" and len(value) in (4, 8):
+        return _size(int.from_bytes(value, "big"))
+    if name in MACHINE_WORDS and name not in ("machine", "arch", "cpu-type") and len(value) == 4:
+        return str(int.from_bytes(value, "big"))
+    strings = _strings(value)
+    if strings is not None and len(strings) == 1:
+        return _word(strings[0])
+    return "[" + " ".join(f"{b:02x}" for b in value[:MAX_CELLS]) + ("..." if len(value) > MAX_CELLS else "") + "]"
+
+
+def _machine_entry(name: str, old: Property | None, new: Property | None) -> Entry:
+    """A change of the /qemu node, in words: ``machine type pc-q35-7.2 -> pc-q35-7.1``."""
+    ov, nv = _machine_value(name, old), _machine_value(name, new)
+    order = list(MACHINE_WORDS)
+    if name in MACHINE_WORDS:
+        words = MACHINE_WORDS[name]
+        rank = order.index(name)
+    elif name.startswith("qemu,"):
+        words = f"machine option {_clean(name[5:], 64)}:"
+        rank = len(order) + 1
+    else:
+        words = f"machine property {_clean(name, 64)}:"
+        rank = len(order)
+    return Entry("machine-changed", f"{words} {ov} -> {nv}", (0, rank, name), property=name, old=ov, new=nv)
+
+
+# ---------------------------------------------------------------------------------------------
+# back-ends
+
+
+class _Backends:
+    """The host facts of one description: per-device facts and the back-end nodes."""
+
+    def __init__(self) -> None:
+        #: (key, shown path) -> {property: value}; the key is the guest node (id) when the
+        #: fragment's target is in the guest tree, else the target path text
+        self.facts: dict[Any, tuple[str, dict[str, bytes]]] = {}
+        #: (kind, id) -> options
+        self.backends: dict[tuple[str, str], dict[str, str]] = {}
+        self.inputs: dict[str, str] | None = None
+
+
+def _text(value: bytes) -> str:
+    strings = _strings(value)
+    if strings is not None:
+        return ",".join(strings)
+    return "" if not value else value.rstrip(b"\0").decode("utf-8", "replace")
+
+
+def _read_backends_node(out: _Backends, node: Node) -> None:
+    for child in node.live_children():
+        opts = {p.name: _text(p.value) for p in child.live_props() if p.name not in ("compatible", "id")}
+        if child.name == "inputs" and child.get_property("compatible") is None:
+            out.inputs = opts
+            continue
+        compats = _compatibles(child) or []
+        kind = compats[0][5:] if compats and compats[0].startswith("qemu,") else child.name.rsplit("-", 1)[0]
+        ident_prop = child.get_property("id")
+        ident = _text(ident_prop.value) if ident_prop is not None else f"({child.name})"
+        out.backends[(kind, ident)] = opts
+
+
+def _backends_from_overlay(overlay: DeviceTree, guest: DeviceTree) -> _Backends:
+    out = _Backends()
+    for frag, over in _fragments(overlay):
+        tp = frag.get_property("target-path")
+        target = _text(tp.value) if tp is not None else f"<{frag.name}>"
+        if target == "/":
+            for child in over.live_children():
+                if child.name == "qemu-backends" or "qemu,backends" in (_compatibles(child) or []):
+                    _read_backends_node(out, child)
+            continue
+        facts = {p.name: p.value for p in over.live_props()}
+        if not facts:
+            continue
+        node = guest.get_node(target) if target.startswith("/") else None
+        key: Any = ("node", id(node)) if node is not None else ("path", target)
+        shown = _path(node) if node is not None else _clean(target)
+        prev = out.facts.get(key)
+        if prev is not None:
+            prev[1].update(facts)
+        else:
+            out.facts[key] = (shown, facts)
+    return out
+
+
+def _backends_from_tree(guest: DeviceTree) -> _Backends | None:
+    """The host facts of a merged description (``fdtoverlay`` applied the overlay), if any."""
+    holder = guest.root.get_child("qemu-backends")
+    if holder is None:
+        return None
+    out = _Backends()
+    _read_backends_node(out, holder)
+    for node in guest.root.walk():
+        facts = {p.name: p.value for p in node.live_props() if p.name in BACKEND_FACTS}
+        if facts:
+            out.facts[("node", id(node))] = (_path(node), facts)
+    return out
+
+
+def _generated(text: str) -> bool:
+    return bool(GENERATED_ID.match(text))
+
+
+def _compare_backends(cmp: _Comparison, ba: _Backends, bb: _Backends) -> list[Entry]:
+    """Back-end differences: per-device host facts, then back-ends matched by kind and id (a
+    generated id by the device that uses it, then by equal options)."""
+    entries: list[Entry] = []
+    # per-device facts, keyed by the B node the A node stands for
+    a_facts: dict[Any, tuple[str, dict[str, bytes]]] = {}
+    for key, (shown, facts) in ba.facts.items():
+        if key[0] == "node":
+            b = cmp.b_of.get(key[1])
+            if b is not None:
+                a_facts[("node", id(b))] = (_path(b), facts)
+            # else: a device B does not have; the guest list says so, its back-ends are listed below
+            continue
+        a_facts[key] = (shown, facts)
+    b_facts = {k: v for k, v in bb.facts.items() if k[0] != "node" or k[1] in cmp.a_of}
+    pairs: dict[tuple[str, str], str] = {}  # A back-end (kind, id) -> B id, from the devices using them
+    for key in sorted(a_facts.keys() | b_facts.keys(), key=lambda k: (a_facts.get(k) or b_facts[k])[0]):
+        shown_a, fa = a_facts.get(key, ("", {}))
+        shown_b, fb = b_facts.get(key, ("", {}))
+        shown = shown_b or shown_a
+        for name in sorted(fa.keys() | fb.keys()):
+            va, vb = fa.get(name), fb.get(name)
+            kind = name[5:] if name.startswith("qemu,") else name
+            if va is not None and vb is not None:
+                ta, tb = _text(va), _text(vb)
+                if kind in ("drive", "netdev", "chardev", "audiodev", "memdev", "iothread", "fsdev", "blockdev"):
+                    pairs[(kind, ta)] = tb
+                if ta == tb or (_generated(ta) and _generated(tb)):
+                    continue
+            ov = "(none)" if va is None else ("present" if not va else _word(_text(va)))
+            nv = "(none)" if vb is None else ("present" if not vb else _word(_text(vb)))
+            entries.append(Entry("device-backend-changed", f"{shown}: {_clean(name, 64)} {ov} -> {nv}",
+                                 (2, shown, name), path=shown, property=name, old=ov, new=nv))
+    # the back-end nodes
+    left_b = dict(bb.backends)
+    matched: list[tuple[tuple[str, str], tuple[str, str]]] = []
+    unmatched_a: list[tuple[str, str]] = []
+    for key in sorted(ba.backends):
+        kind, ident = key
+        if not _generated(ident) and key in left_b:
+            matched.append((key, key))
+            del left_b[key]
+            continue
+        via = pairs.get(key)
+        if via is not None and (kind, via) in left_b:
+            matched.append((key, (kind, via)))
+            del left_b[(kind, via)]
+            continue
+        unmatched_a.append(key)
+    still_a = []
+    for key in unmatched_a:
+        found = None
+        for other in sorted(left_b):
+            if other[0] == key[0] and _same_options(ba.backends[key], left_b[other]):
+                found = other
+                break
+        if found is not None:
+            matched.append((key, found))
+            del left_b[found]
+        else:
+            still_a.append(key)
+    for ka, kb in matched:
+        label = f"{ka[0]} {_word(kb[1])}" if ka[1] == kb[1] or _generated(ka[1]) else f"{ka[0]} {_word(ka[1])} (now {_word(kb[1])})"
+        if ka[1] != kb[1] and not (_generated(ka[1]) and _generated(kb[1])):
+            entries.append(Entry("backend-changed", f"{ka[0]} id {_word(ka[1])} -> {_word(kb[1])}",
+                                 (3, ka[0], ka[1], ""), backend=ka[0], property="id",
+                                 old=_word(ka[1]), new=_word(kb[1])))
+        oa, ob = ba.backends[ka], bb.backends[kb]
+        for name in sorted(oa.keys() | ob.keys()):
+            sa, sb = oa.get(name), ob.get(name)
+            if sa == sb or (sa is not None and sb is not None and _generated(sa) and _generated(sb)):
+                continue
+            ov = "(none)" if sa is None else _word(sa)
+            nv = "(none)" if sb is None else _word(sb)
+            entries.append(Entry("backend-changed", f"{label}: {_clean(name, 64)} {ov} -> {nv}",
+                                 (3, ka[0], ka[1], name), backend=ka[0], id=kb[1], property=name, old=ov, new=nv))
+    for key in still_a:
+        entries.append(Entry("backend-removed", f"{key[0]} {_word(key[1])} removed ({_options(ba.backends[key])})",
+                             (3, key[0], key[1], ""), backend=key[0], id=key[1]))
+    for key in sorted(left_b):
+        entries.append(Entry("backend-added", f"{key[0]} {_word(key[1])} added ({_options(bb.backends[key])})",
+                             (3, key[0], key[1], ""), backend=key[0], id=key[1]))
+    ia, ib = ba.inputs or {}, bb.inputs or {}
+    for name in sorted(ia.keys() | ib.keys()):
+        sa, sb = ia.get(name), ib.get(name)
+        if sa != sb:
+            ov = "(none)" if sa is None else _word(sa)
+            nv = "(none)" if sb is None else _word(sb)
+            entries.append(Entry("inputs-changed", f"inputs: {_clean(name, 64)} {ov} -> {nv}", (4, name),
+                                 property=name, old=ov, new=nv))
+    return entries
+
+
+def _same_options(a: dict[str, str], b: dict[str, str]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    return all(a[k] == b[k] or (_generated(a[k]) and _generated(b[k])) for k in a)
+
+
+def _options(opts: dict[str, str]) -> str:
+    items = [f"{_clean(k, 32)}={_word(v)}" for k, v in sorted(opts.items())[:8]]
+    if len(opts) > 8:
+        items.append(f"+{len(opts) - 8} more")
+    return ", ".join(items) or "no options"
+
+
+# ---------------------------------------------------------------------------------------------
+# the entry point
+
+
+def compare(
+    a: DeviceTree,
+    b: DeviceTree,
+    backend_a: DeviceTree | None = None,
+    backend_b: DeviceTree | None = None,
+    *,
+    bindings: BindingSet | None = None,
+    backends: bool = True,
+) -> DiffResult:
+    """Compare two descriptions on what the guest sees (and, given both overlays, the back-ends).
+
+    ``bindings`` types the properties (which cells are phandles, how to show a value); without
+    it the standard phandle-bearing properties are still known.  Back-ends are compared when
+    ``backends`` is true and both sides have them: the overlays, or merged trees that contain
+    ``/qemu-backends``.  The trees are not modified.
+    """
+    side_a = _Side(a, bindings)
+    side_b = _Side(b, bindings)
+    cmp = _Comparison(side_a, side_b)
+    cmp.align(a.root, b.root)
+    cmp.find_moves()
+    cmp.compare_pairs()
+    cmp.node_entries()
+    cmp.header_entries()
+    guest = _finish(cmp.entries)
+    backend: list[Entry] | None = None
+    if backends:
+        ba = _backends_from_overlay(backend_a, a) if backend_a is not None else _backends_from_tree(a)
+        bb = _backends_from_overlay(backend_b, b) if backend_b is not None else _backends_from_tree(b)
+        if ba is not None and bb is not None:
+            backend = _finish(_compare_backends(cmp, ba, bb))
+    return DiffResult(guest, backend)
+
+
+def render_text(result: DiffResult, name_a: str, name_b: str) -> str:
+    """The report for a terminal: a verdict line, the guest differences, then the back-ends."""
+    na, nb = _clean(name_a, 200), _clean(name_b, 200)
+    lines: list[str] = []
+    if result.same:
+        lines.append(f"{na} and {nb}: the same hardware for the guest")
+    else:
+        n = len([e for e in result.guest if e.kind != "truncated"])
+        extra = result.guest[-1].fields.get("count", 0) if result.guest and result.guest[-1].kind == "truncated" else 0
+        total = n + extra
+        lines.append(f"{na} and {nb}: different hardware for the guest ({total} difference{'s' if total != 1 else ''})")
+        lines.extend("  " + e.text for e in result.guest)
+    if result.backend is not None:
+        if result.backend:
+            lines.append("back-end differences (host side; they do not change the exit status):")
+            lines.extend("  " + e.text for e in result.backend)
+        else:
+            lines.append("back-ends: no differences")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(result: DiffResult) -> dict[str, Any]:
+    """``{"same": bool, "guest": [...], "backend": [...]}``; ``backend`` is empty when back-ends
+    were not compared (``backend_compared`` says which)."""
+    return {
+        "same": result.same,
+        "guest": [e.as_json() for e in result.guest],
+        "backend": [e.as_json() for e in result.backend or []],
+        "backend_compared": result.backend is not None,
+    }
