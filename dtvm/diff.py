@@ -301,12 +301,27 @@ def _compatibles(node: Node) -> list[str] | None:
 
 
 def _driver(node: Node) -> str | None:
-    """The device's name for a report: ``qemu,<driver>`` as the driver, else the first compatible."""
+    """The device's name for a report: ``qemu,<driver>`` as the driver, else the first compatible,
+    else the ``qemu,driver`` dtvm puts on QEMU's own nodes that have no compatible (pseries PCI)."""
     compats = _compatibles(node)
     if not compats:
-        return None
+        prop = node.get_property("qemu,driver")
+        strings = _strings(prop.value) if prop is not None else None
+        return _clean(strings[0], 64) if strings else None
     first = compats[0]
     return _clean(first[5:] if first.startswith("qemu,") and len(first) > 5 else first, 64)
+
+
+def _is_device(node: Node) -> bool:
+    """A device: a node with a compatible, or one dtvm marked with its qdev driver."""
+    return node.get_property("compatible") is not None or node.get_property("qemu,driver") is not None
+
+
+def _kind(node: Node) -> tuple[bytes | None, bytes | None]:
+    """What kind of device a node is: its compatible and its qdev driver (raw values)."""
+    compat = node.get_property("compatible")
+    driver = node.get_property("qemu,driver")
+    return (compat.value if compat is not None else None, driver.value if driver is not None else None)
 
 
 def _where(node: Node) -> str:
@@ -546,12 +561,11 @@ def _props(node: Node) -> dict[str, Property]:
 
 
 def _same_kind(a: Node, b: Node) -> bool:
-    """Two nodes at one path are the same device unless their compatibles differ."""
-    pa = a.get_property("compatible")
-    pb = b.get_property("compatible")
-    if pa is None or pb is None:
-        return pa is None and pb is None
-    return pa.value == pb.value
+    """Two nodes at one path are the same device unless their compatibles (or, both given,
+    their qdev drivers) differ."""
+    ca, da = _kind(a)
+    cb, db = _kind(b)
+    return ca == cb and (da is None or db is None or da == db)
 
 
 def _walk(node: Node) -> Iterator[Node]:
@@ -572,7 +586,7 @@ def _candidates(roots: list[Node], depth: dict[int, int]) -> list[Node]:
         while stack:
             node, d = stack.pop()
             depth[id(node)] = d
-            if node.get_property("compatible") is not None:
+            if _is_device(node):
                 out.append(node)
             stack.extend((c, d + 1) for c in _children(node))
     return out
@@ -622,7 +636,14 @@ class _Comparison:
 
     # -- moves -------------------------------------------------------------------------------
     def find_moves(self) -> None:
-        """Pair devices that left one path with devices that appeared at another."""
+        """Pair devices that left one path with devices that appeared at another.
+
+        Candidates go top-down (a moved bridge takes its children along), and each takes the
+        first B device that is free and has, in this order: the same content apart from its
+        address; the same kind and identity (MAC, serial); the same kind, being the only one of
+        that kind left on both sides.  Each B list is popped from its end and a taken or blocked
+        B device is dropped for good, so many equal devices cost linear time.
+        """
         depth = self.depth
         cand_a = _candidates(self.removed, depth)
         cand_b = _candidates(self.added, depth)
@@ -632,8 +653,17 @@ class _Comparison:
         digests_b = _digests(self.b, self.added)
         cand_a.sort(key=lambda n: (depth[id(n)], _path_key(n)))
         cand_b.sort(key=lambda n: (depth[id(n)], _path_key(n)))
-        blocked: set[int] = set()  # B nodes with a matched node above or below them
+        blocked: set[int] = set()  # B nodes with a taken node below them
         taken_b: set[int] = set()
+        left_a: dict[Any, set[int]] = {}  # kind -> A candidates not yet paired or inside a pair
+        left_b: dict[Any, set[int]] = {}  # kind -> free B candidates
+        kind_of: dict[int, Any] = {}
+        for n in cand_a:
+            kind_of[id(n)] = _kind(n)
+            left_a.setdefault(kind_of[id(n)], set()).add(id(n))
+        for n in cand_b:
+            kind_of[id(n)] = _kind(n)
+            left_b.setdefault(kind_of[id(n)], set()).add(id(n))
 
         def free_b(n: Node) -> bool:
             return id(n) not in taken_b and id(n) not in blocked and id(n) not in self.consumed
@@ -642,51 +672,45 @@ class _Comparison:
             self.moved.append((a, b))
             for n in _walk(a):
                 self.consumed.add(id(n))
+                left_a.get(kind_of.get(id(n)), set()).discard(id(n))
             for n in _walk(b):
                 self.consumed.add(id(n))
+                left_b.get(kind_of.get(id(n)), set()).discard(id(n))
             taken_b.add(id(b))
             cur = b.parent
             while cur is not None and id(cur) not in blocked:
                 blocked.add(id(cur))
+                left_b.get(kind_of.get(id(cur)), set()).discard(id(cur))
                 cur = cur.parent
 
-        keys: list[Callable[[Node, _Side, dict[int, bytes]], Any]] = [
-            lambda n, side, dg: _top_digest(side, n, dg),
-            lambda n, side, dg: _identity(side, n),
-        ]
-        for key in keys:
-            by_key: dict[Any, list[Node]] = {}
-            for n in reversed(cand_b):  # each list is popped from its end: path order
-                if free_b(n):
-                    k = key(n, self.b, digests_b)
-                    if k is not None:
-                        by_key.setdefault(k, []).append(n)
-            for n in cand_a:
-                if id(n) in self.consumed:
-                    continue
-                k = key(n, self.a, digests_a)
-                if k is None:
-                    continue
-                waiting = by_key.get(k)
-                # a B node that is not free now never will be again: drop it for good, so that
-                # many equal devices cost linear time, not quadratic
+        by_digest: dict[Any, list[Node]] = {}
+        by_identity: dict[Any, list[Node]] = {}
+        for n in reversed(cand_b):  # popped from the end: path order
+            by_digest.setdefault(_top_digest(self.b, n, digests_b), []).append(n)
+            ident = _identity(n)
+            if ident is not None:
+                by_identity.setdefault(ident, []).append(n)
+        by_id_b = {id(n): n for n in cand_b}
+        for n in cand_a:
+            if id(n) in self.consumed:
+                continue
+            match: Node | None = None
+            for table, key in ((by_digest, _top_digest(self.a, n, digests_a)), (by_identity, _identity(n))):
+                waiting = table.get(key) if key is not None else None
                 while waiting and not free_b(waiting[-1]):
                     waiting.pop()
                 if waiting:
-                    take(n, waiting.pop())
-        # last: the only device of a compatible left on each side
-        left_a: dict[bytes, list[Node]] = {}
-        left_b: dict[bytes, list[Node]] = {}
-        for n in cand_a:
-            if id(n) not in self.consumed:
-                left_a.setdefault(n["compatible"].value, []).append(n)
-        for n in cand_b:
-            if free_b(n):
-                left_b.setdefault(n["compatible"].value, []).append(n)
-        for compat, nodes in sorted(left_a.items()):
-            others = left_b.get(compat, [])
-            if len(nodes) == 1 and len(others) == 1 and id(nodes[0]) not in self.consumed and free_b(others[0]):
-                take(nodes[0], others[0])
+                    match = waiting.pop()
+                    break
+            if match is None:
+                kind = kind_of[id(n)]
+                others = left_b.get(kind, set())
+                if len(left_a.get(kind, ())) == 1 and len(others) == 1:
+                    only = by_id_b[next(iter(others))]
+                    if free_b(only):
+                        match = only
+            if match is not None:
+                take(n, match)
         for a, b in self.moved:
             self.align(a, b, depth[id(b)])
 
@@ -832,8 +856,8 @@ def _node_entry(node: Node, how: str) -> Entry:
     compats = _compatibles(node)
     path = _path(node)
     sort = (2, _path_key(node), 0, 0 if how == "removed" else 1)
-    if compats:
-        return Entry(f"device-{how}", f"device {how}: {_where(node)}", sort, path=path, compatible=compats)
+    if _is_device(node):
+        return Entry(f"device-{how}", f"device {how}: {_where(node)}", sort, path=path, compatible=compats or [])
     return Entry(f"node-{how}", f"node {how}: {path}", sort, path=path)
 
 
@@ -877,7 +901,7 @@ def _top_digest(side: _Side, node: Node, digests: dict[int, bytes]) -> bytes:
     return h.digest()
 
 
-def _identity(side: _Side, node: Node) -> Any:
+def _identity(node: Node) -> Any:
     """A device's identity wherever it sits: compatible plus MAC/serial of it and its children
     (a virtio NIC's MAC is on its ``virtio`` child); None when it has none."""
     found: list[tuple[str, str, bytes]] = []
@@ -888,7 +912,7 @@ def _identity(side: _Side, node: Node) -> Any:
                 found.append((rel, name, p.value))
     if not found:
         return None
-    return (node["compatible"].value, tuple(sorted(found)))
+    return (_kind(node), tuple(sorted(found)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -994,7 +1018,7 @@ def _read_backends_node(out: _Backends, node: Node) -> None:
             out.inputs = opts
             continue
         compats = _compatibles(child) or []
-        kind = compats[0][5:] if compats and compats[0].startswith("qemu,") else child.name.rsplit("-", 1)[0]
+        kind = _clean(compats[0][5:] if compats and compats[0].startswith("qemu,") else child.name.rsplit("-", 1)[0], 64)
         ident_prop = child.get_property("id")
         ident = _text(ident_prop.value) if ident_prop is not None else f"({child.name})"
         out.backends[(kind, ident)] = opts

@@ -287,6 +287,21 @@ def test_virtio_mmio_device_moved_between_transports(describe: Describer, bindin
     assert len(found) == 2 and all(" moved from /virtio_mmio@" in t for t in found), found
 
 
+@needs("qemu-system-ppc64")
+def test_pseries_pci_function_without_compatible_moves(describe: Describer, bindings: Any) -> None:
+    """QEMU's pseries DT has PCI function nodes without a compatible: dtvm's qemu,driver names
+    the device, and its MAC (on the virtio child) finds it at its new slot."""
+    ppc = ["qemu-system-ppc64", "-M", "pseries", "-nodefaults"]
+    a = describe([*ppc, "-device", "virtio-net-pci,mac=52:54:00:00:00:01"])
+    b = describe([*ppc, "-device", "virtio-net-pci,mac=52:54:00:00:00:01,addr=3"])
+    assert texts(diff_files(a, b, bindings)) == [
+        "device virtio-net-pci moved from /pci@800000020000000/ethernet@0 to /pci@800000020000000/ethernet@3",
+        '/pci@800000020000000/ethernet@3 (virtio-net-pci): ibm,loc-code "qemu_virtio-net-pci:0000:00:00.0" -> '
+        '"qemu_virtio-net-pci:0000:00:03.0"',
+        "/pci@800000020000000/ethernet@3 (virtio-net-pci): ibm,my-drc-index <0x40000000> -> <0x40000018>",
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # phandle renumbering, with oracles independent of dtvm
 
