@@ -263,3 +263,90 @@ def test_negative_controls(change: Callable[[DeviceTree], None], caught_by: str,
                                  capture_output=True, text=True, timeout=60)
             assert res.returncode == 1, res.stdout + res.stderr
             assert "52:54:00:00:0a:02" in res.stdout or "525400000a02" in res.stdout.replace(" ", "")
+
+
+NASTY = "x,drive=evil,bus=pcie.0,id=evil ,,; $(touch /tmp/pwned) \"'\\"
+
+
+def test_crafted_values_stay_values(vm_factory: Any, tmp_path: Path) -> None:
+    """A property value can carry anything but control characters; QEMU reads it back unchanged
+    and it adds no device, option or back-end."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (its oracle cannot run)")
+    a = vm_factory([*Q35, "-nodefaults", "-blockdev", "driver=null-co,node-name=disk0",
+                    "-device", "virtio-blk-pci,drive=disk0,serial=ORIGINAL"])
+    _, guest, backend = _describe(a)
+
+    def craft(dt: DeviceTree) -> None:
+        node = _device_nodes(dt, "virtio-blk-device")[0]
+        node.set_property("qemu,serial", NASTY.encode() + b"\0")
+
+    gpath, bpath = tmp_path / "c.dtb", tmp_path / "c.backend.dtbo"
+    gpath.write_bytes(_edit(guest, craft))
+    bpath.write_bytes(backend)
+    argv = _dtb2qemu(gpath, bpath)
+    assert argv.count("-device") == 1 and argv.count("-blockdev") == 1
+    b = vm_factory(argv)
+    mon = b.qmp()
+    try:
+        devices = mon.cmd("qom-list", path="/machine/peripheral")
+        assert isinstance(devices, list)
+        ids = [d["name"] for d in devices if d["type"].startswith("child<")]
+        assert len(ids) == 1
+        assert mon.cmd("qom-get", path=f"/machine/peripheral/{ids[0]}", property="serial") == NASTY
+        assert mon.cmd("qom-get", path=f"/machine/peripheral/{ids[0]}", property="drive") == "disk0"
+    finally:
+        mon.close()
+
+
+def _crafted(tmp_path: Path, guest: bytes, backend: bytes, change: Callable[[DeviceTree], None]) -> subprocess.CompletedProcess[str]:
+    gpath, bpath = tmp_path / "c.dtb", tmp_path / "c.backend.dtbo"
+    gpath.write_bytes(_edit(guest, change))
+    bpath.write_bytes(backend)
+    return subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(gpath), "-b", str(bpath)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _set_on(driver: str, name: str, value: bytes) -> Callable[[DeviceTree], None]:
+    def change(dt: DeviceTree) -> None:
+        node = _device_nodes(dt, driver)[0] if driver else dt.root.get_node("/qemu")
+        assert node is not None
+        node.set_property(name, value)
+    return change
+
+
+@pytest.mark.parametrize("change,needle", [
+    (_set_on("virtio-blk-device", "qemu,serial", b"a\nb\0"), "'serial' contains a newline"),
+    (_set_on("virtio-blk-device", "qemu,a=b", b"x\0"), "a=b"),
+    (_set_on("virtio-blk-pci", "qemu,romfile", b"/etc/shadow\0"), "romfile"),
+    (_set_on("", "qemu,dumpdtb", b"/tmp/overwritten\0"), "/qemu: qemu,dumpdtb"),
+    (_set_on("", "qemu,kernel", b"/etc/passwd\0"), "/qemu: qemu,kernel"),
+    (_set_on("", "machine", b"pc-q35-0.1\0"), "pc-q35-0.1"),
+])
+def test_crafted_descriptions_are_refused(change: Callable[[DeviceTree], None], needle: str,
+                                          vm_factory: Any, tmp_path: Path) -> None:
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (its oracle cannot run)")
+    a = vm_factory([*Q35, "-nodefaults", "-blockdev", "driver=null-co,node-name=disk0",
+                    "-device", "virtio-blk-pci,drive=disk0"])
+    _, guest, backend = _describe(a)
+    res = _crafted(tmp_path, guest, backend, change)
+    assert res.returncode != 0 and res.stdout == ""
+    assert needle in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not os.path.exists("/tmp/overwritten")
+
+
+def test_missing_backend_is_named(vm_factory: Any, tmp_path: Path) -> None:
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (its oracle cannot run)")
+    a = vm_factory([*Q35, "-nodefaults", "-blockdev", "driver=null-co,node-name=disk0",
+                    "-device", "virtio-blk-pci,drive=disk0"])
+    _, guest, backend = _describe(a)
+    gpath = tmp_path / "g.dtb"
+    gpath.write_bytes(guest)
+    empty = tmp_path / "empty.dtbo"
+    empty.write_bytes(write_dtb(DeviceTree(read_dtb(guest).root.__class__(""))))
+    res = subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(gpath), "-b", str(empty)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "virtio" in res.stderr and "back-end" in res.stderr, res.stderr

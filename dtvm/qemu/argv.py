@@ -56,10 +56,18 @@ def _esc(value: str, where: str) -> str:
     return escape(value, where)
 
 
-def _render(head: str | None, pairs: list[tuple[str, str]], where: str) -> str:
+def _render(head: str | None, pairs: list[tuple[str, str]], where: str, implied: str | None = None) -> str:
     from .opts import render
 
-    return render(head, pairs, where)
+    return render(head, pairs, where, implied=implied)
+
+
+def _global(driver: str, prop: str, value: str, where: str) -> str:
+    """-global in its long form (driver=,property=,value=): the short D.P=V form takes V verbatim
+    and cuts the driver at its first dot."""
+    from .opts import render_global
+
+    return render_global(driver, prop, value, where)
 
 
 def _machine_base(plan: Plan, binary: str) -> list[str]:
@@ -90,11 +98,18 @@ def _probe(plan: Plan, binary: str, options: dict[str, str], read: Callable[[lis
 
 
 def _machine_options(plan: Plan, baseline: Snapshot) -> dict[str, str]:
-    """The options to give: those the description states that differ from what the type does."""
-    from .config import _json_text
+    """The options to give: those the description states that differ from what the type does.
+
+    Machine properties that name host files or objects (dumpdtb, kernel, firmware,
+    memory-backend, ...) are never taken from a guest tree: a DTB from anyone must not make QEMU
+    read or write a host path.  Those come only from the back-end overlay (inputs).
+    """
+    from .config import MACHINE_HOST_PROPS, MACHINE_INPUT_PROPS, _json_text
 
     out: dict[str, str] = {}
     for key, value in plan.machine.options.items():
+        if key in MACHINE_HOST_PROPS or key in MACHINE_INPUT_PROPS or key not in baseline.machine_props:
+            raise ArgvError(f"/qemu: qemu,{key}: not a guest-visible option of machine {plan.machine.type}")
         current = baseline.machine_props.get(key)
         if current is not None and _json_text(current) == value:
             continue
@@ -175,7 +190,7 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
                 if cand.driver == dev.driver and cand.address[0] == "vio":
                     moved[dev.path] = cand
                     del loose[path]
-                    globals_.append(f"{_esc(dev.driver, dev.path)}.reg={dev.address[1][0]:#x}")
+                    globals_.append(_global(dev.driver, "reg", f"{dev.address[1][0]:#x}", dev.path))
                     break
 
     for dev in _masters_first(plan.devices):
@@ -187,7 +202,7 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
                 if key in RESERVED:
                     continue
                 if essential.props.get(key) != value:
-                    globals_.append(f"{_esc(dev.driver, where)}.{key}={_esc(value, where)}")
+                    globals_.append(_global(dev.driver, key, value, where))
             continue
         if dev.driver.startswith("virtio-") and dev.driver.endswith("-device") and dev.parent in made \
                 and made[dev.parent].desc is not None and made[dev.parent].probe is None:
@@ -213,9 +228,15 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
         for key, value in sorted(props.items()):
             if key in RESERVED:
                 continue
+            if key == "romfile" and ("/" in value or value.startswith(".")):
+                # QEMU looks a bare name up in its own data directory; a path would load a host file
+                raise ArgvError(f"{where}: qemu,romfile: {value!r}: only a ROM name from QEMU's data directory is allowed")
             pairs.append((key, value))
         if "masterbus" in dev.host:
             pairs.append(("masterbus", _companion_master(dev, plan, ids, where)))
+        needed = _needs().get(dev.driver) or next((_needs()[c.driver] for c in proxy_children if c.driver in _needs()), None)
+        if needed is not None and needed not in refs:
+            raise ArgvError(f"{where}: {dev.driver} needs a {needed} back-end; the back-end overlay gives it none")
         for key, ref in sorted(refs.items()):
             kind = {"drive": "drive", "netdev": "netdev", "chardev": "chardev"}[key]
             empty = kind == "drive" and not plan.backends.get((kind, ref), {}).get("drv")
@@ -225,7 +246,7 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
                 raise ArgvError(f"{where}: {key} {ref!r} is not in the back-end overlay")
             pairs.append((key, _backend_id(kind, ref)))
             backends_used.append((kind, ref))
-        argv += ["-device", _render(dev.driver, pairs, where)]
+        argv += ["-device", _render(dev.driver, pairs, where, implied="driver")]
         made[dev.path] = _Node(dev, None, qid)
 
     missing = [p for p, d in probe_by_path.items() if p not in by_path and d not in moved.values()]
@@ -236,6 +257,21 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
     argv[1:1] = [*_backend_args(plan, backends_used), *_netdev_args(plan)]
     argv += _input_args(plan, probe_snap)
     return Rebuild(argv, ids)
+
+
+_NEEDS: dict[str, str] = {}
+
+
+def _needs() -> dict[str, str]:
+    """Device type -> the back-end it cannot be created without (data/devices.yaml)."""
+    if not _NEEDS:
+        from importlib import resources
+
+        import yaml
+
+        data = yaml.safe_load(resources.files("dtvm.qemu").joinpath("data/devices.yaml").read_text(encoding="utf-8"))
+        _NEEDS.update({str(k): str(v) for k, v in data["needs"].items()})
+    return _NEEDS
 
 
 def _masters_first(devices: list[DescDevice]) -> list[DescDevice]:
