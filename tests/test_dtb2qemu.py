@@ -342,7 +342,7 @@ def test_missing_backend_is_named(vm_factory: Any, tmp_path: Path) -> None:
         pytest.skip("qemu-system-x86_64 is not installed (its oracle cannot run)")
     a = vm_factory([*Q35, "-nodefaults", "-blockdev", "driver=null-co,node-name=disk0",
                     "-device", "virtio-blk-pci,drive=disk0"])
-    _, guest, backend = _describe(a)
+    _, guest, _ = _describe(a)
     gpath = tmp_path / "g.dtb"
     gpath.write_bytes(guest)
     empty = tmp_path / "empty.dtbo"
