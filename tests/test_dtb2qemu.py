@@ -350,3 +350,34 @@ def test_missing_backend_is_named(vm_factory: Any, tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(gpath), "-b", str(empty)],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "virtio" in res.stderr and "back-end" in res.stderr, res.stderr
+
+
+def test_other_hosts_backends(vm_factory: Any, tmp_path: Path) -> None:
+    """The guest DTB with another host's overlay (another image file, another netdev) rebuilds a
+    VM the original migrates into, and it reads the same for the guest."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (its oracle cannot run)")
+    image_a, image_b = tmp_path / "a.img", tmp_path / "b.img"
+    image_a.write_bytes(bytes(1 << 20))
+    a = vm_factory([*Q35, "-nodefaults", "-drive", f"if=none,id=hd,file={image_a},format=raw",
+                    "-device", "virtio-blk-pci,drive=hd,addr=4.0", "-netdev", "user,id=n0",
+                    "-device", "e1000e,netdev=n0,addr=5.0,mac=52:54:00:00:0b:01"])
+    _, guest, backend = _describe(a)
+    shutil.copy(image_a, image_b)
+    gpath = tmp_path / "vm.dtb"
+    gpath.write_bytes(guest)
+    tree = read_dtb(guest)
+    blk = _device_nodes(tree, "virtio-blk-pci")[0].path
+    nic = _device_nodes(tree, "e1000e")[0].path
+    host2 = tmp_path / "host2.dtbo"
+    res = subprocess.run([sys.executable, "-m", "dtvm", "backend", str(gpath), "-o", str(host2),
+                          "--drive", f"{blk}={image_b},format=raw", "--netdev", f"{nic}=user"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    argv = _dtb2qemu(gpath, host2)
+    assert str(image_b) in " ".join(argv) and str(image_a) not in " ".join(argv)
+    b = vm_factory([*argv, "-incoming", "defer"])
+    status = _migrate(a, b, tmp_path)
+    assert status.get("status") == "completed", status
+    _, guest_b, _ = _describe(b)
+    assert guest_b == guest

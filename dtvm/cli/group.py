@@ -25,6 +25,7 @@ class _LazyGroup(click.Group):
         "machine": ("dtvm.cli.qemu", "machine_group"),
         "diff": ("dtvm.cli.diff", "diff_cmd"),
         "dtb2qemu": ("dtvm.cli.qemu", "dtb2qemu_cmd"),
+        "backend": ("dtvm.cli.qemu", "backend_cmd"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -199,3 +199,32 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
     except KeyboardInterrupt:
         _fail("dtb2qemu", "interrupted", 130)
     click.echo(text, nl=not text.endswith("\n"))
+
+
+@click.command("backend")
+@click.argument("guest", metavar="GUEST.dtb")
+@click.option("-o", "--output", "output", required=True, metavar="OUT.backend.dtbo", help="the overlay to write")
+@click.option("--drive", "drives", multiple=True, metavar="/NODE=FILE[,format=F][,readonly]",
+              help="the image behind a disk (the device's node path in the guest tree)")
+@click.option("--netdev", "netdevs", multiple=True, metavar="/NODE=user", help="what a NIC connects to")
+@click.option("--chardev", "chardevs", multiple=True, metavar="/NODE=null|socket:PATH", help="a serial port's back-end")
+def backend_cmd(guest: str, output: str, drives: tuple[str, ...], netdevs: tuple[str, ...], chardevs: tuple[str, ...]) -> None:
+    """Write this host's back-end overlay for a guest DTB (for dtb2qemu -b).
+
+    The guest tree stays what it is; only disk images, netdevs and chardevs are this host's.
+    """
+    from ..backend import make_overlay, parse_spec
+    from ..dtb import read_dtb, write_dtb
+    from ..errors import DtvmError
+    from .output import write_atomic
+
+    try:
+        with open(guest, "rb") as f:
+            tree = read_dtb(f.read(), guest)
+        specs = [parse_spec("drive", d) for d in drives] + [parse_spec("netdev", n) for n in netdevs] + \
+            [parse_spec("chardev", c) for c in chardevs]
+        write_atomic(output, write_dtb(make_overlay(tree, specs)))
+    except DtvmError as exc:
+        _fail("backend", str(exc).splitlines()[0], getattr(exc, "exit_code", 1) or 1)
+    except OSError as exc:
+        _fail("backend", f"{exc.filename or guest}: {exc.strerror or exc}", 2)
