@@ -362,7 +362,7 @@ def test_other_hosts_backends(vm_factory: Any, tmp_path: Path) -> None:
     a = vm_factory([*Q35, "-nodefaults", "-drive", f"if=none,id=hd,file={image_a},format=raw",
                     "-device", "virtio-blk-pci,drive=hd,addr=4.0", "-netdev", "user,id=n0",
                     "-device", "e1000e,netdev=n0,addr=5.0,mac=52:54:00:00:0b:01"])
-    _, guest, backend = _describe(a)
+    _, guest, _ = _describe(a)
     shutil.copy(image_a, image_b)
     gpath = tmp_path / "vm.dtb"
     gpath.write_bytes(guest)
@@ -381,3 +381,20 @@ def test_other_hosts_backends(vm_factory: Any, tmp_path: Path) -> None:
     assert status.get("status") == "completed", status
     _, guest_b, _ = _describe(b)
     assert guest_b == guest
+
+
+@pytest.mark.parametrize("change,needle", [
+    (_set_on("virtio-blk-pci", "qemu,driver", b"no-such-device\0"), "/pcie/"),
+    (_set_on("virtio-blk-pci", "reg", (3 << 11).to_bytes(4, "big") + bytes(16)), "/pcie/"),
+])
+def test_unbuildable_is_named(change: Callable[[DeviceTree], None], needle: str, vm_factory: Any, tmp_path: Path) -> None:
+    """An unknown device type or an address conflict: an error naming the node, from QEMU's own words."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (its oracle cannot run)")
+    a = vm_factory([*Q35, "-nodefaults", "-blockdev", "driver=null-co,node-name=disk0",
+                    "-device", "virtio-blk-pci,drive=disk0,addr=4.0", "-device", "virtio-rng-pci,addr=3.0"])
+    _, guest, backend = _describe(a)
+    res = _crafted(tmp_path, guest, backend, change)
+    assert res.returncode != 0 and res.stdout == "", res.stdout
+    assert needle in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

@@ -256,7 +256,21 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
         argv += ["-global", item]
     argv[1:1] = [*_backend_args(plan, backends_used), *_netdev_args(plan)]
     argv += _input_args(plan, probe_snap)
+    _verify(argv, ids, read)
     return Rebuild(argv, ids)
+
+
+def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Snapshot]) -> None:
+    """Start the result once, paused, so that what QEMU refuses (a device type this QEMU lacks, an
+    address conflict, a bad property) is reported now and by the node, not at migration time."""
+    try:
+        read(argv)
+    except DtvmError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        for path, qid in ids.items():
+            if re.search(rf"[,=]id={re.escape(qid)}(,|:|\s|$)", message) or f"'{qid}'" in message:
+                raise ArgvError(f"{path}: QEMU refuses this device: {message}") from None
+        raise ArgvError(f"QEMU refuses the rebuilt command line: {message}") from None
 
 
 _NEEDS: dict[str, str] = {}
