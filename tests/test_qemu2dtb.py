@@ -7,6 +7,7 @@ oracle facts (QOM walk, QEMU's dumpdtb) over that socket itself, then lets dtvm 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -299,3 +300,27 @@ def test_machine_list() -> None:
     assert res.returncode == 0
     for name in ("pc-q35-7.2", "pc-i440fx-7.2", "virt-7.2", "pseries-7.2"):
         assert name in res.stdout
+
+
+@pytest.mark.parametrize("name", ["pc-q35-7.2", "pc-i440fx-7.2", "pseries-7.2"])
+def test_machine_schema_is_current(name: str) -> None:
+    """The checked-in schema is what the installed QEMU answers now (regenerate with
+    scripts/gen_machine_schemas.py after a QEMU update)."""
+    from dtvm.qemu.machine import explain, find_machine
+    from dtvm.qemu.schema import load_schema, to_schema
+
+    machine = find_machine(name)
+    if not machine.installed():
+        pytest.skip(f"{machine.binary} is not installed (its oracle cannot run)")
+    fresh = to_schema(explain(machine))
+    stored = to_schema(load_schema(machine))
+    fresh["generated-from"] = stored["generated-from"] = None
+    assert fresh == stored
+
+
+def test_machine_show_offline_needs_no_qemu(tmp_path: Path) -> None:
+    env = dict(os.environ, PATH=str(tmp_path))  # no qemu-system-* reachable
+    res = subprocess.run([sys.executable, "-m", "dtvm", "machine", "show", "virt"], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "from dtvm/qemu/machines/aarch64-virt-7.2.yaml" in res.stdout and "pl011" in res.stdout

@@ -124,17 +124,20 @@ def machine_list() -> None:
 
 
 @machine_group.command("show", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--online", is_flag=True, help="ask the installed QEMU instead of the checked-in schema")
 @click.argument("machine_type")
 @click.argument("qemu_argv", nargs=-1, type=click.UNPROCESSED)
-def machine_show(machine_type: str, qemu_argv: tuple[str, ...]) -> None:
+def machine_show(online: bool, machine_type: str, qemu_argv: tuple[str, ...]) -> None:
     """What MACHINE_TYPE creates by itself, adds by default, and which option removes each.
 
     \b
-    dtvm machine show TYPE [-- qemu-system-ARCH ARGS...]
+    dtvm machine show TYPE                       from the schema in dtvm/qemu/machines (no QEMU needed)
+    dtvm machine show [--online] TYPE [-- qemu-system-ARCH ARGS...]   asks QEMU itself
     The extra QEMU arguments (after the binary) are added to every probe run.
     """
     from ..errors import DtvmError
     from ..qemu.machine import explain, find_machine, render_report
+    from ..qemu.schema import load_schema, schema_name
 
     argv = list(qemu_argv)
     if argv and argv[0] == "--":
@@ -142,6 +145,11 @@ def machine_show(machine_type: str, qemu_argv: tuple[str, ...]) -> None:
     binary = argv[0] if argv else None
     try:
         machine = find_machine(machine_type, binary)
+        if not online and not argv:
+            report = load_schema(machine)
+            source = f"from dtvm/qemu/machines/{schema_name(machine)} (generated from QEMU {report.qemu_version})"
+            click.echo(render_report(report, source), nl=False)
+            return
         report = explain(machine, argv[1:], binary=binary)
     except DtvmError as exc:
         _fail("machine show", str(exc).splitlines()[0], 2)

@@ -47,6 +47,7 @@ class DeviceOrigin:
     driver: str
     origin: str
     removed_by: list[str] = field(default_factory=list)
+    props: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,6 +56,10 @@ class MachineReport:
     argv: list[str]
     devices: list[DeviceOrigin]
     adds: dict[str, list[str]] = field(default_factory=dict)
+    #: what the type picks when not told: cpu-type, cpus, max-cpus, memory, firmware, options
+    defaults: dict[str, Any] = field(default_factory=dict)
+    #: the QEMU that answered (query-version), for schemas generated from it
+    qemu_version: str = ""
 
 
 def _data() -> dict[str, Any]:
@@ -133,7 +138,7 @@ def explain(
     bare_snap = read([*base, "-nodefaults"])
     bare = from_snapshot(bare_snap)
     devices = full.devices()
-    origins = {id(d): DeviceOrigin(d.key(), d.driver, "essential") for d in devices}
+    origins = {id(d): DeviceOrigin(d.key(), d.driver, "essential", props=dict(d.props)) for d in devices}
     for dev in _last_of(devices, _drivers(full) - _drivers(bare)):
         origins[id(dev)].origin = "default"
 
@@ -168,14 +173,27 @@ def explain(
     for dev in devices:
         if origins[id(dev)].origin == "default":
             origins[id(dev)].removed_by.append("-nodefaults")
-    return MachineReport(machine, base, [origins[id(d)] for d in devices], adds)
+    m = full.machine
+    defaults: dict[str, Any] = {
+        "cpu-type": m.cpu_type, "cpus": m.cpus, "max-cpus": m.max_cpus, "memory": m.memory,
+        "topology": dict(m.topology), "inputs": dict(full.inputs), "options": dict(m.options),
+    }
+    version = full_snap.version.get("qemu", {}) if isinstance(full_snap.version, dict) else {}
+    text = f"{version.get('major')}.{version.get('minor')}.{version.get('micro')}" if version else ""
+    return MachineReport(machine, base, [origins[id(d)] for d in devices], adds, defaults,
+                         f"{text} {full_snap.version.get('package', '')}".strip())
 
 
-def render_report(report: MachineReport) -> str:
+def render_report(report: MachineReport, source: str = "") -> str:
     """The report as text for a terminal."""
     m = report.machine
     lines = [f"{m.type} ({m.binary}, alias {m.alias}, {'has' if m.dt else 'no'} devicetree)",
-             "started as: " + " ".join(report.argv)]
+             source or "started as: " + " ".join(report.argv)]
+    d = report.defaults
+    if d:
+        mem = int(d.get("memory") or 0)
+        lines.append(f"defaults: cpu {d.get('cpu-type')}, {d.get('cpus')} cpu(s) (max {d.get('max-cpus')}), "
+                     f"memory {mem >> 20} MiB" + (f", firmware {d['inputs']['firmware']}" if d.get("inputs", {}).get("firmware") else ""))
     groups = (("essential", "essential: created by the machine type itself"),
               ("option", "created by machine options (the option shown removes it)"),
               ("default", "defaults (removed by -nodefaults and the options shown)"))

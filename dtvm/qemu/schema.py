@@ -1,0 +1,76 @@
+"""Machine schemas: what a versioned machine type builds by itself, as reviewed data.
+
+``dtvm machine show`` asks QEMU (``machine.explain``); a schema is that answer written down by
+``scripts/gen_machine_schemas.py`` into ``dtvm/qemu/machines/ARCH-TYPE.yaml`` and checked in, so
+a host without the target's QEMU can still see what a machine type makes, and so changes in a
+QEMU update show up as a diff in review.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from ..errors import DtvmError
+from .machine import DeviceOrigin, MachineInfo, MachineReport
+
+__all__ = ["SchemaError", "from_schema", "load_schema", "schema_name", "to_schema"]
+
+FORMAT = 1
+
+
+class SchemaError(DtvmError):
+    """A machine schema that is missing or malformed."""
+
+    exit_code = 2
+
+
+def schema_name(machine: MachineInfo) -> str:
+    return f"{machine.arch}-{machine.type}.yaml"
+
+
+def to_schema(report: MachineReport) -> dict[str, Any]:
+    """The report as plain data (YAML-ready, deterministic order)."""
+    return {
+        "format": FORMAT,
+        "type": report.machine.type,
+        "arch": report.machine.arch,
+        "binary": report.machine.binary,
+        "generated-from": {"qemu": report.qemu_version, "argv": report.argv},
+        "defaults": report.defaults,
+        "devices": [
+            {"key": d.key, "driver": d.driver, "origin": d.origin, "removed-by": list(d.removed_by),
+             "props": dict(sorted(d.props.items()))}
+            for d in report.devices
+        ],
+        "options-add": {k: list(v) for k, v in sorted(report.adds.items())},
+    }
+
+
+def from_schema(machine: MachineInfo, data: Any, name: str) -> MachineReport:
+    """A schema back to a report; SchemaError naming the file on any shape it does not expect."""
+    try:
+        if data.get("format") != FORMAT or data["type"] != machine.type or data["arch"] != machine.arch:
+            raise SchemaError(f"{name}: not a format-{FORMAT} schema of {machine.arch} {machine.type}")
+        devices = [DeviceOrigin(str(d["key"]), str(d["driver"]), str(d["origin"]),
+                                [str(r) for r in d.get("removed-by", [])],
+                                {str(k): str(v) for k, v in (d.get("props") or {}).items()})
+                   for d in data["devices"]]
+        adds = {str(k): [str(x) for x in v] for k, v in (data.get("options-add") or {}).items()}
+        gen = data.get("generated-from") or {}
+        return MachineReport(machine, [str(a) for a in gen.get("argv", [])], devices, adds,
+                             dict(data.get("defaults") or {}), str(gen.get("qemu", "")))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SchemaError(f"{name}: malformed machine schema ({exc})") from None
+
+
+def load_schema(machine: MachineInfo) -> MachineReport:
+    """The checked-in schema of ``machine``."""
+    import yaml
+
+    name = schema_name(machine)
+    try:
+        text = resources.files("dtvm.qemu").joinpath("machines").joinpath(name).read_text(encoding="utf-8")
+    except (FileNotFoundError, OSError):
+        raise SchemaError(f"dtvm/qemu/machines/{name}: no schema for {machine.arch} {machine.type}") from None
+    return from_schema(machine, yaml.safe_load(text), f"dtvm/qemu/machines/{name}")
