@@ -189,11 +189,12 @@ def render_report(report: MachineReport, source: str = "") -> str:
     m = report.machine
     lines = [f"{m.type} ({m.binary}, alias {m.alias}, {'has' if m.dt else 'no'} devicetree)",
              source or "started as: " + " ".join(report.argv)]
-    d = report.defaults
-    if d:
-        mem = int(d.get("memory") or 0)
-        lines.append(f"defaults: cpu {d.get('cpu-type')}, {d.get('cpus')} cpu(s) (max {d.get('max-cpus')}), "
-                     f"memory {mem >> 20} MiB" + (f", firmware {d['inputs']['firmware']}" if d.get("inputs", {}).get("firmware") else ""))
+    dflt = report.defaults
+    if dflt:
+        mem = int(dflt.get("memory") or 0)
+        firmware = (dflt.get("inputs") or {}).get("firmware")
+        lines.append(f"defaults: cpu {dflt.get('cpu-type')}, {dflt.get('cpus')} cpu(s) (max {dflt.get('max-cpus')}), "
+                     f"memory {mem >> 20} MiB" + (f", firmware {firmware}" if firmware else ""))
     groups = (("essential", "essential: created by the machine type itself"),
               ("option", "created by machine options (the option shown removes it)"),
               ("default", "defaults (removed by -nodefaults and the options shown)"))
