@@ -146,34 +146,13 @@ def read_description(path: str, *, overlay: bool = False, warn: Callable[[str], 
     compared by path and is refused; so is a guest DTB that is an overlay (swapped arguments)
     and an overlay without fragments.
     """
-    from .dtb import FDT_MAGIC, read_dtb
-    from .errors import BlobError
+    from .dtb import BlobFileError, read_dtb_file
 
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) == 8 and struct.unpack(">I", head[:4])[0] == FDT_MAGIC:
-                size = struct.unpack(">I", head[4:])[0]
-                if size > MAX_BLOB:
-                    raise DiffInputError(path, f"DT blob size {size} is larger than dtvm diff reads ({MAX_BLOB >> 20} MiB)")
-                data = head + f.read(max(0, size - 8))
-            else:
-                data = head
-    except FileNotFoundError:
-        raise DiffInputError(path, "no such file") from None
-    except IsADirectoryError:
-        raise DiffInputError(path, "is a directory") from None
-    except OSError as exc:
-        raise DiffInputError(path, str(exc.strerror or exc)) from None
     warnings: list[str] = []
     try:
-        dt = read_dtb(data, path, warn=warnings.append)
-    except BlobError as exc:
-        where = "" if exc.offset is None else f"offset {exc.offset:#x}: "
-        raise DiffInputError(path, f"{where}{exc.message}") from None
-    except DtvmError as exc:
-        lines = str(exc).splitlines()
-        raise DiffInputError(path, lines[0] if lines else "unusable input") from None
+        dt = read_dtb_file(path, MAX_BLOB, warnings.append)
+    except BlobFileError as exc:
+        raise DiffInputError(path, exc.message) from None
     if warn is not None:
         for w in warnings[:3]:
             text = w.strip().splitlines()
@@ -222,20 +201,10 @@ def _duplicate_names(dt: DeviceTree) -> str | None:
 
 
 def _clean(text: str, limit: int = MAX_VALUE) -> str:
-    """``text`` safe for a terminal: non-printable characters escaped, at most ``limit`` characters."""
-    cut = len(text) > limit
-    if cut:
-        text = text[:limit]
-    if not text.isprintable():
-        out = []
-        for ch in text:
-            if ch.isprintable():
-                out.append(ch)
-            else:
-                o = ord(ch)
-                out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
-        text = "".join(out)
-    return text + "..." if cut else text
+    """``text`` safe for a terminal (show.clean: control characters escaped, length bounded)."""
+    from .show import clean
+
+    return clean(text, limit)
 
 
 def _quote(text: str) -> str:

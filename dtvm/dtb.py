@@ -37,7 +37,7 @@ import struct
 import sys
 from collections.abc import Callable
 
-from dtvm.errors import BlobError
+from dtvm.errors import BlobError, DtvmError
 from dtvm.tree import DeviceTree, Node, Property, ReserveEntry
 
 __all__ = [
@@ -48,9 +48,11 @@ __all__ = [
     "FDT_NOP",
     "FDT_PROP",
     "VERSIONS",
+    "BlobFileError",
     "decode_name",
     "encode_name",
     "read_dtb",
+    "read_dtb_file",
     "write_dtb",
 ]
 
@@ -556,3 +558,43 @@ def write_dtb(
     if padlen > 0:
         parts.append(bytes(padlen))
     return b"".join(parts)
+
+
+class BlobFileError(DtvmError):
+    """A DTB file that cannot be read: ``file`` and a one-line ``message`` without the file name."""
+
+    exit_code = 2
+
+    def __init__(self, file: str, message: str) -> None:
+        self.file = file
+        self.message = message
+        super().__init__(f"{file}: {message}")
+
+
+def read_dtb_file(path: str, limit: int, warn: Warn | None = None) -> DeviceTree:
+    """The tree in a DTB file, for tools reading blobs from anyone: the header's size is checked
+    against ``limit`` before the blob is read, and every failure is one BlobFileError line."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) == 8 and struct.unpack(">I", head[:4])[0] == FDT_MAGIC:
+                size = struct.unpack(">I", head[4:])[0]
+                if size > limit:
+                    raise BlobFileError(path, f"DT blob size {size} is larger than dtvm reads ({limit >> 20} MiB)")
+                data = head + f.read(max(0, size - 8))
+            else:
+                data = head
+    except FileNotFoundError:
+        raise BlobFileError(path, "no such file") from None
+    except IsADirectoryError:
+        raise BlobFileError(path, "is a directory") from None
+    except OSError as exc:
+        raise BlobFileError(path, str(exc.strerror or exc)) from None
+    try:
+        return read_dtb(data, path, warn=warn)
+    except BlobError as exc:
+        where = "" if exc.offset is None else f"offset {exc.offset:#x}: "
+        raise BlobFileError(path, f"{where}{exc.message}") from None
+    except DtvmError as exc:
+        lines = str(exc).splitlines()
+        raise BlobFileError(path, lines[0] if lines else "unusable input") from None

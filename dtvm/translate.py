@@ -164,6 +164,10 @@ class _Builder:
                 _set(node, "local-mac-address", bytes(int(x, 16) for x in value.split(":")))
                 continue
             _set(node, _prop_name(key), _str(value))
+        self.host_facts(node, dev)
+
+    def host_facts(self, node: Node, dev: Device) -> None:
+        """What only the host knows about a device goes to the overlay, aimed at its node."""
         host: dict[str, bytes] = {}
         if dev.hotplugged:
             host["qemu,hotplugged"] = b""
@@ -296,15 +300,7 @@ class _Builder:
             name = _prop_name(key)
             if node.get_property(name) is None:
                 _set(node, name, _str(value))
-        host: dict[str, bytes] = {}
-        if dev.hotplugged:
-            host["qemu,hotplugged"] = b""
-        if dev.qdev_id:
-            host["qemu,id"] = _str(dev.qdev_id)
-        for key, value in sorted(dev.backends.items()):
-            host[_prop_name(key)] = _str(value)
-        if host:
-            self.backend_targets.append((node, host))
+        self.host_facts(node, dev)
         if _is_dt_bus_owner(node):
             self.place_children_only(node, dev)
         else:

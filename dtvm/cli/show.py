@@ -12,7 +12,6 @@ status 1 (click's own usage errors exit 2); never a traceback.
 from __future__ import annotations
 
 import os
-import struct
 import sys
 
 import click
@@ -32,36 +31,13 @@ class ShowError(Exception):
 
 def read_blob(path: str) -> DeviceTree:
     """The tree in a DTB (or DTBO) file; ShowError naming the file for anything unusable."""
-    from ..dtb import FDT_MAGIC, read_dtb
-    from ..errors import BlobError, DtvmError
+    from ..dtb import BlobFileError, read_dtb_file
 
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) == 8 and struct.unpack(">I", head[:4])[0] == FDT_MAGIC:
-                size = struct.unpack(">I", head[4:])[0]
-                if size > MAX_BLOB:
-                    raise ShowError(
-                        f"{path}: DT blob size {size} is larger than dtvm show reads ({MAX_BLOB >> 20} MiB)"
-                    )
-                data = head + f.read(max(0, size - 8))
-            else:
-                data = head
-    except FileNotFoundError:
-        raise ShowError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ShowError(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise ShowError(f"{path}: {exc.strerror or exc}") from None
     warnings: list[str] = []
     try:
-        dt = read_dtb(data, path, warn=warnings.append)
-    except BlobError as exc:
-        where = "" if exc.offset is None else f"offset {exc.offset:#x}: "
-        raise ShowError(f"{path}: {where}{exc.message}") from None
-    except DtvmError as exc:
-        lines = str(exc).splitlines()
-        raise ShowError(f"{path}: {lines[0] if lines else 'unusable input'}") from None
+        dt = read_dtb_file(path, MAX_BLOB, warnings.append)
+    except BlobFileError as exc:
+        raise ShowError(str(exc)) from None
     for w in warnings[:5]:
         click.echo(f"dtvm show: {path}: warning: {w.strip().splitlines()[0] if w.strip() else w}", err=True)
     return dt
