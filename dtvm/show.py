@@ -359,6 +359,8 @@ class _HostSide:
             for prop in child.live_props():
                 if prop.name == "id" and not ident:
                     ident = value_text(prop)
+                elif prop.name == "compatible":
+                    continue  # "qemu,<kind>": the kind is already the node name's
                 else:
                     options.append((clean(prop.name, 40), value_text(prop)))
             backend = Backend(kind, ident, options)
@@ -557,7 +559,7 @@ def _facts(node: Node, host: _HostSide) -> tuple[list[str], bool]:
     )
     qemu: list[str] = []
     for prop in node.live_props():
-        if not prop.name.startswith("qemu,") or prop.name == "qemu,hotplugged":
+        if not prop.name.startswith("qemu,") or prop.name in ("qemu,hotplugged", "qemu,driver"):
             continue
         short = prop.name[5:]
         if host.merged and (short == "id" or short in host.kinds):
@@ -649,6 +651,11 @@ def _build(
         compats = _compatibles(node)
         facts, hot = _facts(node, host) if compats is not None else ([], False)
         driver = _driver(compats) if compats is not None else clean(node.name)
+        qdev = node.get_property("qemu,driver")
+        if qdev is not None:
+            names = _strings(qdev.value)
+            if names and clean(names[0]) != driver:
+                driver = f"{driver} ({clean(names[0])})"  # QEMU's own node: its qdev driver too
         item = _Item(
             entry.depth,
             entry.parent,
