@@ -50,8 +50,10 @@ def describe_snapshot(snapshot: Any, compat: dict[str, list[str]] | None = None)
 @click.option("--format", "fmt", type=click.Choice(["text", "dot", "dts"]), default="text",
               help="without -o: how to print the description")
 @click.option("--timeout", type=float, default=20.0, show_default=True, help="seconds for the whole read")
+@click.option("--offline", is_flag=True, help="do not run QEMU: build the device model from dtvm's machine models")
 @click.argument("qemu_argv", nargs=-1, type=click.UNPROCESSED)
-def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: str, timeout: float, qemu_argv: tuple[str, ...]) -> None:
+def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: str, timeout: float, offline: bool,
+                 qemu_argv: tuple[str, ...]) -> None:
     """Describe a QEMU VM: its guest-visible hardware as a DTB, its host back-ends as an overlay.
 
     \b
@@ -69,7 +71,15 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
     try:
         from ..qemu import live
 
-        if qmp is not None:
+        if offline:
+            if qmp is not None:
+                _fail("qemu2dtb", "--offline reads a command line, not a running VM", 2)
+            from ..qemu.offline import offline_config
+            from ..translate import describe
+
+            desc = describe(offline_config(argv or DEFAULT_ARGV), driver_compat())
+            snapshot = None
+        elif qmp is not None:
             if argv:
                 _fail("qemu2dtb", "give either --qmp or a QEMU command line, not both", 2)
             snapshot = live.read_socket(qmp, timeout=timeout)
@@ -79,7 +89,8 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
             with live.start_argv(argv or DEFAULT_ARGV, timeout=timeout) as proc:
                 compat = driver_compat()
                 snapshot = proc.read()
-        desc = describe_snapshot(snapshot, compat)
+        if snapshot is not None:
+            desc = describe_snapshot(snapshot, compat)
         if output is None and backend is None:
             if fmt == "dts":
                 from ..dts.write import write_dts

@@ -1,0 +1,415 @@
+"""Offline: a loose QEMU command line to the precise device model, without running QEMU.
+
+The model is QEMU's own answers, stored (``dtvm/qemu/machines/``): per machine type, what the
+bare machine builds (its ``-nodefaults`` snapshot) and what the defaults add; per device type
+and bus context, a device instance as QEMU built it (a *profile*: its properties, PCI ids, child
+buses and children).  The command line is parsed with QEMU's option syntax, defaults are added
+unless removed, each ``-device`` is instantiated from its profile with the user's properties,
+and addresses are assigned the way QEMU 7.2 assigns them.  Anything outside the recorded matrix
+is an error naming the option ("use online mode"), never a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from ..errors import DtvmError
+from .config import Backend, Bus, Config, Device
+from .machine import MachineInfo, find_machine
+
+__all__ = ["OfflineError", "device_from_dict", "device_to_dict", "offline_config"]
+
+
+class OfflineError(DtvmError):
+    """A command line the offline model cannot make precise (names the option)."""
+
+    exit_code = 2
+
+
+# -- device subtrees as data ---------------------------------------------------------------------
+def device_to_dict(dev: Device) -> dict[str, Any]:
+    """A device and everything below it, without parent links (JSON-ready)."""
+    return {
+        "driver": dev.driver, "address": [dev.address[0], list(dev.address[1])],
+        "props": dict(sorted(dev.props.items())), "backends": dict(sorted(dev.backends.items())),
+        "id": dev.qdev_id, "mmio": [list(r) for r in dev.mmio],
+        "pci_ids": list(dev.pci_ids) if dev.pci_ids else None, "pci_class": dev.pci_class,
+        "buses": [{"name": b.name, "type": b.type, "index": b.index,
+                   "devices": [device_to_dict(d) for d in b.devices]} for b in dev.buses],
+    }
+
+
+def device_from_dict(data: dict[str, Any], parent: Bus | None = None, depth: int = 0) -> Device:
+    if depth > 32:
+        raise OfflineError("profile nested too deep")
+    kind, values = data["address"]
+    ids = data.get("pci_ids")
+    dev = Device(
+        str(data["driver"]), (str(kind), tuple(int(v) for v in values)),
+        {str(k): str(v) for k, v in data["props"].items()}, {str(k): str(v) for k, v in data["backends"].items()},
+        qdev_id=data.get("id"), mmio=[(int(a), int(b)) for a, b in data["mmio"]],
+        pci_ids=(int(ids[0]), int(ids[1]), int(ids[2]), int(ids[3])) if ids else None,
+        pci_class=data.get("pci_class"), parent=parent,
+    )
+    for b in data["buses"]:
+        bus = Bus(str(b["name"]), str(b["type"]), int(b["index"]), parent=dev)
+        bus.devices = [device_from_dict(d, bus, depth + 1) for d in b["devices"]]
+        dev.buses.append(bus)
+    return dev
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """A whole device model as data (the machine's own devices of one variant)."""
+    import base64
+
+    m = config.machine
+    return {
+        "machine": {"type": m.type, "arch": m.arch, "options": m.options, "cpu_type": m.cpu_type, "cpus": m.cpus,
+                    "max_cpus": m.max_cpus, "topology": m.topology, "memory": m.memory},
+        "root": {"name": config.root.name, "type": config.root.type,
+                 "devices": [device_to_dict(d) for d in config.root.devices]},
+        "backends": [{"kind": b.kind, "id": b.id, "options": b.options} for b in config.backends
+                     if not b.id.startswith("#")],
+        "inputs": config.inputs,
+        # QEMU's DT is a mostly-zero 1 MiB buffer on arm virt: stored compressed
+        "dtb-zlib": base64.b64encode(zlib.compress(config.dtb, 9)).decode() if config.dtb is not None else None,
+    }
+
+
+def _inflate(blob: bytes, limit: int = 16 << 20) -> bytes:
+    """zlib, bounded: a model file is data and must not expand without limit."""
+    d = zlib.decompressobj()
+    out = d.decompress(blob, limit)
+    if d.unconsumed_tail:
+        raise OfflineError(f"a stored DT expands beyond {limit >> 20} MiB")
+    return out
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    import base64
+
+    from .config import Machine
+
+    m = data["machine"]
+    machine = Machine(str(m["type"]), str(m["arch"]), dict(m["options"]), m["cpu_type"], int(m["cpus"]),
+                      int(m["max_cpus"]), {str(k): int(v) for k, v in m["topology"].items()}, int(m["memory"]))
+    root = Bus(str(data["root"]["name"]), str(data["root"]["type"]))
+    root.devices = [device_from_dict(d, root) for d in data["root"]["devices"]]
+    backends = [Backend(str(b["kind"]), str(b["id"]), dict(b["options"])) for b in data["backends"]]
+    dtb = _inflate(base64.b64decode(data["dtb-zlib"])) if data.get("dtb-zlib") else None
+    return Config(machine, root, backends, dict(data["inputs"]), dtb)
+
+
+# -- the stored model ----------------------------------------------------------------------------
+def _model_name(machine: MachineInfo) -> str:
+    return f"{machine.arch}-{machine.type}.offline.json"
+
+
+def load_model(machine: MachineInfo) -> dict[str, Any]:
+    name = _model_name(machine)
+    try:
+        text = resources.files("dtvm.qemu").joinpath("machines").joinpath(name).read_text(encoding="utf-8")
+    except (FileNotFoundError, OSError):
+        raise OfflineError(f"no offline model for {machine.arch} {machine.type} (dtvm/qemu/machines/{name}): use online mode") from None
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("format") != 1:
+        raise OfflineError(f"dtvm/qemu/machines/{name}: not a format-1 offline model")
+    return data
+
+
+# -- the command line ----------------------------------------------------------------------------
+@dataclass
+class _Args:
+    machine: str | None = None
+    machine_opts: list[tuple[str, str]] = field(default_factory=list)
+    memory: str | None = None
+    smp: str | None = None
+    cpu: str | None = None
+    nodefaults: bool = False
+    removed: set[str] = field(default_factory=set)
+    devices: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    netdevs: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    chardevs: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+
+_IGNORED_FLAGS = {"-S", "-nographic", "-no-reboot", "-no-shutdown"}
+_IGNORED_WITH_VALUE = {"-display", "-name", "-qmp", "-monitor", "-serial-none"}
+
+
+def parse_argv(argv: list[str]) -> _Args:
+    """QEMU's command line, the options the offline model understands; OfflineError otherwise."""
+    from .opts import OptionError, parse
+
+    args = _Args()
+    i = 1
+    while i < len(argv):
+        opt = argv[i]
+        norm = "-" + opt.lstrip("-") if opt.startswith("--") else opt
+
+        def value(i: int = i, opt: str = opt) -> str:
+            if i + 1 >= len(argv):
+                raise OfflineError(f"{opt}: needs a value")
+            return argv[i + 1]
+
+        try:
+            if norm in ("-M", "-machine"):
+                head, pairs = parse(value(), implied="type", keyval=True)
+                if head:
+                    args.machine = head
+                for k, v in pairs:
+                    if k == "type":
+                        args.machine = v
+                    else:
+                        args.machine_opts.append((k, v))
+                i += 2
+            elif norm == "-m":
+                args.memory = value()
+                i += 2
+            elif norm == "-smp":
+                args.smp = value()
+                i += 2
+            elif norm == "-cpu":
+                args.cpu = value()
+                i += 2
+            elif norm == "-nodefaults":
+                args.nodefaults = True
+                i += 1
+            elif norm in ("-vga", "-serial", "-parallel", "-net") and value() == "none":
+                args.removed.add(norm[1:])
+                i += 2
+            elif norm == "-device":
+                head, pairs = parse(value(), implied="driver")
+                if not head:
+                    raise OfflineError(f"-device {value()!r}: no driver")
+                args.devices.append((head, pairs))
+                i += 2
+            elif norm == "-netdev":
+                args.removed.add("net")  # any -netdev turns the default NIC off
+                head, pairs = parse(value(), implied="type")
+                if head != "user":
+                    raise OfflineError(f"-netdev {head}: only 'user' is in the offline model (use online mode)")
+                args.netdevs.append((head, pairs))
+                i += 2
+            elif norm == "-chardev":
+                head, pairs = parse(value(), implied="backend")
+                if head not in ("null", "socket"):
+                    raise OfflineError(f"-chardev {head}: not in the offline model (use online mode)")
+                args.chardevs.append((head or "", pairs))
+                i += 2
+            elif norm in ("-kernel", "-initrd", "-append", "-dtb", "-bios"):
+                args.inputs[{"-bios": "firmware"}.get(norm, norm[1:])] = value()
+                i += 2
+            elif norm in _IGNORED_FLAGS:
+                i += 1
+            elif norm in _IGNORED_WITH_VALUE:
+                i += 2
+            else:
+                raise OfflineError(f"{opt}: the offline model does not understand this option (use online mode)")
+        except OptionError as exc:
+            raise OfflineError(f"{opt}: {exc}") from None
+    if args.machine is None:
+        raise OfflineError("no -machine/-M: name the versioned machine type")
+    return args
+
+
+# -- building ------------------------------------------------------------------------------------
+def _walk(dev: Device) -> list[Device]:
+    out = [dev]
+    for bus in dev.buses:
+        for child in bus.devices:
+            out.extend(_walk(child))
+    return out
+
+
+def _all_buses(config: Config) -> list[Bus]:
+    out = [config.root]
+    for dev in config.devices():
+        out.extend(dev.buses)
+    return out
+
+
+def _norm(value: str, kind: str | None) -> str:
+    """A user's option value as QEMU's info qtree reports it."""
+    low = value.lower()
+    if kind == "bool" or low in ("on", "off", "true", "false", "yes", "no"):
+        return "on" if low in ("on", "true", "yes") else "off" if low in ("off", "false", "no") else value
+    if kind and re.fullmatch(r"u?int\d*|size", kind or ""):
+        try:
+            return str(int(value, 0))
+        except ValueError:
+            return value
+    if re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", value):
+        return value.lower()
+    return value
+
+
+_ADDRESS_KEYS = {"addr", "bus", "id", "port", "unit", "scsi-id", "lun", "channel", "nr", "iobase", "reg"}
+
+
+def offline_config(argv: list[str]) -> Config:
+    """The precise device model QEMU 7.2 would build for ``argv``; OfflineError naming what the
+    model does not cover."""
+    from . import assign
+
+    args = parse_argv(argv)
+    machine = find_machine(args.machine or "", argv[0])
+    if args.machine not in (machine.type, machine.alias):
+        raise OfflineError(f"-machine {args.machine}: not a machine dtvm describes")
+    model = load_model(machine)
+    if args.machine_opts:
+        bad = [f"{k}={v}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
+        if bad:
+            raise OfflineError(f"-machine {','.join(bad)}: machine options other than the defaults are not in the offline model (use online mode)")
+    for opt, key in ((args.memory, "memory"), (args.smp, "smp"), (args.cpu, "cpu")):
+        if opt is not None and opt not in model["accepts"].get(key, []):
+            raise OfflineError(f"-{'m' if key == 'memory' else key} {opt}: not in the offline model of {machine.type} (use online mode)")
+
+    turns_off = _data()["turns-off-default"]
+    removed = set(args.removed) | {turns_off[d] for d, _ in args.devices if d in turns_off}
+    cdrom = "cdrom" in removed
+    removed.discard("cdrom")
+    variant = "nodefaults" if args.nodefaults else "+".join(sorted(removed)) or "defaults"
+    if variant not in model["variants"]:
+        raise OfflineError(f"{', '.join(sorted(removed))}: this combination of removed defaults is not in the offline model (use online mode)")
+    config = config_from_dict(model["variants"][variant])
+    if cdrom and not args.nodefaults:
+        _drop_default_cdrom(config)
+
+    ids: dict[str, Device] = {d.qdev_id: d for d in config.devices() if d.qdev_id}
+    bus_by_name: dict[str, Bus] = {b.name: b for b in _all_buses(config)}
+    mac_next = model["first-mac"] + sum(1 for d in config.devices() if "mac" in d.props)
+    profiles: dict[str, Any] = model["profiles"]
+    for driver, pairs in args.devices:
+        where = f"-device {driver}"
+        user = dict(pairs)
+        kinds = {p["kind"] for k, p in profiles.items() if k.startswith(driver + "@")}
+        if not kinds:
+            raise OfflineError(f"{where}: {driver} is not in the offline model (use online mode)")
+        kind = kinds.pop()
+        requested = {k: v for k, v in user.items() if k in ("bus", "addr", "multifunction", "port", "channel", "scsi-id", "lun", "nr")}
+        if kind == "virtio-mmio":
+            bus = _free_transport(config, requested.get("bus"), where)
+            address: tuple[str, tuple[int, ...]] = ("virtio", ())
+        else:
+            try:
+                placement = assign.assign(config, driver, kind, requested, hotplug=False, console=driver == "virtconsole")
+            except DtvmError as exc:
+                raise OfflineError(f"{where}: {exc}") from None
+            bus, address = placement.bus, placement.address
+        context = _context(bus)
+        profile = profiles.get(f"{driver}@{context}")
+        if profile is None:
+            raise OfflineError(f"{where}: no profile for {driver} on a {context} bus in the offline model (use online mode)")
+        dev = device_from_dict(profile["device"], bus)
+        qid = user.get("id")
+        dev.qdev_id = qid
+        dev.address = address
+        types = profile["types"]
+        defaults = profile["defaults"]
+        targets = [dev] + [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]
+        for key, raw in pairs:
+            if key in _ADDRESS_KEYS or key == "driver":
+                continue
+            # a virtio proxy aliases its device's properties; qtree shows them on the device
+            target = next((t for t in reversed(targets) if key in profile["props-of"].get(t.driver, [])), None)
+            if target is None:
+                raise OfflineError(f"{where}: property {key!r} is not in the offline model of {driver} (use online mode)")
+            value = _norm(raw, types.get(target.driver, {}).get(key))
+            if key in ("drive", "netdev", "chardev"):
+                target.backends[key] = value
+            elif defaults.get(target.driver, {}).get(key) == value:
+                target.props.pop(key, None)
+            else:
+                target.props[key] = value
+        nic = next((t for t in reversed(targets) if "mac" in t.props), None)
+        if nic is not None and "mac" not in user:
+            nic.props["mac"] = ":".join(f"{b:02x}" for b in mac_next.to_bytes(6, "big"))
+            mac_next += 1
+        _rename_buses(dev, qid)
+        bus.devices.append(dev)
+        for b in _walk_buses(dev):
+            bus_by_name[b.name] = b
+        if qid:
+            ids[qid] = dev
+    for _head, pairs in args.netdevs:
+        opts = dict(pairs)
+        config.backends.append(Backend("netdev", opts.get("id", ""), {"type": "user", "net": "10.0.2.0", "restrict": "off"}))
+    for head, pairs in args.chardevs:
+        opts = dict(pairs)
+        config.backends.append(Backend("chardev", opts.get("id", ""), {"filename": head}))
+    config.backends.sort(key=lambda b: (b.kind, b.id))
+    config.inputs.update(args.inputs)
+    return config
+
+
+def _data() -> dict[str, Any]:
+    import yaml
+
+    text = resources.files("dtvm.qemu").joinpath("data/devices.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
+
+
+def _drop_default_cdrom(config: Config) -> None:
+    """The default CD-ROM (an ide-cd on its default drive ideN-cd0) and that drive."""
+    for bus in _all_buses(config):
+        for dev in list(bus.devices):
+            ref = dev.backends.get("drive", "")
+            if dev.driver == "ide-cd" and re.fullmatch(r"ide\d-cd\d", ref):
+                bus.devices.remove(dev)
+                config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == ref)]
+
+
+def _context(bus: Bus) -> str:
+    """The bus a profile was recorded on: a PCI bus by what owns it (host, PCIe port, bridge),
+    because QEMU resolves some properties by it (virtio's disable-legacy)."""
+    owner = bus.parent
+    if bus.type in ("PCI", "PCIE"):
+        if owner is None or owner.address[0] != "pci":
+            return "pci-root"
+        return "pci-port" if bus.type == "PCIE" else "pci-bridge"
+    return bus.type
+
+
+def _free_transport(config: Config, name: str | None, where: str) -> Bus:
+    """virtio-mmio: the first virtio-*-device takes the highest free transport (NOTES)."""
+    buses = [b for b in _all_buses(config) if b.type == "virtio-mmio-bus"]
+    if name is not None:
+        named = [b for b in buses if b.name == name]
+        if not named or named[0].devices:
+            raise OfflineError(f"{where}: bus {name!r} is not a free virtio-mmio transport")
+        return named[0]
+    free = [b for b in buses if not b.devices]
+    if not free:
+        raise OfflineError(f"{where}: no free virtio-mmio transport")
+    return max(free, key=lambda b: int(b.name.rsplit(".", 1)[-1]) if b.name.rsplit(".", 1)[-1].isdigit() else -1)
+
+
+def _walk_buses(dev: Device) -> list[Bus]:
+    out: list[Bus] = []
+    for d in _walk(dev):
+        out.extend(d.buses)
+    return out
+
+
+def _rename_buses(dev: Device, qid: str | None) -> None:
+    """Child buses are named after the device's id (a bridge's bus is the id itself)."""
+    for d in _walk(dev):
+        for bus in d.buses:
+            if bus.type == "virtio-pci-bus":
+                continue  # a virtio proxy's own bus is always "virtio-bus"
+            if qid is None:
+                bus.name = f"{dev.driver}.{bus.index}@anon{id(dev)}"
+            elif bus.type in ("PCI", "PCIE") and d is dev:
+                bus.name = qid
+            else:
+                bus.name = f"{qid}.{bus.index}"
+
+
