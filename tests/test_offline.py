@@ -1,0 +1,87 @@
+"""qemu2dtb --offline against online qemu2dtb: the same guest DTB, byte for byte, without QEMU.
+
+Online is the oracle (real QEMU 7.2 builds the VM); offline composes the stored models. Options
+the offline model does not cover must be refused by name, never guessed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+Q35 = ["qemu-system-x86_64", "-M", "pc-q35-7.2"]
+PC = ["qemu-system-x86_64", "-M", "pc-i440fx-7.2"]
+VIRT = ["qemu-system-aarch64", "-M", "virt-7.2"]
+RISCV = ["qemu-system-riscv64", "-M", "virt"]
+
+CASES = {
+    "q35": Q35,
+    "q35-nodefaults": [*Q35, "-nodefaults"],
+    "q35-vga-serial-none": [*Q35, "-vga", "none", "-serial", "none"],
+    "q35-netdev": [*Q35, "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"],
+    "q35-pcie": [*Q35, "-nodefaults", "-device", "virtio-net-pci", "-device", "e1000e",
+                 "-device", "pcie-root-port,id=rp1,chassis=1", "-device", "virtio-rng-pci,bus=rp1",
+                 "-device", "pcie-root-port,id=rp2,chassis=2,addr=0x9.0",
+                 "-device", "pcie-pci-bridge,id=pb,bus=rp2", "-device", "e1000,bus=pb,addr=3"],
+    "q35-usb-serial-scsi": [*Q35, "-device", "virtio-net-pci,mac=52:54:00:AB:CD:EF", "-device", "qemu-xhci,id=x",
+                            "-device", "usb-hub,bus=x.0", "-device", "usb-kbd,bus=x.0,port=1.2", "-device", "usb-tablet",
+                            "-device", "virtio-serial-pci,id=vs", "-device", "virtconsole",
+                            "-device", "virtserialport,bus=vs.0", "-device", "virtio-scsi-pci,id=s",
+                            "-device", "scsi-cd,bus=s.0"],
+    "q35-multifunction": [*Q35, "-nodefaults", "-device", "virtio-balloon-pci,addr=5.0,multifunction=on",
+                          "-device", "virtio-rng-pci,addr=5.1"],
+    "pc": PC,
+    "pc-bridge": [*PC, "-nodefaults", "-device", "pci-bridge,id=b,chassis_nr=1", "-device", "e1000,bus=b,addr=3",
+                  "-device", "virtio-balloon-pci", "-device", "qemu-xhci", "-device", "usb-mouse"],
+    "pc-parallel-none": [*PC, "-parallel", "none", "-net", "none"],
+    "virt": VIRT,
+    "virt-devices": [*VIRT, "-device", "virtio-net-device", "-device", "virtio-rng-device",
+                     "-device", "pcie-root-port,id=rp,chassis=2", "-device", "pcie-pci-bridge,bus=rp,id=pb",
+                     "-device", "virtio-net-pci,bus=pb,addr=1"],
+    "virt-nodefaults": [*VIRT, "-nodefaults", "-device", "virtio-balloon-device", "-device", "qemu-xhci",
+                        "-device", "usb-kbd"],
+    "riscv": RISCV,
+    "riscv-devices": [*RISCV, "-device", "virtio-balloon-device", "-device", "virtio-rng-pci",
+                      "-device", "virtio-serial-pci", "-device", "virtconsole"],
+}
+
+
+def _qemu2dtb(tmp_path: Path, argv: list[str], offline: bool) -> subprocess.CompletedProcess[str]:
+    out = tmp_path / ("off.dtb" if offline else "on.dtb")
+    flags = ["--offline"] if offline else []
+    return subprocess.run([sys.executable, "-m", "dtvm", "qemu2dtb", *flags, "-o", str(out), "--", *argv],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_offline_equals_online(name: str, tmp_path: Path) -> None:
+    argv = CASES[name]
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed (the online oracle cannot run)")
+    online = _qemu2dtb(tmp_path, argv, offline=False)
+    assert online.returncode == 0, online.stderr
+    offline = _qemu2dtb(tmp_path, argv, offline=True)
+    assert offline.returncode == 0, offline.stderr
+    assert (tmp_path / "off.dtb").read_bytes() == (tmp_path / "on.dtb").read_bytes()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    ([*Q35, "-usb"], "-usb"),
+    ([*Q35, "-m", "4G"], "-m 4G"),
+    ([*Q35, "-device", "nvme,serial=x"], "nvme"),
+    ([*Q35, "-netdev", "tap,id=t0"], "tap"),
+    ([*Q35, "-M", "pc-q35-7.2,sata=off"], "sata=off"),
+    ([*Q35, "-device", "e1000,bus=nope"], "nope"),
+    ([*Q35, "-nodefaults", "-device", "e1000,addr=3.0", "-device", "e1000e,addr=3.0"], "3"),
+    (["qemu-system-ppc64", "-M", "pseries-7.2"], "offline model"),
+])
+def test_offline_refuses_what_it_does_not_know(argv: list[str], needle: str, tmp_path: Path) -> None:
+    res = _qemu2dtb(tmp_path, argv, offline=True)
+    assert res.returncode != 0
+    assert needle in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "off.dtb").exists()
