@@ -285,13 +285,13 @@ def offline_config(argv: list[str]) -> Config:
     bus_by_name: dict[str, Bus] = {b.name: b for b in _all_buses(config)}
     mac_next = model["first-mac"] + sum(1 for d in config.devices() if "mac" in d.props)
     profiles: dict[str, Any] = model["profiles"]
+    kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
     for driver, pairs in args.devices:
         where = f"-device {driver}"
         user = dict(pairs)
-        kinds = {p["kind"] for k, p in profiles.items() if k.startswith(driver + "@")}
-        if not kinds:
+        kind = kind_of.get(driver)
+        if kind is None:
             raise OfflineError(f"{where}: {driver} is not in the offline model (use online mode)")
-        kind = kinds.pop()
         requested = {k: v for k, v in user.items() if k in ("bus", "addr", "multifunction", "port", "channel", "scsi-id", "lun", "nr")}
         if kind == "virtio-mmio":
             bus = _free_transport(config, requested.get("bus"), where)
