@@ -80,7 +80,8 @@ PHANDLE_PROPS = frozenset({"phandle", "linux,phandle"})
 #: Back-end facts on a device node (the overlay's per-device fragments; a merged tree has them too).
 BACKEND_FACTS = frozenset({
     "qemu,id", "qemu,hotplugged", "qemu,drive", "qemu,netdev", "qemu,chardev", "qemu,audiodev",
-    "qemu,memdev", "qemu,iothread", "qemu,drive-id", "qemu,fsdev", "qemu,blockdev",
+    "qemu,memdev", "qemu,iothread", "qemu,drive-id", "qemu,fsdev", "qemu,blockdev", "qemu,unplug-pending",
+    "qemu,masterbus",
 })
 #: Random per-boot values QEMU writes into /chosen.
 CHOSEN_SEEDS = frozenset({"rng-seed", "kaslr-seed"})

@@ -324,7 +324,7 @@ class Ref:
         if self.kind == "id":
             return f"id={self.value}"
         if not self.kind:
-            return f"host {self.name}={self.value}"
+            return f"host {self.name}={self.value}" if self.value else f"host: {self.name}"
         if self.backend is None:
             return f"-> {self.kind} {self.value} (not in back-ends)"
         opts = self.backend.options_text()
@@ -383,7 +383,11 @@ class _HostSide:
                 continue
             seen.add((name, value))
             short = name[5:] if name.startswith("qemu,") else name
-            if short == "id":
+            if short == "hotplugged":
+                continue  # shown as the device's hot-plugged marker
+            if short == "unplug-pending":
+                out.append(Ref("", "", "unplug pending"))
+            elif short == "id":
                 out.append(Ref("id", value))
             elif short in self.kinds:
                 backend = self.by_key.get((short, value))

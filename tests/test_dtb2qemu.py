@@ -398,3 +398,23 @@ def test_unbuildable_is_named(change: Callable[[DeviceTree], None], needle: str,
     assert res.returncode != 0 and res.stdout == "", res.stdout
     assert needle in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_pending_unplug_still_rebuilds(vm_factory: Any, tmp_path: Path) -> None:
+    """A device whose unplug waits for the guest is still in the VM: the description keeps it
+    (marked in the overlay) and the rebuilt VM has it, so the original migrates into it."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (its oracle cannot run)")
+    a = vm_factory([*Q35, "-nodefaults", "-device", "pcie-root-port,id=rp1,chassis=1"])
+    out = tmp_path / "a.dtb"
+    for args in (["add", "virtio-net-pci,bus=rp1,id=n1"], ["del", "n1", "--wait", "0.5"]):
+        res = subprocess.run([sys.executable, "-m", "dtvm", "hotplug", "--qmp", f"unix:{a.sock}", "-o", str(out), *args],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+    overlay = read_dtb((tmp_path / "a.backend.dtbo").read_bytes())
+    assert any(f.get_child("__overlay__") is not None and f.get_child("__overlay__").get_property("qemu,unplug-pending") is not None
+               for f in overlay.root.live_children())
+    argv = _dtb2qemu(out, tmp_path / "a.backend.dtbo")
+    assert any(a.startswith("virtio-net-pci,") for a in argv)
+    b = vm_factory([*argv, "-incoming", "defer"])
+    assert _migrate(a, b, tmp_path).get("status") == "completed"

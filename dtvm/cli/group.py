@@ -26,6 +26,8 @@ class _LazyGroup(click.Group):
         "diff": ("dtvm.cli.diff", "diff_cmd"),
         "dtb2qemu": ("dtvm.cli.qemu", "dtb2qemu_cmd"),
         "backend": ("dtvm.cli.qemu", "backend_cmd"),
+        "hotplug": ("dtvm.cli.hotplug", "hotplug_group"),
+        "check": ("dtvm.cli.check", "check_cmd"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

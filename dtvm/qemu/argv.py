@@ -31,7 +31,7 @@ BINARIES = {
 #: device properties that are addresses or bus links: set by dtvm, never copied from the tree
 RESERVED = frozenset({"id", "bus", "addr", "unit", "scsi-id", "lun", "channel", "port", "nr", "reg",
                       "iobase", "address", "driver", "drive", "netdev", "chardev", "audiodev",
-                      "memdev", "iothread", "hotplugged", "masterbus"})
+                      "memdev", "iothread", "hotplugged", "unplug-pending", "masterbus"})
 
 BACKEND_REFS = ("drive", "netdev", "chardev")
 

@@ -226,8 +226,8 @@ def _read_backend(
             continue
         props: dict[str, str] = {}
         for prop in over.live_props():
-            if prop.name == "qemu,hotplugged":
-                props["hotplugged"] = "on"
+            if prop.name in ("qemu,hotplugged", "qemu,unplug-pending"):
+                props[prop.name[5:]] = "on"  # flags: history of the device, it still exists
                 continue
             if prop.name.startswith("qemu,"):
                 value = _string(over, prop.name)
