@@ -255,7 +255,7 @@ def _who(dev: Device) -> str:
 
 
 def _select_bus(config: Config, kind: str, driver: str, requested: Mapping[str, str],
-                parents: Mapping[str, str]) -> tuple[Bus, bool]:
+                parents: Mapping[str, str], named: Mapping[str, list[Bus]] | None = None) -> tuple[Bus, bool]:
     wanted = KIND_BUS_TYPE[kind]
     name = requested.get("bus")
     if name is None:
@@ -265,10 +265,14 @@ def _select_bus(config: Config, kind: str, driver: str, requested: Mapping[str, 
         return bus, True
     if "/" in name:
         raise AssignError(f"bus {name!r}: give the bus by its name (e.g. bus=rp1), not a path")
-    bus = find_bus(config, name=name, parents=parents)
+    if named is not None:  # the caller keeps an index of bus names (offline: linear in devices)
+        same = list(named.get(name, ()))
+        bus = same[0] if same else None
+    else:
+        bus = find_bus(config, name=name, parents=parents)
+        same = [b for b in bus_search_order(config) if b.name == name]
     if bus is None:
         raise AssignError(f"bus {name!r} not found")
-    same = [b for b in bus_search_order(config) if b.name == name]
     if len(same) > 1:
         raise AssignError(f"bus name {name!r} is not unique in this VM ({len(same)} buses have it)")
     if _full(bus):
@@ -283,7 +287,8 @@ def _select_bus(config: Config, kind: str, driver: str, requested: Mapping[str, 
 
 
 def assign(config: Config, driver: str, kind: str, requested: Mapping[str, str], *, hotplug: bool = True,
-           console: bool = False, parents: Mapping[str, str] = BUS_PARENTS) -> Placement:
+           console: bool = False, parents: Mapping[str, str] = BUS_PARENTS,
+           named: Mapping[str, list[Bus]] | None = None) -> Placement:
     """Where ``driver`` (a device of ``kind``: PCI, USB, SCSI, VSERIAL) goes in ``config``.
 
     ``requested`` holds the device options the user gave (``bus``, and the address keys of the
@@ -294,7 +299,7 @@ def assign(config: Config, driver: str, kind: str, requested: Mapping[str, str],
     """
     if kind not in KIND_BUS_TYPE:
         raise AssignError(f"dtvm assigns addresses on PCI, USB, SCSI and virtio-serial buses, not for {driver}")
-    bus, chosen = _select_bus(config, kind, driver, requested, parents)
+    bus, chosen = _select_bus(config, kind, driver, requested, parents, named)
     where = f"bus {bus.name}" + (f" (QEMU's choice for {driver} without bus=)" if chosen else "")
     if kind == PCI:
         address, opts = _assign_pci(bus, driver, requested, hotplug, where)

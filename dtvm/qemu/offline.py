@@ -282,7 +282,9 @@ def offline_config(argv: list[str]) -> Config:
         _drop_default_cdrom(config)
 
     ids: dict[str, Device] = {d.qdev_id: d for d in config.devices() if d.qdev_id}
-    bus_by_name: dict[str, Bus] = {b.name: b for b in _all_buses(config)}
+    bus_by_name: dict[str, list[Bus]] = {}
+    for b in _all_buses(config):
+        bus_by_name.setdefault(b.name, []).append(b)
     mac_next = model["first-mac"] + sum(1 for d in config.devices() if "mac" in d.props)
     profiles: dict[str, Any] = model["profiles"]
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
@@ -298,7 +300,8 @@ def offline_config(argv: list[str]) -> Config:
             address: tuple[str, tuple[int, ...]] = ("virtio", ())
         else:
             try:
-                placement = assign.assign(config, driver, kind, requested, hotplug=False, console=driver == "virtconsole")
+                placement = assign.assign(config, driver, kind, requested, hotplug=False, console=driver == "virtconsole",
+                                          named=bus_by_name if "bus" in requested else None)
             except DtvmError as exc:
                 raise OfflineError(f"{where}: {exc}") from None
             bus, address = placement.bus, placement.address
@@ -334,7 +337,7 @@ def offline_config(argv: list[str]) -> Config:
         _rename_buses(dev, qid)
         bus.devices.append(dev)
         for b in _walk_buses(dev):
-            bus_by_name[b.name] = b
+            bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
     for _head, pairs in args.netdevs:
