@@ -34,7 +34,10 @@ CASES = {
                             "-device", "scsi-cd,bus=s.0"],
     "q35-multifunction": [*Q35, "-nodefaults", "-device", "virtio-balloon-pci,addr=5.0,multifunction=on",
                           "-device", "virtio-rng-pci,addr=5.1"],
+    "q35-memory-smp": [*Q35, "-m", "4G", "-smp", "4", "-nodefaults", "-device", "virtio-rng-pci"],
+    "q35-small": [*Q35, "-m", "512", "-smp", "cpus=2"],
     "pc": PC,
+    "pc-memory": [*PC, "-m", "1G", "-smp", "2"],
     "pc-bridge": [*PC, "-nodefaults", "-device", "pci-bridge,id=b,chassis_nr=1", "-device", "e1000,bus=b,addr=3",
                   "-device", "virtio-balloon-pci", "-device", "qemu-xhci", "-device", "usb-mouse"],
     "pc-parallel-none": [*PC, "-parallel", "none", "-net", "none"],
@@ -71,7 +74,10 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("argv,needle", [
     ([*Q35, "-usb"], "-usb"),
-    ([*Q35, "-m", "4G"], "-m 4G"),
+    ([*Q35, "-m", "size=4G,maxmem=8G"], "-m size=4G"),
+    ([*Q35, "-smp", "2,sockets=2"], "-smp 2,sockets=2"),
+    ([*Q35, "-cpu", "max"], "-cpu max"),
+    ([*VIRT, "-m", "1G"], "-m 1G"),
     ([*Q35, "-device", "nvme,serial=x"], "nvme"),
     ([*Q35, "-netdev", "tap,id=t0"], "tap"),
     ([*Q35, "-M", "pc-q35-7.2,sata=off"], "sata=off"),

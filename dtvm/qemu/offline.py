@@ -266,9 +266,10 @@ def offline_config(argv: list[str]) -> Config:
         bad = [f"{k}={v}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
         if bad:
             raise OfflineError(f"-machine {','.join(bad)}: machine options other than the defaults are not in the offline model (use online mode)")
-    for opt, key in ((args.memory, "memory"), (args.smp, "smp"), (args.cpu, "cpu")):
-        if opt is not None and opt not in model["accepts"].get(key, []):
-            raise OfflineError(f"-{'m' if key == 'memory' else key} {opt}: not in the offline model of {machine.type} (use online mode)")
+    x86 = machine.arch in ("x86_64", "i386")
+    for opt, key in ((args.memory, "m"), (args.smp, "smp"), (args.cpu, "cpu")):
+        if opt is not None and (key == "cpu" or not x86):
+            raise OfflineError(f"-{key} {opt}: not in the offline model of {machine.type} (use online mode)")
 
     turns_off = _data()["turns-off-default"]
     removed = set(args.removed) | {turns_off[d] for d, _ in args.devices if d in turns_off}
@@ -280,6 +281,10 @@ def offline_config(argv: list[str]) -> Config:
     config = config_from_dict(model["variants"][variant])
     if cdrom and not args.nodefaults:
         _drop_default_cdrom(config)
+    if args.memory is not None:
+        _set_memory(config, _mebibytes(args.memory))
+    if args.smp is not None:
+        _set_cpus(config, args.smp)
 
     ids: dict[str, Device] = {d.qdev_id: d for d in config.devices() if d.qdev_id}
     bus_by_name: dict[str, list[Bus]] = {}
@@ -349,6 +354,45 @@ def offline_config(argv: list[str]) -> Config:
     config.backends.sort(key=lambda b: (b.kind, b.id))
     config.inputs.update(args.inputs)
     return config
+
+
+def _mebibytes(text: str) -> int:
+    """``-m`` as QEMU reads a plain size: a number (MiB) or with a K/M/G/T suffix; bytes out."""
+    m = re.fullmatch(r"(\d+)([KMGT]?)[bB]?", text.strip(), re.IGNORECASE)
+    if not m:
+        raise OfflineError(f"-m {text}: only a plain size (512, 2G) is in the offline model (use online mode)")
+    scale = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
+    return int(m.group(1)) * scale
+
+
+def _set_memory(config: Config, ram: int) -> None:
+    """RAM size and, on q35, the split the PCI host reports: below 4 GiB up to 2 GiB when the RAM
+    reaches the 2.75 GiB PCI hole (pc_q35_init with gigabyte alignment), the rest above."""
+    config.machine.memory = ram
+    for dev in config.root.devices:
+        if dev.driver == "q35-pcihost":
+            below = 0x80000000 if ram >= 0xB0000000 else ram
+            dev.props["below-4g-mem-size"] = str(below)
+            if ram - below:
+                dev.props["above-4g-mem-size"] = str(ram - below)
+            else:
+                dev.props.pop("above-4g-mem-size", None)
+        elif dev.driver == "i440FX-pcihost" and ram >= 0xE0000000:
+            raise OfflineError("-m: RAM above the i440fx PCI hole is not in the offline model (use online mode)")
+    for backend in config.backends:
+        if backend.kind == "memdev" and "size" in backend.options:
+            backend.options["size"] = str(ram)
+
+
+def _set_cpus(config: Config, text: str) -> None:
+    """``-smp N`` (or ``cpus=N``): machine types since 6.2 prefer cores, so one socket of N cores."""
+    m = re.fullmatch(r"(?:cpus=)?(\d+)", text.strip())
+    if not m or not 1 <= int(m.group(1)) <= 255:
+        raise OfflineError(f"-smp {text}: only a CPU count is in the offline model (use online mode)")
+    n = int(m.group(1))
+    config.machine.cpus = config.machine.max_cpus = n
+    if "core-id" in config.machine.topology:
+        config.machine.topology["core-id"] = n
 
 
 def _data() -> dict[str, Any]:
