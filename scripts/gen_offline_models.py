@@ -19,6 +19,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from dtvm.errors import DtvmError
 from dtvm.qemu.config import Device, from_snapshot
 from dtvm.qemu.live import read_argv
 from dtvm.qemu.machine import find_machine
@@ -41,12 +42,15 @@ REMOVERS = {"net": ["-net", "none"], "parallel": ["-parallel", "none"], "serial"
 
 def _variants() -> dict[str, list[str]]:
     """Every combination of the default-removing options (their effects interact: -vga none moves
-    q35's default NIC), keyed by the removed defaults joined with '+'."""
-    out: dict[str, list[str]] = {"nodefaults": ["-nodefaults"]}
+    q35's default NIC), with and without -usb, keyed by the tags joined with '+'."""
+    out: dict[str, list[str]] = {}
     names = sorted(REMOVERS)
-    for mask in range(1 << len(names)):
-        chosen = [n for i, n in enumerate(names) if mask >> i & 1]
-        out["+".join(chosen) or "defaults"] = [a for n in chosen for a in REMOVERS[n]]
+    for usb in (False, True):
+        tail = ["-usb"] if usb else []
+        out["+".join(["nodefaults"] + (["usb"] if usb else []))] = ["-nodefaults", *tail]
+        for mask in range(1 << len(names)):
+            chosen = [n for i, n in enumerate(names) if mask >> i & 1] + (["usb"] if usb else [])
+            out["+".join(sorted(chosen)) or "defaults"] = [a for n in chosen if n != "usb" for a in REMOVERS[n]] + tail
     return out
 
 
@@ -67,6 +71,8 @@ def _find(dev: Device, qid: str) -> Device | None:
 
 
 def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) -> tuple[str, dict[str, Any]]:
+    if context == "nic":
+        return _probe_nic(binary, mtype, device)
     extra = REQUIRED.get(device)
     spec = f"{device},id=probe" + (f",{extra}" if extra else "")
     if context not in ("pci-root", "virtio-mmio-bus"):
@@ -83,6 +89,21 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
             break
     if found is None or found.parent is None:
         raise SystemExit(f"{mtype}: probe {device} on {context}: not found")
+    return f"{device}@{context}", _profile(snapshot, found, extra)
+
+
+def _probe_nic(binary: str, mtype: str, device: str) -> tuple[str, dict[str, Any]]:
+    """A NIC made by -nic (machine init, pci_nic_init): QEMU sets it up unlike -device."""
+    snapshot = read_argv([binary, "-M", mtype, "-nodefaults", "-nic", f"user,model={device}"])
+    config = from_snapshot(snapshot)
+    found = next((d for d in config.devices() if d.driver == device), None)
+    if found is None or found.parent is None:
+        raise SystemExit(f"{mtype}: -nic model={device}: not found")
+    return f"{device}@nic", _profile(snapshot, found, None)
+
+
+def _profile(snapshot: Any, found: Device, extra: str | None) -> dict[str, Any]:
+    assert found.parent is not None
     data = device_to_dict(found)
     data["id"] = None
     if extra:
@@ -91,13 +112,34 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     types = {d: {e["name"]: e.get("type", "") for e in snapshot.type_props.get(d) or []} for d in drivers}
     defaults = {d: {e["name"]: ("on" if e["default-value"] is True else "off" if e["default-value"] is False else str(e["default-value"]))
                     for e in snapshot.type_props.get(d) or [] if "default-value" in e} for d in drivers}
-    return f"{device}@{context}", {"kind": KIND[found.parent.type], "device": data, "types": types,
-                                    "defaults": defaults, "props-of": {d: sorted(types[d]) for d in drivers}}
+    return {"kind": KIND[found.parent.type], "device": data, "types": types,
+            "defaults": defaults, "props-of": {d: sorted(types[d]) for d in drivers}}
+
+
+def _default_nic(variant: dict[str, Any]) -> str | None:
+    """The NIC model -nic makes without model=: the driver of the default NIC (it has a mac)."""
+    stack = list(variant["root"]["devices"])
+    while stack:
+        dev = stack.pop(0)
+        macs = [dev] + [c for b in dev["buses"] for c in b["devices"]]
+        if any("mac" in d["props"] for d in macs) and dev["address"][0] == "pci":
+            return str(dev["driver"])
+        for b in dev["buses"]:
+            stack.extend(b["devices"])
+    return None
 
 
 def model(mtype: str, binary: str, pcie: bool, mmio: bool) -> dict[str, Any]:
-    variants = {name: config_to_dict(from_snapshot(read_argv([binary, "-M", mtype, *opts])))
-                for name, opts in VARIANTS.items()}
+    def variant(opts: list[str]) -> dict[str, Any] | None:
+        try:
+            return config_to_dict(from_snapshot(read_argv([binary, "-M", mtype, *opts])))
+        except DtvmError:
+            return None  # QEMU refuses the combination on this machine: not in the model
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        made = dict(zip(VARIANTS, pool.map(variant, VARIANTS.values()), strict=True))
+    variants = {name: v for name, v in made.items() if v is not None}
+    nics = {name: _default_nic(v) for name, v in variants.items() if name == "defaults"}
     port = ["-device", "pcie-root-port,id=ctx,chassis=9"]
     bridge = (["-device", "pcie-root-port,id=rp9,chassis=9", "-device", "pcie-pci-bridge,id=ctx,bus=rp9"] if pcie
               else ["-device", "pci-bridge,id=ctx,chassis_nr=8"])
@@ -113,10 +155,12 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool) -> dict[str, Any]:
     jobs += [(["-device", "virtio-scsi-pci,id=ctx"], d, "SCSI") for d in SCSI_DEVICES]
     if mmio:
         jobs += [([], d, "virtio-mmio-bus") for d in MMIO_DEVICES]
+    if mtype != "virt":  # riscv64 virt makes no NICs from -nic
+        jobs += [([], d, "nic") for d in ("virtio-net-pci", "e1000", "e1000e")]
     with ThreadPoolExecutor(max_workers=2) as pool:
         profiles = dict(pool.map(lambda j: probe(binary, mtype, j[0], j[1], j[2]), jobs))
     first = variants["defaults"]
-    return {"format": 1, "type": mtype, "binary": binary,
+    return {"format": 1, "type": mtype, "binary": binary, "default-nic": nics.get("defaults"),
             "qemu": read_argv([binary, "-M", mtype, "-nodefaults"]).version.get("package", ""),
             "machine-options": first["machine"]["options"], "accepts": {}, "first-mac": 0x525400123456,
             "variants": variants, "profiles": dict(sorted(profiles.items()))}

@@ -36,6 +36,12 @@ CASES = {
                           "-device", "virtio-rng-pci,addr=5.1"],
     "q35-memory-smp": [*Q35, "-m", "4G", "-smp", "4", "-nodefaults", "-device", "virtio-rng-pci"],
     "q35-small": [*Q35, "-m", "512", "-smp", "cpus=2"],
+    "q35-usb": [*Q35, "-usb", "-device", "usb-tablet"],
+    "q35-usb-option": [*Q35[:2], "pc-q35-7.2,usb=on", "-nodefaults", "-device", "usb-kbd"],
+    "q35-nic": [*Q35, "-nic", "user,model=virtio-net-pci", "-device", "e1000"],
+    "pc-nic-serial-object": [*PC, "-nic", "user", "-serial", "null", "-object", "rng-random,id=r,filename=/dev/urandom",
+                             "-device", "virtio-rng-pci,rng=r"],
+    "virt-nics": [*VIRT, "-nic", "user", "-nic", "user,mac=52:54:00:00:00:09"],
     "pc": PC,
     "pc-memory": [*PC, "-m", "1G", "-smp", "2"],
     "pc-bridge": [*PC, "-nodefaults", "-device", "pci-bridge,id=b,chassis_nr=1", "-device", "e1000,bus=b,addr=3",
@@ -73,7 +79,10 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("argv,needle", [
-    ([*Q35, "-usb"], "-usb"),
+    ([*Q35, "-serial", "null", "-serial", "null"], "second serial"),
+    ([*Q35, "-nic", "tap"], "-nic tap"),
+    ([*Q35, "-object", "memory-backend-ram,id=m,size=1G"], "memory-backend-ram"),
+    ([*Q35, "-drive", "file=/nonexistent.img"], "-drive"),
     ([*Q35, "-m", "size=4G,maxmem=8G"], "-m size=4G"),
     ([*Q35, "-smp", "2,sockets=2"], "-smp 2,sockets=2"),
     ([*Q35, "-cpu", "max"], "-cpu max"),

@@ -136,6 +136,9 @@ class _Args:
     netdevs: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
     chardevs: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
+    usb: bool = False
+    nics: list[list[tuple[str, str]]] = field(default_factory=list)
+    chardev_for: dict[str, str] = field(default_factory=dict)
 
 
 _IGNORED_FLAGS = {"-S", "-nographic", "-no-reboot", "-no-shutdown"}
@@ -182,6 +185,27 @@ def parse_argv(argv: list[str]) -> _Args:
                 i += 1
             elif norm in ("-vga", "-serial", "-parallel", "-net") and value() == "none":
                 args.removed.add(norm[1:])
+                i += 2
+            elif norm in ("-serial", "-parallel"):
+                # the default port's back-end only: the guest sees the same port
+                if norm[1:] in args.chardev_for:
+                    raise OfflineError(f"{opt}: a second {norm[1:]} port is not in the offline model (use online mode)")
+                args.chardev_for[norm[1:]] = value()
+                i += 2
+            elif norm == "-usb":
+                args.usb = True
+                i += 1
+            elif norm == "-nic":
+                head, pairs = parse(value(), implied="type")
+                if head != "user":
+                    raise OfflineError(f"-nic {head}: only 'user' is in the offline model (use online mode)")
+                args.removed.add("net")
+                args.nics.append(pairs)
+                i += 2
+            elif norm == "-object":
+                head, pairs = parse(value(), implied="qom-type")
+                if head not in ("rng-random", "rng-builtin", "iothread"):
+                    raise OfflineError(f"-object {head}: not in the offline model (use online mode)")
                 i += 2
             elif norm == "-device":
                 head, pairs = parse(value(), implied="driver")
@@ -262,6 +286,10 @@ def offline_config(argv: list[str]) -> Config:
     if args.machine not in (machine.type, machine.alias):
         raise OfflineError(f"-machine {args.machine}: not a machine dtvm describes")
     model = load_model(machine)
+    for k, v in list(args.machine_opts):
+        if k == "usb":
+            args.usb = _norm(v, "bool") == "on"
+            args.machine_opts.remove((k, v))
     if args.machine_opts:
         bad = [f"{k}={v}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
         if bad:
@@ -275,7 +303,8 @@ def offline_config(argv: list[str]) -> Config:
     removed = set(args.removed) | {turns_off[d] for d, _ in args.devices if d in turns_off}
     cdrom = "cdrom" in removed
     removed.discard("cdrom")
-    variant = "nodefaults" if args.nodefaults else "+".join(sorted(removed)) or "defaults"
+    tags = (["nodefaults"] if args.nodefaults else sorted(removed)) + (["usb"] if args.usb else [])
+    variant = "+".join(tags) or "defaults"
     if variant not in model["variants"]:
         raise OfflineError(f"{', '.join(sorted(removed))}: this combination of removed defaults is not in the offline model (use online mode)")
     config = config_from_dict(model["variants"][variant])
@@ -293,8 +322,20 @@ def offline_config(argv: list[str]) -> Config:
     mac_next = model["first-mac"] + sum(1 for d in config.devices() if "mac" in d.props)
     profiles: dict[str, Any] = model["profiles"]
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
-    for driver, pairs in args.devices:
-        where = f"-device {driver}"
+    nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
+    for n, pairs in enumerate(args.nics):
+        opts = dict(pairs)
+        model_name = opts.pop("model", None) or model.get("default-nic")
+        if not model_name:
+            raise OfflineError(f"-nic: {machine.type} has no default NIC model: give model= (use online mode)")
+        netdev = opts.pop("id", None) or f"__org.qemu.nic{n}"
+        args.netdevs.insert(n, ("user", [("id", netdev)]))
+        nic_devices.append((model_name, [("netdev", netdev), *opts.items()]))
+    # NICs of -nic are made during machine init, before any -device (and made differently:
+    # their own profiles)
+    for n_dev, (driver, pairs) in enumerate([*nic_devices, *args.devices]):
+        from_nic = n_dev < len(nic_devices)
+        where = f"-nic model={driver}" if from_nic else f"-device {driver}"
         user = dict(pairs)
         kind = kind_of.get(driver)
         if kind is None:
@@ -310,7 +351,7 @@ def offline_config(argv: list[str]) -> Config:
             except DtvmError as exc:
                 raise OfflineError(f"{where}: {exc}") from None
             bus, address = placement.bus, placement.address
-        context = _context(bus)
+        context = "nic" if from_nic else _context(bus)
         profile = profiles.get(f"{driver}@{context}")
         if profile is None:
             raise OfflineError(f"{where}: no profile for {driver} on a {context} bus in the offline model (use online mode)")
@@ -328,7 +369,10 @@ def offline_config(argv: list[str]) -> Config:
             target = next((t for t in reversed(targets) if key in profile["props-of"].get(t.driver, [])), None)
             if target is None:
                 raise OfflineError(f"{where}: property {key!r} is not in the offline model of {driver} (use online mode)")
-            value = _norm(raw, types.get(target.driver, {}).get(key))
+            ptype = types.get(target.driver, {}).get(key) or ""
+            if ptype.startswith("link<"):
+                continue  # a QOM link (rng=, iothread=...): not a qdev property, info qtree has none
+            value = _norm(raw, ptype)
             if key in ("drive", "netdev", "chardev"):
                 target.backends[key] = value
             elif defaults.get(target.driver, {}).get(key) == value:
