@@ -35,8 +35,11 @@ MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device
 #: properties a probe must give, dropped from the profile (the user gives their own)
 REQUIRED = {"pci-bridge": "chassis_nr=9"}
 
-MACHINES = [("pc-q35-7.2", "qemu-system-x86_64", True, False), ("pc-i440fx-7.2", "qemu-system-x86_64", False, False),
-            ("virt-7.2", "qemu-system-aarch64", True, True), ("virt", "qemu-system-riscv64", True, True)]
+#: (type, binary, PCI Express, virtio-mmio, device profiles): pseries gets none, because a device
+#: added there changes QEMU's own DT (PCI and VIO nodes), which the offline model cannot write
+MACHINES = [("pc-q35-7.2", "qemu-system-x86_64", True, False, True), ("pc-i440fx-7.2", "qemu-system-x86_64", False, False, True),
+            ("virt-7.2", "qemu-system-aarch64", True, True, True), ("virt-7.2", "qemu-system-arm", True, True, True),
+            ("virt", "qemu-system-riscv64", True, True, True), ("pseries-7.2", "qemu-system-ppc64", False, False, False)]
 REMOVERS = {"net": ["-net", "none"], "parallel": ["-parallel", "none"], "serial": ["-serial", "none"], "vga": ["-vga", "none"]}
 
 
@@ -129,7 +132,7 @@ def _default_nic(variant: dict[str, Any]) -> str | None:
     return None
 
 
-def model(mtype: str, binary: str, pcie: bool, mmio: bool) -> dict[str, Any]:
+def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dict[str, Any]:
     def variant(opts: list[str]) -> dict[str, Any] | None:
         try:
             return config_to_dict(from_snapshot(read_argv([binary, "-M", mtype, *opts])))
@@ -157,6 +160,8 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool) -> dict[str, Any]:
         jobs += [([], d, "virtio-mmio-bus") for d in MMIO_DEVICES]
     if mtype != "virt":  # riscv64 virt makes no NICs from -nic
         jobs += [([], d, "nic") for d in ("virtio-net-pci", "e1000", "e1000e")]
+    if not devices:
+        jobs = []
     with ThreadPoolExecutor(max_workers=2) as pool:
         profiles = dict(pool.map(lambda j: probe(binary, mtype, j[0], j[1], j[2]), jobs))
     first = variants["defaults"]
@@ -170,9 +175,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "dtvm", "qemu", "machines"))
     args = parser.parse_args()
-    for mtype, binary, pcie, mmio in MACHINES:
+    for mtype, binary, pcie, mmio, devices in MACHINES:
         machine = find_machine(mtype, binary)
-        data = model(mtype, binary, pcie, mmio)
+        data = model(mtype, binary, pcie, mmio, devices)
         path = os.path.join(args.out, f"{machine.arch}-{machine.type}.offline.json")
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1, sort_keys=False)

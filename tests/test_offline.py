@@ -53,6 +53,10 @@ CASES = {
                      "-device", "virtio-net-pci,bus=pb,addr=1"],
     "virt-nodefaults": [*VIRT, "-nodefaults", "-device", "virtio-balloon-device", "-device", "qemu-xhci",
                         "-device", "usb-kbd"],
+    "arm-virt": ["qemu-system-arm", "-M", "virt-7.2", "-device", "virtio-rng-device", "-device", "virtio-net-pci"],
+    "pseries": ["qemu-system-ppc64", "-M", "pseries-7.2"],
+    "pseries-nodefaults": ["qemu-system-ppc64", "-M", "pseries-7.2", "-nodefaults"],
+    "pseries-vga-none": ["qemu-system-ppc64", "-M", "pseries-7.2", "-vga", "none", "-net", "none"],
     "riscv": RISCV,
     "riscv-devices": [*RISCV, "-device", "virtio-balloon-device", "-device", "virtio-rng-pci",
                       "-device", "virtio-serial-pci", "-device", "virtconsole"],
@@ -92,7 +96,7 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     ([*Q35, "-M", "pc-q35-7.2,sata=off"], "sata=off"),
     ([*Q35, "-device", "e1000,bus=nope"], "nope"),
     ([*Q35, "-nodefaults", "-device", "e1000,addr=3.0", "-device", "e1000e,addr=3.0"], "3"),
-    (["qemu-system-ppc64", "-M", "pseries-7.2"], "offline model"),
+    (["qemu-system-ppc64", "-M", "pseries-7.2", "-device", "spapr-vty"], "spapr-vty"),
 ])
 def test_offline_refuses_what_it_does_not_know(argv: list[str], needle: str, tmp_path: Path) -> None:
     res = _qemu2dtb(tmp_path, argv, offline=True)
