@@ -220,13 +220,10 @@ def _word(text: str) -> str:
 
 
 def _strings(value: bytes) -> list[str] | None:
-    """A value as strings if it is NUL-terminated UTF-8 without empty parts."""
-    if not value or value[-1] != 0 or value[0] == 0 or b"\0\0" in value:
-        return None
-    try:
-        return value[:-1].decode("utf-8").split("\0")
-    except UnicodeDecodeError:
-        return None
+    """A value as strings if it is NUL-terminated UTF-8 without empty parts (show's reading)."""
+    from .show import _strings as strings
+
+    return strings(value)
 
 
 def _looks_text(strings: list[str]) -> bool:

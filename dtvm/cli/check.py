@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import sys
 
 import click
@@ -19,14 +18,9 @@ __all__ = ["check_cmd"]
 
 
 def _write(text: str) -> None:
-    """Write to stdout; a closed pipe (``dtvm check vm.dtb | head``) ends quietly."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(141)
+    from .output import write_stdout
+
+    write_stdout(text)
 
 
 def _rules_help() -> str:

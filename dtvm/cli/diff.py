@@ -10,7 +10,6 @@ back-ends is still the same VM.  The comparison itself is ``dtvm.diff``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
@@ -19,14 +18,9 @@ __all__ = ["diff_cmd"]
 
 
 def _write(text: str) -> None:
-    """Write to stdout; a closed pipe (``dtvm diff a b | head``) ends quietly, like the fdt tools."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(141)
+    from .output import write_stdout
+
+    write_stdout(text)
 
 
 @click.command("diff")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "write_stdout"]
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -44,3 +45,15 @@ def write_atomic(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def write_stdout(text: str) -> None:
+    """Write to stdout; a closed pipe (``dtvm diff a b | head``) ends quietly with 141, as the fdt
+    tools do, instead of a BrokenPipeError traceback."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
