@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 
 from .dtb import read_dtb
 from .errors import DtvmError
-from .qemu.config import Backend, Bus, Config, Device, address_text
-from .tree import DeviceTree, Node, Property
+from .qemu.config import Backend, Bus, Config, Device
+from .tree import DeviceTree, Node
 
 __all__ = ["Description", "TranslateError", "describe"]
 
@@ -178,7 +178,7 @@ class _Builder:
         if host:
             self.backend_targets.append((node, host))
 
-    def add_device(self, parent: Node, dev: Device, siblings: int) -> Node:
+    def add_device(self, parent: Node, dev: Device) -> Node:
         kind, values = dev.address
         name = self.node_name(dev)
         unit = ""
@@ -286,7 +286,7 @@ class _Builder:
             self.node_of[id(dev)] = found
             self.device_props_existing(found, dev)
             return found
-        node = self.add_device(parent, dev, 0)
+        node = self.add_device(parent, dev)
         self.record(dev, node)
         return node
 
@@ -511,19 +511,6 @@ def describe(config: Config, driver_compat: dict[str, list[str]] | None = None) 
     root = dt.root
     builder.machine_node(root)
     for dev in _canonical(config.root.devices):
-        builder.place(_sysbus_parent(builder, dev, root), dev)
+        builder.place(root, dev)
     backend = _backend_overlay(builder, config)
     return Description(dt, backend, builder.nodes)
-
-
-def _sysbus_parent(builder: _Builder, dev: Device, root: Node) -> Node:
-    return root
-
-
-def property_strings(prop: Property | None) -> list[str]:
-    """The strings of a property, or none."""
-    return prop.as_strings() if prop is not None else []
-
-
-def _key_text(dev: Device) -> str:
-    return dev.key() + " (" + address_text(dev.address) + ")"

@@ -227,7 +227,7 @@ def _address(qdev: QDev, bus: QBus, nth: int) -> tuple[str, tuple[int, ...]]:
     return ("nth", (nth,))
 
 
-def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int, peripherals: dict[str, Any]) -> Device:
+def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int) -> Device:
     address = _address(qdev, bus, nth)
     defaults = _defaults(snapshot, qdev.type)
     skip = set(ADDRESS_PROPS.get(bus.type, ()))
@@ -257,7 +257,7 @@ def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int, peripherals: di
     return dev
 
 
-def _build_bus(snapshot: Snapshot, qbus: QBus, index: int, parent: Device | None, peripherals: dict[str, Any], depth: int) -> Bus:
+def _build_bus(snapshot: Snapshot, qbus: QBus, index: int, parent: Device | None, depth: int) -> Bus:
     if depth > 64:
         raise DtvmError("qdev tree nested deeper than 64 buses")
     bus = Bus(qbus.name, qbus.type, index, parent=parent)
@@ -266,10 +266,10 @@ def _build_bus(snapshot: Snapshot, qbus: QBus, index: int, parent: Device | None
         kind = (qdev.type, "")
         nth = seen.get(kind, 0)
         seen[kind] = nth + 1
-        dev = _device(snapshot, qdev, qbus, nth, peripherals)
+        dev = _device(snapshot, qdev, qbus, nth)
         dev.parent = bus
         for child in qdev.buses:
-            dev.buses.append(_build_bus(snapshot, child, bus_index(child), dev, peripherals, depth + 1))
+            dev.buses.append(_build_bus(snapshot, child, bus_index(child), dev, depth + 1))
         bus.devices.append(dev)
     keys = [address_text(d.address) for d in bus.devices]
     if len(set(keys)) != len(keys):
@@ -400,8 +400,7 @@ def _netdevs(text: str) -> list[Backend]:
 def from_snapshot(snapshot: Snapshot) -> Config:
     """Understand what QEMU answered: the precise device model of that VM."""
     qroot = parse_qtree(snapshot.qtree)
-    peripherals: dict[str, Any] = {}
-    root = _build_bus(snapshot, qroot, 0, None, peripherals, 0)
+    root = _build_bus(snapshot, qroot, 0, None, 0)
     machine, inputs = _machine(snapshot)
     config = Config(machine, root, _backends(snapshot), inputs, snapshot.dtb)
     _mark_peripherals(config, snapshot)
