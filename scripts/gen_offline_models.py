@@ -26,14 +26,17 @@ from dtvm.qemu.machine import find_machine
 from dtvm.qemu.offline import config_to_dict, device_to_dict
 
 PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio-serial-pci", "virtio-scsi-pci",
-               "e1000", "e1000e", "qemu-xhci", "pci-bridge"]
+               "e1000", "e1000e", "qemu-xhci", "pci-bridge", "virtio-blk-pci"]
 PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge"]
 USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub"]
 VSERIAL_DEVICES = ["virtconsole", "virtserialport"]
-SCSI_DEVICES = ["scsi-cd"]
-MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device"]
+SCSI_DEVICES = ["scsi-cd", "scsi-hd"]
+MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device", "virtio-blk-device"]
 #: properties a probe must give, dropped from the profile (the user gives their own)
 REQUIRED = {"pci-bridge": "chassis_nr=9"}
+#: devices that need a drive: probed with a null-co block node (1 GiB, zeros), whose geometry
+#: the offline model recomputes for the user's image
+DRIVE_DEVICES = {"virtio-blk-pci", "virtio-blk-device", "scsi-hd", "ide-hd"}
 
 #: (type, binary, PCI Express, virtio-mmio, device profiles): pseries gets none, because a device
 #: added there changes QEMU's own DT (PCI and VIO nodes), which the offline model cannot write
@@ -59,7 +62,7 @@ def _variants() -> dict[str, list[str]]:
 
 VARIANTS = _variants()
 KIND = {"PCI": "pci", "PCIE": "pci", "usb-bus": "usb", "SCSI": "scsi", "virtio-serial-bus": "virtio-serial",
-        "virtio-mmio-bus": "virtio-mmio"}
+        "virtio-mmio-bus": "virtio-mmio", "IDE": "ide"}
 
 
 def _find(dev: Device, qid: str) -> Device | None:
@@ -78,9 +81,12 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
         return _probe_nic(binary, mtype, device)
     extra = REQUIRED.get(device)
     spec = f"{device},id=probe" + (f",{extra}" if extra else "")
+    if device in DRIVE_DEVICES:
+        setup = [*setup, "-blockdev", "driver=null-co,node-name=pd"]
+        spec += ",drive=pd"
     if context not in ("pci-root", "virtio-mmio-bus"):
         spec += ",bus=" + {"pci-port": "ctx", "pci-bridge": "ctx", "usb-bus": "ctx.0",
-                           "virtio-serial-bus": "ctx.0", "SCSI": "ctx.0"}[context]
+                           "virtio-serial-bus": "ctx.0", "SCSI": "ctx.0", "IDE": "ide.0"}[context]
     if context == "pci-bridge":
         spec += ",addr=1"  # slot 0 of a bridge with an SHPC is refused on virt
     snapshot = read_argv([binary, "-M", mtype, "-nodefaults", *setup, "-device", spec])
@@ -111,6 +117,8 @@ def _profile(snapshot: Any, found: Device, extra: str | None) -> dict[str, Any]:
     data["id"] = None
     if extra:
         data["props"].pop(extra.split("=")[0], None)
+    for d in [data] + [c for b in data["buses"] for c in b["devices"]]:
+        d["backends"].pop("drive", None)
     drivers = {found.driver} | {c.driver for b in found.buses for c in b.devices}
     types = {d: {e["name"]: e.get("type", "") for e in snapshot.type_props.get(d) or []} for d in drivers}
     defaults = {d: {e["name"]: ("on" if e["default-value"] is True else "off" if e["default-value"] is False else str(e["default-value"]))
@@ -156,6 +164,8 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
     jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in USB_DEVICES]
     jobs += [(["-device", "virtio-serial-pci,id=ctx"], d, "virtio-serial-bus") for d in VSERIAL_DEVICES]
     jobs += [(["-device", "virtio-scsi-pci,id=ctx"], d, "SCSI") for d in SCSI_DEVICES]
+    if mtype.startswith("pc-"):
+        jobs += [([], "ide-hd", "IDE"), ([], "ide-cd", "IDE")]
     if mmio:
         jobs += [([], d, "virtio-mmio-bus") for d in MMIO_DEVICES]
     if mtype != "virt":  # riscv64 virt makes no NICs from -nic

@@ -63,6 +63,58 @@ CASES = {
 }
 
 
+IMAGES = {"small.img": 1 << 20, "disk.img": 64 << 20, "big.img": 3 << 30, "cd.iso": 10 << 20}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sparse raw images of several sizes (the guest sees a geometry QEMU derives from the size)."""
+    d = tmp_path_factory.mktemp("images")
+    for name, size in IMAGES.items():
+        with open(d / name, "wb") as f:
+            f.truncate(size)
+    return d
+
+
+DISK_CASES = {
+    "q35-disks": [*Q35, "-nodefaults", "-drive", "if=none,id=d0,file={img}/disk.img,format=raw",
+                  "-device", "virtio-blk-pci,drive=d0", "-blockdev", "driver=null-co,node-name=n1",
+                  "-device", "virtio-scsi-pci,id=s", "-device", "scsi-hd,drive=n1,bus=s.0",
+                  "-drive", "if=none,id=d2,file={img}/big.img,format=raw", "-device", "ide-hd,drive=d2,bus=ide.1",
+                  "-drive", "if=none,id=d3,driver=null-co", "-device", "scsi-hd,drive=d3,bus=s.0,scsi-id=4"],
+    "q35-cdrom-hda": [*Q35, "-cdrom", "{img}/cd.iso", "-hda", "{img}/small.img"],
+    "q35-nodefaults-cdrom": [*Q35, "-nodefaults", "-cdrom", "{img}/cd.iso"],
+    "pc-hda-ide": [*PC, "-hda", "{img}/big.img", "-blockdev", "driver=null-co,node-name=x,size=1048576",
+                   "-device", "ide-hd,drive=x,bus=ide.1,unit=1"],
+    "virt-blk": [*VIRT, "-blockdev", "driver=null-co,node-name=x", "-device", "virtio-blk-device,drive=x",
+                 "-drive", "if=none,id=y,file={img}/disk.img,format=raw", "-device", "virtio-blk-pci,drive=y"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(DISK_CASES))
+def test_offline_disks_equal_online(name: str, images: Path, tmp_path: Path) -> None:
+    argv = [a.replace("{img}", str(images)) for a in DISK_CASES[name]]
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed (the online oracle cannot run)")
+    online = _qemu2dtb(tmp_path, argv, offline=False)
+    assert online.returncode == 0, online.stderr
+    offline = _qemu2dtb(tmp_path, argv, offline=True)
+    assert offline.returncode == 0, offline.stderr
+    assert (tmp_path / "off.dtb").read_bytes() == (tmp_path / "on.dtb").read_bytes()
+
+
+def test_offline_refuses_partitioned_image(tmp_path: Path) -> None:
+    """QEMU guesses a disk's geometry from an MBR: the offline model does not, and says so."""
+    image = tmp_path / "mbr.img"
+    mbr = bytearray(512)
+    mbr[446 + 4] = 0x83
+    mbr[510:512] = b"\x55\xaa"
+    image.write_bytes(bytes(mbr) + bytes(1 << 20))
+    res = _qemu2dtb(tmp_path, [*Q35, "-drive", f"if=none,id=d,file={image},format=raw", "-device", "virtio-blk-pci,drive=d"],
+                    offline=True)
+    assert res.returncode != 0 and "partition table" in res.stderr
+
+
 def _qemu2dtb(tmp_path: Path, argv: list[str], offline: bool) -> subprocess.CompletedProcess[str]:
     out = tmp_path / ("off.dtb" if offline else "on.dtb")
     flags = ["--offline"] if offline else []
@@ -87,6 +139,8 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     ([*Q35, "-nic", "tap"], "-nic tap"),
     ([*Q35, "-object", "memory-backend-ram,id=m,size=1G"], "memory-backend-ram"),
     ([*Q35, "-drive", "file=/nonexistent.img"], "-drive"),
+    ([*Q35, "-drive", "if=none,id=d,file=/nonexistent.img,format=raw"], "/nonexistent.img"),
+    ([*Q35, "-drive", "if=none,id=d,file=/dev/null,format=qcow2"], "qcow2"),
     ([*Q35, "-m", "size=4G,maxmem=8G"], "-m size=4G"),
     ([*Q35, "-smp", "2,sockets=2"], "-smp 2,sockets=2"),
     ([*Q35, "-cpu", "max"], "-cpu max"),

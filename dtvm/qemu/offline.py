@@ -124,6 +124,18 @@ def load_model(machine: MachineInfo) -> dict[str, Any]:
 
 # -- the command line ----------------------------------------------------------------------------
 @dataclass
+class _Drive:
+    """A block back-end of the command line: what the guest sees of it is its size."""
+
+    name: str
+    size: int
+    file: str | None
+    fmt: str
+    readonly: bool
+    blk_name: str  # the BlockBackend's name (a -drive id); "" for a -blockdev node
+
+
+@dataclass
 class _Args:
     machine: str | None = None
     machine_opts: list[tuple[str, str]] = field(default_factory=list)
@@ -138,11 +150,61 @@ class _Args:
     inputs: dict[str, str] = field(default_factory=dict)
     usb: bool = False
     nics: list[list[tuple[str, str]]] = field(default_factory=list)
+    drives: dict[str, _Drive] = field(default_factory=dict)
+    cdrom: str | None = None
+    hda: str | None = None
     chardev_for: dict[str, str] = field(default_factory=dict)
 
 
 _IGNORED_FLAGS = {"-S", "-nographic", "-no-reboot", "-no-shutdown"}
 _IGNORED_WITH_VALUE = {"-display", "-name", "-qmp", "-monitor", "-serial-none"}
+
+
+def _image_size(path: str, what: str) -> int:
+    """The size of a raw image, and a refusal when the guest would see more than the size (an MBR
+    whose partitions QEMU reads to guess the disk geometry)."""
+    import os
+
+    try:
+        size = os.stat(path).st_size
+        with open(path, "rb") as f:
+            first = f.read(512)
+    except OSError as exc:
+        raise OfflineError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image's size (use online mode)") from None
+    if len(first) == 512 and first[510:512] == b"\x55\xaa" and any(first[446 + 16 * k + 4] for k in range(4)):
+        raise OfflineError(f"{what}: {path} has a partition table: QEMU guesses the disk geometry from it (use online mode)")
+    return size
+
+
+def _drive_option(opts: dict[str, str], opt: str) -> _Drive:
+    if opts.get("if") != "none" or "id" not in opts:
+        raise OfflineError(f"{opt}: only if=none,id=... drives are in the offline model (use online mode)")
+    known = {"if", "id", "file", "format", "driver", "readonly", "read-only", "file.locking"}
+    extra = sorted(set(opts) - known)
+    if extra:
+        raise OfflineError(f"{opt}: {extra[0]}=: not in the offline model (use online mode)")
+    driver = opts.get("driver") or opts.get("format") or "raw"
+    ro = opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
+    if driver in ("null-co", "null-aio"):
+        return _Drive(opts["id"], 1 << 30, None, driver, ro, opts["id"])
+    if driver != "raw" or "file" not in opts:
+        raise OfflineError(f"{opt}: format {driver}: only raw images and null-co are in the offline model (use online mode)")
+    return _Drive(opts["id"], _image_size(opts["file"], opt), opts["file"], "raw", ro, opts["id"])
+
+
+def _blockdev_option(opts: dict[str, str], opt: str) -> _Drive:
+    name = opts.get("node-name")
+    driver = opts.get("driver", "")
+    if not name:
+        raise OfflineError(f"{opt}: needs node-name= in the offline model")
+    ro = opts.get("read-only", "off") in ("on", "true", "yes")
+    if driver in ("null-co", "null-aio") and set(opts) <= {"driver", "node-name", "size", "read-only"}:
+        size = int(opts.get("size", str(1 << 30)), 0)
+        return _Drive(name, size, None, driver, ro, "")
+    filename = opts.get("file.filename") if opts.get("file.driver") == "file" else opts.get("filename") if driver == "file" else None
+    if driver in ("raw", "file") and filename and set(opts) <= {"driver", "node-name", "file.driver", "file.filename", "filename", "read-only"}:
+        return _Drive(name, _image_size(filename, opt), filename, "raw", ro, "")
+    raise OfflineError(f"{opt}: driver={driver}: only null-co and raw files are in the offline model (use online mode)")
 
 
 def parse_argv(argv: list[str]) -> _Args:
@@ -201,6 +263,19 @@ def parse_argv(argv: list[str]) -> _Args:
                     raise OfflineError(f"-nic {head}: only 'user' is in the offline model (use online mode)")
                 args.removed.add("net")
                 args.nics.append(pairs)
+                i += 2
+            elif norm == "-drive":
+                _, pairs = parse(value())
+                drive = _drive_option(dict(pairs), opt)
+                args.drives[drive.name] = drive
+                i += 2
+            elif norm == "-blockdev":
+                _, pairs = parse(value(), keyval=True)
+                drive = _blockdev_option(dict(pairs), opt)
+                args.drives[drive.name] = drive
+                i += 2
+            elif norm in ("-cdrom", "-hda"):
+                setattr(args, norm[1:], value())
                 i += 2
             elif norm == "-object":
                 head, pairs = parse(value(), implied="qom-type")
@@ -310,6 +385,10 @@ def offline_config(argv: list[str]) -> Config:
     config = config_from_dict(model["variants"][variant])
     if cdrom and not args.nodefaults:
         _drop_default_cdrom(config)
+    if args.cdrom is not None or args.hda is not None:
+        if not x86:
+            raise OfflineError("-cdrom/-hda: only x86 IDE is in the offline model (use online mode)")
+        _legacy_ide(config, model, args)
     if args.memory is not None:
         _set_memory(config, _mebibytes(args.memory))
     if args.smp is not None:
@@ -341,9 +420,12 @@ def offline_config(argv: list[str]) -> Config:
         if kind is None:
             raise OfflineError(f"{where}: {driver} is not in the offline model (use online mode)")
         requested = {k: v for k, v in user.items() if k in ("bus", "addr", "multifunction", "port", "channel", "scsi-id", "lun", "nr")}
-        if kind == "virtio-mmio":
+        address: tuple[str, tuple[int, ...]]
+        if kind == "ide":
+            bus, address = _ide_place(config, bus_by_name, user, where)
+        elif kind == "virtio-mmio":
             bus = _free_transport(config, requested.get("bus"), where)
-            address: tuple[str, tuple[int, ...]] = ("virtio", ())
+            address = ("virtio", ())
         else:
             try:
                 placement = assign.assign(config, driver, kind, requested, hotplug=False, console=driver == "virtconsole",
@@ -379,6 +461,11 @@ def offline_config(argv: list[str]) -> Config:
                 target.props.pop(key, None)
             else:
                 target.props[key] = value
+        if "drive" in user:
+            drive = args.drives.get(user["drive"])
+            if drive is None:
+                raise OfflineError(f"{where}: drive {user['drive']!r} is not a -drive/-blockdev of this command line")
+            _disk_facts(targets, drive, dev, profile)
         nic = next((t for t in reversed(targets) if "mac" in t.props), None)
         if nic is not None and "mac" not in user:
             nic.props["mac"] = ":".join(f"{b:02x}" for b in mac_next.to_bytes(6, "big"))
@@ -437,6 +524,85 @@ def _set_cpus(config: Config, text: str) -> None:
     config.machine.cpus = config.machine.max_cpus = n
     if "core-id" in config.machine.topology:
         config.machine.topology["core-id"] = n
+
+
+def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
+    """-cdrom and -hda: IDE drives the machine itself attaches (index 2 and 0), defaults or not."""
+    buses = {b.name: b for b in _all_buses(config)}
+    if args.cdrom is not None:
+        size = _image_size(args.cdrom, "-cdrom")
+        default = config_from_dict(model["variants"]["defaults"])
+        cd = next((d for d in default.devices() if d.driver == "ide-cd"), None)
+        if cd is None or cd.parent is None or cd.parent.name not in buses:
+            raise OfflineError("-cdrom: this machine has no default CD-ROM slot in the offline model (use online mode)")
+        bus = buses[cd.parent.name]
+        if not any(d.driver == "ide-cd" and d.address == cd.address for d in bus.devices):
+            cd.parent = bus
+            bus.devices.append(cd)
+        ref = cd.backends.get("drive", "")
+        config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == ref)]
+        config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": "raw", "ro": "on", "removable": "on",
+                                                      "size": str(size)}))
+    if args.hda is not None:
+        drive = _Drive("ide0-hd0", _image_size(args.hda, "-hda"), args.hda, "raw", False, "ide0-hd0")
+        profile = model["profiles"].get("ide-hd@IDE")
+        ide0 = buses.get("ide.0")
+        if profile is None or ide0 is None:
+            raise OfflineError("-hda: no IDE disk slot in the offline model of this machine (use online mode)")
+        dev = device_from_dict(profile["device"], ide0)
+        dev.address = ("ide", (ide0.index, 0))
+        _disk_facts([dev], drive, dev, profile)
+        ide0.devices.append(dev)
+        config.backends.append(Backend("drive", drive.name, {"file": args.hda, "drv": "raw", "ro": "off", "removable": "off"}))
+
+
+def _geometry(size: int) -> tuple[int, int, int]:
+    """QEMU's guess for a disk without a partition table (hd-geometry.c guess_chs_for_size)."""
+    cyls = (size // 512) // (16 * 63)
+    return max(2, min(cyls, 16383)), 16, 63
+
+
+def _disk_facts(targets: list[Device], drive: _Drive, dev: Device, profile: dict[str, Any]) -> None:
+    """What the guest sees of the drive behind a disk: its geometry, and what QEMU derives from
+    the drive's name and position (scsi device_id, IDE serial)."""
+    cyls, heads, secs = _geometry(drive.size)
+    disk = next((t for t in reversed(targets) if "cyls" in t.props), None)
+    if disk is None:
+        return
+    disk.props.update(cyls=str(cyls), heads=str(heads), secs=str(secs))
+    disk.backends["drive"] = drive.name
+    if disk.driver == "ide-hd":
+        disk.props["bios-chs-trans"] = "none" if cyls <= 1024 else "lba"
+        if "serial" not in disk.props or disk.props["serial"].startswith("QM"):
+            bus_index, unit = dev.address[1]
+            disk.props["serial"] = f"QM{2 * bus_index + unit + 1:05d}"
+    if disk.driver == "scsi-hd":
+        if drive.blk_name:
+            disk.props["device_id"] = drive.blk_name
+        else:
+            disk.props.pop("device_id", None)
+
+
+def _ide_place(config: Config, buses: dict[str, list[Bus]], user: dict[str, str], where: str) -> tuple[Bus, tuple[str, tuple[int, ...]]]:
+    """IDE: the bus given (ide.N), the unit given or the lowest free (AHCI ports have one)."""
+    name = user.get("bus")
+    named = buses.get(name or "", [])
+    if name is None or len(named) != 1 or named[0].type != "IDE":
+        raise OfflineError(f"{where}: give bus=ide.N (an IDE bus of this machine) in the offline model")
+    bus = named[0]
+    units = 1 if bus.parent is not None and "ahci" in bus.parent.driver else 2
+    used = {d.address[1][1] for d in bus.devices if d.address[0] == "ide"}
+    if "unit" in user:
+        unit = int(user["unit"], 0)
+        if unit in used or unit >= units:
+            raise OfflineError(f"{where}: unit {unit} on {name} is taken or does not exist")
+    else:
+        free = [u for u in range(units) if u not in used]
+        if not free:
+            raise OfflineError(f"{where}: {name} is full")
+        unit = free[0]
+    index = bus.index
+    return bus, ("ide", (index, unit))
 
 
 def _data() -> dict[str, Any]:
