@@ -140,6 +140,24 @@ def _default_nic(variant: dict[str, Any]) -> str | None:
     return None
 
 
+def cpu_types(binary: str, mtype: str) -> dict[str, str]:
+    """-cpu NAME -> the CPU model QEMU reports for it on this machine type (aliases resolve per
+    machine type: "Broadwell" is some "Broadwell-vN")."""
+    import subprocess
+
+    text = subprocess.run([binary, "-cpu", "help"], capture_output=True, text=True, check=True).stdout
+    names = [line.split()[1] for line in text.splitlines() if line.startswith("x86 ")]
+
+    def one(name: str) -> tuple[str, str | None]:
+        try:
+            return name, from_snapshot(read_argv([binary, "-M", mtype, "-nodefaults", "-cpu", name])).machine.cpu_type
+        except DtvmError:
+            return name, None  # not usable here (e.g. host needs KVM)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return {n: t for n, t in pool.map(one, names) if t}
+
+
 def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dict[str, Any]:
     def variant(opts: list[str]) -> dict[str, Any] | None:
         try:
@@ -176,6 +194,7 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
         profiles = dict(pool.map(lambda j: probe(binary, mtype, j[0], j[1], j[2]), jobs))
     first = variants["defaults"]
     return {"format": 1, "type": mtype, "binary": binary, "default-nic": nics.get("defaults"),
+            "cpu-types": cpu_types(binary, mtype) if binary.endswith("x86_64") else {},
             "qemu": read_argv([binary, "-M", mtype, "-nodefaults"]).version.get("package", ""),
             "machine-options": first["machine"]["options"], "accepts": {}, "first-mac": 0x525400123456,
             "variants": variants, "profiles": dict(sorted(profiles.items()))}

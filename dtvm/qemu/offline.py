@@ -259,9 +259,10 @@ def parse_argv(argv: list[str]) -> _Args:
                 i += 1
             elif norm == "-nic":
                 head, pairs = parse(value(), implied="type")
-                if head != "user":
-                    raise OfflineError(f"-nic {head}: only 'user' is in the offline model (use online mode)")
+                if not head or head == "none":
+                    raise OfflineError(f"-nic {head or ''}: not in the offline model (use online mode)")
                 args.removed.add("net")
+                pairs = [("type", head), *pairs]
                 args.nics.append(pairs)
                 i += 2
             elif norm == "-drive":
@@ -278,9 +279,9 @@ def parse_argv(argv: list[str]) -> _Args:
                 setattr(args, norm[1:], value())
                 i += 2
             elif norm == "-object":
-                head, pairs = parse(value(), implied="qom-type")
-                if head not in ("rng-random", "rng-builtin", "iothread"):
-                    raise OfflineError(f"-object {head}: not in the offline model (use online mode)")
+                # host objects (rng back-ends, iothreads, memory back-ends): the guest sees them only
+                # through a device or machine option, which the model checks on its own
+                parse(value(), implied="qom-type")
                 i += 2
             elif norm == "-device":
                 head, pairs = parse(value(), implied="driver")
@@ -291,15 +292,13 @@ def parse_argv(argv: list[str]) -> _Args:
             elif norm == "-netdev":
                 args.removed.add("net")  # any -netdev turns the default NIC off
                 head, pairs = parse(value(), implied="type")
-                if head != "user":
-                    raise OfflineError(f"-netdev {head}: only 'user' is in the offline model (use online mode)")
-                args.netdevs.append((head, pairs))
+                if not head:
+                    raise OfflineError(f"-netdev {value()}: no type")
+                args.netdevs.append((head, pairs))  # host side only: any type
                 i += 2
             elif norm == "-chardev":
                 head, pairs = parse(value(), implied="backend")
-                if head not in ("null", "socket"):
-                    raise OfflineError(f"-chardev {head}: not in the offline model (use online mode)")
-                args.chardevs.append((head or "", pairs))
+                args.chardevs.append((head or "", pairs))  # host side only: any type
                 i += 2
             elif norm in ("-kernel", "-initrd", "-append", "-dtb", "-bios"):
                 args.inputs[{"-bios": "firmware"}.get(norm, norm[1:])] = value()
@@ -370,8 +369,11 @@ def offline_config(argv: list[str]) -> Config:
         if bad:
             raise OfflineError(f"-machine {','.join(bad)}: machine options other than the defaults are not in the offline model (use online mode)")
     x86 = machine.arch in ("x86_64", "i386")
-    for opt, key in ((args.memory, "m"), (args.smp, "smp"), (args.cpu, "cpu")):
-        if opt is not None and (key == "cpu" or not x86):
+    if args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
+        raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
+                           "models QEMU cannot run under TCG: use online mode)")
+    for opt, key in ((args.memory, "m"), (args.smp, "smp")):
+        if opt is not None and not x86:
             raise OfflineError(f"-{key} {opt}: not in the offline model of {machine.type} (use online mode)")
 
     turns_off = _data()["turns-off-default"]
@@ -393,6 +395,8 @@ def offline_config(argv: list[str]) -> Config:
         _set_memory(config, _mebibytes(args.memory))
     if args.smp is not None:
         _set_cpus(config, args.smp)
+    if args.cpu is not None:
+        config.machine.cpu_type = model["cpu-types"][args.cpu]
 
     ids: dict[str, Device] = {d.qdev_id: d for d in config.devices() if d.qdev_id}
     bus_by_name: dict[str, list[Bus]] = {}
@@ -404,12 +408,14 @@ def offline_config(argv: list[str]) -> Config:
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
     for n, pairs in enumerate(args.nics):
         opts = dict(pairs)
+        ntype = opts.pop("type")
         model_name = opts.pop("model", None) or model.get("default-nic")
         if not model_name:
             raise OfflineError(f"-nic: {machine.type} has no default NIC model: give model= (use online mode)")
         netdev = opts.pop("id", None) or f"__org.qemu.nic{n}"
-        args.netdevs.insert(n, ("user", [("id", netdev)]))
-        nic_devices.append((model_name, [("netdev", netdev), *opts.items()]))
+        nic_opts = [("mac", opts.pop("mac"))] if "mac" in opts else []
+        args.netdevs.insert(n, (ntype, [("id", netdev), *opts.items()]))
+        nic_devices.append((model_name, [("netdev", netdev), *nic_opts]))
     # NICs of -nic are made during machine init, before any -device (and made differently:
     # their own profiles)
     for n_dev, (driver, pairs) in enumerate([*nic_devices, *args.devices]):
@@ -476,9 +482,10 @@ def offline_config(argv: list[str]) -> Config:
             bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
-    for _head, pairs in args.netdevs:
+    for ntype, pairs in args.netdevs:
         opts = dict(pairs)
-        config.backends.append(Backend("netdev", opts.get("id", ""), {"type": "user", "net": "10.0.2.0", "restrict": "off"}))
+        ident = opts.pop("id", "")
+        config.backends.append(Backend("netdev", ident, {"type": ntype, **opts}))
     for head, pairs in args.chardevs:
         opts = dict(pairs)
         config.backends.append(Backend("chardev", opts.get("id", ""), {"filename": head}))
