@@ -153,6 +153,9 @@ class _Args:
     drives: dict[str, _Drive] = field(default_factory=dict)
     cdrom: str | None = None
     hda: str | None = None
+    hd: dict[int, str] = field(default_factory=dict)
+    vga_std: bool = False
+    globals_: list[tuple[str, str, str]] = field(default_factory=list)
     chardev_for: dict[str, str] = field(default_factory=dict)
 
 
@@ -275,8 +278,19 @@ def parse_argv(argv: list[str]) -> _Args:
                 drive = _blockdev_option(dict(pairs), opt)
                 args.drives[drive.name] = drive
                 i += 2
-            elif norm in ("-cdrom", "-hda"):
-                setattr(args, norm[1:], value())
+            elif norm == "-cdrom":
+                args.cdrom = value()
+                i += 2
+            elif norm in ("-hda", "-hdb", "-hdc", "-hdd"):
+                args.hd["abcd".index(norm[3])] = value()
+                i += 2
+            elif norm == "-vga" and value() == "std":
+                i += 2  # the x86 default; checked against the machine below
+                args.vga_std = True
+            elif norm == "-global":
+                from .opts import parse_global
+
+                args.globals_.append(parse_global(value(), where=opt))
                 i += 2
             elif norm == "-object":
                 # host objects (rng back-ends, iothreads, memory back-ends): the guest sees them only
@@ -360,10 +374,14 @@ def offline_config(argv: list[str]) -> Config:
     if args.machine not in (machine.type, machine.alias):
         raise OfflineError(f"-machine {args.machine}: not a machine dtvm describes")
     model = load_model(machine)
+    from .config import MACHINE_HOST_PROPS
+
     for k, v in list(args.machine_opts):
         if k == "usb":
             args.usb = _norm(v, "bool") == "on"
             args.machine_opts.remove((k, v))
+        elif k in ("accel", "dump-guest-core", "mem-merge", "suppress-vmdesc") and k in MACHINE_HOST_PROPS | {"mem-merge", "dump-guest-core", "suppress-vmdesc"}:
+            args.machine_opts.remove((k, v))  # host behaviour, nothing the guest sees
     if args.machine_opts:
         bad = [f"{k}={v}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
         if bad:
@@ -387,7 +405,11 @@ def offline_config(argv: list[str]) -> Config:
     config = config_from_dict(model["variants"][variant])
     if cdrom and not args.nodefaults:
         _drop_default_cdrom(config)
-    if args.cdrom is not None or args.hda is not None:
+    if args.vga_std and not any(d.driver == "VGA" for d in config_from_dict(model["variants"]["defaults"]).devices()):
+        raise OfflineError("-vga std: not this machine's default display (use online mode)")
+    if args.hda is not None:
+        args.hd.setdefault(0, args.hda)
+    if args.cdrom is not None or args.hd:
         if not x86:
             raise OfflineError("-cdrom/-hda: only x86 IDE is in the offline model (use online mode)")
         _legacy_ide(config, model, args)
@@ -405,6 +427,7 @@ def offline_config(argv: list[str]) -> Config:
     mac_next = model["first-mac"] + sum(1 for d in config.devices() if "mac" in d.props)
     profiles: dict[str, Any] = model["profiles"]
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
+    explicit: dict[int, set[str]] = {}
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
     for n, pairs in enumerate(args.nics):
         opts = dict(pairs)
@@ -444,6 +467,7 @@ def offline_config(argv: list[str]) -> Config:
         if profile is None:
             raise OfflineError(f"{where}: no profile for {driver} on a {context} bus in the offline model (use online mode)")
         dev = device_from_dict(profile["device"], bus)
+        explicit[id(dev)] = set(user)
         qid = user.get("id")
         dev.qdev_id = qid
         dev.address = address
@@ -489,6 +513,8 @@ def offline_config(argv: list[str]) -> Config:
     for head, pairs in args.chardevs:
         opts = dict(pairs)
         config.backends.append(Backend("chardev", opts.get("id", ""), {"filename": head}))
+    for driver, prop, raw in args.globals_:
+        _apply_global(config, profiles, driver, prop, raw, explicit)
     config.backends.sort(key=lambda b: (b.kind, b.id))
     config.inputs.update(args.inputs)
     return config
@@ -550,17 +576,49 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
         config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == ref)]
         config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": "raw", "ro": "on", "removable": "on",
                                                       "size": str(size)}))
-    if args.hda is not None:
-        drive = _Drive("ide0-hd0", _image_size(args.hda, "-hda"), args.hda, "raw", False, "ide0-hd0")
-        profile = model["profiles"].get("ide-hd@IDE")
-        ide0 = buses.get("ide.0")
-        if profile is None or ide0 is None:
-            raise OfflineError("-hda: no IDE disk slot in the offline model of this machine (use online mode)")
-        dev = device_from_dict(profile["device"], ide0)
-        dev.address = ("ide", (ide0.index, 0))
+    profile = model["profiles"].get("ide-hd@IDE")
+    for index, image in sorted(args.hd.items()):
+        what = f"-hd{'abcd'[index]}"
+        ahci = any(d.driver == "ich9-ahci" for d in config.devices())
+        bus_no, unit = (index, 0) if ahci else divmod(index, 2)
+        target = buses.get(f"ide.{bus_no}")
+        if profile is None or target is None:
+            raise OfflineError(f"{what}: no IDE disk slot for it in the offline model of this machine (use online mode)")
+        if any(d.address == ("ide", (target.index, unit)) for d in target.devices):
+            raise OfflineError(f"{what}: IDE bus {bus_no} unit {unit} is taken (the CD-ROM?)")
+        name = f"ide{index}-hd0" if ahci else f"ide{bus_no}-hd{unit}"
+        drive = _Drive(name, _image_size(image, what), image, "raw", False, name)
+        dev = device_from_dict(profile["device"], target)
+        dev.address = ("ide", (target.index, unit))
         _disk_facts([dev], drive, dev, profile)
-        ide0.devices.append(dev)
-        config.backends.append(Backend("drive", drive.name, {"file": args.hda, "drv": "raw", "ro": "off", "removable": "off"}))
+        target.devices.append(dev)
+        config.backends.append(Backend("drive", name, {"file": image, "drv": "raw", "ro": "off", "removable": "off"}))
+
+
+def _apply_global(config: Config, profiles: dict[str, Any], driver: str, prop: str, raw: str,
+                  explicit: dict[int, set[str]]) -> None:
+    """-global DRIVER.PROP=VALUE: the property of every device of that type, machine-made ones
+    too, as QEMU applies globals at creation; only for types the model has a profile of."""
+    profile = next((p for key, p in profiles.items() if key.split("@", 1)[0] == driver), None)
+    where = f"-global {driver}.{prop}"
+    if profile is None or not any(prop in names for names in profile["props-of"].values()):
+        raise OfflineError(f"{where}: not in the offline model (use online mode)")
+    ptype = next((t[prop] for t in profile["types"].values() if prop in t), "")
+    if ptype.startswith("link<") or prop in _ADDRESS_KEYS or prop in ("drive", "netdev", "chardev"):
+        raise OfflineError(f"{where}: not a guest property the offline model sets (use online mode)")
+    value = _norm(raw, ptype)
+    default = profile["defaults"].get(driver, {}).get(prop)
+    for dev in config.devices():
+        if dev.driver != driver or prop in explicit.get(id(dev), set()):  # -device wins over -global
+            continue
+        # a virtio proxy's aliased property lands on its virtio device, as info qtree shows it
+        children = [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]
+        target = next((c for c in children if prop in profile["props-of"].get(c.driver, [])), dev)
+        tdefault = profile["defaults"].get(target.driver, {}).get(prop, default)
+        if value == tdefault:
+            target.props.pop(prop, None)
+        else:
+            target.props[prop] = value
 
 
 def _geometry(size: int) -> tuple[int, int, int]:
