@@ -445,6 +445,9 @@ def offline_config(argv: list[str]) -> Config:
         from_nic = n_dev < len(nic_devices)
         where = f"-nic model={driver}" if from_nic else f"-device {driver}"
         user = dict(pairs)
+        if driver in _data()["isa-ports"] and not from_nic:
+            _isa_port(config, driver, user, where, explicit)
+            continue
         kind = kind_of.get(driver)
         if kind is None:
             raise OfflineError(f"{where}: {driver} is not in the offline model (use online mode)")
@@ -593,6 +596,30 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
         _disk_facts([dev], drive, dev, profile)
         target.devices.append(dev)
         config.backends.append(Backend("drive", name, {"file": image, "drv": "raw", "ro": "off", "removable": "off"}))
+
+
+def _isa_port(config: Config, driver: str, user: dict[str, str], where: str, explicit: dict[int, set[str]]) -> None:
+    """An ISA serial or parallel port: index from the type's counter unless given, then its base."""
+    table = _data()["isa-ports"][driver]
+    isa = [b for b in _all_buses(config) if b.type == "ISA"]
+    if len(isa) != 1:
+        raise OfflineError(f"{where}: no ISA bus on this machine")
+    bus = isa[0]
+    extra = sorted(set(user) - {"id", "index", "chardev", "bus"})
+    if extra:
+        raise OfflineError(f"{where}: {extra[0]}=: not in the offline model (use online mode)")
+    counter = sum(1 for d in config.devices() if d.driver == driver)
+    index = int(user["index"], 0) if "index" in user else counter
+    if not 0 <= index < len(table["iobase"]):
+        raise OfflineError(f"{where}: index {index}: QEMU has {len(table['iobase'])} such ports")
+    iobase, irq = table["iobase"][index], table["irq"][index]
+    props = {"index": str(index)}
+    if irq != table["irq-default"]:
+        props["irq"] = str(irq)
+    dev = Device(driver, ("isa", (iobase,)), props, {"chardev": user["chardev"]} if "chardev" in user else {},
+                 qdev_id=user.get("id"), parent=bus)
+    explicit[id(dev)] = set(user)
+    bus.devices.append(dev)
 
 
 def _apply_global(config: Config, profiles: dict[str, Any], driver: str, prop: str, raw: str,
