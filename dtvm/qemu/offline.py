@@ -11,6 +11,7 @@ is an error naming the option ("use online mode"), never a guess.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import zlib
@@ -697,7 +698,9 @@ def _ide_place(config: Config, buses: dict[str, list[Bus]], user: dict[str, str]
     return bus, ("ide", (index, unit))
 
 
+@functools.cache
 def _data() -> dict[str, Any]:
+    """dtvm/qemu/data/devices.yaml, read once per process."""
     import yaml
 
     text = resources.files("dtvm.qemu").joinpath("data/devices.yaml").read_text(encoding="utf-8")
