@@ -107,13 +107,7 @@ DISK_CASES = {
 @pytest.mark.parametrize("name", sorted(DISK_CASES))
 def test_offline_disks_equal_online(name: str, images: Path, tmp_path: Path) -> None:
     argv = [a.replace("{img}", str(images)) for a in DISK_CASES[name]]
-    if shutil.which(argv[0]) is None:
-        pytest.skip(f"{argv[0]} is not installed (the online oracle cannot run)")
-    online = _qemu2dtb(tmp_path, argv, offline=False)
-    assert online.returncode == 0, online.stderr
-    offline = _qemu2dtb(tmp_path, argv, offline=True)
-    assert offline.returncode == 0, offline.stderr
-    assert (tmp_path / "off.dtb").read_bytes() == (tmp_path / "on.dtb").read_bytes()
+    _assert_offline_equals_online(argv, tmp_path)
 
 
 def test_offline_refuses_partitioned_image(tmp_path: Path) -> None:
@@ -128,6 +122,16 @@ def test_offline_refuses_partitioned_image(tmp_path: Path) -> None:
     assert res.returncode != 0 and "partition table" in res.stderr
 
 
+def _assert_offline_equals_online(argv: list[str], tmp_path: Path) -> None:
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed (the online oracle cannot run)")
+    online = _qemu2dtb(tmp_path, argv, offline=False)
+    assert online.returncode == 0, online.stderr
+    offline = _qemu2dtb(tmp_path, argv, offline=True)
+    assert offline.returncode == 0, offline.stderr
+    assert (tmp_path / "off.dtb").read_bytes() == (tmp_path / "on.dtb").read_bytes()
+
+
 def _qemu2dtb(tmp_path: Path, argv: list[str], offline: bool) -> subprocess.CompletedProcess[str]:
     out = tmp_path / ("off.dtb" if offline else "on.dtb")
     flags = ["--offline"] if offline else []
@@ -138,13 +142,7 @@ def _qemu2dtb(tmp_path: Path, argv: list[str], offline: bool) -> subprocess.Comp
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     argv = CASES[name]
-    if shutil.which(argv[0]) is None:
-        pytest.skip(f"{argv[0]} is not installed (the online oracle cannot run)")
-    online = _qemu2dtb(tmp_path, argv, offline=False)
-    assert online.returncode == 0, online.stderr
-    offline = _qemu2dtb(tmp_path, argv, offline=True)
-    assert offline.returncode == 0, offline.stderr
-    assert (tmp_path / "off.dtb").read_bytes() == (tmp_path / "on.dtb").read_bytes()
+    _assert_offline_equals_online(argv, tmp_path)
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -324,3 +324,21 @@ def test_machine_show_offline_needs_no_qemu(tmp_path: Path) -> None:
                          env=env, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "from dtvm/qemu/machines/aarch64-virt-7.2.yaml" in res.stdout and "pl011" in res.stdout
+
+
+def test_string_with_newline(vm_factory: Any) -> None:
+    """info qtree prints a string property with an embedded newline over two lines: the reader
+    joins them back; QEMU's own value (qom-get) is the oracle."""
+    vm = vm_factory(["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", "-blockdev", "driver=null-co,node-name=d0",
+                     "-device", "pcie-root-port,id=rp1,chassis=1"])
+    value = "first\n\n  second line = \"x\""
+    mon = vm.qmp()
+    try:
+        mon.cmd("device_add", driver="virtio-blk-pci", bus="rp1", id="blk", drive="d0", serial=value)
+        oracle = mon.cmd("qom-get", path="/machine/peripheral/blk", property="serial")
+    finally:
+        mon.close()
+    assert oracle == value
+    _, desc = _describe(vm)
+    serials = [n["qemu,serial"].as_string() for n in desc.guest.root.walk() if n.get_property("qemu,serial") is not None]
+    assert serials == [value]

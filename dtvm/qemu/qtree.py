@@ -75,6 +75,13 @@ def parse_qtree(text: str) -> QBus:
     stack: list[tuple[int, QBus | QDev]] = []
     last_prop: tuple[QDev, str] | None = None
     for number, line in enumerate(lines, 1):
+        if last_prop is not None:
+            # a string value with an embedded newline continues here, whatever its indentation
+            dev, key = last_prop
+            dev.props[key] += "\n" + line
+            if _closed(dev.props[key]):
+                last_prop = None
+            continue
         if not line.strip():
             continue
         ind = _indent(line)
@@ -117,20 +124,7 @@ def parse_qtree(text: str) -> QBus:
                 top.props[m.group(1)] = m.group(2)
                 last_prop = (top, m.group(1)) if m.group(2).startswith('"') and not _closed(m.group(2)) else None
                 continue
-            if last_prop is not None:
-                # a string value with an embedded newline continues here, unindented
-                dev, key = last_prop
-                dev.props[key] += "\n" + line
-                if _closed(dev.props[key]):
-                    last_prop = None
-                continue
             _info(top, body)
-            continue
-        if last_prop is not None:
-            dev, key = last_prop
-            dev.props[key] += "\n" + line
-            if _closed(dev.props[key]):
-                last_prop = None
             continue
         raise QtreeError(f"info qtree line {number}: cannot place {body[:80]!r}")
     assert root is not None
