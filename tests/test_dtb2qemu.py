@@ -418,3 +418,20 @@ def test_pending_unplug_still_rebuilds(vm_factory: Any, tmp_path: Path) -> None:
     assert any(a.startswith("virtio-net-pci,") for a in argv)
     b = vm_factory([*argv, "-incoming", "defer"])
     assert _migrate(a, b, tmp_path).get("status") == "completed"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--drive", "no-path=x.img"], "expected /node/path=VALUE"),
+    (["--drive", "/no/such/node=x.img"], "/no/such/node: no device node"),
+    (["--netdev", "/qemu=tap"], "only 'user'"),
+    (["--chardev", "/qemu=pty"], "null or socket:PATH"),
+])
+def test_backend_bad_options(args: list[str], needle: str, tmp_path: Path) -> None:
+    """dtvm backend on a guest DTB written by qemu2dtb (fixtures/diff/q35.dtb): one line, exit 2, no file."""
+    guest = Path(__file__).resolve().parent.parent / "fixtures" / "diff" / "q35.dtb"
+    out = tmp_path / "host.dtbo"
+    res = subprocess.run([sys.executable, "-m", "dtvm", "backend", str(guest), "-o", str(out), *args],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and needle in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()
