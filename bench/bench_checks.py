@@ -14,8 +14,8 @@ import sys
 
 from _common import add_common_args, best_of, boards, dtvm_revision, fmt_samples, goal, machine_line
 
-from dtvm.checks import WARNING_CHECKS
 from dtvm.cli.dtc import run
+from dtvm.dt.checks import WARNING_CHECKS
 
 
 def main() -> int:

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Read the kernel's blobs: ``dtvm.dtb.read_dtb`` vs pylibfdt walking every node and property.
+"""Read the kernel's blobs: ``dtvm.dt.dtb.read_dtb`` vs pylibfdt walking every node and property.
 
 Every board of the corpus is preprocessed (the kernel's cpp step) and compiled
 by dtc once into the cache (``...dts.dtb`` next to the ``.pp`` files); the blobs
 are then loaded into memory and, in this process, each is
 
-  dtvm      read into a tree: ``dtvm.dtb.read_dtb(data)`` (names, values,
+  dtvm      read into a tree: ``dtvm.dt.dtb.read_dtb(data)`` (names, values,
             reservations; the tree a caller then works on);
   pylibfdt  ``libfdt.Fdt(data)`` (header check), then every node visited with
             first_subnode/next_subnode and its name read (get_name), every
@@ -57,7 +57,7 @@ def ensure_blobs(files: list) -> tuple[list[tuple[str, bytes]], int]:
 
 
 def read_dtvm(blobs: list[tuple[str, bytes]]) -> None:
-    from dtvm.dtb import read_dtb
+    from dtvm.dt.dtb import read_dtb
 
     for _name, data in blobs:
         read_dtb(data)
@@ -125,7 +125,7 @@ def check_same(blobs: list[tuple[str, bytes]]) -> tuple[int, int]:
     """Both readers see the same nodes and properties, in the same order; returns (nodes, props)."""
     import libfdt
 
-    from dtvm.dtb import read_dtb
+    from dtvm.dt.dtb import read_dtb
 
     n_nodes = n_props = 0
     for name, data in blobs:

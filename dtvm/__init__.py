@@ -26,29 +26,29 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .tree import DeviceTree, Marker, MarkerType, Node, Property
+    from dtvm.dt.tree import DeviceTree, Marker, MarkerType, Node, Property
 
 
 def __getattr__(name: str) -> Any:
     # lazy, so that `dtvm dtc --version` does not import the whole toolchain
     if name in ("DeviceTree", "Node", "Property", "Marker", "MarkerType"):
-        from . import tree
+        from dtvm.dt import tree
 
         return getattr(tree, name)
     if name in ("read_dtb", "write_dtb"):
-        from . import dtb
+        from dtvm.dt import dtb
 
         return getattr(dtb, name)
     if name == "write_dts":
-        from .dts.write import write_dts
+        from dtvm.dt.dts.write import write_dts
 
         return write_dts
     if name == "parse_dts":
-        from .dts.parse import parse_file
+        from dtvm.dt.dts.parse import parse_file
 
         return parse_file
     if name == "parse_dts_string":
-        from .dts.parse import parse_string
+        from dtvm.dt.dts.parse import parse_string
 
         return parse_string
     raise AttributeError(name)

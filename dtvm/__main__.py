@@ -1,6 +1,6 @@
 """python -m dtvm"""
 
-from .cli import main
+from dtvm.cli import main
 
 if __name__ == "__main__":
     main()

@@ -98,8 +98,8 @@ def normalized_lines(text: str) -> list[str]:
 
 def check_one(job: tuple[str, str, str, str]) -> dict[str, object]:
     corpus, arch, dts, cache = job
-    from dtvm.dts.preprocess import preprocess
-    from dtvm.dts.source import read_source
+    from dtvm.dt.dts.preprocess import preprocess
+    from dtvm.dt.dts.source import read_source
     from dtvm.errors import DtvmError
 
     rel = os.path.relpath(dts, corpus)

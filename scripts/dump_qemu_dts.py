@@ -278,7 +278,7 @@ def qemu_version(binary: str = "qemu-system-aarch64") -> str:
 
 
 def compatibles_text(blobs: dict[str, bytes]) -> str:
-    from dtvm.dtb import read_dtb
+    from dtvm.dt.dtb import read_dtb
 
     compat: dict[str, set[str]] = {}
     plain: dict[str, set[str]] = {}

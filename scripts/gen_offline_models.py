@@ -20,10 +20,11 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from dtvm.errors import DtvmError
-from dtvm.qemu.config import Device, from_snapshot
+from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.live import read_argv
 from dtvm.qemu.machine import find_machine
 from dtvm.qemu.offline import config_to_dict, device_to_dict
+from dtvm.vm.model import Device
 
 PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio-serial-pci", "virtio-scsi-pci",
                "e1000", "e1000e", "qemu-xhci", "pci-bridge", "virtio-blk-pci"]

@@ -112,7 +112,7 @@ def check_one(job: tuple[str, str, str, str]) -> tuple[str, str, list[str]]:
 def check_overlay(inc: list[str], pp: str) -> list[str]:
     """-@ of the board, an overlay built from its labels, and applying it: dtc/fdtoverlay vs dtvm."""
     from dtvm.cli.fdtoverlay import run as fdtoverlay_run
-    from dtvm.dtb import read_dtb
+    from dtvm.dt.dtb import read_dtb
 
     problems = []
     rc_ref, base_ref = dtc([*inc, "-@", "-I", "dts", "-O", "dtb", pp])

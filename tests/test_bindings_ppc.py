@@ -155,7 +155,7 @@ def test_pseries_validates_clean(shipped, blob: Path) -> None:
 def test_papr_selects_only_on_pseries(shipped) -> None:
     """On another machine /chosen and /cpus get the core bindings, not the PAPR ones."""
     from dtvm.bindings.validate import match
-    from dtvm.dtb import read_dtb
+    from dtvm.dt.dtb import read_dtb
 
     for blob, want in ((PSERIES[0], "ppc-papr/pseries-"), (ARM_VIRT, "core/")):
         dt = read_dtb(blob.read_bytes())

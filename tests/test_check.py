@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
-from dtvm.check import RULES, CheckDataError, Finding, bus_table, check, load_bus_table
-from dtvm.dtb import read_dtb, write_dtb
-from dtvm.tree import DeviceTree, Node, Property
+from dtvm.dt.dtb import read_dtb, write_dtb
+from dtvm.dt.tree import DeviceTree, Node, Property
+from dtvm.vm.check import RULES, CheckDataError, Finding, bus_table, check, load_bus_table
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "fixtures" / "check"
@@ -653,7 +653,7 @@ def test_moved_nodes_give_findings_never_crashes(described: Described) -> None:
     """Any node moved anywhere (random, seeded): findings or PlanError, nothing else escapes."""
     import random
 
-    from dtvm.qemu.plan import PlanError
+    from dtvm.vm.plan import PlanError
 
     guest, backend = described(BASE)
     rnd = random.Random(7)
@@ -832,9 +832,9 @@ def test_hotplug_port_switch_matches_qemu(vm_factory: Any) -> None:
 
 
 def test_rules_are_documented() -> None:
-    import dtvm.check
+    import dtvm.vm.check
 
-    doc = dtvm.check.__doc__ or ""
+    doc = dtvm.vm.check.__doc__ or ""
     for rule in RULES:
         assert f"``{rule}``" in doc, rule
 

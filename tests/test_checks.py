@@ -22,8 +22,8 @@ from collections import Counter
 import pytest
 
 import dtvm
-from dtvm.checks import _TABLE, CHECK_NAMES, CheckRunner
 from dtvm.cli.dtc import run
+from dtvm.dt.checks import _TABLE, CHECK_NAMES, CheckRunner
 
 from .oracle import needs_dtc
 

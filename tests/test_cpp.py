@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dtvm.cli.dtc import run
-from dtvm.dts.preprocess import preprocess
-from dtvm.dts.source import SourceBuffer, read_source
+from dtvm.dt.dts.preprocess import preprocess
+from dtvm.dt.dts.source import SourceBuffer, read_source
 from dtvm.errors import DtvmError, SourceError
 
 from .oracle import HAVE_DTC, dtc, needs_dtc

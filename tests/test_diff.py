@@ -26,9 +26,9 @@ from click.testing import CliRunner
 
 from dtvm.bindings import load_bindings
 from dtvm.cli.group import cli
-from dtvm.diff import DiffResult, compare, read_description, render_json, render_text
-from dtvm.dtb import read_dtb, write_dtb
-from dtvm.tree import DeviceTree, Node, Property
+from dtvm.dt.dtb import read_dtb, write_dtb
+from dtvm.dt.tree import DeviceTree, Node, Property
+from dtvm.vm.diff import DiffResult, compare, read_description, render_json, render_text
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "fixtures" / "diff"
@@ -667,7 +667,7 @@ def test_deep_and_wide_trees_are_bounded(tmp_path: Path, bindings: Any) -> None:
 
 
 def test_many_differences_are_cut(tmp_path: Path) -> None:
-    from dtvm import diff as diffmod
+    from dtvm.vm import diff as diffmod
 
     root_a, root_b = Node(""), Node("")
     for i in range(diffmod.MAX_ENTRIES + 5):

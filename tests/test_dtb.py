@@ -1,4 +1,4 @@
-"""dtvm.dtb against its oracles: Debian's dtc 1.6.1 and pylibfdt.
+"""dtvm.dt.dtb against its oracles: Debian's dtc 1.6.1 and pylibfdt.
 
 No expected bytes are written by hand: fixtures are compiled by the real dtc,
 expected blobs come from ``dtc -I dtb -O dtb``, and libfdt reads what we write.
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from dtvm.dtb import decode_name, encode_name, read_dtb, write_dtb
+from dtvm.dt.dtb import decode_name, encode_name, read_dtb, write_dtb
+from dtvm.dt.tree import DeviceTree, Node, Property, ReserveEntry
 from dtvm.errors import BlobError
-from dtvm.tree import DeviceTree, Node, Property, ReserveEntry
 
 DTC = shutil.which("dtc")
 pytestmark = pytest.mark.skipif(

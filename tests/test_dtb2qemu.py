@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from dtvm.dtb import read_dtb, write_dtb
+from dtvm.dt.dtb import read_dtb, write_dtb
+from dtvm.dt.tree import DeviceTree
 from dtvm.qemu.config import from_snapshot
-from dtvm.tree import DeviceTree
 
 pytest.importorskip("qemu.qmp")
 
@@ -114,7 +114,7 @@ def _dtb2qemu(guest: Path, backend: Path) -> list[str]:
 
 
 def _describe(vm: VM) -> tuple[Any, bytes, bytes]:
-    from dtvm.cli.qemu import describe_snapshot
+    from dtvm.qemu.describe import describe_snapshot
     from dtvm.qemu.live import read_socket
 
     snapshot = read_socket(f"unix:{vm.sock}")

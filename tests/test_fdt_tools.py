@@ -30,7 +30,7 @@ from dtvm.cli import fdtdump as dtvm_fdtdump
 from dtvm.cli import fdtget as dtvm_fdtget
 from dtvm.cli import fdtput as dtvm_fdtput
 from dtvm.cli.fdtput import scanf_int
-from dtvm.libfdt import Fdt, bufsize_for, decode_type, read_buffer, strerror
+from dtvm.dt.libfdt import Fdt, bufsize_for, decode_type, read_buffer, strerror
 
 TOOLS = ("dtc", "fdtget", "fdtput", "fdtdump")
 MISSING = [t for t in TOOLS if shutil.which(t) is None]
@@ -798,7 +798,7 @@ def libfdt_op(draw: st.DrawFn) -> tuple[str, ...]:
 )
 def test_libfdt_model_against_pylibfdt(ops: list[tuple[str, ...]], blob: str) -> None:
     libfdt = pytest.importorskip("libfdt", reason="pylibfdt (the C libfdt) is the oracle for the model")
-    from dtvm.libfdt import open_into
+    from dtvm.dt.libfdt import open_into
 
     data = blob_variants()[blob]
     ref = libfdt.Fdt(data)

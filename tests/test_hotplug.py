@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 
-from dtvm.dtb import read_dtb
+from dtvm.dt.dtb import read_dtb
 from dtvm.qemu import assign as A
-from dtvm.qemu.config import Bus, Config, Device, from_snapshot
+from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot
+from dtvm.vm.model import Bus, Config, Device
 
 pytest.importorskip("qemu.qmp")
 from qemu.qmp.legacy import QEMUMonitorProtocol

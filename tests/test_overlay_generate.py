@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from dtvm.checks import CheckRunner
 from dtvm.cli.dtc import run
+from dtvm.dt.checks import CheckRunner
+from dtvm.dt.overlay import generate_overlay_nodes
+from dtvm.dt.sort import sort_tree
+from dtvm.dt.tree import DeviceTree, Label, Marker, MarkerType, Node, Property, ReserveEntry
 from dtvm.errors import DtvmError
-from dtvm.overlay import generate_overlay_nodes
-from dtvm.sort import sort_tree
-from dtvm.tree import DeviceTree, Label, Marker, MarkerType, Node, Property, ReserveEntry
 
 DTC = shutil.which("dtc")
 FDTOVERLAY = shutil.which("fdtoverlay")

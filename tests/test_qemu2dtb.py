@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from dtvm.dtb import read_dtb, write_dtb
+from dtvm.dt.dtb import read_dtb, write_dtb
+from dtvm.dt.tree import Node
 from dtvm.qemu.config import from_snapshot
-from dtvm.tree import Node
 
 pytest.importorskip("qemu.qmp")
 from qemu.qmp.legacy import QEMUMonitorProtocol
@@ -137,7 +137,7 @@ CONFIGS: dict[str, list[str]] = {
 
 
 def _describe(vm: VM) -> Any:
-    from dtvm.cli.qemu import describe_snapshot
+    from dtvm.qemu.describe import describe_snapshot
     from dtvm.qemu.live import read_socket
 
     snapshot = read_socket(f"unix:{vm.sock}")

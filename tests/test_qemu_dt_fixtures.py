@@ -20,7 +20,7 @@ from types import ModuleType
 import pytest
 
 from dtvm.cli.dtc import run
-from dtvm.dtb import read_dtb, write_dtb
+from dtvm.dt.dtb import read_dtb, write_dtb
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "qemu-dt"

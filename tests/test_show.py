@@ -1,4 +1,4 @@
-"""``dtvm show`` and ``dtvm.show``: the readable view of a VM description.
+"""``dtvm show`` and ``dtvm.vm.show``: the readable view of a VM description.
 
 Expectations are derived from the blobs themselves, read with pylibfdt (libfdt's own reader,
 not dtvm's) and decoded here by the conventions ``dtvm/translate.py`` documents (PCI phys.hi,
@@ -26,10 +26,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dtvm.dtb import read_dtb, write_dtb
+from dtvm.dt.dtb import read_dtb, write_dtb
+from dtvm.dt.tree import DeviceTree, Node
 from dtvm.errors import BlobError
-from dtvm.show import MAX_DEPTH, MAX_LINES, MAX_SIBLINGS, render_dot, render_text
-from dtvm.tree import DeviceTree, Node
+from dtvm.vm.show import MAX_DEPTH, MAX_LINES, MAX_SIBLINGS, render_dot, render_text
 
 libfdt = pytest.importorskip("libfdt", reason="pylibfdt is the independent reader of the fixtures")
 

@@ -10,9 +10,17 @@ on-disk binding cache (``cache.py``) when it is current; ``dtvm validate`` does.
 
 from __future__ import annotations
 
-from .findings import Finding, Unchecked
-from .load import Binding, BindingError, BindingSet, NodeSpec, PropSpec, default_dirs, load_bindings
-from .validate import Result, match, validate_tree
+from dtvm.bindings.findings import Finding, Unchecked
+from dtvm.bindings.load import (
+    Binding,
+    BindingError,
+    BindingSet,
+    NodeSpec,
+    PropSpec,
+    default_dirs,
+)
+from dtvm.bindings.store import load_bindings
+from dtvm.bindings.validate import Result, match, validate_tree
 
 __all__ = [
     "Binding",

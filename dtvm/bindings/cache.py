@@ -44,8 +44,8 @@ import time
 import zlib
 from typing import Any
 
-from .. import __version__
-from .load import Binding, BindingSet, NodeSpec, PropSpec, Regex, binding_files, load_yaml
+from dtvm import __version__
+from dtvm.bindings.load import Binding, BindingSet, NodeSpec, PropSpec, Regex, binding_files, load_yaml
 
 __all__ = ["CodeChunk", "cache_dir", "cache_path", "dump_set", "fingerprint", "load_cached", "load_set"]
 
@@ -443,7 +443,7 @@ def load_cached(dirs: list[str]) -> BindingSet:
     entries, newest = fp
     if _now_ns() - newest < RACY_NS:
         return bset  # too fresh to trust its timestamps; the next run caches it
-    from .compile import check_code, schema_key
+    from dtvm.bindings.compile import check_code, schema_key
 
     codes: list[bytes] = []
     by_key: dict[str, int] = {}

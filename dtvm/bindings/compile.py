@@ -26,7 +26,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-from .load import NodeSpec, PropSpec
+from dtvm.bindings.load import NodeSpec, PropSpec
 
 __all__ = ["SchemaMismatch", "check_code", "prop_check", "prop_schema", "prop_validator", "schema_key"]
 

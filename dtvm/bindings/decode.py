@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from ..tree import DeviceTree, Node, Property
+from dtvm.dt.tree import DeviceTree, Node, Property
 
 __all__ = ["DecodeError", "TreeIndex", "cells_property_for", "decode"]
 

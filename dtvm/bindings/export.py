@@ -33,7 +33,8 @@ from typing import Any
 
 import yaml
 
-from .load import Binding, BindingSet, NodeSpec, PropSpec, load_bindings
+from dtvm.bindings.load import Binding, BindingSet, NodeSpec, PropSpec
+from dtvm.bindings.store import load_bindings
 
 __all__ = ["PATHS_DOC", "export_bindings", "export_documents"]
 

@@ -16,7 +16,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DtvmError
+from dtvm.errors import DtvmError
 
 if TYPE_CHECKING:
     import yaml
@@ -30,7 +30,6 @@ __all__ = [
     "PropSpec",
     "Regex",
     "default_dirs",
-    "load_bindings",
 ]
 
 BASE_FRAGMENT = "common/base.yaml"
@@ -585,22 +584,6 @@ def binding_files(root: str, walked: list[str] | None = None) -> list[tuple[str,
 
     walk(root, "")
     return out
-
-
-def load_bindings(dirs: list[str] | None = None, *, cache: bool = False) -> BindingSet:
-    """Load every binding under ``dirs`` (default: dtvm's own); BindingError on the first broken one.
-
-    With ``cache=True`` the set (and every node's compiled validator) comes from
-    the on-disk cache when it is current, and is written there when it is not;
-    see ``cache.py``. The result is the same either way.
-    """
-    if dirs is None:
-        dirs = default_dirs()
-    if cache:
-        from .cache import load_cached
-
-        return load_cached(list(dirs))
-    return load_yaml(list(dirs))
 
 
 def load_yaml(dirs: list[str]) -> BindingSet:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..tree import DeviceTree, Node, Property
-from .compile import SchemaMismatch, prop_check, prop_validator
-from .decode import DecodeError, TreeIndex, decode
-from .findings import Finding, Unchecked
-from .load import Binding, BindingSet, NodeSpec, PropSpec
+from dtvm.bindings.compile import SchemaMismatch, prop_check, prop_validator
+from dtvm.bindings.decode import DecodeError, TreeIndex, decode
+from dtvm.bindings.findings import Finding, Unchecked
+from dtvm.bindings.load import Binding, BindingSet, NodeSpec, PropSpec
+from dtvm.dt.tree import DeviceTree, Node, Property
 
 if TYPE_CHECKING:
     import fastjsonschema

@@ -14,25 +14,12 @@ from typing import Any
 
 __all__ = ["cli", "main"]
 
-_PASSTHROUGH = {
-    "dtc": ("dtvm.cli.dtc", "run"),
-    "fdtget": ("dtvm.cli.fdtget", "run"),
-    "fdtput": ("dtvm.cli.fdtput", "run"),
-    "fdtdump": ("dtvm.cli.fdtdump", "run"),
-    "fdtoverlay": ("dtvm.cli.fdtoverlay", "run"),
-}
-
-
-def run_passthrough(name: str, args: list[str]) -> int:
-    import importlib
-
-    module, attr = _PASSTHROUGH[name]
-    return int(getattr(importlib.import_module(module), attr)(args))
+from dtvm.cli.passthrough import PASSTHROUGH, run_passthrough
 
 
 def __getattr__(name: str) -> Any:
     if name == "cli":
-        from .group import cli
+        from dtvm.cli.group import cli
 
         return cli
     raise AttributeError(name)
@@ -41,7 +28,7 @@ def __getattr__(name: str) -> Any:
 def main() -> None:
     """Console entry point."""
     argv = sys.argv[1:]
-    if argv and argv[0] in _PASSTHROUGH:
+    if argv and argv[0] in PASSTHROUGH:
         try:
             code = run_passthrough(argv[0], argv[1:])
         except KeyboardInterrupt:
@@ -51,9 +38,9 @@ def main() -> None:
         sys.exit(code)
     if argv and argv[0] == "validate":
         # the common case of a short command, without importing click (~9 ms)
-        from .validate import run
+        from dtvm.cli.validate import run
 
         sys.exit(run(argv[1:]))
-    from .group import cli
+    from dtvm.cli.group import cli
 
     cli.main(args=argv, prog_name="dtvm")

@@ -26,8 +26,8 @@ def bindings_group() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="print nothing but errors")
 def export_cmd(out_dir: str, dirs: tuple[str, ...], quiet: bool) -> None:
     """Write one dt-schema document per binding under DIR (for dt-doc-validate, dt-mk-schema, dt-validate)."""
-    from ..bindings.export import export_bindings
-    from ..errors import DtvmError
+    from dtvm.bindings.export import export_bindings
+    from dtvm.errors import DtvmError
 
     try:
         written, notes = export_bindings(out_dir, list(dirs) or None)

@@ -3,7 +3,7 @@
 Reported, never fixed.  The exit status is the answer, for scripts and for a management host
 that wants to know before it runs ``dtb2qemu``: 0 nothing found (warnings alone included), 1 a
 rule is broken, 2 an input cannot be used (one line on stderr, ``dtvm check: FILE: message``,
-never a traceback; click's own usage errors exit 2 as well).  The rules are ``dtvm.check``'s.
+never a traceback; click's own usage errors exit 2 as well).  The rules are ``dtvm.vm.check``'s.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ __all__ = ["check_cmd"]
 
 
 def _write(text: str) -> None:
-    from .output import write_stdout
+    from dtvm.cli.output import write_stdout
 
     write_stdout(text)
 
 
 def _rules_help() -> str:
-    from ..check import RULES
+    from dtvm.vm.check import RULES
 
     return "\n".join(f"  {name}: {text}" for name, text in RULES.items())
 
@@ -44,8 +44,8 @@ def check_cmd(backend: str | None, fmt: str, guest: str) -> None:
     multifunction slots as QEMU takes them, hot-plugged devices only on buses that take hot-plug,
     every back-end reference resolved. Exit status: 0 clean, 1 findings, 2 unusable input.
     """
-    from ..diff import DiffInputError, read_description
-    from ..errors import DtvmError
+    from dtvm.errors import DtvmError
+    from dtvm.vm.diff import DiffInputError, read_description
 
     def warn(message: str) -> None:
         click.echo(f"dtvm check: {message}", err=True)
@@ -56,8 +56,8 @@ def check_cmd(backend: str | None, fmt: str, guest: str) -> None:
     except DiffInputError as exc:
         warn(str(exc))
         sys.exit(2)
-    from ..check import CheckDataError, check_plan, clean
-    from ..qemu.plan import read_plan
+    from dtvm.vm.check import CheckDataError, check_plan, clean
+    from dtvm.vm.plan import read_plan
 
     try:
         read_plan(gtree, None)  # the guest tree alone first, so that an error names the right file
@@ -93,7 +93,7 @@ def check_cmd(backend: str | None, fmt: str, guest: str) -> None:
 
 
 def _first_line(exc: Exception) -> str:
-    from ..check import clean
+    from dtvm.vm.check import clean
 
     lines = str(exc).splitlines()
     return clean(lines[0]) if lines else type(exc).__name__

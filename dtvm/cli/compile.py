@@ -30,7 +30,7 @@ class CompileResult:
 
 def compile_one(source: str, output: str, include_dirs: list[str], extra: list[str]) -> CompileResult:
     """Compile one file to ``output`` (written atomically); never raises for bad input."""
-    from .dtc import run
+    from dtvm.cli.dtc import run
 
     args = [*extra]
     for d in include_dirs:

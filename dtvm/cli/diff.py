@@ -4,7 +4,7 @@ Exit status is the answer, so that scripts (and a migration check) can use it: 0
 sees the same hardware, 1 when it does not, 2 when an input cannot be used (one line on stderr,
 ``dtvm diff: FILE: message``, never a traceback; click's own usage errors exit 2 as well).
 Back-end differences are listed but never change the status: a guest DTB with another host's
-back-ends is still the same VM.  The comparison itself is ``dtvm.diff``.
+back-ends is still the same VM.  The comparison itself is ``dtvm.vm.diff``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["diff_cmd"]
 
 
 def _write(text: str) -> None:
-    from .output import write_stdout
+    from dtvm.cli.output import write_stdout
 
     write_stdout(text)
 
@@ -52,7 +52,7 @@ def diff_cmd(backends: tuple[str, ...], guest_only: bool, fmt: str, file_a: str,
     differences (with -b for both sides, unless --guest-only) are listed separately and never
     change the exit status.
     """
-    from ..diff import DiffInputError, compare, read_description, render_json, render_text
+    from dtvm.vm.diff import DiffInputError, compare, read_description, render_json, render_text
 
     if len(backends) not in (0, 2):
         raise click.UsageError("give -b twice (A's back-end overlay, then B's) or not at all")
@@ -75,7 +75,7 @@ def diff_cmd(backends: tuple[str, ...], guest_only: bool, fmt: str, file_a: str,
         sys.exit(2)
     bindings = None
     try:
-        from ..bindings import load_bindings
+        from dtvm.bindings import load_bindings
 
         bindings = load_bindings(cache=True)
     except Exception as exc:  # dtvm's own bindings are broken: compare by standard names only

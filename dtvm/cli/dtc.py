@@ -15,10 +15,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
-from .. import __version__
-from ..errors import DtvmError
-from ..tree import PHANDLE_BOTH, PHANDLE_EPAPR, PHANDLE_LEGACY, DeviceTree, Node
-from .output import write_atomic
+from dtvm import __version__
+from dtvm.dt.tree import PHANDLE_BOTH, PHANDLE_EPAPR, PHANDLE_LEGACY, DeviceTree, Node
+from dtvm.errors import DtvmError
+from dtvm.fileio import write_atomic
 
 __all__ = ["DtcOptions", "UsageError", "compile_tree", "parse_args", "run"]
 
@@ -249,17 +249,17 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
     """Read the input in the chosen format (dtc's dt_from_source / dt_from_blob / dt_from_fs)."""
     inform = o.inform or guess_input_format(o.input, "dts")
     if inform == "dts":
-        from ..dts.source import read_source
+        from dtvm.dt.dts.source import read_source
 
         try:
             src = read_source(o.input)
         except OSError as exc:
             raise DtvmError(f"{o.input}: error: Couldn't open \"{o.input}\": {exc.strerror}") from None
         if o.cpp:
-            from ..dts.preprocess import preprocess
+            from dtvm.dt.dts.preprocess import preprocess
 
             src = preprocess(src, o.cpp_includes, o.cpp_defines)
-        from ..dts import scan
+        from dtvm.dt.dts import scan
 
         scanner = scan.Scanner(o.include_dirs)
         tokens = scanner.run(src)
@@ -267,7 +267,7 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
             deps.append(src.name)
             deps.extend(getattr(src, "includes", ()))  # the headers --cpp read
             deps.extend(scanner.files)
-        from ..dts.parse import Parser
+        from dtvm.dt.dts.parse import Parser
 
         parser = Parser(tokens, o.include_dirs)
         dt = parser.parse()
@@ -276,7 +276,7 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
             deps.extend(parser.incbin_files)
         return dt
     if inform == "dtb":
-        from ..dtb import read_dtb
+        from dtvm.dt.dtb import read_dtb
 
         name = "<stdin>" if o.input == "-" else o.input
         try:
@@ -291,7 +291,7 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
             deps.append(o.input)
         return read_dtb(data, name)
     if inform == "fs":
-        from ..fstree import read_fs
+        from dtvm.dt.fstree import read_fs
 
         return read_fs(o.input)
     raise DtvmError(f'Unknown input format "{inform}"')
@@ -299,7 +299,7 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
 
 def compile_tree(o: DtcOptions, dt: DeviceTree, messages: list[str]) -> None:
     """dtc's steps between reading and writing: boot cpu, checks, generated nodes, sort."""
-    from ..checks import CheckError, CheckRunner
+    from dtvm.dt.checks import CheckError, CheckRunner
 
     if o.boot_cpuid is not None:
         dt.boot_cpuid = o.boot_cpuid
@@ -326,24 +326,24 @@ def compile_tree(o: DtcOptions, dt: DeviceTree, messages: list[str]) -> None:
         if o.quiet < 3:
             messages.append("Warning: Input tree has errors, output forced")
     if o.auto_alias or o.symbols or dt.plugin:
-        from ..overlay import generate_overlay_nodes
+        from dtvm.dt.overlay import generate_overlay_nodes
 
         generate_overlay_nodes(
             dt, runner, auto_alias=o.auto_alias, symbols=o.symbols, fixups=dt.plugin, messages=messages
         )
     if o.sort:
-        from ..sort import sort_tree
+        from dtvm.dt.sort import sort_tree
 
         sort_tree(dt)
 
 
 def render(o: DtcOptions, dt: DeviceTree, outform: str, messages: list[str]) -> bytes:
     if outform == "dts":
-        from ..dts.write import write_dts
+        from dtvm.dt.dts.write import write_dts
 
         return write_dts(dt, o.annotate).encode("latin-1")
     if outform == "dtb":
-        from ..dtb import write_dtb
+        from dtvm.dt.dtb import write_dtb
 
         if o.outversion not in (1, 2, 3, 16, 17):
             raise DtvmError(f"Unknown device tree blob version {o.outversion}")
@@ -359,11 +359,11 @@ def render(o: DtcOptions, dt: DeviceTree, outform: str, messages: list[str]) -> 
     if outform == "yaml":
         if o.inform != "dts":
             raise DtvmError("YAML output format requires dts input")
-        from ..yaml import write_yaml
+        from dtvm.dt.yaml import write_yaml
 
         return write_yaml(dt)
     if outform == "asm":
-        from ..asm import write_asm
+        from dtvm.dt.asm import write_asm
 
         if o.outversion not in (1, 2, 3, 16, 17):
             raise DtvmError(f"Unknown device tree blob version {o.outversion}")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, TextIO
 
-from ..libfdt import (
+from dtvm.cli.fdtutil import common_option, run_tool, usage_exit
+from dtvm.dt.libfdt import (
     COMMON_LONG_OPTS,
     FDT_BEGIN_NODE,
     FDT_END,
@@ -29,7 +30,6 @@ from ..libfdt import (
     is_printable_string,
     read_file,
 )
-from .fdtutil import common_option, run_tool, usage_exit
 
 __all__ = ["print_data", "run"]
 

@@ -1,11 +1,11 @@
 """``dtvm fdtget``: dtc 1.6.1's ``fdtget``, same arguments, output and exit codes.
 
 It reads the blob as the C tool does, with libfdt's lookups on the raw bytes
-(:mod:`dtvm.libfdt`): path lookup with aliases and unit-address-less names,
+(:mod:`dtvm.dt.libfdt`): path lookup with aliases and unit-address-less names,
 the automatic type guess (printable strings, else 32-bit cells when the length
 is a multiple of 4, else bytes), ``-t`` type strings, ``-p`` / ``-l`` listings
 and ``-d`` defaults.  A blob too corrupt for libfdt's checks gives an error
-line, never a traceback.  Imports are kept to this module and ``dtvm.libfdt``
+line, never a traceback.  Imports are kept to this module and ``dtvm.dt.libfdt``
 so that one lookup in a large blob stays fast.
 """
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, TextIO
 
-from ..libfdt import (
+from dtvm.cli.fdtutil import common_option, run_tool, usage_exit
+from dtvm.dt.libfdt import (
     COMMON_LONG_OPTS,
     FDT_BEGIN_NODE,
     FDT_END,
@@ -31,7 +32,6 @@ from ..libfdt import (
     read_file,
     strerror,
 )
-from .fdtutil import common_option, run_tool, usage_exit
 
 __all__ = ["run"]
 

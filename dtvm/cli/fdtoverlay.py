@@ -1,11 +1,11 @@
 """``dtvm fdtoverlay``: dtc 1.6.1's ``fdtoverlay``, byte for byte, with errors in words.
 
 ``fdtoverlay -i BASE -o OUT OVERLAY...`` applies the overlays in turn with
-libfdt's ``fdt_overlay_apply`` (:func:`dtvm.apply.overlay_apply`).  As in the
+libfdt's ``fdt_overlay_apply`` (:func:`dtvm.dt.apply.overlay_apply`).  As in the
 C tool, each overlay is applied to a fresh copy of the current result in a
 buffer that starts at the result's size and grows by 64 KiB each time libfdt
 runs out of room; the final blob is packed and written.  The buffers are
-modelled byte for byte (see :mod:`dtvm.libfdt`), so the output file is the
+modelled byte for byte (see :mod:`dtvm.dt.libfdt`), so the output file is the
 C tool's.
 
 Where fdtoverlay reports ``Failed to apply 'x.dtbo': FDT_ERR_NOTFOUND``, this
@@ -20,8 +20,8 @@ from __future__ import annotations
 import sys
 from typing import BinaryIO, TextIO
 
-from ..errors import BlobError
-from ..libfdt import (
+from dtvm.cli.fdtutil import common_option, run_tool, usage_exit
+from dtvm.dt.libfdt import (
     COMMON_LONG_OPTS,
     FDT_ERR_NOSPACE,
     USAGE_TYPE_MSG,
@@ -32,7 +32,7 @@ from ..libfdt import (
     open_into,
     strerror,
 )
-from .fdtutil import common_option, run_tool, usage_exit
+from dtvm.errors import BlobError
 
 __all__ = ["OverlayError", "apply_overlays", "run"]
 
@@ -59,7 +59,7 @@ class OverlayError(Exception):
 
 def _apply_one(base: Fdt, overlay: bytes, buf_len: int, name: str) -> tuple[Fdt, int]:
     """fdtoverlay's ``apply_one``: (the new blob, the buffer length it ended with)."""
-    from ..apply import overlay_apply
+    from dtvm.dt.apply import overlay_apply
 
     tmp: Fdt | None = None
     while True:
@@ -87,7 +87,7 @@ def _apply_one(base: Fdt, overlay: bytes, buf_len: int, name: str) -> tuple[Fdt,
 
 def _check_complete(what: str, data: bytes) -> bytes:
     """fdtoverlay's "incomplete" check (against the C buffer size); the image libfdt sees."""
-    from ..libfdt import read_buffer
+    from dtvm.dt.libfdt import read_buffer
 
     buf = read_buffer(data)
     total = Fdt(buf).totalsize()
@@ -182,7 +182,7 @@ def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:
     if output_filename == "-":
         out.write(result)
         return 0
-    from .output import write_atomic
+    from dtvm.fileio import write_atomic
 
     try:
         write_atomic(output_filename, result)

@@ -3,7 +3,7 @@
 The C tool edits the blob in its buffer with libfdt and writes it back packed;
 when libfdt runs out of room it grows the buffer by what the edit needs
 (``fdt_open_into``) and tries once more.  This module runs the same steps on
-:class:`dtvm.libfdt.Fdt`, so the file it writes has the same bytes: the same
+:class:`dtvm.dt.libfdt.Fdt`, so the file it writes has the same bytes: the same
 string reuse, the same insertion points, the same stale padding bytes.  Values
 are parsed as the C tool parses them, with ``sscanf`` semantics (``-t i``
 accepts ``0x``/``0`` prefixes, out-of-range numbers wrap or saturate as glibc
@@ -18,7 +18,8 @@ import os
 import struct
 from typing import BinaryIO, TextIO
 
-from ..libfdt import (
+from dtvm.cli.fdtutil import common_option, run_tool, usage_exit
+from dtvm.dt.libfdt import (
     COMMON_LONG_OPTS,
     FDT_ERR_BADPATH,
     FDT_ERR_NOSPACE,
@@ -34,7 +35,6 @@ from ..libfdt import (
     read_file,
     strerror,
 )
-from .fdtutil import common_option, run_tool, usage_exit
 
 __all__ = ["run", "scanf_int"]
 
@@ -277,7 +277,7 @@ def _write_blob(filename: str, data: bytes, out: BinaryIO, err: TextIO) -> int:
     if filename == "-":
         out.write(data)
         return 0
-    from .output import write_atomic
+    from dtvm.fileio import write_atomic
 
     try:
         mode = os.stat(filename).st_mode

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import BinaryIO, TextIO
 
-from ..errors import BlobError
-from ..libfdt import LongOpt, ToolExit, usage_text
+from dtvm.dt.libfdt import LongOpt, ToolExit, usage_text
+from dtvm.errors import BlobError
 
 __all__ = ["TOOL_VERSION", "common_option", "run_tool", "usage_exit"]
 

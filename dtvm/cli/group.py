@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import click
 
-from .. import __version__
-from . import _PASSTHROUGH, run_passthrough
+from dtvm import __version__
+from dtvm.cli.passthrough import PASSTHROUGH, run_passthrough
 
 __all__ = ["cli"]
 
@@ -31,7 +31,7 @@ class _LazyGroup(click.Group):
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.lazy, *_PASSTHROUGH])
+        return sorted([*super().list_commands(ctx), *self.lazy, *PASSTHROUGH])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:
@@ -39,7 +39,7 @@ class _LazyGroup(click.Group):
 
             module, attr = self.lazy[name]
             return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
-        if name in _PASSTHROUGH:
+        if name in PASSTHROUGH:
             return _passthrough_command(name)
         return super().get_command(ctx, name)
 

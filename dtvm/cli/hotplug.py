@@ -24,7 +24,7 @@ class _Common:
     timeout: float
 
     def outputs(self) -> Any:
-        from ..qemu.hotplug import Outputs
+        from dtvm.qemu.hotplug import Outputs
 
         return Outputs.from_options(self.output, self.backend)
 
@@ -41,7 +41,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _run(call: Any) -> Any:
     """Run one hot-plug call; every failure a user can cause becomes one line and exit status 1."""
-    from ..errors import DtvmError
+    from dtvm.errors import DtvmError
 
     try:
         return call()
@@ -92,7 +92,7 @@ def add_cmd(common: _Common, device: str) -> None:
     virtconsole) and passes them to device_add explicitly; a given address is checked. Without
     id=, dtvm gives one (DRIVER followed by a number).
     """
-    from ..qemu.hotplug import add_device
+    from dtvm.qemu.hotplug import add_device
 
     result = _run(lambda: add_device(common.qmp, device, common.outputs(), timeout=common.timeout))
     for warning in result.warnings:
@@ -115,7 +115,7 @@ def del_cmd(common: _Common, ident: str, wait: float) -> None:
     device) the device stays in the description, marked qemu,unplug-pending in the back-end overlay;
     asking again for a pending device reports it pending. Exit 0 either way; 1 if the guest refused.
     """
-    from ..qemu.hotplug import delete_device
+    from dtvm.qemu.hotplug import delete_device
 
     result = _run(lambda: delete_device(common.qmp, ident, common.outputs(), timeout=common.timeout, wait=wait))
     for warning in result.warnings:
@@ -134,7 +134,7 @@ def del_cmd(common: _Common, ident: str, wait: float) -> None:
 
 
 def _pending_prop() -> str:
-    from ..qemu.hotplug import PENDING_PROP
+    from dtvm.qemu.hotplug import PENDING_PROP
 
     return PENDING_PROP
 
@@ -150,7 +150,7 @@ def watch_cmd(common: _Common, interval: float) -> None:
     rewritten (atomically) only when the description changed. Other QMP clients need a monitor
     of their own: QEMU serves one client per QMP socket.
     """
-    from ..qemu.hotplug import WatchReport, watch
+    from dtvm.qemu.hotplug import WatchReport, watch
 
     outputs = common.outputs()
     if outputs.guest is None and outputs.backend is None:
@@ -179,7 +179,7 @@ def watch_cmd(common: _Common, interval: float) -> None:
 
 def _run_watch(call: Any) -> str:
     """Like _run, but Ctrl-C is the normal way to stop watching: it propagates to the caller."""
-    from ..errors import DtvmError
+    from dtvm.errors import DtvmError
 
     try:
         return str(call())

@@ -1,50 +1,17 @@
-"""Writing output files safely: a temporary file in the same directory, then a rename.
+"""Output helpers of the command line: standard output that a closed pipe ends quietly.
 
-A failed or interrupted run must never leave a half-written output behind, and
-an existing output must stay untouched when the run fails.
+``write_atomic`` lives in :mod:`dtvm.fileio` (the library writes files too); it is re-exported
+here for the commands.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import sys
-import tempfile
+
+from dtvm.fileio import write_atomic
 
 __all__ = ["write_atomic", "write_stdout"]
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (same-directory temp file + rename).
-
-    Only regular files are replaced: a device, FIFO or other special file
-    (``-o /dev/null``, ``-o /dev/stdout``) is written in place, as dtc does;
-    renaming over it would destroy it.
-    """
-    try:
-        st = os.stat(path)
-    except OSError:
-        st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        with open(path, "wb") as f:
-            f.write(data)
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".dtvm-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # keep the permissions an ordinary open() would give
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def write_stdout(text: str) -> None:

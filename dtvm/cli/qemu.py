@@ -21,27 +21,6 @@ def _fail(command: str, message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def driver_compat() -> dict[str, list[str]]:
-    """qdev driver -> the compatibles of the bindings whose ``qemu: driver`` names it."""
-    from ..bindings import load_bindings
-
-    out: dict[str, list[str]] = {}
-    for binding in load_bindings(cache=True).bindings():
-        qemu = binding.qemu or {}
-        driver = qemu.get("driver")
-        if isinstance(driver, str) and binding.compatible:
-            out.setdefault(driver, []).append(binding.compatible[0])
-    return out
-
-
-def describe_snapshot(snapshot: Any, compat: dict[str, list[str]] | None = None) -> Any:
-    """Snapshot -> Description (guest tree, back-end overlay, node of each device)."""
-    from ..qemu.config import from_snapshot
-    from ..translate import describe
-
-    return describe(from_snapshot(snapshot), compat if compat is not None else driver_compat())
-
-
 @click.command("qemu2dtb", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("-o", "--output", "output", metavar="OUT.dtb", help="write the guest tree here (DTB)")
 @click.option("-b", "--backend", "backend", metavar="OUT.backend.dtbo",
@@ -61,21 +40,23 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
     dtvm qemu2dtb [-o OUT.dtb] [-b OUT.backend.dtbo] --qmp unix:PATH
     With no QEMU command line, describes `qemu-system-aarch64 -M virt`.
     """
-    from ..dtb import write_dtb
-    from ..errors import DtvmError
-    from .output import write_atomic
+    from dtvm.dt.dtb import write_dtb
+    from dtvm.errors import DtvmError
+    from dtvm.fileio import write_atomic
 
     argv = list(qemu_argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
     try:
-        from ..qemu import live
+        from dtvm.qemu import live
+        from dtvm.qemu.describe import describe_snapshot
+        from dtvm.vm.translate import driver_compat
 
         if offline:
             if qmp is not None:
                 _fail("qemu2dtb", "--offline reads a command line, not a running VM", 2)
-            from ..qemu.offline import offline_config
-            from ..translate import describe
+            from dtvm.qemu.offline import offline_config
+            from dtvm.vm.translate import describe, driver_compat
 
             desc = describe(offline_config(argv or DEFAULT_ARGV), driver_compat())
             snapshot = None
@@ -93,11 +74,11 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
             desc = describe_snapshot(snapshot, compat)
         if output is None and backend is None:
             if fmt == "dts":
-                from ..dts.write import write_dts
+                from dtvm.dt.dts.write import write_dts
 
                 click.echo(write_dts(desc.guest), nl=False)
             else:
-                from ..show import render_dot, render_text
+                from dtvm.vm.show import render_dot, render_text
 
                 text = render_dot(desc.guest, desc.backend) if fmt == "dot" else render_text(desc.guest, desc.backend)
                 click.echo(text, nl=not text.endswith("\n"))
@@ -127,7 +108,7 @@ def machine_group() -> None:
 @machine_group.command("list")
 def machine_list() -> None:
     """Supported machine types, with their QEMU binary and whether it is installed here."""
-    from ..qemu.machine import load_machines
+    from dtvm.qemu.machine import load_machines
 
     for m in load_machines():
         state = "installed" if m.installed() else f"not installed (Debian package {m.package})"
@@ -146,9 +127,9 @@ def machine_show(online: bool, machine_type: str, qemu_argv: tuple[str, ...]) ->
     dtvm machine show [--online] TYPE [-- qemu-system-ARCH ARGS...]   asks QEMU itself
     The extra QEMU arguments (after the binary) are added to every probe run.
     """
-    from ..errors import DtvmError
-    from ..qemu.machine import explain, find_machine, render_report
-    from ..qemu.schema import load_schema, schema_name
+    from dtvm.errors import DtvmError
+    from dtvm.qemu.machine import explain, find_machine, render_report
+    from dtvm.qemu.schema import load_schema, schema_name
 
     argv = list(qemu_argv)
     if argv and argv[0] == "--":
@@ -185,11 +166,11 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
     """
     import os
 
-    from ..dtb import read_dtb
-    from ..errors import DtvmError
-    from ..qemu.argv import build_argv
-    from ..qemu.opts import format_argv
-    from ..qemu.plan import read_plan
+    from dtvm.dt.dtb import read_dtb
+    from dtvm.errors import DtvmError
+    from dtvm.qemu.argv import build_argv
+    from dtvm.qemu.opts import format_argv
+    from dtvm.vm.plan import read_plan
 
     try:
         with open(guest, "rb") as f:
@@ -205,7 +186,7 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
         plan = read_plan(gtree, btree)
 
         def read(argv: list[str]) -> Any:
-            from ..qemu.live import read_argv
+            from dtvm.qemu.live import read_argv
 
             return read_argv(argv, timeout=timeout)
 
@@ -232,10 +213,10 @@ def backend_cmd(guest: str, output: str, drives: tuple[str, ...], netdevs: tuple
 
     The guest tree stays what it is; only disk images, netdevs and chardevs are this host's.
     """
-    from ..backend import make_overlay, parse_spec
-    from ..dtb import read_dtb, write_dtb
-    from ..errors import DtvmError
-    from .output import write_atomic
+    from dtvm.dt.dtb import read_dtb, write_dtb
+    from dtvm.errors import DtvmError
+    from dtvm.fileio import write_atomic
+    from dtvm.vm.backend import make_overlay, parse_spec
 
     try:
         with open(guest, "rb") as f:

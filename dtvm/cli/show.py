@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from ..tree import DeviceTree
+from dtvm.dt.tree import DeviceTree
 
 __all__ = ["echo_description", "read_blob", "show_cmd"]
 
@@ -31,7 +31,7 @@ class ShowError(Exception):
 
 def read_blob(path: str) -> DeviceTree:
     """The tree in a DTB (or DTBO) file; ShowError naming the file for anything unusable."""
-    from ..dtb import BlobFileError, read_dtb_file
+    from dtvm.dt.dtb import BlobFileError, read_dtb_file
 
     warnings: list[str] = []
     try:
@@ -61,7 +61,7 @@ def echo_description(
 
     A closed pipe (``dtvm show vm.dtb | head``) ends quietly with status 141, like the fdt tools.
     """
-    from ..show import render_dot, render_text
+    from dtvm.vm.show import render_dot, render_text
 
     if fmt == "dot":
         data = render_dot(guest, backend).encode("utf-8")

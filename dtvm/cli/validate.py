@@ -48,7 +48,7 @@ def load_input(path: str, include_dirs: Iterable[str] = ()) -> Any:
     A blob is read directly with ``read_dtb`` (what ``dtc -I dtb`` does, same errors), so that
     validating a DTB does not load the DTS front end.
     """
-    from ..errors import DtvmError
+    from dtvm.errors import DtvmError
 
     if not os.path.isfile(path):
         raise DtvmError(f"{path}: error: no such file")
@@ -59,11 +59,11 @@ def load_input(path: str, include_dirs: Iterable[str] = ()) -> Any:
     except OSError:
         pass  # dtc's own code path below says what is wrong
     if data is not None and data[:4] == FDT_MAGIC:
-        from ..dtb import read_dtb
+        from dtvm.dt.dtb import read_dtb
 
         dt = read_dtb(data, path)
     else:
-        from .dtc import compile_tree, guess_input_format, load_tree, parse_args
+        from dtvm.cli.dtc import compile_tree, guess_input_format, load_tree, parse_args
 
         fmt = guess_input_format(path, "dts")
         args = ["-q", "-q", "-I", fmt, "-O", "dtb"]
@@ -81,7 +81,7 @@ _state: dict[str, Any] = {}
 
 
 def _bindings(dirs: list[str] | None) -> Any:
-    from ..bindings import load_bindings
+    from dtvm.bindings import load_bindings
 
     key = repr(dirs)
     if _state.get("key") != key:
@@ -92,8 +92,8 @@ def _bindings(dirs: list[str] | None) -> Any:
 
 def validate_file(path: str, dirs: list[str] | None, strict: bool = False, include_dirs: Iterable[str] = ()) -> FileReport:
     """Validate one file; never raises for bad input (the report carries the error)."""
-    from ..bindings import validate_tree
-    from ..errors import DtvmError
+    from dtvm.bindings import validate_tree
+    from dtvm.errors import DtvmError
 
     report = FileReport(path)
     try:
@@ -136,7 +136,7 @@ def validate(
     quiet: bool = False,
 ) -> int:
     """What ``dtvm validate`` does, without click: print the reports, return the exit status."""
-    from ..bindings import BindingError
+    from dtvm.bindings import BindingError
 
     dirs = binding_dirs or None
     try:

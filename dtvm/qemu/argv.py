@@ -14,10 +14,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import DtvmError
-from .config import MACHINE_DEVICE_OPTIONS, Config, Device, from_snapshot
-from .plan import DescDevice, Plan
-from .snapshot import Snapshot
+from dtvm.errors import DtvmError
+from dtvm.qemu.config import from_snapshot
+from dtvm.qemu.snapshot import Snapshot
+from dtvm.vm.model import MACHINE_DEVICE_OPTIONS, Config, Device
+from dtvm.vm.plan import DescDevice, Plan
 
 __all__ = ["ArgvError", "Rebuild", "build_argv"]
 
@@ -51,13 +52,13 @@ class Rebuild:
 
 
 def _esc(value: str, where: str) -> str:
-    from .opts import escape
+    from dtvm.qemu.opts import escape
 
     return escape(value, where)
 
 
 def _render(head: str | None, pairs: list[tuple[str, str]], where: str, implied: str | None = None) -> str:
-    from .opts import render
+    from dtvm.qemu.opts import render
 
     return render(head, pairs, where, implied=implied)
 
@@ -65,7 +66,7 @@ def _render(head: str | None, pairs: list[tuple[str, str]], where: str, implied:
 def _global(driver: str, prop: str, value: str, where: str) -> str:
     """-global in its long form (driver=,property=,value=): the short D.P=V form takes V verbatim
     and cuts the driver at its first dot."""
-    from .opts import render_global
+    from dtvm.qemu.opts import render_global
 
     return render_global(driver, prop, value, where)
 
@@ -104,7 +105,8 @@ def _machine_options(plan: Plan, baseline: Snapshot) -> dict[str, str]:
     memory-backend, ...) are never taken from a guest tree: a DTB from anyone must not make QEMU
     read or write a host path.  Those come only from the back-end overlay (inputs).
     """
-    from .config import MACHINE_HOST_PROPS, MACHINE_INPUT_PROPS, _json_text
+    from dtvm.qemu.config import _json_text
+    from dtvm.vm.model import MACHINE_HOST_PROPS, MACHINE_INPUT_PROPS
 
     out: dict[str, str] = {}
     for key, value in plan.machine.options.items():
@@ -145,10 +147,10 @@ class _Node:
 def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[str]], Snapshot] | None = None) -> Rebuild:
     """The precise argv that rebuilds the described VM; ArgvError naming the node when it cannot."""
     if read is None:
-        from .live import read_argv
+        from dtvm.qemu.live import read_argv
 
         read = read_argv
-    from ..translate import describe
+    from dtvm.vm.translate import describe
 
     exe = binary or BINARIES.get(plan.machine.arch)
     if exe is None:
@@ -162,7 +164,7 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
         probe_snap, probe = _probe(plan, exe, options, read) if options else (baseline, from_snapshot(baseline))
     except DtvmError as exc:
         raise ArgvError(f"/qemu: machine options {options} rejected: {exc}") from None
-    from ..cli.qemu import driver_compat
+    from dtvm.vm.translate import driver_compat
 
     probe_desc = describe(probe, driver_compat())
     probe_by_path: dict[str, Device] = {}
@@ -314,7 +316,7 @@ def _companion_master(dev: DescDevice, plan: Plan, ids: dict[str, str], where: s
 
 def _backend_id(kind: str, ref: str) -> str:
     """QEMU-internal ids (``#net123``) are not valid option ids: give them a stable spelling."""
-    from .opts import check_id
+    from dtvm.qemu.opts import check_id
 
     if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", ref):
         return check_id(ref, f"{kind} {ref}")
@@ -460,7 +462,7 @@ def _netdev_args(plan: Plan) -> list[str]:
 
 
 def _input_args(plan: Plan, probe: Snapshot) -> list[str]:
-    from .config import _json_text
+    from dtvm.qemu.config import _json_text
 
     args: list[str] = []
     flags = {"kernel": "-kernel", "initrd": "-initrd", "append": "-append", "dtb": "-dtb", "firmware": "-bios"}

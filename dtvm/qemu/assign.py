@@ -46,8 +46,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from ..errors import DtvmError
-from .config import Bus, Config, Device
+from dtvm.errors import DtvmError
+from dtvm.vm.model import Bus, Config, Device
 
 __all__ = [
     "BUS_PARENTS",

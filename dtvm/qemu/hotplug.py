@@ -41,13 +41,24 @@ from typing import Any
 from qemu.qmp import Runstate
 from qemu.qmp.message import Message
 
-from ..tree import DeviceTree, Node
-from . import qmp
-from .assign import KIND_BUS_TYPE, PCI, SCSI, USB, VSERIAL, AssignError, Placement, address_keys, assign
-from .config import Config, Device, address_text, from_snapshot
-from .live import QemuError, QemuTimeoutError, QmpCommandError, QmpProtocolError, _unix_path
-from .opts import parse as parse_options
-from .snapshot import Snapshot
+from dtvm.dt.tree import DeviceTree, Node
+from dtvm.qemu import qmp
+from dtvm.qemu.assign import (
+    KIND_BUS_TYPE,
+    PCI,
+    SCSI,
+    USB,
+    VSERIAL,
+    AssignError,
+    Placement,
+    address_keys,
+    assign,
+)
+from dtvm.qemu.config import from_snapshot
+from dtvm.qemu.live import QemuError, QemuTimeoutError, QmpCommandError, QmpProtocolError, _unix_path
+from dtvm.qemu.opts import parse as parse_options
+from dtvm.qemu.snapshot import Snapshot
+from dtvm.vm.model import Config, Device, address_text
 
 __all__ = [
     "PENDING_PROP",
@@ -204,7 +215,8 @@ async def _open(address: str, timeout: float) -> HotplugSession:
 
 def _default_describe() -> Describe:
     """``qemu2dtb``'s own Snapshot -> Description, with the bindings loaded once."""
-    from ..cli.qemu import describe_snapshot, driver_compat
+    from dtvm.qemu.describe import describe_snapshot
+    from dtvm.vm.translate import driver_compat
 
     compat = driver_compat()
     return lambda snapshot: describe_snapshot(snapshot, compat)
@@ -348,8 +360,8 @@ class Outputs:
         """
         if self.backend is None or not os.path.isfile(self.backend):
             return {}, None
-        from ..dtb import read_dtb
-        from ..errors import DtvmError
+        from dtvm.dt.dtb import read_dtb
+        from dtvm.errors import DtvmError
 
         try:
             with open(self.backend, "rb") as f:
@@ -367,8 +379,8 @@ class Outputs:
 
     def write(self, desc: Any) -> list[str]:
         """Write what differs from the files on disk (atomically); the paths written."""
-        from ..cli.output import write_atomic
-        from ..dtb import write_dtb
+        from dtvm.dt.dtb import write_dtb
+        from dtvm.fileio import write_atomic
 
         written: list[str] = []
         for path, tree in ((self.guest, desc.guest), (self.backend, desc.backend)):
@@ -530,7 +542,7 @@ async def _add(address: str, request: DeviceRequest, outputs: Outputs, timeout: 
 
 
 def _bus_parents(types: DeviceTypes) -> dict[str, str]:
-    from .assign import BUS_PARENTS
+    from dtvm.qemu.assign import BUS_PARENTS
 
     return {**BUS_PARENTS, **{k: v for k, v in types.bus_parents.items() if v}}
 

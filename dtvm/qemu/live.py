@@ -39,8 +39,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from ..errors import DtvmError
-from .snapshot import Snapshot
+from dtvm.errors import DtvmError
+from dtvm.qemu.snapshot import Snapshot
 
 __all__ = [
     "ADDRESS_PROPS",
@@ -216,7 +216,7 @@ class QemuProcess:
         """Connect (waiting for QEMU to come up), read everything, return the Snapshot."""
         if self.proc is None or not self.dir:
             raise QemuError("this QEMU was already stopped")
-        from . import qmp  # asyncio and qemu.qmp load here, while QEMU starts
+        from dtvm.qemu import qmp  # asyncio and qemu.qmp load here, while QEMU starts
 
         proc = self.proc
         try:
@@ -271,7 +271,7 @@ def read_socket(address: str, *, timeout: float = 10.0,
     t = timings if timings is not None else {}
     t0 = time.perf_counter()
     deadline = time.monotonic() + _checked_timeout(timeout)
-    from . import qmp
+    from dtvm.qemu import qmp
 
     tmp = _private_dir()
     try:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..errors import DtvmError
-from .config import MACHINE_HOST_PROPS, Config, Device, from_snapshot
-from .snapshot import Snapshot
+from dtvm.errors import DtvmError
+from dtvm.qemu.config import from_snapshot
+from dtvm.qemu.snapshot import Snapshot
+from dtvm.vm.model import MACHINE_HOST_PROPS, Config, Device
 
 __all__ = ["DeviceOrigin", "MachineInfo", "MachineReport", "explain", "find_machine", "load_machines"]
 
@@ -128,7 +129,7 @@ def explain(
 ) -> MachineReport:
     """Start the machine with each option varied and say where each device comes from."""
     if read is None:
-        from .live import read_argv
+        from dtvm.qemu.live import read_argv
 
         read = read_argv
     exe = binary or machine.binary

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..errors import DtvmError
-from .config import Backend, Bus, Config, Device
-from .machine import MachineInfo, find_machine
+from dtvm.errors import DtvmError
+from dtvm.qemu.machine import MachineInfo, find_machine
+from dtvm.vm.model import Backend, Bus, Config, Device
 
 __all__ = ["OfflineError", "device_from_dict", "device_to_dict", "offline_config"]
 
@@ -94,7 +94,7 @@ def _inflate(blob: bytes, limit: int = 16 << 20) -> bytes:
 def config_from_dict(data: dict[str, Any]) -> Config:
     import base64
 
-    from .config import Machine
+    from dtvm.vm.model import Machine
 
     m = data["machine"]
     machine = Machine(str(m["type"]), str(m["arch"]), dict(m["options"]), m["cpu_type"], int(m["cpus"]),
@@ -213,7 +213,7 @@ def _blockdev_option(opts: dict[str, str], opt: str) -> _Drive:
 
 def parse_argv(argv: list[str]) -> _Args:
     """QEMU's command line, the options the offline model understands; OfflineError otherwise."""
-    from .opts import OptionError, parse
+    from dtvm.qemu.opts import OptionError, parse
 
     args = _Args()
     i = 1
@@ -289,7 +289,7 @@ def parse_argv(argv: list[str]) -> _Args:
                 i += 2  # the x86 default; checked against the machine below
                 args.vga_std = True
             elif norm == "-global":
-                from .opts import parse_global
+                from dtvm.qemu.opts import parse_global
 
                 args.globals_.append(parse_global(value(), where=opt))
                 i += 2
@@ -368,14 +368,14 @@ _ADDRESS_KEYS = {"addr", "bus", "id", "port", "unit", "scsi-id", "lun", "channel
 def offline_config(argv: list[str]) -> Config:
     """The precise device model QEMU 7.2 would build for ``argv``; OfflineError naming what the
     model does not cover."""
-    from . import assign
+    from dtvm.qemu import assign
 
     args = parse_argv(argv)
     machine = find_machine(args.machine or "", argv[0])
     if args.machine not in (machine.type, machine.alias):
         raise OfflineError(f"-machine {args.machine}: not a machine dtvm describes")
     model = load_model(machine)
-    from .config import MACHINE_HOST_PROPS
+    from dtvm.vm.model import MACHINE_HOST_PROPS
 
     for k, v in list(args.machine_opts):
         if k == "usb":

@@ -73,7 +73,7 @@ import re
 import shlex
 from collections.abc import Sequence
 
-from ..errors import DtvmError
+from dtvm.errors import DtvmError
 
 __all__ = [
     "FORMATS",

@@ -43,7 +43,7 @@ from qemu.qmp.error import ProtocolError
 from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
 from qemu.qmp.qmp_client import GreetingError, NegotiationError, ServerParseError
 
-from .live import (
+from dtvm.qemu.live import (
     ADDRESS_PROPS,
     MAX_DTB_BYTES,
     NotAnsweredError,
@@ -52,7 +52,7 @@ from .live import (
     QmpCommandError,
     QmpProtocolError,
 )
-from .snapshot import Peripheral, Snapshot
+from dtvm.qemu.snapshot import Peripheral, Snapshot
 
 __all__ = ["MAX_REPLY_BYTES", "QmpSession", "read_address", "read_process", "read_snapshot", "run"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..errors import DtvmError
+from dtvm.errors import DtvmError
 
 __all__ = ["QBus", "QDev", "QtreeError", "parse_qtree"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from ..errors import DtvmError
-from .machine import DeviceOrigin, MachineInfo, MachineReport
+from dtvm.errors import DtvmError
+from dtvm.qemu.machine import DeviceOrigin, MachineInfo, MachineReport
 
 __all__ = ["SchemaError", "from_schema", "load_schema", "schema_name", "to_schema"]
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..errors import DtvmError
+from dtvm.errors import DtvmError
 
 #: Version of the JSON form written by ``Snapshot.to_dict`` (``from_dict`` refuses other versions).
 SNAPSHOT_FORMAT = 1

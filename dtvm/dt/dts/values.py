@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SourceError
+from dtvm.errors import SourceError
 
 __all__ = ["parse_char_literal", "parse_int_literal", "unescape"]
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import struct
 
-from .errors import BlobError
+from dtvm.errors import BlobError
 
 __all__ = [
     "FDT_BEGIN_NODE",

@@ -12,7 +12,7 @@ import bisect
 import itertools
 import os
 
-from ..tree import SourcePos
+from dtvm.dt.tree import SourcePos
 
 __all__ = ["NodePos", "SourceBuffer", "extend_pos", "pos_spans", "read_source"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import stat
 
-from .dts.parse import guess_boot_cpuid
-from .errors import DtvmError
-from .tree import DeviceTree, Marker, MarkerType, Node, Property
+from dtvm.dt.dts.parse import guess_boot_cpuid
+from dtvm.dt.tree import DeviceTree, Marker, MarkerType, Node, Property
+from dtvm.errors import DtvmError
 
 __all__ = ["read_fs"]
 

@@ -10,9 +10,9 @@ sign-extended ``\\xffffffc3``, and references print as their resolved numbers.
 
 from __future__ import annotations
 
-from ..errors import DtvmError
-from ..tree import DeviceTree, Marker, MarkerType, Node, Property, SourcePos
-from .source import pos_spans
+from dtvm.dt.dts.source import pos_spans
+from dtvm.dt.tree import DeviceTree, Marker, MarkerType, Node, Property, SourcePos
+from dtvm.errors import DtvmError
 
 __all__ = ["format_propval", "guess_value_type", "write_dts"]
 

@@ -28,11 +28,11 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from .errors import DtvmError
-from .tree import DeviceTree, Marker, MarkerType, Node, Property
+from dtvm.dt.tree import DeviceTree, Marker, MarkerType, Node, Property
+from dtvm.errors import DtvmError
 
 if TYPE_CHECKING:
-    from .checks import CheckRunner
+    from dtvm.dt.checks import CheckRunner
 
 __all__ = [
     "generate_fixups_tree",
@@ -48,7 +48,7 @@ class FixupError(DtvmError):
 
 def _name_bytes(text: str) -> bytes:
     """Names and paths back to dtc's bytes (the tree holds them as latin-1, one character a byte)."""
-    from .dtb import encode_name
+    from dtvm.dt.dtb import encode_name
 
     return encode_name(text)
 

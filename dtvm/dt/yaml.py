@@ -15,8 +15,8 @@ Where dtc aborts (an assertion in yamltree.c, or ``die()``), dtvm raises a
 
 from __future__ import annotations
 
-from .errors import DtvmError
-from .tree import DeviceTree, MarkerType, Node, Property
+from dtvm.dt.tree import DeviceTree, MarkerType, Node, Property
+from dtvm.errors import DtvmError
 
 __all__ = ["UnwritableYaml", "write_yaml"]
 

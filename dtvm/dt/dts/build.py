@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..tree import Marker, MarkerType, Node, Property, add_label
-from .source import extend_pos
+from dtvm.dt.dts.source import extend_pos
+from dtvm.dt.tree import Marker, MarkerType, Node, Property, add_label
 
 __all__ = ["OrphanCounter", "add_orphan_node", "merge_nodes"]
 

@@ -43,12 +43,12 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .errors import DtvmError
-from .tree import DeviceTree, Node, Property
+from dtvm.dt.tree import DeviceTree, Node, Property
+from dtvm.errors import DtvmError
 
 if TYPE_CHECKING:
-    from .bindings.decode import TreeIndex
-    from .bindings.load import BindingSet, NodeSpec
+    from dtvm.bindings.decode import TreeIndex
+    from dtvm.bindings.load import BindingSet, NodeSpec
 
 __all__ = [
     "MAX_BLOB",
@@ -147,7 +147,7 @@ def read_description(path: str, *, overlay: bool = False, warn: Callable[[str], 
     compared by path and is refused; so is a guest DTB that is an overlay (swapped arguments)
     and an overlay without fragments.
     """
-    from .dtb import BlobFileError, read_dtb_file
+    from dtvm.dt.dtb import BlobFileError, read_dtb_file
 
     warnings: list[str] = []
     try:
@@ -203,7 +203,7 @@ def _duplicate_names(dt: DeviceTree) -> str | None:
 
 def _clean(text: str, limit: int = MAX_VALUE) -> str:
     """``text`` safe for a terminal (show.clean: control characters escaped, length bounded)."""
-    from .show import clean
+    from dtvm.vm.show import clean
 
     return clean(text, limit)
 
@@ -221,7 +221,7 @@ def _word(text: str) -> str:
 
 def _strings(value: bytes) -> list[str] | None:
     """A value as strings if it is NUL-terminated UTF-8 without empty parts (show's reading)."""
-    from .show import _strings as strings
+    from dtvm.vm.show import _strings as strings
 
     return strings(value)
 
@@ -318,7 +318,7 @@ class _Side:
     """One guest tree with what comparing it needs: binding specs, phandle targets, values."""
 
     def __init__(self, dt: DeviceTree, bindings: BindingSet | None) -> None:
-        from .bindings.decode import TreeIndex
+        from dtvm.bindings.decode import TreeIndex
 
         self.dt = dt
         self.idx: TreeIndex = TreeIndex(dt)
@@ -329,7 +329,7 @@ class _Side:
 
     def _specs(self, bindings: BindingSet) -> None:
         """Each node's binding spec, a child-binding inherited as ``dtvm validate`` does."""
-        from .bindings.validate import match
+        from dtvm.bindings.validate import match
 
         stack: list[tuple[Node, NodeSpec | None, int]] = [(self.dt.root, None, 0)]
         while stack:
@@ -377,7 +377,7 @@ class _Side:
 
     def phandle_cells(self, node: Node, prop: Property) -> list[int]:
         """Indexes of the cells of ``prop`` that are phandles (empty when unknown or none)."""
-        from .bindings.decode import DecodeError, decode
+        from dtvm.bindings.decode import DecodeError, decode
 
         name = prop.name
         data = prop.value

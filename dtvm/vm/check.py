@@ -47,9 +47,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DtvmError
-from .qemu.plan import DescDevice, Plan, read_plan
-from .tree import DeviceTree
+from dtvm.dt.tree import DeviceTree
+from dtvm.errors import DtvmError
+from dtvm.vm.plan import DescDevice, Plan, read_plan
 
 __all__ = ["RULES", "BusTable", "CheckDataError", "Finding", "bus_table", "check", "check_plan", "clean",
            "load_bus_table"]

@@ -32,8 +32,17 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .errors import DtvmError, TreeError
-from .tree import PHANDLE_EPAPR, PHANDLE_LEGACY, DeviceTree, Marker, MarkerType, Node, Property, SourcePos
+from dtvm.dt.tree import (
+    PHANDLE_EPAPR,
+    PHANDLE_LEGACY,
+    DeviceTree,
+    Marker,
+    MarkerType,
+    Node,
+    Property,
+    SourcePos,
+)
+from dtvm.errors import DtvmError, TreeError
 
 __all__ = ["CHECK_NAMES", "Check", "CheckError", "CheckRunner", "Finding"]
 

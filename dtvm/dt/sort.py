@@ -10,14 +10,14 @@ possible with ``-f`` after duplicate-name errors, or with deleted entries).
 
 from __future__ import annotations
 
-from .tree import DeviceTree, Node
+from dtvm.dt.tree import DeviceTree, Node
 
 __all__ = ["sort_node", "sort_tree"]
 
 
 def _name_key(name: str) -> bytes:
     """strcmp order: compare the name's bytes (as dtb.encode_name gives them) as unsigned chars."""
-    from .dtb import encode_name
+    from dtvm.dt.dtb import encode_name
 
     return encode_name(name)
 

@@ -2,7 +2,7 @@
 
 ``fdtoverlay`` does not merge trees: it runs ``fdt_overlay_apply`` on the base
 blob in a buffer and packs the result.  To write the same bytes, this module
-ports that function step by step onto :class:`dtvm.libfdt.Fdt`, in libfdt's
+ports that function step by step onto :class:`dtvm.dt.libfdt.Fdt`, in libfdt's
 order and with its results:
 
 1. ``overlay_adjust_local_phandles``: every ``phandle`` / ``linux,phandle`` of
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 
-from .libfdt import (
+from dtvm.dt.libfdt import (
     FDT_ERR_BADOVERLAY,
     FDT_ERR_BADPHANDLE,
     FDT_ERR_BADVALUE,

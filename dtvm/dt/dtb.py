@@ -23,7 +23,7 @@ memory stay linear in the blob size.
 
 Names.  dtc treats node and property names as bytes; the tree model holds them
 as ``str``.  dtvm maps them byte for character with latin-1, as the DTS front
-end maps source text (``dtvm.dts.source``) and as the DTS writer maps it back:
+end maps source text (``dtvm.dt.dts.source``) and as the DTS writer maps it back:
 every byte string round-trips exactly, ``len(name)`` is dtc's ``strlen``, and
 comparing two names as ``str`` gives C's ``strcmp`` order.  (A UTF-8 name
 shows as mojibake in Python, and is written back as the same bytes.)  Use
@@ -37,8 +37,8 @@ import struct
 import sys
 from collections.abc import Callable
 
+from dtvm.dt.tree import DeviceTree, Node, Property, ReserveEntry
 from dtvm.errors import BlobError, DtvmError
-from dtvm.tree import DeviceTree, Node, Property, ReserveEntry
 
 __all__ = [
     "FDT_BEGIN_NODE",

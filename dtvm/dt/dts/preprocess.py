@@ -48,8 +48,8 @@ from typing import Any
 from pcpp.parser import Action, Macro, OutputDirective
 from pcpp.preprocessor import Preprocessor
 
-from ..errors import DtvmError, SourceError
-from .source import SourceBuffer
+from dtvm.dt.dts.source import SourceBuffer
+from dtvm.errors import DtvmError, SourceError
 
 __all__ = ["PreprocessedSource", "preprocess"]
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import re
 
-from ..errors import SourceError
-from .source import SourceBuffer, read_source
+from dtvm.dt.dts.source import SourceBuffer, read_source
+from dtvm.errors import SourceError
 
 __all__ = ["MAX_INCLUDE_DEPTH", "Token", "tokenize"]
 
@@ -238,7 +238,7 @@ class Scanner:
                 raise AssertionError(kind)
 
     def _linemarker(self, src: SourceBuffer, text: str, start: int, end: int) -> None:
-        from .values import unescape
+        from dtvm.dt.dts.values import unescape
 
         lm = _LM_RE.match(text, start)
         assert lm is not None

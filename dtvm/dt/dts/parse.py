@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import re
 
-from ..errors import SourceError
-from ..tree import DeviceTree, Marker, MarkerType, Node, Property, ReserveEntry, SourcePos, add_label
-from . import scan
-from .build import OrphanCounter, add_orphan_node, merge_nodes
-from .scan import Token
-from .source import NodePos, SourceBuffer, read_source
-from .values import parse_char_literal, parse_int_literal, unescape
+from dtvm.dt.dts import scan
+from dtvm.dt.dts.build import OrphanCounter, add_orphan_node, merge_nodes
+from dtvm.dt.dts.scan import Token
+from dtvm.dt.dts.source import NodePos, SourceBuffer, read_source
+from dtvm.dt.dts.values import parse_char_literal, parse_int_literal, unescape
+from dtvm.dt.tree import DeviceTree, Marker, MarkerType, Node, Property, ReserveEntry, SourcePos, add_label
+from dtvm.errors import SourceError
 
 __all__ = ["MAX_EXPR_DEPTH", "parse_file", "parse_source", "parse_string", "parse_tokens"]
 

@@ -13,8 +13,8 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from ..errors import DtvmError
-from ..tree import DeviceTree, Node
+from dtvm.dt.tree import DeviceTree, Node
+from dtvm.errors import DtvmError
 
 __all__ = ["DescDevice", "DescMachine", "Plan", "PlanError", "read_plan"]
 

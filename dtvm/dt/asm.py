@@ -10,7 +10,7 @@ written as four ``.byte`` directives, and alignment is left to ``.balign``.
 
 from __future__ import annotations
 
-from .dtb import (
+from dtvm.dt.dtb import (
     FDT_BEGIN_NODE,
     FDT_END,
     FDT_END_NODE,
@@ -27,8 +27,8 @@ from .dtb import (
     _join_path,
     _StringTable,
 )
-from .errors import DtvmError
-from .tree import DeviceTree, Label, Marker, MarkerType, Node
+from dtvm.dt.tree import DeviceTree, Label, Marker, MarkerType, Node
+from dtvm.errors import DtvmError
 
 __all__ = ["write_asm"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import DtvmError
-from .tree import DeviceTree, Node
+from dtvm.dt.tree import DeviceTree, Node
+from dtvm.errors import DtvmError
 
 __all__ = ["BackendError", "BackendSpec", "make_overlay", "parse_spec"]
 

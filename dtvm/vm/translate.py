@@ -30,12 +30,12 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .dtb import read_dtb
-from .errors import DtvmError
-from .qemu.config import Backend, Bus, Config, Device
-from .tree import DeviceTree, Node
+from dtvm.dt.dtb import read_dtb
+from dtvm.dt.tree import DeviceTree, Node
+from dtvm.errors import DtvmError
+from dtvm.vm.model import Backend, Bus, Config, Device
 
-__all__ = ["Description", "TranslateError", "describe"]
+__all__ = ["Description", "TranslateError", "describe", "driver_compat"]
 
 
 class TranslateError(DtvmError):
@@ -493,6 +493,19 @@ def _backend_node(parent: Node, backend: Backend, counters: dict[str, int]) -> N
     _set(node, "id", _str(backend.id))
     for key, value in sorted(backend.options.items()):
         _set(node, _prop_name(key).removeprefix("qemu,"), _str(value))
+
+
+def driver_compat() -> dict[str, list[str]]:
+    """qdev driver -> the compatibles of the bindings whose ``qemu: driver`` names it."""
+    from dtvm.bindings import load_bindings
+
+    out: dict[str, list[str]] = {}
+    for binding in load_bindings(cache=True).bindings():
+        qemu = binding.qemu or {}
+        driver = qemu.get("driver")
+        if isinstance(driver, str) and binding.compatible:
+            out.setdefault(driver, []).append(binding.compatible[0])
+    return out
 
 
 def describe(config: Config, driver_compat: dict[str, list[str]] | None = None) -> Description:

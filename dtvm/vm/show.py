@@ -16,7 +16,7 @@ does this VM have, where is it, and what backs it" on one screen:
 ``render_dot`` draws the same hierarchy as a Graphviz ``digraph``.
 
 The bus kind is inferred from the parent's ``#address-cells``/``#size-cells`` (the conventions
-``dtvm.translate`` writes, which follow the PCI, ISA and USB bindings) plus the parent's and the
+``dtvm.vm.translate`` writes, which follow the PCI, ISA and USB bindings) plus the parent's and the
 node's compatibles where cells alone are ambiguous (ISA, IDE and USB all look alike otherwise).
 A merged description (the guest DTB after ``fdtoverlay`` applied the back-end overlay) shows the
 same: the back-ends are then a ``/qemu-backends`` node and the references are properties of the
@@ -37,7 +37,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .tree import DeviceTree, Node, Property
+from dtvm.dt.tree import DeviceTree, Node, Property
 
 __all__ = ["MAX_DEPTH", "MAX_LINES", "MAX_SIBLINGS", "render_dot", "render_text"]
 

@@ -91,7 +91,7 @@ class SourcePos:
     __slots__ = ("end", "source", "start")
 
     def __init__(self, source: Any, start: int, end: int) -> None:
-        self.source = source  # dtvm.dts.source.SourceBuffer or similar
+        self.source = source  # dtvm.dt.dts.source.SourceBuffer or similar
         self.start = start
         self.end = end
 
