@@ -1,7 +1,31 @@
 """dtvm: the Flattened Device Tree as the one precise description of a VM's hardware.
 
-The public API is the devicetree toolchain: parse DTS, read and write DTB,
-write DTS, with dtc 1.6.1's exact behaviour.
+The public API is the devicetree toolchain: parse DTS, read and write DTB, write DTS, with dtc
+1.6.1's exact behaviour.
+
+The map of the house (as dtc.h is dtc's): each folder is one wing, listed from the ground up.
+A module imports only from its own wing and the wings listed before it; ``tests/test_layers.py``
+holds the package to this (no circle, nothing imported upwards).
+
+``errors``, ``fileio``
+    The ground: error types that carry a position or node path, atomic file writing.
+``dt/``
+    The devicetree toolchain, laid out as dtc's data flows: ``tree`` (nodes, properties, bytes
+    plus markers), ``dts/`` (source buffers, scanner, values, parser, build, writer, cpp),
+    ``checks``, ``dtb``, ``overlay``, ``yaml``, ``asm``, ``sort``, ``fstree``, ``libfdt`` and
+    ``apply`` (libfdt's operations on raw blobs).  Knows nothing of bindings, VMs or QEMU.
+``bindings/``
+    Binding documents: load (YAML or cache), compile, decode, validate, export.  Imports ``dt``.
+``vm/``
+    The VM description: ``model`` (the qdev Config every reader and writer meets in), ``codec``
+    (the one owner of the description format: node names, unit addresses, ``reg`` per bus kind,
+    ``/qemu``, the back-end overlay), ``translate`` (Config to trees and back), ``check``,
+    ``diff``, ``show``, ``backend``.  Imports ``dt`` and ``bindings``; knows no QEMU process.
+``qemu/``
+    QEMU itself: option syntax, QMP, processes, snapshots, ``info qtree``, machine schemas,
+    offline models, address assignment, argv, hot-plug.  Imports everything below it.
+``cli/``
+    The commands on top (click, and the C-style dtc and fdt tools).  Nothing imports it.
 """
 
 from __future__ import annotations

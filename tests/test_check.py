@@ -653,7 +653,7 @@ def test_moved_nodes_give_findings_never_crashes(described: Described) -> None:
     """Any node moved anywhere (random, seeded): findings or PlanError, nothing else escapes."""
     import random
 
-    from dtvm.vm.plan import PlanError
+    from dtvm.vm.readback import ReadbackError as PlanError
 
     guest, backend = described(BASE)
     rnd = random.Random(7)

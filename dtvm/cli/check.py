@@ -57,15 +57,15 @@ def check_cmd(backend: str | None, fmt: str, guest: str) -> None:
         warn(str(exc))
         sys.exit(2)
     from dtvm.vm.check import CheckDataError, check_plan, clean
-    from dtvm.vm.plan import read_plan
+    from dtvm.vm.readback import read_config
 
     try:
-        read_plan(gtree, None)  # the guest tree alone first, so that an error names the right file
+        read_config(gtree, None)  # the guest tree alone first, so that an error names the right file
     except DtvmError as exc:
         warn(f"{guest}: {_first_line(exc)}")
         sys.exit(2)
     try:
-        plan = read_plan(gtree, btree)
+        plan = read_config(gtree, btree)
     except DtvmError as exc:
         warn(f"{backend}: {_first_line(exc)}")
         sys.exit(2)

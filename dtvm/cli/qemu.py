@@ -170,7 +170,7 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
     from dtvm.errors import DtvmError
     from dtvm.qemu.argv import build_argv
     from dtvm.qemu.opts import format_argv
-    from dtvm.vm.plan import read_plan
+    from dtvm.vm.readback import read_config
 
     try:
         with open(guest, "rb") as f:
@@ -183,7 +183,7 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
         if backend is not None:
             with open(backend, "rb") as f:
                 btree = read_dtb(f.read(), backend)
-        plan = read_plan(gtree, btree)
+        plan = read_config(gtree, btree)
 
         def read(argv: list[str]) -> Any:
             from dtvm.qemu.live import read_argv

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from dtvm.errors import DtvmError
 from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot
+from dtvm.vm.buses import needs_backend
 from dtvm.vm.model import MACHINE_DEVICE_OPTIONS, Config, Device
-from dtvm.vm.plan import DescDevice, Plan
 
 __all__ = ["ArgvError", "Rebuild", "build_argv"]
 
@@ -71,7 +71,7 @@ def _global(driver: str, prop: str, value: str, where: str) -> str:
     return render_global(driver, prop, value, where)
 
 
-def _machine_base(plan: Plan, binary: str) -> list[str]:
+def _machine_base(plan: Config, binary: str) -> list[str]:
     m = plan.machine
     args = [binary, "-nodefaults"]
     if m.cpu_type:
@@ -87,18 +87,18 @@ def _machine_base(plan: Plan, binary: str) -> list[str]:
     return args
 
 
-def _machine_arg(plan: Plan, options: dict[str, str]) -> str:
+def _machine_arg(plan: Config, options: dict[str, str]) -> str:
     pairs = sorted(options.items())
     return _render(plan.machine.type, pairs, "/qemu")
 
 
-def _probe(plan: Plan, binary: str, options: dict[str, str], read: Callable[[list[str]], Snapshot]) -> tuple[Snapshot, Config]:
+def _probe(plan: Config, binary: str, options: dict[str, str], read: Callable[[list[str]], Snapshot]) -> tuple[Snapshot, Config]:
     argv = [*_machine_base(plan, binary), "-machine", _machine_arg(plan, options)]
     snapshot = read(argv)
     return snapshot, from_snapshot(snapshot)
 
 
-def _machine_options(plan: Plan, baseline: Snapshot) -> dict[str, str]:
+def _machine_options(plan: Config, baseline: Snapshot) -> dict[str, str]:
     """The options to give: those the description states that differ from what the type does.
 
     Machine properties that name host files or objects (dumpdtb, kernel, firmware,
@@ -139,12 +139,12 @@ def _safe_id(text: str, taken: set[str]) -> str:
 class _Node:
     """A device in the rebuilt machine: either made by the machine (probe) or by -device."""
 
-    desc: DescDevice | None
+    desc: Device | None
     probe: Device | None
     qid: str | None = None
 
 
-def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[str]], Snapshot] | None = None) -> Rebuild:
+def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[str]], Snapshot] | None = None) -> Rebuild:
     """The precise argv that rebuilds the described VM; ArgvError naming the node when it cannot."""
     if read is None:
         from dtvm.qemu.live import read_argv
@@ -176,7 +176,9 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
     argv = [*_machine_base(plan, exe), "-machine", _machine_arg(plan, options)]
     taken: set[str] = set()
     ids: dict[str, str] = {}
-    by_path = plan.by_path()
+    devices = plan.devices()
+    by_path = {_path(d): d for d in devices}
+    backends = plan.backend_map()
     made: dict[str, _Node] = {}
     backends_used: list[tuple[str, str]] = []
     globals_: list[str] = []
@@ -186,47 +188,48 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
     # address goes through -global
     moved: dict[str, Device] = {}
     loose = {p: d for p, d in probe_by_path.items() if p not in by_path or by_path[p].driver != d.driver}
-    for dev in plan.devices:
-        if dev.path not in probe_by_path and dev.address[0] == "cell":
+    for dev in devices:
+        if dev.node not in probe_by_path and dev.address[0] in ("cell", "vio"):
             for path, cand in list(loose.items()):
                 if cand.driver == dev.driver and cand.address[0] == "vio":
-                    moved[dev.path] = cand
+                    moved[_path(dev)] = cand
                     del loose[path]
-                    globals_.append(_global(dev.driver, "reg", f"{dev.address[1][0]:#x}", dev.path))
+                    globals_.append(_global(dev.driver, "reg", f"{dev.address[1][0]:#x}", _path(dev)))
                     break
 
-    for dev in _masters_first(plan.devices):
-        where = dev.path
-        essential = moved.get(dev.path) or probe_by_path.get(dev.path)
+    for dev in _masters_first(devices):
+        where = _path(dev)
+        parent_path = _parent_path(dev)
+        essential = moved.get(where) or probe_by_path.get(where)
         if essential is not None and essential.driver == dev.driver:
-            made[dev.path] = _Node(dev, essential)
+            made[where] = _Node(dev, essential)
             for key, value in sorted(dev.props.items()):
                 if key in RESERVED:
                     continue
                 if essential.props.get(key) != value:
                     globals_.append(_global(dev.driver, key, value, where))
             continue
-        if dev.driver.startswith("virtio-") and dev.driver.endswith("-device") and dev.parent in made \
-                and made[dev.parent].desc is not None and made[dev.parent].probe is None:
+        if dev.driver.startswith("virtio-") and dev.driver.endswith("-device") and parent_path in made \
+                and made[parent_path].desc is not None and made[parent_path].probe is None:
             # the virtio device inside a virtio-pci proxy: created by the proxy's -device
-            made[dev.path] = _Node(dev, None, made[dev.parent].qid)
+            made[where] = _Node(dev, None, made[parent_path].qid)
             continue
-        if dev.qemu_node and essential is None and dev.address[0] in ("mmio", "none"):
+        if dev.in_dt and essential is None and dev.address[0] in ("mmio", "none"):
             raise ArgvError(f"{where}: {dev.driver} is described in QEMU's own tree but this machine does not create it")
-        qid_source = dev.host.get("id") or dev.driver
+        qid_source = dev.qdev_id or dev.driver
         qid = _safe_id(qid_source, taken)
-        ids[dev.path] = qid
+        ids[where] = qid
         pairs: list[tuple[str, str]] = [("id", qid)]
-        pairs += _bus_and_address(dev, made, by_path, where)
-        proxy_children = [c for c in plan.devices if c.parent == dev.path and c.address[0] == "virtio"]
+        pairs += _bus_and_address(dev, made, where)
+        proxy_children = [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]
         props = dict(dev.props)
-        refs = {k: dev.host[k] for k in BACKEND_REFS if k in dev.host}
+        refs = {k: dev.backends[k] for k in BACKEND_REFS if k in dev.backends}
         for child in proxy_children:
             for key, value in child.props.items():
                 props.setdefault(key, value)
             for k in BACKEND_REFS:
-                if k in child.host:
-                    refs.setdefault(k, child.host[k])
+                if k in child.backends:
+                    refs.setdefault(k, child.backends[k])
         for key, value in sorted(props.items()):
             if key in RESERVED:
                 continue
@@ -234,22 +237,22 @@ def build_argv(plan: Plan, *, binary: str | None = None, read: Callable[[list[st
                 # QEMU looks a bare name up in its own data directory; a path would load a host file
                 raise ArgvError(f"{where}: qemu,romfile: {value!r}: only a ROM name from QEMU's data directory is allowed")
             pairs.append((key, value))
-        if "masterbus" in dev.host:
-            pairs.append(("masterbus", _companion_master(dev, plan, ids, where)))
-        needed = _needs().get(dev.driver) or next((_needs()[c.driver] for c in proxy_children if c.driver in _needs()), None)
+        if "masterbus" in dev.backends:
+            pairs.append(("masterbus", _companion_master(dev, ids, where)))
+        needed = needs_backend().get(dev.driver) or next((needs_backend()[c.driver] for c in proxy_children if c.driver in needs_backend()), None)
         if needed is not None and needed not in refs:
             raise ArgvError(f"{where}: {dev.driver} needs a {needed} back-end; the back-end overlay gives it none")
         for key, ref in sorted(refs.items()):
             kind = {"drive": "drive", "netdev": "netdev", "chardev": "chardev"}[key]
-            empty = kind == "drive" and not plan.backends.get((kind, ref), {}).get("drv")
-            if (empty or (kind, ref) not in plan.backends) and dev.driver in ("ide-cd", "scsi-cd", "floppy"):
+            empty = kind == "drive" and not backends.get((kind, ref), {}).get("drv")
+            if (empty or (kind, ref) not in backends) and dev.driver in ("ide-cd", "scsi-cd", "floppy"):
                 continue  # an empty CD-ROM: QEMU makes its anonymous empty drive again
-            if (kind, ref) not in plan.backends:
+            if (kind, ref) not in backends:
                 raise ArgvError(f"{where}: {key} {ref!r} is not in the back-end overlay")
             pairs.append((key, _backend_id(kind, ref)))
             backends_used.append((kind, ref))
         argv += ["-device", _render(dev.driver, pairs, where, implied="driver")]
-        made[dev.path] = _Node(dev, None, qid)
+        made[where] = _Node(dev, None, qid)
 
     missing = [p for p, d in probe_by_path.items() if p not in by_path and d not in moved.values()]
     if missing:
@@ -275,42 +278,50 @@ def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Sn
         raise ArgvError(f"QEMU refuses the rebuilt command line: {message}") from None
 
 
-_NEEDS: dict[str, str] = {}
+def _path(dev: Device) -> str:
+    """The node that describes a device read back from a description."""
+    if dev.node is None:
+        raise ArgvError(f"{dev.key()}: a device without a description node")
+    return dev.node
 
 
-def _needs() -> dict[str, str]:
-    """Device type -> the back-end it cannot be created without (data/devices.yaml)."""
-    if not _NEEDS:
-        from importlib import resources
-
-        import yaml
-
-        data = yaml.safe_load(resources.files("dtvm.qemu").joinpath("data/devices.yaml").read_text(encoding="utf-8"))
-        _NEEDS.update({str(k): str(v) for k, v in data["needs"].items()})
-    return _NEEDS
+def _parent_path(dev: Device) -> str | None:
+    parent = dev.parent_device
+    return parent.node if parent is not None else None
 
 
-def _masters_first(devices: list[DescDevice]) -> list[DescDevice]:
+def _slot(dev: Device) -> tuple[int, int] | None:
+    """(the bus it is on, slot) of a PCI function, to find the functions of one slot."""
+    if dev.address[0] != "pci" or dev.parent is None:
+        return None
+    return (id(dev.parent), dev.address[1][0])
+
+
+def _masters_first(devices: list[Device]) -> list[Device]:
     """An EHCI controller before the UHCI companions of its slot: they name its bus (masterbus)."""
-    order = {id(d): i for i, d in enumerate(devices)}
+    first_in_slot: dict[tuple[int, int], int] = {}
+    for i, d in enumerate(devices):
+        slot = _slot(d)
+        if slot is not None:
+            first_in_slot.setdefault(slot, i)
 
-    def key(dev: DescDevice) -> tuple[int, int]:
-        if dev.address[0] == "pci" and "ehci" in dev.driver:
-            slot_mates = [d for d in devices if d.parent == dev.parent and d.address[0] == "pci"
-                          and d.address[1][0] == dev.address[1][0]]
-            return (min(order[id(d)] for d in slot_mates), -1)
-        return (order[id(dev)], 0)
+    def key(item: tuple[int, Device]) -> tuple[int, int]:
+        i, dev = item
+        slot = _slot(dev)
+        if slot is not None and "ehci" in dev.driver:
+            return (first_in_slot[slot], -1)
+        return (i, 0)
 
-    return sorted(devices, key=key)
+    return [d for _, d in sorted(enumerate(devices), key=key)]
 
 
-def _companion_master(dev: DescDevice, plan: Plan, ids: dict[str, str], where: str) -> str:
+def _companion_master(dev: Device, ids: dict[str, str], where: str) -> str:
     """A UHCI companion's masterbus is the bus of the EHCI in its slot; bus names follow ids."""
-    if dev.address[0] == "pci":
-        for other in plan.devices:
-            if other.parent == dev.parent and other.address[0] == "pci" and "ehci" in other.driver \
-                    and other.address[1][0] == dev.address[1][0] and other.path in ids:
-                return f"{ids[other.path]}.0"
+    slot = _slot(dev)
+    if slot is not None and dev.parent is not None:
+        for other in dev.parent.devices:
+            if _slot(other) == slot and "ehci" in other.driver and other.node in ids:
+                return f"{ids[_path(other)]}.0"
     raise ArgvError(f"{where}: masterbus: no EHCI controller in this slot to be the companion of")
 
 
@@ -323,7 +334,7 @@ def _backend_id(kind: str, ref: str) -> str:
     return check_id("x" + re.sub(r"[^A-Za-z0-9_.-]", "_", ref), f"{kind} {ref}")
 
 
-def _bus_name(parent: _Node, child: DescDevice, where: str) -> str:
+def _bus_name(parent: _Node, child: Device, where: str) -> str:
     if parent.probe is not None:
         buses = parent.probe.buses
         if not buses:
@@ -338,32 +349,31 @@ def _bus_name(parent: _Node, child: DescDevice, where: str) -> str:
     pdesc = parent.desc
     if pdesc is not None and pdesc.address[0] == "pci" and child.address[0] == "pci":
         return parent.qid  # a bridge's secondary bus is named after the bridge
-    index = child.address[1][0] if child.address[0] == "ide" and not _is_scsi(parent) else 0
+    index = child.address[1][0] if child.address[0] == "ide" else 0
     return f"{parent.qid}.{index}"
 
 
-def _is_scsi(parent: _Node) -> bool:
-    """A SCSI controller whose node says 2 address cells (<id lun>): pseries' v-scsi."""
-    if parent.probe is not None:
-        return bool(parent.probe.buses) and parent.probe.buses[0].type == "SCSI"
-    return parent.desc is not None and "scsi" in parent.desc.driver
-
-
-def _usb_port(dev: DescDevice, by_path: dict[str, DescDevice], made: dict[str, _Node]) -> tuple[str, _Node | None]:
+def _usb_port(dev: Device, made: dict[str, _Node]) -> tuple[str, _Node | None]:
     ports = [dev.address[1][0]]
-    parent = by_path.get(dev.parent) if dev.parent else None
+    parent = dev.parent_device
     while parent is not None and parent.address[0] == "usb":
         ports.append(parent.address[1][0])
-        parent = by_path.get(parent.parent) if parent.parent else None
-    controller = made.get(parent.path) if parent is not None else None
+        parent = parent.parent_device
+    controller = made.get(parent.node) if parent is not None and parent.node is not None else None
     return ".".join(str(p) for p in reversed(ports)), controller
 
 
-def _bus_and_address(dev: DescDevice, made: dict[str, _Node], by_path: dict[str, DescDevice], where: str) -> list[tuple[str, str]]:
+#: address form -> the qdev property that carries a one-cell address (``bus`` given as well, but
+#: for VIO whose bus is the machine's one)
+_CELL_PROPS = {"nr": "nr", "floppy": "unit", "i2c": "address", "cell": "address"}
+
+
+def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tuple[str, str]]:
     kind, values = dev.address
-    parent = made.get(dev.parent) if dev.parent else None
+    parent_path = _parent_path(dev)
+    parent = made.get(parent_path) if parent_path is not None else None
     if kind == "usb":
-        port, controller = _usb_port(dev, by_path, made)
+        port, controller = _usb_port(dev, made)
         if controller is None:
             raise ArgvError(f"{where}: a USB device without its controller")
         return [("bus", _bus_name(controller, dev, where)), ("port", port)]
@@ -373,39 +383,32 @@ def _bus_and_address(dev: DescDevice, made: dict[str, _Node], by_path: dict[str,
         raise ArgvError(f"{where}: its parent is not a device")
     if kind == "virtio" and parent.probe is not None:
         return [("bus", _bus_name(parent, dev, where))]
+    if kind == "vio":
+        return [("reg", hex(values[0]))]
     bus = _bus_name(parent, dev, where)
     if kind == "pci":
         slot, fn = values
         return [("bus", bus), ("addr", f"{slot:02x}.{fn}")]
     if kind == "isa":
         return [("iobase", hex(values[0]))]
-    if kind == "ide" and _is_scsi(parent):
-        return [("bus", bus), ("channel", "0"), ("scsi-id", str(values[0])), ("lun", str(values[1]))]
     if kind == "ide":
         return [("bus", bus), ("unit", str(values[1]))]
     if kind == "scsi":
         channel, sid, lun = values
         return [("bus", bus), ("channel", str(channel)), ("scsi-id", str(sid)), ("lun", str(lun))]
-    if kind == "cell":
-        pdriver = (parent.probe.driver if parent.probe is not None else parent.desc.driver if parent.desc else "")
-        if "serial" in pdriver:
-            return [("bus", bus), ("nr", str(values[0]))]
-        if "fdc" in pdriver:
-            return [("bus", bus), ("unit", str(values[0]))]
-        if "vio" in pdriver:
-            return [("reg", hex(values[0]))]
-        return [("bus", bus), ("address", str(values[0]))]
+    if kind in _CELL_PROPS:
+        return [("bus", bus), (_CELL_PROPS[kind], str(values[0]))]
     raise ArgvError(f"{where}: cannot give {dev.driver} an address ({kind})")
 
 
-def _backend_args(plan: Plan, used: list[tuple[str, str]]) -> list[str]:
+def _backend_args(plan: Config, used: list[tuple[str, str]]) -> list[str]:
     args: list[str] = []
     seen: set[tuple[str, str]] = set()
     for kind, ref in used:
         if (kind, ref) in seen:
             continue
         seen.add((kind, ref))
-        opts = plan.backends[(kind, ref)]
+        opts = plan.backend_map()[(kind, ref)]
         where = f"/qemu-backends {kind} {ref}"
         ident = _backend_id(kind, ref)
         if kind == "drive":
@@ -432,7 +435,7 @@ def _backend_args(plan: Plan, used: list[tuple[str, str]]) -> list[str]:
     return args
 
 
-def _netdev_args(plan: Plan) -> list[str]:
+def _netdev_args(plan: Config) -> list[str]:
     """Every netdev of the overlay, not only those a NIC uses: a slirp (``user``) back-end is in
     the migration stream even with no NIC on it (riscv64 virt's default ``-net user``).
 
@@ -440,7 +443,8 @@ def _netdev_args(plan: Plan) -> list[str]:
     """
     args: list[str] = []
     hubports: list[tuple[str, dict[str, str]]] = []
-    for (kind, ref), opts in sorted(plan.backends.items()):
+    backends = plan.backend_map()
+    for (kind, ref), opts in sorted(backends.items()):
         if kind != "netdev":
             continue
         where = f"/qemu-backends netdev {ref}"
@@ -455,13 +459,13 @@ def _netdev_args(plan: Plan) -> list[str]:
         where = f"/qemu-backends netdev {ref}"
         pairs = [("id", _backend_id("netdev", ref)), ("hubid", opts.get("hubid", "0"))]
         peer = opts.get("peer", "")
-        if ("netdev", peer) in plan.backends:
+        if ("netdev", peer) in backends:
             pairs.append(("netdev", _backend_id("netdev", peer)))
         args += ["-netdev", _render("hubport", pairs, where)]
     return args
 
 
-def _input_args(plan: Plan, probe: Snapshot) -> list[str]:
+def _input_args(plan: Config, probe: Snapshot) -> list[str]:
     from dtvm.qemu.config import _json_text
 
     args: list[str] = []

@@ -11,7 +11,6 @@ is an error naming the option ("use online mode"), never a guess.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import zlib
@@ -21,6 +20,7 @@ from typing import Any
 
 from dtvm.errors import DtvmError
 from dtvm.qemu.machine import MachineInfo, find_machine
+from dtvm.vm.buses import device_facts
 from dtvm.vm.model import Backend, Bus, Config, Device
 
 __all__ = ["OfflineError", "device_from_dict", "device_to_dict", "offline_config"]
@@ -395,7 +395,7 @@ def offline_config(argv: list[str]) -> Config:
         if opt is not None and not x86:
             raise OfflineError(f"-{key} {opt}: not in the offline model of {machine.type} (use online mode)")
 
-    turns_off = _data()["turns-off-default"]
+    turns_off = device_facts()["turns-off-default"]
     removed = set(args.removed) | {turns_off[d] for d, _ in args.devices if d in turns_off}
     cdrom = "cdrom" in removed
     removed.discard("cdrom")
@@ -446,7 +446,7 @@ def offline_config(argv: list[str]) -> Config:
         from_nic = n_dev < len(nic_devices)
         where = f"-nic model={driver}" if from_nic else f"-device {driver}"
         user = dict(pairs)
-        if driver in _data()["isa-ports"] and not from_nic:
+        if driver in device_facts()["isa-ports"] and not from_nic:
             _isa_port(config, driver, user, where, explicit)
             continue
         kind = kind_of.get(driver)
@@ -601,7 +601,7 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
 
 def _isa_port(config: Config, driver: str, user: dict[str, str], where: str, explicit: dict[int, set[str]]) -> None:
     """An ISA serial or parallel port: index from the type's counter unless given, then its base."""
-    table = _data()["isa-ports"][driver]
+    table = device_facts()["isa-ports"][driver]
     isa = [b for b in _all_buses(config) if b.type == "ISA"]
     if len(isa) != 1:
         raise OfflineError(f"{where}: no ISA bus on this machine")
@@ -696,17 +696,6 @@ def _ide_place(config: Config, buses: dict[str, list[Bus]], user: dict[str, str]
         unit = free[0]
     index = bus.index
     return bus, ("ide", (index, unit))
-
-
-@functools.cache
-def _data() -> dict[str, Any]:
-    """dtvm/qemu/data/devices.yaml, read once per process."""
-    import yaml
-
-    text = resources.files("dtvm.qemu").joinpath("data/devices.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    assert isinstance(data, dict)
-    return data
 
 
 def _drop_default_cdrom(config: Config) -> None:

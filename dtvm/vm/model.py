@@ -84,6 +84,16 @@ class Device:
     pci_ids: tuple[int, int, int, int] | None = None
     pci_class: str | None = None
     parent: Bus | None = field(default=None, repr=False, compare=False)
+    #: read back from a description: the node that describes the device, whether that node is
+    #: QEMU's own (from its DT, so dtvm added only ``qemu,*`` facts), and a pending unplug
+    node: str | None = None
+    in_dt: bool = False
+    unplug_pending: bool = False
+
+    @property
+    def parent_device(self) -> Device | None:
+        """The device whose bus this one sits on (None on the system bus)."""
+        return self.parent.parent if self.parent is not None else None
 
     def key(self) -> str:
         """The guest-visible position: bus addresses from the system bus down, joined by '/'."""
@@ -155,6 +165,10 @@ class Config:
             for bus in reversed(dev.buses):
                 stack.extend(reversed(bus.devices))
         return out
+
+    def backend_map(self) -> dict[tuple[str, str], dict[str, str]]:
+        """(kind, id) -> options of every host back-end."""
+        return {(b.kind, b.id): b.options for b in self.backends}
 
 
 def address_text(address: tuple[str, tuple[int, ...]]) -> str:

@@ -33,7 +33,18 @@ from dataclasses import dataclass, field
 from dtvm.dt.dtb import read_dtb
 from dtvm.dt.tree import DeviceTree, Node
 from dtvm.errors import DtvmError
-from dtvm.vm.model import Backend, Bus, Config, Device
+from dtvm.vm.codec import (
+    BUS_CELLS,
+    cells,
+    encode_address,
+    encode_machine,
+    encode_overlay,
+    host_props,
+    prop_name,
+    strings,
+    u64,
+)
+from dtvm.vm.model import Bus, Config, Device
 
 __all__ = ["Description", "TranslateError", "describe", "driver_compat"]
 
@@ -79,11 +90,6 @@ DRIVER_NAMES = {
     "spapr-vty": "vty", "spapr-vlan": "l-lan", "spapr-vscsi": "v-scsi", "spapr-nvram": "nvram",
 }
 
-#: Bus types whose devices are addressed by cells, and the cells the parent node declares.
-BUS_CELLS = {"floppy-bus": (1, 0), "PCI": (3, 2), "PCIE": (3, 2), "ISA": (2, 0), "IDE": (2, 0), "SCSI": (3, 0), "usb-bus": (1, 0),
-             "virtio-serial-bus": (1, 0), "i2c-bus": (1, 0)}
-
-
 @dataclass
 class Description:
     """The guest tree, the back-end overlay, and which node describes each device (by key)."""
@@ -93,26 +99,10 @@ class Description:
     nodes: dict[str, str] = field(default_factory=dict)
 
 
-def _u32(*values: int) -> bytes:
-    return b"".join(struct.pack(">I", v & 0xFFFFFFFF) for v in values)
-
-
-def _u64(value: int) -> bytes:
-    return struct.pack(">Q", value & 0xFFFFFFFFFFFFFFFF)
-
-
-def _str(*values: str) -> bytes:
-    return b"".join(v.encode("latin-1", "replace") + b"\0" for v in values)
-
-
 def _sanitize(text: str) -> str:
     """A node name from a qdev driver name: DT names allow [a-zA-Z0-9,._+-]; keep it lowercase."""
     name = re.sub(r"[^a-z0-9,+-]+", "-", text.lower()).strip("-")
     return (name or "device")[:31]
-
-
-def _prop_name(name: str) -> str:
-    return "qemu," + re.sub(r"[^a-zA-Z0-9,._+?#-]", "-", name)
 
 
 def _set(node: Node, name: str, value: bytes) -> None:
@@ -140,22 +130,7 @@ class _Builder:
 
     # -- machine -------------------------------------------------------------------------------
     def machine_node(self, root: Node) -> None:
-        m = self.config.machine
-        node = _child(root, "qemu")
-        _set(node, "compatible", _str("qemu,machine"))
-        _set(node, "machine", _str(m.type))
-        _set(node, "arch", _str(m.arch))
-        if m.cpu_type:
-            _set(node, "cpu-type", _str(m.cpu_type))
-        _set(node, "cpus", _u32(m.cpus))
-        if m.max_cpus and m.max_cpus != m.cpus:
-            _set(node, "max-cpus", _u32(m.max_cpus))
-        for key in ("socket-id", "die-id", "cluster-id", "core-id", "thread-id"):
-            if key in m.topology:
-                _set(node, key[:-3] + "s", _u32(m.topology[key]))
-        _set(node, "memory-size", _u64(m.memory))
-        for key, value in sorted(m.options.items()):
-            _set(node, _prop_name(key), _str(value))
+        encode_machine(root, self.config.machine)
 
     # -- devices -------------------------------------------------------------------------------
     def device_props(self, node: Node, dev: Device) -> None:
@@ -163,64 +138,35 @@ class _Builder:
             if key == "mac" and re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", value):
                 _set(node, "local-mac-address", bytes(int(x, 16) for x in value.split(":")))
                 continue
-            _set(node, _prop_name(key), _str(value))
+            _set(node, prop_name(key), strings(value))
         self.host_facts(node, dev)
 
     def host_facts(self, node: Node, dev: Device) -> None:
         """What only the host knows about a device goes to the overlay, aimed at its node."""
-        host: dict[str, bytes] = {}
-        if dev.hotplugged:
-            host["qemu,hotplugged"] = b""
-        if dev.qdev_id:
-            host["qemu,id"] = _str(dev.qdev_id)
-        for key, value in sorted(dev.backends.items()):
-            host[_prop_name(key)] = _str(value)
+        facts = {"id": dev.qdev_id} if dev.qdev_id else {}
+        facts.update(sorted(dev.backends.items()))
+        host = host_props(facts, ("hotplugged",) if dev.hotplugged else ())
         if host:
             self.backend_targets.append((node, host))
 
     def add_device(self, parent: Node, dev: Device) -> Node:
-        kind, values = dev.address
         name = self.node_name(dev)
-        unit = ""
-        reg: bytes | None = None
-        if kind == "pci":
-            slot, fn = values
-            unit = f"{slot:x}" if fn == 0 else f"{slot:x},{fn:x}"
-            reg = _u32((slot << 11) | (fn << 8), 0, 0, 0, 0)
-        elif kind == "isa":
-            unit = f"i{values[0]:x}"
-            reg = _u32(1, values[0])
-        elif kind in ("ide", "scsi"):
-            cells = values
-            declared = parent.get_property("#address-cells")
-            if kind == "scsi" and declared is not None and declared.value == _u32(2) and values[0] == 0:
-                cells = values[1:]  # QEMU's own SCSI node (pseries v-scsi) says 2 cells: <id lun>
-            unit = ",".join(f"{v:x}" for v in cells)
-            reg = _u32(*cells)
-        elif kind == "usb":
-            unit = f"{values[-1]:x}"
-            reg = _u32(values[-1])
-        elif kind in ("nr", "i2c", "vio", "floppy"):
-            unit = f"{values[0]:x}"
-            reg = _u32(values[0])
-        elif kind == "mmio":
-            unit = f"{values[0]:x}"
-            reg = b"".join(_u64(base) + _u64(size) for base, size in dev.mmio if base != 0xFFFFFFFFFFFFFFFF)
+        unit, reg = encode_address(dev.address, parent, dev.mmio)
         node = _child(parent, f"{name}@{unit}" if unit else name)
         compat = [f"qemu,{dev.driver}"]
         if dev.pci_ids is not None:
             vendor, device, subvendor, subdevice = dev.pci_ids
             compat.append(f"pci{vendor:x},{device:x}")
-        _set(node, "compatible", _str(*compat))
-        _set(node, "qemu,driver", _str(dev.driver))
+        _set(node, "compatible", strings(*compat))
+        _set(node, "qemu,driver", strings(dev.driver))
         if reg is not None:
             _set(node, "reg", reg)
         if dev.pci_ids is not None:
             vendor, device, subvendor, subdevice = dev.pci_ids
-            _set(node, "vendor-id", _u32(vendor))
-            _set(node, "device-id", _u32(device))
-            _set(node, "subsystem-vendor-id", _u32(subvendor))
-            _set(node, "subsystem-id", _u32(subdevice))
+            _set(node, "vendor-id", cells(vendor))
+            _set(node, "device-id", cells(device))
+            _set(node, "subsystem-vendor-id", cells(subvendor))
+            _set(node, "subsystem-id", cells(subdevice))
         self.device_props(node, dev)
         self.place_buses(node, dev)
         return node
@@ -241,17 +187,17 @@ class _Builder:
 
     def place_buses(self, node: Node, dev: Device) -> None:
         kinds = {b.type for b in dev.buses if b.devices or b.type in BUS_CELLS}
-        cells = [BUS_CELLS[k] for k in kinds if k in BUS_CELLS]
-        if cells:
-            acells, scells = cells[0]
+        declared = [BUS_CELLS[k] for k in kinds if k in BUS_CELLS]
+        if declared:
+            acells, scells = declared[0]
             if node.get_property("#address-cells") is None:
-                _set(node, "#address-cells", _u32(acells))
-                _set(node, "#size-cells", _u32(scells))
+                _set(node, "#address-cells", cells(acells))
+                _set(node, "#size-cells", cells(scells))
             if any(b.type in ("PCI", "PCIE") for b in dev.buses) and dev.address[0] == "pci":
                 # a PCI-PCI bridge: same address space on both sides (an x86 host bridge's
                 # windows are not reported by QEMU, so it gets neither device_type nor ranges)
                 if node.get_property("device_type") is None:
-                    _set(node, "device_type", _str("pci"))
+                    _set(node, "device_type", strings("pci"))
                 if node.get_property("ranges") is None:
                     _set(node, "ranges", b"")
         for bus in dev.buses:
@@ -271,8 +217,8 @@ class _Builder:
             port = dev.address[1]
             parent = by_port.get(port[:-1], node) if len(port) > 1 else node
             if parent is not node and parent.get_property("#address-cells") is None:
-                _set(parent, "#address-cells", _u32(1))
-                _set(parent, "#size-cells", _u32(0))
+                _set(parent, "#address-cells", cells(1))
+                _set(parent, "#size-cells", cells(0))
             child = self.place(parent, dev)
             by_port[port] = child
 
@@ -295,11 +241,11 @@ class _Builder:
         its own ``qemu,*`` facts and child nodes for devices QEMU's tree does not show."""
         self.record(dev, node)
         if node.get_property("qemu,driver") is None:
-            _set(node, "qemu,driver", _str(dev.driver))
+            _set(node, "qemu,driver", strings(dev.driver))
         for key, value in sorted(dev.props.items()):
-            name = _prop_name(key)
+            name = prop_name(key)
             if node.get_property(name) is None:
-                _set(node, name, _str(value))
+                _set(node, name, strings(value))
         self.host_facts(node, dev)
         if _is_dt_bus_owner(node):
             self.place_children_only(node, dev)
@@ -419,25 +365,25 @@ def _match_dt_nodes(builder: _Builder, config: Config, dt: DeviceTree) -> None:
 
 def _x86_root(builder: _Builder, config: Config) -> DeviceTree:
     root = Node("")
-    _set(root, "#address-cells", _u32(2))
-    _set(root, "#size-cells", _u32(2))
-    _set(root, "compatible", _str(f"qemu,{config.machine.type}"))
-    _set(root, "model", _str(f"QEMU {config.machine.type}"))
+    _set(root, "#address-cells", cells(2))
+    _set(root, "#size-cells", cells(2))
+    _set(root, "compatible", strings(f"qemu,{config.machine.type}"))
+    _set(root, "model", strings(f"QEMU {config.machine.type}"))
     cpus = _child(root, "cpus")
-    _set(cpus, "#address-cells", _u32(1))
-    _set(cpus, "#size-cells", _u32(0))
+    _set(cpus, "#address-cells", cells(1))
+    _set(cpus, "#size-cells", cells(0))
     for index in range(config.machine.cpus):
         cpu = _child(cpus, f"cpu@{index:x}")
-        _set(cpu, "device_type", _str("cpu"))
-        _set(cpu, "reg", _u32(index))
+        _set(cpu, "device_type", strings("cpu"))
+        _set(cpu, "reg", cells(index))
         if config.machine.cpu_type:
-            _set(cpu, "compatible", _str(f"qemu,{config.machine.cpu_type}"))
+            _set(cpu, "compatible", strings(f"qemu,{config.machine.cpu_type}"))
     below, above = _x86_memory(config)
     mem = _child(root, "memory@0")
-    _set(mem, "device_type", _str("memory"))
-    reg = _u64(0) + _u64(below)
+    _set(mem, "device_type", strings("memory"))
+    reg = u64(0) + u64(below)
     if above:
-        reg += _u64(1 << 32) + _u64(above)
+        reg += u64(1 << 32) + u64(above)
     _set(mem, "reg", reg)
     return DeviceTree(root)
 
@@ -459,40 +405,8 @@ def _drop_seeds(dt: DeviceTree) -> None:
 
 
 def _backend_overlay(builder: _Builder, config: Config) -> DeviceTree:
-    root = Node("")
-    count = 0
-    for node, props in builder.backend_targets:
-        frag = _child(root, f"fragment@{count}")
-        count += 1
-        _set(frag, "target-path", _str(node.path))
-        over = _child(frag, "__overlay__")
-        for key, value in props.items():
-            _set(over, key, value)
-    frag = _child(root, f"fragment@{count}")
-    _set(frag, "target-path", _str("/"))
-    over = _child(frag, "__overlay__")
-    backends = _child(over, "qemu-backends")
-    _set(backends, "compatible", _str("qemu,backends"))
-    counters: dict[str, int] = {}
-    for backend in config.backends:
-        _backend_node(backends, backend, counters)
-    if config.inputs:
-        inputs = _child(backends, "inputs")
-        for key, text in sorted(config.inputs.items()):
-            _set(inputs, key, _str(text))
-    dt = DeviceTree(root)
-    dt.plugin = True
-    return dt
-
-
-def _backend_node(parent: Node, backend: Backend, counters: dict[str, int]) -> None:
-    n = counters.get(backend.kind, 0)
-    counters[backend.kind] = n + 1
-    node = _child(parent, f"{backend.kind}-{n}")
-    _set(node, "compatible", _str(f"qemu,{backend.kind}"))
-    _set(node, "id", _str(backend.id))
-    for key, value in sorted(backend.options.items()):
-        _set(node, _prop_name(key).removeprefix("qemu,"), _str(value))
+    return encode_overlay([(node.path, props) for node, props in builder.backend_targets], config.backends,
+                          config.inputs)
 
 
 def driver_compat() -> dict[str, list[str]]:

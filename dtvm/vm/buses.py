@@ -1,0 +1,178 @@
+"""Bus kinds and device facts as data: what each controller gives, what each device needs.
+
+``data/buses.yaml`` says which bus kind each controller gives the device nodes below it, which
+QEMU bus types each kind takes, which take hot-plug, how many slots or units they have;
+``data/devices.yaml`` which back-end a device cannot be created without, which defaults a
+``-device`` turns off, the ISA port tables.  Both are measured on QEMU 7.2 (tests/test_check.py
+holds them to ``-device help``, ``info qtree`` and ``device_add``).  The description codec, the
+checks, the way back to a command line and the offline model read them here, once.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from dtvm.errors import DtvmError
+
+__all__ = ["BusTable", "CheckDataError", "Kind", "bus_table", "device_facts", "load_bus_table", "needs_backend"]
+
+
+class CheckDataError(DtvmError):
+    """dtvm's own bus table is broken (a packaging or editing mistake, not the user's input)."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A bus kind: what a controller node gives the device nodes below it."""
+
+    name: str
+    words: str
+    qemu: tuple[str, ...]
+    takes: frozenset[str]
+    hotplug: bool
+    slots: frozenset[int] | None
+
+
+@dataclass(frozen=True)
+class BusTable:
+    """``vm/data/buses.yaml``, checked and indexed."""
+
+    kinds: dict[str, Kind]
+    provides: dict[str, str]
+    patterns: tuple[tuple[re.Pattern[str], str], ...]
+    placement: dict[str, frozenset[str]]
+    hotplug_self: dict[str, str]
+    hotplug_root: dict[str, tuple[str, str]]
+    ide_units: dict[str, tuple[int, int]]
+    #: device type -> QEMU bus type it needs (``-device help`` plus the machine-made ones)
+    needs: dict[str, str]
+    user_creatable: dict[str, str]
+
+    def gives(self, driver: str) -> str | None:
+        """The bus kind a controller of this type gives its child nodes, or None."""
+        kind = self.provides.get(driver)
+        if kind is not None:
+            return kind
+        for pattern, pkind in self.patterns:
+            if pattern.search(driver):
+                return pkind
+        return None
+
+    def allowed(self, driver: str, bus_type: str) -> frozenset[str]:
+        """The bus kinds a device of this type (needing ``bus_type``) may sit on."""
+        placed = self.placement.get(driver)
+        if placed is not None:
+            return placed
+        return frozenset(k.name for k in self.kinds.values() if bus_type in k.takes)
+
+
+def _strs(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise CheckDataError(f"buses.yaml: {where}: expected a list of strings")
+    return value
+
+
+def _map(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise CheckDataError(f"buses.yaml: {where}: expected a mapping")
+    return value
+
+
+def load_bus_table(data: Any) -> BusTable:
+    """The table from the YAML document's data; CheckDataError naming the key when malformed."""
+    top = _map(data, "top level")
+    kinds: dict[str, Kind] = {}
+    for name, spec in _map(top.get("kinds"), "kinds").items():
+        spec = _map(spec, f"kinds.{name}")
+        slots = spec.get("slots")
+        if slots is not None and (not isinstance(slots, list) or not all(isinstance(s, int) for s in slots)):
+            raise CheckDataError(f"buses.yaml: kinds.{name}.slots: expected a list of numbers")
+        if not isinstance(spec.get("hotplug"), bool) or not isinstance(spec.get("words"), str):
+            raise CheckDataError(f"buses.yaml: kinds.{name}: words (string) and hotplug (bool) are required")
+        kinds[name] = Kind(name, spec["words"], tuple(_strs(spec.get("qemu"), f"kinds.{name}.qemu")),
+                           frozenset(_strs(spec.get("takes"), f"kinds.{name}.takes")), spec["hotplug"],
+                           frozenset(slots) if slots is not None else None)
+
+    def kind(value: Any, where: str) -> str:
+        if value not in kinds:
+            raise CheckDataError(f"buses.yaml: {where}: {value!r} is not a bus kind")
+        return str(value)
+
+    provides = {d: kind(k, f"provides.{d}") for d, k in _map(top.get("provides"), "provides").items()}
+    patterns: list[tuple[re.Pattern[str], str]] = []
+    for i, item in enumerate(top.get("provides-patterns") or []):
+        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str):
+            raise CheckDataError(f"buses.yaml: provides-patterns[{i}]: expected [pattern, kind]")
+        try:
+            pattern = re.compile(item[0])
+        except re.error as exc:
+            raise CheckDataError(f"buses.yaml: provides-patterns[{i}]: {exc}") from None
+        patterns.append((pattern, kind(item[1], f"provides-patterns[{i}]")))
+    placement = {d: frozenset(kind(k, f"placement.{d}") for k in _strs(ks, f"placement.{d}"))
+                 for d, ks in _map(top.get("placement"), "placement").items()}
+    off = _map(top.get("hotplug-off"), "hotplug-off")
+    hotplug_self = {d: str(p) for d, p in _map(off.get("self"), "hotplug-off.self").items()}
+    hotplug_root: dict[str, tuple[str, str]] = {}
+    for d, pair in _map(off.get("root"), "hotplug-off.root").items():
+        items = _strs(pair, f"hotplug-off.root.{d}")
+        if len(items) != 2:
+            raise CheckDataError(f"buses.yaml: hotplug-off.root.{d}: expected [device type, property]")
+        hotplug_root[d] = (items[0], items[1])
+    ide_units: dict[str, tuple[int, int]] = {}
+    for d, pair in _map(top.get("ide-units"), "ide-units").items():
+        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(n, int) for n in pair):
+            raise CheckDataError(f"buses.yaml: ide-units.{d}: expected [buses, units]")
+        ide_units[d] = (pair[0], pair[1])
+    user: dict[str, str] = {}
+    for bus, names in _map(top.get("devices"), "devices").items():
+        for n in _strs(names, f"devices.{bus}"):
+            user[n] = bus
+    needs = dict(user)
+    for bus, names in _map(top.get("machine-made"), "machine-made").items():
+        for n in _strs(names, f"machine-made.{bus}"):
+            needs.setdefault(n, bus)
+    return BusTable(kinds, provides, tuple(patterns), placement, hotplug_self, hotplug_root, ide_units, needs, user)
+
+
+@functools.lru_cache(maxsize=1)
+def bus_table() -> BusTable:
+    """dtvm's bus table (``vm/data/buses.yaml``), read once."""
+    from importlib import resources
+
+    import yaml
+
+    try:
+        text = resources.files("dtvm.vm").joinpath("data/buses.yaml").read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C loader when built: 4x faster
+    except (OSError, yaml.YAMLError) as exc:
+        raise CheckDataError(f"buses.yaml: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return load_bus_table(data)
+
+
+def needs_backend() -> dict[str, str]:
+    """Device type -> the back-end QEMU cannot create it without (``needs:`` of devices.yaml)."""
+    needs = device_facts().get("needs")
+    if not isinstance(needs, dict):
+        raise CheckDataError("devices.yaml: needs: expected a mapping")
+    return {str(k): str(v) for k, v in needs.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def device_facts() -> dict[str, Any]:
+    """``data/devices.yaml`` as data (needs, turns-off-default, isa-ports), read once per process."""
+    from importlib import resources
+
+    import yaml
+
+    try:
+        data = yaml.safe_load(resources.files("dtvm.vm").joinpath("data/devices.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CheckDataError(f"devices.yaml: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise CheckDataError("devices.yaml: expected a mapping")
+    return data
