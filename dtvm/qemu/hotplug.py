@@ -41,7 +41,7 @@ from typing import Any
 from qemu.qmp import Runstate
 from qemu.qmp.message import Message
 
-from dtvm.dt.tree import DeviceTree, Node
+from dtvm.dt.tree import DeviceTree
 from dtvm.qemu import qmp
 from dtvm.qemu.assign import (
     KIND_BUS_TYPE,
@@ -58,6 +58,7 @@ from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.live import QemuError, QemuTimeoutError, QmpCommandError, QmpProtocolError, _unix_path
 from dtvm.qemu.opts import parse as parse_options
 from dtvm.qemu.snapshot import Snapshot
+from dtvm.vm import codec
 from dtvm.vm.model import Config, Device, address_text
 
 __all__ = [
@@ -369,10 +370,10 @@ class Outputs:
         except (OSError, DtvmError) as err:
             return {}, f"{self.backend}: not read, pending-unplug marks not carried over: {err}"
         marks: dict[str, str] = {}
-        for frag, over in _fragments(tree):
+        for _frag, target, over in codec.fragments(tree):
             if over.get_property(PENDING_PROP) is None:
                 continue
-            ident, target = _string(over, "qemu,id"), _string(frag, "target-path")
+            ident = codec.read_string(over, "qemu,id")
             if ident and target:
                 marks[ident] = target
         return marks, None
@@ -398,23 +399,6 @@ class Outputs:
         return written
 
 
-def _string(node: Node, name: str) -> str | None:
-    prop = node.get_property(name)
-    if prop is None:
-        return None
-    try:
-        return prop.as_string()
-    except Exception:  # not one NUL-terminated string: not ours
-        return None
-
-
-def _fragments(tree: DeviceTree) -> Iterable[tuple[Node, Node]]:
-    for frag in tree.root.live_children():
-        over = frag.get_child("__overlay__")
-        if over is not None and frag.get_property("target-path") is not None:
-            yield frag, over
-
-
 def _by_id(config: Config) -> dict[str, Device]:
     return {dev.qdev_id: dev for dev in config.devices() if dev.qdev_id}
 
@@ -424,24 +408,13 @@ def mark_pending(desc: Any, config: Config, ids: Iterable[str]) -> list[str]:
     when the device has none); the ids marked (those still in ``config`` with a node)."""
     devices = _by_id(config)
     backend: DeviceTree = desc.backend
-    fragments = {_string(frag, "target-path"): over for frag, over in _fragments(backend)}
     marked: list[str] = []
     for ident in ids:
         dev = devices.get(ident)
         path = desc.nodes.get(dev.key()) if dev is not None else None
         if path is None:
             continue
-        over = fragments.get(path)
-        if over is None:
-            names = {c.name for c in backend.root.children}
-            n = len(names)
-            while f"fragment@{n}" in names:
-                n += 1
-            frag = backend.root.add_child(Node(f"fragment@{n}"))
-            frag.set_property("target-path", path.encode() + b"\0")
-            over = frag.add_child(Node("__overlay__"))
-            fragments[path] = over
-        over.set_property(PENDING_PROP, b"")
+        codec.overlay_target(backend, path).set_property(PENDING_PROP, b"")
         marked.append(ident)
     return marked
 

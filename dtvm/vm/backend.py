@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from dtvm.dt.tree import DeviceTree, Node
+from dtvm.dt.tree import DeviceTree
 from dtvm.errors import DtvmError
+from dtvm.vm import codec
+from dtvm.vm.model import Backend
 
 __all__ = ["BackendError", "BackendSpec", "make_overlay", "parse_spec"]
 
@@ -65,15 +67,11 @@ def parse_spec(kind: str, text: str) -> BackendSpec:
     raise BackendError(f"unknown back-end kind {kind!r}")
 
 
-def _str(value: str) -> bytes:
-    return value.encode("utf-8") + b"\0"
-
-
 def make_overlay(guest: DeviceTree, specs: list[BackendSpec]) -> DeviceTree:
     """The overlay that gives each named device node its back-end; BackendError naming a node
     that is not a device of this guest tree, or one named twice for the same kind."""
-    root = Node("")
-    catalogue_entries: list[tuple[str, str, dict[str, str]]] = []
+    targets: list[tuple[str, dict[str, bytes]]] = []
+    backends: list[Backend] = []
     seen: set[tuple[str, str]] = set()
     for n, spec in enumerate(specs):
         node = guest.root.get_node(spec.node)
@@ -83,33 +81,9 @@ def make_overlay(guest: DeviceTree, specs: list[BackendSpec]) -> DeviceTree:
             raise BackendError(f"--{spec.kind} {spec.node}: given twice")
         seen.add((spec.kind, spec.node))
         ident = f"{spec.kind}{n}"
-        frag = Node(f"fragment@{n}")
-        root.add_child(frag)
-        frag.set_property("target-path", _str(spec.node))
-        over = Node("__overlay__")
-        frag.add_child(over)
-        over.set_property(f"qemu,{spec.kind}", _str(ident))
-        catalogue_entries.append((spec.kind, ident, spec.options))
-    frag = Node(f"fragment@{len(specs)}")
-    root.add_child(frag)
-    frag.set_property("target-path", _str("/"))
-    over = Node("__overlay__")
-    frag.add_child(over)
-    cat = Node("qemu-backends")
-    over.add_child(cat)
-    cat.set_property("compatible", _str("qemu,backends"))
-    counters: dict[str, int] = {}
-    for kind, ident, options in catalogue_entries:
-        k = counters.get(kind, 0)
-        counters[kind] = k + 1
-        child = Node(f"{kind}-{k}")
-        cat.add_child(child)
-        child.set_property("compatible", _str(f"qemu,{kind}"))
-        child.set_property("id", _str(ident))
-        for key, value in sorted(options.items()):
+        targets.append((spec.node, codec.host_props({spec.kind: ident})))
+        for key in spec.options:
             if not re.fullmatch(r"[a-z][a-z0-9-]*", key):
                 raise BackendError(f"back-end option {key!r}: not a property name")
-            child.set_property(key, _str(value))
-    dt = DeviceTree(root)
-    dt.plugin = True
-    return dt
+        backends.append(Backend(spec.kind, ident, dict(spec.options)))
+    return codec.encode_overlay(targets, backends, {})

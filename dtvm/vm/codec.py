@@ -39,6 +39,8 @@ __all__ = [
     "encode_machine",
     "encode_overlay",
     "fragments",
+    "host_props",
+    "overlay_target",
     "prop_name",
     "read_cells",
     "read_string",
@@ -317,6 +319,21 @@ def fragments(overlay: DeviceTree) -> list[tuple[Node, str | None, Node]]:
         if over is not None:
             out.append((frag, read_string(frag, "target-path"), over))
     return out
+
+
+def overlay_target(overlay: DeviceTree, path: str) -> Node:
+    """The ``__overlay__`` of the fragment aimed at ``path``, added (before the ``/qemu-backends``
+    fragment's number, with the next free number) when there is none."""
+    for _frag, target, over in fragments(overlay):
+        if target == path:
+            return over
+    names = {c.name for c in overlay.root.children}
+    n = len(names)
+    while f"fragment@{n}" in names:
+        n += 1
+    frag = _child(overlay.root, f"fragment@{n}")
+    frag.set_property("target-path", strings(path))
+    return _child(frag, "__overlay__")
 
 
 def decode_overlay(overlay: DeviceTree | None) -> HostOverlay:
