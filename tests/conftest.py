@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -35,6 +36,20 @@ class VM:
                 self.stop()
                 raise RuntimeError("QEMU did not create its QMP socket")
             time.sleep(0.01)
+        # the socket file exists before QEMU listens on it: wait until a connection is taken, so
+        # that a test's first client is not refused on a loaded machine
+        while True:
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(self.sock)
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("QEMU does not listen on its QMP socket") from None
+                time.sleep(0.01)
+            finally:
+                probe.close()
 
     def qmp(self) -> QEMUMonitorProtocol:
         """A QMP client; retried briefly, as QEMU creates the socket file before it listens."""

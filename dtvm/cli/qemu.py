@@ -153,19 +153,21 @@ def machine_show(online: bool, machine_type: str, qemu_argv: tuple[str, ...]) ->
 @click.command("dtb2qemu")
 @click.argument("guest", metavar="IN.dtb")
 @click.option("-b", "--backend", "backend", metavar="IN.backend.dtbo",
-              help="the back-end overlay (default: IN.backend.dtbo next to IN.dtb, if it exists)")
+              help="this host's back-end overlay (disk images, netdevs, chardevs, kernel): never picked up unasked")
 @click.option("--format", "fmt", type=click.Choice(["json", "shell", "lines"]), default="json", show_default=True)
 @click.option("--binary", metavar="PATH", help="the QEMU binary (default: qemu-system-ARCH for the description's arch)")
 @click.option("--timeout", type=float, default=20.0, show_default=True, help="seconds for each probe of the machine")
-def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, timeout: float) -> None:
+@click.option("--no-check", "no_check", is_flag=True,
+              help="do not start the result once (paused, on null back-ends) to let QEMU judge it")
+def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, timeout: float, no_check: bool) -> None:
     """Rebuild the described VM: a precise QEMU command line (-nodefaults, every device explicit).
 
-    The machine type is probed once with the same QEMU (started paused, read, killed) to learn
-    which devices it makes by itself. The output never contains -qmp, -monitor, -S, -incoming
-    or -daemonize: add what your management needs.
+    The guest tree is data: it may state only device types and properties QEMU's catalog has and
+    the host does not keep for itself (README "Security"). Host paths come only from the overlay
+    given with -b; what the result makes QEMU open is listed on stderr. The machine type is probed
+    with the same QEMU (started paused, read, killed) to learn which devices it makes by itself.
+    The output never contains -qmp, -monitor, -S, -incoming or -daemonize.
     """
-    import os
-
     from dtvm.dt.dtb import read_dtb
     from dtvm.errors import DtvmError
     from dtvm.qemu.argv import build_argv
@@ -175,10 +177,6 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
     try:
         with open(guest, "rb") as f:
             gtree = read_dtb(f.read(), guest)
-        if backend is None:
-            stem = guest[:-4] if guest.endswith(".dtb") else guest
-            if os.path.exists(stem + ".backend.dtbo"):
-                backend = stem + ".backend.dtbo"
         btree = None
         if backend is not None:
             with open(backend, "rb") as f:
@@ -190,7 +188,7 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
 
             return read_argv(argv, timeout=timeout)
 
-        rebuild = build_argv(plan, binary=binary, read=read)
+        rebuild = build_argv(plan, binary=binary, read=read, check=not no_check)
         text = format_argv(rebuild.argv, fmt)
     except DtvmError as exc:
         _fail("dtb2qemu", str(exc).splitlines()[0], getattr(exc, "exit_code", 1) or 1)
@@ -198,6 +196,10 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
         _fail("dtb2qemu", f"{exc.filename or guest}: {exc.strerror or exc}", 2)
     except KeyboardInterrupt:
         _fail("dtb2qemu", "interrupted", 130)
+    if backend is None:
+        click.echo("dtvm dtb2qemu: no back-end overlay (-b): no disk images, host netdevs or chardevs", err=True)
+    for item in rebuild.host:
+        click.echo(f"dtvm dtb2qemu: QEMU will open {item}", err=True)
     click.echo(text, nl=not text.endswith("\n"))
 
 

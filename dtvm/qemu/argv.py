@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from dtvm.errors import DtvmError
 from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot
+from dtvm.qemu.trust import TrustError, trust
 from dtvm.vm.buses import needs_backend
 from dtvm.vm.model import MACHINE_DEVICE_OPTIONS, Config, Device
 
@@ -49,6 +50,9 @@ class Rebuild:
 
     argv: list[str]
     ids: dict[str, str] = field(default_factory=dict)  # node path -> qdev id given
+    #: what the argv makes QEMU open on the host, in words ("file /img (drive for /pci/disk@3)"):
+    #: all of it comes from the back-end overlay, none from the guest tree
+    host: list[str] = field(default_factory=list)
 
 
 def _esc(value: str, where: str) -> str:
@@ -75,6 +79,7 @@ def _machine_base(plan: Config, binary: str) -> list[str]:
     m = plan.machine
     args = [binary, "-nodefaults"]
     if m.cpu_type:
+        trust().cpu_model(m.cpu_type, "/qemu")
         args += ["-cpu", _esc(m.cpu_type, "/qemu: cpu-type")]
     smp = [f"cpus={m.cpus}"]
     if m.max_cpus and m.max_cpus != m.cpus:
@@ -144,8 +149,18 @@ class _Node:
     qid: str | None = None
 
 
-def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[str]], Snapshot] | None = None) -> Rebuild:
-    """The precise argv that rebuilds the described VM; ArgvError naming the node when it cannot."""
+def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[str]], Snapshot] | None = None,
+               check: bool = True) -> Rebuild:
+    """The precise argv that rebuilds the described VM; ArgvError naming the node when it cannot.
+
+    With ``check``, the result is started once, paused, on null back-ends (no host file, socket
+    or device is opened), so that what QEMU refuses is reported now and by the node.
+    """
+    if plan.machine.cpu_type:
+        try:
+            trust().cpu_model(plan.machine.cpu_type, "/qemu")
+        except TrustError as exc:
+            raise ArgvError(str(exc)) from None
     if read is None:
         from dtvm.qemu.live import read_argv
 
@@ -174,6 +189,8 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
             probe_by_path.setdefault(path, pdev)
 
     argv = [*_machine_base(plan, exe), "-machine", _machine_arg(plan, options)]
+    host: list[str] = []
+    checked = list(argv)  # the same command line on null back-ends, without host settings
     taken: set[str] = set()
     ids: dict[str, str] = {}
     devices = plan.devices()
@@ -181,7 +198,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     backends = plan.backend_map()
     made: dict[str, _Node] = {}
     backends_used: list[tuple[str, str]] = []
-    globals_: list[str] = []
+    globals_: list[tuple[str, bool]] = []  # (-global value, whether it is a host setting)
 
     # machine-made devices the description has at another address than the probe (pseries' NVRAM
     # takes the next free VIO reg, which depends on the devices before it): same device, and its
@@ -194,7 +211,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
                 if cand.driver == dev.driver and cand.address[0] == "vio":
                     moved[_path(dev)] = cand
                     del loose[path]
-                    globals_.append(_global(dev.driver, "reg", f"{dev.address[1][0]:#x}", _path(dev)))
+                    globals_.append((_global(dev.driver, "reg", f"{dev.address[1][0]:#x}", _path(dev)), False))
                     break
 
     for dev in _masters_first(devices):
@@ -204,10 +221,16 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
         if essential is not None and essential.driver == dev.driver:
             made[where] = _Node(dev, essential)
             for key, value in sorted(dev.props.items()):
+                _not_host(dev.driver, key, where)
                 if key in RESERVED:
                     continue
                 if essential.props.get(key) != value:
-                    globals_.append(_global(dev.driver, key, value, where))
+                    _trusted(dev.driver, key, where)
+                    globals_.append((_global(dev.driver, key, value, where), False))
+            for key, value in sorted(_host_settings(dev).items()):
+                if essential.props.get(key) != value and essential.backends.get(key) != value:
+                    globals_.append((_global(dev.driver, key, value, where), True))
+                    host.append(f"{key} {value!r} ({dev.driver} at {where})")
             continue
         if dev.driver.startswith("virtio-") and dev.driver.endswith("-device") and parent_path in made \
                 and made[parent_path].desc is not None and made[parent_path].probe is None:
@@ -216,6 +239,10 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
             continue
         if dev.in_dt and essential is None and dev.address[0] in ("mmio", "none"):
             raise ArgvError(f"{where}: {dev.driver} is described in QEMU's own tree but this machine does not create it")
+        try:
+            trust().device(dev.driver, where)
+        except TrustError as exc:
+            raise ArgvError(str(exc)) from None
         qid_source = dev.qdev_id or dev.driver
         qid = _safe_id(qid_source, taken)
         ids[where] = qid
@@ -231,12 +258,14 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
                 if k in child.backends:
                     refs.setdefault(k, child.backends[k])
         for key, value in sorted(props.items()):
+            _not_host(dev.driver, key, where)
             if key in RESERVED:
                 continue
-            if key == "romfile" and ("/" in value or value.startswith(".")):
-                # QEMU looks a bare name up in its own data directory; a path would load a host file
-                raise ArgvError(f"{where}: qemu,romfile: {value!r}: only a ROM name from QEMU's data directory is allowed")
+            _trusted(dev.driver, key, where)
             pairs.append((key, value))
+        settings = sorted(_host_settings(dev).items())
+        for key, value in settings:
+            host.append(f"{key} {value!r} ({dev.driver} at {where})")
         if "masterbus" in dev.backends:
             pairs.append(("masterbus", _companion_master(dev, ids, where)))
         needed = needs_backend().get(dev.driver) or next((needs_backend()[c.driver] for c in proxy_children if c.driver in needs_backend()), None)
@@ -251,18 +280,25 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
                 raise ArgvError(f"{where}: {key} {ref!r} is not in the back-end overlay")
             pairs.append((key, _backend_id(kind, ref)))
             backends_used.append((kind, ref))
-        argv += ["-device", _render(dev.driver, pairs, where, implied="driver")]
+        argv += ["-device", _render(dev.driver, [*pairs, *settings], where, implied="driver")]
+        checked += ["-device", _render(dev.driver, pairs, where, implied="driver")]
         made[where] = _Node(dev, None, qid)
 
     missing = [p for p, d in probe_by_path.items() if p not in by_path and d not in moved.values()]
     if missing:
         raise ArgvError(f"{missing[0]}: the machine creates a {probe_by_path[missing[0]].driver} here that the description does not list")
-    for item in globals_:
+    for item, setting in globals_:
         argv += ["-global", item]
-    argv[1:1] = [*_backend_args(plan, backends_used), *_netdev_args(plan)]
-    argv += _input_args(plan, probe_snap)
-    _verify(argv, ids, read)
-    return Rebuild(argv, ids)
+        if not setting:
+            checked += ["-global", item]
+    real, null = _backend_args(plan, backends_used, host)
+    nets = _netdev_args(plan)
+    argv[1:1] = [*real, *nets]
+    checked[1:1] = [*null, *nets]
+    argv += _input_args(plan, probe_snap, host)
+    if check:
+        _verify(checked, ids, read)
+    return Rebuild(argv, ids, host)
 
 
 def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Snapshot]) -> None:
@@ -276,6 +312,31 @@ def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Sn
             if re.search(rf"[,=]id={re.escape(qid)}(,|:|\s|$)", message) or f"'{qid}'" in message:
                 raise ArgvError(f"{path}: QEMU refuses this device: {message}") from None
         raise ArgvError(f"QEMU refuses the rebuilt command line: {message}") from None
+
+
+#: host facts of a device that are not settings of it: its id, history flags, back-end references
+#: (which become -blockdev/-netdev/-chardev) and the companion's bus name (rebuilt from ids)
+_NOT_SETTINGS = frozenset({"masterbus", *BACKEND_REFS})
+
+
+def _host_settings(dev: Device) -> dict[str, str]:
+    """qdev properties the back-end overlay sets on a device (a ROM file, say): host
+    configuration, trusted because the user named the overlay, and reported as such."""
+    return {k: v for k, v in dev.backends.items() if k not in _NOT_SETTINGS}
+
+
+def _trusted(driver: str, prop: str, where: str) -> None:
+    try:
+        trust().prop(driver, prop, where)
+    except TrustError as exc:
+        raise ArgvError(str(exc)) from None
+
+
+def _not_host(driver: str, prop: str, where: str) -> None:
+    """A guest tree never states a host fact, not even one dtvm would ignore (``qemu,drive``)."""
+    why = trust().host_reason(driver, prop)
+    if why is not None:
+        raise ArgvError(f"{where}: qemu,{prop} {why}: only the back-end overlay may state it")
 
 
 def _path(dev: Device) -> str:
@@ -401,14 +462,18 @@ def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tu
     raise ArgvError(f"{where}: cannot give {dev.driver} an address ({kind})")
 
 
-def _backend_args(plan: Config, used: list[tuple[str, str]]) -> list[str]:
+def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str]) -> tuple[list[str], list[str]]:
+    """The -blockdev/-chardev options of the back-ends the devices use, and the same on null
+    back-ends for the check start (a null-co drive, a null chardev: nothing of the host opened)."""
     args: list[str] = []
+    null: list[str] = []
     seen: set[tuple[str, str]] = set()
+    backends = plan.backend_map()
     for kind, ref in used:
         if (kind, ref) in seen:
             continue
         seen.add((kind, ref))
-        opts = plan.backend_map()[(kind, ref)]
+        opts = backends[(kind, ref)]
         where = f"/qemu-backends {kind} {ref}"
         ident = _backend_id(kind, ref)
         if kind == "drive":
@@ -418,21 +483,24 @@ def _backend_args(plan: Config, used: list[tuple[str, str]]) -> list[str]:
             pairs = [("driver", drv), ("node-name", ident)]
             if drv not in ("null-co", "null-aio"):
                 pairs += [("file.driver", "file"), ("file.filename", opts.get("file", ""))]
-            if opts.get("ro") == "on":
-                pairs.append(("read-only", "on"))
-            args += ["-blockdev", _render(None, pairs, where)]
+                host.append(f"file {opts.get('file', '')!r} (drive {ref})")
+            ro = [("read-only", "on")] if opts.get("ro") == "on" else []
+            args += ["-blockdev", _render(None, [*pairs, *ro], where)]
+            null += ["-blockdev", _render(None, [("driver", "null-co"), ("node-name", ident), *ro], where)]
         elif kind == "netdev":
             continue  # all of them, below
         elif kind == "chardev":
             filename = opts.get("filename", "")
+            null += ["-chardev", _render("null", [("id", ident)], where)]
             if filename in ("vc", "null") or filename.startswith("vc"):
                 args += ["-chardev", _render("null", [("id", ident)], where)]
             elif filename.startswith("disconnected:unix:") or filename.startswith("unix:"):
                 path = filename.split("unix:", 1)[1].split(",", 1)[0]
                 args += ["-chardev", _render("socket", [("id", ident), ("path", path), ("server", "on"), ("wait", "off")], where)]
+                host.append(f"socket {path!r} (chardev {ref})")
             else:
                 raise ArgvError(f"{where}: chardev {filename!r} is host-specific: give this host's back-end overlay")
-    return args
+    return args, null
 
 
 def _netdev_args(plan: Config) -> list[str]:
@@ -465,7 +533,9 @@ def _netdev_args(plan: Config) -> list[str]:
     return args
 
 
-def _input_args(plan: Config, probe: Snapshot) -> list[str]:
+def _input_args(plan: Config, probe: Snapshot, host: list[str]) -> list[str]:
+    """Kernel, initrd, command line, DTB and firmware from the overlay's inputs (host files:
+    reported, and left out of the check start)."""
     from dtvm.qemu.config import _json_text
 
     args: list[str] = []
@@ -476,4 +546,6 @@ def _input_args(plan: Config, probe: Snapshot) -> list[str]:
             continue
         if key in flags:
             args += [flags[key], value]
+            if key != "append":
+                host.append(f"file {value!r} ({key})")
     return args

@@ -13,6 +13,7 @@ from typing import Any
 from dtvm.errors import DtvmError
 from dtvm.qemu.qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_text
 from dtvm.qemu.snapshot import Snapshot
+from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.model import (
     ADDRESS_PROPS,
     BACKEND_PROPS,
@@ -273,6 +274,7 @@ def from_snapshot(snapshot: Snapshot) -> Config:
     machine, inputs = _machine(snapshot)
     config = Config(machine, root, _backends(snapshot), inputs, snapshot.dtb)
     _mark_peripherals(config, snapshot)
+    split_host_facts(config)
     return config
 
 

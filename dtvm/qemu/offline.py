@@ -20,6 +20,7 @@ from typing import Any
 
 from dtvm.errors import DtvmError
 from dtvm.qemu.machine import MachineInfo, find_machine
+from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts
 from dtvm.vm.model import Backend, Bus, Config, Device
 
@@ -521,6 +522,7 @@ def offline_config(argv: list[str]) -> Config:
         _apply_global(config, profiles, driver, prop, raw, explicit)
     config.backends.sort(key=lambda b: (b.kind, b.id))
     config.inputs.update(args.inputs)
+    split_host_facts(config)
     return config
 
 
