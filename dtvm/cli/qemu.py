@@ -159,7 +159,10 @@ def machine_show(online: bool, machine_type: str, qemu_argv: tuple[str, ...]) ->
 @click.option("--timeout", type=float, default=20.0, show_default=True, help="seconds for each probe of the machine")
 @click.option("--no-check", "no_check", is_flag=True,
               help="do not start the result once (paused, on null back-ends) to let QEMU judge it")
-def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, timeout: float, no_check: bool) -> None:
+@click.option("--offline", is_flag=True,
+              help="run no QEMU: what the machine makes by itself comes from dtvm's machine models (implies --no-check)")
+def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, timeout: float, no_check: bool,
+                 offline: bool) -> None:
     """Rebuild the described VM: a precise QEMU command line (-nodefaults, every device explicit).
 
     The guest tree is data: it may state only device types and properties QEMU's catalog has and
@@ -188,7 +191,12 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
 
             return read_argv(argv, timeout=timeout)
 
-        rebuild = build_argv(plan, binary=binary, read=read, check=not no_check)
+        if offline:
+            from dtvm.qemu.offline import offline_prober
+
+            rebuild = build_argv(plan, binary=binary, prober=offline_prober, check=False)
+        else:
+            rebuild = build_argv(plan, binary=binary, read=read, check=not no_check)
         text = format_argv(rebuild.argv, fmt)
     except DtvmError as exc:
         _fail("dtb2qemu", str(exc).splitlines()[0], getattr(exc, "exit_code", 1) or 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dtvm.errors import DtvmError
 from dtvm.qemu.config import from_snapshot
@@ -21,7 +22,7 @@ from dtvm.qemu.trust import TrustError, trust
 from dtvm.vm.buses import needs_backend
 from dtvm.vm.model import MACHINE_DEVICE_OPTIONS, Config, Device
 
-__all__ = ["ArgvError", "Rebuild", "build_argv"]
+__all__ = ["ArgvError", "Probe", "Prober", "Rebuild", "build_argv", "live_prober"]
 
 #: qemu-system binary per target architecture
 BINARIES = {
@@ -97,13 +98,34 @@ def _machine_arg(plan: Config, options: dict[str, str]) -> str:
     return _render(plan.machine.type, pairs, "/qemu")
 
 
-def _probe(plan: Config, binary: str, options: dict[str, str], read: Callable[[list[str]], Snapshot]) -> tuple[Snapshot, Config]:
-    argv = [*_machine_base(plan, binary), "-machine", _machine_arg(plan, options)]
-    snapshot = read(argv)
-    return snapshot, from_snapshot(snapshot)
+@dataclass
+class Probe:
+    """What a machine type makes by itself for given options: its devices (``config``) and its
+    machine properties with their values (``machine_props``: option text or QMP JSON values)."""
+
+    config: Config
+    machine_props: dict[str, Any]
+    #: whether ``machine_props`` has every machine property (a live QEMU's answer) or only those
+    #: a model knows (offline: the type's defaults and the options given)
+    complete: bool = True
 
 
-def _machine_options(plan: Config, baseline: Snapshot) -> dict[str, str]:
+Prober = Callable[[list[str]], Probe]
+
+
+def live_prober(read: Callable[[list[str]], Snapshot]) -> Prober:
+    """Probes by starting the QEMU of the argv (paused) and reading it."""
+    def probe(argv: list[str]) -> Probe:
+        snapshot = read(argv)
+        return Probe(from_snapshot(snapshot), dict(snapshot.machine_props))
+    return probe
+
+
+def _probe(plan: Config, binary: str, options: dict[str, str], prober: Prober) -> Probe:
+    return prober([*_machine_base(plan, binary), "-machine", _machine_arg(plan, options)])
+
+
+def _machine_options(plan: Config, baseline: Probe) -> dict[str, str]:
     """The options to give: those the description states that differ from what the type does.
 
     Machine properties that name host files or objects (dumpdtb, kernel, firmware,
@@ -115,6 +137,10 @@ def _machine_options(plan: Config, baseline: Snapshot) -> dict[str, str]:
 
     out: dict[str, str] = {}
     for key, value in plan.machine.options.items():
+        if not baseline.complete and key not in baseline.machine_props and key not in MACHINE_HOST_PROPS \
+                and key not in MACHINE_INPUT_PROPS:
+            raise ArgvError(f"/qemu: qemu,{key}: a machine option the offline model of {plan.machine.type} does not "
+                            "cover (rebuild without --offline)")
         if key in MACHINE_HOST_PROPS or key in MACHINE_INPUT_PROPS or key not in baseline.machine_props:
             raise ArgvError(f"/qemu: qemu,{key}: not a guest-visible option of machine {plan.machine.type}")
         current = baseline.machine_props.get(key)
@@ -150,11 +176,13 @@ class _Node:
 
 
 def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[str]], Snapshot] | None = None,
-               check: bool = True) -> Rebuild:
+               prober: Prober | None = None, check: bool = True) -> Rebuild:
     """The precise argv that rebuilds the described VM; ArgvError naming the node when it cannot.
 
-    With ``check``, the result is started once, paused, on null back-ends (no host file, socket
-    or device is opened), so that what QEMU refuses is reported now and by the node.
+    What the machine makes by itself comes from ``prober`` (default: starting the QEMU with
+    ``read``; ``offline.offline_prober`` answers from the machine models without QEMU).  With
+    ``check``, the result is started once with ``read``, paused, on null back-ends (no host file,
+    socket or device is opened), so that what QEMU refuses is reported now and by the node.
     """
     if plan.machine.cpu_type:
         try:
@@ -165,22 +193,25 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
         from dtvm.qemu.live import read_argv
 
         read = read_argv
+    if prober is None:
+        prober = live_prober(read)
     from dtvm.vm.translate import describe
 
     exe = binary or BINARIES.get(plan.machine.arch)
     if exe is None:
         raise ArgvError(f"/qemu: arch {plan.machine.arch!r}: no QEMU binary known for it")
     try:
-        baseline, _ = _probe(plan, exe, {}, read)
+        baseline = _probe(plan, exe, {}, prober)
     except DtvmError as exc:
         raise ArgvError(f"/qemu: machine {plan.machine.type!r} cannot be started with {exe}: {exc}") from None
     options = _machine_options(plan, baseline)
     try:
-        probe_snap, probe = _probe(plan, exe, options, read) if options else (baseline, from_snapshot(baseline))
+        probed = _probe(plan, exe, options, prober) if options else baseline
     except DtvmError as exc:
         raise ArgvError(f"/qemu: machine options {options} rejected: {exc}") from None
     from dtvm.vm.translate import driver_compat
 
+    probe = probed.config
     probe_desc = describe(probe, driver_compat())
     probe_by_path: dict[str, Device] = {}
     for pdev in probe.devices():
@@ -295,7 +326,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     nets = _netdev_args(plan)
     argv[1:1] = [*real, *nets]
     checked[1:1] = [*null, *nets]
-    argv += _input_args(plan, probe_snap, host)
+    argv += _input_args(plan, probed, host)
     if check:
         _verify(checked, ids, read)
     return Rebuild(argv, ids, host)
@@ -533,7 +564,7 @@ def _netdev_args(plan: Config) -> list[str]:
     return args
 
 
-def _input_args(plan: Config, probe: Snapshot, host: list[str]) -> list[str]:
+def _input_args(plan: Config, probe: Probe, host: list[str]) -> list[str]:
     """Kernel, initrd, command line, DTB and firmware from the overlay's inputs (host files:
     reported, and left out of the check start)."""
     from dtvm.qemu.config import _json_text

@@ -16,15 +16,18 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dtvm.errors import DtvmError
 from dtvm.qemu.machine import MachineInfo, find_machine
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts
+
+if TYPE_CHECKING:
+    from dtvm.qemu.argv import Probe
 from dtvm.vm.model import Backend, Bus, Config, Device
 
-__all__ = ["OfflineError", "device_from_dict", "device_to_dict", "offline_config"]
+__all__ = ["OfflineError", "device_from_dict", "device_to_dict", "offline_config", "offline_prober"]
 
 
 class OfflineError(DtvmError):
@@ -527,11 +530,11 @@ def offline_config(argv: list[str]) -> Config:
 
 
 def _mebibytes(text: str) -> int:
-    """``-m`` as QEMU reads a plain size: a number (MiB) or with a K/M/G/T suffix; bytes out."""
-    m = re.fullmatch(r"(\d+)([KMGT]?)[bB]?", text.strip(), re.IGNORECASE)
+    """``-m`` as QEMU reads a plain size: a number (MiB) or with one B/K/M/G/T suffix; bytes out."""
+    m = re.fullmatch(r"(\d+)([BKMGT]?)", text.strip(), re.IGNORECASE)
     if not m:
-        raise OfflineError(f"-m {text}: only a plain size (512, 2G) is in the offline model (use online mode)")
-    scale = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
+        raise OfflineError(f"-m {text}: only a plain size (512, 2G, 134217728B) is in the offline model (use online mode)")
+    scale = {"": 1 << 20, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
     return int(m.group(1)) * scale
 
 
@@ -555,11 +558,16 @@ def _set_memory(config: Config, ram: int) -> None:
 
 
 def _set_cpus(config: Config, text: str) -> None:
-    """``-smp N`` (or ``cpus=N``): machine types since 6.2 prefer cores, so one socket of N cores."""
-    m = re.fullmatch(r"(?:cpus=)?(\d+)", text.strip())
-    if not m or not 1 <= int(m.group(1)) <= 255:
-        raise OfflineError(f"-smp {text}: only a CPU count is in the offline model (use online mode)")
-    n = int(m.group(1))
+    """``-smp N`` (or ``cpus=N``): machine types since 6.2 prefer cores, so one socket of N cores;
+    a topology is taken when it says exactly that (``cpus=N,sockets=1,cores=N,threads=1``, as
+    ``dtb2qemu`` writes it)."""
+    m = re.fullmatch(r"(?:cpus=)?(\d+)((?:,[a-z-]+=\d+)*)", text.strip())
+    n = int(m.group(1)) if m else 0
+    given = dict(item.split("=") for item in m.group(2).split(",")[1:]) if m else {}
+    implied = {"sockets": "1", "cores": str(n), "threads": "1", "maxcpus": str(n), "dies": "1", "clusters": "1"}
+    if not m or not 1 <= n <= 255 or any(implied.get(k) != v for k, v in given.items()):
+        raise OfflineError(f"-smp {text}: only a CPU count (one socket of N cores) is in the offline model "
+                           "(use online mode)")
     config.machine.cpus = config.machine.max_cpus = n
     if "core-id" in config.machine.topology:
         config.machine.topology["core-id"] = n
@@ -756,3 +764,39 @@ def _rename_buses(dev: Device, qid: str | None) -> None:
                 bus.name = f"{qid}.{bus.index}"
 
 
+
+
+#: -cpu, -smp and -m create no qdev device on the machines with a DT (their CPUs and RAM are not
+#: in the device model), and their offline models do not take them: a probe leaves them out there
+_DEVICE_NEUTRAL = ("-cpu", "-smp", "-m")
+
+
+def offline_prober(argv: list[str]) -> Probe:
+    """What the machine of a ``dtb2qemu`` probe makes by itself, without QEMU: the offline model's
+    device model for the argv, and the machine properties the machine schema records (the type's
+    option and input defaults, and the options the argv gives)."""
+    from dtvm.qemu.argv import Probe
+    from dtvm.qemu.schema import load_schema
+
+    machine_arg = argv[argv.index("-machine") + 1] if "-machine" in argv else ""
+    machine = find_machine(machine_arg.split(",", 1)[0], argv[0])
+    if machine.dt:
+        kept: list[str] = []
+        skip = False
+        for arg in argv:
+            if skip:
+                skip = False
+                continue
+            if arg in _DEVICE_NEUTRAL:
+                skip = True
+                continue
+            kept.append(arg)
+        argv = kept
+    config = offline_config(argv)
+    schema = load_schema(machine)
+    props: dict[str, Any] = {}
+    props.update({str(k): str(v) for k, v in (schema.defaults.get("options") or {}).items()})
+    props.update({str(k): str(v) for k, v in (schema.defaults.get("inputs") or {}).items()})
+    props["usb"] = "off"  # a property of every machine (MachineState), off unless given
+    props.update(config.machine.options)
+    return Probe(config, props, complete=False)
