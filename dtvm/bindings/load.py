@@ -414,12 +414,15 @@ class BindingSet:
 
 # -- loading --------------------------------------------------------------------------
 def default_dirs() -> list[str]:
-    """The bindings shipped with dtvm: ``dtvm/_bindings`` in a wheel, ``bindings/`` in a checkout."""
+    """The binding directories: those of ``$DTVM_BINDINGS`` (``os.pathsep``-separated, searched
+    first: a binding there wins over dtvm's own of the same compatible), then the bindings shipped
+    with dtvm (``dtvm/_bindings`` in a wheel, ``bindings/`` in a checkout)."""
+    extra = [d for d in os.environ.get("DTVM_BINDINGS", "").split(os.pathsep) if d]
     pkg = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # .../dtvm
     for cand in (os.path.join(pkg, "_bindings"), os.path.join(os.path.dirname(pkg), "bindings")):
         if os.path.isdir(cand):
-            return [cand]
-    return []
+            return [*extra, cand]
+    return extra
 
 
 def _regex(pattern: str, file: str, line: int, what: str) -> Regex:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dtvm.errors import DtvmError
+from dtvm.vm.translators import Translator, translators
 
 __all__ = ["BusTable", "CheckDataError", "Kind", "bus_table", "device_facts", "load_bus_table", "needs_backend"]
 
@@ -83,8 +84,9 @@ def _map(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def load_bus_table(data: Any) -> BusTable:
-    """The table from the YAML document's data; CheckDataError naming the key when malformed."""
+def load_bus_table(data: Any, translators: dict[str, Translator] | None = None) -> BusTable:
+    """The table from the YAML document's data and the bindings' translators (what each
+    controller provides); CheckDataError naming the key or binding when malformed."""
     top = _map(data, "top level")
     kinds: dict[str, Kind] = {}
     for name, spec in _map(top.get("kinds"), "kinds").items():
@@ -103,7 +105,10 @@ def load_bus_table(data: Any) -> BusTable:
             raise CheckDataError(f"buses.yaml: {where}: {value!r} is not a bus kind")
         return str(value)
 
-    provides = {d: kind(k, f"provides.{d}") for d, k in _map(top.get("provides"), "provides").items()}
+    provides = {d: kind(k, f"provides.{d}") for d, k in _map(top.get("provides") or {}, "provides").items()}
+    for t in (translators or {}).values():
+        if t.provides is not None:
+            provides.setdefault(t.driver, kind(t.provides, f"{t.files[0]}: qemu: provides"))
     patterns: list[tuple[re.Pattern[str], str]] = []
     for i, item in enumerate(top.get("provides-patterns") or []):
         if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str):
@@ -151,15 +156,12 @@ def bus_table() -> BusTable:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C loader when built: 4x faster
     except (OSError, yaml.YAMLError) as exc:
         raise CheckDataError(f"buses.yaml: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    return load_bus_table(data)
+    return load_bus_table(data, translators())
 
 
 def needs_backend() -> dict[str, str]:
-    """Device type -> the back-end QEMU cannot create it without (``needs:`` of devices.yaml)."""
-    needs = device_facts().get("needs")
-    if not isinstance(needs, dict):
-        raise CheckDataError("devices.yaml: needs: expected a mapping")
-    return {str(k): str(v) for k, v in needs.items()}
+    """Device type -> the back-end QEMU cannot create it without (the bindings' ``qemu: needs``)."""
+    return {d: t.needs for d, t in translators().items() if t.needs is not None}
 
 
 @functools.lru_cache(maxsize=1)

@@ -45,6 +45,7 @@ from dtvm.vm.codec import (
     u64,
 )
 from dtvm.vm.model import Bus, Config, Device
+from dtvm.vm.translators import translators
 
 __all__ = ["Description", "TranslateError", "describe", "driver_compat"]
 
@@ -78,17 +79,6 @@ PCI_CLASS_NAMES = {
     "System peripheral": "system",
 }
 
-#: Generic node names for devices off PCI, by qdev driver (prefix match on the dict key).
-DRIVER_NAMES = {
-    "ide-hd": "disk", "ide-cd": "cdrom", "scsi-hd": "disk", "scsi-cd": "cdrom", "scsi-generic": "scsi",
-    "scsi-block": "disk", "usb-hub": "hub", "usb-storage": "storage", "usb-kbd": "keyboard",
-    "usb-mouse": "mouse", "usb-tablet": "tablet", "virtconsole": "console", "virtserialport": "port",
-    "isa-serial": "serial", "isa-parallel": "parallel", "mc146818rtc": "rtc", "isa-pit": "timer",
-    "isa-i8259": "interrupt-controller", "i8257": "dma-controller", "i8042": "keyboard-controller",
-    "isa-pcspk": "speaker", "isa-fdc": "floppy-controller", "floppy": "floppy", "smbus-eeprom": "eeprom",
-    "hpet": "timer", "ioapic": "interrupt-controller", "fw_cfg_io": "fw-cfg", "fw_cfg_mem": "fw-cfg",
-    "spapr-vty": "vty", "spapr-vlan": "l-lan", "spapr-vscsi": "v-scsi", "spapr-nvram": "nvram",
-}
 
 @dataclass
 class Description:
@@ -174,11 +164,11 @@ class _Builder:
     def node_name(self, dev: Device) -> str:
         if any(b.type in ("PCI", "PCIE") for b in dev.buses):
             return "pcie" if any(b.type == "PCIE" for b in dev.buses) else "pci"
+        translator = translators().get(dev.driver)
+        if translator is not None and translator.node_name:
+            return translator.node_name
         if dev.address[0] == "pci":
             return PCI_CLASS_NAMES.get(dev.pci_class or "", "pci-device")
-        for prefix, name in DRIVER_NAMES.items():
-            if dev.driver == prefix:
-                return name
         if dev.address[0] == "usb":
             return "hub" if dev.driver.startswith("usb-hub") else "device"
         if dev.address[0] == "virtio":
