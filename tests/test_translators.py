@@ -23,7 +23,7 @@ from dtvm.dt.dtb import read_dtb
 
 pytest.importorskip("qemu.qmp")
 
-from tests.test_dtb2qemu import Q35, _migrate  # noqa: E402
+from tests.test_dtb2qemu import Q35, _migrate
 
 VM_ARGV = [*Q35, "-nodefaults", "-device", "pvpanic-pci,addr=3.0"]
 
