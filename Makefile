@@ -28,9 +28,10 @@ deps:
 demo: deps venv
 	$(VENV)/bin/dtvm qemu2dtb
 
+# .venv/bin on PATH: the oracles installed from PyPI (dtschema's dt-validate) are found there
 test: deps $(PY)
 	$(PIP) install -q -e '.[test]'
-	$(PY) -m pytest -q
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
 
 lint: $(PY)
 	$(PIP) install -q -e '.[test]'
