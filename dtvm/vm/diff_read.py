@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from dtvm.dt.tree import DeviceTree, Node, Property
 from dtvm.errors import DtvmError
+from dtvm.vm import codec
 
 #: A DTB's header says how long it is; more than this is refused before reading.
 MAX_BLOB = 256 << 20
@@ -107,13 +108,8 @@ def read_description(path: str, *, overlay: bool = False, warn: Callable[[str], 
 
 
 def _fragments(dt: DeviceTree) -> list[tuple[Node, Node]]:
-    """(fragment, __overlay__) pairs of an overlay."""
-    out = []
-    for frag in dt.root.live_children():
-        over = frag.get_child("__overlay__")
-        if over is not None:
-            out.append((frag, over))
-    return out
+    """(fragment, __overlay__) pairs of an overlay (the codec's reading of fragments)."""
+    return [(frag, over) for frag, _target, over in codec.fragments(dt)]
 
 
 def _duplicate_names(dt: DeviceTree) -> str | None:

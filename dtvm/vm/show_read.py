@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from dtvm.dt.tree import DeviceTree, Node, Property
+from dtvm.vm import codec
 
 #: Back-end options shown per back-end before "+N more".
 MAX_OPTIONS = 4
@@ -336,10 +337,7 @@ def _host_side(guest: DeviceTree, backend: DeviceTree | None) -> _HostSide:
         return host
     cache: dict[int, dict[str, Node]] = {}
     fragments = extra = 0
-    for frag in backend.root.live_children():
-        over = frag.get_child("__overlay__")
-        if over is None:
-            continue
+    for frag, target_path, over in codec.fragments(backend):
         fragments += 1
         if fragments > MAX_BACKENDS:
             host.note(f"more than {MAX_BACKENDS} overlay fragments: the rest are not read")
@@ -350,7 +348,6 @@ def _host_side(guest: DeviceTree, backend: DeviceTree | None) -> _HostSide:
             else:
                 extra += 1
         props = [(p.name, value_text(p)) for p in over.live_props()]
-        target_path = _string(frag, "target-path")
         if target_path is None:
             how = (
                 "targets a phandle (target)"
