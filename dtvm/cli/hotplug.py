@@ -18,10 +18,17 @@ __all__ = ["hotplug_group"]
 
 @dataclass
 class _Common:
-    qmp: str
+    given_qmp: str | None
     output: str | None
     backend: str | None
     timeout: float
+
+    @property
+    def qmp(self) -> str:
+        """The socket; checked here, not by the group, so that ``hotplug add --help`` works alone."""
+        if self.given_qmp is None:
+            _fail("--qmp unix:PATH is required (the running VM's QMP socket)", 2)
+        return self.given_qmp
 
     def outputs(self) -> Any:
         from dtvm.qemu.hotplug import Outputs
@@ -59,14 +66,14 @@ def _wrote(paths: list[str]) -> None:
 
 
 @click.group("hotplug")
-@click.option("--qmp", "qmp", required=True, metavar="unix:PATH", help="the running VM's QMP socket")
+@click.option("--qmp", "qmp", metavar="unix:PATH", help="the running VM's QMP socket (required)")
 @click.option("-o", "--output", "output", metavar="OUT.dtb", help="keep this guest tree current (DTB)")
 @click.option("-b", "--backend", "backend", metavar="OUT.backend.dtbo",
               help="keep this back-end overlay current (default with -o: OUT.backend.dtbo next to OUT.dtb)")
 @click.option("--timeout", type=float, default=10.0, show_default=True,
               help="seconds for connecting and for each read or command")
 @click.pass_context
-def hotplug_group(ctx: click.Context, qmp: str, output: str | None, backend: str | None, timeout: float) -> None:
+def hotplug_group(ctx: click.Context, qmp: str | None, output: str | None, backend: str | None, timeout: float) -> None:
     """Add or remove a device of a running VM at an address dtvm assigns, and keep its description current.
 
     \b

@@ -16,6 +16,16 @@ __all__ = ["machine_group", "qemu2dtb_cmd"]
 DEFAULT_ARGV = ["qemu-system-aarch64", "-M", "virt"]
 
 
+def _no_such_option(given: str, command: click.Command) -> str:
+    """``no such option --ofline (did you mean --offline?)``: QEMU's arguments follow ``--``."""
+    import difflib
+
+    names = [n for p in command.params for n in getattr(p, "opts", []) if n.startswith("--")]
+    close = difflib.get_close_matches(given.split("=", 1)[0], names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else " (QEMU's own arguments go after --)"
+    return f"no such option {given}{hint}"
+
+
 def _fail(command: str, message: str, code: int = 1) -> None:
     click.echo(f"dtvm {command}: {message}", err=True)
     sys.exit(code)
@@ -47,6 +57,9 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
     argv = list(qemu_argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
+    elif argv and argv[0].startswith("-"):
+        # not a QEMU binary: a mistyped option of ours (click passes unknown ones through here)
+        _fail("qemu2dtb", _no_such_option(argv[0], qemu2dtb_cmd), 2)
     try:
         from dtvm.qemu import live
         from dtvm.qemu.describe import describe_snapshot

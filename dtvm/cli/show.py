@@ -55,7 +55,8 @@ def _use_color(color: bool | None) -> bool:
 
 
 def echo_description(
-    guest: DeviceTree, backend: DeviceTree | None = None, fmt: str = "text", color: bool | None = None
+    guest: DeviceTree, backend: DeviceTree | None = None, fmt: str = "text", color: bool | None = None,
+    paths: bool = False,
 ) -> None:
     """Print a description to stdout as ``dtvm show`` does (text for the terminal, or dot).
 
@@ -67,7 +68,7 @@ def echo_description(
         data = render_dot(guest, backend).encode("utf-8")
     else:
         encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-        data = render_text(guest, backend, color=_use_color(color), encoding=encoding).encode(
+        data = render_text(guest, backend, color=_use_color(color), encoding=encoding, paths=paths).encode(
             encoding, "backslashreplace"
         )
     try:
@@ -102,8 +103,9 @@ def echo_description(
     default=None,
     help="Colour the text view (default: when stdout is a terminal and NO_COLOR is unset).",
 )
+@click.option("--paths", is_flag=True, help="End each device line with its node path (for dtvm backend, check).")
 @click.argument("file", metavar="FILE.dtb")
-def show_cmd(backend_file: str | None, fmt: str, color: bool | None, file: str) -> None:
+def show_cmd(backend_file: str | None, fmt: str, color: bool | None, paths: bool, file: str) -> None:
     """Print a VM description (guest DTB, optional back-end overlay) as a device tree or a graph."""
     try:
         guest = read_blob(file)
@@ -111,4 +113,4 @@ def show_cmd(backend_file: str | None, fmt: str, color: bool | None, file: str) 
     except ShowError as exc:
         click.echo(f"dtvm show: {exc}", err=True)
         sys.exit(1)
-    echo_description(guest, backend, fmt, color)
+    echo_description(guest, backend, fmt, color, paths)

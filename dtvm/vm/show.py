@@ -149,6 +149,7 @@ class _Item:
     more: str = ""
     hidden: int = 0  # devices a "more" marker stands for
     pad: int = 0
+    path: str = ""  # the node's path (what dtvm backend --drive /PATH=... and the overlay name)
 
 
 @dataclass
@@ -324,6 +325,7 @@ def _build(
             hot,
             entry.run,
             pad=entry.pad,
+            path=clean(node.path, 200),
         )
         items.append(item)
         if entry.run > 1:
@@ -549,8 +551,12 @@ def render_text(
     collapse: bool = True,
     max_lines: int = MAX_LINES,
     max_depth: int = MAX_DEPTH,
+    paths: bool = False,
 ) -> str:
     """The description as text for a terminal (ends with a newline).
+
+    ``paths`` ends each device line with its node path, the name ``dtvm backend``, ``check`` and
+    the back-end overlay use for it.
 
     ``backend`` is the back-end overlay (``qemu2dtb -b``); without it the host side is whatever
     the guest tree itself carries (nothing, or everything in a merged tree).  ``encoding`` is the
@@ -589,6 +595,8 @@ def render_text(
             parts.append(
                 st.warn(ref.text()) if ref.missing else st.ref(ref.text()) if ref.kind else ref.text()
             )
+        if paths and item.path and item.depth:
+            parts.append(st.dim(item.path))
         out.append(prefix + "  ".join(parts))
     host = view.host
     if host.backends:
