@@ -19,6 +19,7 @@ from dtvm.dt.fdt_ro import (
     _SIZE_STRUCT,
     _TOTALSIZE,
     _U32,
+    _U64,
     _VERSION,
     FDT_BEGIN_NODE,
     FDT_END,
@@ -46,6 +47,8 @@ from dtvm.dt.fdt_ro import (
 from dtvm.errors import BlobError
 
 __all__ = ["Fdt", "open_into"]
+
+_M64 = (1 << 64) - 1
 
 
 class Fdt(FdtRo):
@@ -259,6 +262,68 @@ class Fdt(FdtRo):
         if endoffset < 0:
             return endoffset
         return self._splice_struct(self._so + nodeoffset, endoffset - nodeoffset, 0)
+
+    def set_name(self, nodeoffset: int, name: bytes) -> int:
+        """``fdt_set_name``: the name is spliced in place, the node keeps its offset."""
+        err = self.rw_probe()
+        if err:
+            return err
+        old, oldlen = self.get_name(nodeoffset)
+        if old is None:
+            return oldlen
+        namep = self._so + nodeoffset + 4
+        err = self._splice_struct(namep, _tagalign(oldlen + 1), _tagalign(len(name) + 1))
+        if err:
+            return err
+        self.write(namep, name + b"\0")
+        return 0
+
+    def _splice_mem_rsv(self, pos: int, oldn: int, newn: int) -> int:
+        delta = (newn - oldn) * RSV_ENTRY_SIZE
+        err = self._splice(pos, oldn * RSV_ENTRY_SIZE, newn * RSV_ENTRY_SIZE)
+        if err:
+            return err
+        self.set_off_dt_struct(self._get(_OFF_STRUCT) + delta)
+        self.set_off_dt_strings(self._get(_OFF_STRINGS) + delta)
+        return 0
+
+    def add_mem_rsv(self, address: int, size: int) -> int:
+        """``fdt_add_mem_rsv``: a new entry before the terminating one."""
+        err = self.rw_probe()
+        if err:
+            return err
+        pos = self._get(_OFF_RSVMAP) + self.num_mem_rsv() * RSV_ENTRY_SIZE
+        err = self._splice_mem_rsv(pos, 0, 1)
+        if err:
+            return err
+        self.write(pos, _U64.pack(address & _M64) + _U64.pack(size & _M64))
+        return 0
+
+    def del_mem_rsv(self, n: int) -> int:
+        """``fdt_del_mem_rsv``."""
+        pos = self._get(_OFF_RSVMAP) + n * RSV_ENTRY_SIZE
+        err = self.rw_probe()
+        if err:
+            return err
+        if n >= self.num_mem_rsv():
+            return -FDT_ERR_NOTFOUND
+        return self._splice_mem_rsv(pos, 1, 0)
+
+    def nop_property(self, nodeoffset: int, name: bytes) -> int:
+        """``fdt_nop_property`` (fdt_wip.c): the property's bytes become FDT_NOP tags."""
+        prop, ln = self.get_property_namelen(nodeoffset, name)
+        if prop < 0:
+            return ln
+        self.write(prop, _U32.pack(FDT_NOP) * ((PROP_HEADER_SIZE + _tagalign(ln)) // 4))
+        return 0
+
+    def nop_node(self, nodeoffset: int) -> int:
+        """``fdt_nop_node`` (fdt_wip.c)."""
+        endoffset = self.node_end_offset(nodeoffset)
+        if endoffset < 0:
+            return endoffset
+        self.write(self._so + nodeoffset, _U32.pack(FDT_NOP) * ((endoffset - nodeoffset) // 4))
+        return 0
 
     def pack(self) -> int:
         """``fdt_pack``: move the blocks together after the header; totalsize shrinks to fit."""

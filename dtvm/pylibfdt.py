@@ -1,0 +1,994 @@
+"""A pure-Python stand-in for pylibfdt: ``import dtvm.pylibfdt as libfdt``.
+
+pylibfdt is libfdt (C) wrapped by SWIG; installing it needs SWIG and a C
+compiler, which is where many projects' CI breaks.  This module offers the
+same API (``Fdt``, ``FdtRo``, ``FdtSw``, ``Property``, ``FdtException``, the
+error numbers and ``QUIET_*`` tuples, and the ``fdt_*`` functions the classes
+are built from) on dtvm's libfdt model (:mod:`dtvm.dt.libfdt`), which runs
+libfdt's own algorithms on the raw blob.  So the same calls give the same
+return values, the same exceptions and the same blob bytes; the tests hold it
+to the real pylibfdt on generated operation sequences and run pylibfdt's own
+test suite against it.
+
+What differs, on purpose: where the C library would read outside its buffer
+(a blob whose header lies about its sizes), this raises
+``FdtException(-FDT_ERR_TRUNCATED)`` instead of reading stray memory; and the
+module-level ``fdt_*`` functions cover what the classes need (plus a few
+common ones), not all of SWIG's low-level wrappers.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from dtvm.dt import fdt_sw
+from dtvm.dt.fdt_sw import (
+    FDT_CREATE_FLAG_NO_NAME_DEDUP,
+    FDT_CREATE_FLAGS_ALL,
+    FDT_LAST_COMPATIBLE_VERSION,
+)
+from dtvm.dt.libfdt import (
+    FDT_BEGIN_NODE,
+    FDT_END,
+    FDT_END_NODE,
+    FDT_ERR_ALIGNMENT,
+    FDT_ERR_BADFLAGS,
+    FDT_ERR_BADLAYOUT,
+    FDT_ERR_BADMAGIC,
+    FDT_ERR_BADNCELLS,
+    FDT_ERR_BADOFFSET,
+    FDT_ERR_BADOVERLAY,
+    FDT_ERR_BADPATH,
+    FDT_ERR_BADPHANDLE,
+    FDT_ERR_BADSTATE,
+    FDT_ERR_BADSTRUCTURE,
+    FDT_ERR_BADVALUE,
+    FDT_ERR_BADVERSION,
+    FDT_ERR_EXISTS,
+    FDT_ERR_INTERNAL,
+    FDT_ERR_NOPHANDLES,
+    FDT_ERR_NOSPACE,
+    FDT_ERR_NOTFOUND,
+    FDT_ERR_TRUNCATED,
+    FDT_FIRST_SUPPORTED_VERSION,
+    FDT_LAST_SUPPORTED_VERSION,
+    FDT_MAGIC,
+    FDT_NOP,
+    FDT_PROP,
+    HEADER_SIZE,
+    INT32_MAX,
+)
+from dtvm.dt.libfdt import (
+    Fdt as _ModelFdt,
+)
+from dtvm.dt.libfdt import (
+    FdtRo as _ModelRo,
+)
+from dtvm.dt.libfdt import (
+    open_into as _open_into,
+)
+from dtvm.dt.libfdt import (
+    strerror as _strerror,
+)
+from dtvm.errors import BlobError
+
+__all__ = [
+    "BADLAYOUT",
+    "BADMAGIC",
+    "BADNCELLS",
+    "BADOFFSET",
+    "BADOVERLAY",
+    "BADPATH",
+    "BADPHANDLE",
+    "BADSTATE",
+    "BADSTRUCTURE",
+    "BADVALUE",
+    "BADVERSION",
+    "EXISTS",
+    "FDT_BEGIN_NODE",
+    "FDT_CREATE_FLAGS_ALL",
+    "FDT_CREATE_FLAG_NO_NAME_DEDUP",
+    "FDT_END",
+    "FDT_END_NODE",
+    "FDT_ERR_ALIGNMENT",
+    "FDT_ERR_BADFLAGS",
+    "FDT_ERR_BADLAYOUT",
+    "FDT_ERR_BADMAGIC",
+    "FDT_ERR_BADNCELLS",
+    "FDT_ERR_BADOFFSET",
+    "FDT_ERR_BADOVERLAY",
+    "FDT_ERR_BADPATH",
+    "FDT_ERR_BADPHANDLE",
+    "FDT_ERR_BADSTATE",
+    "FDT_ERR_BADSTRUCTURE",
+    "FDT_ERR_BADVALUE",
+    "FDT_ERR_BADVERSION",
+    "FDT_ERR_EXISTS",
+    "FDT_ERR_INTERNAL",
+    "FDT_ERR_MAX",
+    "FDT_ERR_NOPHANDLES",
+    "FDT_ERR_NOSPACE",
+    "FDT_ERR_NOTFOUND",
+    "FDT_ERR_TRUNCATED",
+    "FDT_FIRST_SUPPORTED_VERSION",
+    "FDT_LAST_COMPATIBLE_VERSION",
+    "FDT_LAST_SUPPORTED_VERSION",
+    "FDT_MAGIC",
+    "FDT_MAX_NCELLS",
+    "FDT_MAX_PHANDLE",
+    "FDT_NOP",
+    "FDT_PROP",
+    "INTERNAL",
+    "NOPHANDLES",
+    "NOSPACE",
+    "NOTFOUND",
+    "QUIET_ALL",
+    "QUIET_NOSPACE",
+    "QUIET_NOTFOUND",
+    "TRUNCATED",
+    "Fdt",
+    "FdtException",
+    "FdtRo",
+    "FdtSw",
+    "NodeAdder",
+    "Property",
+    "check_err",
+    "check_err_null",
+    "fdt_add_subnode",
+    "fdt_check_header",
+    "fdt_del_node",
+    "fdt_delprop",
+    "fdt_first_property_offset",
+    "fdt_first_subnode",
+    "fdt_get_alias",
+    "fdt_get_mem_rsv",
+    "fdt_get_name",
+    "fdt_get_path",
+    "fdt_get_phandle",
+    "fdt_get_property_by_offset",
+    "fdt_getprop",
+    "fdt_next_node",
+    "fdt_next_property_offset",
+    "fdt_next_subnode",
+    "fdt_node_offset_by_phandle",
+    "fdt_num_mem_rsv",
+    "fdt_open_into",
+    "fdt_pack",
+    "fdt_parent_offset",
+    "fdt_path_offset",
+    "fdt_set_name",
+    "fdt_setprop",
+    "fdt_strerror",
+    "fdt_subnode_offset",
+    "strerror",
+]
+
+# The error numbers under their short names, as pylibfdt exports them; QUIET_ALL is a range,
+# as in pylibfdt (so ``QUIET_ALL + (NOTFOUND,)`` fails there as it does here).
+(
+    NOTFOUND,
+    EXISTS,
+    NOSPACE,
+    BADOFFSET,
+    BADPATH,
+    BADPHANDLE,
+    BADSTATE,
+    TRUNCATED,
+    BADMAGIC,
+    BADVERSION,
+    BADSTRUCTURE,
+    BADLAYOUT,
+    INTERNAL,
+    BADNCELLS,
+    BADVALUE,
+    BADOVERLAY,
+    NOPHANDLES,
+) = QUIET_ALL = range(1, 18)
+QUIET_NOTFOUND = (NOTFOUND,)
+QUIET_NOSPACE = (NOSPACE,)
+
+FDT_ERR_MAX = FDT_ERR_ALIGNMENT
+FDT_MAX_PHANDLE = 0xFFFFFFFE
+FDT_MAX_NCELLS = 4
+
+_INT_MIN = -(2**31)
+_T = TypeVar("_T")
+
+
+class FdtException(Exception):
+    """A libfdt error; ``err`` is the negative ``-FDT_ERR_*`` code."""
+
+    def __init__(self, err: int) -> None:
+        self.err = err
+
+    def __str__(self) -> str:
+        return f"pylibfdt error {self.err}: {fdt_strerror(self.err)}"
+
+
+def fdt_strerror(errval: int) -> str:
+    """``fdt_strerror``: the name of an error code (negative), or a placeholder text."""
+    return _strerror(_c_int(errval, "fdt_strerror", 1))
+
+
+def strerror(fdt_err: int) -> str:
+    """The text of a (negative) error number."""
+    return fdt_strerror(fdt_err)
+
+
+def check_err(val: Any, quiet: Sequence[int] = ()) -> Any:
+    """Raise FdtException for a negative integer unless its error is in ``quiet``."""
+    if isinstance(val, int) and val < 0 and -val not in quiet:
+        raise FdtException(val)
+    return val
+
+
+def check_err_null(val: Any, quiet: Sequence[int] = ()) -> list[Any]:
+    """For the calls that return [value, length]: raise when the value is None (an error)."""
+    if not isinstance(val, list):
+        val = [None, val]
+    if val[0] is None and -val[1] not in quiet:
+        raise FdtException(val[1])
+    return val
+
+
+# -- argument conversion, with the errors SWIG gives for the wrong types ---------
+
+
+def _c_int(v: object, fn: str, argn: int, lo: int = _INT_MIN, hi: int = INT32_MAX) -> int:
+    if not isinstance(v, int):
+        raise TypeError(f"in method '{fn}', argument {argn} of type 'int'")
+    if not lo <= v <= hi:
+        raise OverflowError(f"in method '{fn}', argument {argn} of type 'int'")
+    return int(v)
+
+
+def _u32(v: object, fn: str, argn: int) -> int:
+    if not isinstance(v, int):
+        raise TypeError(f"in method '{fn}', argument {argn} of type 'uint32_t'")
+    if not 0 <= v <= 0xFFFFFFFF:
+        raise OverflowError(f"in method '{fn}', argument {argn} of type 'uint32_t'")
+    return int(v)
+
+
+def _u64(v: object, fn: str, argn: int) -> int:
+    if not isinstance(v, int):
+        raise TypeError(f"in method '{fn}', argument {argn} of type 'uint64_t'")
+    if not 0 <= v <= 0xFFFFFFFFFFFFFFFF:
+        raise OverflowError(f"in method '{fn}', argument {argn} of type 'uint64_t'")
+    return int(v)
+
+
+def _cstr(v: object, fn: str, argn: int) -> bytes:
+    """A ``const char *`` argument: a str, UTF-8 encoded, cut at its first NUL as C sees it."""
+    if not isinstance(v, str):
+        raise TypeError(f"in method '{fn}', argument {argn} of type 'char const *'")
+    return v.encode("utf-8").split(b"\0", 1)[0]
+
+
+def _buf(v: object, fn: str) -> bytearray:
+    """The blob argument: pylibfdt's classes pass their bytearray, which libfdt reads in place."""
+    if not isinstance(v, bytearray):
+        raise TypeError(f"in method '{fn}', argument 1 of type 'void const *'")
+    return v
+
+
+def _decode(b: bytes) -> str:
+    return b.decode("utf-8", errors="surrogateescape")
+
+
+def _model(fn: str, fdt: object, rw: bool = False) -> _ModelRo:
+    buf = _buf(fdt, fn)
+    if len(buf) < HEADER_SIZE:
+        # libfdt would read a header past the end of a short buffer; the model reads zeros there
+        raise FdtException(-FDT_ERR_TRUNCATED)
+    return _ModelFdt(buf) if rw else _ModelRo(buf)
+
+
+def _guard(call: Callable[[], _T]) -> _T:
+    """Run a model call; where C would read outside the buffer, report a truncated blob."""
+    try:
+        return call()
+    except BlobError:
+        raise FdtException(-FDT_ERR_TRUNCATED) from None
+    except RecursionError:
+        raise FdtException(-FDT_ERR_BADSTRUCTURE) from None
+
+
+# -- fdt.c / fdt_ro.c -------------------------------------------------------------
+
+
+def _hdr(fdt: bytearray, field: int) -> int:
+    head = bytes(fdt[: field + 4]).ljust(field + 4, b"\0")
+    return int(struct.unpack_from(">I", head, field)[0])
+
+
+def fdt_magic(fdt: bytearray) -> int:
+    return _hdr(_buf(fdt, "fdt_magic"), 0)
+
+
+def fdt_totalsize(fdt: bytearray) -> int:
+    return _hdr(_buf(fdt, "fdt_totalsize"), 4)
+
+
+def fdt_off_dt_struct(fdt: bytearray) -> int:
+    return _hdr(_buf(fdt, "fdt_off_dt_struct"), 8)
+
+
+def fdt_off_dt_strings(fdt: bytearray) -> int:
+    return _hdr(_buf(fdt, "fdt_off_dt_strings"), 12)
+
+
+def fdt_off_mem_rsvmap(fdt: bytearray) -> int:
+    return _hdr(_buf(fdt, "fdt_off_mem_rsvmap"), 16)
+
+
+def fdt_version(fdt: bytearray) -> int:
+    return _hdr(_buf(fdt, "fdt_version"), 20)
+
+
+def fdt_last_comp_version(fdt: bytearray) -> int:
+    return _hdr(_buf(fdt, "fdt_last_comp_version"), 24)
+
+
+def fdt_boot_cpuid_phys(fdt: bytearray) -> int:
+    return _hdr(_buf(fdt, "fdt_boot_cpuid_phys"), 28)
+
+
+def fdt_size_dt_strings(fdt: bytearray) -> int:
+    return _hdr(_buf(fdt, "fdt_size_dt_strings"), 32)
+
+
+def fdt_size_dt_struct(fdt: bytearray) -> int:
+    return _hdr(_buf(fdt, "fdt_size_dt_struct"), 36)
+
+
+def fdt_header_size_(version: int) -> int:
+    """``fdt_header_size_``: how much of the header a blob of this version has."""
+    if version <= 1:
+        return 28
+    if version <= 2:
+        return 32
+    if version <= 3:
+        return 36
+    if version <= 16:
+        return 36
+    return 40
+
+
+def fdt_header_size(fdt: bytearray) -> int:
+    return fdt_header_size_(fdt_version(fdt))
+
+
+def fdt_check_header(fdt: bytearray) -> int:
+    """``fdt_check_header``: magic, versions, and every block inside ``totalsize``."""
+    fdt = _buf(fdt, "fdt_check_header")
+    if fdt_magic(fdt) != FDT_MAGIC:
+        return -FDT_ERR_BADMAGIC
+    version = fdt_version(fdt)
+    last_comp = fdt_last_comp_version(fdt)
+    if version < FDT_FIRST_SUPPORTED_VERSION or last_comp > FDT_LAST_SUPPORTED_VERSION:
+        return -FDT_ERR_BADVERSION
+    if version < last_comp:
+        return -FDT_ERR_BADVERSION
+    hdrsize = fdt_header_size_(version)
+    total = fdt_totalsize(fdt)
+    if total < hdrsize or total > INT32_MAX:
+        return -FDT_ERR_TRUNCATED
+
+    def off_ok(off: int) -> bool:
+        return hdrsize <= off <= total
+
+    def block_ok(base: int, size: int) -> bool:
+        return off_ok(base) and base + size <= 0xFFFFFFFF and off_ok(base + size)
+
+    if not off_ok(fdt_off_mem_rsvmap(fdt)):
+        return -FDT_ERR_TRUNCATED
+    if version < 17:
+        if not off_ok(fdt_off_dt_struct(fdt)):
+            return -FDT_ERR_TRUNCATED
+    elif not block_ok(fdt_off_dt_struct(fdt), fdt_size_dt_struct(fdt)):
+        return -FDT_ERR_TRUNCATED
+    if not block_ok(fdt_off_dt_strings(fdt), fdt_size_dt_strings(fdt)):
+        return -FDT_ERR_TRUNCATED
+    return 0
+
+
+def fdt_next_node(fdt: bytearray, offset: int, depth: int) -> list[int]:
+    """``fdt_next_node``: [offset or error, depth] (a list, never raised on by the classes)."""
+    m = _model("fdt_next_node", fdt)
+    offset = _c_int(offset, "fdt_next_node", 2)
+    depth = _c_int(depth, "fdt_next_node", 3)
+    off, d = _guard(lambda: m.next_node(offset, depth))
+    return [off, depth if d is None else d]
+
+
+def fdt_first_subnode(fdt: bytearray, offset: int) -> int:
+    m = _model("fdt_first_subnode", fdt)
+    offset = _c_int(offset, "fdt_first_subnode", 2)
+    return _guard(lambda: m.first_subnode(offset))
+
+
+def fdt_next_subnode(fdt: bytearray, offset: int) -> int:
+    m = _model("fdt_next_subnode", fdt)
+    offset = _c_int(offset, "fdt_next_subnode", 2)
+    return _guard(lambda: m.next_subnode(offset))
+
+
+def fdt_num_mem_rsv(fdt: bytearray) -> int:
+    m = _model("fdt_num_mem_rsv", fdt)
+    return _guard(m.num_mem_rsv)
+
+
+def fdt_get_mem_rsv(fdt: bytearray, n: int) -> list[int]:
+    """``fdt_get_mem_rsv``: [error, address, size] (address and size are 0 on an error)."""
+    m = _model("fdt_get_mem_rsv", fdt)
+    n = _c_int(n, "fdt_get_mem_rsv", 2)
+
+    def call() -> list[int]:
+        err = m.ro_probe()
+        if err < 0:
+            return [err, 0, 0]
+        pos = m._mem_rsv(n)
+        if pos < 0:
+            return [-FDT_ERR_BADOFFSET, 0, 0]
+        addr, size = struct.unpack(">QQ", m.read(pos, 16))
+        return [0, addr, size]
+
+    return _guard(call)
+
+
+def fdt_subnode_offset(fdt: bytearray, parentoffset: int, name: str) -> int:
+    m = _model("fdt_subnode_offset", fdt)
+    parentoffset = _c_int(parentoffset, "fdt_subnode_offset", 2)
+    bname = _cstr(name, "fdt_subnode_offset", 3)
+    return _guard(lambda: m.subnode_offset(parentoffset, bname))
+
+
+def fdt_path_offset(fdt: bytearray, path: str) -> int:
+    m = _model("fdt_path_offset", fdt)
+    bpath = _cstr(path, "fdt_path_offset", 2)
+    return _guard(lambda: m.path_offset(bpath))
+
+
+def fdt_get_name(fdt: bytearray, nodeoffset: int) -> list[Any]:
+    """``fdt_get_name``: [name, length], or [None, error]."""
+    m = _model("fdt_get_name", fdt)
+    nodeoffset = _c_int(nodeoffset, "fdt_get_name", 2)
+    name, ln = _guard(lambda: m.get_name(nodeoffset))
+    return [None if name is None else _decode(name), ln]
+
+
+def fdt_first_property_offset(fdt: bytearray, nodeoffset: int) -> int:
+    m = _model("fdt_first_property_offset", fdt)
+    nodeoffset = _c_int(nodeoffset, "fdt_first_property_offset", 2)
+    return _guard(lambda: m.first_property_offset(nodeoffset))
+
+
+def fdt_next_property_offset(fdt: bytearray, offset: int) -> int:
+    m = _model("fdt_next_property_offset", fdt)
+    offset = _c_int(offset, "fdt_next_property_offset", 2)
+    return _guard(lambda: m.next_property_offset(offset))
+
+
+def fdt_get_property_by_offset(fdt: bytearray, offset: int) -> list[Any] | int:
+    """[name, value, length], or the bare error (as SWIG 4.2 returns it)."""
+    m = _model("fdt_get_property_by_offset", fdt)
+    offset = _c_int(offset, "fdt_get_property_by_offset", 2)
+
+    def call() -> list[Any] | int:
+        pos, name, ln = m.getprop_by_offset(offset)
+        if pos < 0 or name is None:
+            return ln
+        return [_decode(name), bytearray(m.read(pos, ln)), ln]
+
+    return _guard(call)
+
+
+def fdt_getprop(fdt: bytearray, nodeoffset: int, name: str) -> list[Any]:
+    """``fdt_getprop``: [value bytes, length] or [None, error]."""
+    m = _model("fdt_getprop", fdt)
+    nodeoffset = _c_int(nodeoffset, "fdt_getprop", 2)
+    bname = _cstr(name, "fdt_getprop", 3)
+
+    def call() -> list[Any]:
+        pos, ln = m.getprop(nodeoffset, bname)
+        if pos < 0:
+            return [None, ln]
+        return [m.read(pos, ln), ln]
+
+    return _guard(call)
+
+
+def fdt_get_phandle(fdt: bytearray, nodeoffset: int) -> int:
+    m = _model("fdt_get_phandle", fdt)
+    nodeoffset = _c_int(nodeoffset, "fdt_get_phandle", 2)
+    return _guard(lambda: m.get_phandle(nodeoffset))
+
+
+def fdt_get_alias(fdt: bytearray, name: str) -> str | None:
+    """The path an alias names, or None."""
+    m = _model("fdt_get_alias", fdt)
+    bname = _cstr(name, "fdt_get_alias", 2)
+
+    def call() -> str | None:
+        pos = m.get_alias_namelen(bname)
+        return None if pos < 0 else _decode(m.cstr(pos))
+
+    return _guard(call)
+
+
+def fdt_get_path(fdt: bytearray, nodeoffset: int, size: int) -> list[Any]:
+    """``fdt_get_path`` into a fresh ``size``-byte buffer: [error, path so far]."""
+    buf = _buf(fdt, "fdt_get_path")
+    nodeoffset = _c_int(nodeoffset, "fdt_get_path", 2)
+    size = _c_int(size, "fdt_get_path", 3)
+    if len(buf) < HEADER_SIZE:
+        raise FdtException(-FDT_ERR_TRUNCATED)
+    # the model writes the path into its own buffer: give it the blob followed by the output space
+    scratch = bytearray(buf) + bytearray(max(size, 0))
+    m = _ModelRo(scratch)
+    err = _guard(lambda: m.get_path_into(nodeoffset, len(buf), size))
+    out = bytes(scratch[len(buf) :])
+    return [err, _decode(out.split(b"\0", 1)[0])]
+
+
+def fdt_parent_offset(fdt: bytearray, nodeoffset: int) -> int:
+    m = _model("fdt_parent_offset", fdt)
+    nodeoffset = _c_int(nodeoffset, "fdt_parent_offset", 2)
+    return _guard(lambda: m.parent_offset(nodeoffset))
+
+
+def fdt_node_offset_by_phandle(fdt: bytearray, phandle: int) -> int:
+    m = _model("fdt_node_offset_by_phandle", fdt)
+    phandle = _u32(phandle, "fdt_node_offset_by_phandle", 2)
+    return _guard(lambda: m.node_offset_by_phandle(phandle))
+
+
+# -- fdt_rw.c -------------------------------------------------------------------
+
+
+def _rw(fn: str, fdt: bytearray) -> _ModelFdt:
+    m = _model(fn, fdt, rw=True)
+    assert isinstance(m, _ModelFdt)
+    return m
+
+
+def fdt_open_into(fdt: bytearray, buf: bytearray, bufsize: int) -> int:
+    """``fdt_open_into`` from one bytearray into another of ``bufsize`` bytes."""
+    src = _model("fdt_open_into", fdt)
+    dst_buf = _buf(buf, "fdt_open_into")
+    bufsize = _c_int(bufsize, "fdt_open_into", 3)
+    # a buffer too short for a header cannot receive a tree: libfdt says NOSPACE before writing
+    dst = _ModelRo(dst_buf if len(dst_buf) >= HEADER_SIZE else bytearray(HEADER_SIZE))
+    return _guard(lambda: _open_into(src, dst, bufsize))
+
+
+def fdt_pack(fdt: bytearray) -> int:
+    m = _rw("fdt_pack", fdt)
+    return _guard(m.pack)
+
+
+def fdt_set_name(fdt: bytearray, nodeoffset: int, name: str) -> int:
+    m = _rw("fdt_set_name", fdt)
+    nodeoffset = _c_int(nodeoffset, "fdt_set_name", 2)
+    bname = _cstr(name, "fdt_set_name", 3)
+    return _guard(lambda: m.set_name(nodeoffset, bname))
+
+
+def fdt_setprop(fdt: bytearray, nodeoffset: int, name: str, val: bytes, len: int) -> int:
+    """``fdt_setprop``: ``val`` must be ``bytes`` (not a bytearray), as SWIG's typemap insists."""
+    m = _rw("fdt_setprop", fdt)
+    nodeoffset = _c_int(nodeoffset, "fdt_setprop", 2)
+    bname = _cstr(name, "fdt_setprop", 3)
+    if not isinstance(val, bytes):
+        raise TypeError("bytes expected in method 'fdt_setprop', argument 4 of type 'void const *'")
+    n = _c_int(len, "fdt_setprop", 5)
+    data = bytes(val[:n]) if n >= 0 else b""
+    return _guard(lambda: m.setprop(nodeoffset, bname, data))
+
+
+def fdt_setprop_u32(fdt: bytearray, nodeoffset: int, name: str, val: int) -> int:
+    v = _u32(val, "fdt_setprop_u32", 4)
+    return fdt_setprop(fdt, nodeoffset, name, struct.pack(">I", v), 4)
+
+
+def fdt_setprop_u64(fdt: bytearray, nodeoffset: int, name: str, val: int) -> int:
+    v = _u64(val, "fdt_setprop_u64", 4)
+    return fdt_setprop(fdt, nodeoffset, name, struct.pack(">Q", v), 8)
+
+
+def fdt_delprop(fdt: bytearray, nodeoffset: int, name: str) -> int:
+    m = _rw("fdt_delprop", fdt)
+    nodeoffset = _c_int(nodeoffset, "fdt_delprop", 2)
+    bname = _cstr(name, "fdt_delprop", 3)
+    return _guard(lambda: m.delprop(nodeoffset, bname))
+
+
+def fdt_add_subnode(fdt: bytearray, parentoffset: int, name: str) -> int:
+    m = _rw("fdt_add_subnode", fdt)
+    parentoffset = _c_int(parentoffset, "fdt_add_subnode", 2)
+    bname = _cstr(name, "fdt_add_subnode", 3)
+    return _guard(lambda: m.add_subnode(parentoffset, bname))
+
+
+def fdt_del_node(fdt: bytearray, nodeoffset: int) -> int:
+    m = _rw("fdt_del_node", fdt)
+    nodeoffset = _c_int(nodeoffset, "fdt_del_node", 2)
+    return _guard(lambda: m.del_node(nodeoffset))
+
+
+def fdt_create_empty_tree(buf: bytearray, bufsize: int) -> int:
+    b = _buf(buf, "fdt_create_empty_tree")
+    bufsize = _c_int(bufsize, "fdt_create_empty_tree", 2)
+    return _guard(lambda: fdt_sw.create_empty_tree(b, bufsize))
+
+
+# -- the classes ----------------------------------------------------------------
+
+
+class FdtRo:
+    """Read-only access to a blob (the base of :class:`Fdt` and :class:`FdtSw`).
+
+    The blob is copied into ``_fdt`` (a bytearray) and its header checked, as
+    pylibfdt does; every method runs libfdt's function of the same name on it.
+    A method with a ``quiet`` argument returns the negative error instead of
+    raising when the error's number is in ``quiet``.
+    """
+
+    _fdt: bytearray
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self._fdt = bytearray(data)
+        check_err(fdt_check_header(self._fdt))
+
+    def as_bytearray(self) -> bytearray:
+        """A copy of the whole buffer (free space included)."""
+        return bytearray(self._fdt)
+
+    def next_node(self, nodeoffset: int, depth: int, quiet: Sequence[int] = ()) -> list[int]:
+        """[offset of the next node in depth-first order, its depth] (errors come back in the list)."""
+        return check_err(fdt_next_node(self._fdt, nodeoffset, depth), quiet)  # type: ignore[no-any-return]
+
+    def first_subnode(self, nodeoffset: int, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_first_subnode(self._fdt, nodeoffset), quiet)  # type: ignore[no-any-return]
+
+    def next_subnode(self, nodeoffset: int, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_next_subnode(self._fdt, nodeoffset), quiet)  # type: ignore[no-any-return]
+
+    def magic(self) -> int:
+        return fdt_magic(self._fdt)
+
+    def totalsize(self) -> int:
+        return fdt_totalsize(self._fdt)
+
+    def off_dt_struct(self) -> int:
+        return fdt_off_dt_struct(self._fdt)
+
+    def off_dt_strings(self) -> int:
+        return fdt_off_dt_strings(self._fdt)
+
+    def off_mem_rsvmap(self) -> int:
+        return fdt_off_mem_rsvmap(self._fdt)
+
+    def version(self) -> int:
+        return fdt_version(self._fdt)
+
+    def last_comp_version(self) -> int:
+        return fdt_last_comp_version(self._fdt)
+
+    def boot_cpuid_phys(self) -> int:
+        return fdt_boot_cpuid_phys(self._fdt)
+
+    def size_dt_strings(self) -> int:
+        return fdt_size_dt_strings(self._fdt)
+
+    def size_dt_struct(self) -> int:
+        return fdt_size_dt_struct(self._fdt)
+
+    def num_mem_rsv(self, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_num_mem_rsv(self._fdt), quiet)  # type: ignore[no-any-return]
+
+    def get_mem_rsv(self, index: int, quiet: Sequence[int] = ()) -> list[int]:
+        """[address, size] of reservation entry ``index``."""
+        val = fdt_get_mem_rsv(self._fdt, index)
+        check_err(val[0], quiet)
+        return val[1:]
+
+    def subnode_offset(self, parentoffset: int, name: str, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_subnode_offset(self._fdt, parentoffset, name), quiet)  # type: ignore[no-any-return]
+
+    def path_offset(self, path: str, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_path_offset(self._fdt, path), quiet)  # type: ignore[no-any-return]
+
+    def get_name(self, nodeoffset: int) -> str:
+        """The node's name (with its unit address); raises on a bad offset (no ``quiet`` here)."""
+        return check_err_null(fdt_get_name(self._fdt, nodeoffset))[0]  # type: ignore[no-any-return]
+
+    def first_property_offset(self, nodeoffset: int, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_first_property_offset(self._fdt, nodeoffset), quiet)  # type: ignore[no-any-return]
+
+    def next_property_offset(self, prop_offset: int, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_next_property_offset(self._fdt, prop_offset), quiet)  # type: ignore[no-any-return]
+
+    def get_property_by_offset(self, prop_offset: int, quiet: Sequence[int] = ()) -> Property | int:
+        pdata = check_err_null(fdt_get_property_by_offset(self._fdt, prop_offset), quiet)
+        if pdata[0] is None:
+            return pdata[1]  # type: ignore[no-any-return]
+        return Property(pdata[0], pdata[1])
+
+    def getprop(self, nodeoffset: int, prop_name: str, quiet: Sequence[int] = ()) -> Property | int:
+        """The property's value as a :class:`Property`, or the error if quietened."""
+        pdata = check_err_null(fdt_getprop(self._fdt, nodeoffset, prop_name), quiet)
+        if pdata[0] is None:
+            return pdata[1]  # type: ignore[no-any-return]
+        return Property(prop_name, bytearray(pdata[0]))
+
+    def hasprop(self, nodeoffset: int, prop_name: str, quiet: Sequence[int] = ()) -> bool | int:
+        """True if the node has the property, False if not; another error raises (or returns)."""
+        pdata = check_err_null(fdt_getprop(self._fdt, nodeoffset, prop_name), quiet + (NOTFOUND,))  # type: ignore[operator]  # noqa: RUF005 (pylibfdt concatenates: a list or range quiet fails there too)
+        if pdata[0] is None:
+            if pdata[1] == -NOTFOUND:
+                return False
+            return pdata[1]  # type: ignore[no-any-return]
+        return True
+
+    def get_phandle(self, nodeoffset: int) -> int:
+        """The node's phandle, 0 if it has none (or on any error)."""
+        return fdt_get_phandle(self._fdt, nodeoffset)
+
+    def get_alias(self, name: str) -> str | None:
+        return fdt_get_alias(self._fdt, name)
+
+    def get_path(self, nodeoffset: int, size_hint: int = 1024, quiet: Sequence[int] = ()) -> str | int:
+        """The node's full path (the buffer is grown until it fits)."""
+        while True:
+            ret, path = fdt_get_path(self._fdt, nodeoffset, size_hint)
+            if ret == -NOSPACE:
+                size_hint *= 2
+                continue
+            err = check_err(ret, quiet)
+            if err:
+                return err  # type: ignore[no-any-return]
+            return path  # type: ignore[no-any-return]
+
+    def parent_offset(self, nodeoffset: int, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_parent_offset(self._fdt, nodeoffset), quiet)  # type: ignore[no-any-return]
+
+    def node_offset_by_phandle(self, phandle: int, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_node_offset_by_phandle(self._fdt, phandle), quiet)  # type: ignore[no-any-return]
+
+
+class Fdt(FdtRo):
+    """Read-write access to a blob: every edit is libfdt's, in place in ``_fdt``.
+
+    The buffer does not grow by itself: an edit that needs room fails with
+    NOSPACE until :meth:`resize` gives the tree more space.
+    """
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        FdtRo.__init__(self, data)
+
+    @staticmethod
+    def create_empty_tree(size: int, quiet: Sequence[int] = ()) -> Fdt | int:
+        """A tree with only a root node in ``size`` bytes."""
+        data = bytearray(size)
+        err = check_err(fdt_create_empty_tree(data, size), quiet)
+        if err:
+            return err  # type: ignore[no-any-return]
+        return Fdt(data)
+
+    def resize(self, size: int, quiet: Sequence[int] = ()) -> int | None:
+        """Move the tree into a new buffer of ``size`` bytes (``fdt_open_into``)."""
+        fdt = bytearray(size)
+        err = check_err(fdt_open_into(self._fdt, fdt, size), quiet)
+        if err:
+            return err  # type: ignore[no-any-return]
+        self._fdt = fdt
+        return None
+
+    def pack(self, quiet: Sequence[int] = ()) -> int:
+        """Close up the free space; the buffer shrinks to ``totalsize``."""
+        err = check_err(fdt_pack(self._fdt), quiet)
+        if err:
+            return err  # type: ignore[no-any-return]
+        del self._fdt[self.totalsize() :]
+        return err  # type: ignore[no-any-return]
+
+    def set_name(self, nodeoffset: int, name: str, quiet: Sequence[int] = ()) -> int:
+        if chr(0) in name:
+            raise ValueError("Property contains embedded nul characters")
+        return check_err(fdt_set_name(self._fdt, nodeoffset, name), quiet)  # type: ignore[no-any-return]
+
+    def setprop(self, nodeoffset: int, prop_name: str, val: bytes, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_setprop(self._fdt, nodeoffset, prop_name, val, len(val)), quiet)  # type: ignore[no-any-return]
+
+    def setprop_bool(self, nodeoffset: int, prop_name: str, val: bool, quiet: Sequence[int] = ()) -> int | None:
+        """Add the empty property for True, delete it for False (nothing if already so)."""
+        exists = self.hasprop(nodeoffset, prop_name, quiet)
+        if val != exists:
+            if val:
+                return self.setprop(nodeoffset, prop_name, b"", quiet=quiet)
+            return self.delprop(nodeoffset, prop_name, quiet=quiet)
+        return None
+
+    def setprop_u32(self, nodeoffset: int, prop_name: str, val: int, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_setprop_u32(self._fdt, nodeoffset, prop_name, val), quiet)  # type: ignore[no-any-return]
+
+    def setprop_u64(self, nodeoffset: int, prop_name: str, val: int, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_setprop_u64(self._fdt, nodeoffset, prop_name, val), quiet)  # type: ignore[no-any-return]
+
+    def setprop_str(self, nodeoffset: int, prop_name: str, val: str, quiet: Sequence[int] = ()) -> int:
+        """Set a NUL-terminated UTF-8 string."""
+        data = val.encode("utf-8") + b"\0"
+        return check_err(fdt_setprop(self._fdt, nodeoffset, prop_name, data, len(data)), quiet)  # type: ignore[no-any-return]
+
+    def delprop(self, nodeoffset: int, prop_name: str, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_delprop(self._fdt, nodeoffset, prop_name), quiet)  # type: ignore[no-any-return]
+
+    def add_subnode(self, parentoffset: int, name: str, quiet: Sequence[int] = ()) -> int:
+        """Add a child after the parent's properties (before its other children); its offset."""
+        return check_err(fdt_add_subnode(self._fdt, parentoffset, name), quiet)  # type: ignore[no-any-return]
+
+    def del_node(self, nodeoffset: int, quiet: Sequence[int] = ()) -> int:
+        return check_err(fdt_del_node(self._fdt, nodeoffset), quiet)  # type: ignore[no-any-return]
+
+
+class Property(bytearray):
+    """A property's value (a copy: it stays valid whatever happens to the tree) and its ``name``."""
+
+    def __init__(self, name: str, value: Iterable[int] | bytes) -> None:
+        bytearray.__init__(self, value)
+        self.name = name
+
+    def as_cell(self, fmt: str) -> Any:
+        return struct.unpack(">" + fmt, self)[0]
+
+    def as_uint32(self) -> int:
+        return self.as_cell("L")  # type: ignore[no-any-return]
+
+    def as_int32(self) -> int:
+        return self.as_cell("l")  # type: ignore[no-any-return]
+
+    def as_uint64(self) -> int:
+        return self.as_cell("Q")  # type: ignore[no-any-return]
+
+    def as_int64(self) -> int:
+        return self.as_cell("q")  # type: ignore[no-any-return]
+
+    def as_list(self, fmt: str) -> list[Any]:
+        return [x[0] for x in struct.iter_unpack(">" + fmt, self)]
+
+    def as_uint32_list(self) -> list[int]:
+        return self.as_list("L")
+
+    def as_int32_list(self) -> list[int]:
+        return self.as_list("l")
+
+    def as_uint64_list(self) -> list[int]:
+        return self.as_list("Q")
+
+    def as_int64_list(self) -> list[int]:
+        return self.as_list("q")
+
+    def as_str(self) -> str:
+        """The value as one NUL-terminated UTF-8 string (ValueError otherwise)."""
+        if self[-1] != 0:
+            raise ValueError("Property lacks nul termination")
+        if 0 in self[:-1]:
+            raise ValueError("Property contains embedded nul characters")
+        return self[:-1].decode("utf-8")
+
+    def as_stringlist(self) -> list[str]:
+        """The value as a list of NUL-terminated UTF-8 strings."""
+        if self[-1] != 0:
+            raise ValueError("Property lacks nul termination")
+        return [part.decode("utf-8") for part in self[:-1].split(b"\x00")]
+
+
+class FdtSw(FdtRo):
+    """Build a tree front to back (libfdt's sequential write), growing the buffer as needed.
+
+    Reserve-map entries first, then ``finish_reservemap()``, then nodes
+    (``begin_node``/``end_node`` or ``with sw.add_node(name):``) and their
+    properties; :meth:`as_fdt` finishes a copy into an :class:`Fdt`.
+    """
+
+    INC_SIZE = 1024  # Expand size by this much when out of space
+
+    def __init__(self, size_hint: int | None = None) -> None:
+        if not size_hint:
+            size_hint = self.INC_SIZE
+        fdtsw = bytearray(size_hint)
+        check_err(_guard(lambda: fdt_sw.create(fdtsw, size_hint)))
+        self._fdt = fdtsw
+
+    def as_fdt(self) -> Fdt:
+        """A finished copy of the tree so far (this object can go on adding)."""
+        fdtsw = bytearray(self._fdt)
+        check_err(_guard(lambda: fdt_sw.finish(fdtsw)))
+        return Fdt(fdtsw)
+
+    def check_space(self, val: int) -> bool:
+        """Grow the buffer and say so (True) if ``val`` is NOSPACE; raise on any other error."""
+        if check_err(val, QUIET_NOSPACE) < 0:
+            self.resize(len(self._fdt) + self.INC_SIZE)
+            return True
+        return False
+
+    def resize(self, size: int) -> None:
+        fdt = bytearray(size)
+        check_err(_guard(lambda: fdt_sw.resize(self._fdt, fdt, size)))
+        self._fdt = fdt
+
+    def _retry(self, op: Callable[[], int]) -> None:
+        while self.check_space(_guard(op)):
+            pass
+
+    def add_reservemap_entry(self, addr: int, size: int) -> None:
+        a = _u64(addr, "fdt_add_reservemap_entry", 2)
+        s = _u64(size, "fdt_add_reservemap_entry", 3)
+        self._retry(lambda: fdt_sw.add_reservemap_entry(self._fdt, a, s))
+
+    def finish_reservemap(self) -> None:
+        self._retry(lambda: fdt_sw.finish_reservemap(self._fdt))
+
+    def begin_node(self, name: str) -> None:
+        bname = _cstr(name, "fdt_begin_node", 2)
+        self._retry(lambda: fdt_sw.begin_node(self._fdt, bname))
+
+    def property_string(self, name: str, string: str) -> None:
+        bname = _cstr(name, "fdt_property_string", 2)
+        val = _cstr(string, "fdt_property_string", 3) + b"\0"
+        self._retry(lambda: fdt_sw.property(self._fdt, bname, val))
+
+    def property_u32(self, name: str, val: int) -> None:
+        bname = _cstr(name, "fdt_property_u32", 2)
+        data = struct.pack(">I", _u32(val, "fdt_property_u32", 3))
+        self._retry(lambda: fdt_sw.property(self._fdt, bname, data))
+
+    def property_u64(self, name: str, val: int) -> None:
+        bname = _cstr(name, "fdt_property_u64", 2)
+        data = struct.pack(">Q", _u64(val, "fdt_property_u64", 3))
+        self._retry(lambda: fdt_sw.property(self._fdt, bname, data))
+
+    def property_cell(self, name: str, val: int) -> None:
+        bname = _cstr(name, "fdt_property_cell", 2)
+        data = struct.pack(">I", _u32(val, "fdt_property_cell", 3))
+        self._retry(lambda: fdt_sw.property(self._fdt, bname, data))
+
+    def property(self, name: str, val: bytes) -> None:
+        bname = _cstr(name, "fdt_property_stub", 2)
+        if not isinstance(val, bytes):
+            raise TypeError("bytes expected in method 'fdt_property_stub', argument 3 of type 'void const *'")
+        data = bytes(val)
+        self._retry(lambda: fdt_sw.property(self._fdt, bname, data))
+
+    def end_node(self) -> None:
+        self._retry(lambda: fdt_sw.end_node(self._fdt))
+
+    def add_node(self, name: str) -> NodeAdder:
+        """A context manager: ``begin_node(name)`` on entry, ``end_node()`` on exit."""
+        return NodeAdder(self, name)
+
+
+class NodeAdder:
+    """``with sw.add_node(name):`` begins the node and ends it on leaving the block."""
+
+    def __init__(self, fdtsw: FdtSw, name: str) -> None:
+        self._fdt = fdtsw
+        self._name = name
+
+    def __enter__(self) -> None:
+        self._fdt.begin_node(self._name)
+
+    def __exit__(
+        self,
+        type: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._fdt.end_node()
+
