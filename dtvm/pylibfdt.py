@@ -55,12 +55,12 @@ from dtvm.dt.libfdt import (
     FDT_ERR_TRUNCATED,
     FDT_FIRST_SUPPORTED_VERSION,
     FDT_LAST_SUPPORTED_VERSION,
-    FDT_MAGIC,
     FDT_NOP,
     FDT_PROP,
     HEADER_SIZE,
     INT32_MAX,
 )
+from dtvm.dt.libfdt import FDT_MAGIC as _FDT_MAGIC
 from dtvm.dt.libfdt import (
     Fdt as _ModelFdt,
 )
@@ -191,7 +191,9 @@ QUIET_NOTFOUND = (NOTFOUND,)
 QUIET_NOSPACE = (NOSPACE,)
 
 FDT_ERR_MAX = FDT_ERR_ALIGNMENT
-FDT_MAX_PHANDLE = 0xFFFFFFFE
+# SWIG exports the C macro as a signed int: pylibfdt's FDT_MAGIC is negative (fdt.magic() is not)
+FDT_MAGIC = _FDT_MAGIC - (1 << 32)
+FDT_MAX_PHANDLE = -2  # 0xfffffffe, signed as SWIG exports it
 FDT_MAX_NCELLS = 4
 
 _INT_MIN = -(2**31)
@@ -365,7 +367,7 @@ def fdt_header_size(fdt: bytearray) -> int:
 def fdt_check_header(fdt: bytearray) -> int:
     """``fdt_check_header``: magic, versions, and every block inside ``totalsize``."""
     fdt = _buf(fdt, "fdt_check_header")
-    if fdt_magic(fdt) != FDT_MAGIC:
+    if fdt_magic(fdt) != _FDT_MAGIC:
         return -FDT_ERR_BADMAGIC
     version = fdt_version(fdt)
     last_comp = fdt_last_comp_version(fdt)
