@@ -88,7 +88,7 @@ def _job(args: tuple[str, str, list[str], list[str]]) -> CompileResult:
 @click.option("-i", "--include", "include_dirs", multiple=True, help="Search path for /include/ and /incbin/ (repeatable).")
 @click.option("--cpp", is_flag=True, help="Run the C preprocessor (in process) first, as the kernel's build does.")
 @click.option("--cpp-include", "cpp_includes", multiple=True, metavar="DIR", help="Include directory for --cpp (repeatable).")
-@click.option("--cpp-define", "cpp_defines", multiple=True, metavar="NAME[=VAL]", help="Macro for --cpp (repeatable).")
+@click.option("--cpp-define", "cpp_defines", multiple=True, metavar="MACRO", help="NAME or NAME=VALUE for --cpp (repeatable).")
 @click.option("-b", "--boot-cpu", "boot_cpu", default=None, help="Physical boot CPU, as dtc -b.")
 @click.option("-q", "--quiet", count=True, help="As dtc -q: fewer warnings.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))

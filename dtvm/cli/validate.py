@@ -325,9 +325,9 @@ def _make_command() -> Any:
     @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format.")
     @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
     @click.option("-i", "--include", "include_dirs", multiple=True, help="Search path for DTS /include/ (repeatable).")
-    @click.option("--cpp", is_flag=True, help="Run the C preprocessor (in process) on DTS inputs first, as the kernel's build does.")
+    @click.option("--cpp", is_flag=True, help="C-preprocess DTS inputs first, as the kernel does.")
     @click.option("--cpp-include", "cpp_includes", multiple=True, metavar="DIR", help="Include directory for --cpp (repeatable).")
-    @click.option("--cpp-define", "cpp_defines", multiple=True, metavar="NAME[=VAL]", help="Macro for --cpp (repeatable).")
+    @click.option("--cpp-define", "cpp_defines", multiple=True, metavar="MACRO", help="NAME or NAME=VALUE for --cpp (repeatable).")
     @click.option("-q", "--quiet", is_flag=True, help="Do not list unchecked nodes.")
     @click.argument("files", nargs=-1, required=True)
     def validate_cmd(
