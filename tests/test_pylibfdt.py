@@ -332,3 +332,127 @@ def test_pylibfdt_own_suite(tmp_path: Path) -> None:
     passed_by_real = {t for t, ok in theirs.items() if ok}
     assert len(passed_by_real) >= 30
     assert {t for t, ok in ours.items() if ok} >= passed_by_real
+
+
+# -- the module-level fdt_* functions, called directly on bytearrays ---------------------------
+
+
+def random_call(rng: random.Random, buf: bytearray, ref: Any) -> tuple[str, tuple[Any, ...]]:
+    nodes, _props = offsets(ref)
+    node = rng.choice(nodes) if rng.random() < 0.85 else rng.choice([-1, -4, 3, 13, 10**6])
+    name = rng.choice([*PROPS, "phandle", "missing"])
+    s = rng.choice(["ok", "", "abc", "x y", "zz", "nope"])
+    table: list[tuple[str, tuple[Any, ...]]] = [
+        ("fdt_get_string", (rng.randint(-2, ref.size_dt_strings() + 3),)),
+        ("fdt_string", (rng.randint(0, ref.size_dt_strings()),)),
+        ("fdt_get_max_phandle", ()),
+        ("fdt_node_depth", (node,)),
+        ("fdt_get_property", (node, name)),
+        ("fdt_get_symbol", (rng.choice(["l1", "l2", "l3", "nope"]),)),
+        ("fdt_stringlist_count", (node, name)),
+        ("fdt_stringlist_search", (node, name, s)),
+        ("fdt_stringlist_get", (node, name, rng.randint(-1, 3))),
+        ("fdt_node_check_compatible", (node, s)),
+        ("fdt_node_offset_by_compatible", (rng.choice([-1, 0, *nodes]), s)),
+        ("fdt_address_cells", (node,)),
+        ("fdt_size_cells", (node,)),
+        ("fdt_header_size", ()),
+        ("fdt_check_header", ()),
+        ("fdt_get_path", (node, rng.choice([0, 1, 3, 100]))),
+        ("fdt_setprop_inplace_u32", (node, name, rng.getrandbits(32))),
+        ("fdt_setprop_inplace_u64", (node, name, rng.getrandbits(64))),
+        ("fdt_setprop_inplace_cell", (node, name, rng.getrandbits(32))),
+        ("fdt_nop_property", (node, name)),
+        ("fdt_nop_node", (node,)),
+        ("fdt_add_mem_rsv", (rng.getrandbits(64), rng.getrandbits(64))),
+        ("fdt_del_mem_rsv", (rng.randint(-1, 3),)),
+        ("fdt_setprop_cell", (node, name, rng.getrandbits(32))),
+        ("fdt_appendprop", (node, name, (v := rng.randbytes(rng.randint(0, 12))), len(v))),
+        ("fdt_appendprop_u32", (node, name, rng.getrandbits(32))),
+        ("fdt_appendprop_u64", (node, name, rng.getrandbits(64))),
+        ("fdt_appendprop_cell", (node, name, rng.getrandbits(32))),
+        ("fdt_set_name", (node, rng.choice(["n", "longer-name@1", ""]))),
+        ("fdt_setprop_u32", (node, name, rng.getrandbits(32))),
+    ]
+    return rng.choice(table)
+
+
+@needs_dtc
+@pytest.mark.parametrize("chunk", range(4))
+def test_module_functions_match_pylibfdt(blobs: list[bytes], chunk: int) -> None:
+    for seed in range(chunk * 50, (chunk + 1) * 50):
+        rng = random.Random(5000 + seed)
+        ref = real.Fdt(rng.choice(blobs))
+        ref.resize(ref.totalsize() + rng.randint(0, 120))
+        a_buf = ref._fdt
+        b_buf = bytearray(a_buf)
+        for _ in range(rng.randint(1, 20)):
+            fn, args = random_call(rng, a_buf, ref)
+            a = outcome(lambda: getattr(real, fn)(a_buf, *args))  # noqa: B023
+            b = outcome(lambda: getattr(mine, fn)(b_buf, *args))  # noqa: B023
+            assert a == b, (seed, fn, args)
+            assert a_buf == b_buf, (seed, fn, args)
+            if real.fdt_check_header(a_buf) != 0:
+                break
+
+
+def test_module_functions_reject_what_swig_rejects(blobs: list[bytes]) -> None:
+    buf = bytearray(blobs[0])
+    for fn, args in [
+        ("fdt_path_offset", (bytes(buf), "/")),
+        ("fdt_path_offset", (buf, b"/")),
+        ("fdt_getprop", (buf, "0", "x")),
+        ("fdt_getprop", (buf, 2**40, "x")),
+        ("fdt_setprop", (buf, 0, "x", "str", 3)),
+        ("fdt_setprop", (buf, 0, "x", bytearray(b"ab"), 2)),
+        ("fdt_setprop_u32", (buf, 0, "x", 2**32)),
+        ("fdt_setprop_u32", (buf, 0, "x", -1)),
+        ("fdt_add_mem_rsv", (buf, -1, 0)),
+    ]:
+        assert outcome(lambda: getattr(real, fn)(*args)) == outcome(lambda: getattr(mine, fn)(*args)), fn  # noqa: B023
+
+
+@needs_dtc
+def test_overlay_apply_matches_pylibfdt(tmp_path: Path) -> None:
+    base_src = '/dts-v1/;\n/ { a: a { x = <1>; }; b: b { }; c { ref = <&a>; }; };\n'
+    overlays = [
+        '/dts-v1/;\n/plugin/;\n&a { y = "new"; z: sub { }; };\n&b { r = <&a>; };\n',
+        '/dts-v1/;\n/plugin/;\n&{/} { n { p = <&b>; }; };\n',
+        '/dts-v1/;\n/plugin/;\n&missing { y; };\n',
+        '/dts-v1/;\n/plugin/;\n&a { q: inner { v = <&q>; }; };\n',
+    ]
+    base = dtc(["-@", "-I", "dts", "-O", "dtb", "-q", "-"], stdin=base_src.encode())
+    assert base.ok, base.err
+    for src in overlays:
+        ov = dtc(["-@", "-I", "dts", "-O", "dtb", "-q", "-"], stdin=src.encode())
+        assert ov.ok, ov.err
+        for room in (0, 64, 4096):
+            ref = real.Fdt(base.out)
+            ref.resize(ref.totalsize() + room)
+            a_base, a_ov = bytearray(ref._fdt), bytearray(ov.out)
+            b_base, b_ov = bytearray(a_base), bytearray(a_ov)
+            a = outcome(lambda: real.fdt_overlay_apply(a_base, a_ov))  # noqa: B023
+            b = outcome(lambda: mine.fdt_overlay_apply(b_base, b_ov))  # noqa: B023
+            assert a == b, (src, room)
+            assert (a_base, a_ov) == (b_base, b_ov), (src, room)
+
+
+def test_sequential_write_functions_match_pylibfdt() -> None:
+    for seed in range(100):
+        rng = random.Random(9000 + seed)
+        size = rng.choice([40, 48, 100, 300, 2000])
+        a_buf, b_buf = bytearray(size), bytearray(size)
+        flags = rng.choice([0, 0, 1, 2])
+        assert outcome(lambda: real.fdt_create_with_flags(a_buf, size, flags)) == outcome(  # noqa: B023
+            lambda: mine.fdt_create_with_flags(b_buf, size, flags)  # noqa: B023
+        )
+        for method, args in random_sw_ops(rng):
+            fn = {"property": "fdt_property_stub"}.get(method, "fdt_" + method)
+            if fn == "fdt_property_stub":
+                args = (*args, len(args[1]))
+            a = outcome(lambda: getattr(real, fn)(a_buf, *args))  # noqa: B023
+            b = outcome(lambda: getattr(mine, fn)(b_buf, *args))  # noqa: B023
+            assert a == b, (seed, fn, args)
+            assert a_buf == b_buf, (seed, fn, args)
+        assert outcome(lambda: real.fdt_finish(a_buf)) == outcome(lambda: mine.fdt_finish(b_buf))  # noqa: B023
+        assert a_buf == b_buf
