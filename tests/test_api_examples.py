@@ -54,3 +54,31 @@ def test_errors_name_the_place(tmp_path: Path) -> None:
     with pytest.raises(dtvm.DtvmError) as exc:
         dtvm.parse_dts_string("/dts-v1/;\n/ { a = <&nowhere>; };\n", name="ref.dts")
     assert "nowhere" in str(exc.value)
+
+
+@needs_dtc
+@pytest.mark.parametrize("phandles", ["epapr", "legacy", "both"])
+def test_parse_resolve_write_equals_dtc_on_generated_sources(phandles: str) -> None:
+    """Generated sources with labels, references, deletes and /memreserve/: the API's blob is dtc's."""
+    import random
+
+    from tests.test_pylibfdt import random_dts
+
+    rng = random.Random({"epapr": 1, "legacy": 2, "both": 3}[phandles])
+    compared = 0
+    for _ in range(120):
+        src = random_dts(rng)
+        if rng.random() < 0.5:
+            src += "/ { /delete-node/ soc; };\n"
+        ref = dtc(["-q", "-H", phandles, "-I", "dts", "-O", "dtb", "-"], stdin=src.encode())
+        if not ref.ok:
+            with pytest.raises(dtvm.DtvmError):
+                dt = dtvm.parse_dts_string(src, resolve=False)
+                dtvm.resolve(dt, phandles=phandles)
+            continue
+        dt = dtvm.parse_dts_string(src, resolve=False)
+        dtvm.resolve(dt, phandles=phandles)
+        assert dtvm.write_dtb(dt) == ref.out, src
+        assert all(not n.deleted and not any(p.deleted for p in n.props) for n in dt.root.walk(with_deleted=True))
+        compared += 1
+    assert compared >= 100
