@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-arm qemu-system-misc qemu-system-ppc
 
-DEMO_PACKAGES := qemu-system-arm
+DEMO_PACKAGES := python3-venv qemu-system-arm
 
 .PHONY: demo demo-deps test venv deps lint parity bench clean api-docs
 
@@ -27,7 +27,7 @@ deps:
 		else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
 
-# the demo describes QEMU's aarch64 virt machine: it needs qemu-system-arm only
+# the demo describes QEMU's aarch64 virt machine: it needs qemu-system-arm (and venv) only
 demo-deps:
 	@missing=""; for p in $(DEMO_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
