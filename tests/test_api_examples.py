@@ -82,3 +82,18 @@ def test_parse_resolve_write_equals_dtc_on_generated_sources(phandles: str) -> N
         assert all(not n.deleted and not any(p.deleted for p in n.props) for n in dt.root.walk(with_deleted=True))
         compared += 1
     assert compared >= 100
+
+
+@needs_dtc
+@pytest.mark.skipif(shutil.which("cpp") is None, reason="GNU cpp (the kernel's preprocessor) is the oracle and is not installed")
+def test_parse_dts_with_cpp_equals_cpp_then_dtc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_compile_cpp import FIXTURE_INCS, FIXTURES, kernel_pipeline
+
+    monkeypatch.chdir(FIXTURES)  # relative names, as cpp was given them (__FILE__ shows the name)
+    for name in ("board.dts", "macros.dts", "conditionals.dts"):
+        ref = kernel_pipeline(FIXTURES, name, FIXTURE_INCS, ["."], tmp_path / f"{name}.dtb")
+        dt = dtvm.parse_dts(name, include_dirs=["."], cpp=True, cpp_includes=FIXTURE_INCS)
+        assert dtvm.write_dtb(dt) == ref, name
+        text = (FIXTURES / name).read_text()
+        dt = dtvm.parse_dts_string(text, name=name, include_dirs=["."], cpp=True, cpp_includes=FIXTURE_INCS)
+        assert dtvm.write_dtb(dt) == ref, name
