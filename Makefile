@@ -8,7 +8,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-arm qemu-system-misc qemu-system-ppc
 
-.PHONY: demo test venv deps lint parity bench clean
+DEMO_PACKAGES := python3-venv qemu-system-arm
+
+.PHONY: demo demo-deps test venv deps lint parity bench clean api-docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +27,23 @@ deps:
 		else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
 
-demo: deps venv
+# the demo describes QEMU's aarch64 virt machine: it needs qemu-system-arm (and venv) only
+demo-deps:
+	@missing=""; for p in $(DEMO_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else echo "the demo needs Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
+	fi
+
+demo: demo-deps venv
 	$(VENV)/bin/dtvm qemu2dtb
+	@echo ""
+	@echo "dtvm is installed in $(VENV): run $(VENV)/bin/dtvm --help (or: . $(VENV)/bin/activate; dtvm --help)"
+
+# the API reference (pdoc), written to docs/api/ (not committed)
+api-docs: $(PY)
+	$(PIP) install -q -e . pdoc
+	$(VENV)/bin/pdoc -o docs/api dtvm.api dtvm.pylibfdt dtvm.dt.tree dtvm.errors
 
 # .venv/bin on PATH: the oracles installed from PyPI (dtschema's dt-validate) are found there
 test: deps $(PY)

@@ -1,7 +1,20 @@
 """dtvm: the Flattened Device Tree as the one precise description of a VM's hardware.
 
-The public API is the devicetree toolchain: parse DTS, read and write DTB, write DTS, with dtc
-1.6.1's exact behaviour.
+The public API is the devicetree toolchain with dtc 1.6.1's exact results::
+
+    import dtvm
+    dt = dtvm.parse_dts("board.dts")          # parsed and resolved as dtc does
+    uart = dt.get_node("/soc/serial@9000000")
+    uart["clocks"].as_u32s()                  # phandles, as in dtc's blob
+    blob = dtvm.write_dtb(dt)                 # dtc's bytes
+
+:func:`parse_dts` and :func:`parse_dts_string` take dtc's ``-i`` directories
+and the kernel's cpp step (``cpp=True``); :func:`resolve` is the step that
+turns references into phandles (``parse_dts`` runs it unless told not to);
+:func:`apply_overlay` is fdtoverlay; :func:`validate` checks the binding
+documents.  For blob-level work, :mod:`dtvm.pylibfdt` is a pure-Python
+drop-in for pylibfdt.  Names are imported lazily, so that ``dtvm dtc``
+starts fast.
 
 The map of the house (as dtc.h is dtc's): each folder is one wing, listed from the ground up.
 A module imports only from its own wing and the wings listed before it; ``tests/test_layers.py``
@@ -14,8 +27,9 @@ holds the package to this (no circle, nothing imported upwards).
     plus markers), ``dts/`` (source buffers, scanner, values, parser, build, writer, cpp),
     ``checks``, ``dtb``, ``overlay``, ``yaml``, ``asm``, ``sort``, ``fstree``, ``libfdt`` and
     ``apply`` (libfdt's operations on raw blobs).  Knows nothing of bindings, VMs or QEMU.
-``bindings/``
-    Binding documents: load (YAML or cache), compile, decode, validate, export.  Imports ``dt``.
+``pylibfdt``, ``api``, ``bindings/``
+    pylibfdt's API on the libfdt model; the public API's functions; binding documents (load, YAML
+    or cache, compile, decode, validate, export).  They import ``dt``.
 ``vm/``
     The VM description: ``model`` (the qdev Config every reader and writer meets in), ``codec``
     (the one owner of the description format: node names, unit addresses, ``reg`` per bus kind,
@@ -35,44 +49,57 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlobError",
     "DeviceTree",
+    "DtvmError",
     "Marker",
     "MarkerType",
     "Node",
     "Property",
     "__version__",
-    "compile_dts",
+    "apply_overlay",
     "parse_dts",
     "parse_dts_string",
     "read_dtb",
+    "resolve",
+    "validate",
     "write_dtb",
     "write_dts",
 ]
 
 if TYPE_CHECKING:
+    from dtvm.api import (
+        apply_overlay,
+        parse_dts,
+        parse_dts_string,
+        read_dtb,
+        resolve,
+        validate,
+        write_dtb,
+        write_dts,
+    )
     from dtvm.dt.tree import DeviceTree, Marker, MarkerType, Node, Property
+    from dtvm.errors import BlobError, DtvmError
+
+_TREE = ("DeviceTree", "Node", "Property", "Marker", "MarkerType")
+_API = ("apply_overlay", "parse_dts", "parse_dts_string", "read_dtb", "resolve", "validate", "write_dtb", "write_dts")
 
 
 def __getattr__(name: str) -> Any:
-    # lazy, so that `dtvm dtc --version` does not import the whole toolchain
-    if name in ("DeviceTree", "Node", "Property", "Marker", "MarkerType"):
+    if name in _TREE:
         from dtvm.dt import tree
 
         return getattr(tree, name)
-    if name in ("read_dtb", "write_dtb"):
-        from dtvm.dt import dtb
+    if name in _API:
+        from dtvm import api
 
-        return getattr(dtb, name)
-    if name == "write_dts":
-        from dtvm.dt.dts.write import write_dts
+        return getattr(api, name)
+    if name in ("DtvmError", "BlobError"):
+        from dtvm import errors
 
-        return write_dts
-    if name == "parse_dts":
-        from dtvm.dt.dts.parse import parse_file
+        return getattr(errors, name)
+    raise AttributeError(f"module 'dtvm' has no attribute {name!r}")
 
-        return parse_file
-    if name == "parse_dts_string":
-        from dtvm.dt.dts.parse import parse_string
 
-        return parse_string
-    raise AttributeError(name)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

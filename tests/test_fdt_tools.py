@@ -30,7 +30,8 @@ from dtvm.cli import fdtdump as dtvm_fdtdump
 from dtvm.cli import fdtget as dtvm_fdtget
 from dtvm.cli import fdtput as dtvm_fdtput
 from dtvm.cli.fdtput import scanf_int
-from dtvm.dt.libfdt import Fdt, bufsize_for, decode_type, read_buffer, strerror
+from dtvm.cli.fdtutil import decode_type
+from dtvm.dt.libfdt import Fdt, bufsize_for, read_buffer, strerror
 
 TOOLS = ("dtc", "fdtget", "fdtput", "fdtdump")
 MISSING = [t for t in TOOLS if shutil.which(t) is None]

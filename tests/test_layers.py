@@ -32,8 +32,8 @@ def _wing(module: str) -> str:
         return "ground"
     if parts[1] == "__main__":
         return "cli"
-    if parts[1] == "pylibfdt" or parts[1].startswith("pylibfdt"):
-        return "bindings"  # the pylibfdt drop-in sits on dt, beside the bindings, below vm
+    if parts[1].startswith("pylibfdt") or parts[1] == "api":
+        return "bindings"  # the pylibfdt drop-in and the public API sit on dt, beside the bindings
     return parts[1]
 
 

@@ -4,12 +4,18 @@ Each file goes through exactly the pipeline of ``dtvm dtc -I dts -O dtb`` (same
 bytes as dtc); one process saves dtc's per-file start-up and lets the work be
 spread over ``--jobs`` worker processes. A failure in one file is reported and
 the others still compile; the exit status says whether any failed.
+
+Kernel trees are C-preprocessed before dtc sees them (``#include``, macros from
+dt-bindings headers); ``--cpp`` with ``--cpp-include DIR`` and ``--cpp-define``
+does that step in-process, as ``dtvm dtc --cpp`` does.  A file that fails
+without ``--cpp`` and uses preprocessor directives gets a hint saying so.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -17,7 +23,38 @@ from dataclasses import dataclass
 
 import click
 
-__all__ = ["CompileResult", "compile_cmd", "compile_one"]
+__all__ = ["CompileResult", "compile_cmd", "compile_one", "cpp_args", "cpp_hint"]
+
+_CPP_DIRECTIVE = re.compile(rb"^[ \t]*#[ \t]*(include|define|if|ifdef|ifndef|undef)\b", re.M)
+
+
+def cpp_args(cpp: bool, cpp_includes: Iterable[str], cpp_defines: Iterable[str]) -> list[str]:
+    """The ``dtvm dtc`` options for a C preprocessor step (none without ``cpp``)."""
+    if not cpp:
+        return []
+    args = ["--cpp"]
+    for d in cpp_includes:
+        args += ["--cpp-include", d]
+    for d in cpp_defines:
+        args += ["--cpp-define", d]
+    return args
+
+
+def cpp_hint(source: str) -> str | None:
+    """A hint for a file that failed without ``--cpp`` but holds C preprocessor directives."""
+    try:
+        with open(source, "rb") as f:
+            head = f.read(1 << 20)
+    except OSError:
+        return None
+    m = _CPP_DIRECTIVE.search(head)
+    if m is None:
+        return None
+    line = head.count(b"\n", 0, m.start()) + 1
+    return (
+        f"{source}:{line}: hint: this file uses the C preprocessor (#{m.group(1).decode()}): "
+        "add --cpp (with --cpp-include DIR for its headers)"
+    )
 
 
 @dataclass
@@ -47,15 +84,32 @@ def _job(args: tuple[str, str, list[str], list[str]]) -> CompileResult:
 
 @click.command("compile")
 @click.option("-o", "--out-dir", "outdir", type=click.Path(file_okay=False), default=".", show_default=True, help="Directory for the .dtb files.")
-@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
 @click.option("-i", "--include", "include_dirs", multiple=True, help="Search path for /include/ and /incbin/ (repeatable).")
+@click.option("--cpp", is_flag=True, help="Run the C preprocessor (in process) first, as the kernel's build does.")
+@click.option("--cpp-include", "cpp_includes", multiple=True, metavar="DIR", help="Include directory for --cpp (repeatable).")
+@click.option("--cpp-define", "cpp_defines", multiple=True, metavar="MACRO", help="NAME or NAME=VALUE for --cpp (repeatable).")
 @click.option("-b", "--boot-cpu", "boot_cpu", default=None, help="Physical boot CPU, as dtc -b.")
 @click.option("-q", "--quiet", count=True, help="As dtc -q: fewer warnings.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def compile_cmd(outdir: str, jobs: int, include_dirs: tuple[str, ...], boot_cpu: str | None, quiet: int, files: tuple[str, ...]) -> None:
-    """Compile FILE.dts... to OUTDIR/FILE.dtb, byte-identical to dtc."""
+def compile_cmd(
+    outdir: str,
+    jobs: int | None,
+    include_dirs: tuple[str, ...],
+    cpp: bool,
+    cpp_includes: tuple[str, ...],
+    cpp_defines: tuple[str, ...],
+    boot_cpu: str | None,
+    quiet: int,
+    files: tuple[str, ...],
+) -> None:
+    """Compile FILE.dts... to OUTDIR/FILE.dtb, byte-identical to dtc (with --cpp: to cpp | dtc)."""
+    if (cpp_includes or cpp_defines) and not cpp:
+        raise click.UsageError("--cpp-include and --cpp-define need --cpp")
+    if jobs is None:
+        jobs = os.cpu_count() or 1
     os.makedirs(outdir, exist_ok=True)
-    extra: list[str] = ["-q"] * quiet
+    extra: list[str] = ["-q"] * quiet + cpp_args(cpp, cpp_includes, cpp_defines)
     if boot_cpu is not None:
         extra += ["-b", boot_cpu]
     work = []
@@ -71,6 +125,9 @@ def compile_cmd(outdir: str, jobs: int, include_dirs: tuple[str, ...], boot_cpu:
             click.echo(res.messages.rstrip("\n"), err=True)
         if not res.ok:
             failures.append(res)
+            hint = None if cpp else cpp_hint(res.source)
+            if hint:
+                click.echo(hint, err=True)
 
     results: Iterable[CompileResult]
     pool: ProcessPoolExecutor | None = None

@@ -15,20 +15,24 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, TextIO
 
-from dtvm.cli.fdtutil import common_option, run_tool, usage_exit
-from dtvm.dt.libfdt import (
+from dtvm.cli.fdtutil import (
     COMMON_LONG_OPTS,
+    LongOpt,
+    ToolExit,
+    common_option,
+    getopt_long,
+    is_printable_string,
+    read_file,
+    run_tool,
+    usage_exit,
+)
+from dtvm.dt.libfdt import (
     FDT_BEGIN_NODE,
     FDT_END,
     FDT_END_NODE,
     FDT_MAGIC,
     FDT_NOP,
     FDT_PROP,
-    LongOpt,
-    ToolExit,
-    getopt_long,
-    is_printable_string,
-    read_file,
 )
 
 __all__ = ["print_data", "run"]

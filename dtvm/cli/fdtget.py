@@ -14,22 +14,26 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, TextIO
 
-from dtvm.cli.fdtutil import common_option, run_tool, usage_exit
-from dtvm.dt.libfdt import (
+from dtvm.cli.fdtutil import (
     COMMON_LONG_OPTS,
+    USAGE_TYPE_MSG,
+    LongOpt,
+    ToolExit,
+    common_option,
+    decode_type,
+    getopt_long,
+    is_printable_string,
+    read_file,
+    run_tool,
+    usage_exit,
+)
+from dtvm.dt.libfdt import (
     FDT_BEGIN_NODE,
     FDT_END,
     FDT_END_NODE,
     FDT_ERR_NOTFOUND,
     FDT_PROP,
-    USAGE_TYPE_MSG,
     Fdt,
-    LongOpt,
-    ToolExit,
-    decode_type,
-    getopt_long,
-    is_printable_string,
-    read_file,
     strerror,
 )
 

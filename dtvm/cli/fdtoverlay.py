@@ -20,15 +20,19 @@ from __future__ import annotations
 import sys
 from typing import BinaryIO, TextIO
 
-from dtvm.cli.fdtutil import common_option, run_tool, usage_exit
-from dtvm.dt.libfdt import (
+from dtvm.cli.fdtutil import (
     COMMON_LONG_OPTS,
-    FDT_ERR_NOSPACE,
     USAGE_TYPE_MSG,
-    Fdt,
     LongOpt,
     ToolExit,
+    common_option,
     getopt_long,
+    run_tool,
+    usage_exit,
+)
+from dtvm.dt.libfdt import (
+    FDT_ERR_NOSPACE,
+    Fdt,
     open_into,
     strerror,
 )

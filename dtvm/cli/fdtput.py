@@ -18,21 +18,25 @@ import os
 import struct
 from typing import BinaryIO, TextIO
 
-from dtvm.cli.fdtutil import common_option, run_tool, usage_exit
-from dtvm.dt.libfdt import (
+from dtvm.cli.fdtutil import (
     COMMON_LONG_OPTS,
+    USAGE_TYPE_MSG,
+    LongOpt,
+    ToolExit,
+    common_option,
+    decode_type,
+    getopt_long,
+    read_file,
+    run_tool,
+    usage_exit,
+)
+from dtvm.dt.libfdt import (
     FDT_ERR_BADPATH,
     FDT_ERR_NOSPACE,
     FDT_ERR_NOTFOUND,
     FDT_TAGSIZE,
-    USAGE_TYPE_MSG,
     Fdt,
-    LongOpt,
-    ToolExit,
-    decode_type,
-    getopt_long,
     open_into,
-    read_file,
     strerror,
 )
 

@@ -1,7 +1,9 @@
-"""What the four libfdt tools share at the command line: the usage exit and the error wrapper.
+"""What the four libfdt tools share at the command line: dtc's util.c (getopt_long, usage text,
+type strings, file reading) and the error wrapper.
 
 Each tool's ``run`` is the same shape: C-tool exit codes through ToolExit, a
-corrupt blob as one ``PROG: error:`` line, never a traceback.
+corrupt blob as one ``PROG: error:`` line, never a traceback.  This is the
+command-line layer; the libfdt model it drives is :mod:`dtvm.dt.libfdt`.
 """
 
 from __future__ import annotations
@@ -10,12 +12,192 @@ import sys
 from collections.abc import Callable
 from typing import BinaryIO, TextIO
 
-from dtvm.dt.libfdt import LongOpt, ToolExit, usage_text
+from dtvm.dt.libfdt import read_buffer
 from dtvm.errors import BlobError
 
-__all__ = ["TOOL_VERSION", "common_option", "run_tool", "usage_exit"]
+__all__ = [
+    "COMMON_LONG_OPTS",
+    "TOOL_VERSION",
+    "USAGE_TYPE_MSG",
+    "LongOpt",
+    "ToolExit",
+    "common_option",
+    "decode_type",
+    "getopt_long",
+    "is_printable_string",
+    "read_file",
+    "run_tool",
+    "usage_exit",
+    "usage_text",
+]
 
 TOOL_VERSION = "Version: DTC 1.6.1\n"
+
+
+class ToolExit(Exception):
+    """A C tool calling ``exit(code)`` (usage errors, ``die``, ``-h``, ``-V``)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+USAGE_TYPE_MSG = (
+    "<type>\ts=string, i=int, u=unsigned, x=hex\n"
+    "\tOptional modifier prefix:\n"
+    "\t\thh or b=byte, h=2 byte, l=4 byte (default)"
+)
+
+# (long name, takes an argument, short letter, help)
+LongOpt = tuple[str, bool, str, str]
+COMMON_LONG_OPTS: list[LongOpt] = [
+    ("help", False, "h", "Print this help and exit"),
+    ("version", False, "V", "Print version and exit"),
+]
+
+
+def usage_text(synopsis: str, short_opts: str, long_opts: list[LongOpt]) -> str:
+    """``util_usage``'s text (without the error line)."""
+    lines = [f"Usage: {synopsis}\n\nOptions: -[{short_opts}]\n"]
+    a_arg = "<arg>"
+    a_arg_len = len(a_arg) + 1
+    optlen = max(len(name) + 1 + (a_arg_len if has_arg else 0) for name, has_arg, _, _ in long_opts)
+    for name, has_arg, short, help_text in long_opts:
+        head = f"  -{short}, "
+        if has_arg:
+            head += f"--{name} {a_arg}" + " " * max(0, optlen - len(name) - a_arg_len)
+        else:
+            head += f"--{name:<{optlen}}"
+        lines.append(f"{head}{help_text}\n")
+    return "".join(lines)
+
+
+def getopt_long(
+    prog: str, argv: list[str], short_opts: str, long_opts: list[LongOpt]
+) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """glibc's ``getopt_long`` with argument permutation.
+
+    Returns the options in the order they appear, as (letter, argument), and
+    the other arguments.  An invalid option is reported as ``("?", message)``
+    with glibc's message; the caller handles events in order, as the C
+    ``while (getopt_long(...))`` loop does.
+    """
+    takes: dict[str, bool] = {}
+    i = 0
+    while i < len(short_opts):
+        ch = short_opts[i]
+        has = i + 1 < len(short_opts) and short_opts[i + 1] == ":"
+        takes[ch] = has
+        i += 2 if has else 1
+    events: list[tuple[str, str | None]] = []
+    positional: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            positional.extend(argv[i:])
+            break
+        if arg.startswith("--"):
+            body = arg[2:]
+            name, eq, value = body.partition("=")
+            exact = [o for o in long_opts if o[0] == name]
+            matches = exact or [o for o in long_opts if o[0].startswith(name)]
+            if not matches:
+                events.append(("?", f"{prog}: unrecognized option '--{body}'"))
+                continue
+            if len({o[2] for o in matches}) > 1:
+                poss = " ".join(f"'--{o[0]}'" for o in matches)
+                events.append(("?", f"{prog}: option '--{name}' is ambiguous; possibilities: {poss}"))
+                continue
+            lname, has_arg, short, _ = matches[0]
+            if has_arg:
+                if eq:
+                    events.append((short, value))
+                elif i < len(argv):
+                    events.append((short, argv[i]))
+                    i += 1
+                else:
+                    events.append(("?", f"{prog}: option '--{lname}' requires an argument"))
+            elif eq:
+                events.append(("?", f"{prog}: option '--{lname}' doesn't allow an argument"))
+            else:
+                events.append((short, None))
+            continue
+        if arg.startswith("-") and arg != "-":
+            j = 1
+            while j < len(arg):
+                ch = arg[j]
+                j += 1
+                if ch not in takes or ch == ":":
+                    events.append(("?", f"{prog}: invalid option -- '{ch}'"))
+                    continue
+                if takes[ch]:
+                    if j < len(arg):
+                        events.append((ch, arg[j:]))
+                    elif i < len(argv):
+                        events.append((ch, argv[i]))
+                        i += 1
+                    else:
+                        events.append(("?", f"{prog}: option requires an argument -- '{ch}'"))
+                    break
+                events.append((ch, None))
+            continue
+        positional.append(arg)
+    return events, positional
+
+
+def decode_type(fmt: str) -> tuple[str, int] | None:
+    """``utilfdt_decode_type``: (type letter, size or -1), or None if invalid."""
+    if not fmt:
+        return None
+    i = 0
+    qualifier = ""
+    size = -1
+    if fmt[0] in "hlLb":
+        qualifier = fmt[0]
+        i = 1
+        if i < len(fmt) and fmt[i] == qualifier:
+            if fmt[i] == "h":
+                qualifier = "b"
+            i += 1
+    if i >= len(fmt) or fmt[i] not in "iuxs":
+        return None
+    typ = fmt[i]
+    if typ != "s":
+        size = {"b": 1, "h": 2, "l": 4}.get(qualifier, -1)
+    if i + 1 != len(fmt):
+        return None
+    return typ, size
+
+
+def read_file(filename: str) -> tuple[bytearray | None, str | None]:
+    """``utilfdt_read_err``: the C buffer (file bytes plus zeroed slack) or the ``strerror`` text."""
+    try:
+        if filename == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(filename, "rb") as f:
+                data = f.read()
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    return read_buffer(data), None
+
+
+def is_printable_string(data: bytes) -> bool:
+    """``util_is_printable_string``: NUL-terminated runs of printable ASCII, none empty."""
+    n = len(data)
+    if n == 0 or data[-1] != 0:
+        return False
+    i = 0
+    while i < n:
+        start = i
+        while i < n and data[i] and 0x20 <= data[i] <= 0x7E:
+            i += 1
+        if i >= n or data[i] != 0 or i == start:
+            return False
+        i += 1
+    return True
 
 Usage = Callable[[BinaryIO, TextIO, "str | None"], ToolExit]
 

@@ -42,11 +42,12 @@ class FileReport:
         return f"FileReport({self.file!r}, error={self.error!r}, {len(self.findings)} findings)"
 
 
-def load_input(path: str, include_dirs: Iterable[str] = ()) -> Any:
+def load_input(path: str, include_dirs: Iterable[str] = (), cpp: list[str] | None = None) -> Any:
     """A tree from a DTS (compiled as dtc does, references resolved) or a DTB; DtvmError if unusable.
 
     A blob is read directly with ``read_dtb`` (what ``dtc -I dtb`` does, same errors), so that
-    validating a DTB does not load the DTS front end.
+    validating a DTB does not load the DTS front end.  ``cpp`` is ``dtvm dtc``'s preprocessor
+    options (``--cpp`` and its ``--cpp-include``/``--cpp-define``), for kernel sources.
     """
     from dtvm.errors import DtvmError
 
@@ -69,7 +70,7 @@ def load_input(path: str, include_dirs: Iterable[str] = ()) -> Any:
         args = ["-q", "-q", "-I", fmt, "-O", "dtb"]
         for d in include_dirs:
             args += ["-i", d]
-        opts = parse_args([*args, path])
+        opts = parse_args([*args, *(cpp or []), path])
         dt = load_tree(opts)
         if fmt == "dts":
             compile_tree(opts, dt, [])
@@ -90,17 +91,29 @@ def _bindings(dirs: list[str] | None) -> Any:
     return _state["bindings"]
 
 
-def validate_file(path: str, dirs: list[str] | None, strict: bool = False, include_dirs: Iterable[str] = ()) -> FileReport:
+def validate_file(
+    path: str,
+    dirs: list[str] | None,
+    strict: bool = False,
+    include_dirs: Iterable[str] = (),
+    cpp: list[str] | None = None,
+) -> FileReport:
     """Validate one file; never raises for bad input (the report carries the error)."""
     from dtvm.bindings import validate_tree
     from dtvm.errors import DtvmError
 
     report = FileReport(path)
     try:
-        dt = load_input(path, include_dirs)
+        dt = load_input(path, include_dirs, cpp)
     except DtvmError as exc:
         text = str(exc).strip().splitlines()
         report.error = text[0] if text else f"{path}: error: unusable input"
+        if not cpp:
+            from dtvm.cli.compile import cpp_hint
+
+            hint = cpp_hint(path)
+            if hint:
+                report.error += "\n" + hint
         return report
     except (OSError, ValueError, UnicodeError) as exc:
         report.error = f"{path}: error: {exc}"
@@ -116,7 +129,7 @@ def validate_file(path: str, dirs: list[str] | None, strict: bool = False, inclu
     return report
 
 
-def _job(args: tuple[str, list[str] | None, bool, list[str]]) -> FileReport:
+def _job(args: tuple[str, list[str] | None, bool, list[str], list[str]]) -> FileReport:
     return validate_file(*args)
 
 
@@ -134,8 +147,12 @@ def validate(
     jobs: int = 1,
     include_dirs: list[str] | None = None,
     quiet: bool = False,
+    cpp: list[str] | None = None,
 ) -> int:
-    """What ``dtvm validate`` does, without click: print the reports, return the exit status."""
+    """What ``dtvm validate`` does, without click: print the reports, return the exit status.
+
+    ``cpp`` holds ``dtvm dtc``'s preprocessor options for DTS inputs (see :func:`load_input`).
+    """
     from dtvm.bindings import BindingError
 
     dirs = binding_dirs or None
@@ -144,7 +161,7 @@ def validate(
     except BindingError as exc:
         _out(str(exc), err=True)
         return 2
-    work = [(f, dirs, strict, list(include_dirs or ())) for f in files]
+    work = [(f, dirs, strict, list(include_dirs or ()), list(cpp or ())) for f in files]
     pool: Any = None
     results: Iterator[FileReport]
     if jobs > 1 and len(work) > 1:
@@ -204,13 +221,32 @@ def _print_text(rep: FileReport, quiet: bool) -> None:
 
 
 # -- the command line ---------------------------------------------------------------------------
-_VALUE_OPTS = {"--bindings": "bindings", "--format": "format", "-j": "jobs", "--jobs": "jobs", "-i": "include", "--include": "include"}
-_FLAG_OPTS = {"--strict": "strict", "-q": "quiet", "--quiet": "quiet"}
+_VALUE_OPTS = {
+    "--bindings": "bindings",
+    "--format": "format",
+    "-j": "jobs",
+    "--jobs": "jobs",
+    "-i": "include",
+    "--include": "include",
+    "--cpp-include": "cpp_include",
+    "--cpp-define": "cpp_define",
+}
+_FLAG_OPTS = {"--strict": "strict", "-q": "quiet", "--quiet": "quiet", "--cpp": "cpp"}
 
 
 def _parse(argv: list[str]) -> dict[str, Any] | None:
     """The arguments click would accept, parsed the same way; None for anything else."""
-    opts: dict[str, Any] = {"bindings": [], "format": "text", "jobs": 1, "include": [], "strict": False, "quiet": False}
+    opts: dict[str, Any] = {
+        "bindings": [],
+        "format": "text",
+        "jobs": 1,
+        "include": [],
+        "strict": False,
+        "quiet": False,
+        "cpp": False,
+        "cpp_include": [],
+        "cpp_define": [],
+    }
     files: list[str] = []
     i = 0
     while i < len(argv):
@@ -249,10 +285,17 @@ def _parse(argv: list[str]) -> dict[str, Any] | None:
             opts["bindings"].append(value)
         else:
             opts[dest].append(value)
-    if not files:
+    if not files or ((opts["cpp_include"] or opts["cpp_define"]) and not opts["cpp"]):
         return None
     opts["files"] = files
     return opts
+
+
+def _cpp_args(cpp: bool, includes: Iterable[str], defines: Iterable[str]) -> list[str]:
+    # as dtvm.cli.compile.cpp_args, which is not imported here to keep start-up small
+    if not cpp:
+        return []
+    return ["--cpp", *(a for d in includes for a in ("--cpp-include", d)), *(a for d in defines for a in ("--cpp-define", d))]
 
 
 def run(argv: list[str]) -> int:
@@ -265,7 +308,8 @@ def run(argv: list[str]) -> int:
             return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
         return 0
     try:
-        return validate(opts["files"], opts["bindings"], opts["strict"], opts["format"], opts["jobs"], opts["include"], opts["quiet"])
+        cpp = _cpp_args(opts["cpp"], opts["cpp_include"], opts["cpp_define"])
+        return validate(opts["files"], opts["bindings"], opts["strict"], opts["format"], opts["jobs"], opts["include"], opts["quiet"], cpp)
     except BrokenPipeError:
         return 141
     except KeyboardInterrupt:
@@ -281,15 +325,32 @@ def _make_command() -> Any:
     @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format.")
     @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
     @click.option("-i", "--include", "include_dirs", multiple=True, help="Search path for DTS /include/ (repeatable).")
+    @click.option("--cpp", is_flag=True, help="C-preprocess DTS inputs first, as the kernel does.")
+    @click.option("--cpp-include", "cpp_includes", multiple=True, metavar="DIR", help="Include directory for --cpp (repeatable).")
+    @click.option("--cpp-define", "cpp_defines", multiple=True, metavar="MACRO", help="NAME or NAME=VALUE for --cpp (repeatable).")
     @click.option("-q", "--quiet", is_flag=True, help="Do not list unchecked nodes.")
     @click.argument("files", nargs=-1, required=True)
-    def validate_cmd(binding_dirs: tuple[str, ...], strict: bool, fmt: str, jobs: int, include_dirs: tuple[str, ...], quiet: bool, files: tuple[str, ...]) -> None:
+    def validate_cmd(
+        binding_dirs: tuple[str, ...],
+        strict: bool,
+        fmt: str,
+        jobs: int,
+        include_dirs: tuple[str, ...],
+        cpp: bool,
+        cpp_includes: tuple[str, ...],
+        cpp_defines: tuple[str, ...],
+        quiet: bool,
+        files: tuple[str, ...],
+    ) -> None:
         """Validate FILE... (DTS or DTB) against the binding documents.
 
         The bindings and their compiled validators are cached under
         $XDG_CACHE_HOME/dtvm (~/.cache/dtvm); DTVM_NO_CACHE=1 turns the cache off.
         """
-        sys.exit(validate(list(files), list(binding_dirs), strict, fmt, jobs, list(include_dirs), quiet))
+        if (cpp_includes or cpp_defines) and not cpp:
+            raise click.UsageError("--cpp-include and --cpp-define need --cpp")
+        cpp_opts = _cpp_args(cpp, cpp_includes, cpp_defines)
+        sys.exit(validate(list(files), list(binding_dirs), strict, fmt, jobs, list(include_dirs), quiet, cpp_opts))
 
     return validate_cmd
 

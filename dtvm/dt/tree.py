@@ -162,6 +162,7 @@ class Property:
 
     # -- typed accessors ----------------------------------------------------
     def as_bytes(self) -> bytes:
+        """The raw value, as the blob holds it (references already resolved if the tree was)."""
         return self.value
 
     def as_u32s(self) -> list[int]:
@@ -172,11 +173,13 @@ class Property:
         return list(struct.unpack(f">{n}I", self.value))
 
     def as_u32(self) -> int:
+        """The value as exactly one 32-bit cell (a phandle, a count); ValueError otherwise."""
         if len(self.value) != 4:
             raise ValueError(f"property {self.name}: expected one cell, got {len(self.value)} bytes")
         return int.from_bytes(self.value, "big")
 
     def as_u64s(self) -> list[int]:
+        """The value as big-endian 64-bit numbers (``/bits/ 64``); ValueError if not whole ones."""
         n, rem = divmod(len(self.value), 8)
         if rem:
             raise ValueError(f"property {self.name}: length {len(self.value)} is not a multiple of 8")
@@ -192,6 +195,7 @@ class Property:
             raise ValueError(f"property {self.name}: not UTF-8 text ({exc})") from None
 
     def as_string(self) -> str:
+        """The value as exactly one string; ValueError for a list or non-text."""
         strings = self.as_strings()
         if len(strings) != 1:
             raise ValueError(f"property {self.name}: expected one string, got {len(strings)}")
@@ -298,6 +302,7 @@ class Node:
 
     # -- lookup -------------------------------------------------------------
     def get_property(self, name: str) -> Property | None:
+        """The live property of that name, or None (``node[name]`` raises KeyError instead)."""
         for p in self.props:
             if not p.deleted and p.name == name:
                 return p
@@ -313,6 +318,7 @@ class Node:
         return self.get_property(name) is not None
 
     def get_child(self, name: str) -> Node | None:
+        """The live child with that full name (``name@unit``), or None."""
         for c in self.children:
             if not c.deleted and c.name == name:
                 return c
@@ -365,6 +371,7 @@ class Node:
         return prop
 
     def set_property(self, name: str, value: bytes, markers: list[Marker] | None = None) -> Property:
+        """Set (or add, last) a property to raw bytes: a string value needs its NUL."""
         p = self.get_property(name)
         if p is None:
             return self.add_property(Property(name, value, markers))
