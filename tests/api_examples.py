@@ -1,4 +1,4 @@
-"""The examples of docs/first17.md, run in a directory and checked against dtc and fdtoverlay.
+"""The examples of docs/python.md, run in a directory and checked against dtc and fdtoverlay.
 
 Used by tests/test_api_examples.py (in this checkout) and tests/test_install.py (in a fresh venv
 that installed the wheel: there this file runs as a script with the docs path as argument).

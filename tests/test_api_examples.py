@@ -1,4 +1,4 @@
-"""docs/first17.md's Python examples, run as written, their outputs compared with dtc's and fdtoverlay's."""
+"""docs/python.md's Python examples, run as written, their outputs compared with dtc's and fdtoverlay's."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.api_examples import check_outputs, run_examples
 from tests.oracle import dtc, needs_dtc
 from tests.shared import REPO
 
-DOC = REPO / "docs" / "first17.md"
+DOC = REPO / "docs" / "python.md"
 
 
 @needs_dtc

@@ -2,7 +2,7 @@
 
 What a user does first: build the wheel, ``python3 -m venv``, ``pip install dist/*.whl`` (the
 dependencies come from the package index), then run ``dtvm dtc``, ``dtvm validate`` and the
-examples of docs/first17.md, whose outputs are compared with dtc's and fdtoverlay's.  It runs
+examples of docs/python.md, whose outputs are compared with dtc's and fdtoverlay's.  It runs
 from a copy of nothing but the wheel, so a module or data file missing from the wheel fails here.
 """
 
@@ -55,5 +55,5 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     shutil.copy(REPO / "tests" / "api_examples.py", work / "api_examples.py")
     ex = tmp_path / "examples"
     ex.mkdir()
-    out = sh([str(py), str(work / "api_examples.py"), str(REPO / "docs" / "first17.md"), str(ex), "--check"], cwd=work)
+    out = sh([str(py), str(work / "api_examples.py"), str(REPO / "docs" / "python.md"), str(ex), "--check"], cwd=work)
     assert "examples ran" in out.stdout
