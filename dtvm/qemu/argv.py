@@ -153,17 +153,26 @@ def _machine_options(plan: Config, baseline: Probe) -> dict[str, str]:
     return out
 
 
-def _safe_id(text: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9_.-]", "_", text)
-    if not base or not base[0].isalpha():
-        base = "d" + base
-    ident = base[:60]
-    n = 1
-    while ident in taken:
-        ident = f"{base[:55]}.{n}" if False else f"{base[:55]}_{n}"
-        n += 1
-    taken.add(ident)
-    return ident
+class _Ids:
+    """qdev ids for the devices, unique, from their host ids or drivers; the next number per base
+    is remembered, so that thousands of devices of one type cost linear time."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+        self.next: dict[str, int] = {}
+
+    def give(self, text: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+        if not base or not base[0].isalpha():
+            base = "d" + base
+        ident = base[:60]
+        n = self.next.get(base[:55], 1)
+        while ident in self.taken:
+            ident = f"{base[:55]}_{n}"
+            n += 1
+        self.next[base[:55]] = n
+        self.taken.add(ident)
+        return ident
 
 
 @dataclass
@@ -222,7 +231,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     argv = [*_machine_base(plan, exe), "-machine", _machine_arg(plan, options)]
     host: list[str] = []
     checked = list(argv)  # the same command line on null back-ends, without host settings
-    taken: set[str] = set()
+    taken = _Ids()
     ids: dict[str, str] = {}
     devices = plan.devices()
     by_path = {_path(d): d for d in devices}
@@ -275,7 +284,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
         except TrustError as exc:
             raise ArgvError(str(exc)) from None
         qid_source = dev.qdev_id or dev.driver
-        qid = _safe_id(qid_source, taken)
+        qid = taken.give(qid_source)
         ids[where] = qid
         pairs: list[tuple[str, str]] = [("id", qid)]
         pairs += _bus_and_address(dev, made, where)
