@@ -97,3 +97,21 @@ def test_parse_dts_with_cpp_equals_cpp_then_dtc(tmp_path: Path, monkeypatch: pyt
         text = (FIXTURES / name).read_text()
         dt = dtvm.parse_dts_string(text, name=name, include_dirs=["."], cpp=True, cpp_includes=FIXTURE_INCS)
         assert dtvm.write_dtb(dt) == ref, name
+
+
+@needs_dtc
+def test_readme_example_gives_dtcs_bytes(tmp_path: Path) -> None:
+    """The README's Python block, run on docs/python.md's board.dts: it works as written and the
+    blob it writes is dtc's."""
+    from tests.api_examples import blocks, tool
+
+    (tmp_path / "board.dts").write_text(blocks(DOC.read_text(), "dts")[0])
+    readme = blocks((REPO / "README.md").read_text(), "python")
+    assert len(readme) == 1
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", readme[0]], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[-1] == "apb_pclk"
+    assert (tmp_path / "board.dtb").read_bytes() == tool(["dtc", "-q", "-O", "dtb", "board.dts"], tmp_path)
