@@ -39,7 +39,18 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from dtvm.errors import DtvmError
+from dtvm.qemu.errors import (
+    NotAnsweredError,
+    QemuArgvError,
+    QemuError,
+    QemuExitedError,
+    QemuNotFoundError,
+    QemuTimeoutError,
+    QmpCommandError,
+    QmpProtocolError,
+    QmpReplyError,
+)
+from dtvm.qemu.replies import ADDRESS_PROPS, MAX_DTB_BYTES
 from dtvm.qemu.snapshot import Snapshot
 
 __all__ = [
@@ -54,15 +65,12 @@ __all__ = [
     "QemuTimeoutError",
     "QmpCommandError",
     "QmpProtocolError",
+    "QmpReplyError",
     "debian_package",
     "read_argv",
     "read_socket",
     "start_argv",
 ]
-
-#: Bus address properties read from every ``-device``/``device_add`` device that has them.
-ADDRESS_PROPS = ("addr", "port", "unit", "scsi-id", "lun", "channel", "nr", "reg", "iobase", "index",
-                 "address", "bus-nr")
 
 #: Options a command line given to :func:`read_argv` may not contain, and why.  ``-S``, ``-qmp``,
 #: ``-monitor``, ``-mon`` and ``-display`` are accepted: dtvm adds ``-S`` anyway, extra monitors are
@@ -72,9 +80,6 @@ REJECTED_OPTIONS = {
     "-incoming": "QEMU would wait for a migration stream instead of building the machine",
     "-preconfig": "QEMU would wait for configuration commands instead of building the machine",
 }
-
-#: The largest device tree blob accepted from ``dumpdtb`` (arm ``virt`` pads its DT to 1 MiB).
-MAX_DTB_BYTES = 16 << 20
 
 #: Where each ``qemu-system-*`` binary comes from on Debian (the rest is in qemu-system-misc).
 _DEBIAN_PACKAGES = {
@@ -87,53 +92,6 @@ _DEBIAN_PACKAGES = {
 }
 
 _OUTPUT_CAP = 64 << 10  # bytes of QEMU's stdout/stderr looked at for an error message
-
-
-class QemuError(DtvmError):
-    """Anything that went wrong while starting, reaching or reading QEMU (one line for the user)."""
-
-
-class QmpProtocolError(QemuError):
-    """The peer is not a (working) QMP server: garbage, no greeting, a hang-up, an oversized reply."""
-
-
-class QmpCommandError(QemuError):
-    """QEMU refused one command; ``error_class`` and ``desc`` are QEMU's own words."""
-
-    def __init__(self, command: str, error_class: str, desc: str) -> None:
-        self.command = command
-        self.error_class = error_class
-        self.desc = desc
-        super().__init__(f"QEMU refused {command}: {desc}")
-
-
-
-class QemuArgvError(QemuError):
-    """The command line cannot be read safely (rejected option, not a list of strings, ...)."""
-
-
-class QemuNotFoundError(QemuError):
-    """The QEMU binary does not exist (the message names the Debian package that provides it)."""
-
-
-class QemuExitedError(QemuError):
-    """QEMU exited on its own: it rejected the arguments, or died while being read.
-
-    ``status`` is the exit status (negative: killed by that signal), ``stderr`` everything it said.
-    """
-
-    def __init__(self, message: str, status: int | None, stderr: str) -> None:
-        self.status = status
-        self.stderr = stderr
-        super().__init__(message)
-
-
-class QemuTimeoutError(QemuError):
-    """QEMU did not answer within the deadline (a hang, or an option that makes it wait)."""
-
-
-class NotAnsweredError(QemuError):
-    """QEMU went away before its first answer (replaced by QEMU's own message when it exited)."""
 
 
 def debian_package(binary: str) -> str | None:
