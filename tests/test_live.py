@@ -514,10 +514,10 @@ def test_qemu_killed_mid_read_argv(monkeypatch: pytest.MonkeyPatch, nth: int) ->
     started: list[subprocess.Popen[bytes]] = []
     real_spawn = live._spawn
 
-    def spawn(*args: Any) -> subprocess.Popen[bytes]:
-        proc = real_spawn(*args)
-        started.append(proc)
-        return proc
+    def spawn(*args: Any) -> Any:
+        group = real_spawn(*args)
+        started.append(group.proc)
+        return group
 
     monkeypatch.setattr(live, "_spawn", spawn)
     _kill_at(monkeypatch, nth, lambda: started[0].pid)

@@ -28,6 +28,7 @@ reply may not exceed ``dtvm.qemu.qmp.MAX_REPLY_BYTES``; the dumped DT may not ex
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -39,6 +40,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from dtvm.qemu import process
 from dtvm.qemu.errors import (
     NotAnsweredError,
     QemuArgvError,
@@ -143,60 +145,102 @@ def start_argv(argv: Sequence[str], *, timeout: float = 10.0,
 
 
 class QemuProcess:
-    """A QEMU started paused by :func:`start_argv`: read it once, then close it (kill by pid, reap)."""
+    """A QEMU started paused by :func:`start_argv`: read it once, then close it (kill its process
+    group, reap, remove the private directory).  See ``dtvm.qemu.process`` for how it is confined
+    and why it cannot outlive dtvm."""
 
     def __init__(self, argv: list[str], binary: str, timeout: float, timings: dict[str, float]) -> None:
         self.argv = argv
+        self.binary = binary
         self.timings = timings
         self.timeout = timeout
         self._t0 = self._spawned = time.perf_counter()
         self.deadline = time.monotonic() + timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.dir = _private_dir()
-        self.sock = os.path.join(self.dir, "qmp.sock")
+        self.group: process.Group | None = None
+        self.dir = ""
+        self._guard: contextlib.AbstractContextManager[None] | None = process.signals_as_interrupt()
+        self._guard.__enter__()
         try:
-            qmp_arg = "unix:" + self.sock.replace(",", ",,") + ",server=on,wait=off"
-            full = [binary, *argv[1:], "-S", "-display", "none", "-qmp", qmp_arg]
-            with open(os.path.join(self.dir, "stdout"), "wb") as out, \
-                    open(os.path.join(self.dir, "stderr"), "wb") as err:
-                self._spawned = time.perf_counter()
-                self.proc = _spawn(full, out, err)
+            self.user = process.runas_user()
+            self.dir = _private_dir()
+            self.sock = os.path.join(self.dir, "qmp.sock")
+            # where QEMU writes (dumpdtb): its own directory once it has dropped to another user
+            self.out = _output_dir(self.dir, self.user)
+            self.sandbox = _SANDBOX_OK.get(binary, True)
+            self._start()
         except BaseException:
             self.close()
             raise
         timings["start"] = _ms(self._t0)
 
+    def _start(self) -> None:
+        qmp_arg = "unix:" + self.sock.replace(",", ",,") + ",server=on,wait=off"
+        full = [self.binary, *self.argv[1:], "-S", "-display", "none", "-qmp", qmp_arg,
+                *process.confinement(self.sandbox, self.user)]
+        with open(os.path.join(self.dir, "stdout"), "wb") as out, \
+                open(os.path.join(self.dir, "stderr"), "wb") as err:
+            self._spawned = time.perf_counter()
+            self.group = _spawn(full, out, err, self.dir)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return None if self.group is None else self.group.proc
+
     @property
     def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+        return None if self.group is None else self.group.proc.pid
 
     def read(self) -> Snapshot:
         """Connect (waiting for QEMU to come up), read everything, return the Snapshot."""
-        if self.proc is None or not self.dir:
+        if self.group is None or not self.dir:
             raise QemuError("this QEMU was already stopped")
         from dtvm.qemu import qmp  # asyncio and qemu.qmp load here, while QEMU starts
 
-        proc = self.proc
         try:
-            snap = qmp.run(lambda: qmp.read_process(proc, self.sock, self.dir, self.deadline, self.timeout,
-                                                    self.timings, self._spawned))
-        except QemuError as error:
-            raise _explain_exit(proc, self.dir, self.argv[0], error) from None
+            snap = self._read(qmp, self.group.proc)
+        except QemuExitedError as error:
+            if not (self.sandbox and _refused_sandbox(error)):
+                raise
+            # a QEMU built without seccomp (or older than spawn=): start it again without -sandbox
+            _SANDBOX_OK[self.binary] = self.sandbox = False
+            _stop(self.group)
+            self.group = None
+            self._start()
+            assert self.group is not None
+            snap = self._read(qmp, self.group.proc)
+        else:
+            _SANDBOX_OK[self.binary] = self.sandbox
         snap.argv = list(self.argv)
         # dtvm's own monitor is not part of the VM the command line describes
         ours = f"unix:{self.sock},server=on"
         snap.chardevs = [c for c in snap.chardevs if not (isinstance(c, dict) and c.get("filename") == ours)]
         return snap
 
+    def _read(self, qmp: Any, proc: subprocess.Popen[bytes]) -> Snapshot:
+        try:
+            snap: Snapshot = qmp.run(lambda: qmp.read_process(proc, self.sock, self.out, self.deadline,
+                                                              self.timeout, self.timings, self._spawned))
+        except QemuError as error:
+            raise _explain_exit(proc, self.dir, self.argv[0], error) from None
+        return snap
+
     def close(self) -> None:
-        """Kill QEMU by its pid, reap it, remove the private directory.  Idempotent."""
-        if not self.dir:
+        """Kill QEMU's process group, reap it, remove the private directory.  Idempotent.
+
+        Signals are held back meanwhile: a second Ctrl-C or SIGTERM must not cut the clean-up
+        short; it arrives once QEMU is gone.
+        """
+        if self._guard is None:
             return
         t1 = time.perf_counter()
-        if self.proc is not None:
-            _stop(self.proc)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir = ""
+        with process.signals_blocked():
+            if self.group is not None:
+                _stop(self.group)
+            if self.dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.dir = ""
+            guard, self._guard = self._guard, None
+            guard.__exit__(None, None, None)
         self.timings["stop"] = _ms(t1)
         self.timings["total"] = _ms(self._t0)
 
@@ -231,12 +275,14 @@ def read_socket(address: str, *, timeout: float = 10.0,
     deadline = time.monotonic() + _checked_timeout(timeout)
     from dtvm.qemu import qmp
 
-    tmp = _private_dir()
-    try:
-        return qmp.run(lambda: qmp.read_address(path, address, tmp, deadline, timeout, t))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        t["total"] = _ms(t0)
+    with process.signals_as_interrupt():
+        tmp = _private_dir()
+        try:
+            return qmp.run(lambda: qmp.read_address(path, address, tmp, deadline, timeout, t))
+        finally:
+            with process.signals_blocked():
+                shutil.rmtree(tmp, ignore_errors=True)
+            t["total"] = _ms(t0)
 
 
 def _ms(since: float) -> float:
@@ -327,27 +373,43 @@ def _private_dir() -> str:
     return tmp
 
 
-def _spawn(cmd: list[str], stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:
-    """Start QEMU (never through a shell); a binary that cannot be executed is a QemuError."""
+def _output_dir(tmp: str, user: tuple[str, int, int] | None) -> str:
+    """The directory QEMU may write into: ``tmp`` itself, or, when QEMU drops to ``user``, a
+    subdirectory that user owns (``tmp`` then becomes traversable, not listable, by others: it
+    holds QEMU's output files, which stay root's, and the socket, which only QEMU's owner may
+    connect to)."""
+    if user is None:
+        return tmp
+    out = os.path.join(tmp, "qemu")
+    os.mkdir(out, 0o700)
+    os.chown(out, user[1], user[2])
+    os.chmod(tmp, 0o711)
+    return out
+
+
+#: binary -> whether it accepted dtvm's -sandbox (absent: not tried yet in this process)
+_SANDBOX_OK: dict[str, bool] = {}
+
+
+def _refused_sandbox(error: QemuError) -> bool:
+    """QEMU rejected the -sandbox dtvm added (built without seccomp, or too old for its filters)."""
+    return isinstance(error, QemuExitedError) and error.status not in (None, 0) and any(
+        "-sandbox" in line for line in error.stderr.splitlines()[:3])
+
+
+def _spawn(cmd: list[str], stdout: Any, stderr: Any, cwd: str) -> process.Group:
+    """Start QEMU (never through a shell) in its own process group; failing to execute is a QemuError."""
     try:
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, close_fds=True)
+        return process.spawn_group(cmd, cwd=cwd, stdout=stdout, stderr=stderr)
     except FileNotFoundError:
         raise QemuNotFoundError(_not_found(cmd[0], f"{cmd[0]}: no such file")) from None
     except OSError as err:
         raise QemuError(f"cannot run {cmd[0]}: {err.strerror or err}") from None
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Kill QEMU by its pid and reap it.  Nothing of QEMU's state is worth a graceful quit."""
-    if proc.returncode is None:
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL (D state)
-        pass
+def _stop(group: process.Group) -> None:
+    """Kill QEMU's whole process group and reap it.  Nothing of QEMU's state is worth a graceful quit."""
+    process.stop_group(group)
 
 
 def _output(tmp: str, name: str) -> str:

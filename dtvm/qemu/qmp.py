@@ -31,6 +31,7 @@ import asyncio
 import os
 import re
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -601,7 +602,11 @@ async def _dump_dtb(s: QmpSession, tmp: str) -> bytes | None:
             return None
         raise QemuError(f"{s.where}: dumpdtb failed: {err.desc}") from None
     try:
-        with open(path, "rb") as f:
+        # QEMU may run as another user who owns this directory: never follow a link it left there
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise QemuError(f"{s.where}: the DT QEMU dumped is not a regular file")
             data = f.read(MAX_DTB_BYTES + 1)
         os.unlink(path)
     except OSError as err:
