@@ -196,6 +196,11 @@ class QmpSession:
             await self._client.connect(sock)
         except ConnectError as err:
             raise QmpProtocolError(f"{self.where}: not a QMP server: {_describe(err)}") from None
+        except (AssertionError, EOFError, QMPError, ValueError) as err:
+            # the peer hung up right after negotiating: the library then fails its own runstate
+            # assertion instead of raising ConnectError
+            reason = "the connection was lost" if isinstance(err, AssertionError) else _describe(err)
+            raise QmpProtocolError(f"{self.where}: not a QMP server: {reason}") from None
         finally:
             if self._client.runstate == Runstate.IDLE:
                 sock.close()
