@@ -162,7 +162,7 @@ class QemuProcess:
         self._guard.__enter__()
         try:
             self.user = process.runas_user()
-            self.dir = _private_dir()
+            self.dir = _private_dir(self.user)
             self.sock = os.path.join(self.dir, "qmp.sock")
             # where QEMU writes (dumpdtb): its own directory once it has dropped to another user
             self.out = _output_dir(self.dir, self.user)
@@ -361,16 +361,41 @@ def _unix_path(address: str) -> str:
 # --------------------------------------------------------------------------------- process handling
 
 
-def _private_dir() -> str:
+def _private_dir(user: tuple[str, int, int] | None = None) -> str:
     """A fresh mode-0700 directory for the QMP socket, QEMU's output and the dumped DT.
 
     A unix socket path may not exceed 107 bytes; with a long TMPDIR the directory goes to /tmp.
+    So does it when QEMU will drop to ``user`` and could not reach it (a TMPDIR of mode 0700).
     """
     tmp = tempfile.mkdtemp(prefix="dtvm-qemu-")
-    if len(os.path.join(tmp, "qmp.sock").encode()) > 100 and os.path.isdir("/tmp"):
+    too_long = len(os.path.join(tmp, "qmp.sock").encode()) > 100
+    if (too_long or (user is not None and not _reachable(os.path.dirname(tmp), user))) and os.path.isdir("/tmp"):
         os.rmdir(tmp)
         tmp = tempfile.mkdtemp(prefix="dtvm-qemu-", dir="/tmp")
     return tmp
+
+
+def _reachable(path: str, user: tuple[str, int, int]) -> bool:
+    """Whether ``user`` may traverse every directory down to ``path`` (mode bits; ACLs aside)."""
+    _, uid, gid = user
+    path = os.path.abspath(path)
+    while True:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid == gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
 
 
 def _output_dir(tmp: str, user: tuple[str, int, int] | None) -> str:
