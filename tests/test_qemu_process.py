@@ -268,3 +268,45 @@ def test_signal_guard_restores_handlers() -> None:
         assert info.value.signum == signal.SIGTERM
         assert isinstance(info.value, KeyboardInterrupt)
     assert {s: signal.getsignal(s) for s in process.SIGNALS} == before
+
+
+@needs_qemu(X86)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT], ids=lambda s: s.name)
+def test_signal_ends_qmp_sessions_cleanly(tmp_path: Path, tmpdir_env: Path, sig: signal.Signals) -> None:
+    """hotplug watch (runs until stopped) and qemu2dtb --qmp on a VM that stopped answering: the
+    signal ends them as Ctrl-C does, the private directories go, the VM keeps running."""
+    from .qemu_helpers import start_vm, stop_vm
+
+    vm = start_vm([X86, "-M", "q35"], tmpdir_env / "vm")
+    env = {**os.environ, "TMPDIR": str(tmpdir_env / "t")}
+    (tmpdir_env / "t").mkdir()
+    try:
+        watch = subprocess.Popen([sys.executable, "-m", "dtvm", "hotplug", "--qmp", vm.address, "-o",
+                                  str(tmp_path / "vm.dtb"), "watch", "--interval", "0.2"],
+                                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "vm.dtb").exists():
+            assert watch.poll() is None and time.monotonic() < deadline, watch.communicate()
+            time.sleep(0.02)
+        watch.send_signal(sig)
+        _, err = watch.communicate(timeout=30)
+        assert "Traceback" not in err, err
+        assert watch.returncode == 0 and "stopped watching: interrupted" in err, (watch.returncode, err)
+        assert os.listdir(tmpdir_env / "t") == []
+        # the VM stops answering (SIGSTOP): qemu2dtb --qmp waits on it until the signal comes
+        os.kill(vm.pid, signal.SIGSTOP)
+        try:
+            read = subprocess.Popen([sys.executable, "-m", "dtvm", "qemu2dtb", "--qmp", vm.address,
+                                     "--timeout", "60"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            time.sleep(1.5)
+            assert read.poll() is None
+            read.send_signal(sig)
+            _, err = read.communicate(timeout=30)
+        finally:
+            os.kill(vm.pid, signal.SIGCONT)
+        assert read.returncode == 130 and err.strip() == "dtvm qemu2dtb: interrupted", (read.returncode, err)
+        assert os.listdir(tmpdir_env / "t") == []
+        assert vm.qmp("query-status")["status"] == "prelaunch"
+    finally:
+        stop_vm(vm)

@@ -58,6 +58,7 @@ from dtvm.qemu.errors import (
     QmpProtocolError,
     QmpReplyError,
 )
+from dtvm.qemu.process import signals_as_interrupt
 from dtvm.qemu.replies import ADDRESS_PROPS, MAX_DTB_BYTES, ReplyMismatch, check, describe_command
 from dtvm.qemu.snapshot import Peripheral, Snapshot
 
@@ -258,15 +259,20 @@ class QmpSession:
 
 
 def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine on a private event loop (in a worker thread if this thread already has one)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_quietly(make()))
-    from concurrent.futures import ThreadPoolExecutor
+    """Run a coroutine on a private event loop (in a worker thread if this thread already has one).
 
-    with ThreadPoolExecutor(1, thread_name_prefix="dtvm-qmp") as pool:
-        return pool.submit(lambda: asyncio.run(_quietly(make()))).result()
+    SIGTERM, SIGHUP and SIGQUIT interrupt it as Ctrl-C does (``dtvm.qemu.process``): the loop's tasks
+    are cancelled, so their ``finally`` clauses (closing the session, removing directories) run.
+    """
+    with signals_as_interrupt():
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(_quietly(make()))
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="dtvm-qmp") as pool:
+            return pool.submit(lambda: asyncio.run(_quietly(make()))).result()
 
 
 async def _quietly(coro: Awaitable[T]) -> T:
