@@ -28,6 +28,7 @@ import pytest
 from click.testing import CliRunner
 
 from dtvm.cli.group import cli
+from dtvm.errors import DtvmError
 
 from .qemu_helpers import VM, QmpFailed, needs_qemu, start_vm, stop_vm
 from .qmp_proxy import MutatingProxy, Plan
@@ -106,7 +107,7 @@ def _assert_clean(h: Harness, threads: int) -> None:
 
 @needs_qemu(X86, AARCH64)
 def test_mutating_proxy_sessions(workdir: Path) -> None:
-    """qemu2dtb --qmp and hotplug add/del through the mutating proxy: a few hundred seeded sessions."""
+    """qemu2dtb --qmp, hotplug add/del and watch through the mutating proxy: a few hundred seeded sessions."""
     q35 = _start([X86, "-M", "q35", "-device", "virtio-net-pci,id=n0", "-device", "qemu-xhci,id=usb",
                   "-device", "usb-tablet,id=tab", "-drive", "if=none,id=d0,driver=null-co",
                   "-device", "virtio-blk-pci,drive=d0,id=blk0"], workdir / "q35")
@@ -126,9 +127,11 @@ def test_mutating_proxy_sessions(workdir: Path) -> None:
             seed = FIRST_SEED + n
             plan = Plan.make(seed)
             began = time.monotonic()
-            job = ("qemu2dtb", "qemu2dtb", "hotplug")[seed % 3]
+            job = ("qemu2dtb", "qemu2dtb", "hotplug", "qemu2dtb", "qemu2dtb", "watch")[seed % 6]
             h = harnesses["virt" if job == "hotplug" or seed % 4 == 0 else "q35"]
-            if job == "qemu2dtb":
+            if job == "watch":
+                outcome = _watch_session(h, plan, tmp)
+            elif job == "qemu2dtb":
                 args = ["qemu2dtb", "--qmp", h.address, "--timeout", str(TIMEOUT)]
                 if seed % 5 == 0:
                     args += ["-o", str(tmp / "vm.dtb")]
@@ -151,6 +154,29 @@ def test_mutating_proxy_sessions(workdir: Path) -> None:
     # the mix is real: both outcomes happen for both commands
     assert counts.get("qemu2dtb:ok", 0) and counts.get("qemu2dtb:error", 0)
     assert counts.get("hotplug:ok", 0) and counts.get("hotplug:error", 0)
+    assert counts.get("watch:ok", 0) and counts.get("watch:error", 0)
+
+
+def _watch_session(h: Harness, plan: Plan, tmp: Path) -> str:
+    """hotplug watch for two reads (the API: the command runs until Ctrl-C or QEMU goes away)."""
+    from dtvm.qemu.hotplug import Outputs, watch
+
+    h.proxy.expect(plan)
+    start = time.monotonic()
+    old = tempfile.tempdir
+    tempfile.tempdir = str(tmp)
+    try:
+        watch(h.address, Outputs.from_options(str(tmp / "vm.dtb"), None), interval=0.05, timeout=TIMEOUT,
+              max_rounds=2)
+        outcome = "ok"
+    except DtvmError as exc:
+        assert "\n" not in str(exc), (plan, str(exc))
+        outcome = "error"
+    finally:
+        tempfile.tempdir = old
+    assert h.proxy.wait_session_end(10), "the proxy session did not end"
+    assert time.monotonic() - start < 4 * TIMEOUT + 10, plan
+    return outcome
 
 
 def _hotplug_session(h: Harness, plan: Plan) -> str:
