@@ -310,3 +310,16 @@ def test_signal_ends_qmp_sessions_cleanly(tmp_path: Path, tmpdir_env: Path, sig:
         assert vm.qmp("query-status")["status"] == "prelaunch"
     finally:
         stop_vm(vm)
+
+
+@needs_qemu(X86)
+@pytest.mark.skipif(not os.path.exists("/dev/net/tun") or os.geteuid() != 0,
+                    reason="a tap netdev needs /dev/net/tun and root before QEMU gets to its script")
+def test_sandbox_stops_helpers() -> None:
+    """A tap netdev's script= is a program QEMU would run: the sandbox (spawn=deny) kills QEMU first."""
+    argv, marker = marked([X86, "-M", "q35", "-netdev", "tap,id=t0,script=/bin/true,downscript=no",
+                           "-device", "e1000,netdev=t0"])
+    with pytest.raises(live.QemuExitedError, match="SIGSYS") as info:
+        live.read_argv(argv)
+    assert info.value.status == -signal.SIGSYS
+    assert qemu_pids_with(marker) == []

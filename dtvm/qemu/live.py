@@ -446,6 +446,8 @@ def _output(tmp: str, name: str) -> str:
 
 
 def _status_words(status: int) -> str:
+    if status == -signal.SIGSYS:
+        return "killed by SIGSYS: dtvm's -sandbox refused a system call, e.g. of an option that runs a helper"
     if status < 0:
         try:
             return f"killed by {signal.Signals(-status).name}"
