@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MUTATIONS", "MutatingProxy", "Plan"]
+__all__ = ["MUTATIONS", "VALUE_MUTATIONS", "MutatingProxy", "Plan", "mutate_value"]
 
 MUTATIONS = [
     "type", "type", "type", "drop-key", "drop-key", "rename-key", "huge-string", "long-list", "deep",
@@ -29,6 +29,10 @@ MUTATIONS = [
     "unknown-id", "event", "bad-event", "event-flood", "truncate-close", "garbage", "not-utf8",
     "array", "duplicate", "delay", "stall", "close", "no-newline-close",
 ]
+
+#: the mutations ``mutate_value`` applies to a parsed message
+VALUE_MUTATIONS = ["type", "type", "drop-key", "rename-key", "huge-string", "long-list", "deep", "qtree-lines",
+                   "surrogate"]
 
 _BAD_VALUES: list[Any] = [0, -1, 2**70, 1.5, "", "x", [], {}, None, True, False, [1, [2]], {"a": 1},
                           "\u2028", "-1", "0x10", "²", "1e400"]
@@ -249,73 +253,75 @@ class MutatingProxy:
             msg.pop("return", None)
             msg["error"] = rng.choice([{"class": 1, "desc": []}, [], "oops", {"desc": "no class"}])
         else:
-            self._mutate_value(plan, msg)
+            mutate_value(plan, msg)
         data = json.dumps(msg).encode()
         if plan.deep:
             data = data.replace(json.dumps(_DEEP).encode(), b"[" * plan.deep + b"0" + b"]" * plan.deep, 1)
         send(data + b"\n")
         return True
 
-    def _mutate_value(self, plan: Plan, msg: dict[str, Any]) -> None:
-        rng = plan.rng
-        how = plan.how
-        root_key = "return" if "return" in msg else ("QMP" if "QMP" in msg else next(iter(msg), None))
-        if root_key is None:
-            return
-        holder: Any = msg
-        key: Any = root_key
-        if how == "qtree-lines" or how == "surrogate":
-            strings = [(c, k) for c, k in [(msg, root_key), *_paths(msg[root_key])] if isinstance(c[k], str)]
-            if strings:
-                holder, key = rng.choice(strings)
-                text: str = holder[key]
-                if how == "surrogate":
-                    pos = rng.randrange(len(text) + 1)
-                    holder[key] = text[:pos] + rng.choice(["\udc80", "\x00", "\x1b[2J", "\n"]) + text[pos:]
-                    return
-                lines = text.split("\n")
-                for _ in range(rng.randrange(1, 4)):
-                    i = rng.randrange(len(lines))
-                    op = rng.randrange(6)
-                    if op == 0:
-                        del lines[i]
-                    elif op == 1:
-                        lines.insert(i, lines[i])
-                    elif op == 2:
-                        lines[i] = " " * rng.randrange(0, 40) + lines[i].lstrip()
-                    elif op == 3:
-                        lines[i] = lines[i][: rng.randrange(len(lines[i]) + 1)]
-                    elif op == 4:
-                        lines.insert(i, rng.choice(["bus: x", "  dev: , id \"\"", "addr = ²", "  bus: pci.0",
-                                                    '    addr = "zz.9"', "    unit = ٣", "dev: a, id \"b\""]))
-                    else:
-                        lines[i] = lines[i].replace("0x", "0y").replace(".", ",")
-                    if not lines:
-                        lines = [""]
-                holder[key] = "\n".join(lines)
+
+def mutate_value(plan: Plan, msg: dict[str, Any]) -> None:
+    """Change one value of a parsed message in place (the mutations that keep it valid JSON)."""
+    rng = plan.rng
+    how = plan.how
+    root_key = "return" if "return" in msg else ("QMP" if "QMP" in msg else next(iter(msg), None))
+    if root_key is None:
+        return
+    holder: Any = msg
+    key: Any = root_key
+    if how == "qtree-lines" or how == "surrogate":
+        strings = [(c, k) for c, k in [(msg, root_key), *_paths(msg[root_key])] if isinstance(c[k], str)]
+        if strings:
+            holder, key = rng.choice(strings)
+            text: str = holder[key]
+            if how == "surrogate":
+                pos = rng.randrange(len(text) + 1)
+                holder[key] = text[:pos] + rng.choice(["\udc80", "\x00", "\x1b[2J", "\n"]) + text[pos:]
                 return
-        paths = _paths(msg[root_key])
-        if paths and rng.random() < 0.8:
-            holder, key = rng.choice(paths)
-        if how == "drop-key" or how == "rename-key":
-            dicts = [d for d in [msg[root_key], *[c[k] for c, k in paths]] if isinstance(d, dict) and d]
-            if dicts:
-                d = rng.choice(dicts)
-                k = rng.choice(list(d))
-                value = d.pop(k)
-                if how == "rename-key":
-                    d[k + "_"] = value
+            lines = text.split("\n")
+            for _ in range(rng.randrange(1, 4)):
+                i = rng.randrange(len(lines))
+                op = rng.randrange(6)
+                if op == 0:
+                    del lines[i]
+                elif op == 1:
+                    lines.insert(i, lines[i])
+                elif op == 2:
+                    lines[i] = " " * rng.randrange(0, 40) + lines[i].lstrip()
+                elif op == 3:
+                    lines[i] = lines[i][: rng.randrange(len(lines[i]) + 1)]
+                elif op == 4:
+                    lines.insert(i, rng.choice(["bus: x", "  dev: , id \"\"", "addr = ²", "  bus: pci.0",
+                                                '    addr = "zz.9"', "    unit = ٣", "dev: a, id \"b\""]))
+                else:
+                    lines[i] = lines[i].replace("0x", "0y").replace(".", ",")
+                if not lines:
+                    lines = [""]
+            holder[key] = "\n".join(lines)
             return
-        if how == "huge-string":
-            holder[key] = "y" * rng.choice([70000, 2_000_000])
-        elif how == "long-list":
-            holder[key] = list(range(rng.choice([70000, 600_000])))
-        elif how == "deep":
-            holder[key] = _nested(rng.choice([33, 40, 200]))
-        elif how == "very-deep":  # too deep for json.dumps: spliced in as text by _mutate
-            plan.deep = rng.choice([3000, 100_000])
-            holder[key] = _DEEP
-        else:  # "type" and the id/error mutations that did not apply to this message
-            current = holder[key]
-            choices = [v for v in _BAD_VALUES if type(v) is not type(current)]
-            holder[key] = rng.choice(choices)
+    paths = _paths(msg[root_key])
+    if paths and rng.random() < 0.8:
+        holder, key = rng.choice(paths)
+    if how == "drop-key" or how == "rename-key":
+        dicts = [d for d in [msg[root_key], *[c[k] for c, k in paths]] if isinstance(d, dict) and d]
+        if dicts:
+            d = rng.choice(dicts)
+            k = rng.choice(list(d))
+            value = d.pop(k)
+            if how == "rename-key":
+                d[k + "_"] = value
+        return
+    if how == "huge-string":
+        holder[key] = "y" * rng.choice([70000, 2_000_000])
+    elif how == "long-list":
+        holder[key] = list(range(rng.choice([70000, 600_000])))
+    elif how == "deep":
+        holder[key] = _nested(rng.choice([33, 40, 200]))
+    elif how == "very-deep":  # too deep for json.dumps: spliced in as text by _mutate
+        plan.deep = rng.choice([3000, 100_000])
+        holder[key] = _DEEP
+    else:  # "type" and the id/error mutations that did not apply to this message
+        current = holder[key]
+        choices = [v for v in _BAD_VALUES if type(v) is not type(current)]
+        holder[key] = rng.choice(choices)

@@ -13,6 +13,7 @@ VM still answering).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -71,6 +72,17 @@ def _outcome(result: Any, command: str, plan: Plan | None) -> str:
     return "error"
 
 
+@contextlib.contextmanager
+def _tempdir(path: Path) -> Iterator[None]:
+    """dtvm's private directories go here (tempfile caches TMPDIR: set its own variable too)."""
+    old = tempfile.tempdir
+    tempfile.tempdir = str(path)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = old
+
+
 def _leftovers(tmp: Path) -> list[str]:
     return sorted(os.listdir(tmp))
 
@@ -86,8 +98,8 @@ class Harness:
     def run(self, args: list[str], plan: Plan | None) -> Any:
         self.proxy.expect(plan)
         start = time.monotonic()
-        env = {"TMPDIR": str(self.tmp)}
-        result = self.runner.invoke(cli, args, env=env, catch_exceptions=True)
+        with _tempdir(self.tmp):
+            result = self.runner.invoke(cli, args, catch_exceptions=True)
         elapsed = time.monotonic() - start
         assert self.proxy.wait_session_end(10), "the proxy session did not end"
         # bounded: connect + read + (hotplug) a second read + describe; stalls end at --timeout
@@ -163,17 +175,14 @@ def _watch_session(h: Harness, plan: Plan, tmp: Path) -> str:
 
     h.proxy.expect(plan)
     start = time.monotonic()
-    old = tempfile.tempdir
-    tempfile.tempdir = str(tmp)
     try:
-        watch(h.address, Outputs.from_options(str(tmp / "vm.dtb"), None), interval=0.05, timeout=TIMEOUT,
-              max_rounds=2)
+        with _tempdir(tmp):
+            watch(h.address, Outputs.from_options(str(tmp / "vm.dtb"), None), interval=0.05, timeout=TIMEOUT,
+                  max_rounds=2)
         outcome = "ok"
     except DtvmError as exc:
         assert "\n" not in str(exc), (plan, str(exc))
         outcome = "error"
-    finally:
-        tempfile.tempdir = old
     assert h.proxy.wait_session_end(10), "the proxy session did not end"
     assert time.monotonic() - start < 4 * TIMEOUT + 10, plan
     return outcome
@@ -326,7 +335,8 @@ def test_bad_peer(tmp_path: Path, name: str) -> None:
     try:
         for args in (["qemu2dtb", "--qmp", f"unix:{peer.path}", "--timeout", "2"],):
             start = time.monotonic()
-            result = runner.invoke(cli, args, env={"TMPDIR": str(tmp_path)})
+            with _tempdir(tmp_path):
+                result = runner.invoke(cli, args)
             elapsed = time.monotonic() - start
             assert elapsed < 8, f"{name}: {elapsed:.1f} s"
             assert _outcome(result, "qemu2dtb", None) == "error", result.stdout
@@ -343,8 +353,9 @@ def test_bad_peer_hotplug(tmp_path: Path, name: str) -> None:
     sock_dir = Path(tempfile.mkdtemp(prefix="q19p-", dir="/tmp"))
     peer = BadPeer(sock_dir / "s", greeting, answer)
     try:
-        result = CliRunner().invoke(cli, ["hotplug", "--qmp", f"unix:{peer.path}", "--timeout", "2", "add",
-                                          "virtio-net-pci,id=x"], env={"TMPDIR": str(tmp_path)})
+        with _tempdir(tmp_path):
+            result = CliRunner().invoke(cli, ["hotplug", "--qmp", f"unix:{peer.path}", "--timeout", "2", "add",
+                                              "virtio-net-pci,id=x"])
         assert _outcome(result, "hotplug", None) == "error"
     finally:
         peer.close()
@@ -392,3 +403,58 @@ def test_reply_error_names_the_command(command: str, arguments: Any, value: Any,
         peer.close()
         shutil.rmtree(sock_dir, ignore_errors=True)
     assert str(info.value) == f"peer: {expected}"
+
+
+# ------------------------------------------------------------ the QEMU that dtvm starts itself
+
+STARTED_SESSIONS = int(os.environ.get("DTVM_FUZZ_QMP_STARTED", "30"))
+
+
+@needs_qemu(X86)
+def test_mutated_answers_of_started_qemu(monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
+    """``qemu2dtb -- ARGV`` (and so ``machine show --online`` and dtb2qemu's check, which read the
+    same way) talks to the QEMU it starts over a private socket, where no proxy can sit: here the
+    client's reader mutates one seeded answer instead. Each run: success or one line, and the QEMU
+    killed and its directory removed."""
+    import random
+
+    from qemu.qmp.message import Message
+
+    from dtvm.qemu import qmp
+
+    from .qemu_helpers import qemu_pids_with
+    from .qmp_proxy import VALUE_MUTATIONS, mutate_value
+
+    state: dict[str, Any] = {"plan": None, "n": 0}
+    real = qmp._QuietClient._do_recv
+
+    async def do_recv(self: Any) -> Message:
+        msg = await real(self)
+        plan = state["plan"]
+        if plan is not None and state["n"] == plan.at:
+            data = dict(msg)
+            mutate_value(plan, data)
+            msg = Message(data)
+        state["n"] += 1
+        return msg
+
+    monkeypatch.setattr(qmp._QuietClient, "_do_recv", do_recv)
+    tmp = workdir / "started"
+    tmp.mkdir()
+    runner = CliRunner()
+    counts: dict[str, int] = {}
+    for n in range(STARTED_SESSIONS):
+        rng = random.Random(4200 + n)
+        plan = Plan(4200 + n, rng.randrange(2, 150), rng.choice(VALUE_MUTATIONS), rng)
+        state.update(plan=plan, n=0)
+        marker = f"dtvm-fuzz-{plan.seed}"
+        binary, machine = ((X86, "q35"), (X86, "pc"), (AARCH64, "virt"))[n % 3]
+        with _tempdir(tmp):
+            result = runner.invoke(cli, ["qemu2dtb", "--timeout", "20", "--", binary, "-M", machine,
+                                         "-name", marker])
+        outcome = _outcome(result, "qemu2dtb", plan)
+        counts[outcome] = counts.get(outcome, 0) + 1
+        assert qemu_pids_with(marker) == [], plan
+        assert os.listdir(tmp) == [], plan
+    print(f"\nmutated answers of started QEMU: {STARTED_SESSIONS} runs: {counts}")
+    assert counts.get("ok") and counts.get("error")
