@@ -122,7 +122,10 @@ def signals_as_interrupt() -> Iterator[None]:
                 _guard_depth -= 1
                 if _guard_depth == 0:
                     for sig, previous in _saved.items():
-                        signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+                        try:
+                            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+                        except ValueError:  # left from another thread (a QemuProcess collected there)
+                            pass
                     _saved.clear()
 
 
