@@ -574,3 +574,10 @@ def test_saved_snapshots_load() -> None:
         snap = Snapshot.from_json(path.read_bytes())
         assert snap.argv and snap.qtree and snap.cpus, path.name
         assert (snap.dtb is None) == snap.arch.startswith("x86"), path.name
+
+
+def test_qmp_layer_does_not_import_the_process_layer() -> None:
+    """qmp (protocol and client) is below live (processes): importing it must not load live."""
+    code = "import sys, dtvm.qemu.qmp; print('dtvm.qemu.live' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
