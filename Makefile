@@ -10,7 +10,7 @@ DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-ar
 
 DEMO_PACKAGES := python3-venv qemu-system-arm
 
-.PHONY: demo demo-deps test venv deps lint parity bench clean api-docs
+.PHONY: demo demo-deps test venv deps lint parity bench clean api-docs fuzz-qmp
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ parity: deps venv
 	$(PY) scripts/checks_parity.py
 	$(PY) scripts/outputs_parity.py
 	$(PY) scripts/cpp_parity.py
+
+# the QMP and command-line fuzz targets for longer (the test suite runs 240 sessions and 400 lines)
+fuzz-qmp: deps $(PY)
+	$(PIP) install -q -e '.[test]'
+	DTVM_FUZZ_QMP_SESSIONS=$${SESSIONS:-3000} DTVM_FUZZ_QMP_SEED=$${SEED:-1900} DTVM_FUZZ_ARGV_CASES=$${CASES:-5000} \
+		$(PY) -m pytest -q -s tests/test_qmp_fuzz.py tests/test_argv_fuzz.py
 
 bench: deps $(PY)
 	$(PIP) install -q -e '.[bench]'

@@ -514,10 +514,10 @@ def test_qemu_killed_mid_read_argv(monkeypatch: pytest.MonkeyPatch, nth: int) ->
     started: list[subprocess.Popen[bytes]] = []
     real_spawn = live._spawn
 
-    def spawn(*args: Any) -> subprocess.Popen[bytes]:
-        proc = real_spawn(*args)
-        started.append(proc)
-        return proc
+    def spawn(*args: Any) -> Any:
+        group = real_spawn(*args)
+        started.append(group.proc)
+        return group
 
     monkeypatch.setattr(live, "_spawn", spawn)
     _kill_at(monkeypatch, nth, lambda: started[0].pid)
@@ -574,3 +574,10 @@ def test_saved_snapshots_load() -> None:
         snap = Snapshot.from_json(path.read_bytes())
         assert snap.argv and snap.qtree and snap.cpus, path.name
         assert (snap.dtb is None) == snap.arch.startswith("x86"), path.name
+
+
+def test_qmp_layer_does_not_import_the_process_layer() -> None:
+    """qmp (protocol and client) is below live (processes): importing it must not load live."""
+    code = "import sys, dtvm.qemu.qmp; print('dtvm.qemu.live' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr

@@ -305,6 +305,15 @@ def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
 
 
 def _matches(dev: Device, address: dict[str, Any]) -> bool:
+    """Whether a QOM peripheral's raw address values (integers, or strings for USB ports, as the
+    reply check lets through) name this device; a value that is not a number never matches."""
+    try:
+        return _matches_raw(dev, address)
+    except (TypeError, ValueError):
+        return False
+
+
+def _matches_raw(dev: Device, address: dict[str, Any]) -> bool:
     kind, values = dev.address
     if kind == "pci" and "addr" in address:
         try:

@@ -55,7 +55,8 @@ from dtvm.qemu.assign import (
     assign,
 )
 from dtvm.qemu.config import from_snapshot
-from dtvm.qemu.live import QemuError, QemuTimeoutError, QmpCommandError, QmpProtocolError, _unix_path
+from dtvm.qemu.errors import QemuError, QemuTimeoutError, QmpCommandError, QmpProtocolError
+from dtvm.qemu.live import _unix_path
 from dtvm.qemu.opts import parse as parse_options
 from dtvm.qemu.snapshot import Snapshot
 from dtvm.vm import codec

@@ -28,6 +28,7 @@ reply may not exceed ``dtvm.qemu.qmp.MAX_REPLY_BYTES``; the dumped DT may not ex
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -39,7 +40,19 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from dtvm.errors import DtvmError
+from dtvm.qemu import process
+from dtvm.qemu.errors import (
+    NotAnsweredError,
+    QemuArgvError,
+    QemuError,
+    QemuExitedError,
+    QemuNotFoundError,
+    QemuTimeoutError,
+    QmpCommandError,
+    QmpProtocolError,
+    QmpReplyError,
+)
+from dtvm.qemu.replies import ADDRESS_PROPS, MAX_DTB_BYTES
 from dtvm.qemu.snapshot import Snapshot
 
 __all__ = [
@@ -54,15 +67,12 @@ __all__ = [
     "QemuTimeoutError",
     "QmpCommandError",
     "QmpProtocolError",
+    "QmpReplyError",
     "debian_package",
     "read_argv",
     "read_socket",
     "start_argv",
 ]
-
-#: Bus address properties read from every ``-device``/``device_add`` device that has them.
-ADDRESS_PROPS = ("addr", "port", "unit", "scsi-id", "lun", "channel", "nr", "reg", "iobase", "index",
-                 "address", "bus-nr")
 
 #: Options a command line given to :func:`read_argv` may not contain, and why.  ``-S``, ``-qmp``,
 #: ``-monitor``, ``-mon`` and ``-display`` are accepted: dtvm adds ``-S`` anyway, extra monitors are
@@ -72,9 +82,6 @@ REJECTED_OPTIONS = {
     "-incoming": "QEMU would wait for a migration stream instead of building the machine",
     "-preconfig": "QEMU would wait for configuration commands instead of building the machine",
 }
-
-#: The largest device tree blob accepted from ``dumpdtb`` (arm ``virt`` pads its DT to 1 MiB).
-MAX_DTB_BYTES = 16 << 20
 
 #: Where each ``qemu-system-*`` binary comes from on Debian (the rest is in qemu-system-misc).
 _DEBIAN_PACKAGES = {
@@ -87,53 +94,6 @@ _DEBIAN_PACKAGES = {
 }
 
 _OUTPUT_CAP = 64 << 10  # bytes of QEMU's stdout/stderr looked at for an error message
-
-
-class QemuError(DtvmError):
-    """Anything that went wrong while starting, reaching or reading QEMU (one line for the user)."""
-
-
-class QmpProtocolError(QemuError):
-    """The peer is not a (working) QMP server: garbage, no greeting, a hang-up, an oversized reply."""
-
-
-class QmpCommandError(QemuError):
-    """QEMU refused one command; ``error_class`` and ``desc`` are QEMU's own words."""
-
-    def __init__(self, command: str, error_class: str, desc: str) -> None:
-        self.command = command
-        self.error_class = error_class
-        self.desc = desc
-        super().__init__(f"QEMU refused {command}: {desc}")
-
-
-
-class QemuArgvError(QemuError):
-    """The command line cannot be read safely (rejected option, not a list of strings, ...)."""
-
-
-class QemuNotFoundError(QemuError):
-    """The QEMU binary does not exist (the message names the Debian package that provides it)."""
-
-
-class QemuExitedError(QemuError):
-    """QEMU exited on its own: it rejected the arguments, or died while being read.
-
-    ``status`` is the exit status (negative: killed by that signal), ``stderr`` everything it said.
-    """
-
-    def __init__(self, message: str, status: int | None, stderr: str) -> None:
-        self.status = status
-        self.stderr = stderr
-        super().__init__(message)
-
-
-class QemuTimeoutError(QemuError):
-    """QEMU did not answer within the deadline (a hang, or an option that makes it wait)."""
-
-
-class NotAnsweredError(QemuError):
-    """QEMU went away before its first answer (replaced by QEMU's own message when it exited)."""
 
 
 def debian_package(binary: str) -> str | None:
@@ -185,60 +145,102 @@ def start_argv(argv: Sequence[str], *, timeout: float = 10.0,
 
 
 class QemuProcess:
-    """A QEMU started paused by :func:`start_argv`: read it once, then close it (kill by pid, reap)."""
+    """A QEMU started paused by :func:`start_argv`: read it once, then close it (kill its process
+    group, reap, remove the private directory).  See ``dtvm.qemu.process`` for how it is confined
+    and why it cannot outlive dtvm."""
 
     def __init__(self, argv: list[str], binary: str, timeout: float, timings: dict[str, float]) -> None:
         self.argv = argv
+        self.binary = binary
         self.timings = timings
         self.timeout = timeout
         self._t0 = self._spawned = time.perf_counter()
         self.deadline = time.monotonic() + timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.dir = _private_dir()
-        self.sock = os.path.join(self.dir, "qmp.sock")
+        self.group: process.Group | None = None
+        self.dir = ""
+        self._guard: contextlib.AbstractContextManager[None] | None = process.signals_as_interrupt()
+        self._guard.__enter__()
         try:
-            qmp_arg = "unix:" + self.sock.replace(",", ",,") + ",server=on,wait=off"
-            full = [binary, *argv[1:], "-S", "-display", "none", "-qmp", qmp_arg]
-            with open(os.path.join(self.dir, "stdout"), "wb") as out, \
-                    open(os.path.join(self.dir, "stderr"), "wb") as err:
-                self._spawned = time.perf_counter()
-                self.proc = _spawn(full, out, err)
+            self.user = process.runas_user()
+            self.dir = _private_dir(self.user)
+            self.sock = os.path.join(self.dir, "qmp.sock")
+            # where QEMU writes (dumpdtb): its own directory once it has dropped to another user
+            self.out = _output_dir(self.dir, self.user)
+            self.sandbox = _SANDBOX_OK.get(binary, True)
+            self._start()
         except BaseException:
             self.close()
             raise
         timings["start"] = _ms(self._t0)
 
+    def _start(self) -> None:
+        qmp_arg = "unix:" + self.sock.replace(",", ",,") + ",server=on,wait=off"
+        full = [self.binary, *self.argv[1:], "-S", "-display", "none", "-qmp", qmp_arg,
+                *process.confinement(self.sandbox, self.user)]
+        with open(os.path.join(self.dir, "stdout"), "wb") as out, \
+                open(os.path.join(self.dir, "stderr"), "wb") as err:
+            self._spawned = time.perf_counter()
+            self.group = _spawn(full, out, err, self.dir)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return None if self.group is None else self.group.proc
+
     @property
     def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+        return None if self.group is None else self.group.proc.pid
 
     def read(self) -> Snapshot:
         """Connect (waiting for QEMU to come up), read everything, return the Snapshot."""
-        if self.proc is None or not self.dir:
+        if self.group is None or not self.dir:
             raise QemuError("this QEMU was already stopped")
         from dtvm.qemu import qmp  # asyncio and qemu.qmp load here, while QEMU starts
 
-        proc = self.proc
         try:
-            snap = qmp.run(lambda: qmp.read_process(proc, self.sock, self.dir, self.deadline, self.timeout,
-                                                    self.timings, self._spawned))
-        except QemuError as error:
-            raise _explain_exit(proc, self.dir, self.argv[0], error) from None
+            snap = self._read(qmp, self.group.proc)
+        except QemuExitedError as error:
+            if not (self.sandbox and _refused_sandbox(error)):
+                raise
+            # a QEMU built without seccomp (or older than spawn=): start it again without -sandbox
+            _SANDBOX_OK[self.binary] = self.sandbox = False
+            _stop(self.group)
+            self.group = None
+            self._start()
+            assert self.group is not None
+            snap = self._read(qmp, self.group.proc)
+        else:
+            _SANDBOX_OK[self.binary] = self.sandbox
         snap.argv = list(self.argv)
         # dtvm's own monitor is not part of the VM the command line describes
         ours = f"unix:{self.sock},server=on"
         snap.chardevs = [c for c in snap.chardevs if not (isinstance(c, dict) and c.get("filename") == ours)]
         return snap
 
+    def _read(self, qmp: Any, proc: subprocess.Popen[bytes]) -> Snapshot:
+        try:
+            snap: Snapshot = qmp.run(lambda: qmp.read_process(proc, self.sock, self.out, self.deadline,
+                                                              self.timeout, self.timings, self._spawned))
+        except QemuError as error:
+            raise _explain_exit(proc, self.dir, self.argv[0], error) from None
+        return snap
+
     def close(self) -> None:
-        """Kill QEMU by its pid, reap it, remove the private directory.  Idempotent."""
-        if not self.dir:
+        """Kill QEMU's process group, reap it, remove the private directory.  Idempotent.
+
+        Signals are held back meanwhile: a second Ctrl-C or SIGTERM must not cut the clean-up
+        short; it arrives once QEMU is gone.
+        """
+        if self._guard is None:
             return
         t1 = time.perf_counter()
-        if self.proc is not None:
-            _stop(self.proc)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir = ""
+        with process.signals_blocked():
+            if self.group is not None:
+                _stop(self.group)
+            if self.dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.dir = ""
+            guard, self._guard = self._guard, None
+            guard.__exit__(None, None, None)
         self.timings["stop"] = _ms(t1)
         self.timings["total"] = _ms(self._t0)
 
@@ -273,12 +275,14 @@ def read_socket(address: str, *, timeout: float = 10.0,
     deadline = time.monotonic() + _checked_timeout(timeout)
     from dtvm.qemu import qmp
 
-    tmp = _private_dir()
-    try:
-        return qmp.run(lambda: qmp.read_address(path, address, tmp, deadline, timeout, t))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        t["total"] = _ms(t0)
+    with process.signals_as_interrupt():
+        tmp = _private_dir()
+        try:
+            return qmp.run(lambda: qmp.read_address(path, address, tmp, deadline, timeout, t))
+        finally:
+            with process.signals_blocked():
+                shutil.rmtree(tmp, ignore_errors=True)
+            t["total"] = _ms(t0)
 
 
 def _ms(since: float) -> float:
@@ -357,39 +361,80 @@ def _unix_path(address: str) -> str:
 # --------------------------------------------------------------------------------- process handling
 
 
-def _private_dir() -> str:
+def _private_dir(user: tuple[str, int, int] | None = None) -> str:
     """A fresh mode-0700 directory for the QMP socket, QEMU's output and the dumped DT.
 
     A unix socket path may not exceed 107 bytes; with a long TMPDIR the directory goes to /tmp.
+    So does it when QEMU will drop to ``user`` and could not reach it (a TMPDIR of mode 0700).
     """
     tmp = tempfile.mkdtemp(prefix="dtvm-qemu-")
-    if len(os.path.join(tmp, "qmp.sock").encode()) > 100 and os.path.isdir("/tmp"):
+    too_long = len(os.path.join(tmp, "qmp.sock").encode()) > 100
+    if (too_long or (user is not None and not _reachable(os.path.dirname(tmp), user))) and os.path.isdir("/tmp"):
         os.rmdir(tmp)
         tmp = tempfile.mkdtemp(prefix="dtvm-qemu-", dir="/tmp")
     return tmp
 
 
-def _spawn(cmd: list[str], stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:
-    """Start QEMU (never through a shell); a binary that cannot be executed is a QemuError."""
+def _reachable(path: str, user: tuple[str, int, int]) -> bool:
+    """Whether ``user`` may traverse every directory down to ``path`` (mode bits; ACLs aside)."""
+    _, uid, gid = user
+    path = os.path.abspath(path)
+    while True:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid == gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+def _output_dir(tmp: str, user: tuple[str, int, int] | None) -> str:
+    """The directory QEMU may write into: ``tmp`` itself, or, when QEMU drops to ``user``, a
+    subdirectory that user owns (``tmp`` then becomes traversable, not listable, by others: it
+    holds QEMU's output files, which stay root's, and the socket, which only QEMU's owner may
+    connect to)."""
+    if user is None:
+        return tmp
+    out = os.path.join(tmp, "qemu")
+    os.mkdir(out, 0o700)
+    os.chown(out, user[1], user[2])
+    os.chmod(tmp, 0o711)
+    return out
+
+
+#: binary -> whether it accepted dtvm's -sandbox (absent: not tried yet in this process)
+_SANDBOX_OK: dict[str, bool] = {}
+
+
+def _refused_sandbox(error: QemuError) -> bool:
+    """QEMU rejected the -sandbox dtvm added (built without seccomp, or too old for its filters)."""
+    return isinstance(error, QemuExitedError) and error.status not in (None, 0) and any(
+        "-sandbox" in line for line in error.stderr.splitlines()[:3])
+
+
+def _spawn(cmd: list[str], stdout: Any, stderr: Any, cwd: str) -> process.Group:
+    """Start QEMU (never through a shell) in its own process group; failing to execute is a QemuError."""
     try:
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, close_fds=True)
+        return process.spawn_group(cmd, cwd=cwd, stdout=stdout, stderr=stderr)
     except FileNotFoundError:
         raise QemuNotFoundError(_not_found(cmd[0], f"{cmd[0]}: no such file")) from None
     except OSError as err:
         raise QemuError(f"cannot run {cmd[0]}: {err.strerror or err}") from None
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Kill QEMU by its pid and reap it.  Nothing of QEMU's state is worth a graceful quit."""
-    if proc.returncode is None:
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL (D state)
-        pass
+def _stop(group: process.Group) -> None:
+    """Kill QEMU's whole process group and reap it.  Nothing of QEMU's state is worth a graceful quit."""
+    process.stop_group(group)
 
 
 def _output(tmp: str, name: str) -> str:
@@ -401,6 +446,8 @@ def _output(tmp: str, name: str) -> str:
 
 
 def _status_words(status: int) -> str:
+    if status == -signal.SIGSYS:
+        return "killed by SIGSYS: dtvm's -sandbox refused a system call, e.g. of an option that runs a helper"
     if status < 0:
         try:
             return f"killed by {signal.Signals(-status).name}"

@@ -156,8 +156,16 @@ def explain(
             return job[0], job[2], None  # QEMU refuses the combination: nothing to learn
 
     adds: dict[str, list[str]] = {}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(run, jobs))
+    # The probes run in worker threads, where Python cannot handle signals: the main thread takes
+    # SIGTERM/SIGHUP/SIGQUIT as Ctrl-C here, and no queued probe starts a QEMU after that.
+    from dtvm.qemu.process import signals_as_interrupt
+
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        with signals_as_interrupt():
+            results = list(pool.map(run, jobs))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     for label, is_switch, cfg in results:
         if cfg is None:
             continue

@@ -4,19 +4,25 @@
 concurrent callers).  :class:`QmpSession` adds what reading someone else's VM needs and the library
 leaves to its caller:
 
-- every failure becomes one :class:`~dtvm.qemu.live.QemuError` line (a socket that is not QMP,
+- every failure becomes one :class:`~dtvm.qemu.errors.QemuError` line (a socket that is not QMP,
   garbage, a reply that is too large, QEMU hanging up), never a library exception or a traceback;
 - a cap on the size of one reply (the library's stream limit), so a broken or hostile server cannot
   make us buffer without bound;
 - no per-message logging: the library pretty-prints every message for its debug log even when debug
   logging is off, which was the larger part of the client's own cost on big replies;
 - no writes to a connection already lost (asyncio would print a warning on stderr), and the
-  library's background tasks are always collected (``close``).
+  library's background tasks are always collected (``close``);
+- every answer checked against the shape of its command (``dtvm.qemu.replies``) before anyone
+  reads it, and messages the library would route blindly (an ``id`` that is a list, an ``event``
+  that is not a name, JSON nested past the decoder's recursion limit) refused as protocol errors;
+- events dropped on arrival unless a subclass wants them (the library's default listener keeps
+  every event forever: a peer could fill memory with them).
 
 :func:`read_snapshot` is the plan of commands (see ``dtvm.qemu.live`` for what it costs);
 :func:`read_process` and :func:`read_address` add connecting and the deadline; :func:`run` drives
-them on a private event loop.  ``live`` imports this module only when it reads (asyncio and
-``qemu.qmp`` take 25 ms to import, which then overlaps QEMU's own start).
+them on a private event loop.  ``live`` (the process layer above this one) imports this module only
+when it reads (asyncio and ``qemu.qmp`` take 25 ms to import, which then overlaps QEMU's own start);
+this module imports nothing from ``live``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import asyncio
 import os
 import re
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -43,18 +50,20 @@ from qemu.qmp.error import ProtocolError
 from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
 from qemu.qmp.qmp_client import GreetingError, NegotiationError, ServerParseError
 
-from dtvm.qemu.live import (
-    ADDRESS_PROPS,
-    MAX_DTB_BYTES,
+from dtvm.qemu.errors import (
     NotAnsweredError,
     QemuError,
     QemuTimeoutError,
     QmpCommandError,
     QmpProtocolError,
+    QmpReplyError,
 )
+from dtvm.qemu.process import signals_as_interrupt
+from dtvm.qemu.replies import ADDRESS_PROPS, MAX_DTB_BYTES, ReplyMismatch, check, describe_command
 from dtvm.qemu.snapshot import Peripheral, Snapshot
 
-__all__ = ["MAX_REPLY_BYTES", "QmpSession", "read_address", "read_process", "read_snapshot", "run"]
+__all__ = ["ADDRESS_PROPS", "MAX_DTB_BYTES", "MAX_REPLY_BYTES", "QmpSession", "read_address", "read_process",
+           "read_snapshot", "run"]
 
 T = TypeVar("T")
 
@@ -62,6 +71,12 @@ T = TypeVar("T")
 #: is about 40 KB and the largest ``device-list-properties`` reply about 10 KB; 8 MiB leaves room for
 #: very large VMs while bounding what a misbehaving server can make us hold.
 MAX_REPLY_BYTES = 8 << 20
+
+#: Fan-out bounds of one read: device types asked about (``device-list-properties`` each) and
+#: -device/device_add devices walked.  A VM near these is far beyond what QEMU's buses hold; an
+#: answer beyond them is refused rather than turned into that many commands.
+MAX_DEVICE_TYPES = 4096
+MAX_PERIPHERALS = 16384
 
 # qom-list type names of the properties machine_props reads (QEMU spells integer types several ways:
 # "int", "uint32", "uint64_t"); links, children and structs (SMPConfiguration, "struct tm", ...) are not
@@ -84,6 +99,24 @@ class _QuietClient(QMPClient):
 
     def _cb_inbound(self, msg: Message) -> Message:
         return msg
+
+    async def _do_recv(self) -> Message:
+        try:
+            return await super()._do_recv()
+        except RecursionError:  # json's C decoder on [[[[...: not a QMP message
+            raise DeserializationError("nested too deep", b"") from None
+
+    async def _on_message(self, msg: Message) -> None:
+        # The library routes by msg["id"] (a dict lookup: a list id raises TypeError in its reader
+        # task) and dispatches events by name: refuse what no QMP server sends.
+        if "event" in msg:
+            if not isinstance(msg["event"], str) or not isinstance(msg.get("data", {}), dict):
+                raise ProtocolError("it sent an event that is not a QMP event")
+        elif msg.get("id") is not None and not isinstance(msg.get("id"), str):
+            raise ProtocolError("it sent a reply whose id is not one dtvm gave")
+        elif "return" not in msg and "error" not in msg:
+            raise ProtocolError("it sent a message that is neither a reply nor an event")
+        await super()._on_message(msg)
 
     def _do_send(self, msg: Message) -> None:
         # Once the peer is gone, asyncio's transport drops further writes and, from the fifth one on,
@@ -136,8 +169,13 @@ class QmpSession:
         self.where = where
         self.commands = 0  # issued so far (for timings and tests)
         self._client = _QuietClient(where, readbuflen=MAX_REPLY_BYTES)
+        self._client.events.event_filter = self._take_event
         self._lost: str | None = None
         self._losing: asyncio.Future[str] | None = None
+
+    def _take_event(self, msg: Message) -> bool:
+        """Events are not read here: keep none (a subclass that follows events overrides this)."""
+        return False
 
     async def connect(self, path: str) -> None:
         """Connect to a unix socket, read the greeting, negotiate capabilities.
@@ -159,25 +197,34 @@ class QmpSession:
             await self._client.connect(sock)
         except ConnectError as err:
             raise QmpProtocolError(f"{self.where}: not a QMP server: {_describe(err)}") from None
+        except (AssertionError, EOFError, QMPError, ValueError) as err:
+            # the peer hung up right after negotiating: the library then fails its own runstate
+            # assertion instead of raising ConnectError
+            reason = "the connection was lost" if isinstance(err, AssertionError) else _describe(err)
+            raise QmpProtocolError(f"{self.where}: not a QMP server: {reason}") from None
         finally:
             if self._client.runstate == Runstate.IDLE:
                 sock.close()
 
     async def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> Any:
-        """Run one command and return its ``return`` value.
+        """Run one command and return its ``return`` value, checked against the command's shape.
 
         QEMU's error answer raises :class:`QmpCommandError`; a broken connection or an answer that is
-        not QMP raises :class:`QmpProtocolError`.
+        not QMP raises :class:`QmpProtocolError`; an answer of the wrong shape :class:`QmpReplyError`.
         """
         if self._lost is not None:
             raise QmpProtocolError(self._lost)
         self.commands += 1
         try:
-            return await self._client.execute(command, arguments)
+            value = await self._client.execute(command, arguments)
         except ExecuteError as err:
             raise QmpCommandError(command, err.error_class, err.error.error.desc) from None
         except (QMPError, OSError, EOFError, ValueError) as err:
             raise QmpProtocolError(await self._lose(command, err)) from None
+        try:
+            return check(command, arguments, value)
+        except ReplyMismatch as err:
+            raise QmpReplyError(self.where, describe_command(command, arguments), str(err)) from None
 
     async def _lose(self, command: str, err: BaseException) -> str:
         """The connection broke: find out why (once, however many commands were in flight)."""
@@ -212,15 +259,20 @@ class QmpSession:
 
 
 def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine on a private event loop (in a worker thread if this thread already has one)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_quietly(make()))
-    from concurrent.futures import ThreadPoolExecutor
+    """Run a coroutine on a private event loop (in a worker thread if this thread already has one).
 
-    with ThreadPoolExecutor(1, thread_name_prefix="dtvm-qmp") as pool:
-        return pool.submit(lambda: asyncio.run(_quietly(make()))).result()
+    SIGTERM, SIGHUP and SIGQUIT interrupt it as Ctrl-C does (``dtvm.qemu.process``): the loop's tasks
+    are cancelled, so their ``finally`` clauses (closing the session, removing directories) run.
+    """
+    with signals_as_interrupt():
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(_quietly(make()))
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="dtvm-qmp") as pool:
+            return pool.submit(lambda: asyncio.run(_quietly(make()))).result()
 
 
 async def _quietly(coro: Awaitable[T]) -> T:
@@ -301,6 +353,12 @@ async def read_address(path: str, address: str, tmp: str, deadline: float, timeo
 
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1e3, 3)
+
+
+def _bound(s: QmpSession, command: str, count: int, limit: int, what: str) -> None:
+    """Refuse an answer that would fan out into more commands than any real VM needs."""
+    if count > limit:
+        raise QmpReplyError(s.where, command, f"{count} {what}, more than the {limit} dtvm reads")
 
 
 def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -406,6 +464,7 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
     async def machine_props() -> dict[str, Any]:
         listed = await s.execute("qom-list", {"path": "/machine"})
         names = [p["name"] for p in listed if _SCALAR_TYPE.match(str(p.get("type", "")))]
+        _bound(s, "qom-list /machine", len(names), MAX_DEVICE_TYPES, "scalar properties")
         missing = object()
         values = await r.all(r.get_or("/machine", n, missing) for n in names)
         return {n: v for n, v in zip(names, values, strict=True) if v is not missing}
@@ -414,7 +473,9 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         text = await s.execute("human-monitor-command", {"command-line": "info qtree"})
         if not isinstance(text, str):
             raise QmpProtocolError(f"{s.where}: 'info qtree' did not answer with text")
-        await r.all(r.type_props(name) for name in sorted(set(_QTREE_DEV.findall(text))))
+        types = sorted(set(_QTREE_DEV.findall(text)))
+        _bound(s, "human-monitor-command 'info qtree'", len(types), MAX_DEVICE_TYPES, "device types")
+        await r.all(r.type_props(name) for name in types)
         return text
 
     async def peripherals() -> list[Peripheral]:
@@ -427,6 +488,7 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
                     if str(p.get("type", "")).startswith("child<")]
 
         found = [c for group in await r.all(children(c) for c in _PERIPHERAL_CONTAINERS) for c in group]
+        _bound(s, "qom-list /machine/peripheral*", len(found), MAX_PERIPHERALS, "devices")
         found.sort(key=lambda c: (c[0], _natural(c[1])))
         return await r.all(_peripheral(r, *c) for c in found)
 
@@ -551,7 +613,11 @@ async def _dump_dtb(s: QmpSession, tmp: str) -> bytes | None:
             return None
         raise QemuError(f"{s.where}: dumpdtb failed: {err.desc}") from None
     try:
-        with open(path, "rb") as f:
+        # QEMU may run as another user who owns this directory: never follow a link it left there
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise QemuError(f"{s.where}: the DT QEMU dumped is not a regular file")
             data = f.read(MAX_DTB_BYTES + 1)
         os.unlink(path)
     except OSError as err:
