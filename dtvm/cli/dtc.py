@@ -18,7 +18,7 @@ from typing import BinaryIO, TextIO
 from dtvm import __version__
 from dtvm.dt.tree import PHANDLE_BOTH, PHANDLE_EPAPR, PHANDLE_LEGACY, DeviceTree, Node
 from dtvm.errors import DtvmError
-from dtvm.fileio import write_atomic
+from dtvm.fileio import MAX_BLOB, read_blob, write_atomic, write_stream
 
 __all__ = ["DtcOptions", "UsageError", "compile_tree", "parse_args", "run"]
 
@@ -280,11 +280,8 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
 
         name = "<stdin>" if o.input == "-" else o.input
         try:
-            if o.input == "-":
-                data = sys.stdin.buffer.read()
-            else:
-                with open(o.input, "rb") as f:
-                    data = f.read()
+            # the header first, the size capped: /dev/zero is refused on its magic
+            data = read_blob(o.input, MAX_BLOB)
         except OSError as exc:
             raise DtvmError(f"{name}: error: Couldn't open \"{o.input}\": {exc.strerror}") from None
         if deps is not None:
@@ -434,8 +431,7 @@ def _run(argv: list[str], stdout: BinaryIO | None, stderr: TextIO | None) -> int
             dep_text = f"{o.outname}:" + "".join(f" {d}" for d in (deps or [])) + "\n"
             write_atomic(o.depname, dep_text.encode("latin-1"))
         if o.outname == "-":
-            out.write(data)
-            out.flush()
+            write_stream(out, data)
         else:
             write_atomic(o.outname, data)
         release(dt.root)

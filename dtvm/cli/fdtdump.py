@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, TextIO
 
-from dtvm.cli.fdtutil import common_option, run_tool, usage_exit
+from dtvm.cli.fdtutil import common_option, read_tool_file, run_tool, usage_exit
 from dtvm.dt.libfdt import (
     COMMON_LONG_OPTS,
     FDT_BEGIN_NODE,
@@ -28,7 +28,6 @@ from dtvm.dt.libfdt import (
     ToolExit,
     getopt_long,
     is_printable_string,
-    read_file,
 )
 
 __all__ = ["print_data", "run"]
@@ -235,7 +234,7 @@ def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:
     if len(args) != 1:
         raise _usage(out, err, "missing input filename")
     file = args[0]
-    buf, why = read_file(file)
+    buf, why = read_tool_file(file, whole=scan)
     if buf is None:
         err.write(f"Couldn't open blob from '{file}': {why}\n")
         raise _die(err, f"could not read: {file}\n")

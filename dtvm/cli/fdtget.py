@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, TextIO
 
-from dtvm.cli.fdtutil import common_option, run_tool, usage_exit
+from dtvm.cli.fdtutil import common_option, read_tool_file, run_tool, usage_exit
 from dtvm.dt.libfdt import (
     COMMON_LONG_OPTS,
     FDT_BEGIN_NODE,
@@ -29,7 +29,6 @@ from dtvm.dt.libfdt import (
     decode_type,
     getopt_long,
     is_printable_string,
-    read_file,
     strerror,
 )
 
@@ -174,7 +173,7 @@ def _show_item(fdt: Fdt, disp: _Display, node: int, prop: bytes | None, out: Bin
 def _do_fdtget(
     disp: _Display, filename: str, args: list[bytes], per_step: int, out: BinaryIO, err: TextIO
 ) -> int:
-    buf, why = read_file(filename)
+    buf, why = read_tool_file(filename)
     if buf is None:
         err.write(f"Couldn't open blob from '{filename}': {why}\n")
         return 1

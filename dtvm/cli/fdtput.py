@@ -18,7 +18,7 @@ import os
 import struct
 from typing import BinaryIO, TextIO
 
-from dtvm.cli.fdtutil import common_option, run_tool, usage_exit
+from dtvm.cli.fdtutil import common_option, read_tool_file, run_tool, usage_exit
 from dtvm.dt.libfdt import (
     COMMON_LONG_OPTS,
     FDT_ERR_BADPATH,
@@ -32,7 +32,6 @@ from dtvm.dt.libfdt import (
     decode_type,
     getopt_long,
     open_into,
-    read_file,
     strerror,
 )
 
@@ -294,7 +293,7 @@ def _write_blob(filename: str, data: bytes, out: BinaryIO, err: TextIO) -> int:
 
 
 def _do_fdtput(disp: _Display, filename: str, args: list[bytes], out: BinaryIO, err: TextIO) -> int:
-    buf, why = read_file(filename)
+    buf, why = read_tool_file(filename)
     if buf is None:
         err.write(f"Couldn't open blob from '{filename}': {why}\n")
         return 1
