@@ -16,6 +16,7 @@ messages.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -52,12 +53,15 @@ def load_input(path: str, include_dirs: Iterable[str] = ()) -> Any:
 
     if not os.path.isfile(path):
         raise DtvmError(f"{path}: error: no such file")
+    from dtvm.fileio import MAX_BLOB, read_blob
+
     data = None
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        pass  # dtc's own code path below says what is wrong
+        data = read_blob(path, MAX_BLOB)  # header first, size capped
+    except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise DtvmError(f"{path}: error: {exc.strerror}") from None
+        # otherwise dtc's own code path below says what is wrong
     if data is not None and data[:4] == FDT_MAGIC:
         from dtvm.dt.dtb import read_dtb
 

@@ -637,8 +637,9 @@ def _program(path: str) -> _Program:
     hit = _PROGRAMS.get(key)
     if hit is not None and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
         return hit[2]
-    with open(path, "rb") as f:
-        text = _normalize(f.read().decode("latin-1"))
+    from dtvm.fileio import MAX_SOURCE, read_limited
+
+    text = _normalize(read_limited(path, MAX_SOURCE).decode("latin-1"))  # bounded: no /dev/zero
     prog = _Program(path, text)
     if len(_PROGRAMS) > 4096:
         _PROGRAMS.clear()
