@@ -556,7 +556,8 @@ class Parser:
                 markers.append(Marker(len(data), MarkerType.REF_PHANDLE, item[1:]))
                 data += b"\xff\xff\xff\xff"
                 continue
-            if item[0] == "0" and len(item) > 1 and item[1] not in "xX":
+            if (item[0] == "0" and len(item) > 1 and item[1] not in "xX") or len(item) > 18:
+                # octal, or long enough to be out of range: the careful path (no int() of 4,300+ digits)
                 val = parse_int_literal(item, tok[2], tok[2].text.index("<", tok[3]) + 1 + m.start())
             elif item[:2] in ("0x", "0X"):
                 val = int(item[2:], 16)

@@ -247,7 +247,10 @@ class Scanner:
         if b"\0" in fname:
             raise SourceError("nul in line number directive", src, start)
         # '# N' names the line that follows the marker, hence N - 1 here
-        src.add_linemarker(end, fname.decode("latin-1"), int(lm.group(1)) - 1)
+        # strtol clamps a huge number (Python's int() refuses over 4,300 digits)
+        digits = lm.group(1).lstrip("0")
+        line = int(digits) if 0 < len(digits) <= 19 else (0 if not digits else 1 << 63)
+        src.add_linemarker(end, fname.decode("latin-1"), min(line, (1 << 63) - 1) - 1)
 
     def _include(self, src: SourceBuffer, text: str, start: int, end: int, out: list[Token]) -> None:
         q = text.index('"', start)
