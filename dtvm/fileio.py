@@ -46,7 +46,7 @@ __all__ = [
 #: (the kernel's largest is under 300 KiB), QEMU refuses a DTB over 2 MiB.
 MAX_BLOB = 256 << 20
 #: The largest DTS source (or /incbin/ file) read.  The kernel's largest source is about 200 KiB.
-MAX_SOURCE = 256 << 20
+MAX_SOURCE = 64 << 20
 FDT_MAGIC = 0xD00DFEED
 
 _CHUNK = 1 << 20
@@ -104,8 +104,15 @@ def _open_input(path: str) -> BinaryIO:
         raise InputFileError(path, _reason(exc), exc.errno or errno.EIO) from None
 
 
-def _read_upto(f: BinaryIO, want: int) -> bytes:
-    """Up to ``want`` bytes, fewer only at end of file (a pipe or FIFO gives short reads)."""
+class _Overflow(Exception):
+    pass
+
+
+def _read_upto(f: BinaryIO, want: int, limit: int | None = None) -> bytes:
+    """Up to ``want`` bytes, fewer only at end of file (a pipe or FIFO gives short reads).
+
+    With ``limit``, more than ``limit`` bytes raise _Overflow before the chunks are joined, so
+    an endless input costs the cap once, not twice."""
     parts: list[bytes] = []
     got = 0
     while got < want:
@@ -114,6 +121,9 @@ def _read_upto(f: BinaryIO, want: int) -> bytes:
             break
         parts.append(chunk)
         got += len(chunk)
+        if limit is not None and got > limit:
+            parts.clear()
+            raise _Overflow
     return b"".join(parts)
 
 
@@ -138,7 +148,9 @@ def read_limited(path: str, limit: int = MAX_SOURCE) -> bytes:
     f = _open_input(path)
     try:
         _check_regular_size(f, path, limit)
-        data = _read_upto(f, limit + 1)
+        data = _read_upto(f, limit + 1, limit)
+    except _Overflow:
+        raise InputFileError(path, f"input is larger than dtvm reads ({_size_text(limit)})") from None
     except InputFileError:
         raise
     except OSError as exc:
@@ -146,8 +158,6 @@ def read_limited(path: str, limit: int = MAX_SOURCE) -> bytes:
     finally:
         if f is not sys.stdin.buffer:
             f.close()
-    if len(data) > limit:
-        raise InputFileError(path, f"input is larger than dtvm reads ({_size_text(limit)})")
     return data
 
 
@@ -174,11 +184,11 @@ def read_blob(path: str, limit: int = MAX_BLOB, whole_file: bool = False) -> byt
         if whole_file or total > limit:
             # a header claiming more than the cap is read to the cap: a short file is then
             # reported as the blob reader reports it ("EOF before ..."), a long one is refused
-            data = head + _read_upto(f, limit + 1 - len(head))
-            if len(data) > limit:
+            try:
+                return head + _read_upto(f, limit + 1 - len(head), limit - len(head))
+            except _Overflow:
                 what = "input" if whole_file else f"DT blob size {total}"
-                raise InputFileError(path, f"{what} is larger than dtvm reads ({_size_text(limit)})")
-            return data
+                raise InputFileError(path, f"{what} is larger than dtvm reads ({_size_text(limit)})") from None
         return head + _read_upto(f, max(0, total - len(head)))
     except InputFileError:
         raise
