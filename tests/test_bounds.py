@@ -482,3 +482,47 @@ def test_signal_during_write_leaves_no_debris(signame: str, small_dts: Path, tmp
     _no_debris(tmp_path)
     assert stat.S_ISREG(out.stat().st_mode)
     time.sleep(0)  # nothing else to wait for: the process is gone
+
+
+# ---------------------------------------------------------------------------
+# --cpp: bounded macro expansion
+
+
+def _doubling(levels: int, leaf: str = "1") -> str:
+    lines = ["/dts-v1/;", f"#define A0 {leaf}"] + [f"#define A{i} A{i - 1} A{i - 1}" for i in range(1, levels + 1)]
+    return "\n".join([*lines, f"/ {{ q = <A{levels}>; }};", ""])
+
+
+def _nested_calls(levels: int) -> str:
+    lines = ["/dts-v1/;", "#define F0(x) x x"] + [f"#define F{i}(x) F{i - 1}(F{i - 1}(x))" for i in range(1, levels + 1)]
+    return "\n".join([*lines, f"/ {{ q = <F{levels}(1)>; }};", ""])
+
+
+@pytest.mark.parametrize("text", [_doubling(40), _nested_calls(40)], ids=["object-like", "function-like"])
+def test_cpp_macro_bomb_bounded(text: str, tmp_path: Path) -> None:
+    """2**40 tokens asked for: GNU cpp runs until it has no memory left (cc1: out of memory); dtvm
+    ends with one located error in 500 MB (before: unbounded)."""
+    f = tmp_path / "bomb.dts"
+    f.write_text(text)
+    p = run_dtvm(["dtc", "--cpp", "-O", "dtb", "-o", str(tmp_path / "out.dtb"), str(f)], cwd=tmp_path,
+                 as_bytes=500 * MiB, timeout=120)
+    err = one_line_error(p)
+    assert f"{f}:" in err.splitlines()[0] and "macro expansion exceeds" in err
+    assert not (tmp_path / "out.dtb").exists()
+
+
+@needs_dtc
+def test_cpp_large_expansion_same_as_cpp(tmp_path: Path) -> None:
+    """2**13 tokens from doubling macros stay well inside the bound: GNU cpp then dtc, same blob."""
+    import shutil
+
+    if shutil.which("cpp") is None:
+        pytest.skip("GNU cpp (the oracle) is not installed")
+    f = tmp_path / "big.dts"
+    f.write_text(_doubling(13))
+    pp = subprocess.run(["cpp", "-nostdinc", "-undef", "-D__DTS__", "-x", "assembler-with-cpp", str(f)],
+                        capture_output=True, check=True, timeout=60).stdout
+    ref = subprocess.run(["dtc", "-O", "dtb", "-"], input=pp, capture_output=True, check=True, timeout=60).stdout
+    p = run_dtvm(["dtc", "--cpp", "-O", "dtb", str(f)], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == ref
