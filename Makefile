@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-arm qemu-system-misc qemu-system-ppc
 
-.PHONY: demo test venv deps lint parity bench clean
+.PHONY: demo test venv deps lint parity bench fuzz clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ parity: deps venv
 	$(PY) scripts/checks_parity.py
 	$(PY) scripts/outputs_parity.py
 	$(PY) scripts/cpp_parity.py
+
+# seeded mutation fuzzing of DTS and DTB input against dtc (tests/fuzz.py); more cases than make test
+FUZZ_CASES ?= 20000
+FUZZ_SEED ?= 1
+fuzz: deps $(PY)
+	$(PIP) install -q -e '.[test]'
+	$(PY) -m tests.fuzz dts $(FUZZ_CASES) $(FUZZ_SEED)
+	$(PY) -m tests.fuzz dtb $(FUZZ_CASES) $(FUZZ_SEED)
 
 bench: deps $(PY)
 	$(PIP) install -q -e '.[bench]'
