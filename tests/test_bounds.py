@@ -526,3 +526,34 @@ def test_cpp_large_expansion_same_as_cpp(tmp_path: Path) -> None:
     p = run_dtvm(["dtc", "--cpp", "-O", "dtb", str(f)], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert p.stdout == ref
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "{dtb}"],
+        ["diff", "{dtb}", "{dtb}"],
+        ["--help"],
+        ["dtb2qemu", "--help"],
+        ["qemu2dtb", "--offline", "--format", "dts", "--", "qemu-system-aarch64", "-M", "virt"],
+        ["fdtget", "-l", "{dtb}", "/"],
+    ],
+    ids=lambda a: "-".join(a[:2]),
+)
+def test_stdout_on_full_disk(args: list[str], tmp_path: Path) -> None:
+    """Every command's standard output on /dev/full: one line, nonzero (before: tracebacks from
+    click.echo and from Python's flush at exit)."""
+    dtb = Path(__file__).resolve().parent.parent / "fixtures" / "diff" / "virt.dtb"
+    argv = [a.format(dtb=str(dtb)) for a in args]
+    with open("/dev/full", "wb") as full:
+        p = run_dtvm(argv, cwd=tmp_path, stdout=full.fileno(), as_bytes=None)
+    err = one_line_error(p)
+    assert "No space left on device" in err
+
+
+def test_bindings_export_unwritable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    p = run_dtvm(["bindings", "export", str(blocker / "out")], cwd=tmp_path, as_bytes=None)
+    err = one_line_error(p)
+    assert str(blocker) in err

@@ -65,18 +65,46 @@ def main() -> None:
     """Console entry point."""
     _install_signal_handlers()
     try:
-        _main()
+        try:
+            _main()
+        finally:
+            if not _received:
+                _flush_stdout()
     except KeyboardInterrupt:
         if not _received:
             sys.exit(130)
     except SystemExit:
         if not _received:
             raise
+    except BrokenPipeError:
+        from dtvm.cli.output import discard_stdout
+
+        discard_stdout()
+        sys.exit(141)
+    except OSError as exc:
+        # an output (or input) the command did not handle itself: standard output on a full disk,
+        # past a file-size limit, ... one line with the path and the OS's reason, never a traceback
+        from dtvm.cli.output import discard_stdout
+
+        discard_stdout()
+        where = exc.filename if exc.filename else "<stdout>"
+        sys.stderr.write(f"dtvm: error: {where}: {exc.strerror or exc}\n")
+        sys.exit(1)
     if _received:
         from dtvm.fileio import cleanup_temporaries
 
         cleanup_temporaries()
         sys.exit(128 + _received[0])
+
+
+def _flush_stdout() -> None:
+    """Flush what commands printed while the error can still be reported (Python's own flush at
+    exit would print a traceback-like message and exit 120)."""
+    for stream in (sys.stdout,):
+        try:
+            stream.flush()
+        except ValueError:
+            pass
 
 
 def _main() -> None:
