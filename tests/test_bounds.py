@@ -557,3 +557,40 @@ def test_bindings_export_unwritable(tmp_path: Path) -> None:
     p = run_dtvm(["bindings", "export", str(blocker / "out")], cwd=tmp_path, as_bytes=None)
     err = one_line_error(p)
     assert str(blocker) in err
+
+
+def deep_overlay(depth: int) -> bytes:
+    """An overlay blob: fragment@0 (target-path "/") whose __overlay__ holds a chain of ``depth``
+    nodes."""
+
+    def begin(name: bytes) -> bytes:
+        return struct.pack(">I", 1) + name + b"\0" * (4 - len(name) % 4)
+
+    strings = b"target-path\0"
+    s = bytearray(begin(b"") + begin(b"fragment@0"))
+    s += struct.pack(">III", 3, 2, 0) + b"/\0\0\0"
+    s += begin(b"__overlay__") + begin(b"a") * depth
+    s += struct.pack(">I", 2) * (depth + 3) + struct.pack(">I", 9)
+    off_dt = 56
+    off_str = off_dt + len(s)
+    total = off_str + len(strings)
+    head = struct.pack(">10I", 0xD00DFEED, total, off_dt, off_str, 40, 17, 16, 0, len(strings), len(s))
+    return head + bytes(16) + bytes(s) + strings
+
+
+def test_deep_overlay_same_as_fdtoverlay(small_dts: Path, tmp_path: Path) -> None:
+    """An overlay 1,500 nodes deep: the C fdtoverlay applies it; dtvm's apply recursed and failed
+    ("nests nodes too deeply") and now walks with a stack, giving the same blob."""
+    import shutil
+
+    if shutil.which("fdtoverlay") is None or shutil.which("dtc") is None:
+        pytest.skip("fdtoverlay and dtc (Debian device-tree-compiler 1.6.1), the oracles, are not installed")
+    base = tmp_path / "base.dtb"
+    subprocess.run(["dtc", "-O", "dtb", "-o", str(base), str(small_dts)], check=True, capture_output=True)
+    ov = tmp_path / "deep.dtbo"
+    ov.write_bytes(deep_overlay(1500))
+    ref = subprocess.run(["fdtoverlay", "-i", str(base), "-o", str(tmp_path / "ref.dtb"), str(ov)], capture_output=True, timeout=120)
+    assert ref.returncode == 0, ref.stderr
+    p = run_dtvm(["fdtoverlay", "-i", str(base), "-o", str(tmp_path / "out.dtb"), str(ov)], cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "out.dtb").read_bytes() == (tmp_path / "ref.dtb").read_bytes()
