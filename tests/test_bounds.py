@@ -612,3 +612,15 @@ def test_deep_tree_every_node_warned(tmp_path: Path) -> None:
     assert len(lines) == 299
     for depth, line in enumerate(lines, 1):
         assert f": {'/a@1' * depth}: node has a unit name" in line
+
+
+def test_fs_input_capped(tmp_path: Path) -> None:
+    """dtc -I fs on a directory holding a 300 MB (sparse) file: one line in 200 MB (dtc reads it
+    all into memory; a blob cannot hold more than 4 GiB anyway)."""
+    d = tmp_path / "fs"
+    d.mkdir()
+    with open(d / "big", "wb") as f:
+        f.truncate(300 * MiB)
+    p = run_dtvm(["dtc", "-I", "fs", "-O", "dtb", str(d)], cwd=tmp_path, as_bytes=200 * MiB)
+    err = one_line_error(p)
+    assert str(d / "big") in err
