@@ -51,8 +51,11 @@ def load_input(path: str, include_dirs: Iterable[str] = ()) -> Any:
     """
     from dtvm.errors import DtvmError
 
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise DtvmError(f"{path}: error: no such file")
+    if os.path.isdir(path):
+        raise DtvmError(f"{path}: error: is a directory")
+    special = not os.path.isfile(path)  # a pipe (<(dtc ...)) or a device: read once, as a blob
     from dtvm.fileio import MAX_BLOB, read_blob
 
     data = None
@@ -66,6 +69,8 @@ def load_input(path: str, include_dirs: Iterable[str] = ()) -> Any:
         from dtvm.dt.dtb import read_dtb
 
         dt = read_dtb(data, path)
+    elif special:
+        raise DtvmError(f"{path}: error: not a regular file, and not a DT blob")
     else:
         from dtvm.cli.dtc import compile_tree, guess_input_format, load_tree, parse_args
 
