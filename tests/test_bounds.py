@@ -624,3 +624,17 @@ def test_fs_input_capped(tmp_path: Path) -> None:
     p = run_dtvm(["dtc", "-I", "fs", "-O", "dtb", str(d)], cwd=tmp_path, as_bytes=200 * MiB)
     err = one_line_error(p)
     assert str(d / "big") in err
+
+
+def test_validate_blob_through_pipe(tmp_path: Path) -> None:
+    """validate <(...): a FIFO holding a blob is validated as the file itself is."""
+    dtb = Path(__file__).resolve().parent.parent / "fixtures" / "diff" / "virt.dtb"
+    ref = run_dtvm(["validate", str(dtb)], cwd=tmp_path, as_bytes=None)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    t = _fifo_writer(fifo, dtb.read_bytes())
+    p = run_dtvm(["validate", str(fifo)], cwd=tmp_path, as_bytes=None)
+    t.join(5)
+    assert p.returncode == ref.returncode
+    assert p.stdout.replace(str(fifo).encode(), b"F") == ref.stdout.replace(str(dtb).encode(), b"F")
+    assert p.stderr.replace(str(fifo).encode(), b"F") == ref.stderr.replace(str(dtb).encode(), b"F")
