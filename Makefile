@@ -10,7 +10,7 @@ DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-ar
 
 DEMO_PACKAGES := python3-venv qemu-system-arm
 
-.PHONY: demo demo-deps test venv deps lint parity bench clean api-docs fuzz-qmp
+.PHONY: demo demo-deps test venv deps lint parity bench clean api-docs fuzz fuzz-qmp
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,14 @@ fuzz-qmp: deps $(PY)
 	$(PIP) install -q -e '.[test]'
 	DTVM_FUZZ_QMP_SESSIONS=$${SESSIONS:-3000} DTVM_FUZZ_QMP_SEED=$${SEED:-1900} DTVM_FUZZ_ARGV_CASES=$${CASES:-5000} \
 		$(PY) -m pytest -q -s tests/test_qmp_fuzz.py tests/test_argv_fuzz.py
+
+# seeded mutation fuzzing of DTS and DTB input against dtc (tests/fuzz.py); more cases than make test
+FUZZ_CASES ?= 20000
+FUZZ_SEED ?= 1
+fuzz: deps $(PY)
+	$(PIP) install -q -e '.[test]'
+	$(PY) -m tests.fuzz dts $(FUZZ_CASES) $(FUZZ_SEED)
+	$(PY) -m tests.fuzz dtb $(FUZZ_CASES) $(FUZZ_SEED)
 
 bench: deps $(PY)
 	$(PIP) install -q -e '.[bench]'

@@ -13,7 +13,7 @@ from dtvm.dt.tree import DeviceTree, Node, Property
 if TYPE_CHECKING:
     import fastjsonschema
 
-__all__ = ["Result", "match", "validate_tree"]
+__all__ = ["MAX_DEPTH", "Result", "match", "validate_tree"]
 
 
 class Result:
@@ -40,14 +40,23 @@ def _compatibles(node: Node) -> list[str]:
     return p.value[:-1].decode("utf-8", "replace").split("\0")
 
 
-def match(bindings: BindingSet, node: Node, compatibles: list[str]) -> Binding | None:
-    """The binding of ``node``: by compatible (in the node's order), else by select."""
+#: Nodes nested deeper than this are not validated (one finding says so).  Real trees nest
+#: fewer than 20 levels; without a bound, matching ``select: path`` costs a path string per
+#: node, and a 100,000-deep blob (1.2 MB) would take quadratic time.
+MAX_DEPTH = 256
+
+
+def match(
+    bindings: BindingSet, node: Node, compatibles: list[str], root_compatibles: list[str] | None = None
+) -> Binding | None:
+    """The binding of ``node``: by compatible (in the node's order), else by select.
+
+    ``root_compatibles`` (the root's compatible list) saves a walk to the root per node."""
     for c in compatibles:
         b = bindings.by_compatible.get(c)
         if b is not None:
             return b
     path = None
-    root_compatibles: list[str] | None = None
     for b in bindings.selects:
         if b.select_name is not None and not b.select_name.fullmatch(node.name or "/"):
             continue
@@ -168,11 +177,22 @@ def validate_tree(dt: DeviceTree, bindings: BindingSet, fname: str = "") -> Resu
     fname = fname or dt.source_name or "<tree>"
     idx = TreeIndex(dt)
     res = Result()
-    stack: list[tuple[Node, NodeSpec | None, str]] = [(dt.root, None, "")]
+    root_compatibles = _compatibles(dt.root)
+    stack: list[tuple[Node, NodeSpec | None, str, int]] = [(dt.root, None, "", 0)]
+    too_deep = False
     while stack:
-        node, inherited, inherited_file = stack.pop()
+        node, inherited, inherited_file, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            if not too_deep:
+                too_deep = True
+                parent = node.parent if node.parent is not None else node
+                file, line = _where(parent.pos, (fname, 0))
+                res.findings.append(
+                    Finding(file, line, parent.path, None, f"nodes nested deeper than {MAX_DEPTH} levels are not validated", "depth", None, 0)
+                )
+            continue
         compatibles = _compatibles(node)
-        binding = match(bindings, node, compatibles)
+        binding = match(bindings, node, compatibles, root_compatibles)
         spec: NodeSpec | None
         if binding is not None:
             spec, bfile = binding.spec, binding.file
@@ -189,5 +209,5 @@ def validate_tree(dt: DeviceTree, bindings: BindingSet, fname: str = "") -> Resu
         child_spec = spec.child if spec is not None else None
         for child in reversed(node.children):
             if not child.deleted:
-                stack.append((child, child_spec, bfile))
+                stack.append((child, child_spec, bfile, depth + 1))
     return res

@@ -25,8 +25,89 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, SIGHUP or SIGQUIT, raised where SIGINT would raise KeyboardInterrupt, so that
+    every ``with`` and ``finally`` (temporary outputs, QEMU processes) unwinds exactly as on ^C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_received: list[int] = []
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    if _received:
+        return  # already unwinding: a second signal must not interrupt the clean-up
+    _received.append(signum)
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    """Turn the terminating signals into the SIGINT path (a signal left at its default would kill
+    the process mid-write and leave ``.dtvm-*.tmp`` debris behind)."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP", "SIGQUIT"):
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        try:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # nohup and friends: keep ignoring
+            signal.signal(signum, _on_signal)
+        except (OSError, ValueError):
+            pass
+
+
 def main() -> None:
     """Console entry point."""
+    _install_signal_handlers()
+    try:
+        try:
+            _main()
+        finally:
+            if not _received:
+                _flush_stdout()
+    except KeyboardInterrupt:
+        if not _received:
+            sys.exit(130)
+    except SystemExit:
+        if not _received:
+            raise
+    except BrokenPipeError:
+        from dtvm.cli.output import discard_stdout
+
+        discard_stdout()
+        sys.exit(141)
+    except OSError as exc:
+        # an output (or input) the command did not handle itself: standard output on a full disk,
+        # past a file-size limit, ... one line with the path and the OS's reason, never a traceback
+        from dtvm.cli.output import discard_stdout
+
+        discard_stdout()
+        where = exc.filename if exc.filename else "<stdout>"
+        sys.stderr.write(f"dtvm: error: {where}: {exc.strerror or exc}\n")
+        sys.exit(1)
+    if _received:
+        from dtvm.fileio import cleanup_temporaries
+
+        cleanup_temporaries()
+        sys.exit(128 + _received[0])
+
+
+def _flush_stdout() -> None:
+    """Flush what commands printed while the error can still be reported (Python's own flush at
+    exit would print a traceback-like message and exit 120)."""
+    for stream in (sys.stdout,):
+        try:
+            stream.flush()
+        except ValueError:
+            pass
+
+
+def _main() -> None:
     argv = sys.argv[1:]
     if argv and argv[0] in PASSTHROUGH:
         try:

@@ -22,7 +22,7 @@ from dtvm.cli.fdtutil import (
     common_option,
     getopt_long,
     is_printable_string,
-    read_file,
+    read_tool_file,
     run_tool,
     usage_exit,
 )
@@ -239,7 +239,7 @@ def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:
     if len(args) != 1:
         raise _usage(out, err, "missing input filename")
     file = args[0]
-    buf, why = read_file(file)
+    buf, why = read_tool_file(file, whole=scan)
     if buf is None:
         err.write(f"Couldn't open blob from '{file}': {why}\n")
         raise _die(err, f"could not read: {file}\n")

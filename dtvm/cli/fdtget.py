@@ -23,7 +23,7 @@ from dtvm.cli.fdtutil import (
     decode_type,
     getopt_long,
     is_printable_string,
-    read_file,
+    read_tool_file,
     run_tool,
     usage_exit,
 )
@@ -178,7 +178,7 @@ def _show_item(fdt: Fdt, disp: _Display, node: int, prop: bytes | None, out: Bin
 def _do_fdtget(
     disp: _Display, filename: str, args: list[bytes], per_step: int, out: BinaryIO, err: TextIO
 ) -> int:
-    buf, why = read_file(filename)
+    buf, why = read_tool_file(filename)
     if buf is None:
         err.write(f"Couldn't open blob from '{filename}': {why}\n")
         return 1

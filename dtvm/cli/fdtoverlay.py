@@ -17,7 +17,6 @@ up).  On any error the exit status is 1 and the output file is not touched.
 
 from __future__ import annotations
 
-import sys
 from typing import BinaryIO, TextIO
 
 from dtvm.cli.fdtutil import (
@@ -199,11 +198,12 @@ def _run(argv: list[str], out: BinaryIO, err: TextIO) -> int:
 
 def _read_file_bytes(filename: str, err: TextIO) -> bytes | None:
     """The file's bytes (``utilfdt_read``'s errors reported as the C tool reports them)."""
-    if filename == "-":
-        return sys.stdin.buffer.read()
+    from dtvm.fileio import MAX_BLOB, read_limited
+
     try:
-        with open(filename, "rb") as f:
-            return f.read()
+        # the whole file, as utilfdt_read (the "incomplete" check compares with its length),
+        # but within a cap: /dev/zero or an endless FIFO ends in one line
+        return read_limited(filename, MAX_BLOB)
     except OSError as exc:
         err.write(f"Couldn't open blob from '{filename}': {exc.strerror}\n")
         err.write(f"\nFailed to read '{filename}'\n")

@@ -26,7 +26,7 @@ from dtvm.cli.fdtutil import (
     common_option,
     decode_type,
     getopt_long,
-    read_file,
+    read_tool_file,
     run_tool,
     usage_exit,
 )
@@ -298,7 +298,7 @@ def _write_blob(filename: str, data: bytes, out: BinaryIO, err: TextIO) -> int:
 
 
 def _do_fdtput(disp: _Display, filename: str, args: list[bytes], out: BinaryIO, err: TextIO) -> int:
-    buf, why = read_file(filename)
+    buf, why = read_tool_file(filename)
     if buf is None:
         err.write(f"Couldn't open blob from '{filename}': {why}\n")
         return 1

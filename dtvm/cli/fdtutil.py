@@ -26,6 +26,7 @@ __all__ = [
     "getopt_long",
     "is_printable_string",
     "read_file",
+    "read_tool_file",
     "run_tool",
     "usage_exit",
     "usage_text",
@@ -202,6 +203,36 @@ def is_printable_string(data: bytes) -> bool:
 Usage = Callable[[BinaryIO, TextIO, "str | None"], ToolExit]
 
 
+def _stdout_failed(prog: str, exc: OSError, err: TextIO, after_error: str) -> int:
+    """One line for an output that failed; what is still buffered for stdout is dropped (else
+    Python's exit would try again and print its own message)."""
+    from dtvm.cli.output import discard_stdout
+
+    err.write(f"{prog}: error: {exc.filename or '<stdout>'}: {exc.strerror or exc}{after_error}\n")
+    if not exc.filename:
+        discard_stdout()
+    return 1
+
+
+def read_tool_file(filename: str, whole: bool = False) -> tuple[bytearray | None, str | None]:
+    """``utilfdt_read_err`` with bounds: the C buffer (file bytes plus zeroed slack) or the reason.
+
+    The C tools read the whole file before looking at it (``/dev/zero`` runs them out of memory);
+    here the header comes first (:func:`dtvm.fileio.read_blob`): a file without the magic is
+    rejected on its first bytes, a blob is read to the end of the file within
+    :data:`~dtvm.fileio.MAX_BLOB`, so the buffer and every message stay the C tool's for any
+    file it could read.  ``whole`` reads every byte even without the magic (``fdtdump -s`` scans).
+    """
+    from dtvm.dt.libfdt import read_buffer
+    from dtvm.fileio import MAX_BLOB, InputFileError, read_blob, read_limited
+
+    try:
+        data = read_limited(filename, MAX_BLOB) if whole else read_blob(filename, MAX_BLOB, whole_file=True)
+    except InputFileError as exc:
+        return None, exc.message
+    return read_buffer(data), None
+
+
 def usage_exit(
     out: BinaryIO, err: TextIO, errmsg: str | None, synopsis: str, short_opts: str, long_opts: list[LongOpt]
 ) -> ToolExit:
@@ -238,9 +269,22 @@ def run_tool(
     out = stdout if stdout is not None else sys.stdout.buffer
     err = stderr if stderr is not None else sys.stderr
     try:
-        return body(argv, out, err)
+        code = body(argv, out, err)
+        out.flush()
+        return code
     except ToolExit as exc:
+        try:
+            out.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as oexc:
+            return _stdout_failed(prog, oexc, err, after_error)
         return exc.code
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        # standard output on a full disk (/dev/full) or past a file-size limit
+        return _stdout_failed(prog, exc, err, after_error)
     except BlobError as exc:
         err.write(f"{prog}: error: {exc.message}{after_error}\n")
         return 1

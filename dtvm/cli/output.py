@@ -1,4 +1,5 @@
-"""Output helpers of the command line: standard output that a closed pipe ends quietly.
+"""Output helpers of the command line: standard output that a closed pipe ends quietly and a
+full disk ends with one line.
 
 ``write_atomic`` lives in :mod:`dtvm.fileio` (the library writes files too); it is re-exported
 here for the commands.
@@ -11,7 +12,18 @@ import sys
 
 from dtvm.fileio import write_atomic
 
-__all__ = ["write_atomic", "write_stdout"]
+__all__ = ["discard_stdout", "write_atomic", "write_stdout"]
+
+
+def discard_stdout() -> None:
+    """Point stdout at /dev/null: what a failed write left in Python's buffers must not be
+    written again (and fail again, with a traceback-like message) when the interpreter exits."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def write_stdout(text: str) -> None:
@@ -21,6 +33,10 @@ def write_stdout(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        discard_stdout()
         sys.exit(141)
+    except OSError as exc:
+        # a full disk (/dev/full), a file-size limit: one line, not a traceback
+        discard_stdout()
+        sys.stderr.write(f"error: <stdout>: cannot write: {exc.strerror or exc}\n")
+        sys.exit(1)

@@ -52,7 +52,7 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
     """
     from dtvm.dt.dtb import write_dtb
     from dtvm.errors import DtvmError
-    from dtvm.fileio import write_atomic
+    from dtvm.fileio import write_atomic, write_pair
 
     argv = list(qemu_argv)
     if argv and argv[0] == "--":
@@ -101,9 +101,11 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
         if output is not None and backend is None:
             stem = output[:-4] if output.endswith(".dtb") else output
             backend = stem + ".backend.dtbo"
-        if output is not None:
+        if output is not None and backend is not None:
+            write_pair((output, guest_blob), (backend, backend_blob))  # both or neither
+        elif output is not None:
             write_atomic(output, guest_blob)
-        if backend is not None:
+        elif backend is not None:
             write_atomic(backend, backend_blob)
     except DtvmError as exc:
         _fail("qemu2dtb", str(exc).splitlines()[0] if str(exc) else type(exc).__name__, getattr(exc, "exit_code", 1) or 1)
@@ -186,17 +188,16 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
     """
     from dtvm.dt.dtb import read_dtb
     from dtvm.errors import DtvmError
+    from dtvm.fileio import read_blob
     from dtvm.qemu.argv import build_argv
     from dtvm.qemu.opts import format_argv
     from dtvm.vm.readback import read_config
 
     try:
-        with open(guest, "rb") as f:
-            gtree = read_dtb(f.read(), guest)
+        gtree = read_dtb(read_blob(guest), guest)
         btree = None
         if backend is not None:
-            with open(backend, "rb") as f:
-                btree = read_dtb(f.read(), backend)
+            btree = read_dtb(read_blob(backend), backend)
         plan = read_config(gtree, btree)
 
         def read(argv: list[str]) -> Any:
@@ -238,12 +239,11 @@ def backend_cmd(guest: str, output: str, drives: tuple[str, ...], netdevs: tuple
     """
     from dtvm.dt.dtb import read_dtb, write_dtb
     from dtvm.errors import DtvmError
-    from dtvm.fileio import write_atomic
+    from dtvm.fileio import read_blob, write_atomic
     from dtvm.vm.backend import make_overlay, parse_spec
 
     try:
-        with open(guest, "rb") as f:
-            tree = read_dtb(f.read(), guest)
+        tree = read_dtb(read_blob(guest), guest)
         specs = [parse_spec("drive", d) for d in drives] + [parse_spec("netdev", n) for n in netdevs] + \
             [parse_spec("chardev", c) for c in chardevs]
         write_atomic(output, write_dtb(make_overlay(tree, specs)))

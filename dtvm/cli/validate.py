@@ -16,6 +16,7 @@ messages.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -51,18 +52,26 @@ def load_input(path: str, include_dirs: Iterable[str] = (), cpp: list[str] | Non
     """
     from dtvm.errors import DtvmError
 
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise DtvmError(f"{path}: error: no such file")
+    if os.path.isdir(path):
+        raise DtvmError(f"{path}: error: is a directory")
+    special = not os.path.isfile(path)  # a pipe (<(dtc ...)) or a device: read once, as a blob
+    from dtvm.fileio import MAX_BLOB, read_blob
+
     data = None
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        pass  # dtc's own code path below says what is wrong
+        data = read_blob(path, MAX_BLOB)  # header first, size capped
+    except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise DtvmError(f"{path}: error: {exc.strerror}") from None
+        # otherwise dtc's own code path below says what is wrong
     if data is not None and data[:4] == FDT_MAGIC:
         from dtvm.dt.dtb import read_dtb
 
         dt = read_dtb(data, path)
+    elif special:
+        raise DtvmError(f"{path}: error: not a regular file, and not a DT blob")
     else:
         from dtvm.cli.dtc import compile_tree, guess_input_format, load_tree, parse_args
 

@@ -179,22 +179,35 @@ class _Applier:
         adj += delta
         return fdto.setprop_inplace(node, name, struct.pack(">I", adj))
 
-    def adjust_node_phandles(self, node: int, delta: int) -> int:
+    def _adjust_one(self, node: int, delta: int) -> int:
         ret = self.phandle_add_offset(node, b"phandle", delta)
         if ret and ret != -FDT_ERR_NOTFOUND:
             return ret
         ret = self.phandle_add_offset(node, b"linux,phandle", delta)
         if ret and ret != -FDT_ERR_NOTFOUND:
             return ret
-        for child in self.fdto.subnodes(node):
-            ret = self.adjust_node_phandles(child, delta)
+        return 0
+
+    def adjust_node_phandles(self, node: int, delta: int) -> int:
+        """libfdt's recursion, in the same order with an explicit stack (any nesting depth)."""
+        ret = self._adjust_one(node, delta)
+        if ret:
+            return ret
+        stack = [iter(self.fdto.subnodes(node))]
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                stack.pop()
+                continue
+            ret = self._adjust_one(child, delta)
             if ret:
                 return ret
+            stack.append(iter(self.fdto.subnodes(child)))
         return 0
 
     # -- 2. overlay_update_local_references ---------------------------------
 
-    def update_local_node_references(self, tree_node: int, fixup_node: int, delta: int) -> int:
+    def _local_props(self, tree_node: int, fixup_node: int, delta: int) -> int:
         fdto = self.fdto
         for fixup_prop in fdto.property_offsets(fixup_node):
             fpos, name, fixup_len = fdto.getprop_by_offset(fixup_prop)
@@ -236,24 +249,46 @@ class _Applier:
                     )
                 if ret:
                     return self.fail(ret, f"{where()}: {strerror(ret)}")
-        for fixup_child in fdto.subnodes(fixup_node):
-            child_name, _ = fdto.get_name(fixup_child)
-            assert child_name is not None
-            tree_child = fdto.subnode_offset(tree_node, child_name)
-            if tree_child == -FDT_ERR_NOTFOUND:
-                return self.fail(
-                    -FDT_ERR_BADOVERLAY,
-                    f"__local_fixups__ node {self.path(fdto, fixup_child)}: the overlay has no node "
-                    f"'{_s(child_name)}' under {self.path(fdto, tree_node)}",
-                )
+        return 0
+
+    def _local_child(self, tree_node: int, fixup_child: int) -> int:
+        """The overlay node a __local_fixups__ child stands for (or an error code, reported)."""
+        fdto = self.fdto
+        child_name, _ = fdto.get_name(fixup_child)
+        assert child_name is not None
+        tree_child = fdto.subnode_offset(tree_node, child_name)
+        if tree_child == -FDT_ERR_NOTFOUND:
+            return self.fail(
+                -FDT_ERR_BADOVERLAY,
+                f"__local_fixups__ node {self.path(fdto, fixup_child)}: the overlay has no node "
+                f"'{_s(child_name)}' under {self.path(fdto, tree_node)}",
+            )
+        if tree_child < 0:
+            return self.fail(
+                tree_child,
+                f"__local_fixups__ node {self.path(fdto, fixup_child)}: {strerror(tree_child)}",
+            )
+        return tree_child
+
+    def update_local_node_references(self, tree_node: int, fixup_node: int, delta: int) -> int:
+        """libfdt's recursion over __local_fixups__, same order, explicit stack (any depth)."""
+        ret = self._local_props(tree_node, fixup_node, delta)
+        if ret:
+            return ret
+        stack = [(tree_node, iter(self.fdto.subnodes(fixup_node)))]
+        while stack:
+            parent, children = stack[-1]
+            fixup_child = next(children, None)
+            if fixup_child is None:
+                stack.pop()
+                continue
+            tree_child = self._local_child(parent, fixup_child)
             if tree_child < 0:
-                return self.fail(
-                    tree_child,
-                    f"__local_fixups__ node {self.path(fdto, fixup_child)}: {strerror(tree_child)}",
-                )
-            ret = self.update_local_node_references(tree_child, fixup_child, delta)
+                return tree_child
+            ret = self._local_props(tree_child, fixup_child, delta)
             if ret:
                 return ret
+            stack.append((tree_child, iter(self.fdto.subnodes(fixup_child))))
         return 0
 
     def update_local_references(self, delta: int) -> int:
@@ -386,7 +421,7 @@ class _Applier:
 
     # -- 4. overlay_merge ----------------------------------------------------
 
-    def apply_node(self, target: int, node: int) -> int:
+    def _apply_props(self, target: int, node: int) -> int:
         fdt, fdto = self.fdt, self.fdto
         for prop in fdto.property_offsets(node):
             vpos, name, prop_len = fdto.getprop_by_offset(prop)
@@ -404,24 +439,47 @@ class _Applier:
                 return self.fail_rw(
                     ret, f"setting property '{_s(name)}' of base node {self.path(fdt, target)}"
                 )
-        for subnode in fdto.subnodes(node):
-            name, _ = fdto.get_name(subnode)
-            assert name is not None
-            nnode = fdt.add_subnode(target, name)
-            if nnode == -FDT_ERR_EXISTS:
-                nnode = fdt.subnode_offset(target, name)
-                if nnode == -FDT_ERR_NOTFOUND:
-                    return self.fail(
-                        -FDT_ERR_INTERNAL,
-                        f"base node {self.path(fdt, target)}: subnode '{_s(name)}' both exists and does not",
-                    )
-            if nnode < 0:
-                return self.fail_rw(
-                    nnode, f"adding node '{_s(name)}' under base node {self.path(fdt, target)}"
+        return 0
+
+    def _apply_child(self, target: int, subnode: int) -> int:
+        """The base node for overlay ``subnode`` under ``target``, added if missing (or an error)."""
+        fdt, fdto = self.fdt, self.fdto
+        name, _ = fdto.get_name(subnode)
+        assert name is not None
+        nnode = fdt.add_subnode(target, name)
+        if nnode == -FDT_ERR_EXISTS:
+            nnode = fdt.subnode_offset(target, name)
+            if nnode == -FDT_ERR_NOTFOUND:
+                return self.fail(
+                    -FDT_ERR_INTERNAL,
+                    f"base node {self.path(fdt, target)}: subnode '{_s(name)}' both exists and does not",
                 )
-            ret = self.apply_node(nnode, subnode)
+        if nnode < 0:
+            return self.fail_rw(nnode, f"adding node '{_s(name)}' under base node {self.path(fdt, target)}")
+        return nnode
+
+    def apply_node(self, target: int, node: int) -> int:
+        """libfdt's overlay_apply_node recursion, same order, explicit stack (any depth).
+
+        A target offset held on the stack stays valid while its descendants are added, as in
+        libfdt's recursion: everything added goes after the node's own start."""
+        ret = self._apply_props(target, node)
+        if ret:
+            return ret
+        stack = [(target, iter(self.fdto.subnodes(node)))]
+        while stack:
+            parent, children = stack[-1]
+            subnode = next(children, None)
+            if subnode is None:
+                stack.pop()
+                continue
+            nnode = self._apply_child(parent, subnode)
+            if nnode < 0:
+                return nnode
+            ret = self._apply_props(nnode, subnode)
             if ret:
                 return ret
+            stack.append((nnode, iter(self.fdto.subnodes(subnode))))
         return 0
 
     def merge(self) -> int:

@@ -107,7 +107,7 @@ def _flatten(root: Node, flags: int, strings: _StringTable, out: list[str]) -> N
     nameprops = bool(flags & FTF_NAMEPROPS)
     # the checks freeze full paths where dtc fills them in; a tree that was not
     # checked has none frozen, and every node gets its path
-    frozen = root._fullpath is not None
+    frozen = root.frozen
     insert = strings.insert
     append = out.append
     stack: list[Node | None] = [root]
@@ -126,7 +126,7 @@ def _flatten(root: Node, flags: int, strings: _StringTable, out: list[str]) -> N
         # nodes made after dtc's fill_fullpaths (aliases, __symbols__, __fixups__,
         # __local_fixups__ and their children) have no full path and a base name
         # length of 0: dtc prints the NULL path as "(null)"
-        generated = frozen and node._fullpath is None
+        generated = frozen and not node.frozen
         if fullpath:
             flat = _join_path(paths.pop(), raw)
             append('\t.string\t"(null)"\n' if generated else f'\t.string\t"{flat.decode("latin-1")}"\n')

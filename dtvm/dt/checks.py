@@ -81,11 +81,19 @@ class CheckError(DtvmError):
 class Finding:
     check: str
     error: bool
-    path: str
+    # None: the node's path, computed when asked for (a path string per finding is quadratic
+    # memory on a deep tree whose every node fails a check)
+    given_path: str | None
     prop: Property | None
     message: str
     node: Node | None = None
     at: SourcePos | None = None  # where to point when not at the property or node itself
+
+    @property
+    def path(self) -> str:
+        if self.given_path is not None:
+            return self.given_path
+        return self.node.path if self.node is not None else ""
 
     @property
     def key(self) -> tuple[str, str, str | None]:
@@ -419,7 +427,7 @@ class CheckRunner:
         c.status = "failed"
         message = message.rstrip("\n")
         if c.warn or c.error:
-            self.findings.append(Finding(c.name, c.error, node.path, prop, message, node, at))
+            self.findings.append(Finding(c.name, c.error, None, prop, message, node, at))
 
     def run_all(self) -> bool:
         """True if an error-level check failed (dtc's process_checks)."""

@@ -32,6 +32,7 @@ shows as mojibake in Python, and is written back as the same bytes.)  Use
 
 from __future__ import annotations
 
+import errno
 import gc
 import struct
 import sys
@@ -39,6 +40,7 @@ from collections.abc import Callable
 
 from dtvm.dt.tree import DeviceTree, Node, Property, ReserveEntry
 from dtvm.errors import BlobError, DtvmError
+from dtvm.fileio import MAX_BLOB, InputFileError, read_blob
 
 __all__ = [
     "FDT_BEGIN_NODE",
@@ -560,36 +562,21 @@ def write_dtb(
     return b"".join(parts)
 
 
-class BlobFileError(DtvmError):
+class BlobFileError(InputFileError):
     """A DTB file that cannot be read: ``file`` and a one-line ``message`` without the file name."""
 
-    exit_code = 2
-
     def __init__(self, file: str, message: str) -> None:
-        self.file = file
-        self.message = message
-        super().__init__(f"{file}: {message}")
+        super().__init__(file, message, errno.EINVAL)
 
 
-def read_dtb_file(path: str, limit: int, warn: Warn | None = None) -> DeviceTree:
-    """The tree in a DTB file, for tools reading blobs from anyone: the header's size is checked
-    against ``limit`` before the blob is read, and every failure is one BlobFileError line."""
+def read_dtb_file(path: str, limit: int = MAX_BLOB, warn: Warn | None = None) -> DeviceTree:
+    """The tree in a DTB file, for tools reading blobs from anyone: the header is read first and
+    the size capped at ``limit`` before the body is read (:func:`dtvm.fileio.read_blob`), and
+    every failure is one BlobFileError line."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) == 8 and struct.unpack(">I", head[:4])[0] == FDT_MAGIC:
-                size = struct.unpack(">I", head[4:])[0]
-                if size > limit:
-                    raise BlobFileError(path, f"DT blob size {size} is larger than dtvm reads ({limit >> 20} MiB)")
-                data = head + f.read(max(0, size - 8))
-            else:
-                data = head
-    except FileNotFoundError:
-        raise BlobFileError(path, "no such file") from None
-    except IsADirectoryError:
-        raise BlobFileError(path, "is a directory") from None
-    except OSError as exc:
-        raise BlobFileError(path, str(exc.strerror or exc)) from None
+        data = read_blob(path, limit)
+    except InputFileError as exc:
+        raise BlobFileError(path, exc.message) from None
     try:
         return read_dtb(data, path, warn=warn)
     except BlobError as exc:

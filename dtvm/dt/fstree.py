@@ -13,6 +13,7 @@ import stat
 from dtvm.dt.dts.parse import guess_boot_cpuid
 from dtvm.dt.tree import DeviceTree, Marker, MarkerType, Node, Property
 from dtvm.errors import DtvmError
+from dtvm.fileio import MAX_BLOB
 
 __all__ = ["read_fs"]
 
@@ -24,6 +25,7 @@ def read_fs(dirname: str) -> DeviceTree:
     import sys
 
     root = Node("")
+    total = 0
     stack: list[tuple[str, Node, int]] = [(dirname, root, 0)]
     while stack:
         path, node, depth = stack.pop()
@@ -41,6 +43,10 @@ def read_fs(dirname: str) -> DeviceTree:
             except OSError as exc:
                 raise DtvmError(f"stat({full}): {exc.strerror}") from None
             if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+                if total > MAX_BLOB:
+                    # the blob could not hold it: stop before reading gigabytes
+                    raise DtvmError(f"{full}: error: the files add up to more than dtvm reads ({MAX_BLOB >> 20} MiB)")
                 try:
                     with open(full, "rb") as f:
                         data = f.read(st.st_size)

@@ -48,6 +48,9 @@ class MarkerType(enum.IntEnum):
 
 TYPE_UINT8 = MarkerType.TYPE_UINT8
 
+#: Node paths longer than this are computed when asked for, never stored (see Node.path).
+PATH_CACHE_MAX = 1024
+
 
 class Marker:
     """A position in a property value that carries meaning beyond the bytes."""
@@ -254,25 +257,55 @@ class Node:
 
     @property
     def path(self) -> str:
-        """The full path, as dtc's fill_fullpaths computes it."""
-        if self._fullpath is not None:
+        """The full path, as dtc's fill_fullpaths computes it.
+
+        Computed, not stored: a path string per node costs the sum of all path lengths, which a
+        100,000-deep blob (1.2 MB) turns into gigabytes.  Paths up to :data:`PATH_CACHE_MAX`
+        characters are cached by :meth:`freeze_paths`; a deeper node's path is built from its
+        nearest cached ancestor on each call (the caller asked for a string that long).
+        """
+        if self._fullpath:
             return self._fullpath
         parts = []
         node: Node | None = self
         while node is not None and node.parent is not None:
+            if node._fullpath:
+                break
             parts.append(node.name)
             node = node.parent
-        return "/" + "/".join(reversed(parts))
+        parts.reverse()
+        if node is not None and node._fullpath and node._fullpath != "/":
+            return node._fullpath + "/" + "/".join(parts)
+        return "/" + "/".join(parts)
+
+    @property
+    def frozen(self) -> bool:
+        """True if the node existed when paths were frozen (dtc's fill_fullpaths ran): nodes
+        generated later (aliases, __symbols__, fixups) have no full path in dtc."""
+        return self._fullpath is not None
 
     def freeze_paths(self) -> None:
-        """Cache full paths below this node (the tree must not be renamed afterwards)."""
-        stack: list[tuple[Node, str]] = [(self, self.path)]
+        """Mark the nodes below as having full paths (dtc's fill_fullpaths), caching the short ones.
+
+        The tree must not be renamed afterwards.  Memory stays linear: a path longer than
+        :data:`PATH_CACHE_MAX` is not stored (the node is marked with ``""``) and is computed on
+        demand.
+        """
+        start = self.path
+        stack: list[tuple[Node, str | None]] = [(self, start if len(start) <= PATH_CACHE_MAX else None)]
         while stack:
             node, path = stack.pop()
-            node._fullpath = path
+            node._fullpath = path if path is not None else ""
+            if path is None:
+                for child in node.children:
+                    stack.append((child, None))
+                continue
             prefix = path if path != "/" else ""
             for child in node.children:
-                stack.append((child, prefix + "/" + child.name))
+                cpath: str | None = None
+                if len(prefix) + 1 + len(child.name) <= PATH_CACHE_MAX:
+                    cpath = prefix + "/" + child.name
+                stack.append((child, cpath))
 
     # -- iteration ----------------------------------------------------------
     def live_props(self) -> Iterator[Property]:

@@ -364,10 +364,10 @@ class Outputs:
             return {}, None
         from dtvm.dt.dtb import read_dtb
         from dtvm.errors import DtvmError
+        from dtvm.fileio import read_blob
 
         try:
-            with open(self.backend, "rb") as f:
-                tree = read_dtb(f.read(), self.backend)
+            tree = read_dtb(read_blob(self.backend), self.backend)
         except (OSError, DtvmError) as err:
             return {}, f"{self.backend}: not read, pending-unplug marks not carried over: {err}"
         marks: dict[str, str] = {}
@@ -380,11 +380,12 @@ class Outputs:
         return marks, None
 
     def write(self, desc: Any) -> list[str]:
-        """Write what differs from the files on disk (atomically); the paths written."""
+        """Write what differs from the files on disk (atomically, the two files both or neither);
+        the paths written."""
         from dtvm.dt.dtb import write_dtb
-        from dtvm.fileio import write_atomic
+        from dtvm.fileio import write_atomic, write_pair
 
-        written: list[str] = []
+        changed: list[tuple[str, bytes]] = []
         for path, tree in ((self.guest, desc.guest), (self.backend, desc.backend)):
             if path is None:
                 continue
@@ -395,9 +396,12 @@ class Outputs:
                         continue
             except OSError:
                 pass
-            write_atomic(path, blob)
-            written.append(path)
-        return written
+            changed.append((path, blob))
+        if len(changed) == 2:
+            write_pair(changed[0], changed[1])
+        elif changed:
+            write_atomic(*changed[0])
+        return [path for path, _ in changed]
 
 
 def _by_id(config: Config) -> dict[str, Device]:

@@ -20,6 +20,7 @@ from dtvm.dt.dts.source import NodePos, SourceBuffer, read_source
 from dtvm.dt.dts.values import parse_char_literal, parse_int_literal, unescape
 from dtvm.dt.tree import DeviceTree, Marker, MarkerType, Node, Property, ReserveEntry, SourcePos, add_label
 from dtvm.errors import SourceError
+from dtvm.fileio import MAX_SOURCE
 
 __all__ = ["MAX_EXPR_DEPTH", "parse_file", "parse_source", "parse_string", "parse_tokens"]
 
@@ -555,7 +556,8 @@ class Parser:
                 markers.append(Marker(len(data), MarkerType.REF_PHANDLE, item[1:]))
                 data += b"\xff\xff\xff\xff"
                 continue
-            if item[0] == "0" and len(item) > 1 and item[1] not in "xX":
+            if (item[0] == "0" and len(item) > 1 and item[1] not in "xX") or len(item) > 18:
+                # octal, or long enough to be out of range: the careful path (no int() of 4,300+ digits)
                 val = parse_int_literal(item, tok[2], tok[2].text.index("<", tok[3]) + 1 + m.start())
             elif item[:2] in ("0x", "0X"):
                 val = int(item[2:], 16)
@@ -591,9 +593,13 @@ class Parser:
             with open(path, "rb") as f:
                 if start:
                     f.seek(start)
-                data = f.read() if length < 0 or length == _M64 else f.read(length)
+                # bounded (dtvm.fileio.MAX_SOURCE): /dev/zero or a FIFO must not take all memory
+                cap = MAX_SOURCE + 1
+                data = f.read(cap if length < 0 or length == _M64 else min(length, cap))
         except (OSError, OverflowError, ValueError) as exc:
             raise self.error(f'Couldn\'t read "{name}": {exc}', name_tok) from None
+        if len(data) > MAX_SOURCE:
+            raise self.error(f'Couldn\'t read "{name}": larger than dtvm reads ({MAX_SOURCE >> 20} MiB)', name_tok)
         markers.append(Marker(offset, MarkerType.TYPE_NONE))
         return data
 

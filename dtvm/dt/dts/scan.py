@@ -63,7 +63,10 @@ _PATHCHAR = r"[a-zA-Z0-9,._+*#?@/-]"
 # whitespace only, is one token. It yields exactly the tokens flex would (the
 # lookahead rejects '>>' and '>='); anything else falls back to single tokens.
 _CELL_ITEM = r"(?:0[xX][0-9a-fA-F]+|[0-9]+|&[a-zA-Z_][a-zA-Z0-9_]*)"
-_CELLS_BODY = r"[ \t\n]*(?:" + _CELL_ITEM + r"(?:[ \t\n]+" + _CELL_ITEM + r")*[ \t\n]*)?"
+# The repetition is possessive (*+): what follows it can never match inside a cell list, so
+# giving an item back never helps, and without it the regex engine keeps backtracking state
+# for every cell (about 900 bytes a cell: 2 MB of cells took 200 MB).
+_CELLS_BODY = r"[ \t\n]*(?:" + _CELL_ITEM + r"(?:[ \t\n]+" + _CELL_ITEM + r")*+[ \t\n]*)?"
 
 _WS = r"[ \t\n\r\f\v]*"
 _STRING_NAMED = r'"(?P<pstr>[^\\"]*(?:\\.[^\\"]*)*)"'
@@ -247,7 +250,10 @@ class Scanner:
         if b"\0" in fname:
             raise SourceError("nul in line number directive", src, start)
         # '# N' names the line that follows the marker, hence N - 1 here
-        src.add_linemarker(end, fname.decode("latin-1"), int(lm.group(1)) - 1)
+        # strtol clamps a huge number (Python's int() refuses over 4,300 digits)
+        digits = lm.group(1).lstrip("0")
+        line = int(digits) if 0 < len(digits) <= 19 else (0 if not digits else 1 << 63)
+        src.add_linemarker(end, fname.decode("latin-1"), min(line, (1 << 63) - 1) - 1)
 
     def _include(self, src: SourceBuffer, text: str, start: int, end: int, out: list[Token]) -> None:
         q = text.index('"', start)

@@ -84,14 +84,15 @@ class SourceBuffer:
 
 
 def read_source(path: str, display_name: str | None = None) -> SourceBuffer:
-    """Read a file as a SourceBuffer; '-' is standard input, named <stdin> as dtc does."""
-    if path == "-":
-        import sys
+    """Read a file as a SourceBuffer; '-' is standard input, named <stdin> as dtc does.
 
-        data = sys.stdin.buffer.read()
+    Raises OSError (an :class:`~dtvm.fileio.InputFileError` when over the size cap)."""
+    from dtvm.fileio import MAX_SOURCE, read_limited
+
+    # bounded: /dev/zero or an endless FIFO ends in an OSError (InputFileError) line, not MemoryError
+    data = read_limited(path, MAX_SOURCE)
+    if path == "-":
         return SourceBuffer("<stdin>", data.decode("latin-1"), "")
-    with open(path, "rb") as f:
-        data = f.read()
     return SourceBuffer(display_name or path, data.decode("latin-1"))
 
 

@@ -74,6 +74,8 @@ def unescape(raw: str, source: Any = None, offset: int = 0) -> bytes:
 
 
 _MAX64 = (1 << 64) - 1
+#: digits of 2**64 - 1 by base: a literal with more significant digits is out of range
+_MAX_DIGITS = {8: 22, 10: 20, 16: 16}
 
 
 def parse_int_literal(text: str, source: Any = None, offset: int = 0) -> int:
@@ -81,7 +83,7 @@ def parse_int_literal(text: str, source: Any = None, offset: int = 0) -> int:
     body = text.rstrip("UL")
     suffix = text[len(body) :]
     if body[:2] in ("0x", "0X"):
-        val = int(body[2:], 16)
+        digits, base = body[2:], 16
     elif body[0] == "0" and len(body) > 1:
         # octal; strtoull stops at the first 8 or 9 and dtc rejects the rest
         j = 1
@@ -89,11 +91,18 @@ def parse_int_literal(text: str, source: Any = None, offset: int = 0) -> int:
             j += 1
         if j < len(body):
             raise SourceError(f"Bad integer literal '{text}'", source, offset)
-        val = int(body, 8)
+        digits, base = body, 8
     else:
-        val = int(body)
+        digits, base = body, 10
     if suffix and suffix not in ("U", "L", "UL", "LL", "ULL"):
         raise SourceError(f"Bad integer literal '{text}'", source, offset)
+    # Any number of leading zeros is fine; more significant digits than 64 bits can hold is out
+    # of range (strtoull's ERANGE) without converting them: Python refuses to convert a decimal
+    # string of over 4,300 digits (ValueError), and converting is quadratic below that.
+    significant = digits.lstrip("0")
+    if len(significant) > _MAX_DIGITS[base]:
+        raise SourceError(f"Integer literal '{text}' out of range", source, offset)
+    val = int(significant, base) if significant else 0
     if val > _MAX64:
         raise SourceError(f"Integer literal '{text}' out of range", source, offset)
     return val
