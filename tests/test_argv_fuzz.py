@@ -130,10 +130,6 @@ def test_offline_argv_fuzz() -> None:
 
 
 @needs_qemu("qemu-system-x86_64", "qemu-system-aarch64")
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "dtvm/qemu/offline.py (not this branch's file) accepts command lines QEMU 7.2 refuses: a machine type "
-    "of another binary (qemu-system-aarch64 -M pc), -append without -kernel, any -display value, unknown "
-    "-nic keys; reported to the lead. strict: this test fails once offline.py is fixed, so the marker goes"))
 def test_offline_accepts_only_what_qemu_accepts() -> None:
     """The oracle: QEMU accepts every command line the offline model described (a seeded sample,
     each a QEMU start); a refusal means the offline model describes a VM that cannot exist."""

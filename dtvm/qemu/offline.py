@@ -12,6 +12,7 @@ is an error naming the option ("use online mode"), never a guess.
 from __future__ import annotations
 
 import json
+import os
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -165,7 +166,15 @@ class _Args:
 
 
 _IGNORED_FLAGS = {"-S", "-nographic", "-no-reboot", "-no-shutdown"}
-_IGNORED_WITH_VALUE = {"-display", "-name", "-qmp", "-monitor", "-serial-none"}
+_IGNORED_WITH_VALUE = {"-name", "-qmp", "-monitor", "-serial-none"}
+
+#: what QEMU 7.2's NetdevUserOptions takes (plus a NIC's model and mac, and the netdev id): a -nic
+#: user with another key is refused by QEMU, so by the model too
+_NIC_USER_KEYS = frozenset({
+    "model", "mac", "id", "hostname", "restrict", "ipv4", "ipv6", "ip", "net", "host", "tftp", "bootfile",
+    "dhcpstart", "dns", "dnssearch", "domainname", "ipv6-prefix", "ipv6-prefixlen", "ipv6-host", "ipv6-dns",
+    "smb", "smbserver", "hostfwd", "guestfwd", "tftp-server-name",
+})
 
 
 def _image_size(path: str, what: str) -> int:
@@ -265,10 +274,18 @@ def parse_argv(argv: list[str]) -> _Args:
             elif norm == "-usb":
                 args.usb = True
                 i += 1
+            elif norm == "-display":
+                if value().split(",", 1)[0] != "none":
+                    # the other displays need QEMU's GUI modules; whether they start is the host's
+                    raise OfflineError(f"-display {value()}: only -display none is in the offline model (use online mode)")
+                i += 2
             elif norm == "-nic":
                 head, pairs = parse(value(), implied="type")
-                if not head or head == "none":
-                    raise OfflineError(f"-nic {head or ''}: not in the offline model (use online mode)")
+                if head != "user":
+                    raise OfflineError(f"-nic {head or ''}: only -nic user is in the offline model (use online mode)")
+                unknown = [k for k, _ in pairs if k not in _NIC_USER_KEYS]
+                if unknown:
+                    raise OfflineError(f"-nic user: {unknown[0]}: not a parameter of a user NIC (QEMU refuses it)")
                 args.removed.add("net")
                 pairs = [("type", head), *pairs]
                 args.nics.append(pairs)
@@ -332,6 +349,8 @@ def parse_argv(argv: list[str]) -> _Args:
             raise OfflineError(f"{opt}: {exc}") from None
     if args.machine is None:
         raise OfflineError("no -machine/-M: name the versioned machine type")
+    if "append" in args.inputs and "kernel" not in args.inputs:
+        raise OfflineError("-append: only allowed with -kernel (QEMU refuses it otherwise)")
     return args
 
 
@@ -378,6 +397,8 @@ def offline_config(argv: list[str]) -> Config:
     machine = find_machine(args.machine or "", argv[0])
     if args.machine not in (machine.type, machine.alias):
         raise OfflineError(f"-machine {args.machine}: not a machine dtvm describes")
+    if machine.binary != os.path.basename(argv[0]):
+        raise OfflineError(f"-machine {args.machine}: a machine of {machine.binary}, not of {os.path.basename(argv[0])}")
     model = load_model(machine)
     from dtvm.vm.model import MACHINE_HOST_PROPS
 
