@@ -224,7 +224,7 @@ def test_sigkill_of_dtvm_kills_qemu(tmp_path: Path, tmpdir_env: Path, binary: st
 @needs_qemu(X86)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGINT],
                          ids=lambda s: s.name)
-@pytest.mark.parametrize("when", ["waiting", "0ms", "30ms", "80ms"])
+@pytest.mark.parametrize("when", ["waiting", "0ms", "30ms", "80ms", "150ms"])
 def test_signal_ends_qemu2dtb_as_ctrl_c(tmp_path: Path, tmpdir_env: Path, sig: signal.Signals, when: str) -> None:
     """The signal lands while dtvm waits for QEMU (a chardev holds QEMU before its main loop) or at
     a moment after QEMU appeared: QEMU is killed, the private directory removed, one line, exit 130

@@ -44,6 +44,7 @@ __all__ = [
     "RUNAS_USER",
     "SANDBOX",
     "Terminated",
+    "cancel_on_signal",
     "confinement",
     "runas_user",
     "signals_as_interrupt",
@@ -85,12 +86,35 @@ _saved: dict[signal.Signals, Any] = {}
 _raised = False
 
 
+_cancel: Callable[[], object] | None = None
+_received: list[int] = []
+
+
 def _on_signal(signum: int, frame: Any) -> None:
     global _raised
     if _raised:  # one interruption is enough: later signals must not break the clean-up it runs
         return
     _raised = True
+    if _cancel is not None:
+        # an event loop runs here: an exception raised at an arbitrary point of its machinery could
+        # leave a coroutine half made (asyncio then warns on stderr); cancel its task instead
+        _received.append(signum)
+        _cancel()
+        return
     raise Terminated(signum)
+
+
+@contextmanager
+def cancel_on_signal(cancel: Callable[[], object]) -> Iterator[list[int]]:
+    """While inside (and inside :func:`signals_as_interrupt`), a signal calls ``cancel`` instead of
+    raising; the list yielded receives the signal's number."""
+    global _cancel
+    previous, _cancel = _cancel, cancel
+    _received.clear()
+    try:
+        yield _received
+    finally:
+        _cancel = previous
 
 
 @contextmanager
