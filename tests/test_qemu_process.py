@@ -224,11 +224,12 @@ def test_sigkill_of_dtvm_kills_qemu(tmp_path: Path, tmpdir_env: Path, binary: st
 @needs_qemu(X86)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGINT],
                          ids=lambda s: s.name)
-@pytest.mark.parametrize("when", ["waiting", "0ms", "30ms", "80ms"])
+@pytest.mark.parametrize("when", ["waiting", "0ms", "30ms", "80ms", "150ms"])
 def test_signal_ends_qemu2dtb_as_ctrl_c(tmp_path: Path, tmpdir_env: Path, sig: signal.Signals, when: str) -> None:
     """The signal lands while dtvm waits for QEMU (a chardev holds QEMU before its main loop) or at
     a moment after QEMU appeared: QEMU is killed, the private directory removed, one line, exit 130
-    (or the read finished first: exit 0); never a traceback or a left-over."""
+    (or the read finished first: exit 0, or the signal's own status once nothing is held); never a
+    traceback or a left-over."""
     args = [X86, "-M", "q35"]
     if when == "waiting":
         args += ["-chardev", f"socket,id=w,path={tmp_path / 'w.sock'},server=on,wait=on"]
@@ -249,9 +250,11 @@ def test_signal_ends_qemu2dtb_as_ctrl_c(tmp_path: Path, tmpdir_env: Path, sig: s
             child.kill()
             child.wait()
     assert "Traceback" not in err, err
-    if child.returncode != 0 or when == "waiting":
+    if when == "waiting" or child.returncode not in (0, -sig):
         assert child.returncode == 130, (child.returncode, err)
         assert err.strip() == "dtvm qemu2dtb: interrupted", err
+    # else the read had finished (exit 0), or QEMU and the directory were already gone and dtvm was
+    # describing what it read: nothing held, the signal's default action ends dtvm (-sig)
     assert wait_gone(marker, 2.0) == []
     assert os.listdir(tmpdir_env) == []
 

@@ -44,6 +44,7 @@ __all__ = [
     "RUNAS_USER",
     "SANDBOX",
     "Terminated",
+    "cancel_on_signal",
     "confinement",
     "runas_user",
     "signals_as_interrupt",
@@ -85,12 +86,44 @@ _saved: dict[signal.Signals, Any] = {}
 _raised = False
 
 
+_cancel: Callable[[], object] | None = None
+_received: list[int] = []
+
+
 def _on_signal(signum: int, frame: Any) -> None:
     global _raised
     if _raised:  # one interruption is enough: later signals must not break the clean-up it runs
         return
     _raised = True
+    if _cancel is not None:
+        # an event loop runs here: an exception raised at an arbitrary point of its machinery could
+        # leave a coroutine half made (asyncio then warns on stderr); cancel its task instead
+        try:
+            _cancel()
+        except RuntimeError:  # that loop is closed already: nothing runs there to cancel
+            pass
+        else:
+            _received.append(signum)
+            return
     raise Terminated(signum)
+
+
+@contextmanager
+def cancel_on_signal(cancel: Callable[[], object]) -> Iterator[list[int]]:
+    """While inside (and inside :func:`signals_as_interrupt`), a signal calls ``cancel`` instead of
+    raising; the list yielded receives the signal's number."""
+    global _cancel
+    if threading.current_thread() is not threading.main_thread():
+        # signals reach the main thread only; and worker threads (machine show's probes) would
+        # overwrite each other's callback here
+        yield []
+        return
+    previous, _cancel = _cancel, cancel
+    _received.clear()
+    try:
+        yield _received
+    finally:
+        _cancel = previous
 
 
 @contextmanager
@@ -101,7 +134,7 @@ def signals_as_interrupt() -> Iterator[None]:
     ends.  Outside the main thread (where Python cannot set handlers) this does nothing: the main
     thread's own guard, or the reaper, covers that case.
     """
-    global _guard_depth, _raised
+    global _guard_depth, _raised, _cancel
     installed = False
     if threading.current_thread() is threading.main_thread():
         with _guard_lock:
@@ -121,6 +154,7 @@ def signals_as_interrupt() -> Iterator[None]:
             with _guard_lock:
                 _guard_depth -= 1
                 if _guard_depth == 0:
+                    _cancel = None
                     for sig, previous in _saved.items():
                         try:
                             signal.signal(sig, previous if previous is not None else signal.SIG_DFL)

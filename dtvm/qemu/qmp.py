@@ -58,7 +58,7 @@ from dtvm.qemu.errors import (
     QmpProtocolError,
     QmpReplyError,
 )
-from dtvm.qemu.process import signals_as_interrupt
+from dtvm.qemu.process import Terminated, cancel_on_signal, signals_as_interrupt
 from dtvm.qemu.replies import ADDRESS_PROPS, MAX_DTB_BYTES, ReplyMismatch, check, describe_command
 from dtvm.qemu.snapshot import Peripheral, Snapshot
 
@@ -268,11 +268,38 @@ def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(_quietly(make()))
+            return _run_here(make)
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1, thread_name_prefix="dtvm-qmp") as pool:
             return pool.submit(lambda: asyncio.run(_quietly(make()))).result()
+
+
+_INTERRUPTED = object()
+
+
+def _run_here(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run`` in this thread; a signal cancels the task (its clean-up runs at an await, as
+    asyncio does for Ctrl-C) and is raised as :class:`Terminated` once the loop is closed."""
+    received: list[int] = []
+
+    async def main() -> Any:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        assert task is not None
+        with cancel_on_signal(lambda: loop.call_soon_threadsafe(task.cancel)) as got:
+            try:
+                return await _quietly(make())
+            except asyncio.CancelledError:
+                if not got:
+                    raise
+                received.extend(got)
+                return _INTERRUPTED
+
+    result = asyncio.run(main())
+    if result is _INTERRUPTED:
+        raise Terminated(received[0])
+    return result  # type: ignore[no-any-return]
 
 
 async def _quietly(coro: Awaitable[T]) -> T:
