@@ -453,7 +453,7 @@ main()
 """
 
 
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP", "SIGINT"])
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP", "SIGQUIT", "SIGINT"])
 def test_signal_during_write_leaves_no_debris(signame: str, small_dts: Path, tmp_path: Path) -> None:
     """A signal while the temporary output exists: the process ends as on ^C, the temporary file is
     gone and the old output untouched (before: SIGTERM and SIGHUP killed it mid-write and left
