@@ -661,3 +661,20 @@ def test_output_on_read_only_filesystem(small_dts: Path, tmp_path: Path) -> None
     assert f"{ro}/out.dtb" in err and "Read-only file system" in err
     assert (ro / "out.dtb").read_bytes() == b"old"
     _no_debris(ro)
+
+
+@needs_dtc
+def test_labelled_cell_list_memory(tmp_path: Path) -> None:
+    """200,000 cells with labels and references among them, in 300 MB, dtc's blob and source
+    (labels inside cells now take the fused path: about 110 MB before, 37 MB now)."""
+    rng = random.Random(6)
+    cells = " ".join(("&l" if i % 5 == 0 else str(rng.randrange(1 << 32))) + ("" if i % 7 else f" l{i}:")
+                     for i in range(200_000))
+    f = tmp_path / "cells.dts"
+    f.write_text("/dts-v1/;\n/ { l: n { }; };\n/ { p = <" + cells + " lend:>; q = /bits/ 16 <a: 1 b: 2 c:>; };\n")
+    for outform in ("dtb", "dts"):
+        ref = subprocess.run(["dtc", "-O", outform, str(f)], capture_output=True, timeout=120)
+        assert ref.returncode == 0
+        p = run_dtvm(["dtc", "-O", outform, str(f)], cwd=tmp_path, as_bytes=300 * MiB)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert p.stdout == ref.stdout
