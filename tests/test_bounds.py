@@ -663,18 +663,25 @@ def test_output_on_read_only_filesystem(small_dts: Path, tmp_path: Path) -> None
     _no_debris(ro)
 
 
-@needs_dtc
-def test_labelled_cell_list_memory(tmp_path: Path) -> None:
-    """200,000 cells with labels and references among them, in 300 MB, dtc's blob and source
-    (labels inside cells now take the fused path: about 110 MB before, 37 MB now)."""
+def _labelled_cells(n: int) -> str:
     rng = random.Random(6)
     cells = " ".join(("&l" if i % 5 == 0 else str(rng.randrange(1 << 32))) + ("" if i % 7 else f" l{i}:")
-                     for i in range(200_000))
+                     for i in range(n))
+    return "/dts-v1/;\n/ { l: n { }; };\n/ { p = <" + cells + " lend:>; q = /bits/ 16 <a: 1 b: 2 c:>; };\n"
+
+
+def test_labelled_cell_list_memory(tmp_path: Path) -> None:
+    """200,000 cells with labels and references among them in 60 MB of address space (labels
+    inside cells now take the fused path: 73 MB resident before, 35 MB now)."""
     f = tmp_path / "cells.dts"
-    f.write_text("/dts-v1/;\n/ { l: n { }; };\n/ { p = <" + cells + " lend:>; q = /bits/ 16 <a: 1 b: 2 c:>; };\n")
+    f.write_text(_labelled_cells(200_000))
+    p = run_dtvm(["dtc", "-O", "dtb", "-o", str(tmp_path / "out.dtb"), str(f)], cwd=tmp_path, as_bytes=60 * MiB)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+@needs_dtc
+def test_labelled_cell_list_same_as_dtc(tmp_path: Path) -> None:
+    f = tmp_path / "cells.dts"
+    f.write_text(_labelled_cells(20_000))
     for outform in ("dtb", "dts"):
-        ref = subprocess.run(["dtc", "-O", outform, str(f)], capture_output=True, timeout=120)
-        assert ref.returncode == 0
-        p = run_dtvm(["dtc", "-O", outform, str(f)], cwd=tmp_path, as_bytes=300 * MiB)
-        assert p.returncode == 0, p.stderr[-2000:]
-        assert p.stdout == ref.stdout
+        assert_same(["-O", outform, str(f)], cwd=str(tmp_path))
