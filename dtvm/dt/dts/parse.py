@@ -540,7 +540,7 @@ class Parser:
     def fast_cells(
         self, tok: Token, data: bytearray, markers: list[Marker], bits: int = 32, body: str | None = None
     ) -> None:
-        """Cells from a fused '<...>' (or whole-property) token: plain literals and &label references."""
+        """Cells from a fused '<...>' (or whole-property) token: plain literals, &label references, labels."""
         if body is None:
             body = tok[1]  # type: ignore[assignment]
         assert body is not None
@@ -548,6 +548,9 @@ class Parser:
         mask = (1 << bits) - 1
         for m in _CELL_ITEM_RE.finditer(body):
             item = m.group()
+            if item[-1] == ":":  # a label inside the cells
+                markers.append(Marker(len(data), MarkerType.LABEL, item[:-1]))
+                continue
             if item[0] == "&":
                 if bits != 32:
                     raise SourceError(

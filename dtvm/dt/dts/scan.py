@@ -59,10 +59,10 @@ _LABEL = r"([a-zA-Z_][a-zA-Z0-9_]*):"
 _PROPNODECHAR = r"[a-zA-Z0-9,._+*#?@-]"
 _PATHCHAR = r"[a-zA-Z0-9,._+*#?@/-]"
 
-# Fast path: a cell list of plain literals and &label references, separated by
+# Fast path: a cell list of plain literals, &label references and labels, separated by
 # whitespace only, is one token. It yields exactly the tokens flex would (the
 # lookahead rejects '>>' and '>='); anything else falls back to single tokens.
-_CELL_ITEM = r"(?:0[xX][0-9a-fA-F]+|[0-9]+|&[a-zA-Z_][a-zA-Z0-9_]*)"
+_CELL_ITEM = r"(?:0[xX][0-9a-fA-F]+|[0-9]+|&[a-zA-Z_][a-zA-Z0-9_]*|[a-zA-Z_][a-zA-Z0-9_]*:)"
 # The repetition is possessive (*+): what follows it can never match inside a cell list, so
 # giving an item back never helps, and without it the regex engine keeps backtracking state
 # for every cell (about 900 bytes a cell: 2 MB of cells took 200 MB).
