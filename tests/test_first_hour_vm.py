@@ -42,3 +42,58 @@ def test_hotplug_help_needs_no_socket() -> None:
     assert res.returncode == 0 and "DEVICE-OPTS" in res.stdout, res.stderr
     res = _dtvm("hotplug", "add", "virtio-net-pci")
     assert res.returncode == 2 and "--qmp unix:PATH is required" in res.stderr and "Traceback" not in res.stderr
+
+
+def _qemu(binary: str) -> None:
+    import shutil
+
+    import pytest
+
+    if shutil.which(binary) is None:
+        pytest.skip(f"{binary} is not installed (its oracle cannot run)")
+
+
+def test_check_and_dtb2qemu_agree_on_a_parallel_port_without_chardev(tmp_path: Path) -> None:
+    """A parallel port whose overlay lost its chardev: ``check`` passed it while QEMU refused the
+    rebuild ("empty char device"); the binding's ``needs: chardev`` makes both say so, by node."""
+    _qemu("qemu-system-x86_64")
+    from dtvm.dt.dtb import write_dtb
+
+    out = tmp_path / "p.dtb"
+    res = _dtvm("qemu2dtb", "-o", str(out), "--", "qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-nodefaults",
+                "-chardev", "null,id=c", "-device", "isa-parallel,chardev=c")
+    assert res.returncode == 0, res.stderr
+    overlay = read_dtb(out.with_suffix(".backend.dtbo").read_bytes())
+    for node in overlay.root.walk():
+        if node.get_property("qemu,chardev") is not None:
+            node.props = [p for p in node.props if p.name != "qemu,chardev"]
+    lost = tmp_path / "lost.dtbo"
+    lost.write_bytes(write_dtb(overlay))
+    check = _dtvm("check", str(out), "-b", str(lost))
+    assert check.returncode == 1 and "isa-parallel needs a chardev back-end" in check.stdout + check.stderr, check.stdout
+    rebuild = _dtvm("dtb2qemu", str(out), "-b", str(lost))
+    assert rebuild.returncode == 1 and "isa-parallel needs a chardev back-end" in rebuild.stderr, rebuild.stderr
+    assert "QEMU refuses" not in rebuild.stderr  # said by dtvm before any QEMU start
+    whole = _dtvm("dtb2qemu", str(out), "-b", str(out.with_suffix(".backend.dtbo")))
+    assert whole.returncode == 0, whole.stderr
+
+
+def test_a_moved_device_is_the_one_blamed(tmp_path: Path) -> None:
+    """Moving /pcie/scsi@4 onto the e1000's slot: QEMU's refusal names both devices; dtb2qemu
+    blames the one QEMU was creating (the moved one), not the slot's holder."""
+    _qemu("qemu-system-x86_64")
+    from dtvm.dt.dtb import write_dtb
+
+    out = tmp_path / "m.dtb"
+    res = _dtvm("qemu2dtb", "-o", str(out), "--", "qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults",
+                "-device", "e1000,addr=3.0", "-device", "virtio-scsi-pci,addr=4.0")
+    assert res.returncode == 0, res.stderr
+    tree = read_dtb(out.read_bytes())
+    node = tree.get_node("/pcie/scsi@4")
+    assert node is not None
+    node.name = "scsi@3"
+    node.set_property("reg", (3 << 11).to_bytes(4, "big") + bytes(16))
+    moved = tmp_path / "moved.dtb"
+    moved.write_bytes(write_dtb(tree))
+    rebuild = _dtvm("dtb2qemu", str(moved), "-b", str(out.with_suffix(".backend.dtbo")))
+    assert rebuild.returncode == 1 and rebuild.stderr.startswith("dtvm dtb2qemu: /pcie/scsi@3: QEMU refuses"), rebuild.stderr

@@ -348,6 +348,13 @@ def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Sn
         read(argv)
     except DtvmError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # QEMU names the option it was creating ("-device DRIVER,id=X,...: ..."): that device is
+        # the one refused, even when the message also names another one (the slot's holder)
+        creating = re.search(r"-device (\S*?): ", message)
+        if creating is not None:
+            for path, qid in ids.items():
+                if re.search(rf"(^|,)id={re.escape(qid)}(,|$)", creating.group(1)):
+                    raise ArgvError(f"{path}: QEMU refuses this device: {message}") from None
         for path, qid in ids.items():
             if re.search(rf"[,=]id={re.escape(qid)}(,|:|\s|$)", message) or f"'{qid}'" in message:
                 raise ArgvError(f"{path}: QEMU refuses this device: {message}") from None
