@@ -7,7 +7,7 @@ out (they are ``-cpu``, not ``-device``).
 For each supported target binary: every device type ``-device help`` lists (with the bus it
 needs), plus the machine-made types of the supported machines, each with its properties and
 their QEMU types (``device-list-properties``).  ``dtb2qemu`` takes the device types and
-properties a guest tree may state from this catalog, minus what ``data/trust.yaml`` keeps for the
+properties a guest tree may state from this catalog, minus what ``data/trust.json`` keeps for the
 host.  Run after a QEMU update and review the diff.
 """
 

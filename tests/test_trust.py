@@ -278,7 +278,7 @@ def test_catalog_is_qemus() -> None:
 
 
 def test_trust_rules_reasons() -> None:
-    """Every rule of trust.yaml matches something of the catalog (no dead rule) and the catalog's
+    """Every rule of trust.json matches something of the catalog (no dead rule) and the catalog's
     link properties are host-side whatever their name."""
     t = trust()
     for rule in t.deny_types:

@@ -2,7 +2,7 @@
 
 A description travels between hosts and may come from anyone, so the guest tree is data, never
 host configuration: it may state only device types and qdev properties that QEMU's own catalog
-has (``data/qdev-VERSION.json``, generated from QEMU), less what ``data/trust.yaml`` keeps for the
+has (``data/qdev-VERSION.json``, generated from QEMU), less what ``data/trust.json`` keeps for the
 host (host devices, files, sockets, other host-side objects).  The back-end overlay is the host's
 own configuration: trusted because the user names it, and reported (``host_resources``).
 """
@@ -44,11 +44,11 @@ class _Rule:
 def _rules(data: Any, key: str) -> tuple[_Rule, ...]:
     items = data.get(key) if isinstance(data, dict) else None
     if not isinstance(items, list):
-        raise TrustError(f"trust.yaml: {key}: expected a list")
+        raise TrustError(f"trust.json: {key}: expected a list")
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("match"), str) or not isinstance(item.get("why"), str):
-            raise TrustError(f"trust.yaml: {key}[{i}]: expected {{match: REGEX, why: TEXT}}")
+            raise TrustError(f"trust.json: {key}[{i}]: expected {{match: REGEX, why: TEXT}}")
         out.append(_Rule(re.compile(item["match"]), item["why"]))
     return tuple(out)
 
@@ -120,12 +120,10 @@ def split_host_facts(config: Config) -> None:
 @functools.lru_cache(maxsize=4)
 def trust(version: str = CATALOG_VERSION) -> Trust:
     """The trust model for a QEMU version's catalog, read once."""
-    import yaml
-
     try:
         base = resources.files("dtvm.qemu").joinpath("data")
         catalog = json.loads(base.joinpath(f"qdev-{version}.json").read_text(encoding="utf-8"))
-        rules = yaml.safe_load(base.joinpath("trust.yaml").read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+        rules = json.loads(base.joinpath("trust.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise TrustError(f"dtvm's trust data: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return Trust(catalog, rules)
