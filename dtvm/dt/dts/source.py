@@ -14,7 +14,7 @@ import os
 
 from dtvm.dt.tree import SourcePos
 
-__all__ = ["NodePos", "SourceBuffer", "extend_pos", "pos_spans", "read_source"]
+__all__ = ["NodePos", "SourceBuffer", "SpanPos", "dtc_srcpos", "extend_pos", "make_pos", "pos_spans", "read_source"]
 
 # linemarkers are numbered in the order they are scanned, across all buffers,
 # so that the first one of a compilation can be found (dtc's initial path)
@@ -93,6 +93,47 @@ def read_source(path: str, display_name: str | None = None) -> SourceBuffer:
     with open(path, "rb") as f:
         data = f.read()
     return SourceBuffer(display_name or path, data.decode("latin-1"))
+
+
+class SpanPos(SourcePos):
+    """A position whose end lies in another buffer than its start (a rule that crossed an /include/).
+
+    dtc's YYLLOC_DEFAULT takes the first line and column from the rule's first
+    token but the file from its last one, so ``name`` in an included file
+    followed by ``= <1>;`` in the including one is reported (and ``-T``
+    annotated) under the including file's name with the included file's line.
+    """
+
+    __slots__ = ("end_source",)
+
+    def __init__(self, source: SourceBuffer, start: int, end_source: SourceBuffer, end: int) -> None:
+        super().__init__(source, start, end)
+        self.end_source = end_source
+
+    def end_location(self) -> tuple[str, int, int]:
+        return self.end_source.location(self.end)
+
+
+def make_pos(source: SourceBuffer, start: int, end_source: SourceBuffer, end: int) -> SourcePos:
+    """A SourcePos for a rule from ``start`` in ``source`` to ``end`` in ``end_source``."""
+    if end_source is source:
+        return SourcePos(source, start, end)
+    return SpanPos(source, start, end_source, end)
+
+
+def dtc_srcpos(pos: SourcePos) -> str:
+    """dtc's srcpos_string: ``FILE:LINE.COL``, ``FILE:LINE.COL-COL`` or ``FILE:LINE.COL-LINE.COL``.
+
+    Columns count bytes from 1 and the end column is the one after the last
+    character, as dtc's lexer counts them; the file is where the span ends.
+    """
+    _, line, col = pos.location()
+    fname, eline, ecol = pos.end_location()
+    if line != eline:
+        return f"{fname}:{line}.{col}-{eline}.{ecol}"
+    if col != ecol:
+        return f"{fname}:{line}.{col}-{ecol}"
+    return f"{fname}:{line}.{col}"
 
 
 class NodePos(SourcePos):

@@ -90,6 +90,9 @@ def parse_int_literal(text: str, source: Any = None, offset: int = 0) -> int:
         if j < len(body):
             raise SourceError(f"Bad integer literal '{text}'", source, offset)
         val = int(body, 8)
+    elif len(body.lstrip("0")) > 20:
+        # beyond 2**64 for sure; int() would refuse strings of over 4,300 digits
+        raise SourceError(f"Integer literal '{text}' out of range", source, offset)
     else:
         val = int(body)
     if suffix and suffix not in ("U", "L", "UL", "LL", "ULL"):
