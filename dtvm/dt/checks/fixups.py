@@ -134,7 +134,8 @@ def _check_name_properties(r: CheckRunner, c: Check) -> None:
         prop = props[idx]
         base = _basename(node).encode("latin-1")
         if len(prop.value) != len(base) + 1 or prop.value[: len(base)] != base:
-            shown = prop.value.split(b"\0", 1)[0].decode("latin-1")
+            # an empty value has no buffer in dtc: printf shows "(null)"
+            shown = prop.value.split(b"\0", 1)[0].decode("latin-1") if prop.value else "(null)"
             r.fail(c, node, f'"name" property is incorrect ("{shown}" instead of base node name)')
         else:
             del props[idx]
