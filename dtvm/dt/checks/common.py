@@ -67,10 +67,21 @@ class Check:
 
 @dataclass
 class PhandleState:
-    """dtc's static next-phandle counter plus the set of phandles in use."""
+    """dtc's static next-phandle counter plus the nodes holding each phandle.
+
+    A phandle is free again once every node holding it is deleted: dtc looks
+    for a holder with get_node_by_phandle, which does not see deleted nodes
+    (an /omit-if-no-ref/ node dropped after it was given a phandle).
+    """
 
     next: int = 1
-    used: set[int] = field(default_factory=set)
+    used: dict[int, list[Node]] = field(default_factory=dict)
+
+    def in_use(self, phandle: int) -> bool:
+        return any(not n.deleted for n in self.used.get(phandle, ()))
+
+    def hold(self, phandle: int, node: Node) -> None:
+        self.used.setdefault(phandle, []).append(node)
 
 
 def _is_one_string(value: bytes) -> bool:

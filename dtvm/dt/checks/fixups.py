@@ -259,7 +259,7 @@ def _check_explicit_phandles(r: CheckRunner, c: Check) -> None:
                 r.fail(c, node, f"duplicated phandle 0x{phandle:x} (seen before at {other.path})")
                 continue
         node.phandle = phandle
-        used.add(phandle)
+        r.phandles.hold(phandle, node)
 
 
 def _fixup_phandle_references(r: CheckRunner, c: Check) -> None:

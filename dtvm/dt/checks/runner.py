@@ -547,11 +547,11 @@ class CheckRunner:
         if node.phandle not in (0, 0xFFFFFFFF):
             return node.phandle
         st = self.phandles
-        while st.next in st.used:
+        while st.in_use(st.next):
             st.next += 1
         value = st.next
         node.phandle = value
-        st.used.add(value)
+        st.hold(value, node)
         data = value.to_bytes(4, "big")
         if node.get_property("linux,phandle") is None and self.phandle_format & PHANDLE_LEGACY:
             node.props.append(Property("linux,phandle", data, [Marker(0, MarkerType.TYPE_UINT32)]))

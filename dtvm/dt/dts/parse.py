@@ -157,6 +157,9 @@ class Parser:
         if tok[0] == scan.T_FATAL:
             # the scanner stopped here (a missing /include/): dtc dies with no position
             return self.fatal(tok[1], tok)  # type: ignore[arg-type]
+        if tok[0] == T_NUM or tok[0] == T_CHAR:
+            # dtc's lexer judged the literal when it read it, before the parser saw it was misplaced
+            self.literal(tok)
         return self.hard_error("syntax error", self.tok_pos(tok), f"syntax error: expected {expected}, found {_describe(tok)}")
 
     def push_state(self, depth: int, tok: Token | None = None) -> None:
@@ -200,6 +203,17 @@ class Parser:
             raise self.syntax_error(what or f"'{kind}'")
         self.i += 1
         return tok
+
+    def expect_name(self, what: str) -> Token:
+        """A DT_PROPNODENAME that ';' must follow; a fused ``name {`` or ``name =`` fails at its second part."""
+        tok = self.toks[self.i]
+        kind = tok[0]
+        if kind == T_NODEOPEN:
+            raise self.hard_error("syntax error", SourcePos(tok[2], tok[4] - 1, tok[4]), f"syntax error: expected ';' after {what}")
+        if kind == T_NAMEQ or kind == T_PSIMPLE:
+            eq = tok[2].text.index("=", tok[3])
+            raise self.hard_error("syntax error", SourcePos(tok[2], eq, eq + 1), f"syntax error: expected ';' after {what}")
+        return self.expect(T_NAME, what)
 
     def pos(self, start_tok: Token) -> SourcePos:
         end_tok = self.toks[self.i - 1]
@@ -359,7 +373,7 @@ class Parser:
         root = Node("", None)
         # frame: [node, seen_subnode, start token, bison stack entries of this frame,
         #         offset of the '{' (where dtc's position of the node starts)]
-        stack: list[list] = [[root, False, start_tok, 3, brace[3]]]
+        stack: list[list] = [[root, False, start_tok, 3, brace[3], brace[2]]]
         # dtc's bison parser stack (YYMAXDEPTH 10000) bounds nesting, and because
         # `subnodes` is right-recursive, also the number of siblings and labels
         # pending on the stack; dtc rejects such input, so dtvm does too.
@@ -385,10 +399,11 @@ class Parser:
             kind = tok[0]
             if kind == T_NODEOPEN or (kind == T_NAME and toks[self.i + 1][0] == "{"):
                 self.push_state(pending + 1)
-                brace_off = tok[4] - 1 if kind == T_NODEOPEN else toks[self.i + 1][3]
+                brace_tok = tok if kind == T_NODEOPEN else toks[self.i + 1]
+                brace_off = tok[4] - 1 if kind == T_NODEOPEN else brace_tok[3]
                 self.i += 1 if kind == T_NODEOPEN else 2
                 self.push_state(pending + 3)
-                total += self._open_child(tok, labels, omit, stack, toks[item], brace_off)
+                total += self._open_child(tok, labels, omit, stack, toks[item], brace_off, brace_tok[2])
             elif kind in (T_PSIMPLE, T_NAMEQ, T_NAME, scan.T_DELPROP):
                 if omit:
                     # /omit-if-no-ref/ takes a subnode: dtc stops at the token after the name
@@ -408,7 +423,7 @@ class Parser:
                 self.push_state(pending + 1)
                 self.i += 1
                 self.push_state(pending + 2)
-                name_tok = self.expect(T_NAME, "a node name")
+                name_tok = self.expect_name("a node name")
                 self.push_state(pending + 3)
                 semi = self.expect(";")
                 child = Node(name_tok[1], SourcePos(tok[2], tok[3], semi[4]))  # type: ignore[arg-type]
@@ -430,7 +445,8 @@ class Parser:
                     self.expect(";")
                 else:
                     self.push_state(total + 3, (";", ";", tok[2], tok[4] - 1, tok[4]))
-                node.pos = NodePos(frame[2][2], frame[2][3], self.toks[self.i - 1][4], frame[4])
+                last = self.toks[self.i - 1]
+                node.pos = NodePos(frame[2][2], frame[2][3], last[4], frame[4], frame[5], last[2])
                 done = stack.pop()
                 total -= done[3]
                 if stack:
@@ -469,7 +485,7 @@ class Parser:
         if kind == scan.T_DELPROP:
             self.i += 1
             self.push_state(depth + 2)
-            name_tok = self.expect(T_NAME, "a property name")
+            name_tok = self.expect_name("a property name")
             self.push_state(depth + 3)
             self.expect(";")
             prop = Property(name_tok[1], b"", [], None)  # type: ignore[arg-type]
@@ -501,7 +517,14 @@ class Parser:
         return Property(tok[1], value, markers, self.span(first, self.i - 1))  # type: ignore[arg-type]
 
     def _open_child(
-        self, tok: Token, labels: list[str], omit: bool, stack: list[list], item_tok: Token, brace: int
+        self,
+        tok: Token,
+        labels: list[str],
+        omit: bool,
+        stack: list[list],
+        item_tok: Token,
+        brace: int,
+        brace_src: SourceBuffer,
     ) -> int:
         """Push a frame for a subnode whose '{' is at ``brace``; returns its bison stack cost."""
         child = Node(tok[1], None)  # type: ignore[arg-type]
@@ -513,7 +536,7 @@ class Parser:
         stack[-1][1] = True
         # a subnode costs NAME '{' proplist plus the labels and /omit-if-no-ref/ before it
         cost = 3 + len(labels) + (1 if omit else 0)
-        stack.append([child, False, item_tok, cost, brace])
+        stack.append([child, False, item_tok, cost, brace, brace_src])
         return cost
 
     # -- property values ---------------------------------------------------------
@@ -594,8 +617,10 @@ class Parser:
             btok = self.expect(T_NUM, "a bit width after /bits/")
             bits = self.literal(btok)
             if bits not in _TYPE_FOR_BITS:
-                k = self.i - 1
-                self.soft_error("Array elements must be 8, 16, 32 or 64-bits", k, k)
+                # dtc says so when it reduces `DT_BITS DT_LITERAL '<'`: only once the '<' is there
+                if toks[self.i][0] in ("<", T_CELLS):
+                    k = self.i - 1
+                    self.soft_error("Array elements must be 8, 16, 32 or 64-bits", k, k)
                 bits = 32
             self.push_state(depth + 3, toks[self.i])
         tok = toks[self.i]
@@ -669,7 +694,8 @@ class Parser:
             elif item[:2] in ("0x", "0X"):
                 val = int(item[2:], 16)
             else:
-                val = int(item)
+                # int() refuses over 4,300 digits; beyond 20 it is out of range anyway
+                val = int(item) if len(item) <= 20 else _M64 + 1
             if val > mask:
                 if base < 0:
                     base = src.text.index("<", tok[3]) + 1

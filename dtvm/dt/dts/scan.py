@@ -170,8 +170,14 @@ class Scanner:
             esrc, start, end = self.end
             out.append((T_EOF, None, esrc, start, end))
         elif out:
-            last = out[-1]
-            out.append((T_EOF, None, last[2], last[3], last[4]))
+            # dtc's location at the end is that of the last token it read
+            kind, _, lsrc, lstart, lend = out[-1]
+            if kind in (T_CLOSE, T_PSIMPLE, T_CELLS, T_NODEOPEN):
+                lstart = lend - 1  # a fused token ends with '}' ';', ';', '>' or '{'
+            elif kind == T_NAMEQ:
+                lstart = lsrc.text.index("=", lend)
+                lend = lstart + 1
+            out.append((T_EOF, None, lsrc, lstart, lend))
         else:
             out.append((T_EOF, "zero", src, 0, 0))
         return out

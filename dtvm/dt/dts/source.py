@@ -142,16 +142,31 @@ class NodePos(SourcePos):
     dtc's position of a node (``srcpos``) runs from its ``{`` to the ``;``
     after its ``}``, and a node that several blocks define (merges, ``&label
     { }``) has the chain of all their positions, in order (srcpos_extend);
-    ``-T`` prints them. ``brace`` is the offset of the ``{`` in ``source``,
-    ``more`` the positions of later blocks.
+    ``-T`` prints them. ``brace`` is the offset of the ``{`` in
+    ``brace_source``, ``end`` is in ``end_source`` (a node can open in an
+    /include/d file and close in the including one), ``more`` the positions
+    of later blocks.
     """
 
-    __slots__ = ("brace", "more")
+    __slots__ = ("brace", "brace_source", "end_source", "more")
 
-    def __init__(self, source: SourceBuffer, start: int, end: int, brace: int) -> None:
+    def __init__(
+        self,
+        source: SourceBuffer,
+        start: int,
+        end: int,
+        brace: int,
+        brace_source: SourceBuffer | None = None,
+        end_source: SourceBuffer | None = None,
+    ) -> None:
         super().__init__(source, start, end)
         self.brace = brace
+        self.brace_source = brace_source if brace_source is not None else source
+        self.end_source = end_source if end_source is not None else source
         self.more: list[SourcePos] | None = None
+
+    def end_location(self) -> tuple[str, int, int]:
+        return self.end_source.location(self.end)
 
 
 def pos_spans(pos: SourcePos | None) -> list[SourcePos]:
@@ -159,7 +174,7 @@ def pos_spans(pos: SourcePos | None) -> list[SourcePos]:
     if pos is None:
         return []
     if isinstance(pos, NodePos):
-        first = SourcePos(pos.source, pos.brace, pos.end)
+        first = make_pos(pos.brace_source, pos.brace, pos.end_source, pos.end)
         return [first, *pos.more] if pos.more else [first]
     return [pos]
 
@@ -172,7 +187,7 @@ def extend_pos(old: SourcePos | None, new: SourcePos | None) -> SourcePos | None
         return new
     if not isinstance(old, NodePos):
         # a position without a brace (a /delete-node/ that a later block revives)
-        merged = NodePos(old.source, old.start, old.end, old.start)
+        merged = NodePos(old.source, old.start, old.end, old.start, old.source, getattr(old, "end_source", old.source))
         merged.more = pos_spans(new)
         return merged
     if old.more is None:
