@@ -145,7 +145,7 @@ def _label(rng: random.Random, labels: list[str]) -> str:
     return f"l{len(labels)}"
 
 
-def _node_body(rng: random.Random, depth: int, labels: list[str]) -> list[str]:
+def _node_body(rng: random.Random, depth: int, labels: list[str], plugin: bool = False) -> list[str]:
     toks: list[str] = []
     # properties mostly distinct (a name twice in one block is dtc's duplicate_property_names)
     props = rng.sample(_PROP_NAMES, len(_PROP_NAMES))
@@ -164,7 +164,9 @@ def _node_body(rng: random.Random, depth: int, labels: list[str]) -> list[str]:
     names = rng.sample(_NODE_NAMES, len(_NODE_NAMES))
     for k in range(rng.randint(0, 3 if depth else 0)):
         name = names[k] if rng.random() < 0.9 else rng.choice(_NODE_NAMES)
-        if rng.random() < 0.3:
+        if rng.random() < 0.3 and not plugin:
+            # (not in overlays: dtc 1.6.1 leaves such a node parentless when a later
+            # block revives it, and files its __local_fixups__ entry under the root)
             toks += ["/delete-node/", name, ";"]
             continue
         if rng.random() < 0.35:
@@ -173,28 +175,33 @@ def _node_body(rng: random.Random, depth: int, labels: list[str]) -> list[str]:
             toks.append(lab + ":")
         if rng.random() < 0.08:
             toks.append("/omit-if-no-ref/")
-        toks += [name, "{", *_node_body(rng, depth - 1, labels), "}", ";"]
+        toks += [name, "{", *_node_body(rng, depth - 1, labels, plugin), "}", ";"]
     return toks
 
 
 def deletion_source(rng: random.Random) -> str:
     """A first root block, then later blocks that merge, delete by name and by reference, and relabel."""
     labels: list[str] = []
-    toks: list[str] = ["/dts-v1/", ";", "/", "{", *_node_body(rng, 3, labels), "}", ";"]
+    # sometimes an overlay: unresolved references become fragments and __fixups__
+    header = ["/dts-v1/", ";", "/plugin/", ";"] if rng.random() < 0.15 else ["/dts-v1/", ";"]
+    plugin = "/plugin/" in header
+    toks: list[str] = [*header, "/", "{", *_node_body(rng, 3, labels, plugin), "}", ";"]
     for _ in range(rng.randint(0, 4)):
         r = rng.random()
         if labels and rng.random() < 0.85:
             ref = "&" + rng.choice(labels)
+        elif plugin and rng.random() < 0.5:
+            ref = "&ext" + str(rng.randint(0, 2))
         else:
             ref = "&{/" + (rng.choice(_NODE_NAMES) if rng.random() < 0.3 else "") + "}"
         if r < 0.4:
-            toks += ["/", "{", *_node_body(rng, 3, labels), "}", ";"]
+            toks += ["/", "{", *_node_body(rng, 3, labels, plugin), "}", ";"]
         elif r < 0.65:
-            toks += [ref, "{", *_node_body(rng, 2, labels), "}", ";"]
+            toks += [ref, "{", *_node_body(rng, 2, labels, plugin), "}", ";"]
         elif r < 0.75:
             lab = _label(rng, labels)
             labels.append(lab)
-            toks += [lab + ":", ref, "{", *_node_body(rng, 2, labels), "}", ";"]
+            toks += [lab + ":", ref, "{", *_node_body(rng, 2, labels, plugin), "}", ";"]
         else:
             toks += ["/delete-node/", ref, ";"]
     return tokens_to_text(rng, toks) + "\n"

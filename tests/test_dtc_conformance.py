@@ -291,3 +291,23 @@ def test_stdin_named_like_dtc() -> None:
     )
     assert me.returncode == ref.code
     assert me.stderr.decode("latin-1") == ref.err
+
+
+_VARIANTS = [
+    ["-S", "4096"], ["-p", "64"], ["-a", "16"], ["-b", "3"], ["-R", "2"], ["-H", "legacy"], ["-H", "both"],
+    ["-V", "16"], ["-s"], ["-@"], ["-A"], ["-@", "-s"], ["-O", "asm"], ["-O", "yaml"], ["-O", "dts", "-s"],
+    ["-f"], ["-q"], ["-T", "-O", "dts"], ["-T", "-T", "-O", "dts"],
+]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_generated_option_variants(seed: int, tmp_path: Path) -> None:
+    """dtc's output options on generated sources (expressions and merges): same bytes and stderr."""
+    rng = random.Random(4800 + seed)
+    path = tmp_path / "v.dts"
+    for n in range(150):
+        text = dtsgen.expression_source(rng) if rng.random() < 0.5 else dtsgen.deletion_source(rng)
+        path.write_text(text, encoding="latin-1")
+        variant = rng.choice(_VARIANTS)
+        args = [*variant] if "-O" in variant else [*variant, "-O", "dtb"]
+        same([*args, "-o", "-", str(path)], f"case {n} {variant}:\n{text}\n")

@@ -415,15 +415,24 @@ class CheckRunner:
 
     def run_all(self) -> bool:
         """True if an error-level check failed (dtc's process_checks)."""
-        self.dt.root.freeze_paths()
-        # checks delete nodes (omit_unused_nodes) but never add or move any, so
-        # one pre-order list serves every check; deleted ones are skipped
-        self.nodes = list(self.dt.root.walk())
-        error = False
-        for c in self.checks.values():
-            if c.warn or c.error:
-                error = error or self._run(c)
-        return error
+        root = self.dt.root
+        # dtc's walks start at the root without asking whether it is deleted
+        # (`/delete-node/ &{/}`): its checks still see it and what a /plugin/
+        # hung under it since
+        root_deleted = root.deleted
+        root.deleted = False
+        try:
+            root.freeze_paths()
+            # checks delete nodes (omit_unused_nodes) but never add or move any, so
+            # one pre-order list serves every check; deleted ones are skipped
+            self.nodes = list(root.walk())
+            error = False
+            for c in self.checks.values():
+                if c.warn or c.error:
+                    error = error or self._run(c)
+            return error
+        finally:
+            root.deleted = root_deleted
 
     def _run(self, c: Check) -> bool:
         error = False
