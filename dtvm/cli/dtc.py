@@ -65,7 +65,13 @@ _DTVM_OPTS: list[LongOpt] = [
     ("cpp", False, "\x80", "Run the C preprocessor (pcpp, in process) on DTS input first"),
     ("cpp-include", True, "\x81", "Include directory for --cpp"),
     ("cpp-define", True, "\x82", "Macro definition for --cpp"),
-    ("diagnostics", True, "\x83", "dtc: dtc's stderr lines exactly (default); rich: each followed by the source line and a caret"),
+    (
+        "diagnostics",
+        True,
+        "\x83",
+        "dtc: dtc's stderr lines exactly (default); rich: each followed by the source line and a caret; "
+        "dtvm: dtvm's own one-line form (file:line:col: error: ...), as `dtvm compile` prints",
+    ),
 ]
 
 USAGE = usage_text("dtc [options] <input file>", _SHORT, _DTC_OPTS)
@@ -207,8 +213,8 @@ def parse_args(argv: list[str]) -> DtcOptions:
         elif opt == "\x82":
             o.cpp_defines.append(arg)
         elif opt == "\x83":
-            if arg not in ("dtc", "rich"):
-                raise UsageError(f"--diagnostics takes dtc or rich, not '{arg}'")
+            if arg not in ("dtc", "rich", "dtvm"):
+                raise UsageError(f"--diagnostics takes dtc, rich or dtvm, not '{arg}'")
             o.diagnostics = arg
     if len(args) > 1:
         raise UsageError("missing files")
@@ -319,11 +325,15 @@ def compile_tree(o: DtcOptions, dt: DeviceTree, messages: list[str]) -> None:
         if not runner.configure(name, enable, is_error):
             raise FatalError(f'Unrecognized check name "{name}"')
     rich = o.diagnostics == "rich"
+    fname = dt.source_name or o.input
 
     def show() -> None:
         for finding in runner.findings:
             if (finding.error and o.quiet < 2) or (not finding.error and o.quiet < 1):
-                messages.append(finding.format_dtc(o.outname, rich))
+                if o.diagnostics == "dtvm":
+                    messages.append(finding.format(fname))
+                else:
+                    messages.append(finding.format_dtc(o.outname, rich))
 
     try:
         failed = runner.run_all()
@@ -462,7 +472,7 @@ def _run(argv: list[str], stdout: BinaryIO | None, stderr: TextIO | None) -> int
     except DtvmError as exc:
         for msg in messages:
             err.write(msg + "\n")
-        err.write(error_text(exc, o.diagnostics if o is not None else "dtc") + "\n")
+        err.write(error_text(exc, o.diagnostics if o is not None else "dtc", o.input if o is not None else "dtc") + "\n")
         return exc.exit_code
     except RecursionError:  # pragma: no cover - every parser and walk is iterative
         for msg in messages:
@@ -471,7 +481,7 @@ def _run(argv: list[str], stdout: BinaryIO | None, stderr: TextIO | None) -> int
         return 1
 
 
-def error_text(exc: DtvmError, diagnostics: str) -> str:
+def error_text(exc: DtvmError, diagnostics: str, input_name: str = "dtc") -> str:
     """What dtc prints for this error (``--diagnostics=rich``: with source lines and carets).
 
     Errors dtc has no counterpart for (it crashes or loops there, or the
@@ -480,6 +490,11 @@ def error_text(exc: DtvmError, diagnostics: str) -> str:
     from dtvm.dt.checks import CheckError
     from dtvm.dt.dts.diag import DtsError
 
+    if diagnostics == "dtvm":
+        text = exc.render()
+        if "error:" not in text.split("\n", 1)[0] and not text.startswith("ERROR"):
+            text = f"{input_name}: error: {text}"
+        return text
     rich = diagnostics == "rich"
     if isinstance(exc, DtsError):
         return "\n".join(exc.dtc_lines(rich))
