@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -286,7 +287,7 @@ def test_stdin_named_like_dtc() -> None:
     src = b"/dts-v1/;\n/ { x = <(1/0)>; };\n"
     ref = dtc(["-O", "dtb", "-"], stdin=src)
     me = subprocess.run(
-        [os.environ.get("PYTHON", "python3"), "-m", "dtvm", "dtc", "-O", "dtb", "-"],
+        [sys.executable, "-m", "dtvm", "dtc", "-O", "dtb", "-"],
         input=src, capture_output=True, cwd=ROOT,
     )
     assert me.returncode == ref.code
@@ -311,3 +312,23 @@ def test_generated_option_variants(seed: int, tmp_path: Path) -> None:
         variant = rng.choice(_VARIANTS)
         args = [*variant] if "-O" in variant else [*variant, "-O", "dtb"]
         same([*args, "-o", "-", str(path)], f"case {n} {variant}:\n{text}\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'/dts-v1/;\n/ { n { name = "x\xc3\xa9\xff"; }; };\n',
+        b'# 1 "f\xe9.dts"\n/dts-v1/;\n/ { x = <(1/0)>; };\n',
+        b'/dts-v1/;\n/ { aliases { a = "/\xfe"; }; };\n',
+    ],
+)
+def test_raw_bytes_on_the_real_stderr(text: bytes, tmp_path: Path) -> None:
+    """Names and values go to stderr as the bytes they are, as dtc prints them (not re-encoded)."""
+    path = tmp_path / "raw.dts"
+    path.write_bytes(text)
+    args = ["-O", "dtb", "-o", str(tmp_path / "out.dtb"), str(path)]
+    ref = subprocess.run(["dtc", *args], capture_output=True)
+
+    me = subprocess.run([sys.executable, "-m", "dtvm", "dtc", *args], capture_output=True, cwd=ROOT)
+    assert me.returncode == ref.returncode
+    assert me.stderr == ref.stderr

@@ -9,6 +9,7 @@ streams so that tests and the corpus parity script can call it in-process.
 from __future__ import annotations
 
 import gc
+import io
 import os
 import sys
 from dataclasses import dataclass, field
@@ -416,9 +417,19 @@ def run(argv: list[str], stdout: BinaryIO | None = None, stderr: TextIO | None =
     """
     enabled = gc.isenabled()
     gc.disable()
+    wrapper: io.TextIOWrapper | None = None
+    if stderr is None and hasattr(sys.stderr, "buffer"):
+        # dtc prints the bytes of names and values as they are: text here is
+        # latin-1 (one character per byte), so it goes out as latin-1, not UTF-8
+        sys.stderr.flush()
+        wrapper = io.TextIOWrapper(sys.stderr.buffer, encoding="latin-1", errors="replace", line_buffering=True)
+        stderr = wrapper
     try:
         return _run(argv, stdout, stderr)
     finally:
+        if wrapper is not None:
+            wrapper.flush()
+            wrapper.detach()  # leave sys.stderr's buffer open
         if enabled:
             gc.enable()
 
