@@ -168,6 +168,9 @@ BAD_SOURCES = {
     "dup-node-also-defined": "/dts-v1/;\n/ {\n\tn { };\n\tn { };\n};\n/ { n { }; };\n",
     "ref-missing-also-defined": "/dts-v1/;\n/ { a { x = <&nope>; }; };\n/ { a { }; };\n",
     "deleted-dup": "/dts-v1/;\n/ { a { b { }; /delete-node/ b; }; };\n",
+    "order-division-then-literal": "/dts-v1/;\n/ { x = <(1/0) 09>; y = <(1%0 ? 09 : 1)>; z = <(1/0 'ab')>; };\n",
+    "order-range-then-literal": "/dts-v1/;\n/ { x = <0x100000000 09>; y = <0x100000000 'ab'>; };\n",
+    "order-bits-then-literal": "/dts-v1/;\n/ { x = /bits/ 7 <09>; y = /bits/ 7 <1 09>; };\n",
     "huge-decimal": "/dts-v1/;\n/ { x = <" + "9" * 5000 + ">; };\n",
     "huge-decimal-expr": "/dts-v1/;\n/ { x = <(" + "1" * 5000 + " + 1)>; };\n",
 }
