@@ -335,3 +335,37 @@ def test_raw_bytes_on_the_real_stderr(text: bytes, tmp_path: Path) -> None:
     me = subprocess.run([sys.executable, "-m", "dtvm", "dtc", *args], capture_output=True, cwd=ROOT)
     assert me.returncode == ref.returncode
     assert me.stderr == ref.stderr
+
+
+def _split_into_includes(rng: random.Random, text: str, tmp_path: Path) -> Path:
+    """Cut a source at token boundaries into /include/d pieces, with cpp linemarkers here and there."""
+    parts = text.split(" ")
+    cuts = sorted(rng.sample(range(1, len(parts)), min(len(parts) - 1, rng.randint(1, 4))))
+    pieces = [" ".join(parts[a:b]) for a, b in zip([0, *cuts], [*cuts, len(parts)], strict=True)]
+    main: list[str] = []
+    for k, piece in enumerate(pieces):
+        if rng.random() < 0.3:
+            piece = f'\n# {rng.randint(1, 90)} "marked{k}.dtsi"\n' + piece
+        if k and rng.random() < 0.6:
+            (tmp_path / f"part{k}.dtsi").write_text(piece, encoding="latin-1")
+            main.append(f'\n/include/ "part{k}.dtsi"\n')
+        else:
+            main.append(piece)
+    path = tmp_path / "main.dts"
+    path.write_text(" ".join(main), encoding="latin-1")
+    return path
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_generated_positions_across_includes(seed: int, tmp_path: Path) -> None:
+    """Sources cut into /include/d files and cpp linemarkers: findings, errors and -T name dtc's files and lines."""
+    rng = random.Random(5800 + seed)
+    for n in range(100):
+        base = dtsgen.deletion_source(rng) if rng.random() < 0.7 else dtsgen.expression_source(rng)
+        if rng.random() < 0.3:
+            base = dtsgen.mutate(rng, base)
+        for old in tmp_path.glob("*.dtsi"):
+            old.unlink()
+        path = _split_into_includes(rng, base, tmp_path)
+        args = rng.choice([["-O", "dtb", "-o", "-"], ["-T", "-O", "dts"], ["-T", "-T", "-O", "dts"], ["-O", "dts"]])
+        same([*args, str(path)], f"case {n}:\n{path.read_text(encoding='latin-1')}\n")

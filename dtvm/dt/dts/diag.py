@@ -33,9 +33,10 @@ class Message:
     dtc_text: str
     text: str
     prefix: str = "Error"
+    name: str | None = None  # the file's name when dtc printed, if a linemarker changed it since
 
     def dtc_line(self) -> str:
-        return f"{self.prefix}: {dtc_srcpos(self.pos)} {self.dtc_text}"
+        return f"{self.prefix}: {dtc_srcpos(self.pos, self.name)} {self.dtc_text}"
 
     def dtvm_line(self) -> str:
         name, line, col = self.pos.location()

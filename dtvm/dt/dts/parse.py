@@ -136,8 +136,19 @@ class Parser:
         return make_pos(a[2], a[3], b[2], b[4])
 
     def soft_error(self, message: str, i: int, j: int, text: str | None = None, prefix: str = "Error") -> None:
-        """dtc's ERROR() (or lexical_error): reported, and the parse goes on."""
-        self.errors.append(Message(self.span(i, j), message, text or message, prefix))
+        """dtc's ERROR() (or lexical_error): reported, and the parse goes on.
+
+        dtc prints it when the rule is reduced, naming the file as it is named
+        then: a linemarker read since in that file (inside a long ``&ref { }``
+        block) has renamed it.
+        """
+        pos = self.span(i, j)
+        src = self.toks[j][2]
+        k = self.i - 1
+        while k > j and self.toks[k][2] is not src:
+            k -= 1
+        name = src.location(self.toks[k][4])[0] if k > j else None
+        self.errors.append(Message(pos, message, text or message, prefix, name))
 
     def hard_error(self, message: str, pos: SourcePos, text: str | None = None) -> DtsError:
         """A message after which dtc's parser gives up (yyerror, YYERROR)."""

@@ -121,14 +121,18 @@ def make_pos(source: SourceBuffer, start: int, end_source: SourceBuffer, end: in
     return SpanPos(source, start, end_source, end)
 
 
-def dtc_srcpos(pos: SourcePos) -> str:
+def dtc_srcpos(pos: SourcePos, name: str | None = None) -> str:
     """dtc's srcpos_string: ``FILE:LINE.COL``, ``FILE:LINE.COL-COL`` or ``FILE:LINE.COL-LINE.COL``.
 
     Columns count bytes from 1 and the end column is the one after the last
-    character, as dtc's lexer counts them; the file is where the span ends.
+    character, as dtc's lexer counts them; the file is where the span ends,
+    or ``name``: the name that file had when dtc printed (a later linemarker
+    in the same file renames it for messages printed after it was read).
     """
     _, line, col = pos.location()
     fname, eline, ecol = pos.end_location()
+    if name is not None:
+        fname = name
     if line != eline:
         return f"{fname}:{line}.{col}-{eline}.{ecol}"
     if col != ecol:
