@@ -144,7 +144,15 @@ def test_ppce500_relative_alias_is_dtcs_finding(tmp_path: Path) -> None:
     out, err = io.BytesIO(), io.StringIO()
     run(["-I", "dtb", "-O", "dts", "-o", str(tmp_path / "e500.dts"), str(blob)], out, err)
     assert E500_ALIAS in (tmp_path / "e500.dts").read_text()
-    assert f"{blob}: warning: /aliases:rtc: aliases property is not a valid node (i2c/rtc@68) [-Walias_paths]" in err.getvalue()
+    # dtvm dtc prints dtc's own line (a blob has no positions: the output file names it), as dtc does
+    line = f"{tmp_path / 'e500.dts'}: Warning (alias_paths): /aliases:rtc: aliases property is not a valid node (i2c/rtc@68)"
+    assert line in err.getvalue().splitlines()
+    import shutil
+    import subprocess
+
+    if shutil.which("dtc") is not None:  # the oracle, where installed
+        ref = subprocess.run(["dtc", "-I", "dtb", "-O", "dts", "-o", str(tmp_path / "ref.dts"), str(blob)], capture_output=True)
+        assert ref.stderr.decode("latin-1").replace("ref.dts", "e500.dts") == err.getvalue()
 
 
 @pytest.mark.parametrize("blob", PSERIES, ids=lambda p: p.name)

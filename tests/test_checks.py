@@ -61,7 +61,7 @@ class Run:
 
 def run_dtc(args: list[str], timeout: float = 20) -> Run:
     try:
-        p = subprocess.run(["dtc", *args], capture_output=True, timeout=timeout, cwd=FIXTURES)
+        p = subprocess.run(["dtc", *args], capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return Run(None, b"", "", Counter(), [])
     err = p.stderr.decode("latin-1")
@@ -90,6 +90,7 @@ def assert_same_findings(args: list[str]) -> Run:
     only_dtvm = sorted(set(me.found) - set(ref.found), key=str)
     assert not only_dtc and not only_dtvm, f"{args}: only dtc {only_dtc}, only dtvm {only_dtvm}"
     assert me.found == ref.found, f"{args}: counts differ: dtc {ref.found}, dtvm {me.found}"
+    assert me.err == ref.err, f"{args}: stderr differs"
     if ref.code == 0:
         assert me.out == ref.out, f"{args}: output differs"
     return ref
@@ -219,31 +220,39 @@ def test_quiet_suppresses_like_dtc() -> None:
         assert not run_dtc([q, "-O", "dtb", path]).found
 
 
-# -- dtvm's own form of the messages ----------------------------------------------------------
+# -- the form of the messages ------------------------------------------------------------------
 
 
-def test_message_format() -> None:
-    path = os.path.join(FIXTURES, "interrupts.dts")
-    me = run_dtvm(["-O", "dtb", path])
-    lines = me.err.splitlines()
-    assert (
-        f"{path}:18:33: warning: /f:interrupts: size (2) is invalid, expected multiple of 4 [-Winterrupts_property]"
-    ) in lines
-    # a node-level finding points at the node, a property-level one at the property
-    assert f"{path}:16:2: warning: /d: Missing interrupt-parent [-Winterrupts_property]" in lines
-    # dtc's FAIL_PROP naming another node's property: the path is the node checked, the position the property's
-    assert any(x.startswith(f"{path}:6:37: warning: /g/h:#interrupt-cells: size is (12)") for x in lines), (
-        lines
-    )
+@pytest.mark.parametrize("name", ["interrupts.dts", "address_cells_is_cell.dts", "graph.dts", "pci.dts"])
+def test_message_bytes_and_rich_form(name: str) -> None:
+    """By default dtc's stderr exactly; --diagnostics=rich adds the source line and a caret after each finding."""
+    path = os.path.join(FIXTURES, name)
+    ref = run_dtc(["-O", "dtb", "-o", "/dev/null", path])
+    plain = run_dtvm(["-O", "dtb", "-o", "/dev/null", path])
+    assert plain.err == ref.err
+    rich = run_dtvm(["--diagnostics=rich", "-O", "dtb", "-o", "/dev/null", path])
+    ref_lines = ref.err.splitlines()
+    # rich = dtc's lines in order, each positioned one followed by two lines of context
+    it = iter(rich.err.splitlines())
+    for line in ref_lines:
+        assert next(it) == line
+        if re.match(r"^\S+:\d+\.\d+(-\d+(\.\d+)?)?: ", line):
+            src_line = next(it)
+            caret = next(it)
+            assert caret.strip() == "^"
+            col = int(re.match(r"^\S+:\d+\.(\d+)", line).group(1))  # type: ignore[union-attr]
+            assert len(caret) == col and src_line
+    assert next(it, None) is None
 
 
-def test_prerequisite_message_has_no_node() -> None:
+def test_prerequisite_message_names_the_output() -> None:
+    """A finding without a node is named by the output file, as dtc names it ("<stdout>" for -)."""
     path = os.path.join(FIXTURES, "address_cells_is_cell.dts")
-    me = run_dtvm(["-O", "dtb", path])
-    assert (
-        f"{path}: warning: Failed prerequisite 'address_cells_is_cell' [-Waddr_size_cells]"
-        in me.err.splitlines()
-    )
+    for out in ("/dev/null", "-"):
+        ref = run_dtc(["-O", "dtb", "-o", out, path])
+        me = run_dtvm(["-O", "dtb", "-o", out, path])
+        assert "Failed prerequisite" in ref.err
+        assert me.err == ref.err
 
 
 def test_runner_findings_keys() -> None:

@@ -74,7 +74,8 @@ def compile_one(source: str, output: str, include_dirs: list[str], extra: list[s
         args += ["-i", d]
     args += ["-I", "dts", "-O", "dtb", "-o", output, source]
     err = io.StringIO()
-    code = run(args, io.BytesIO(), err)
+    # dtvm's own one-line messages here, not dtc's: this is dtvm's command
+    code = run(["--diagnostics=dtvm", *args], io.BytesIO(), err)
     return CompileResult(source, output, code == 0, err.getvalue())
 
 

@@ -9,15 +9,16 @@ streams so that tests and the corpus parity script can call it in-process.
 from __future__ import annotations
 
 import gc
-import getopt
+import io
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 from dtvm import __version__
+from dtvm.cli.fdtutil import LongOpt, getopt_long, usage_text
 from dtvm.dt.tree import PHANDLE_BOTH, PHANDLE_EPAPR, PHANDLE_LEGACY, DeviceTree, Node
-from dtvm.errors import DtvmError
+from dtvm.errors import BlobError, DtvmError, SourceError
 from dtvm.fileio import MAX_BLOB, read_blob, write_atomic, write_stream
 
 __all__ = ["DtcOptions", "UsageError", "compile_tree", "parse_args", "run"]
@@ -26,68 +27,67 @@ DTC_VERSION = "1.6.1"
 FDT_MAGIC = b"\xd0\x0d\xfe\xed"
 
 _SHORT = "qI:O:o:V:d:R:S:p:a:fb:i:H:sW:E:@AThv"
-_LONG = [
-    "quiet",
-    "in-format=",
-    "out=",
-    "out-format=",
-    "out-version=",
-    "out-dependency=",
-    "reserve=",
-    "space=",
-    "pad=",
-    "align=",
-    "boot-cpu=",
-    "force",
-    "include=",
-    "sort",
-    "phandle=",
-    "warning=",
-    "error=",
-    "symbols",
-    "auto-alias",
-    "annotate",
-    "help",
-    "version",
-    # dtvm additions: the C preprocessor, in process (dtc's own -I is the input format)
-    "cpp",
-    "cpp-include=",
-    "cpp-define=",
+_FMT_IN = "\n\tInput formats are:\n\t\tdts - device tree source text\n\t\tdtb - device tree blob\n\t\tfs  - /proc/device-tree style directory"
+_FMT_OUT = (
+    "\n\tOutput formats are:\n\t\tdts - device tree source text\n\t\tdtb - device tree blob\n"
+    "\t\tyaml - device tree encoded as YAML\n\t\tasm - assembler source"
+)
+_FMT_H = (
+    "\n\tValid phandle formats are:\n\t\tlegacy - \"linux,phandle\" properties only\n"
+    "\t\tepapr  - \"phandle\" properties only\n\t\tboth   - Both \"linux,phandle\" and \"phandle\" properties"
+)
+# dtc 1.6.1's options (name, takes an argument, letter, help), in the order its -h lists them
+_DTC_OPTS: list[LongOpt] = [
+    ("quiet", False, "q", "\n\tQuiet: -q suppress warnings, -qq errors, -qqq all"),
+    ("in-format", True, "I", _FMT_IN),
+    ("out", True, "o", "\n\tOutput file"),
+    ("out-format", True, "O", _FMT_OUT),
+    ("out-version", True, "V", "\n\tBlob version to produce, defaults to 17 (for dtb and asm output)"),
+    ("out-dependency", True, "d", "\n\tOutput dependency file"),
+    ("reserve", True, "R", "\n\tMake space for <number> reserve map entries (for dtb and asm output)"),
+    ("space", True, "S", "\n\tMake the blob at least <bytes> long (extra space)"),
+    ("pad", True, "p", "\n\tAdd padding to the blob of <bytes> long (extra space)"),
+    ("align", True, "a", "\n\tMake the blob align to the <bytes> (extra space)"),
+    ("boot-cpu", True, "b", "\n\tSet the physical boot cpu"),
+    ("force", False, "f", "\n\tTry to produce output even if the input tree has errors"),
+    ("include", True, "i", "\n\tAdd a path to search for include files"),
+    ("sort", False, "s", "\n\tSort nodes and properties before outputting (useful for comparing trees)"),
+    ("phandle", True, "H", _FMT_H),
+    ("warning", True, "W", '\n\tEnable/disable warnings (prefix with "no-")'),
+    ("error", True, "E", '\n\tEnable/disable errors (prefix with "no-")'),
+    ("symbols", False, "@", "\n\tEnable generation of symbols"),
+    ("auto-alias", False, "A", "\n\tEnable auto-alias of labels"),
+    ("annotate", False, "T", "\n\tAnnotate output .dts with input source file and line (-T -T for more details)"),
+    ("help", False, "h", "\n\tPrint this help and exit"),
+    ("version", False, "v", "\n\tPrint version and exit"),
+]
+# dtvm's additions: long options only, never in dtc's -h text (which stays dtc's, byte for byte)
+_DTVM_OPTS: list[LongOpt] = [
+    ("cpp", False, "\x80", "Run the C preprocessor (pcpp, in process) on DTS input first"),
+    ("cpp-include", True, "\x81", "Include directory for --cpp"),
+    ("cpp-define", True, "\x82", "Macro definition for --cpp"),
+    (
+        "diagnostics",
+        True,
+        "\x83",
+        "dtc: dtc's stderr lines exactly (default); rich: each followed by the source line and a caret; "
+        "dtvm: dtvm's own one-line form (file:line:col: error: ...), as `dtvm compile` prints",
+    ),
 ]
 
-USAGE = """Usage: dtc [options] <input file>
-
-Options: -[qI:O:o:V:d:R:S:p:a:fb:i:H:sW:E:@AThv]
-  -q, --quiet                Quiet: -q suppress warnings, -qq errors, -qqq all
-  -I, --in-format <arg>      Input formats are: dts, dtb, fs
-  -o, --out <arg>            Output file
-  -O, --out-format <arg>     Output formats are: dts, dtb, asm, yaml
-  -V, --out-version <arg>    Blob version to produce, defaults to 17 (for dtb and asm output)
-  -d, --out-dependency <arg> Output dependency file
-  -R, --reserve <arg>        Make space for <number> reserve map entries (for dtb and asm output)
-  -S, --space <arg>          Make the blob at least <bytes> long (for dtb and asm output)
-  -p, --pad <arg>            Add padding to the blob of <bytes> long (for dtb and asm output)
-  -a, --align <arg>          Make the blob align to the <bytes> (for dtb and asm output)
-  -b, --boot-cpu <arg>       Set the physical boot cpu
-  -f, --force                Try to produce output even if the input tree has errors
-  -i, --include <arg>        Add a path to search for include files
-  -s, --sort                 Sort nodes and properties before outputting (useful for comparing trees)
-  -H, --phandle <arg>        Valid phandle formats are: legacy, epapr, both
-  -W, --warning <arg>        Enable/disable warnings (prefix with "no-")
-  -E, --error <arg>          Enable/disable errors (prefix with "no-")
-  -@, --symbols              Enable generation of symbols
-  -A, --auto-alias           Enable auto-alias of labels
-  -T, --annotate             Annotate output .dts with input source file and line (-T -T for more details)
-  -h, --help                 Print this help and exit
-  -v, --version              Print version and exit
-      --cpp                  Run the C preprocessor (pcpp, in process) on DTS input first (dtvm)
-      --cpp-include <dir>    Include directory for --cpp (dtvm)
-      --cpp-define <n[=v]>   Macro definition for --cpp (dtvm)
-"""
+USAGE = usage_text("dtc [options] <input file>", _SHORT, _DTC_OPTS)
 
 
 class UsageError(DtvmError):
-    """Bad command-line arguments (dtc exits 1 with its usage text)."""
+    """Bad command-line arguments: dtc prints getopt's line, its usage and ``Error: ...`` and exits 1."""
+
+    def __init__(self, message: str, getopt_line: str | None = None) -> None:
+        super().__init__(message)
+        self.getopt_line = getopt_line
+
+
+class FatalError(DtvmError):
+    """dtc's die(): ``FATAL ERROR: message`` and exit 1."""
 
 
 def _c_strtol(text: str) -> int:
@@ -136,71 +136,89 @@ class DtcOptions:
     input: str = "-"
     help: bool = False
     version: bool = False
+    diagnostics: str = "dtc"
+
+
+def _check_names() -> list[str]:
+    from dtvm.dt.checks import CHECK_NAMES
+
+    return CHECK_NAMES
 
 
 def parse_args(argv: list[str]) -> DtcOptions:
-    try:
-        opts, args = getopt.gnu_getopt(argv, _SHORT, _LONG)
-    except getopt.GetoptError as exc:
-        raise UsageError(f"dtc: {exc.msg}") from None
+    """dtc's option loop: options act in order, so ``-h`` before a bad option still prints help."""
+    events, args = getopt_long("dtc", argv, _SHORT, _DTC_OPTS + _DTVM_OPTS)
     o = DtcOptions()
-    for opt, val in opts:
-        if opt in ("-I", "--in-format"):
-            o.inform = val
-        elif opt in ("-O", "--out-format"):
-            o.outform = val
-        elif opt in ("-o", "--out"):
-            o.outname = val
-        elif opt in ("-V", "--out-version"):
-            o.outversion = _c_strtol(val)
-        elif opt in ("-d", "--out-dependency"):
-            o.depname = val
-        elif opt in ("-R", "--reserve"):
-            o.reservenum = _c_strtol(val) & 0xFFFFFFFF
-        elif opt in ("-S", "--space"):
-            o.minsize = _c_strtol(val)
-        elif opt in ("-p", "--pad"):
-            o.padsize = _c_strtol(val)
-        elif opt in ("-a", "--align"):
-            o.alignsize = _c_strtol(val)
+    for opt, val in events:
+        arg = val or ""
+        if opt == "?":
+            raise UsageError("unknown option", val)
+        if opt == "I":
+            o.inform = arg
+        elif opt == "O":
+            o.outform = arg
+        elif opt == "o":
+            o.outname = arg
+        elif opt == "V":
+            o.outversion = _c_strtol(arg)
+        elif opt == "d":
+            o.depname = arg
+        elif opt == "R":
+            o.reservenum = _c_strtol(arg) & 0xFFFFFFFF
+        elif opt == "S":
+            o.minsize = _c_strtol(arg)
+        elif opt == "p":
+            o.padsize = _c_strtol(arg)
+        elif opt == "a":
+            o.alignsize = _c_strtol(arg)
             if o.alignsize <= 0 or o.alignsize & (o.alignsize - 1):
-                raise DtvmError(f'Invalid argument "{o.alignsize}" to -a option')
-        elif opt in ("-f", "--force"):
+                raise FatalError(f'Invalid argument "{o.alignsize}" to -a option')
+        elif opt == "f":
             o.force = True
-        elif opt in ("-q", "--quiet"):
+        elif opt == "q":
             o.quiet += 1
-        elif opt in ("-b", "--boot-cpu"):
-            o.boot_cpuid = _c_strtol(val) & 0xFFFFFFFF
-        elif opt in ("-i", "--include"):
-            o.include_dirs.append(val)
-        elif opt in ("-H", "--phandle"):
-            fmt = {"legacy": PHANDLE_LEGACY, "epapr": PHANDLE_EPAPR, "both": PHANDLE_BOTH}.get(val)
+        elif opt == "b":
+            o.boot_cpuid = _c_strtol(arg) & 0xFFFFFFFF
+        elif opt == "i":
+            o.include_dirs.append(arg)
+        elif opt == "H":
+            fmt = {"legacy": PHANDLE_LEGACY, "epapr": PHANDLE_EPAPR, "both": PHANDLE_BOTH}.get(arg)
             if fmt is None:
-                raise DtvmError(f'Invalid argument "{val}" to -H option')
+                raise FatalError(f'Invalid argument "{arg}" to -H option')
             o.phandle_format = fmt
-        elif opt in ("-s", "--sort"):
+        elif opt == "s":
             o.sort = True
-        elif opt in ("-W", "--warning", "-E", "--error"):
-            enable = not val.startswith("no-")
-            o.check_flags.append((val[3:] if not enable else val, enable, opt in ("-E", "--error")))
-        elif opt in ("-@", "--symbols"):
+        elif opt in ("W", "E"):
+            enable = not arg.startswith("no-")
+            name = arg[3:] if not enable else arg
+            # dtc checks the name as it reads the option (parse_checks_option), before any input
+            if (name[3:] if enable and name.startswith("no_") else name) not in _check_names():
+                raise FatalError(f'Unrecognized check name "{name}"')
+            o.check_flags.append((name, enable, opt == "E"))
+        elif opt == "@":
             o.symbols = True
-        elif opt in ("-A", "--auto-alias"):
+        elif opt == "A":
             o.auto_alias = True
-        elif opt in ("-T", "--annotate"):
+        elif opt == "T":
             o.annotate += 1
-        elif opt == "--cpp":
-            o.cpp = True
-        elif opt == "--cpp-include":
-            o.cpp_includes.append(val)
-        elif opt == "--cpp-define":
-            o.cpp_defines.append(val)
-        elif opt in ("-h", "--help"):
+        elif opt == "h":
             o.help = True
-        elif opt in ("-v", "--version"):
+            return o
+        elif opt == "v":
             o.version = True
+            return o
+        elif opt == "\x80":
+            o.cpp = True
+        elif opt == "\x81":
+            o.cpp_includes.append(arg)
+        elif opt == "\x82":
+            o.cpp_defines.append(arg)
+        elif opt == "\x83":
+            if arg not in ("dtc", "rich", "dtvm"):
+                raise UsageError(f"--diagnostics takes dtc, rich or dtvm, not '{arg}'")
+            o.diagnostics = arg
     if len(args) > 1:
-        raise UsageError("dtc: missing files")
+        raise UsageError("missing files")
     o.input = args[0] if args else "-"
     return o
 
@@ -254,7 +272,7 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
         try:
             src = read_source(o.input)
         except OSError as exc:
-            raise DtvmError(f"{o.input}: error: Couldn't open \"{o.input}\": {exc.strerror}") from None
+            raise FatalError(f"Couldn't open \"{o.input}\": {exc.strerror}") from None
         if o.cpp:
             from dtvm.dt.dts.preprocess import preprocess
 
@@ -283,7 +301,7 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
             # the header first, the size capped: /dev/zero is refused on its magic
             data = read_blob(o.input, MAX_BLOB)
         except OSError as exc:
-            raise DtvmError(f"{name}: error: Couldn't open \"{o.input}\": {exc.strerror}") from None
+            raise FatalError(f"Couldn't open \"{o.input}\": {exc.strerror}") from None
         if deps is not None:
             deps.append(o.input)
         return read_dtb(data, name)
@@ -291,7 +309,7 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
         from dtvm.dt.fstree import read_fs
 
         return read_fs(o.input)
-    raise DtvmError(f'Unknown input format "{inform}"')
+    raise FatalError(f'Unknown input format "{inform}"')
 
 
 def compile_tree(o: DtcOptions, dt: DeviceTree, messages: list[str]) -> None:
@@ -303,13 +321,17 @@ def compile_tree(o: DtcOptions, dt: DeviceTree, messages: list[str]) -> None:
     runner = CheckRunner(dt, o.phandle_format, o.symbols)
     for name, enable, is_error in o.check_flags:
         if not runner.configure(name, enable, is_error):
-            raise DtvmError(f'Unrecognized check name "{name}"')
+            raise FatalError(f'Unrecognized check name "{name}"')
+    rich = o.diagnostics == "rich"
     fname = dt.source_name or o.input
 
     def show() -> None:
         for finding in runner.findings:
             if (finding.error and o.quiet < 2) or (not finding.error and o.quiet < 1):
-                messages.append(finding.format(fname))
+                if o.diagnostics == "dtvm":
+                    messages.append(finding.format(fname))
+                else:
+                    messages.append(finding.format_dtc(o.outname, rich))
 
     try:
         failed = runner.run_all()
@@ -343,9 +365,9 @@ def render(o: DtcOptions, dt: DeviceTree, outform: str, messages: list[str]) -> 
         from dtvm.dt.dtb import write_dtb
 
         if o.outversion not in (1, 2, 3, 16, 17):
-            raise DtvmError(f"Unknown device tree blob version {o.outversion}")
+            raise FatalError(f"Unknown device tree blob version {o.outversion}")
         if o.minsize and o.padsize:
-            raise DtvmError("Can't set both -p and -S")
+            raise FatalError("Can't set both -p and -S")
         if o.outversion < 16 and dt.root.frozen and any(not n.frozen for n in dt.root.walk()):
             # nodes made after the checks (aliases, __symbols__, fixups) have no
             # full path in dtc, and its v1-3 writer crashes on them
@@ -355,7 +377,7 @@ def render(o: DtcOptions, dt: DeviceTree, outform: str, messages: list[str]) -> 
         return b""
     if outform == "yaml":
         if o.inform != "dts":
-            raise DtvmError("YAML output format requires dts input")
+            raise FatalError("YAML output format requires dts input format")
         from dtvm.dt.yaml import write_yaml
 
         return write_yaml(dt)
@@ -363,9 +385,9 @@ def render(o: DtcOptions, dt: DeviceTree, outform: str, messages: list[str]) -> 
         from dtvm.dt.asm import write_asm
 
         if o.outversion not in (1, 2, 3, 16, 17):
-            raise DtvmError(f"Unknown device tree blob version {o.outversion}")
+            raise FatalError(f"Unknown device tree blob version {o.outversion}")
         return write_asm(dt, o.outversion, o.minsize, o.padsize, o.alignsize, o.reservenum)
-    raise DtvmError(f'Unknown output format "{outform}"')
+    raise FatalError(f'Unknown output format "{outform}"')
 
 
 def release(root: Node) -> None:
@@ -392,9 +414,19 @@ def run(argv: list[str], stdout: BinaryIO | None = None, stderr: TextIO | None =
     """
     enabled = gc.isenabled()
     gc.disable()
+    wrapper: io.TextIOWrapper | None = None
+    if stderr is None and hasattr(sys.stderr, "buffer"):
+        # dtc prints the bytes of names and values as they are: text here is
+        # latin-1 (one character per byte), so it goes out as latin-1, not UTF-8
+        sys.stderr.flush()
+        wrapper = io.TextIOWrapper(sys.stderr.buffer, encoding="latin-1", errors="replace", line_buffering=True)
+        stderr = wrapper
     try:
         return _run(argv, stdout, stderr)
     finally:
+        if wrapper is not None:
+            wrapper.flush()
+            wrapper.detach()  # leave sys.stderr's buffer open
         if enabled:
             gc.enable()
 
@@ -403,6 +435,7 @@ def _run(argv: list[str], stdout: BinaryIO | None, stderr: TextIO | None) -> int
     out = stdout if stdout is not None else sys.stdout.buffer
     err = stderr if stderr is not None else sys.stderr
     messages: list[str] = []
+    o: DtcOptions | None = None
     try:
         o = parse_args(argv)
         if o.help:
@@ -412,14 +445,14 @@ def _run(argv: list[str], stdout: BinaryIO | None, stderr: TextIO | None) -> int
             out.write(f"Version: DTC {DTC_VERSION} (dtvm {__version__})\n".encode())
             return 0
         if o.minsize and o.padsize:
-            raise DtvmError("Can't set both -p and -S")
+            raise FatalError("Can't set both -p and -S")
         inform = o.inform or guess_input_format(o.input, "dts")
         o.inform = inform
         outform = o.outform
         if outform is None:
             outform = _guess_type_by_name(o.outname, None) or ("dtb" if inform == "dts" else "dts")
         if o.annotate and (inform != "dts" or outform != "dts"):
-            raise DtvmError("--annotate requires -I dts -O dts")
+            raise FatalError("--annotate requires -I dts -O dts")
         deps: list[str] | None = [] if o.depname else None
         dt = load_tree(o, deps)
         compile_tree(o, dt, messages)
@@ -439,18 +472,41 @@ def _run(argv: list[str], stdout: BinaryIO | None, stderr: TextIO | None) -> int
     except UsageError as exc:
         for msg in messages:
             err.write(msg + "\n")
-        err.write(f"{exc}\n{USAGE}")
+        if exc.getopt_line:
+            err.write(exc.getopt_line + "\n")
+        err.write(f"{USAGE}\nError: {exc}\n")
         return 1
     except DtvmError as exc:
         for msg in messages:
             err.write(msg + "\n")
-        text = exc.render()
-        if "error:" not in text.split("\n", 1)[0] and not text.startswith("ERROR"):
-            text = f"{o.input if 'o' in locals() else 'dtc'}: error: {text}"
-        err.write(text + "\n")
+        err.write(error_text(exc, o.diagnostics if o is not None else "dtc", o.input if o is not None else "dtc") + "\n")
         return exc.exit_code
-    except RecursionError:
+    except RecursionError:  # pragma: no cover - every parser and walk is iterative
         for msg in messages:
             err.write(msg + "\n")
-        err.write(f"{o.input}: error: input nested too deeply\n")
+        err.write("FATAL ERROR: input nested too deeply\n")
         return 1
+
+
+def error_text(exc: DtvmError, diagnostics: str, input_name: str = "dtc") -> str:
+    """What dtc prints for this error (``--diagnostics=rich``: with source lines and carets).
+
+    Errors dtc has no counterpart for (it crashes or loops there, or the
+    feature is dtvm's: --cpp) keep dtvm's own form.
+    """
+    from dtvm.dt.checks import CheckError
+    from dtvm.dt.dts.diag import DtsError
+
+    if diagnostics == "dtvm":
+        text = exc.render()
+        if "error:" not in text.split("\n", 1)[0] and not text.startswith("ERROR"):
+            text = f"{input_name}: error: {text}"
+        return text
+    rich = diagnostics == "rich"
+    if isinstance(exc, DtsError):
+        return "\n".join(exc.dtc_lines(rich))
+    if isinstance(exc, (CheckError, SourceError)) or (not isinstance(exc, (FatalError, BlobError)) and "error:" in str(exc)):
+        return exc.render()
+    if isinstance(exc, BlobError):
+        return f"FATAL ERROR: {exc.message}"
+    return f"FATAL ERROR: {exc}"

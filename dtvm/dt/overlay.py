@@ -54,9 +54,11 @@ def _name_bytes(text: str) -> bytes:
 
 
 def _live_preorder(root: Node) -> Iterator[Node]:
-    """Pre-order over live nodes; children are read by index, so appended children are seen."""
-    if root.deleted:
-        return
+    """Pre-order over live nodes; children are read by index, so appended children are seen.
+
+    The root itself is always visited, deleted or not (``/delete-node/ &{/}``):
+    dtc's walks start at the root without looking.
+    """
     yield root
     stack: list[list[object]] = [[root, 0]]
     while stack:
@@ -157,7 +159,8 @@ class _Builder:
 
 
 def _any_label_tree(root: Node) -> bool:
-    return any(node.labels for node in root.walk())
+    """dtc's any_label_tree: a live node (or the root, deleted or not) with a label list, deleted labels counted."""
+    return any(node.labels for node in _live_preorder(root))
 
 
 def generate_label_tree(

@@ -540,6 +540,10 @@ def _mapping(e: _Emitter, root: Node) -> None:
 
 def write_yaml(dt: DeviceTree) -> bytes:
     """The tree as ``dtc -O yaml`` writes it."""
+    if dt.root.deleted:
+        # `/delete-node/ &{/}`: dtc's yaml_tree skips a deleted node, and libyaml
+        # writes the empty sequence in flow style
+        return b"--- []\n...\n"
     e = _Emitter()
     # document start, not implicit: '---'
     e.write_indent()

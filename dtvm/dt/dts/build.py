@@ -17,59 +17,71 @@ __all__ = ["OrphanCounter", "add_orphan_node", "merge_nodes"]
 
 
 def merge_nodes(old: Node, new: Node, on_label: Callable[[Node, str], None] | None = None) -> Node:
-    """Merge ``new`` into ``old`` as dtc does: later values win, old positions stay.
+    """Merge ``new`` into ``old`` as dtc's merge_nodes does: later values win, old positions stay.
 
-    ``on_label`` hears of every label that lands on an existing node, so the
-    parser's label index stays current without walking the tree.
+    The order of effects is dtc's: labels, then properties, then each child in
+    turn, a colliding child merged completely before the next one is looked
+    at, so ``b { }; /delete-node/ b;`` in a later block deletes the merged
+    ``b``. An explicit stack replaces dtc's recursion (a 10,000-level tree must
+    not exhaust Python's). ``on_label`` hears of every label that lands on an
+    existing node, so the parser's label index stays current without a walk.
     """
-    work = [(old, new)]
+    # frames: [old node, new node, index of the next child of new to merge]
+    work: list[list] = [[old, new, -1]]
     while work:
-        old_node, new_node = work.pop()
-        old_node.deleted = False
-        # dtc's srcpos_extend: the node keeps the positions of all its blocks
-        old_node.pos = extend_pos(old_node.pos, new_node.pos)
-        for lab in new_node.labels:
-            add_label(old_node.labels, lab.name)
-            if on_label is not None:
-                on_label(old_node, lab.name)
-
-        for new_prop in new_node.props:
-            if new_prop.deleted:
-                old_node.delete_property(new_prop.name)
-                continue
-            for old_prop in old_node.props:
-                if old_prop.name == new_prop.name:
-                    for lab in new_prop.labels:
-                        add_label(old_prop.labels, lab.name)
-                    old_prop.value = new_prop.value
-                    old_prop.markers = new_prop.markers
-                    old_prop.deleted = False
-                    old_prop.pos = new_prop.pos
+        frame = work[-1]
+        old_node, new_node, k = frame
+        if k < 0:
+            _merge_own(old_node, new_node, on_label)
+            frame[2] = k = 0
+        kids = new_node.children
+        if k >= len(kids):
+            # dtc's srcpos_extend: the node keeps the positions of all its blocks
+            old_node.pos = extend_pos(old_node.pos, new_node.pos)
+            new_node.children = []
+            work.pop()
+            continue
+        frame[2] = k + 1
+        new_child = kids[k]
+        if new_child.deleted:
+            # dtc's delete_node_by_name: the first child of that name, deleted or not
+            for c in old_node.children:
+                if c.name == new_child.name:
+                    c.delete()
                     break
-            else:
-                old_node.props.append(new_prop)
-        new_node.props = []
-
-        pending: list[tuple[Node, Node]] = []
-        for new_child in new_node.children:
-            if new_child.deleted:
-                for c in old_node.children:
-                    if not c.deleted and c.name == new_child.name:
-                        c.delete()
-                        break
-                continue
-            for old_child in old_node.children:
-                if old_child.name == new_child.name:
-                    pending.append((old_child, new_child))
-                    break
-            else:
-                old_node.add_child(new_child)
-        new_node.children = []
-        # dtc merges each colliding child before looking at the next one; the
-        # order only matters for label prepending, which is per node, so a
-        # depth-first stack preserves every observable effect.
-        work.extend(reversed(pending))
+            continue
+        for old_child in old_node.children:
+            if old_child.name == new_child.name:
+                work.append([old_child, new_child, -1])
+                break
+        else:
+            old_node.add_child(new_child)
     return old
+
+
+def _merge_own(old_node: Node, new_node: Node, on_label: Callable[[Node, str], None] | None) -> None:
+    """The first half of dtc's merge_nodes: undelete, labels, then properties."""
+    old_node.deleted = False
+    for lab in new_node.labels:
+        add_label(old_node.labels, lab.name)
+        if on_label is not None:
+            on_label(old_node, lab.name)
+    for new_prop in new_node.props:
+        if new_prop.deleted:
+            old_node.delete_property(new_prop.name)
+            continue
+        for old_prop in old_node.props:
+            if old_prop.name == new_prop.name:
+                for lab in new_prop.labels:
+                    add_label(old_prop.labels, lab.name)
+                old_prop.value = new_prop.value
+                old_prop.markers = new_prop.markers
+                old_prop.deleted = False
+                old_prop.pos = new_prop.pos
+                break
+        else:
+            old_node.props.append(new_prop)
+    new_node.props = []
 
 
 class OrphanCounter:

@@ -3,9 +3,14 @@
 As in dtc, the parser's actions build the tree directly: each ``{ ... }`` block
 becomes a Node, top-level blocks are merged into the tree as they are read
 (build.py), and references stay as markers until the checks resolve them.
-Node nesting is parsed with an explicit stack, so depth is bounded by memory,
-not by Python's recursion limit; expressions recurse, and are bounded by
-MAX_EXPR_DEPTH.
+Node nesting and expressions are parsed with explicit stacks, so no input can
+exhaust Python's stack; what bounds depth is what bounds dtc's: bison's stack
+of YYMAXDEPTH (10,000) states, counted here as dtc's parser would fill it.
+
+Errors come as dtc reports them (diag.py): messages that let the parse go on
+(a label not found, a division by zero, a value out of range, a bad literal)
+are collected and the source is rejected at the end; a syntax error stops at
+once, positioned at the token bison would have stopped at.
 """
 
 from __future__ import annotations
@@ -15,18 +20,20 @@ import re
 
 from dtvm.dt.dts import scan
 from dtvm.dt.dts.build import OrphanCounter, add_orphan_node, merge_nodes
+from dtvm.dt.dts.diag import FATAL_PARSE, FATAL_SYNTAX, DtsError, Message, ZeroPos
+from dtvm.dt.dts.expr import YYMAXDEPTH, parse_integer_prim
 from dtvm.dt.dts.scan import Token
-from dtvm.dt.dts.source import NodePos, SourceBuffer, read_source
+from dtvm.dt.dts.source import NodePos, SourceBuffer, make_pos, read_source
 from dtvm.dt.dts.values import parse_char_literal, parse_int_literal, unescape
 from dtvm.dt.tree import DeviceTree, Marker, MarkerType, Node, Property, ReserveEntry, SourcePos, add_label
 from dtvm.errors import SourceError
 from dtvm.fileio import MAX_SOURCE
 
-__all__ = ["MAX_EXPR_DEPTH", "parse_file", "parse_source", "parse_string", "parse_tokens"]
+__all__ = ["parse_file", "parse_source", "parse_string", "parse_tokens"]
 
-MAX_EXPR_DEPTH = 256
-BISON_STACK_LIMIT = 10000
+BISON_STACK_LIMIT = YYMAXDEPTH
 _M64 = (1 << 64) - 1
+_NAME_RE = re.compile(r"\\?[a-zA-Z0-9,._+*#?@-]+")
 
 _TYPE_FOR_BITS = {
     8: MarkerType.TYPE_UINT8,
@@ -47,29 +54,6 @@ T_NAME, T_LABEL, T_NUM, T_CHAR, T_STR, T_REF, T_BYTE = (
     scan.T_REF,
     scan.T_BYTE,
 )
-
-# binary operators by precedence level (higher binds tighter), as in dtc-parser.y
-_BINOPS = {
-    "||": 1,
-    "&&": 2,
-    "|": 3,
-    "^": 4,
-    "&": 5,
-    "==": 6,
-    "!=": 6,
-    "<": 7,
-    ">": 7,
-    "<=": 7,
-    ">=": 7,
-    "<<": 8,
-    ">>": 8,
-    "+": 9,
-    "-": 9,
-    "*": 10,
-    "/": 10,
-    "%": 10,
-}
-
 
 def _describe(tok: Token) -> str:
     kind, value = tok[0], tok[1]
@@ -104,6 +88,7 @@ class Parser:
         # live ones, so resolving `&label {` does not walk the whole tree
         self.label_nodes: dict[str, list[Node]] = {}
         self.root: Node | None = None
+        self.errors: list[Message] = []  # dtc's ERROR()s so far: the parse goes on
 
     def note_label(self, node: Node, name: str) -> None:
         nodes = self.label_nodes.setdefault(name, [])
@@ -132,15 +117,97 @@ class Parser:
             return None
         return live[0] if slash < 0 else live[0].get_node(ref[slash:])
 
-    # -- helpers ---------------------------------------------------------------
-    def error(self, message: str, tok: Token | None = None) -> SourceError:
+    # -- errors ------------------------------------------------------------------
+    def tok_pos(self, tok: Token) -> SourcePos:
+        """dtc's location of a token; a fused token (``name {``, ``};``, ``<1 2>``) by its first part."""
+        kind, value, src, start, end = tok
+        if kind == scan.T_EOF and value == "zero":
+            return ZeroPos(src, 0, 0)
+        if kind == T_CLOSE or kind == T_CELLS:
+            end = start + 1
+        elif kind == T_NODEOPEN or kind == T_NAMEQ or kind == T_PSIMPLE:
+            m = _NAME_RE.match(src.text, start)
+            assert m is not None
+            end = m.end()
+        return SourcePos(src, start, end)
+
+    def span(self, i: int, j: int) -> SourcePos:
+        """dtc's location of a rule from token ``i`` to token ``j`` (the file is where it ends)."""
+        a, b = self.toks[i], self.toks[j]
+        return make_pos(a[2], a[3], b[2], b[4])
+
+    def soft_error(self, message: str, i: int, j: int, text: str | None = None, prefix: str = "Error") -> None:
+        """dtc's ERROR() (or lexical_error): reported, and the parse goes on.
+
+        dtc prints it when the rule is reduced, naming the file as it is named
+        then: a linemarker read since in that file (inside a long ``&ref { }``
+        block) has renamed it.
+        """
+        pos = self.span(i, j)
+        src = self.toks[j][2]
+        k = self.i - 1
+        while k > j and self.toks[k][2] is not src:
+            k -= 1
+        name = src.location(self.toks[k][4])[0] if k > j else None
+        self.errors.append(Message(pos, message, text or message, prefix, name))
+
+    def hard_error(self, message: str, pos: SourcePos, text: str | None = None) -> DtsError:
+        """A message after which dtc's parser gives up (yyerror, YYERROR)."""
+        return DtsError([*self.errors, Message(pos, message, text or message)], FATAL_PARSE)
+
+    def error(self, message: str, tok: Token | None = None) -> DtsError:
         if tok is None:
             tok = self.toks[self.i]
-        return SourceError(message, tok[2], tok[3], tok[4])
+        return self.hard_error(message, self.tok_pos(tok))
 
-    def syntax_error(self, expected: str) -> SourceError:
+    def fatal(self, message: str, tok: Token) -> DtsError:
+        """dtc's die(): ``FATAL ERROR: message``, no position (dtvm's form keeps the token's)."""
+        return DtsError(list(self.errors), message, SourcePos(tok[2], tok[3], tok[4]))
+
+    def syntax_error(self, expected: str) -> DtsError:
         tok = self.toks[self.i]
-        return self.error(f"syntax error: expected {expected}, found {_describe(tok)}", tok)
+        if tok[0] == scan.T_FATAL:
+            # the scanner stopped here (a missing /include/): dtc dies with no position
+            return self.fatal(tok[1], tok)  # type: ignore[arg-type]
+        if tok[0] == T_NUM or tok[0] == T_CHAR:
+            # dtc's lexer judged the literal when it read it, before the parser saw it was misplaced
+            self.literal(tok)
+        return self.hard_error("syntax error", self.tok_pos(tok), f"syntax error: expected {expected}, found {_describe(tok)}")
+
+    def push_state(self, depth: int, tok: Token | None = None) -> None:
+        """bison pushes its ``depth``-th state: at YYMAXDEPTH dtc stops with "memory exhausted"."""
+        if depth >= YYMAXDEPTH:
+            if tok is None:
+                tok = self.toks[self.i]
+            raise self.hard_error(
+                "memory exhausted",
+                self.tok_pos(tok),
+                f"nesting too deep: dtc's parser stack ({YYMAXDEPTH} entries) overflows here",
+            )
+
+    def literal(self, tok: Token) -> int:
+        """A DT_LITERAL or DT_CHAR_LITERAL's value; a bad one is dtc's lexical error, read as strtoull reads it."""
+        try:
+            if tok[0] == T_NUM:
+                return parse_int_literal(tok[1], tok[2], tok[3])  # type: ignore[arg-type]
+            return parse_char_literal(tok[1], tok[2], tok[3])  # type: ignore[arg-type]
+        except DtsError:
+            raise
+        except SourceError as exc:
+            if exc.message.startswith("\\x used"):
+                raise self.fatal(exc.message, tok) from None
+            self.errors.append(Message(self.tok_pos(tok), exc.message, exc.message, "Lexical error"))
+            return _bad_literal_value(tok)
+
+    def string(self, tok: Token, offset: int) -> bytes:
+        """A string's bytes; dtc dies on a ``\\x`` without hex digits."""
+        raw: str = tok[1]  # type: ignore[assignment]
+        if "\\" not in raw:
+            return raw.encode("latin-1")
+        try:
+            return unescape(raw, tok[2], offset)
+        except SourceError as exc:
+            raise self.fatal(exc.message, tok) from None
 
     def expect(self, kind: str, what: str | None = None) -> Token:
         tok = self.toks[self.i]
@@ -149,35 +216,56 @@ class Parser:
         self.i += 1
         return tok
 
+    def expect_name(self, what: str) -> Token:
+        """A DT_PROPNODENAME that ';' must follow; a fused ``name {`` or ``name =`` fails at its second part."""
+        tok = self.toks[self.i]
+        kind = tok[0]
+        if kind == T_NODEOPEN:
+            raise self.hard_error("syntax error", SourcePos(tok[2], tok[4] - 1, tok[4]), f"syntax error: expected ';' after {what}")
+        if kind == T_NAMEQ or kind == T_PSIMPLE:
+            eq = tok[2].text.index("=", tok[3])
+            raise self.hard_error("syntax error", SourcePos(tok[2], eq, eq + 1), f"syntax error: expected ';' after {what}")
+        return self.expect(T_NAME, what)
+
     def pos(self, start_tok: Token) -> SourcePos:
         end_tok = self.toks[self.i - 1]
-        end = end_tok[4] if end_tok[2] is start_tok[2] else start_tok[4]
-        return SourcePos(start_tok[2], start_tok[3], end)
+        return make_pos(start_tok[2], start_tok[3], end_tok[2], end_tok[4])
 
     # -- file structure --------------------------------------------------------
     def parse(self) -> DeviceTree:
         toks = self.toks
-        # headers: /dts-v1/; [/plugin/;] one or more times, all equal
-        flags = None
+        # headers: /dts-v1/; [/plugin/;] one or more times (right-recursive in
+        # dtc's grammar: each stays on bison's stack until the last one)
+        headers: list[tuple[bool, int, int]] = []  # (plugin, first token, last token)
         while toks[self.i][0] == scan.T_V1:
-            htok = toks[self.i]
+            first = self.i
+            depth = len(headers) + 1
+            self.push_state(depth + 1)
             self.i += 1
+            self.push_state(depth + 2)
             self.expect(";")
             plugin = False
             if toks[self.i][0] == scan.T_PLUGIN:
+                self.push_state(depth + 3)
                 self.i += 1
+                self.push_state(depth + 4)
                 self.expect(";")
                 plugin = True
-            if flags is None:
-                flags = plugin
-            elif flags != plugin:
-                raise self.error("Header flags don't match earlier ones", htok)
-        if flags is None:
+            headers.append((plugin, first, self.i - 1))
+        if not headers:
             raise self.syntax_error("/dts-v1/")
+        # `header headers`: reduced from the last one back, comparing each with the rest
+        flags = headers[-1][0]
+        for k in range(len(headers) - 2, -1, -1):
+            if headers[k][0] != flags:
+                self.soft_error("Header flags don't match earlier ones", headers[k + 1][1], headers[-1][2])
+            flags = headers[k][0]
         self.plugin = flags
 
         reservations = self.parse_memreserves()
         root = self.parse_devicetree()
+        if self.errors:
+            raise DtsError(self.errors, FATAL_SYNTAX)
         dt = DeviceTree(root, reservations, 0, self.plugin)
         dt.boot_cpuid = guess_boot_cpuid(root)
         return dt
@@ -186,19 +274,24 @@ class Parser:
         toks = self.toks
         out: list[ReserveEntry] = []
         while True:
+            # `memreserve memreserves` is right-recursive too: every entry stays on the stack
+            base = 2 + len(out)
             labels: list[str] = []
-            j = self.i
-            while toks[j][0] == T_LABEL:
-                labels.append(toks[j][1])  # type: ignore[arg-type]
-                j += 1
-            if toks[j][0] != scan.T_MEMRES:
+            while toks[self.i][0] == T_LABEL:
+                self.push_state(base + len(labels) + 1)
+                labels.append(toks[self.i][1])  # type: ignore[arg-type]
+                self.i += 1
+            if toks[self.i][0] != scan.T_MEMRES:
                 if labels:
-                    self.i = j
                     raise self.syntax_error("/memreserve/ after label")
+                self.push_state(base + 1)  # the empty `memreserves`
                 return out
-            self.i = j + 1
-            addr = self.parse_integer_prim()
-            size = self.parse_integer_prim()
+            base += len(labels)
+            self.push_state(base + 1)
+            self.i += 1
+            addr = parse_integer_prim(self, base + 1)[0]
+            size = parse_integer_prim(self, base + 2)[0]
+            self.push_state(base + 4)
             self.expect(";")
             entry = ReserveEntry(addr, size)
             for name in reversed(labels):
@@ -209,14 +302,17 @@ class Parser:
         toks = self.toks
         tok = toks[self.i]
         if tok[0] == "/":
+            self.push_state(4)
             self.i += 1
             root = self.parse_nodedef(tok, 3)
             root.name = ""
         elif tok[0] == T_REF:
+            self.push_state(4)
             self.i += 1
-            body = self.parse_nodedef(tok)
+            first = self.i
+            body = self.parse_nodedef(tok, 3)
             if not self.plugin:
-                raise self.error(f"Label or path {tok[1]} not found", tok)
+                self.soft_error(f"Label or path {tok[1]} not found", first, self.i - 1)
             root = Node("")
             add_orphan_node(root, body, tok[1], self.orphans)  # type: ignore[arg-type]
         else:
@@ -228,9 +324,12 @@ class Parser:
             if kind == scan.T_EOF:
                 return root
             if kind == "/":
+                self.push_state(5)
                 self.i += 1
                 merge_nodes(root, self.parse_nodedef(tok), self.note_label)
             elif kind == T_REF:
+                self.push_state(5)
+                k = self.i
                 self.i += 1
                 body = self.parse_nodedef(tok)
                 ref: str = tok[1]  # type: ignore[assignment]
@@ -243,25 +342,33 @@ class Parser:
                 elif self.plugin:
                     add_orphan_node(root, body, ref, self.orphans)
                 else:
-                    raise self.error(f"Label or path {ref} not found", tok)
+                    self.soft_error(f"Label or path {ref} not found", k, k)
             elif kind == T_LABEL:
+                self.push_state(5)
                 self.i += 1
+                self.push_state(6)
+                k = self.i
                 ref_tok = self.expect(T_REF, "a reference after a label")
                 body = self.parse_nodedef(ref_tok, 5)
                 target = self.find_ref(root, ref_tok[1])  # type: ignore[arg-type]
                 if target is None:
-                    raise self.error(f"Label or path {ref_tok[1]} not found", ref_tok)
+                    self.soft_error(f"Label or path {ref_tok[1]} not found", k, k)
+                    continue
                 add_label(target.labels, tok[1])  # type: ignore[arg-type]
                 self.note_label(target, tok[1])  # type: ignore[arg-type]
                 merge_nodes(target, body, self.note_label)
             elif kind == scan.T_DELNODE or kind == scan.T_OMIT:
+                self.push_state(5)
                 self.i += 1
+                self.push_state(6)
+                k = self.i
                 ref_tok = self.expect(T_REF, "a reference")
+                self.push_state(7)
                 self.expect(";")
                 target = self.find_ref(root, ref_tok[1])  # type: ignore[arg-type]
                 if target is None:
-                    raise self.error(f"Label or path {ref_tok[1]} not found", ref_tok)
-                if kind == scan.T_DELNODE:
+                    self.soft_error(f"Label or path {ref_tok[1]} not found", k, k)
+                elif kind == scan.T_DELNODE:
                     target.delete()
                 else:
                     target.omit_if_unused = True
@@ -272,11 +379,13 @@ class Parser:
     def parse_nodedef(self, start_tok: Token, base: int = 4) -> Node:
         """'{' proplist subnodes '}' ';' with an explicit stack for nesting."""
         toks = self.toks
+        self.push_state(base + 1)
         brace = self.expect("{")
+        self.push_state(base + 2)
         root = Node("", None)
         # frame: [node, seen_subnode, start token, bison stack entries of this frame,
         #         offset of the '{' (where dtc's position of the node starts)]
-        stack: list[list] = [[root, False, start_tok, 3, brace[3]]]
+        stack: list[list] = [[root, False, start_tok, 3, brace[3], brace[2]]]
         # dtc's bison parser stack (YYMAXDEPTH 10000) bounds nesting, and because
         # `subnodes` is right-recursive, also the number of siblings and labels
         # pending on the stack; dtc rejects such input, so dtvm does too.
@@ -284,101 +393,50 @@ class Parser:
         while stack:
             frame = stack[-1]
             node: Node = frame[0]
-            item_tok = toks[self.i]
+            item = self.i
             labels: list[str] = []
             omit = False
             while True:
                 kind = toks[self.i][0]
                 if kind == T_LABEL:
                     labels.append(toks[self.i][1])  # type: ignore[arg-type]
-                    self.i += 1
                 elif kind == scan.T_OMIT:
                     omit = True
-                    self.i += 1
                 else:
                     break
+                self.push_state(total + self.i - item + 1)
+                self.i += 1
+            pending = total + self.i - item  # the labels and /omit-if-no-ref/ wait on the stack
             tok = toks[self.i]
             kind = tok[0]
-            if kind == T_PSIMPLE:
-                # the scanner fused NAME '=' (<simple cells> | "string") ';'
+            if kind == T_NODEOPEN or (kind == T_NAME and toks[self.i + 1][0] == "{"):
+                self.push_state(pending + 1)
+                brace_tok = tok if kind == T_NODEOPEN else toks[self.i + 1]
+                brace_off = tok[4] - 1 if kind == T_NODEOPEN else brace_tok[3]
+                self.i += 1 if kind == T_NODEOPEN else 2
+                self.push_state(pending + 3)
+                total += self._open_child(tok, labels, omit, stack, toks[item], brace_off, brace_tok[2])
+            elif kind in (T_PSIMPLE, T_NAMEQ, T_NAME, scan.T_DELPROP):
                 if omit:
-                    raise self.syntax_error("a node after /omit-if-no-ref/")
-                if frame[1]:
-                    raise self.error("Properties must precede subnodes", tok)
-                self.i += 1
-                fused: tuple[str, str | None, str | None] = tok[1]  # type: ignore[assignment]
-                pname, cells, string = fused
-                pdata = bytearray()
-                if cells is not None:
-                    pmarkers = [Marker(0, MarkerType.TYPE_UINT32)]
-                    self.fast_cells(tok, pdata, pmarkers, 32, cells)
-                else:
-                    assert string is not None
-                    pmarkers = [Marker(0, MarkerType.TYPE_STRING)]
-                    if "\\" in string:
-                        pdata += unescape(string, tok[2], tok[2].text.index('"', tok[3]) + 1)
+                    # /omit-if-no-ref/ takes a subnode: dtc stops at the token after the name
+                    if kind == T_NAME or kind == scan.T_DELPROP:
+                        self.i += 1
                     else:
-                        pdata += string.encode("latin-1")
-                    pdata.append(0)
-                prop = Property(pname, bytes(pdata), pmarkers, SourcePos(tok[2], tok[3], tok[4]))
+                        eq = tok[2].text.index("=", tok[3])
+                        raise self.hard_error("syntax error", SourcePos(tok[2], eq, eq + 1), "syntax error: expected '{' after /omit-if-no-ref/ NAME")
+                    raise self.syntax_error("'{' after /omit-if-no-ref/ NAME")
+                prop = self.parse_property(pending)
                 for name in reversed(labels):
                     add_label(prop.labels, name)
-                node.props.append(prop)
-            elif kind == T_NODEOPEN:
-                self.i += 1
-                total += self._open_child(tok, labels, omit, stack, item_tok, tok[4] - 1)
-            elif kind == T_NAMEQ:
-                # the scanner fused NAME '=' (the common case)
-                if omit:
-                    raise self.syntax_error("a node after /omit-if-no-ref/")
                 if frame[1]:
-                    raise self.error("Properties must precede subnodes", tok)
-                self.i += 1
-                value, markers = self.parse_propdata()
-                self.expect(";")
-                prop = Property(tok[1], value, markers, SourcePos(tok[2], tok[3], toks[self.i - 1][4]))  # type: ignore[arg-type]
-                for name in reversed(labels):
-                    add_label(prop.labels, name)
-                node.props.append(prop)
-            elif kind == T_NAME:
-                nxt = toks[self.i + 1][0]
-                if nxt == "{":
-                    self.i += 2
-                    total += self._open_child(tok, labels, omit, stack, item_tok, toks[self.i - 1][3])
-                    continue
-                if omit:
-                    raise self.syntax_error("a node after /omit-if-no-ref/")
-                if frame[1] and nxt in ("=", ";"):
-                    raise self.error("Properties must precede subnodes", tok)
-                self.i += 1
-                if nxt == "=":
-                    self.i += 1
-                    value, markers = self.parse_propdata()
-                elif nxt == ";":
-                    value, markers = b"", []
-                else:
-                    raise self.syntax_error("'=', ';' or '{' after a name")
-                self.expect(";")
-                prop = Property(tok[1], value, markers, SourcePos(tok[2], tok[3], self.toks[self.i - 1][4]))  # type: ignore[arg-type]
-                for name in reversed(labels):
-                    add_label(prop.labels, name)
-                node.props.append(prop)
-            elif kind == scan.T_DELPROP:
-                if omit:
-                    raise self.syntax_error("a node after /omit-if-no-ref/")
-                if frame[1]:
-                    raise self.error("Properties must precede subnodes", tok)
-                self.i += 1
-                name_tok = self.expect(T_NAME, "a property name")
-                self.expect(";")
-                prop = Property(name_tok[1], b"", [], SourcePos(tok[2], tok[3], name_tok[4]))  # type: ignore[arg-type]
-                prop.deleted = True
-                for name in reversed(labels):
-                    add_label(prop.labels, name)
+                    raise self.hard_error("Properties must precede subnodes", self.span(item, self.i - 1))
                 node.props.append(prop)
             elif kind == scan.T_DELNODE:
+                self.push_state(pending + 1)
                 self.i += 1
-                name_tok = self.expect(T_NAME, "a node name")
+                self.push_state(pending + 2)
+                name_tok = self.expect_name("a node name")
+                self.push_state(pending + 3)
                 semi = self.expect(";")
                 child = Node(name_tok[1], SourcePos(tok[2], tok[3], semi[4]))  # type: ignore[arg-type]
                 child.deleted = True
@@ -391,14 +449,16 @@ class Parser:
                 frame[3] += 1
                 total += 1
             elif (kind == T_CLOSE or kind == "}") and not labels and not omit:
-                if total + 3 >= BISON_STACK_LIMIT:
-                    raise self.error(
-                        f"nesting too deep: dtc's parser stack ({BISON_STACK_LIMIT} entries) overflows here", tok
-                    )
+                # the empty `subnodes`, then '}' and ';' land on the stack
+                self.push_state(total + 2)
                 self.i += 1
                 if kind == "}":
+                    self.push_state(total + 3)
                     self.expect(";")
-                node.pos = NodePos(frame[2][2], frame[2][3], self.toks[self.i - 1][4], frame[4])
+                else:
+                    self.push_state(total + 3, (";", ";", tok[2], tok[4] - 1, tok[4]))
+                last = self.toks[self.i - 1]
+                node.pos = NodePos(frame[2][2], frame[2][3], last[4], frame[4], frame[5], last[2])
                 done = stack.pop()
                 total -= done[3]
                 if stack:
@@ -410,8 +470,73 @@ class Parser:
                 raise self.syntax_error("a property, a subnode or '}'")
         return root
 
+    def parse_property(self, depth: int) -> Property:
+        """A propdef after its labels; ``depth`` is bison's stack below its name."""
+        toks = self.toks
+        tok = toks[self.i]
+        kind = tok[0]
+        first = self.i
+        self.push_state(depth + 1)
+        if kind == T_PSIMPLE:
+            # the scanner fused NAME '=' (<simple cells> | "string") ';'
+            self.i += 1
+            fused: tuple[str, str | None, str | None] = tok[1]  # type: ignore[assignment]
+            pname, cells, string = fused
+            pdata = bytearray()
+            if cells is not None:
+                self.push_state(depth + 5)
+                pmarkers = [Marker(0, MarkerType.TYPE_UINT32)]
+                self.fast_cells(tok, pdata, pmarkers, 32, cells)
+            else:
+                assert string is not None
+                self.push_state(depth + 4)
+                pmarkers = [Marker(0, MarkerType.TYPE_STRING)]
+                pdata += self.string((T_STR, string, tok[2], tok[3], tok[4]), tok[2].text.index('"', tok[3]) + 1)
+                pdata.append(0)
+            return Property(pname, bytes(pdata), pmarkers, self.span(first, first))
+        if kind == scan.T_DELPROP:
+            self.i += 1
+            self.push_state(depth + 2)
+            name_tok = self.expect_name("a property name")
+            self.push_state(depth + 3)
+            self.expect(";")
+            prop = Property(name_tok[1], b"", [], None)  # type: ignore[arg-type]
+            prop.deleted = True
+            return prop
+        if kind == T_NAMEQ:
+            # the scanner fused NAME '=' (the common case)
+            self.i += 1
+            self.push_state(depth + 2)
+            value, markers = self.parse_propdata(depth + 2)
+            self.push_state(depth + 4)
+            self.expect(";")
+        elif kind == T_NAME:
+            nxt = toks[self.i + 1][0]
+            self.i += 1
+            if nxt == "=":
+                self.push_state(depth + 2)
+                self.i += 1
+                value, markers = self.parse_propdata(depth + 2)
+                self.push_state(depth + 4)
+            elif nxt == ";":
+                self.push_state(depth + 2)
+                value, markers = b"", []
+            else:
+                raise self.syntax_error("'=', ';' or '{' after a name")
+            self.expect(";")
+        else:
+            raise self.syntax_error("a property")
+        return Property(tok[1], value, markers, self.span(first, self.i - 1))  # type: ignore[arg-type]
+
     def _open_child(
-        self, tok: Token, labels: list[str], omit: bool, stack: list[list], item_tok: Token, brace: int
+        self,
+        tok: Token,
+        labels: list[str],
+        omit: bool,
+        stack: list[list],
+        item_tok: Token,
+        brace: int,
+        brace_src: SourceBuffer,
     ) -> int:
         """Push a frame for a subnode whose '{' is at ``brace``; returns its bison stack cost."""
         child = Node(tok[1], None)  # type: ignore[arg-type]
@@ -423,38 +548,40 @@ class Parser:
         stack[-1][1] = True
         # a subnode costs NAME '{' proplist plus the labels and /omit-if-no-ref/ before it
         cost = 3 + len(labels) + (1 if omit else 0)
-        stack.append([child, False, item_tok, cost, brace])
+        stack.append([child, False, item_tok, cost, brace, brace_src])
         return cost
 
     # -- property values ---------------------------------------------------------
-    def parse_propdata(self) -> tuple[bytes, list[Marker]]:
+    def parse_propdata(self, depth: int) -> tuple[bytes, list[Marker]]:
+        """propdata; ``depth`` is bison's stack below it (the name and '=' included)."""
         toks = self.toks
         data = bytearray()
         markers: list[Marker] = []
+        self.push_state(depth + 1)  # the empty propdataprefix
         while True:
             tok = toks[self.i]
             kind = tok[0]
             while kind == T_LABEL:
+                self.push_state(depth + 2)
                 markers.append(Marker(len(data), MarkerType.LABEL, tok[1]))  # type: ignore[arg-type]
                 self.i += 1
                 tok = toks[self.i]
                 kind = tok[0]
             if kind == T_STR:
+                self.push_state(depth + 2)
                 self.i += 1
-                raw: str = tok[1]  # type: ignore[assignment]
                 markers.append(Marker(len(data), MarkerType.TYPE_STRING))
-                if "\\" in raw:
-                    data += unescape(raw, tok[2], tok[3] + 1)
-                else:
-                    data += raw.encode("latin-1")
+                data += self.string(tok, tok[3] + 1)
                 data.append(0)
             elif kind == T_CELLS:
+                self.push_state(depth + 3)
                 self.i += 1
                 markers.append(Marker(len(data), MarkerType.TYPE_UINT32))
                 self.fast_cells(tok, data, markers)
             elif kind == "<" or kind == scan.T_BITS:
-                self.parse_array(data, markers)
+                self.parse_array(data, markers, depth + 1)
             elif kind == "[":
+                self.push_state(depth + 3)
                 self.i += 1
                 markers.append(Marker(len(data), MarkerType.TYPE_UINT8))
                 while True:
@@ -470,12 +597,13 @@ class Parser:
                         raise self.syntax_error("hex bytes or ']'")
                     self.i += 1
             elif kind == T_REF:
+                self.push_state(depth + 2)
                 self.i += 1
                 markers.append(Marker(len(data), MarkerType.TYPE_STRING, tok[1]))  # type: ignore[arg-type]
                 markers.append(Marker(len(data), MarkerType.REF_PATH, tok[1]))  # type: ignore[arg-type]
             elif kind == scan.T_INCBIN:
                 self.i += 1
-                data += self.parse_incbin(tok, markers, len(data))
+                data += self.parse_incbin(tok, markers, len(data), depth + 1)
             else:
                 raise self.syntax_error("a property value")
             tok = toks[self.i]
@@ -484,26 +612,37 @@ class Parser:
                 self.i += 1
                 tok = toks[self.i]
             if tok[0] == ",":
+                self.push_state(depth + 2)
                 self.i += 1
                 continue
             return bytes(data), markers
 
-    def parse_array(self, data: bytearray, markers: list[Marker]) -> None:
+    def parse_array(self, data: bytearray, markers: list[Marker], depth: int) -> None:
+        """arrayprefix ... '>'; ``depth`` is bison's stack below it (propdataprefix included)."""
         toks = self.toks
         tok = toks[self.i]
         bits = 32
         if tok[0] == scan.T_BITS:
+            self.push_state(depth + 1)
             self.i += 1
+            self.push_state(depth + 2)
             btok = self.expect(T_NUM, "a bit width after /bits/")
-            bits = parse_int_literal(btok[1], btok[2], btok[3])  # type: ignore[arg-type]
+            bits = self.literal(btok)
             if bits not in _TYPE_FOR_BITS:
-                raise self.error("Array elements must be 8, 16, 32 or 64-bits", btok)
+                # dtc says so when it reduces `DT_BITS DT_LITERAL '<'`: only once the '<' is there
+                if toks[self.i][0] in ("<", T_CELLS):
+                    k = self.i - 1
+                    self.soft_error("Array elements must be 8, 16, 32 or 64-bits", k, k)
+                bits = 32
+            self.push_state(depth + 3, toks[self.i])
         tok = toks[self.i]
         if tok[0] == T_CELLS:
+            self.push_state(depth + 2)
             self.i += 1
             markers.append(Marker(len(data), _TYPE_FOR_BITS[bits]))
             self.fast_cells(tok, data, markers, bits)
             return
+        self.push_state(depth + 1)
         self.expect("<")
         markers.append(Marker(len(data), _TYPE_FOR_BITS[bits]))
         nbytes = bits // 8
@@ -511,30 +650,31 @@ class Parser:
         while True:
             tok = toks[self.i]
             kind = tok[0]
-            if kind == T_NUM:
-                self.i += 1
-                val = parse_int_literal(tok[1], tok[2], tok[3])  # type: ignore[arg-type]
-            elif kind == T_REF:
+            if kind == T_REF:
+                self.push_state(depth + 2)
                 self.i += 1
                 if bits != 32:
-                    raise self.error("References are only allowed in arrays with 32-bit elements.", tok)
-                markers.append(Marker(len(data), MarkerType.REF_PHANDLE, tok[1]))  # type: ignore[arg-type]
-                data += b"\xff\xff\xff\xff"
+                    k = self.i - 1
+                    self.soft_error("References are only allowed in arrays with 32-bit elements.", k, k)
+                else:
+                    markers.append(Marker(len(data), MarkerType.REF_PHANDLE, tok[1]))  # type: ignore[arg-type]
+                data += b"\xff" * nbytes
                 continue
-            elif kind == T_LABEL:
+            if kind == T_LABEL:
+                self.push_state(depth + 2)
                 self.i += 1
                 markers.append(Marker(len(data), MarkerType.LABEL, tok[1]))  # type: ignore[arg-type]
                 continue
-            elif kind == ">":
+            if kind == ">":
+                self.push_state(depth + 2)
                 self.i += 1
                 return
-            elif kind == T_CHAR or kind == "(":
-                val = self.parse_integer_prim()
-                tok = self.toks[self.i - 1]
+            if kind == T_NUM or kind == T_CHAR or kind == "(":
+                val, first = parse_integer_prim(self, depth + 1)
             else:
                 raise self.syntax_error("a number, a reference or '>'")
             if bits < 64 and val > mask and (val | mask) != _M64:
-                raise self.error(f"Value out of range for {bits}-bit array element", tok)
+                self.soft_error(f"Value out of range for {bits}-bit array element", first, self.i - 1)
             data += (val & mask).to_bytes(nbytes, "big")
 
     def fast_cells(
@@ -546,6 +686,8 @@ class Parser:
         assert body is not None
         nbytes = bits // 8
         mask = (1 << bits) - 1
+        src: SourceBuffer = tok[2]
+        base = -1
         for m in _CELL_ITEM_RE.finditer(body):
             item = m.group()
             if item[-1] == ":":  # a label inside the cells
@@ -553,44 +695,62 @@ class Parser:
                 continue
             if item[0] == "&":
                 if bits != 32:
-                    raise SourceError(
-                        "References are only allowed in arrays with 32-bit elements.", tok[2], tok[2].text.index("<", tok[3]) + 1 + m.start()
-                    )
-                markers.append(Marker(len(data), MarkerType.REF_PHANDLE, item[1:]))
-                data += b"\xff\xff\xff\xff"
+                    if base < 0:
+                        base = src.text.index("<", tok[3]) + 1
+                    self.soft_at("References are only allowed in arrays with 32-bit elements.", src, base + m.start(), base + m.end())
+                else:
+                    markers.append(Marker(len(data), MarkerType.REF_PHANDLE, item[1:]))
+                data += b"\xff" * nbytes
                 continue
             if (item[0] == "0" and len(item) > 1 and item[1] not in "xX") or len(item) > 18:
-                # octal, or long enough to be out of range: the careful path (no int() of 4,300+ digits)
-                val = parse_int_literal(item, tok[2], tok[2].text.index("<", tok[3]) + 1 + m.start())
+                # octal, or long enough to be out of range: the careful path (no int() of 4,300+
+                # digits; leading zeros do not count), with dtc's lexical error when bad
+                if base < 0:
+                    base = src.text.index("<", tok[3]) + 1
+                val = self.literal((T_NUM, item, src, base + m.start(), base + m.end()))
             elif item[:2] in ("0x", "0X"):
                 val = int(item[2:], 16)
             else:
-                val = int(item)
+                # int() refuses over 4,300 digits; beyond 20 it is out of range anyway
+                val = int(item) if len(item) <= 20 else _M64 + 1
             if val > mask:
+                if base < 0:
+                    base = src.text.index("<", tok[3]) + 1
                 if val > _M64:
-                    raise SourceError(f"Integer literal '{item}' out of range", tok[2], tok[2].text.index("<", tok[3]) + 1 + m.start())
-                if (val | mask) != _M64:
-                    raise SourceError(f"Value out of range for {bits}-bit array element", tok[2], tok[2].text.index("<", tok[3]) + 1 + m.start())
+                    val = self.literal((T_NUM, item, src, base + m.start(), base + m.end()))
+                if val > mask and (val | mask) != _M64:
+                    self.soft_at(f"Value out of range for {bits}-bit array element", src, base + m.start(), base + m.end())
             data += (val & mask).to_bytes(nbytes, "big")
 
-    def parse_incbin(self, tok: Token, markers: list[Marker], offset: int) -> bytes:
+    def soft_at(self, message: str, src: SourceBuffer, start: int, end: int, prefix: str = "Error") -> None:
+        self.errors.append(Message(SourcePos(src, start, end), message, message, prefix))
+
+    def parse_incbin(self, tok: Token, markers: list[Marker], offset: int, depth: int) -> bytes:
+        self.push_state(depth + 1, tok)
+        self.push_state(depth + 2)
         self.expect("(")
+        self.push_state(depth + 3)
         name_tok = self.expect(T_STR, "a file name")
-        fname = unescape(name_tok[1], name_tok[2], name_tok[3] + 1)  # type: ignore[arg-type]
+        fname = self.string(name_tok, name_tok[3] + 1)
         fname = fname.split(b"\0", 1)[0]
         start = 0
         length = -1
         if self.toks[self.i][0] == ",":
+            self.push_state(depth + 4)
             self.i += 1
-            start = self.parse_integer_prim()
+            start = parse_integer_prim(self, depth + 4)[0]
+            self.push_state(depth + 6)
             self.expect(",")
-            length = self.parse_integer_prim()
+            length = parse_integer_prim(self, depth + 6)[0]
+            self.push_state(depth + 8)
+        else:
+            self.push_state(depth + 4)
         self.expect(")")
         name = fname.decode("latin-1")
         src: SourceBuffer = tok[2]
         path = scan._find_include(name, src.dir, self.include_dirs)
         if path is None:
-            raise self.error(f'Couldn\'t open "{name}": No such file or directory', name_tok)
+            raise self.fatal(f'Couldn\'t open "{name}": No such file or directory', name_tok)
         self.incbin_files.append(path)
         try:
             with open(path, "rb") as f:
@@ -600,119 +760,30 @@ class Parser:
                 cap = MAX_SOURCE + 1
                 data = f.read(cap if length < 0 or length == _M64 else min(length, cap))
         except (OSError, OverflowError, ValueError) as exc:
-            raise self.error(f'Couldn\'t read "{name}": {exc}', name_tok) from None
+            raise self.fatal(f'Couldn\'t read "{name}": {exc}', name_tok) from None
         if len(data) > MAX_SOURCE:
-            raise self.error(f'Couldn\'t read "{name}": larger than dtvm reads ({MAX_SOURCE >> 20} MiB)', name_tok)
+            raise self.fatal(f'Couldn\'t read "{name}": larger than dtvm reads ({MAX_SOURCE >> 20} MiB)', name_tok)
         markers.append(Marker(offset, MarkerType.TYPE_NONE))
         return data
 
-    # -- integer expressions -------------------------------------------------------
-    def parse_integer_prim(self, depth: int = 0) -> int:
-        tok = self.toks[self.i]
-        kind = tok[0]
-        if kind == T_NUM:
-            self.i += 1
-            return parse_int_literal(tok[1], tok[2], tok[3])  # type: ignore[arg-type]
-        if kind == T_CHAR:
-            self.i += 1
-            return parse_char_literal(tok[1], tok[2], tok[3])  # type: ignore[arg-type]
-        if kind == "(":
-            if depth >= MAX_EXPR_DEPTH:
-                raise self.error("expression nested too deeply", tok)
-            self.i += 1
-            val = self.parse_expr(depth + 1)
-            self.expect(")")
-            return val
-        raise self.syntax_error("a number, a character literal or '('")
 
-    def parse_expr(self, depth: int) -> int:
-        """integer_trinary: or_expr ['?' expr ':' trinary]."""
-        cond = self.parse_binary(1, depth)
-        if self.toks[self.i][0] != "?":
-            return cond
-        self.i += 1
-        if depth >= MAX_EXPR_DEPTH:
-            raise self.error("expression nested too deeply")
-        a = self.parse_expr(depth + 1)
-        self.expect(":")
-        b = self.parse_expr(depth + 1)
-        return a if cond else b
-
-    def parse_binary(self, min_prec: int, depth: int) -> int:
-        left = self.parse_unary(depth)
-        toks = self.toks
-        while True:
-            tok = toks[self.i]
-            op = tok[0]
-            prec = _BINOPS.get(op)  # type: ignore[arg-type]
-            if prec is None or prec < min_prec:
-                return left
-            self.i += 1
-            right = self.parse_binary(prec + 1, depth + 1) if depth < MAX_EXPR_DEPTH else self._too_deep()
-            left = self.apply(op, left, right, tok)
-
-    def _too_deep(self) -> int:
-        raise self.error("expression nested too deeply")
-
-    def parse_unary(self, depth: int) -> int:
-        tok = self.toks[self.i]
-        op = tok[0]
-        if op in ("-", "~", "!"):
-            ops = []
-            while self.toks[self.i][0] in ("-", "~", "!"):
-                ops.append(self.toks[self.i][0])
-                self.i += 1
-                if len(ops) > 10000:
-                    raise self.error("expression nested too deeply")
-            val = self.parse_integer_prim(depth)
-            for op in reversed(ops):
-                if op == "-":
-                    val = -val & _M64
-                elif op == "~":
-                    val = ~val & _M64
-                else:
-                    val = 0 if val else 1
-            return val
-        return self.parse_integer_prim(depth)
-
-    def apply(self, op: str, a: int, b: int, tok: Token) -> int:
-        if op == "+":
-            return (a + b) & _M64
-        if op == "-":
-            return (a - b) & _M64
-        if op == "*":
-            return (a * b) & _M64
-        if op == "/" or op == "%":
-            if b == 0:
-                raise self.error("Division by zero", tok)
-            return a // b if op == "/" else a % b
-        if op == "<<":
-            return (a << b) & _M64 if b < 64 else 0
-        if op == ">>":
-            return a >> b if b < 64 else 0
-        if op == "<":
-            return int(a < b)
-        if op == ">":
-            return int(a > b)
-        if op == "<=":
-            return int(a <= b)
-        if op == ">=":
-            return int(a >= b)
-        if op == "==":
-            return int(a == b)
-        if op == "!=":
-            return int(a != b)
-        if op == "&":
-            return a & b
-        if op == "^":
-            return a ^ b
-        if op == "|":
-            return a | b
-        if op == "&&":
-            return int(bool(a) and bool(b))
-        if op == "||":
-            return int(bool(a) or bool(b))
-        raise AssertionError(op)
+def _bad_literal_value(tok: Token) -> int:
+    """What dtc's lexer returns for a literal it reported: strtoull's value, or a character literal's first byte."""
+    text: str = tok[1]  # type: ignore[assignment]
+    if tok[0] == T_NUM:
+        body = text.rstrip("UL")
+        if body[:2] in ("0x", "0X"):
+            val = int(body[2:], 16)
+        elif body[:1] == "0":
+            j = 1
+            while j < len(body) and body[j] in "01234567":
+                j += 1
+            val = int(body[:j], 8)
+        else:
+            val = int(body) if len(body) <= 20 else _M64
+        return min(val, _M64)
+    data = unescape(text, tok[2], tok[3] + 1)
+    return data[0] if data else 0
 
 
 def guess_boot_cpuid(root: Node) -> int:

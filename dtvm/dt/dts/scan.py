@@ -48,7 +48,8 @@ T_DELPROP = "/delete-property/"
 T_DELNODE = "/delete-node/"
 T_OMIT = "/omit-if-no-ref/"
 T_INCBIN = "/incbin/"
-T_EOF = "eof"
+T_EOF = "eof"  # value "zero" when nothing was read: dtc's location is then FILE:0.0
+T_FATAL = "fatal"  # dtc dies here (a missing /include/): value is the message; scanning stopped
 
 # lexer states
 INITIAL, V1, PROPNODENAME, BYTESTRING = range(4)
@@ -120,7 +121,15 @@ _PATTERNS = {
     + _COMMON_TAIL,
 }
 
+# V1 without the fused cell list: after a literal or ')' a '<' is the less-than
+# operator, so '(a < b > c)' must not become one cell token
+V1_NOCELLS = 4
+_PATTERNS[V1_NOCELLS] = _PATTERNS[V1].replace(r"|(?P<cells><" + _CELLS_BODY + r">(?![>=]))", "")
 _REGEXES = {state: re.compile(_SKIP + r"(?:" + pat + r")", re.M) for state, pat in _PATTERNS.items()}
+# the tokens after which a '<' opens a cell list (a value starts): '=', ',', a label, '/bits/ N'
+_CELLS_AFTER = frozenset({T_NAMEQ, "=", ",", T_LABEL})
+# flex's runs of whitespace and comments: the last one is dtc's location of the end of input
+_SKIP_RUN = re.compile(r"[ \t\n\r\f\v]+|(?:/\*[\s\S]*?\*/)+|(?://[^\n]*\n)+")
 _KW_STATE = {
     T_V1: V1,
     T_PLUGIN: None,
@@ -150,20 +159,51 @@ class Scanner:
         self.state = INITIAL
         self.depth = 0
         self.files: list[str] = []
+        # set when scanning ends early: a NUL byte (flex returns it as token 0,
+        # the end of input for bison) or a fatal error
+        self.stopped = False
+        self.end: tuple[SourceBuffer, int, int] | None = None
 
     def run(self, src: SourceBuffer) -> list[Token]:
         out: list[Token] = []
         self._scan(src, out)
-        out.append((T_EOF, None, src, len(src.text), len(src.text)))
+        if self.stopped and out and out[-1][0] == T_FATAL:
+            return out
+        if self.end is not None:
+            esrc, start, end = self.end
+            out.append((T_EOF, None, esrc, start, end))
+        elif out:
+            # dtc's location at the end is that of the last token it read
+            kind, _, lsrc, lstart, lend = out[-1]
+            if kind in (T_CLOSE, T_PSIMPLE, T_CELLS, T_NODEOPEN):
+                lstart = lend - 1  # a fused token ends with '}' ';', ';', '>' or '{'
+            elif kind == T_NAMEQ:
+                lstart = lsrc.text.index("=", lend)
+                lend = lstart + 1
+            out.append((T_EOF, None, lsrc, lstart, lend))
+        else:
+            out.append((T_EOF, "zero", src, 0, 0))
         return out
+
+    def _cells_ok(self, out: list[Token]) -> bool:
+        """May a '<' here open a fused cell list? Only where a value starts, never inside an expression."""
+        if not out:
+            return True
+        kind = out[-1][0]
+        if kind in _CELLS_AFTER:
+            return True
+        return kind == T_NUM and len(out) > 1 and out[-2][0] == T_BITS
 
     def _scan(self, src: SourceBuffer, out: list[Token]) -> None:
         text = src.text
         pos = 0
         regexes = _REGEXES
-        regex = regexes[self.state]
         append = out.append
         while True:
+            state = self.state
+            if state == V1 and not self._cells_ok(out):
+                state = V1_NOCELLS
+            regex = regexes[state]
             m = regex.match(text, pos)
             assert m is not None  # the last alternatives match any character or the end
             kind = m.lastgroup
@@ -185,21 +225,23 @@ class Scanner:
                 name = m.group(kind)
                 append((T_NAMEQ, name[1:] if name[0] == "\\" else name, src, start, m.end(kind)))
                 self.state = V1
-                regex = regexes[V1]
             elif kind == "ch":
                 c = text[start]
                 append((c, c, src, start, pos))
+                if c == "\0":
+                    # flex returns a NUL byte as token 0, which bison takes for the end of input
+                    out.pop()
+                    self.end = (src, start, pos)
+                    self.stopped = True
+                    return
                 if c == "[":
                     self.state = BYTESTRING
-                    regex = regexes[BYTESTRING]
                 elif c == "{" or c == ";":
                     self.state = PROPNODENAME
-                    regex = regexes[PROPNODENAME]
             elif kind == "name":
                 name = m.group(kind)
                 append((T_NAME, name[1:] if name[0] == "\\" else name, src, start, pos))
                 self.state = V1
-                regex = regexes[V1]
             elif kind == "num":
                 append((T_NUM, m.group(kind), src, start, pos))
             elif kind == "lab":
@@ -216,14 +258,12 @@ class Scanner:
             elif kind == "bend":
                 append(("]", "]", src, start, pos))
                 self.state = V1
-                regex = regexes[V1]
             elif kind == "kw":
                 kw = text[start:pos]
                 append((kw, kw, src, start, pos))
                 nstate = _KW_STATE[kw]
                 if nstate is not None:
                     self.state = nstate
-                    regex = regexes[nstate]
             elif kind == "pref":
                 append((T_REF, text[start + 2 : pos - 1], src, start, pos))
             elif kind == "chr":
@@ -234,11 +274,21 @@ class Scanner:
                 self._linemarker(src, text, start, pos)
             elif kind == "inc":
                 self._include(src, text, start, pos, out)
-                regex = regexes[self.state]
+                if self.stopped:
+                    return
             elif kind == "eof":
+                if self.depth == 0:
+                    runs = list(_SKIP_RUN.finditer(text, m.start(), start))
+                    if runs:
+                        self.end = (src, runs[-1].start(), runs[-1].end())
                 return
             else:  # pragma: no cover - every group is handled above
                 raise AssertionError(kind)
+
+    def _fatal(self, out: list[Token], message: str, src: SourceBuffer, start: int, end: int) -> None:
+        """dtc dies here; the parser reports it when it gets this far (an earlier syntax error wins)."""
+        out.append((T_FATAL, message, src, start, end))
+        self.stopped = True
 
     def _linemarker(self, src: SourceBuffer, text: str, start: int, end: int) -> None:
         from dtvm.dt.dts.values import unescape
@@ -258,15 +308,18 @@ class Scanner:
     def _include(self, src: SourceBuffer, text: str, start: int, end: int, out: list[Token]) -> None:
         q = text.index('"', start)
         name = text[q + 1 : end - 1]
+        if self.depth >= MAX_INCLUDE_DEPTH:
+            self._fatal(out, "Includes nested too deeply", src, start, end)
+            return
         path = _find_include(name, src.dir, self.include_dirs)
         if path is None:
-            raise SourceError(f'Couldn\'t open "{name}": No such file or directory', src, start)
-        if self.depth >= MAX_INCLUDE_DEPTH:
-            raise SourceError("Includes nested too deeply", src, start)
+            self._fatal(out, f'Couldn\'t open "{name}": No such file or directory', src, start, end)
+            return
         try:
             inc = read_source(path)
         except OSError as exc:
-            raise SourceError(f'Couldn\'t open "{name}": {exc.strerror}', src, start) from None
+            self._fatal(out, f'Couldn\'t open "{name}": {exc.strerror}', src, start, end)
+            return
         self.files.append(path)
         self.depth += 1
         try:

@@ -14,7 +14,7 @@ import os
 
 from dtvm.dt.tree import SourcePos
 
-__all__ = ["NodePos", "SourceBuffer", "extend_pos", "pos_spans", "read_source"]
+__all__ = ["NodePos", "SourceBuffer", "SpanPos", "dtc_srcpos", "extend_pos", "make_pos", "pos_spans", "read_source"]
 
 # linemarkers are numbered in the order they are scanned, across all buffers,
 # so that the first one of a compilation can be found (dtc's initial path)
@@ -96,22 +96,82 @@ def read_source(path: str, display_name: str | None = None) -> SourceBuffer:
     return SourceBuffer(display_name or path, data.decode("latin-1"))
 
 
+class SpanPos(SourcePos):
+    """A position whose end lies in another buffer than its start (a rule that crossed an /include/).
+
+    dtc's YYLLOC_DEFAULT takes the first line and column from the rule's first
+    token but the file from its last one, so ``name`` in an included file
+    followed by ``= <1>;`` in the including one is reported (and ``-T``
+    annotated) under the including file's name with the included file's line.
+    """
+
+    __slots__ = ("end_source",)
+
+    def __init__(self, source: SourceBuffer, start: int, end_source: SourceBuffer, end: int) -> None:
+        super().__init__(source, start, end)
+        self.end_source = end_source
+
+    def end_location(self) -> tuple[str, int, int]:
+        return self.end_source.location(self.end)
+
+
+def make_pos(source: SourceBuffer, start: int, end_source: SourceBuffer, end: int) -> SourcePos:
+    """A SourcePos for a rule from ``start`` in ``source`` to ``end`` in ``end_source``."""
+    if end_source is source:
+        return SourcePos(source, start, end)
+    return SpanPos(source, start, end_source, end)
+
+
+def dtc_srcpos(pos: SourcePos, name: str | None = None) -> str:
+    """dtc's srcpos_string: ``FILE:LINE.COL``, ``FILE:LINE.COL-COL`` or ``FILE:LINE.COL-LINE.COL``.
+
+    Columns count bytes from 1 and the end column is the one after the last
+    character, as dtc's lexer counts them; the file is where the span ends,
+    or ``name``: the name that file had when dtc printed (a later linemarker
+    in the same file renames it for messages printed after it was read).
+    """
+    _, line, col = pos.location()
+    fname, eline, ecol = pos.end_location()
+    if name is not None:
+        fname = name
+    if line != eline:
+        return f"{fname}:{line}.{col}-{eline}.{ecol}"
+    if col != ecol:
+        return f"{fname}:{line}.{col}-{ecol}"
+    return f"{fname}:{line}.{col}"
+
+
 class NodePos(SourcePos):
     """A node's position: the span for messages (from its first label or name) plus dtc's.
 
     dtc's position of a node (``srcpos``) runs from its ``{`` to the ``;``
     after its ``}``, and a node that several blocks define (merges, ``&label
     { }``) has the chain of all their positions, in order (srcpos_extend);
-    ``-T`` prints them. ``brace`` is the offset of the ``{`` in ``source``,
-    ``more`` the positions of later blocks.
+    ``-T`` prints them. ``brace`` is the offset of the ``{`` in
+    ``brace_source``, ``end`` is in ``end_source`` (a node can open in an
+    /include/d file and close in the including one), ``more`` the positions
+    of later blocks.
     """
 
-    __slots__ = ("brace", "more")
+    __slots__ = ("brace", "brace_source", "end_source", "more")
 
-    def __init__(self, source: SourceBuffer, start: int, end: int, brace: int) -> None:
+    def __init__(
+        self,
+        source: SourceBuffer,
+        start: int,
+        end: int,
+        brace: int,
+        brace_source: SourceBuffer | None = None,
+        end_source: SourceBuffer | None = None,
+    ) -> None:
         super().__init__(source, start, end)
         self.brace = brace
+        self.brace_source = brace_source if brace_source is not None else source
+        self.end_source = end_source if end_source is not None else source
         self.more: list[SourcePos] | None = None
+
+    def end_location(self) -> tuple[str, int, int]:
+        return self.end_source.location(self.end)
 
 
 def pos_spans(pos: SourcePos | None) -> list[SourcePos]:
@@ -119,7 +179,7 @@ def pos_spans(pos: SourcePos | None) -> list[SourcePos]:
     if pos is None:
         return []
     if isinstance(pos, NodePos):
-        first = SourcePos(pos.source, pos.brace, pos.end)
+        first = make_pos(pos.brace_source, pos.brace, pos.end_source, pos.end)
         return [first, *pos.more] if pos.more else [first]
     return [pos]
 
@@ -132,7 +192,7 @@ def extend_pos(old: SourcePos | None, new: SourcePos | None) -> SourcePos | None
         return new
     if not isinstance(old, NodePos):
         # a position without a brace (a /delete-node/ that a later block revives)
-        merged = NodePos(old.source, old.start, old.end, old.start)
+        merged = NodePos(old.source, old.start, old.end, old.start, old.source, getattr(old, "end_source", old.source))
         merged.more = pos_spans(new)
         return merged
     if old.more is None:

@@ -189,14 +189,17 @@ class _Annotator:
         seen: set[int] = set()
         for node in dt.root.walk(with_deleted=True):
             positions = [*pos_spans(node.pos), *(p.pos for p in node.props if p.pos is not None)]
+            if node.pos is not None:
+                positions.append(node.pos)  # its own buffer: where the name (or '/') was read
             for pos in positions:
-                src = pos.source
-                if id(src) in seen:
-                    continue
-                seen.add(id(src))
-                mark = getattr(src, "first_mark", None)
-                if mark is not None and (first is None or mark[0] < first[0]):
-                    first = mark
+                # a span may start in one buffer and end in another (/include/)
+                for src in (pos.source, getattr(pos, "end_source", pos.source), getattr(pos, "brace_source", pos.source)):
+                    if id(src) in seen:
+                        continue
+                    seen.add(id(src))
+                    mark = getattr(src, "first_mark", None)
+                    if mark is not None and (first is None or mark[0] < first[0]):
+                        first = mark
         return first[1] if first is not None else dt.source_name
 
     def comment(self, pos: SourcePos | None, first_line: bool) -> str:
