@@ -13,6 +13,8 @@ from typing import Any, NoReturn
 
 import click
 
+from dtvm.cli.output import interrupted_status
+
 __all__ = ["hotplug_group"]
 
 
@@ -56,8 +58,8 @@ def _run(call: Any) -> Any:
         _fail(_first_line(exc), getattr(exc, "exit_code", 1) or 1)
     except OSError as exc:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+    except KeyboardInterrupt as exc:
+        _fail("interrupted", interrupted_status(exc))
 
 
 def _wrote(paths: list[str]) -> None:

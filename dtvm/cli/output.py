@@ -40,3 +40,11 @@ def write_stdout(text: str) -> None:
         discard_stdout()
         sys.stderr.write(f"error: <stdout>: cannot write: {exc.strerror or exc}\n")
         sys.exit(1)
+
+
+def interrupted_status(exc: BaseException) -> int:
+    """The exit status of a command ended by a signal: 128 + its number, as a shell reports a
+    process the signal killed (130 for Ctrl-C; SIGTERM, SIGHUP, SIGQUIT arrive as a
+    ``KeyboardInterrupt`` carrying ``signum``)."""
+    signum = getattr(exc, "signum", None)
+    return 128 + signum if isinstance(signum, int) else 130

@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from dtvm.cli.output import interrupted_status
+
 __all__ = ["machine_group", "qemu2dtb_cmd"]
 
 DEFAULT_ARGV = ["qemu-system-aarch64", "-M", "virt"]
@@ -109,8 +111,8 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
             write_atomic(backend, backend_blob)
     except DtvmError as exc:
         _fail("qemu2dtb", str(exc).splitlines()[0] if str(exc) else type(exc).__name__, getattr(exc, "exit_code", 1) or 1)
-    except KeyboardInterrupt:
-        _fail("qemu2dtb", "interrupted", 130)
+    except KeyboardInterrupt as exc:
+        _fail("qemu2dtb", "interrupted", interrupted_status(exc))
     except OSError as exc:
         _fail("qemu2dtb", f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
 
@@ -160,8 +162,8 @@ def machine_show(online: bool, machine_type: str, qemu_argv: tuple[str, ...]) ->
         report = explain(machine, argv[1:], binary=binary)
     except DtvmError as exc:
         _fail("machine show", str(exc).splitlines()[0], 2)
-    except KeyboardInterrupt:
-        _fail("machine show", "interrupted", 130)
+    except KeyboardInterrupt as exc:
+        _fail("machine show", "interrupted", interrupted_status(exc))
     click.echo(render_report(report), nl=False)
 
 
@@ -216,8 +218,8 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
         _fail("dtb2qemu", str(exc).splitlines()[0], getattr(exc, "exit_code", 1) or 1)
     except OSError as exc:
         _fail("dtb2qemu", f"{exc.filename or guest}: {exc.strerror or exc}", 2)
-    except KeyboardInterrupt:
-        _fail("dtb2qemu", "interrupted", 130)
+    except KeyboardInterrupt as exc:
+        _fail("dtb2qemu", "interrupted", interrupted_status(exc))
     if backend is None:
         click.echo("dtvm dtb2qemu: no back-end overlay (-b): no disk images, host netdevs or chardevs", err=True)
     for item in rebuild.host:
