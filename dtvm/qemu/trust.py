@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -56,21 +57,46 @@ def _rules(data: Any, key: str) -> tuple[_Rule, ...]:
 class Trust:
     """The catalog and the rules, with the questions ``dtb2qemu`` asks."""
 
-    def __init__(self, catalog: dict[str, Any], rules: dict[str, Any]) -> None:
-        types = catalog.get("types")
-        if not isinstance(types, dict):
-            raise TrustError("qdev catalog: no types")
-        self.version = str(catalog.get("qemu", "?"))
-        self.types: dict[str, dict[str, str]] = {}
-        for name, entry in types.items():
-            props: dict[str, str] = {}
-            for kind, names in entry.get("props", {}).items():
-                for prop in names:
-                    props[prop] = kind
-            self.types[name] = props
+    def __init__(self, catalog: dict[str, Any] | Callable[[], dict[str, Any]], rules: dict[str, Any]) -> None:
+        # the catalog (160 kB of JSON) is read when first asked: qemu2dtb's split of host facts
+        # needs only the rules
+        self._catalog = catalog
+        self._types: dict[str, dict[str, str]] | None = None
+        self._version = "?"
         self.deny_types = _rules(rules, "deny-types")
         self.host_props = _rules(rules, "host-props")
         self.host_prop_types = _rules(rules, "host-prop-types")
+
+    @property
+    def types(self) -> dict[str, dict[str, str]]:
+        """Device type -> its qdev properties and their QEMU types."""
+        if self._types is None:
+            catalog = self._catalog() if callable(self._catalog) else self._catalog
+            types = catalog.get("types")
+            if not isinstance(types, dict):
+                raise TrustError("qdev catalog: no types")
+            self._version = str(catalog.get("qemu", "?"))
+            out: dict[str, dict[str, str]] = {}
+            for name, entry in types.items():
+                props: dict[str, str] = {}
+                for kind, names in entry.get("props", {}).items():
+                    for prop in names:
+                        props[prop] = kind
+                out[name] = props
+            self._types = out
+        return self._types
+
+    @property
+    def version(self) -> str:
+        _ = self.types
+        return self._version
+
+    def host_name(self, prop: str) -> str | None:
+        """Why a property is the host's by its name alone (the catalog not needed), or None."""
+        for rule in self.host_props:
+            if rule.pattern.search(prop):
+                return rule.why
+        return None
 
     def device(self, driver: str, where: str) -> None:
         """A device type the guest tree may create (or set properties of): TrustError otherwise."""
@@ -82,9 +108,9 @@ class Trust:
 
     def host_reason(self, driver: str, prop: str) -> str | None:
         """Why a property is the host's to state, or None when it is the guest's."""
-        for rule in self.host_props:
-            if rule.pattern.search(prop):
-                return rule.why
+        why = self.host_name(prop)
+        if why is not None:
+            return why
         kind = self.types.get(driver, {}).get(prop)
         if kind is not None:
             for rule in self.host_prop_types:
@@ -113,17 +139,20 @@ def split_host_facts(config: Config) -> None:
     back-end overlay: the guest tree stays data a host can take from anyone."""
     rules = trust()
     for dev in config.devices():
-        for key in [k for k in dev.props if rules.host_reason(dev.driver, k) is not None]:
+        # by name: the properties QEMU reports (info qtree) are qdev properties, never QOM links
+        for key in [k for k in dev.props if rules.host_name(k) is not None]:
             dev.backends[key] = dev.props.pop(key)
 
 
 @functools.lru_cache(maxsize=4)
 def trust(version: str = CATALOG_VERSION) -> Trust:
     """The trust model for a QEMU version's catalog, read once."""
-    try:
-        base = resources.files("dtvm.qemu").joinpath("data")
-        catalog = json.loads(base.joinpath(f"qdev-{version}.json").read_text(encoding="utf-8"))
-        rules = json.loads(base.joinpath("trust.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise TrustError(f"dtvm's trust data: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    return Trust(catalog, rules)
+    base = resources.files("dtvm.qemu").joinpath("data")
+
+    def read(name: str) -> Any:
+        try:
+            return json.loads(base.joinpath(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise TrustError(f"dtvm's trust data: {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+    return Trust(lambda: read(f"qdev-{version}.json"), read("trust.json"))
