@@ -253,10 +253,11 @@ def check_cases(cases: list[bytes], fmt: str, workdir: str) -> dict[str, int]:
                 failures.append(f"{path} ({digest}): dtc rejects, dtvm accepts")
         else:
             counts["rejected"] += 1
-            first = err.strip().splitlines()[0] if err.strip() else ""
+            # "\n" only: str.splitlines() also breaks at \x85 and \x1c-\x1e, which dtc prints raw
+            first = err.strip().split("\n")[0] if err.strip() else ""
             if not first:
                 failures.append(f"{path} ({digest}): rejected without a message")
-            elif any(first.encode("latin-1", "replace").startswith(line) for line in ref_err.splitlines()[:1] if line):
+            elif any(first.encode("latin-1", "replace").startswith(line) for line in ref_err.split(b"\n")[:1] if line):
                 pass  # dtc's own line for this input (a FATAL ERROR dtc does not locate either), maybe with
                 # dtvm's detail after it ("(property value of N bytes)")
             elif first.startswith("FATAL ERROR: ") and (ref_code < 0 or why is not None or any(
