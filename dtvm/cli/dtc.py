@@ -285,11 +285,11 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
             deps.append(src.name)
             deps.extend(getattr(src, "includes", ()))  # the headers --cpp read
             deps.extend(scanner.files)
-        from dtvm.dt.dts.parse import Parser
+        from dtvm.dt.dts.parse import Parser, name_sources
 
         parser = Parser(tokens, o.include_dirs)
         dt = parser.parse()
-        dt.source_name = src.name
+        name_sources(dt, tokens, src)
         if deps is not None:
             deps.extend(parser.incbin_files)
         return dt

@@ -233,7 +233,7 @@ def generate_fixups_tree(dt: DeviceTree, name: str = "__fixups__") -> None:
     resolve = _Resolver(root)
     if not any(
         resolve(m.ref) is None  # type: ignore[arg-type]
-        for node in root.walk()
+        for node in _live_preorder(root)  # the root too when deleted, as the walk below
         for _prop, m in _phandle_refs(node)
     ):
         return

@@ -483,6 +483,8 @@ class DeviceTree:
         self.boot_cpuid = boot_cpuid
         self.plugin = plugin
         self.source_name = source_name
+        #: dtc's initial path for -T (the first linemarker read, else the main file); "" when unknown
+        self.initial_path = ""
 
     def __repr__(self) -> str:
         return f"DeviceTree(root={self.root!r}, reservations={self.reservations!r}, plugin={self.plugin})"

@@ -806,8 +806,17 @@ def parse_source(src: SourceBuffer, include_dirs: list[str] | None = None) -> De
     """Parse a DTS source (and what it includes) into a DeviceTree, references unresolved."""
     tokens = scan.tokenize(src, include_dirs)
     dt = parse_tokens(tokens, include_dirs)
-    dt.source_name = src.name
+    name_sources(dt, tokens, src)
     return dt
+
+
+def name_sources(dt: DeviceTree, tokens: list[Token], src: SourceBuffer) -> None:
+    """The main file's name, and dtc's initial path (what ``-T`` shortens file names against):
+    the first linemarker the lexer read, in any buffer, else the main file."""
+    dt.source_name = src.name
+    marks: list[tuple[int, str]] = [m for m in {id(t[2]): getattr(t[2], "first_mark", None) for t in tokens}.values()
+                                    if m is not None]
+    dt.initial_path = min(marks)[1] if marks else src.name
 
 
 def parse_file(path: str, include_dirs: list[str] | None = None) -> DeviceTree:

@@ -185,6 +185,8 @@ class _Annotator:
     @staticmethod
     def _initial_path(dt: DeviceTree) -> str:
         """The main file's name, or the file named by the first linemarker (dtc's initial_path)."""
+        if dt.initial_path:
+            return dt.initial_path
         first: tuple[int, str] | None = None
         seen: set[int] = set()
         for node in dt.root.walk(with_deleted=True):
