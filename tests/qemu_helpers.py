@@ -26,6 +26,7 @@ depend on the code under test.  Usage::
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -41,6 +42,8 @@ from typing import Any
 import pytest
 
 from dtvm.qemu.live import debian_package
+
+_tags = itertools.count()
 
 __all__ = [
     "VM",
@@ -152,13 +155,16 @@ class VM:
             s.connect(self.qmp_path)
             f = s.makefile("rwb")
             _read_reply(f)  # greeting
-            _send(f, {"execute": "qmp_capabilities"})
-            _read_reply(f)
-            msg: dict[str, Any] = {"execute": command}
+            # QEMU can hand a fresh connection the reply to a command the previous client sent
+            # just before it hung up (measured: the QMP fuzz's proxy sessions); ids tell them apart
+            tag = f"t{next(_tags)}"
+            _send(f, {"execute": "qmp_capabilities", "id": f"{tag}c"})
+            _read_reply(f, f"{tag}c")
+            msg: dict[str, Any] = {"execute": command, "id": tag}
             if arguments is not None:
                 msg["arguments"] = arguments
             _send(f, msg)
-            reply = _read_reply(f)
+            reply = _read_reply(f, tag)
         if "error" in reply:
             raise QmpFailed(command, reply["error"])
         return reply["return"]
@@ -175,14 +181,16 @@ def _send(f: Any, msg: dict[str, Any]) -> None:
     f.flush()
 
 
-def _read_reply(f: Any) -> dict[str, Any]:
-    """The next non-event message."""
+def _read_reply(f: Any, tag: str | None = None) -> dict[str, Any]:
+    """The next message that is not an event (and carries ``tag`` as its id, when given)."""
     while True:
         line = f.readline()
         if not line:
             raise ConnectionError("QEMU closed the QMP connection")
         msg = json.loads(line)
-        if "event" not in msg:
+        if "event" in msg:
+            continue
+        if tag is None or msg.get("id") == tag:
             return msg  # type: ignore[no-any-return]
 
 

@@ -65,6 +65,27 @@ def main() -> None:
     """Console entry point."""
     _install_signal_handlers()
     try:
+        _run()
+    finally:
+        # past this point nothing is held (outputs renamed, QEMU reaped): a signal that lands while
+        # the interpreter shuts down (joining threads) takes its default action instead of raising
+        # Terminated where no handler can catch it ("Exception ignored in threading", measured in CI)
+        _restore_default_handlers()
+
+
+def _restore_default_handlers() -> None:
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP", "SIGQUIT"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is _on_signal:
+            signal.signal(signum, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _run() -> None:
+    try:
         try:
             _main()
         finally:
