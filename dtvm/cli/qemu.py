@@ -93,9 +93,12 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
 
                 click.echo(write_dts(desc.guest), nl=False)
             else:
+                from dtvm.cli.show import option_defaults
                 from dtvm.vm.show import render_dot, render_text
 
-                text = render_dot(desc.guest, desc.backend) if fmt == "dot" else render_text(desc.guest, desc.backend)
+                defaults = option_defaults(desc.guest)
+                text = (render_dot(desc.guest, desc.backend, option_defaults=defaults) if fmt == "dot"
+                        else render_text(desc.guest, desc.backend, option_defaults=defaults))
                 click.echo(text, nl=not text.endswith("\n"))
             return
         guest_blob = write_dtb(desc.guest)

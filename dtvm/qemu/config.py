@@ -14,6 +14,7 @@ from dtvm.errors import DtvmError
 from dtvm.qemu.qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_text
 from dtvm.qemu.snapshot import Snapshot
 from dtvm.qemu.trust import split_host_facts
+from dtvm.vm.buses import link_machine_chardevs
 from dtvm.vm.model import (
     ADDRESS_PROPS,
     BACKEND_PROPS,
@@ -274,6 +275,7 @@ def from_snapshot(snapshot: Snapshot) -> Config:
     machine, inputs = _machine(snapshot)
     config = Config(machine, root, _backends(snapshot), inputs, snapshot.dtb)
     _mark_peripherals(config, snapshot)
+    link_machine_chardevs(config)
     split_host_facts(config)
     return config
 
@@ -302,6 +304,9 @@ def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
         if dev is not None:
             dev.user = True
             dev.hotplugged = bool(per.hotplugged)
+            chardev = per.address.get("chardev")
+            if isinstance(chardev, str) and chardev and "chardev" not in dev.backends:
+                dev.backends["chardev"] = chardev  # an alias qtree does not show (isa-serial)
 
 
 def _matches(dev: Device, address: dict[str, Any]) -> bool:

@@ -601,7 +601,8 @@ async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> P
         names = {p.get("name") for p in props}
     else:  # QEMU would not list the type's properties: ask the instance
         names = {p.get("name") for p in await r.s.execute("qom-list", {"path": path})}
-    wanted = [n for n in ADDRESS_PROPS if n in names]
+    # chardev: on isa-serial an alias of the inner UART's property, which qtree does not show
+    wanted = [n for n in (*ADDRESS_PROPS, "chardev") if n in names]
     missing = object()
     values = await r.all(r.get_or(path, n, missing) for n in wanted)
     return Peripheral(

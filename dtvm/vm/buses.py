@@ -13,10 +13,13 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dtvm.errors import DtvmError
 from dtvm.vm.translators import Translator, translators
+
+if TYPE_CHECKING:
+    from dtvm.vm.model import Config
 
 __all__ = ["BusTable", "CheckDataError", "Kind", "bus_table", "device_facts", "load_bus_table", "needs_backend"]
 
@@ -162,6 +165,21 @@ def bus_table() -> BusTable:
 def needs_backend() -> dict[str, str]:
     """Device type -> the back-end QEMU cannot create it without (the bindings' ``qemu: needs``)."""
     return {d: t.needs for d, t in translators().items() if t.needs is not None}
+
+
+def link_machine_chardevs(config: Config) -> None:
+    """Give a machine-made port the chardev QEMU attached to it (data/devices.yaml
+    ``machine-chardevs``), when that chardev exists: neither qtree nor the offline profiles show
+    the link, and without it ``show`` called the console unused and ``dtb2qemu`` dropped it."""
+    rules = device_facts().get("machine-chardevs") or {}
+    labels = {b.id for b in config.backends if b.kind == "chardev"}
+    for dev in config.devices():
+        rule = rules.get(dev.driver)
+        if rule is None or dev.user or "chardev" in dev.backends or "index" not in dev.props:
+            continue
+        label = str(rule).format(index=dev.props["index"])
+        if label in labels:
+            dev.backends["chardev"] = label
 
 
 @functools.lru_cache(maxsize=1)
