@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from dtvm.cli.output import interrupted_status
+from dtvm.cli.suggest import SuggestingGroup
 
 __all__ = ["hotplug_group"]
 
@@ -67,7 +68,7 @@ def _wrote(paths: list[str]) -> None:
         click.echo("wrote " + ", ".join(paths))
 
 
-@click.group("hotplug")
+@click.group("hotplug", cls=SuggestingGroup)
 @click.option("--qmp", "qmp", metavar="unix:PATH", help="the running VM's QMP socket (required)")
 @click.option("-o", "--output", "output", metavar="OUT.dtb", help="keep this guest tree current (DTB)")
 @click.option("-b", "--backend", "backend", metavar="OUT.backend.dtbo",

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from dtvm.cli.output import interrupted_status
+from dtvm.cli.suggest import SuggestingGroup
 
 __all__ = ["machine_group", "qemu2dtb_cmd"]
 
@@ -120,7 +121,7 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
         _fail("qemu2dtb", f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
 
 
-@click.group("machine")
+@click.group("machine", cls=SuggestingGroup)
 def machine_group() -> None:
     """The machine types dtvm describes, and what each creates by itself."""
 
