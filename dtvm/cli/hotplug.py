@@ -113,12 +113,13 @@ def add_cmd(common: _Common, device: str) -> None:
 
 
 @hotplug_group.command("del")
-@click.argument("ident", metavar="ID")
+@click.argument("ident", metavar="ID|/NODE")
 @click.option("--wait", type=float, default=5.0, show_default=True,
               help="seconds to wait for QEMU to complete the unplug before reporting it pending")
 @click.pass_obj
 def del_cmd(common: _Common, ident: str, wait: float) -> None:
-    """Unplug the device with qdev id ID (device_del) and follow it.
+    """Unplug a device (device_del) and follow it: by qdev id, by the node path of its description
+    (what ``show --paths`` prints and ``backend``/``check`` take), or by QOM path (/machine/...).
 
     If QEMU completes the unplug (DEVICE_DELETED) the description is rewritten without the device.
     If it stays pending (ACPI PCI hot-plug and pseries PCI wait for the guest to release the

@@ -304,6 +304,7 @@ def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
         if dev is not None:
             dev.user = True
             dev.hotplugged = bool(per.hotplugged)
+            dev.qom_path = per.qom_path
             chardev = per.address.get("chardev")
             if isinstance(chardev, str) and chardev and "chardev" not in dev.backends:
                 dev.backends["chardev"] = chardev  # an alias qtree does not show (isa-serial)
