@@ -268,6 +268,29 @@ def _netdevs(text: str) -> list[Backend]:
     return out
 
 
+_GENERATED = re.compile(r"#net(\d+)")
+
+
+def _stable_generated_ids(config: Config) -> None:
+    """QEMU names a netdev made without an id (``-nic``, ``-net``, the default NIC's user
+    network) from a counter whose value differs run to run (#net143, #net158 for one command
+    line, measured): the description numbers them in that order from 0, in the back-ends and in
+    the devices that use them, so one configuration gives one overlay."""
+    found = sorted({b.id for b in config.backends if _GENERATED.fullmatch(b.id)},
+                   key=lambda name: int(name[4:]))
+    names = {old: f"#net{i}" for i, old in enumerate(found)}
+    if not names:
+        return
+    for b in config.backends:
+        b.id = names.get(b.id, b.id)
+        if b.options.get("peer") in names:
+            b.options["peer"] = names[b.options["peer"]]
+    for dev in config.devices():
+        if dev.backends.get("netdev") in names:
+            dev.backends["netdev"] = names[dev.backends["netdev"]]
+    config.backends.sort(key=lambda b: (b.kind, b.id))  # as _backends sorts them
+
+
 def from_snapshot(snapshot: Snapshot) -> Config:
     """Understand what QEMU answered: the precise device model of that VM."""
     qroot = parse_qtree(snapshot.qtree)
@@ -275,6 +298,7 @@ def from_snapshot(snapshot: Snapshot) -> Config:
     machine, inputs = _machine(snapshot)
     config = Config(machine, root, _backends(snapshot), inputs, snapshot.dtb)
     _mark_peripherals(config, snapshot)
+    _stable_generated_ids(config)
     link_machine_chardevs(config)
     split_host_facts(config)
     return config
