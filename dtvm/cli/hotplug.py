@@ -45,8 +45,9 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
+    from dtvm.errors import first_line
+
+    return first_line(exc)
 
 
 def _run(call: Any) -> Any:

@@ -13,6 +13,7 @@ import click
 
 from dtvm.cli.output import interrupted_status
 from dtvm.cli.suggest import SuggestingGroup
+from dtvm.errors import first_line
 
 __all__ = ["machine_group", "qemu2dtb_cmd"]
 
@@ -114,7 +115,7 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
         elif backend is not None:
             write_atomic(backend, backend_blob)
     except DtvmError as exc:
-        _fail("qemu2dtb", str(exc).splitlines()[0] if str(exc) else type(exc).__name__, getattr(exc, "exit_code", 1) or 1)
+        _fail("qemu2dtb", first_line(exc), getattr(exc, "exit_code", 1) or 1)
     except KeyboardInterrupt as exc:
         _fail("qemu2dtb", "interrupted", interrupted_status(exc))
     except OSError as exc:
@@ -165,7 +166,7 @@ def machine_show(online: bool, machine_type: str, qemu_argv: tuple[str, ...]) ->
             return
         report = explain(machine, argv[1:], binary=binary)
     except DtvmError as exc:
-        _fail("machine show", str(exc).splitlines()[0], 2)
+        _fail("machine show", first_line(exc), 2)
     except KeyboardInterrupt as exc:
         _fail("machine show", "interrupted", interrupted_status(exc))
     click.echo(render_report(report), nl=False)
@@ -219,7 +220,7 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
             rebuild = build_argv(plan, binary=binary, read=read, check=not no_check)
         text = format_argv(rebuild.argv, fmt)
     except DtvmError as exc:
-        _fail("dtb2qemu", str(exc).splitlines()[0], getattr(exc, "exit_code", 1) or 1)
+        _fail("dtb2qemu", first_line(exc), getattr(exc, "exit_code", 1) or 1)
     except OSError as exc:
         _fail("dtb2qemu", f"{exc.filename or guest}: {exc.strerror or exc}", 2)
     except KeyboardInterrupt as exc:
@@ -254,6 +255,6 @@ def backend_cmd(guest: str, output: str, drives: tuple[str, ...], netdevs: tuple
             [parse_spec("chardev", c) for c in chardevs]
         write_atomic(output, write_dtb(make_overlay(tree, specs)))
     except DtvmError as exc:
-        _fail("backend", str(exc).splitlines()[0], getattr(exc, "exit_code", 1) or 1)
+        _fail("backend", first_line(exc), getattr(exc, "exit_code", 1) or 1)
     except OSError as exc:
         _fail("backend", f"{exc.filename or guest}: {exc.strerror or exc}", 2)

@@ -17,6 +17,7 @@ import sys
 import click
 
 from dtvm.dt.tree import DeviceTree
+from dtvm.errors import first_line
 
 __all__ = ["echo_description", "option_defaults", "read_blob", "show_cmd"]
 
@@ -39,7 +40,7 @@ def read_blob(path: str) -> DeviceTree:
     except BlobFileError as exc:
         raise ShowError(str(exc)) from None
     for w in warnings[:5]:
-        click.echo(f"dtvm show: {path}: warning: {w.strip().splitlines()[0] if w.strip() else w}", err=True)
+        click.echo(f"dtvm show: {path}: warning: {first_line(w.strip()) if w.strip() else w}", err=True)
     return dt
 
 

@@ -50,6 +50,7 @@ from qemu.qmp.error import ProtocolError
 from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
 from qemu.qmp.qmp_client import GreetingError, NegotiationError, ServerParseError
 
+from dtvm.errors import first_line
 from dtvm.qemu.errors import (
     NotAnsweredError,
     QemuError,
@@ -154,7 +155,7 @@ def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, ProtocolError):
         return exc.error_message.rstrip(".")
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(text) if text else type(exc).__name__
 
 
 class QmpSession:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dtvm.errors import DtvmError
+from dtvm.errors import DtvmError, first_line
 from dtvm.vm.translators import Translator, translators
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def bus_table() -> BusTable:
         text = resources.files("dtvm.vm").joinpath("data/buses.yaml").read_text(encoding="utf-8")
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C loader when built: 4x faster
     except (OSError, yaml.YAMLError) as exc:
-        raise CheckDataError(f"buses.yaml: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CheckDataError(f"buses.yaml: {first_line(exc)}") from None
     return load_bus_table(data, translators())
 
 
@@ -192,7 +192,7 @@ def device_facts() -> dict[str, Any]:
     try:
         data = yaml.safe_load(resources.files("dtvm.vm").joinpath("data/devices.yaml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise CheckDataError(f"devices.yaml: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CheckDataError(f"devices.yaml: {first_line(exc)}") from None
     if not isinstance(data, dict):
         raise CheckDataError("devices.yaml: expected a mapping")
     return data
