@@ -392,6 +392,12 @@ def test_del_acpi_stays_pending_and_marked(vm_factory: Callable[[list[str]], VM]
     assert _hotplug(vm, "add", "e1000,bus=rp2,id=e1", files=tmp_path).returncode == 0
     _, over = _backend_fragment(_files(tmp_path)[1], "n1")
     assert over.get_property("qemu,unplug-pending") is not None
+    # the rebuild keeps the device (the source has it until its guest lets go) and says so
+    rebuilt = _dtvm("dtb2qemu", str(tmp_path / "vm.dtb"), "-b", str(tmp_path / "vm.backend.dtbo"), "--no-check")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "virtio-net-pci,id=n1," in rebuilt.stdout
+    pending = [ln for ln in rebuilt.stderr.splitlines() if "unplug was pending" in ln]
+    assert len(pending) == 1 and pending[0].startswith("dtvm dtb2qemu: /"), rebuilt.stderr
     # without -o/-b nothing is written, and the mark cannot be kept
     assert "pending" in _hotplug(vm, "del", "n1").stdout
     # system_reset lets QEMU finish the unplug; the next rewrite drops device and mark

@@ -229,6 +229,10 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
         click.echo("dtvm dtb2qemu: no back-end overlay (-b): no disk images, host netdevs or chardevs", err=True)
     for item in rebuild.host:
         click.echo(f"dtvm dtb2qemu: QEMU will open {item}", err=True)
+    for dev in plan.devices():
+        if dev.unplug_pending:
+            click.echo(f"dtvm dtb2qemu: {dev.node}: an unplug was pending in the described VM: the rebuild "
+                       f"has the device (the source keeps it until its guest releases it)", err=True)
     click.echo(text, nl=not text.endswith("\n"))
 
 
