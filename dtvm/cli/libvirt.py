@@ -1,0 +1,96 @@
+"""``dtvm libvirt2dtb``, ``dtvm dtb2libvirt`` and ``qemu2dtb --libvirt``: libvirt domains and descriptions.
+
+The work is in ``dtvm.libvirt``; this module turns options into calls and failures into one line
+and a nonzero exit.  Outputs are written only when the whole result was made (both files or
+neither).  Without the optional binding (``pip install 'dtvm[libvirt]'``) every command says so in
+one line.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from dtvm.cli.output import interrupted_status
+
+__all__ = ["describe_libvirt_domain", "dtb2libvirt_cmd", "libvirt2dtb_cmd"]
+
+T = TypeVar("T")
+
+#: The largest domain XML file read (libvirt itself refuses documents over 10 MB).
+MAX_XML_FILE = 10 << 20
+
+
+def _fail(command: str, message: str, code: int = 1) -> NoReturn:
+    click.echo(f"dtvm {command}: {message}", err=True)
+    sys.exit(code)
+
+
+def _guarded(command: str, call: Callable[[], T]) -> T:
+    """Run ``call``; every failure a user can cause is one line and a nonzero exit."""
+    from dtvm.errors import DtvmError
+
+    try:
+        return call()
+    except DtvmError as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _fail(command, text, getattr(exc, "exit_code", 1) or 1)
+    except KeyboardInterrupt as exc:
+        _fail(command, "interrupted", interrupted_status(exc))
+    except OSError as exc:
+        _fail(command, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
+
+
+def describe_libvirt_domain(name: str, uri: str | None, timeout: float) -> Any:
+    """The description of the running libvirt domain ``name`` (``qemu2dtb --libvirt``)."""
+    from dtvm.libvirt.connect import lookup, open_connection
+    from dtvm.libvirt.describe import describe_domain
+
+    with open_connection(uri) as conn:
+        return describe_domain(lookup(conn, name), timeout=timeout)
+
+
+def write_description(desc: Any, output: str, backend: str | None) -> None:
+    """``OUT.dtb`` and its overlay (default ``OUT.backend.dtbo``), both or neither."""
+    from dtvm.dt.dtb import write_dtb
+    from dtvm.fileio import write_pair
+
+    if backend is None:
+        stem = output[:-4] if output.endswith(".dtb") else output
+        backend = stem + ".backend.dtbo"
+    write_pair((output, write_dtb(desc.guest)), (backend, write_dtb(desc.backend)))
+
+
+@click.command("libvirt2dtb")
+@click.argument("xml_file", metavar="DOMAIN.xml")
+@click.option("--connect", "uri", metavar="URI", help="libvirt connection URI (default: $LIBVIRT_DEFAULT_URI or qemu:///system)")
+@click.option("-o", "--output", "output", required=True, metavar="OUT.dtb", help="write the guest tree here (DTB)")
+@click.option("-b", "--backend", "backend", metavar="OUT.backend.dtbo",
+              help="write the back-end overlay here (default: OUT.backend.dtbo next to OUT.dtb)")
+@click.option("--timeout", type=float, default=20.0, show_default=True, help="seconds for reading the started domain")
+def libvirt2dtb_cmd(xml_file: str, uri: str | None, output: str, backend: str | None, timeout: float) -> None:
+    """Loose domain XML to a precise description: libvirt starts it (transient, paused), dtvm reads
+    what libvirt and QEMU built, the domain is destroyed. Nothing is left defined or running."""
+
+    def run() -> None:
+        from dtvm.fileio import read_limited
+        from dtvm.libvirt.connect import binding, open_connection
+        from dtvm.libvirt.transient import describe_xml
+
+        binding()  # say how to get the binding before reading anything
+        raw = read_limited(xml_file, MAX_XML_FILE)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            _fail("libvirt2dtb", f"{xml_file}: not UTF-8 (byte {exc.start})", 2)
+        with open_connection(uri) as conn:
+            desc = describe_xml(conn, text, xml_file, timeout=timeout)
+        write_description(desc, output, backend)
+
+    _guarded("libvirt2dtb", run)
+
+
+dtb2libvirt_cmd: click.Command | None = None
