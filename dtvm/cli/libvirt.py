@@ -93,4 +93,44 @@ def libvirt2dtb_cmd(xml_file: str, uri: str | None, output: str, backend: str | 
     _guarded("libvirt2dtb", run)
 
 
-dtb2libvirt_cmd: click.Command | None = None
+@click.command("dtb2libvirt")
+@click.argument("guest", metavar="IN.dtb")
+@click.option("-b", "--backend", "backend", metavar="IN.backend.dtbo",
+              help="this host's back-end overlay (disk images, interface and chardev sources): never picked up unasked")
+@click.option("--name", "name", required=True, metavar="NAME", help="the domain's name")
+@click.option("-o", "--output", "output", metavar="OUT.xml", help="write the domain XML here (default: standard output)")
+@click.option("--connect", "uri", metavar="URI", help="libvirt connection URI for the check")
+@click.option("--no-check", "no_check", is_flag=True,
+              help="do not let libvirt start the result (transient, paused, on stand-in disks) to compare what it builds")
+@click.option("--timeout", type=float, default=20.0, show_default=True, help="seconds for reading the check domain")
+def dtb2libvirt_cmd(guest: str, backend: str | None, name: str, output: str | None, uri: str | None,
+                    no_check: bool, timeout: float) -> None:
+    """Precise description to libvirt domain XML, every controller indexed and every address pinned.
+
+    By default libvirt starts the XML once (transient, paused, under a private name, with sparse
+    stand-ins of the same size for the disk images, destroyed at once) and dtvm describes it: the
+    guest tree must come out byte for byte as IN.dtb, else nothing is written.
+    """
+
+    def run() -> None:
+        from dtvm.dt.dtb import read_dtb
+        from dtvm.fileio import read_blob, write_atomic
+        from dtvm.libvirt.domxml import build_domain_xml, host_facts
+        from dtvm.vm.readback import read_config
+
+        gtree = read_dtb(read_blob(guest), guest)
+        btree = read_dtb(read_blob(backend), backend) if backend is not None else None
+        xml = build_domain_xml(read_config(gtree, btree), name, host_facts(btree))
+        if not no_check:
+            from dtvm.dt.dtb import write_dtb
+            from dtvm.libvirt.check import check_domain_xml
+            from dtvm.libvirt.connect import open_connection
+
+            with open_connection(uri) as conn:
+                check_domain_xml(conn, xml, write_dtb(gtree), f"domain {name!r}", timeout=timeout)
+        if output is None:
+            click.echo(xml, nl=False)
+        else:
+            write_atomic(output, xml.encode())
+
+    _guarded("dtb2libvirt", run)
