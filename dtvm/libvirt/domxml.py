@@ -46,6 +46,9 @@ _FEATURES = {"vmport": "vmport", "i8042": "ps2"}
 #: chardev types libvirt may be asked for from the overlay's facts (never a file or socket it would
 #: have to create on the guest tree's say).
 _CHARDEV_TYPES = ("pty", "null")
+#: How libvirt names a controller's qdev id after its index (``usb`` alone is index 0).
+_ID_PATTERNS = {"pci": r"pci\.(\d+)", "usb": r"usb(\d*)", "scsi": r"scsi(\d+)", "sata": r"sata(\d+)",
+                "ide": r"ide(\d*)", "virtio-serial": r"virtio-serial(\d+)"}
 _INTERFACE_SOURCES = {"network": ("network",), "bridge": ("bridge",), "user": ()}
 
 
@@ -124,16 +127,19 @@ class _Builder:
         self.machine_made = _machine_made(config)
         self.pci_index: dict[int, int] = {}   # id(Bus) -> libvirt PCI controller index
         self.ctl_index: dict[int, tuple[str, int]] = {}  # id(Device) -> (controller type, index)
-        self.counts: dict[str, int] = {}
         self.dev_names: dict[str, int] = {}
         self.backends = config.backend_map()
+        self.taken: dict[str, set[int]] = {"pci": {0}}
+        # the indexes qdev ids claim, kept free for them when a controller without one comes first
+        self.reserved: dict[str, set[int]] = {}
+        for dev in config.devices():
+            entry = self.table.get(dev.driver) or {}
+            if entry.get("element") == "controller":
+                m = re.fullmatch(_ID_PATTERNS.get(entry["type"], r"(?!)"), dev.qdev_id or "")
+                if m:
+                    self.reserved.setdefault(entry["type"], set()).add(int(m.group(1) or 0))
 
     # -- indexes ---------------------------------------------------------------------------------
-    def _next(self, kind: str, start: int = 0) -> int:
-        n = self.counts.get(kind, start)
-        self.counts[kind] = n + 1
-        return n
-
     def _where(self, dev: Device) -> str:
         return dev.node or dev.key()
 
@@ -234,9 +240,9 @@ class _Builder:
         """Made by the machine, by the PCI proxy (virtio bus) or by its parent device itself."""
         if id(dev) in self.machine_made:
             if dev.driver == "ich9-ahci":
-                self.ctl_index[id(dev)] = ("sata", self._next("sata"))
+                self.ctl_index[id(dev)] = ("sata", self.controller_index(dev, "sata"))
             elif dev.driver == "piix3-ide":
-                self.ctl_index[id(dev)] = ("ide", self._next("ide"))
+                self.ctl_index[id(dev)] = ("ide", self.controller_index(dev, "ide"))
             return True
         bus = dev.parent
         if bus is not None and bus.type == "virtio":
@@ -253,14 +259,29 @@ class _Builder:
         return self.facts.nodes.get(dev.node or "", {})
 
     # -- elements --------------------------------------------------------------------------------
+    def controller_index(self, dev: Device, kind: str) -> int:
+        """libvirt's index of a controller: the one its qdev id says where libvirt named it (``pci.3``,
+        ``scsi1``, ``usb``), so that the rebuild matches the original domain's XML (libvirt's ABI
+        check compares controllers by index); else the next free one."""
+        taken = self.taken.setdefault(kind, set())
+        match = re.fullmatch(_ID_PATTERNS.get(kind, r"(?!)"), dev.qdev_id or "")
+        if match:
+            index = int(match.group(1) or 0)
+            if index not in taken:
+                taken.add(index)
+                return index
+        index = 1 if kind == "pci" else 0
+        while index in taken or (kind in self.reserved and index in self.reserved[kind]):
+            index += 1
+        taken.add(index)
+        return index
+
     def e_controller(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
         kind = entry["type"]
+        index = self.controller_index(dev, kind)
         if kind == "pci":
-            index = self._next("pci", 1)
             for bus in dev.buses:
                 self.pci_index[id(bus)] = index
-        else:
-            index = self._next(kind)
         self.ctl_index[id(dev)] = (kind, index)
         attrs = {"type": kind, "index": str(index)}
         if entry.get("model"):
