@@ -220,7 +220,7 @@ def test_uefi_transient_leaves_no_nvram(libvirt_uri: str, tmp_path: Path) -> Non
     before = set(nvram_dir.iterdir()) if nvram_dir.exists() else set()
     xml = tmp_path / "efi.xml"
     xml.write_text(f"""<domain type='qemu'><name>{PREFIX}efi</name><memory unit='MiB'>128</memory>
-<os firmware='efi'><type arch='x86_64' machine='q35'>hvm</type></os><devices/></domain>""")
+<os firmware='efi'><type arch='x86_64' machine='q35'>hvm</type></os><features><acpi/></features><devices/></domain>""")
     out = dtvm_cmd("libvirt2dtb", str(xml), "--connect", libvirt_uri, "-o", str(tmp_path / "efi.dtb"))
     assert out.returncode == 0, out.stderr
     after = set(nvram_dir.iterdir()) if nvram_dir.exists() else set()
