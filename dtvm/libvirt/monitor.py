@@ -26,8 +26,10 @@ from dtvm.qemu.replies import ReplyMismatch, check, describe_command
 
 __all__ = ["LibvirtSession"]
 
-#: Threads issuing passthrough calls at once (libvirtd serialises them per domain anyway).
-WORKERS = 4
+#: Passthrough calls in flight at once: libvirtd serves at most ``max_client_requests`` (default 5)
+#: of one connection at a time, and keeping them queued hides the RPC round trips (measured with
+#: bench/bench_libvirt.py: 1 thread 1.6 s, 4 threads 0.84 s per read on a loaded 2-CPU host).
+WORKERS = 5
 
 
 class LibvirtSession:
