@@ -24,12 +24,14 @@ class _Common:
     output: str | None
     backend: str | None
     timeout: float
+    libvirt: str | None = None
+    connect: str | None = None
 
     @property
     def qmp(self) -> str:
         """The socket; checked here, not by the group, so that ``hotplug add --help`` works alone."""
         if self.given_qmp is None:
-            _fail("--qmp unix:PATH is required (the running VM's QMP socket)", 2)
+            _fail("--qmp unix:PATH is required (the running VM's QMP socket; --libvirt DOMAIN for add and del)", 2)
         return self.given_qmp
 
     def outputs(self) -> Any:
@@ -68,25 +70,31 @@ def _wrote(paths: list[str]) -> None:
 
 
 @click.group("hotplug")
-@click.option("--qmp", "qmp", metavar="unix:PATH", help="the running VM's QMP socket (required)")
+@click.option("--qmp", "qmp", metavar="unix:PATH", help="the running VM's QMP socket (or --libvirt)")
+@click.option("--libvirt", "libvirt_domain", metavar="DOMAIN", help="a running libvirt domain: add and del go through libvirt")
+@click.option("--connect", "connect", metavar="URI", help="with --libvirt: libvirt's connection URI")
 @click.option("-o", "--output", "output", metavar="OUT.dtb", help="keep this guest tree current (DTB)")
 @click.option("-b", "--backend", "backend", metavar="OUT.backend.dtbo",
               help="keep this back-end overlay current (default with -o: OUT.backend.dtbo next to OUT.dtb)")
 @click.option("--timeout", type=float, default=10.0, show_default=True,
               help="seconds for connecting and for each read or command")
 @click.pass_context
-def hotplug_group(ctx: click.Context, qmp: str | None, output: str | None, backend: str | None, timeout: float) -> None:
+def hotplug_group(ctx: click.Context, qmp: str | None, libvirt_domain: str | None, connect: str | None,
+                  output: str | None, backend: str | None, timeout: float) -> None:
     """Add or remove a device of a running VM at an address dtvm assigns, and keep its description current.
 
     \b
     dtvm hotplug --qmp unix:PATH [-o vm.dtb [-b vm.backend.dtbo]] add DEVICE-OPTS
     dtvm hotplug --qmp unix:PATH [-o vm.dtb [-b vm.backend.dtbo]] del ID [--wait S]
     dtvm hotplug --qmp unix:PATH -o vm.dtb [-b vm.backend.dtbo] watch [--interval S]
+    dtvm hotplug --libvirt DOMAIN [--connect URI] [-o vm.dtb [-b ...]] add|del ...
     Without -o/-b only a summary is printed.
     """
     if not timeout > 0:
         _fail("--timeout must be a positive number of seconds", 2)
-    ctx.obj = _Common(qmp, output, backend, timeout)
+    if qmp is not None and libvirt_domain is not None:
+        _fail("give either --qmp or --libvirt", 2)
+    ctx.obj = _Common(qmp, output, backend, timeout, libvirt_domain, connect)
 
 
 @hotplug_group.command("add", context_settings={"ignore_unknown_options": True})
@@ -101,6 +109,12 @@ def add_cmd(common: _Common, device: str) -> None:
     virtconsole) and passes them to device_add explicitly; a given address is checked. Without
     id=, dtvm gives one (DRIVER followed by a number).
     """
+    if common.libvirt is not None:
+        from dtvm.cli.libvirt import hotplug_libvirt
+
+        _wrote(_run(lambda: hotplug_libvirt("add", common.libvirt, common.connect, device, common.outputs(),
+                                            common.timeout, 0.0)))
+        return
     from dtvm.qemu.hotplug import add_device
 
     result = _run(lambda: add_device(common.qmp, device, common.outputs(), timeout=common.timeout))
@@ -124,6 +138,12 @@ def del_cmd(common: _Common, ident: str, wait: float) -> None:
     device) the device stays in the description, marked qemu,unplug-pending in the back-end overlay;
     asking again for a pending device reports it pending. Exit 0 either way; 1 if the guest refused.
     """
+    if common.libvirt is not None:
+        from dtvm.cli.libvirt import hotplug_libvirt
+
+        _wrote(_run(lambda: hotplug_libvirt("del", common.libvirt, common.connect, ident, common.outputs(),
+                                            common.timeout, wait)))
+        return
     from dtvm.qemu.hotplug import delete_device
 
     result = _run(lambda: delete_device(common.qmp, ident, common.outputs(), timeout=common.timeout, wait=wait))

@@ -16,7 +16,7 @@ import click
 
 from dtvm.cli.output import interrupted_status
 
-__all__ = ["describe_libvirt_domain", "dtb2libvirt_cmd", "libvirt2dtb_cmd"]
+__all__ = ["describe_libvirt_domain", "dtb2libvirt_cmd", "hotplug_libvirt", "libvirt2dtb_cmd"]
 
 T = TypeVar("T")
 
@@ -51,6 +51,24 @@ def describe_libvirt_domain(name: str, uri: str | None, timeout: float) -> Any:
 
     with open_connection(uri) as conn:
         return describe_domain(lookup(conn, name), timeout=timeout)
+
+
+def hotplug_libvirt(action: str, name: str, uri: str | None, what: str, outputs: Any, timeout: float,
+                    wait: float) -> list[str]:
+    """``dtvm hotplug --libvirt DOMAIN add|del``: prints what was done, returns the files written."""
+    from dtvm.libvirt.connect import lookup, open_connection
+    from dtvm.libvirt.hotplug import attach, detach
+
+    with open_connection(uri) as conn:
+        domain = lookup(conn, name)
+        if action == "add":
+            added = attach(domain, what, outputs, timeout=timeout)
+            click.echo(f"added {added.id} ({added.driver}) at {added.key} through libvirt")
+            return added.written
+        deleted = detach(domain, what, outputs, timeout=timeout, wait=wait)
+        click.echo(f"{deleted.state}: {deleted.id}" + (" (QEMU waits for the guest to release it)"
+                                                        if deleted.state == "pending" else ""))
+        return deleted.written
 
 
 def write_description(desc: Any, output: str, backend: str | None) -> None:

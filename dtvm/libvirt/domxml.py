@@ -31,7 +31,7 @@ from dtvm.libvirt.facts import DOMAIN_NODE
 from dtvm.vm.codec import fragments, overlay_target, read_string
 from dtvm.vm.model import Bus, Config, Device
 
-__all__ = ["DomainXmlError", "HostFacts", "build_domain_xml", "host_facts"]
+__all__ = ["DomainXmlError", "HostFacts", "build_domain_xml", "device_xml", "host_facts"]
 
 #: The longest string taken from a description into the XML.
 MAX_TEXT = 4096
@@ -129,6 +129,7 @@ class _Builder:
         self.ctl_index: dict[int, tuple[str, int]] = {}  # id(Device) -> (controller type, index)
         self.dev_names: dict[str, int] = {}
         self.backends = config.backend_map()
+        self.elements: dict[int, ET.Element] = {}  # id(Device) -> its element (hot-plug takes one)
         self.taken: dict[str, set[int]] = {"pci": {0}}
         # the indexes qdev ids claim, kept free for them when a controller without one comes first
         self.reserved: dict[str, set[int]] = {}
@@ -199,6 +200,7 @@ class _Builder:
             has_usb |= element == "controller" and entry.get("type") == "usb"
             has_balloon |= element == "memballoon"
             getattr(self, "e_" + element)(devs, dev, entry)
+            self.elements[id(dev)] = devs[-1]
         if not has_usb:
             _sub(devs, "controller", type="usb", index="0", model="none")
         if not has_balloon:
@@ -481,6 +483,17 @@ def _machine_made(config: Config) -> set[int]:
 
     walk(config.root, True)
     return out
+
+
+def device_xml(config: Config, dev: Device, facts: HostFacts | None = None) -> str:
+    """The one ``<devices>`` element that makes libvirt create ``dev`` (a device of ``config``) with
+    its address pinned, as ``dtb2libvirt`` would write it (for ``virDomainAttachDevice``)."""
+    builder = _Builder(config, facts or HostFacts(), "hotplug")
+    builder.build()
+    elem = builder.elements.get(id(dev))
+    if elem is None:
+        raise DomainXmlError(f"{dev.driver}: libvirt makes it without an element of its own")
+    return ET.tostring(elem, encoding="unicode")
 
 
 def build_domain_xml(config: Config, name: str, facts: HostFacts | None = None) -> str:

@@ -78,5 +78,9 @@ class LibvirtSession:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.call, command, arguments)
 
+    async def command(self, command: str, arguments: Mapping[str, object] | None, timeout: float) -> Any:
+        """``HotplugSession.command``'s interface (the deadline is the caller's)."""
+        return await asyncio.wait_for(self.execute(command, arguments), timeout)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
