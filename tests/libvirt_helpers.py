@@ -183,20 +183,28 @@ def generate(seed: int) -> Case:
     """A loose domain XML: what varies is drawn from ``seed``; addresses, controllers, MACs are
     left for libvirt to choose (that is what dtvm must capture)."""
     rng = random.Random(seed)
-    machine = rng.choice(["q35", "q35", "pc"])
+    machine = rng.choice(["q35", "q35", "pc", "virt"])
+    arch = "aarch64" if machine == "virt" else "x86_64"
     dom = ET.Element("domain", {"type": "qemu"})
     _sub(dom, "name", f"{PREFIX}{seed}")
     _sub(dom, "memory", str(rng.choice([64, 96, 128, 192])), unit="MiB")
-    sockets, cores, threads = rng.choice([(1, 1, 1), (2, 1, 1), (1, 2, 1), (1, 2, 2), (2, 2, 1)])
+    topologies = [(1, 1, 1), (2, 1, 1), (1, 2, 1), (1, 2, 2), (2, 2, 1)]
+    sockets, cores, threads = rng.choice(topologies if arch == "x86_64" else topologies[:3])
     _sub(dom, "vcpu", str(sockets * cores * threads))
     os_ = _sub(dom, "os")
-    _sub(os_, "type", "hvm", arch="x86_64", machine=machine)
+    _sub(os_, "type", "hvm", arch=arch, machine=machine)
     cpu = _sub(dom, "cpu")
+    if arch == "aarch64":  # TCG, no firmware: libvirt runs it paused all the same
+        cpu.set("mode", "custom")
+        cpu.set("match", "exact")
+        _sub(cpu, "model", "cortex-a57")
     _sub(cpu, "topology", sockets=str(sockets), dies="1", cores=str(cores), threads=str(threads))
     devs = _sub(dom, "devices")
-    _sub(devs, "emulator", "/usr/bin/qemu-system-x86_64")
+    _sub(devs, "emulator", f"/usr/bin/qemu-system-{arch}")
+    if arch == "aarch64":  # libvirt gives aarch64 virt no USB controller unless asked
+        _sub(devs, "controller", type="usb", model="qemu-xhci")
     letters = iter("abcdefghijklmnop")
-    buses = ["virtio", "scsi", "sata" if machine == "q35" else "ide", "usb"]
+    buses = ["virtio", "scsi", "usb", *({"q35": ["sata"], "pc": ["ide"]}.get(machine, []))]
     for n in range(rng.randint(0, 3)):
         bus = rng.choice(buses)
         disk = _sub(devs, "disk", type="file", device="disk")
@@ -210,7 +218,7 @@ def generate(seed: int) -> Case:
         _sub(devs, "controller", type="scsi", model="virtio-scsi")
     for _ in range(rng.randint(0, 2)):
         nic = _sub(devs, "interface", type="user")
-        models = ["virtio", "e1000e" if machine == "q35" else "e1000", "rtl8139"]
+        models = ["virtio", "e1000" if machine == "pc" else "e1000e", "rtl8139"]
         _sub(nic, "model", type=rng.choice(models))
     if rng.random() < 0.5:
         _sub(devs, "input", type=rng.choice(["tablet", "keyboard", "mouse"]), bus="usb")
@@ -221,7 +229,7 @@ def generate(seed: int) -> Case:
     if rng.random() < 0.5:
         rngdev = _sub(devs, "rng", model="virtio")
         _sub(rngdev, "backend", "/dev/urandom", model="random")
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and arch == "x86_64":
         _sub(devs, "serial", type="pty")
     _sub(devs, "memballoon", model=rng.choice(["virtio", "none"]))
     # an index is required (a PCI controller without one is taken for the root); libvirt adds the

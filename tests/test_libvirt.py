@@ -143,7 +143,7 @@ def _domain_round_trip(uri: str, seed: int, tmp: Path, vm_factory: Any) -> None:
 
             # precise -> XML: libvirt starts it and builds exactly the described hardware
             config = read_config(desc.guest, desc.backend)
-            xml = build_domain_xml(config, name, host_facts(desc.backend))
+            xml = build_domain_xml(config, name, host_facts(desc.backend), desc.guest)
             check_domain_xml(conn, xml, guest, f"seed {seed}")
 
             # the original migrates into the rebuild: libvirt runs the pinned XML (transient, on

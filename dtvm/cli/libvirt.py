@@ -138,7 +138,7 @@ def dtb2libvirt_cmd(guest: str, backend: str | None, name: str, output: str | No
 
         gtree = read_dtb(read_blob(guest), guest)
         btree = read_dtb(read_blob(backend), backend) if backend is not None else None
-        xml = build_domain_xml(read_config(gtree, btree), name, host_facts(btree))
+        xml = build_domain_xml(read_config(gtree, btree), name, host_facts(btree), gtree)
         if not no_check:
             from dtvm.dt.dtb import write_dtb
             from dtvm.libvirt.check import check_domain_xml

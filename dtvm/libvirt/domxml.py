@@ -119,8 +119,9 @@ def _parse_source(text: str) -> dict[str, str]:
 
 
 class _Builder:
-    def __init__(self, config: Config, facts: HostFacts, name: str) -> None:
+    def __init__(self, config: Config, facts: HostFacts, name: str, guest: DeviceTree | None = None) -> None:
         self.config = config
+        self.guest = guest
         self.facts = facts
         self.name = name
         self.table = _table()
@@ -182,7 +183,9 @@ class _Builder:
         cpu = _sub(dom, "cpu", mode="custom", match="exact", check="none")
         if m.cpu_type:
             _sub(cpu, "model", _text(m.cpu_type, "/qemu: cpu-type"), fallback="forbid")
-        topo = {k: str(m.topology[k]) for k in ("sockets", "dies", "cores", "threads") if k in m.topology}
+        topo: dict[str, str] = {k: str(m.topology[k]) for k in ("sockets", "dies", "cores", "threads") if k in m.topology}
+        if not topo and self.guest is not None:
+            topo = _cpu_map_topology(self.guest)
         if topo:
             _sub(cpu, "topology", **topo)
         _sub(dom, "clock", offset="utc")
@@ -458,7 +461,8 @@ def _tail(dev: Device) -> str:
     from dtvm.vm.model import address_text
 
     kind = dev.address[0]
-    return dev.driver if kind in ("none", "nth", "virtio") else address_text(dev.address)
+    # the schema names system-bus devices by driver and instance (``/pl011#0``), not by MMIO base
+    return dev.driver if kind in ("none", "nth", "virtio", "mmio") else address_text(dev.address)
 
 
 def _machine_made(config: Config) -> set[int]:
@@ -475,7 +479,8 @@ def _machine_made(config: Config) -> set[int]:
 
     def walk(bus: Bus, parent_made: bool) -> None:
         for dev in bus.devices:
-            mine = parent_made and (dev.driver, _tail(dev)) in made
+            # a node of QEMU's own DT is a device the machine made (its DT has no -device's)
+            mine = dev.in_dt or (parent_made and (dev.driver, _tail(dev)) in made)
             if mine:
                 out.add(id(dev))
             for child in dev.buses:
@@ -485,10 +490,10 @@ def _machine_made(config: Config) -> set[int]:
     return out
 
 
-def device_xml(config: Config, dev: Device, facts: HostFacts | None = None) -> str:
+def device_xml(config: Config, dev: Device, facts: HostFacts | None = None, guest: DeviceTree | None = None) -> str:
     """The one ``<devices>`` element that makes libvirt create ``dev`` (a device of ``config``) with
     its address pinned, as ``dtb2libvirt`` would write it (for ``virDomainAttachDevice``)."""
-    builder = _Builder(config, facts or HostFacts(), "hotplug")
+    builder = _Builder(config, facts or HostFacts(), "hotplug", guest)
     builder.build()
     elem = builder.elements.get(id(dev))
     if elem is None:
@@ -496,9 +501,34 @@ def device_xml(config: Config, dev: Device, facts: HostFacts | None = None) -> s
     return ET.tostring(elem, encoding="unicode")
 
 
-def build_domain_xml(config: Config, name: str, facts: HostFacts | None = None) -> str:
-    """The domain XML (text, with an XML declaration-free root) that rebuilds ``config`` under libvirt."""
-    root = _Builder(config, facts or HostFacts(), name).build()
+def _cpu_map_topology(guest: DeviceTree) -> dict[str, str]:
+    """sockets/cores/threads from the DT's ``/cpus/cpu-map`` (arm virt states its topology there, not
+    in ``/qemu``); libvirt 9.0 has no clusters, so a map with more than one per socket is refused."""
+    cpu_map = guest.get_node("/cpus/cpu-map")
+    if cpu_map is None:
+        return {}
+
+    def count(node: Any, prefix: str) -> tuple[int, Any]:
+        kids = [c for c in node.live_children() if c.name.startswith(prefix)]
+        return len(kids), (kids[0] if kids else None)
+
+    sockets, socket = count(cpu_map, "socket")
+    if socket is None:
+        return {}
+    clusters, cluster = count(socket, "cluster")
+    if clusters > 1:
+        raise DomainXmlError("/cpus/cpu-map: more than one cluster per socket (libvirt 9.0 has no clusters)")
+    cores, core = count(cluster if cluster is not None else socket, "core")
+    threads, _ = count(core, "thread") if core is not None else (0, None)
+    return {"sockets": str(sockets), "dies": "1", "cores": str(max(cores, 1)), "threads": str(max(threads, 1))}
+
+
+def build_domain_xml(config: Config, name: str, facts: HostFacts | None = None,
+                     guest: DeviceTree | None = None) -> str:
+    """The domain XML (text, with an XML declaration-free root) that rebuilds ``config`` under
+    libvirt; ``guest`` (the guest tree ``config`` was read from) supplies what only its DT states
+    (arm virt's CPU topology)."""
+    root = _Builder(config, facts or HostFacts(), name, guest).build()
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
 

@@ -105,7 +105,7 @@ def attach(domain: Any, device: str, outputs: Outputs, *, timeout: float = 20.0)
         props["mac"] = "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
     new = Device(driver, placement.address, props, parent=parent.buses[0], hotplugged=True)
     parent.buses[0].devices.append(new)
-    xml = device_xml(config, new, host_facts(desc.backend))
+    xml = device_xml(config, new, host_facts(desc.backend), desc.guest)
     try:
         domain.attachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
     except libvirt.libvirtError as exc:
