@@ -3,8 +3,8 @@
 Every expectation comes from an oracle run in the test: libvirt's own QEMU (the command line it
 really ran, /proc/PID/cmdline, described by ``qemu2dtb``), libvirt starting what dtvm wrote, and
 QEMU loading the original's migration stream into the rebuilt domain.  The domains come from a
-seeded generator of loose domain XML (``tests/libvirt_helpers.py``): q35 and pc; virtio, SCSI, SATA,
-IDE and USB disks; virtio, e1000(e) and rtl8139 NICs; USB input; virtio-serial channels; rng;
+seeded generator of loose domain XML (``tests/libvirt_helpers.py``): q35, pc and aarch64 virt
+(TCG, no firmware); virtio, SCSI, SATA, IDE and USB disks; virtio, e1000(e) and rtl8139 NICs; USB input; virtio-serial channels; rng;
 balloon; root ports and bridges; CPU topologies.  The default run takes DEFAULT_CASES of them;
 ``make test-libvirt`` (marker ``libvirt_slow``) takes more.
 """
@@ -173,10 +173,11 @@ def test_generator_covers_the_issue() -> None:
     """The first COVERED cases hold what the issue names (so a generator change cannot drop a kind)."""
     text = "".join(generate(s).xml for s in range(SEED, SEED + COVERED))
     machines = {generate(s).machine for s in range(SEED, SEED + COVERED)}
-    assert machines == {"q35", "pc"}
+    assert machines == {"q35", "pc", "virt"}
     for needle in ("bus=\"virtio\"", "bus=\"scsi\"", "bus=\"sata\"", "bus=\"usb\"", "virtio-scsi", "<interface",
                    "type=\"e1000", "rtl8139", "<input", "<channel", "<rng", "memballoon model=\"virtio\"",
-                   "pcie-root-port", "pci-bridge", "pcie-to-pci-bridge", "threads=\"2\"", "sockets=\"2\""):
+                   "pcie-root-port", "pci-bridge", "pcie-to-pci-bridge", "threads=\"2\"", "sockets=\"2\"",
+                   "bus=\"ide\"", "arch=\"aarch64\""):
         assert needle in text, f"none of the first {COVERED} cases has {needle}"
 
 

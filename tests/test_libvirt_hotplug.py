@@ -113,3 +113,39 @@ def test_hotplug_libvirt_needs_a_domain(libvirt_uri: str, tmp_path: Path) -> Non
     out = dtvm_cmd("hotplug", "--libvirt", f"{PREFIX}nosuch", "--connect", libvirt_uri, "add", "usb-tablet")
     assert out.returncode != 0 and "no such domain" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
+
+
+def test_watch_follows_libvirt_events(libvirt_uri: str, tmp_path: Path) -> None:
+    """hotplug watch --libvirt rewrites the description when libvirt attaches a device for
+    someone else, and stops cleanly on SIGINT."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    vm = tmp_path / "vm.dtb"
+    with defined_domain(libvirt_uri, DOMAIN.replace("hotplug<", "watch<")) as dom:
+        proc = subprocess.Popen([sys.executable, "-m", "dtvm", "hotplug", "--libvirt", dom.name(), "--connect",
+                                 libvirt_uri, "-o", str(vm), "watch", "--interval", "60"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not vm.exists():
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.05)
+            first = vm.read_bytes()
+            assert b"usb-tablet" not in first
+            tablet = tmp_path / "tablet.xml"
+            tablet.write_text(TABLET)
+            subprocess.run(["virsh", "-c", libvirt_uri, "attach-device", dom.name(), str(tablet), "--live"],
+                           check=True, capture_output=True)
+            # the interval is 60 s: only libvirt's DEVICE_ADDED event can make this rewrite in time
+            while b"usb-tablet" not in vm.read_bytes():
+                assert proc.poll() is None and time.monotonic() < deadline, "watch did not follow the event"
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        assert "libvirt: added input" in out, out
+        assert "stopped watching: interrupted" in err and "Traceback" not in err, err
+    assert leftover_domains(libvirt_uri) == []

@@ -184,6 +184,11 @@ def watch_cmd(common: _Common, interval: float) -> None:
     outputs = common.outputs()
     if outputs.guest is None and outputs.backend is None:
         _fail("watch needs -o and/or -b: the files to keep current", 2)
+    if common.libvirt is not None:
+        from dtvm.cli.libvirt import watch_libvirt
+
+        watch_libvirt(common.libvirt, common.connect, outputs, interval, common.timeout, _run_watch)
+        return
 
     def report(r: WatchReport) -> None:
         for key in r.added:

@@ -16,7 +16,7 @@ import click
 
 from dtvm.cli.output import interrupted_status
 
-__all__ = ["describe_libvirt_domain", "dtb2libvirt_cmd", "hotplug_libvirt", "libvirt2dtb_cmd"]
+__all__ = ["describe_libvirt_domain", "dtb2libvirt_cmd", "hotplug_libvirt", "libvirt2dtb_cmd", "watch_libvirt"]
 
 T = TypeVar("T")
 
@@ -69,6 +69,27 @@ def hotplug_libvirt(action: str, name: str, uri: str | None, what: str, outputs:
         click.echo(f"{deleted.state}: {deleted.id}" + (" (QEMU waits for the guest to release it)"
                                                         if deleted.state == "pending" else ""))
         return deleted.written
+
+
+def watch_libvirt(name: str, uri: str | None, outputs: Any, interval: float, timeout: float,
+                  run: Callable[[Callable[[], str]], str]) -> None:
+    """``dtvm hotplug --libvirt DOMAIN -o vm.dtb watch``: until the domain stops or Ctrl-C."""
+    from dtvm.libvirt.watch import WatchEvent, watch_domain
+
+    def report(r: WatchEvent) -> None:
+        for event in r.events:
+            click.echo(f"libvirt: {event}")
+        if r.written:
+            click.echo("wrote " + ", ".join(r.written))
+        elif r.first:
+            click.echo("up to date: " + ", ".join(p for p in (outputs.guest, outputs.backend) if p))
+
+    click.echo(f"watching libvirt domain {name} (Ctrl-C to stop)", err=True)
+    try:
+        why = run(lambda: watch_domain(name, uri, outputs, interval=interval, timeout=timeout, report=report))
+    except KeyboardInterrupt:
+        why = "interrupted"
+    click.echo(f"stopped watching: {why}", err=True)
 
 
 def write_description(desc: Any, output: str, backend: str | None) -> None:

@@ -461,8 +461,7 @@ def _tail(dev: Device) -> str:
     from dtvm.vm.model import address_text
 
     kind = dev.address[0]
-    # the schema names system-bus devices by driver and instance (``/pl011#0``), not by MMIO base
-    return dev.driver if kind in ("none", "nth", "virtio", "mmio") else address_text(dev.address)
+    return dev.driver if kind in ("none", "nth", "virtio") else address_text(dev.address)
 
 
 def _machine_made(config: Config) -> set[int]:
@@ -480,7 +479,10 @@ def _machine_made(config: Config) -> set[int]:
     def walk(bus: Bus, parent_made: bool) -> None:
         for dev in bus.devices:
             # a node of QEMU's own DT is a device the machine made (its DT has no -device's)
-            mine = dev.in_dt or (parent_made and (dev.driver, _tail(dev)) in made)
+            # the schema names a system-bus device by its MMIO base or by driver and instance
+            # (``/pl011#0``): either form matches
+            mine = dev.in_dt or (parent_made and ((dev.driver, _tail(dev)) in made or
+                                                  (dev.address[0] == "mmio" and (dev.driver, dev.driver) in made)))
             if mine:
                 out.add(id(dev))
             for child in dev.buses:
