@@ -31,7 +31,7 @@ from dtvm.libvirt.facts import DOMAIN_NODE
 from dtvm.vm.codec import fragments, overlay_target, read_string
 from dtvm.vm.model import Bus, Config, Device
 
-__all__ = ["DomainXmlError", "HostFacts", "build_domain_xml", "device_xml", "host_facts"]
+__all__ = ["DomainXmlError", "HostFacts", "build_domain_xml", "device_table", "device_xml", "host_facts"]
 
 #: The longest string taken from a description into the XML.
 MAX_TEXT = 4096
@@ -59,7 +59,8 @@ class DomainXmlError(DtvmError):
 
 
 @functools.cache
-def _table() -> dict[str, dict[str, Any]]:
+def device_table() -> dict[str, dict[str, Any]]:
+    """qdev driver -> its libvirt element (data/devices.yaml): read once, shared with hot-plug."""
     import yaml
 
     text = resources.files("dtvm.libvirt").joinpath("data").joinpath("devices.yaml").read_text(encoding="utf-8")
@@ -124,7 +125,7 @@ class _Builder:
         self.guest = guest
         self.facts = facts
         self.name = name
-        self.table = _table()
+        self.table = device_table()
         self.machine_made = _machine_made(config)
         self.pci_index: dict[int, int] = {}   # id(Bus) -> libvirt PCI controller index
         self.ctl_index: dict[int, tuple[str, int]] = {}  # id(Device) -> (controller type, index)

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from dtvm.libvirt.connect import binding, message
 from dtvm.libvirt.describe import describe_domain
-from dtvm.libvirt.domxml import _table, device_xml, host_facts
+from dtvm.libvirt.domxml import device_table, device_xml, host_facts
 from dtvm.libvirt.facts import parse_xml
 from dtvm.libvirt.monitor import LibvirtSession
 from dtvm.libvirt.read import domain_xml, read_domain
@@ -78,7 +78,7 @@ def attach(domain: Any, device: str, outputs: Outputs, *, timeout: float = 20.0)
     types = _types(domain, timeout)
     driver = types.resolve(request.driver)
     kind, console = types.kind(driver)
-    if driver not in _table():
+    if driver not in device_table():
         raise HotplugError(f"{driver}: no libvirt element dtvm knows for it (data/devices.yaml)")
     live = from_snapshot(read_domain(domain, timeout=timeout))
     requested = {k: v for k, v in request.options.items() if k == "bus" or k in address_keys(kind)}
