@@ -276,6 +276,12 @@ def _described(uri: str, tmp: Path, seed: int) -> tuple[Path, Path]:
     return tmp / "vm.dtb", tmp / "vm.backend.dtbo"
 
 
+@pytest.fixture(scope="module")
+def channel_description(libvirt_uri: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One description with a virtio-serial channel, made once for the tests that tamper with it."""
+    return _described(libvirt_uri, tmp_path_factory.mktemp("channel"), _seed_with("<channel"))
+
+
 def _seed_with(kind: str) -> int:
     for seed in range(SEED, SEED + 200):
         if kind in generate(seed).xml:
@@ -285,12 +291,13 @@ def _seed_with(kind: str) -> int:
 
 @pytest.mark.parametrize("hostile", ["]]>", "'/>", "<qemu:commandline><qemu:arg value='-S'/></qemu:commandline>",
                                      "a\"b&c<d>"])
-def test_strings_that_would_escape_xml(libvirt_uri: str, tmp_path: Path, hostile: str) -> None:
+def test_strings_that_would_escape_xml(libvirt_uri: str, tmp_path: Path, hostile: str,
+                                       channel_description: tuple[Path, Path]) -> None:
     """A channel name from the guest tree is data: the XML carries it escaped, libvirt either takes
     it as a name or refuses it in one line; nothing is injected, defined or left running."""
     from dtvm.dt.dtb import read_dtb, write_dtb
 
-    guest, overlay = _described(libvirt_uri, tmp_path, _seed_with("<channel"))
+    guest, overlay = channel_description
     tree = read_dtb(guest.read_bytes(), str(guest))
     ports = [n for n in tree.root.walk() if n.get_property("qemu,name") is not None]
     assert ports
@@ -312,10 +319,11 @@ def test_strings_that_would_escape_xml(libvirt_uri: str, tmp_path: Path, hostile
     assert leftover_domains(libvirt_uri) == []
 
 
-def test_control_characters_and_unsafe_serials(libvirt_uri: str, tmp_path: Path) -> None:
+def test_control_characters_and_unsafe_serials(libvirt_uri: str, tmp_path: Path,
+                                                channel_description: tuple[Path, Path]) -> None:
     from dtvm.dt.dtb import read_dtb, write_dtb
 
-    guest, overlay = _described(libvirt_uri, tmp_path, _seed_with("<channel"))
+    guest, overlay = channel_description
     tree = read_dtb(guest.read_bytes(), str(guest))
     port = next(n for n in tree.root.walk() if n.get_property("qemu,name") is not None)
     port.set_property("qemu,name", b"a\x01b\0")
