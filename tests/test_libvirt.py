@@ -390,3 +390,71 @@ def test_layout_is_cheap_to_import() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 
+
+
+PLAIN_VMS = [
+    ["qemu-system-x86_64", "-M", "q35", "-nodefaults", "-m", "128", "-smp", "2,sockets=1,cores=2",
+     "-device", "pcie-root-port,id=rp1,chassis=1,port=16,bus=pcie.0,addr=3",
+     "-device", "pcie-root-port,id=rp2,chassis=2,port=17,bus=pcie.0,addr=4",
+     "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,bus=rp1,mac=52:54:00:12:34:99",
+     "-device", "qemu-xhci,bus=rp2", "-device", "usb-tablet", "-device", "virtio-rng-pci"],
+    ["qemu-system-x86_64", "-M", "pc", "-nodefaults", "-m", "96",
+     "-device", "pci-bridge,id=br1,chassis_nr=1,addr=5", "-device", "virtio-balloon-pci,bus=br1,addr=3",
+     "-netdev", "user,id=n0", "-device", "e1000,netdev=n0,mac=52:54:00:12:34:98",
+     "-device", "piix3-usb-uhci,addr=1.2", "-device", "usb-kbd"],  # libvirt takes PIIX3 USB only at 01.2
+]
+
+
+@pytest.mark.parametrize("argv", PLAIN_VMS, ids=["q35", "pc"])
+def test_plain_qemu_vm_into_libvirt(libvirt_uri: str, tmp_path: Path, vm_factory: Any, argv: list[str]) -> None:
+    """A VM plain QEMU runs (no libvirt): described over its QMP socket, written as domain XML that
+    libvirt builds byte for byte, and the running VM migrates into libvirt's QEMU of that XML."""
+    from dtvm.libvirt.check import check_domain_xml
+    from dtvm.libvirt.domxml import build_domain_xml, host_facts
+    from dtvm.qemu.describe import describe_snapshot
+    from dtvm.qemu.live import read_socket
+    from dtvm.vm.readback import read_config
+
+    source = vm_factory(argv)
+    desc = describe_snapshot(read_socket(f"unix:{source.sock}"))
+    guest = _blob(desc.guest)
+    xml = build_domain_xml(read_config(desc.guest, desc.backend), f"{PREFIX}plain", host_facts(desc.backend),
+                           desc.guest)
+    conn = connect(libvirt_uri)
+    try:
+        check_domain_xml(conn, xml, guest, "plain QEMU VM")
+        target = vm_factory([*_rebuilt_argv(conn, xml, tmp_path), "-incoming", "defer"])
+    finally:
+        conn.close()
+    status = _migrate(source, target, tmp_path)
+    assert status.get("status") == "completed", status
+    assert leftover_domains(libvirt_uri) == []
+
+
+def _migrate(a: Any, b: Any, tmp: Path) -> dict[str, Any]:
+    """Plain QEMU A into B over QMP; "completed" only when both sides say so."""
+    uri = f"unix:{tmp / 'plain-migrate.sock'}"
+    ma, mb = a.qmp(), b.qmp()
+    try:
+        mb.cmd("migrate-incoming", uri=uri)
+        ma.cmd("migrate", uri=uri)
+        deadline = time.monotonic() + 60
+        while (status := ma.cmd("query-migrate")).get("status") not in ("completed", "failed", "cancelled"):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.02)
+        if status.get("status") != "completed":
+            return dict(status)
+        while True:
+            if b.proc.poll() is not None:
+                return {"status": "failed", "destination": f"exited with {b.proc.returncode}"}
+            dest = mb.cmd("query-migrate")
+            if dest.get("status") in ("completed", "failed"):
+                return dict(dest)
+            assert time.monotonic() < deadline, dest
+            time.sleep(0.02)
+    finally:
+        for mon in (ma, mb):
+            try:
+                mon.close()
+            except Exception:  # the destination exits when the incoming migration fails
+                pass
