@@ -91,7 +91,8 @@ def test_hotplug_through_libvirt(libvirt_uri: str, tmp_path: Path) -> None:
         assert b"usb-tablet" in vm.read_bytes()
 
         # del: USB lets go at once; the PCI NIC waits for a guest (ACPI hot-plug): pending, marked
-        out = dtvm_cmd(*common, "del", tablet_alias)
+        # the spelling: the options after the subcommand
+        out = dtvm_cmd("hotplug", "del", "--libvirt", name, "--connect", libvirt_uri, "-o", str(vm), tablet_alias)
         assert out.returncode == 0 and out.stdout.startswith("deleted"), out.stdout + out.stderr
         assert not [i for i in _live(dom).iterfind("devices/input") if i.get("type") == "tablet"]
         assert b"usb-tablet" not in vm.read_bytes()

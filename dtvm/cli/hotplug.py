@@ -97,10 +97,33 @@ def hotplug_group(ctx: click.Context, qmp: str | None, libvirt_domain: str | Non
     ctx.obj = _Common(qmp, output, backend, timeout, libvirt_domain, connect)
 
 
+def _here(command: Any) -> Any:
+    """``--libvirt``, ``--connect``, ``-o``, ``-b`` after the subcommand too (``dtvm hotplug add
+    --libvirt web -o vm.dtb DEVICE``), as the libvirt commands spell them; they override the group's."""
+    for option in reversed([
+        click.option("--libvirt", "here_libvirt", metavar="DOMAIN", help="a running libvirt domain"),
+        click.option("--connect", "here_connect", metavar="URI", help="with --libvirt: libvirt's connection URI"),
+        click.option("-o", "--output", "here_output", metavar="OUT.dtb", help="keep this guest tree current"),
+        click.option("-b", "--backend", "here_backend", metavar="OUT.backend.dtbo", help="keep this overlay current"),
+    ]):
+        command = option(command)
+    return command
+
+
+def _merged(common: _Common, here: dict[str, Any]) -> _Common:
+    libvirt = here.pop("here_libvirt", None) or common.libvirt
+    if libvirt is not None and common.given_qmp is not None:
+        _fail("give either --qmp or --libvirt", 2)
+    return _Common(common.given_qmp, here.pop("here_output", None) or common.output,
+                   here.pop("here_backend", None) or common.backend, common.timeout, libvirt,
+                   here.pop("here_connect", None) or common.connect)
+
+
 @hotplug_group.command("add", context_settings={"ignore_unknown_options": True})
 @click.argument("device", metavar="DEVICE-OPTS")
+@_here
 @click.pass_obj
-def add_cmd(common: _Common, device: str) -> None:
+def add_cmd(common: _Common, device: str, **here: Any) -> None:
     """Hot-plug DEVICE-OPTS (-device syntax: virtio-net-pci,bus=rp1,id=n1,...).
 
     Without bus or address, dtvm assigns them as QEMU 7.2 would (PCI: lowest slot with function 0
@@ -109,6 +132,7 @@ def add_cmd(common: _Common, device: str) -> None:
     virtconsole) and passes them to device_add explicitly; a given address is checked. Without
     id=, dtvm gives one (DRIVER followed by a number).
     """
+    common = _merged(common, here)
     if common.libvirt is not None:
         from dtvm.cli.libvirt import hotplug_libvirt
 
@@ -129,8 +153,9 @@ def add_cmd(common: _Common, device: str) -> None:
 @click.argument("ident", metavar="ID")
 @click.option("--wait", type=float, default=5.0, show_default=True,
               help="seconds to wait for QEMU to complete the unplug before reporting it pending")
+@_here
 @click.pass_obj
-def del_cmd(common: _Common, ident: str, wait: float) -> None:
+def del_cmd(common: _Common, ident: str, wait: float, **here: Any) -> None:
     """Unplug the device with qdev id ID (device_del) and follow it.
 
     If QEMU completes the unplug (DEVICE_DELETED) the description is rewritten without the device.
@@ -138,6 +163,7 @@ def del_cmd(common: _Common, ident: str, wait: float) -> None:
     device) the device stays in the description, marked qemu,unplug-pending in the back-end overlay;
     asking again for a pending device reports it pending. Exit 0 either way; 1 if the guest refused.
     """
+    common = _merged(common, here)
     if common.libvirt is not None:
         from dtvm.cli.libvirt import hotplug_libvirt
 
@@ -171,14 +197,16 @@ def _pending_prop() -> str:
 @hotplug_group.command("watch")
 @click.option("--interval", type=float, default=5.0, show_default=True,
               help="seconds between reads when no event comes (QEMU 7.2 has no DEVICE_ADDED event)")
+@_here
 @click.pass_obj
-def watch_cmd(common: _Common, interval: float) -> None:
+def watch_cmd(common: _Common, interval: float, **here: Any) -> None:
     """Keep the description current while the VM runs, until Ctrl-C or QEMU goes away.
 
     The VM is read at once, on every DEVICE_DELETED and every --interval seconds; the files are
     rewritten (atomically) only when the description changed. Other QMP clients need a monitor
     of their own: QEMU serves one client per QMP socket.
     """
+    common = _merged(common, here)
     from dtvm.qemu.hotplug import WatchReport, watch
 
     outputs = common.outputs()
