@@ -312,6 +312,8 @@ def test_strings_that_would_escape_xml(libvirt_uri: str, tmp_path: Path, hostile
     names = [t.get("name") for t in root.iterfind("devices/channel/target")]
     assert hostile in names
     assert all(not e.tag.startswith("{") and "commandline" not in e.tag for e in root.iter())
+    if "commandline" not in hostile:
+        return  # libvirt's verdict on a strange channel name is the same for all: asked once
     checked = dtvm_cmd("dtb2libvirt", str(evil), "-b", str(overlay), "--name", f"{PREFIX}evil",
                        "--connect", libvirt_uri)
     if checked.returncode != 0:
