@@ -10,6 +10,7 @@ out the QMP socket it adds itself.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -25,6 +26,9 @@ __all__ = ["LIBVIRT_MONITOR", "domain_xml", "read_domain"]
 #: The chardev id of libvirt's own QMP monitor (libvirt's qemuBuildMonitorCommandLine).
 LIBVIRT_MONITOR = "charmonitor"
 
+#: Where the system daemon keeps a running domain's pid file.
+LIBVIRT_RUN = "/run/libvirt/qemu"
+
 #: The largest domain XML read from libvirt (a domain with hundreds of devices is about 200 KB).
 MAX_XML_BYTES = 16 << 20
 
@@ -39,6 +43,23 @@ def domain_xml(domain: Any, flags: int = 0) -> str:
     if not isinstance(text, str) or len(text) > MAX_XML_BYTES:
         raise LibvirtError(f"domain {domain.name()!r}: its XML is larger than {MAX_XML_BYTES >> 20} MiB")
     return text
+
+
+def _hand_to_qemu(tmp: str, name: str) -> None:
+    """Give the private directory to the user QEMU runs as (libvirt's ``user`` in qemu.conf, often
+    libvirt-qemu), so that its ``dumpdtb`` can write there; only for a local domain libvirt started
+    (its pid file) and only as root. Elsewhere the directory stays ours and a DT machine's
+    ``dumpdtb`` fails with QEMU's own words."""
+    if os.geteuid() != 0:
+        return
+    try:
+        with open(os.path.join(LIBVIRT_RUN, f"{os.path.basename(name)}.pid")) as f:
+            pid = int(f.read(32).strip())
+        uid = os.stat(f"/proc/{pid}").st_uid
+    except (OSError, ValueError):
+        return
+    if uid != 0:
+        os.chown(tmp, uid, -1)
 
 
 def read_domain(domain: Any, *, timeout: float = 20.0, timings: dict[str, float] | None = None) -> Snapshot:
@@ -75,6 +96,7 @@ def read_domain(domain: Any, *, timeout: float = 20.0, timings: dict[str, float]
     with signals_as_interrupt():
         # dumpdtb writes QEMU's DT here; the QEMU libvirt runs must be able to write into it
         tmp = tempfile.mkdtemp(prefix="dtvm-libvirt-")
+        _hand_to_qemu(tmp, name)
         try:
             snap: Snapshot = qmp.run(run)
         finally:
