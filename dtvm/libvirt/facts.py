@@ -7,8 +7,9 @@ description already has (a fragment per device, found by its qdev id ``qemu,id``
 properties, which ``dtb2qemu`` ignores (they are not QEMU's) and ``dtb2libvirt`` reads, plus a node
 ``/libvirt-domain`` in the root fragment.
 
-The XML comes from libvirt (``virDomainGetXMLDesc``) and is still bounded: size by the reader,
-nesting by the walk below; ``xml.etree`` resolves no external entity.
+The XML comes from libvirt (``virDomainGetXMLDesc``) or from the user (``libvirt2dtb``) and is
+bounded: size by its reader; ``xml.etree`` resolves no external entity and Python's expat (2.4 or
+newer) refuses entity expansion bombs; the walk below reads fixed paths, never recursing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = ["DOMAIN_NODE", "add_facts", "device_facts", "parse_xml"]
 #: The node of the domain's own facts in the overlay's root fragment.
 DOMAIN_NODE = "libvirt-domain"
 
-#: Domain XML elements under <devices> whose alias names a qdev device, and what of them is a host fact.
+#: The attributes of a device's <source> that are host facts (image, network, bridge, socket, ...).
 _SOURCE_ATTRS = ("file", "dev", "path", "network", "bridge", "name", "mode", "host", "service", "dir")
 
 
