@@ -10,7 +10,7 @@ DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-ar
 
 DEMO_PACKAGES := python3-venv qemu-system-arm
 
-.PHONY: demo demo-deps test venv deps lint parity bench clean api-docs fuzz fuzz-qmp
+.PHONY: demo demo-deps test venv deps libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ deps:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
+
+# libvirt 9.0's daemon for the libvirt tests, without systemd (scripts/libvirtd.sh; the tests start
+# and stop virtlogd and libvirtd themselves); libvirt-dev, gcc and pkg-config build libvirt-python
+libvirt-deps:
+	@if [ "$$(id -u)" = 0 ]; then scripts/libvirtd.sh install; \
+	else echo "libvirt tests: not root, libvirt's system daemon is not installed (they will be skipped)"; fi
 
 # the demo describes QEMU's aarch64 virt machine: it needs qemu-system-arm (and venv) only
 demo-deps:
@@ -46,9 +52,14 @@ api-docs: $(PY)
 	$(VENV)/bin/pdoc -o docs/api dtvm.api dtvm.pylibfdt dtvm.dt.tree dtvm.errors
 
 # .venv/bin on PATH: the oracles installed from PyPI (dtschema's dt-validate) are found there
-test: deps $(PY)
+test: deps libvirt-deps $(PY)
 	$(PIP) install -q -e '.[test]'
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+
+# every generated domain through the real libvirt daemon (the default run takes a few)
+test-libvirt: deps libvirt-deps $(PY)
+	$(PIP) install -q -e '.[test]'
+	DTVM_LIBVIRT_CASES=$${CASES:-24} $(PY) -m pytest -q -m 'libvirt_slow or not libvirt_slow' tests/test_libvirt*.py
 
 lint: $(PY)
 	$(PIP) install -q -e '.[test]'

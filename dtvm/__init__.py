@@ -38,6 +38,11 @@ holds the package to this (no circle, nothing imported upwards).
 ``qemu/``
     QEMU itself: option syntax, QMP, processes, snapshots, ``info qtree``, machine schemas,
     offline models, address assignment, argv, hot-plug.  Imports everything below it.
+``libvirt/``
+    libvirt-managed domains: ``connect`` (the optional binding), ``monitor`` (QMP through
+    libvirt's passthrough API), ``read``, ``facts`` (libvirt's host facts in the overlay),
+    ``describe``, ``transient`` (loose XML started paused, read, destroyed), ``domxml``
+    (a description to domain XML, every address pinned).  Imports ``qemu`` and below.
 ``cli/``
     The commands on top (click, and the C-style dtc and fdt tools).  Nothing imports it.
 """

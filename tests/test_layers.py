@@ -13,7 +13,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parent.parent / "dtvm"
 
 #: wings from the ground up; a module may import its own wing and those before it
-WINGS = ["ground", "dt", "bindings", "vm", "qemu", "cli"]
+WINGS = ["ground", "dt", "bindings", "vm", "qemu", "libvirt", "cli"]
 
 
 def _modules() -> dict[str, Path]:

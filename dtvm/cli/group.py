@@ -29,6 +29,8 @@ class _LazyGroup(SuggestingGroup):
         "backend": ("dtvm.cli.qemu", "backend_cmd"),
         "hotplug": ("dtvm.cli.hotplug", "hotplug_group"),
         "check": ("dtvm.cli.check", "check_cmd"),
+        "libvirt2dtb": ("dtvm.cli.libvirt", "libvirt2dtb_cmd"),
+        "dtb2libvirt": ("dtvm.cli.libvirt", "dtb2libvirt_cmd"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

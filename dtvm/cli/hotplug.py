@@ -25,12 +25,14 @@ class _Common:
     output: str | None
     backend: str | None
     timeout: float
+    libvirt: str | None = None
+    connect: str | None = None
 
     @property
     def qmp(self) -> str:
         """The socket; checked here, not by the group, so that ``hotplug add --help`` works alone."""
         if self.given_qmp is None:
-            _fail("--qmp unix:PATH is required (the running VM's QMP socket)", 2)
+            _fail("--qmp unix:PATH is required (the running VM's QMP socket; --libvirt DOMAIN for add and del)", 2)
         return self.given_qmp
 
     def outputs(self) -> Any:
@@ -70,31 +72,60 @@ def _wrote(paths: list[str]) -> None:
 
 
 @click.group("hotplug", cls=SuggestingGroup)
-@click.option("--qmp", "qmp", metavar="unix:PATH", help="the running VM's QMP socket (required)")
+@click.option("--qmp", "qmp", metavar="unix:PATH", help="the running VM's QMP socket (or --libvirt)")
+@click.option("--libvirt", "libvirt_domain", metavar="DOMAIN", help="a running libvirt domain: add and del go through libvirt")
+@click.option("--connect", "connect", metavar="URI", help="with --libvirt: libvirt's connection URI")
 @click.option("-o", "--output", "output", metavar="OUT.dtb", help="keep this guest tree current (DTB)")
 @click.option("-b", "--backend", "backend", metavar="OUT.backend.dtbo",
               help="keep this back-end overlay current (default with -o: OUT.backend.dtbo next to OUT.dtb)")
 @click.option("--timeout", type=float, default=10.0, show_default=True,
               help="seconds for connecting and for each read or command")
 @click.pass_context
-def hotplug_group(ctx: click.Context, qmp: str | None, output: str | None, backend: str | None, timeout: float) -> None:
+def hotplug_group(ctx: click.Context, qmp: str | None, libvirt_domain: str | None, connect: str | None,
+                  output: str | None, backend: str | None, timeout: float) -> None:
     """Add or remove a device of a running VM at an address dtvm assigns, and keep its description current.
 
     \b
     dtvm hotplug --qmp unix:PATH [-o vm.dtb [-b vm.backend.dtbo]] add DEVICE-OPTS
     dtvm hotplug --qmp unix:PATH [-o vm.dtb [-b vm.backend.dtbo]] del ID [--wait S]
     dtvm hotplug --qmp unix:PATH -o vm.dtb [-b vm.backend.dtbo] watch [--interval S]
+    dtvm hotplug --libvirt DOMAIN [--connect URI] [-o vm.dtb [-b ...]] add|del ...
     Without -o/-b only a summary is printed.
     """
     if not timeout > 0:
         _fail("--timeout must be a positive number of seconds", 2)
-    ctx.obj = _Common(qmp, output, backend, timeout)
+    if qmp is not None and libvirt_domain is not None:
+        _fail("give either --qmp or --libvirt", 2)
+    ctx.obj = _Common(qmp, output, backend, timeout, libvirt_domain, connect)
+
+
+def _here(command: Any) -> Any:
+    """``--libvirt``, ``--connect``, ``-o``, ``-b`` after the subcommand too (``dtvm hotplug add
+    --libvirt web -o vm.dtb DEVICE``), as the libvirt commands spell them; they override the group's."""
+    for option in reversed([
+        click.option("--libvirt", "here_libvirt", metavar="DOMAIN", help="a running libvirt domain"),
+        click.option("--connect", "here_connect", metavar="URI", help="with --libvirt: libvirt's connection URI"),
+        click.option("-o", "--output", "here_output", metavar="OUT.dtb", help="keep this guest tree current"),
+        click.option("-b", "--backend", "here_backend", metavar="OUT.backend.dtbo", help="keep this overlay current"),
+    ]):
+        command = option(command)
+    return command
+
+
+def _merged(common: _Common, here: dict[str, Any]) -> _Common:
+    libvirt = here.pop("here_libvirt", None) or common.libvirt
+    if libvirt is not None and common.given_qmp is not None:
+        _fail("give either --qmp or --libvirt", 2)
+    return _Common(common.given_qmp, here.pop("here_output", None) or common.output,
+                   here.pop("here_backend", None) or common.backend, common.timeout, libvirt,
+                   here.pop("here_connect", None) or common.connect)
 
 
 @hotplug_group.command("add", context_settings={"ignore_unknown_options": True})
 @click.argument("device", metavar="DEVICE-OPTS")
+@_here
 @click.pass_obj
-def add_cmd(common: _Common, device: str) -> None:
+def add_cmd(common: _Common, device: str, **here: Any) -> None:
     """Hot-plug DEVICE-OPTS (-device syntax: virtio-net-pci,bus=rp1,id=n1,...).
 
     Without bus or address, dtvm assigns them as QEMU 7.2 would (PCI: lowest slot with function 0
@@ -103,6 +134,13 @@ def add_cmd(common: _Common, device: str) -> None:
     virtconsole) and passes them to device_add explicitly; a given address is checked. Without
     id=, dtvm gives one (DRIVER followed by a number).
     """
+    common = _merged(common, here)
+    if common.libvirt is not None:
+        from dtvm.cli.libvirt import hotplug_libvirt
+
+        _wrote(_run(lambda: hotplug_libvirt("add", common.libvirt, common.connect, device, common.outputs(),
+                                            common.timeout, 0.0)))
+        return
     from dtvm.qemu.hotplug import add_device
 
     result = _run(lambda: add_device(common.qmp, device, common.outputs(), timeout=common.timeout))
@@ -117,8 +155,9 @@ def add_cmd(common: _Common, device: str) -> None:
 @click.argument("ident", metavar="ID|/NODE")
 @click.option("--wait", type=float, default=5.0, show_default=True,
               help="seconds to wait for QEMU to complete the unplug before reporting it pending")
+@_here
 @click.pass_obj
-def del_cmd(common: _Common, ident: str, wait: float) -> None:
+def del_cmd(common: _Common, ident: str, wait: float, **here: Any) -> None:
     """Unplug a device (device_del) and follow it: by qdev id, by the node path of its description
     (what ``show --paths`` prints and ``backend``/``check`` take), or by QOM path (/machine/...).
 
@@ -127,6 +166,13 @@ def del_cmd(common: _Common, ident: str, wait: float) -> None:
     device) the device stays in the description, marked qemu,unplug-pending in the back-end overlay;
     asking again for a pending device reports it pending. Exit 0 either way; 1 if the guest refused.
     """
+    common = _merged(common, here)
+    if common.libvirt is not None:
+        from dtvm.cli.libvirt import hotplug_libvirt
+
+        _wrote(_run(lambda: hotplug_libvirt("del", common.libvirt, common.connect, ident, common.outputs(),
+                                            common.timeout, wait)))
+        return
     from dtvm.qemu.hotplug import delete_device
 
     result = _run(lambda: delete_device(common.qmp, ident, common.outputs(), timeout=common.timeout, wait=wait))
@@ -154,19 +200,26 @@ def _pending_prop() -> str:
 @hotplug_group.command("watch")
 @click.option("--interval", type=float, default=5.0, show_default=True,
               help="seconds between reads when no event comes (QEMU 7.2 has no DEVICE_ADDED event)")
+@_here
 @click.pass_obj
-def watch_cmd(common: _Common, interval: float) -> None:
+def watch_cmd(common: _Common, interval: float, **here: Any) -> None:
     """Keep the description current while the VM runs, until Ctrl-C or QEMU goes away.
 
     The VM is read at once, on every DEVICE_DELETED and every --interval seconds; the files are
     rewritten (atomically) only when the description changed. Other QMP clients need a monitor
     of their own: QEMU serves one client per QMP socket.
     """
+    common = _merged(common, here)
     from dtvm.qemu.hotplug import WatchReport, watch
 
     outputs = common.outputs()
     if outputs.guest is None and outputs.backend is None:
         _fail("watch needs -o and/or -b: the files to keep current", 2)
+    if common.libvirt is not None:
+        from dtvm.cli.libvirt import watch_libvirt
+
+        watch_libvirt(common.libvirt, common.connect, outputs, interval, common.timeout, _run_watch)
+        return
 
     def report(r: WatchReport) -> None:
         for key in r.added:

@@ -40,18 +40,21 @@ def _fail(command: str, message: str, code: int = 1) -> None:
 @click.option("-b", "--backend", "backend", metavar="OUT.backend.dtbo",
               help="write the back-end overlay here (default with -o: OUT.backend.dtbo next to OUT.dtb)")
 @click.option("--qmp", "qmp", metavar="unix:PATH", help="read a running VM through its QMP socket (it keeps running)")
+@click.option("--libvirt", "libvirt_domain", metavar="DOMAIN", help="read a running libvirt domain through libvirt's API")
+@click.option("--connect", "connect", metavar="URI", help="with --libvirt: libvirt's connection URI")
 @click.option("--format", "fmt", type=click.Choice(["text", "dot", "dts"]), default="text",
               help="without -o: how to print the description")
 @click.option("--timeout", type=float, default=20.0, show_default=True, help="seconds for the whole read")
 @click.option("--offline", is_flag=True, help="do not run QEMU: build the device model from dtvm's machine models")
 @click.argument("qemu_argv", nargs=-1, type=click.UNPROCESSED)
-def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: str, timeout: float, offline: bool,
-                 qemu_argv: tuple[str, ...]) -> None:
+def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, libvirt_domain: str | None,
+                 connect: str | None, fmt: str, timeout: float, offline: bool, qemu_argv: tuple[str, ...]) -> None:
     """Describe a QEMU VM: its guest-visible hardware as a DTB, its host back-ends as an overlay.
 
     \b
     dtvm qemu2dtb [-o OUT.dtb] [-b OUT.backend.dtbo] -- qemu-system-ARCH ARGS...
     dtvm qemu2dtb [-o OUT.dtb] [-b OUT.backend.dtbo] --qmp unix:PATH
+    dtvm qemu2dtb [-o OUT.dtb] [-b OUT.backend.dtbo] --libvirt DOMAIN [--connect URI]
     With no QEMU command line, describes `qemu-system-aarch64 -M virt`.
     """
     from dtvm.dt.dtb import write_dtb
@@ -69,7 +72,16 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
         from dtvm.qemu.describe import describe_snapshot
         from dtvm.vm.translate import driver_compat
 
-        if offline:
+        if connect is not None and libvirt_domain is None:
+            _fail("qemu2dtb", "--connect goes with --libvirt DOMAIN", 2)
+        if libvirt_domain is not None:
+            if argv or qmp is not None or offline:
+                _fail("qemu2dtb", "--libvirt reads a running libvirt domain: no --qmp, --offline or command line", 2)
+            from dtvm.cli.libvirt import describe_libvirt_domain
+
+            desc = describe_libvirt_domain(libvirt_domain, connect, timeout)
+            snapshot = None
+        elif offline:
             if qmp is not None:
                 _fail("qemu2dtb", "--offline reads a command line, not a running VM", 2)
             from dtvm.qemu.offline import offline_config

@@ -159,6 +159,11 @@ def _renumber_duplicates(bus: Bus) -> None:
         dev.address = ("nth", (n,))
 
 
+#: Machine properties QEMU lists without a default whose "off" is not their default (OnOffAuto,
+#: default auto): ``-no-acpi`` (libvirt's default) gives the guest no ACPI tables (and pc no PIIX4_PM).
+_OFF_IS_NOT_DEFAULT = frozenset({"acpi"})
+
+
 def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
     options: dict[str, str] = {}
     inputs: dict[str, str] = {}
@@ -175,7 +180,7 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
         default = snapshot.machine_prop_defaults.get(name)
         if default is not None and _json_text(default) == text:
             continue
-        if default is None and text in ("", "off", "auto"):
+        if default is None and (text in ("", "auto") or (text == "off" and name not in _OFF_IS_NOT_DEFAULT)):
             continue
         options[name] = text
     cpu_type = None

@@ -1,0 +1,1 @@
+"""libvirt: dtvm's precise description for domains that libvirt runs (read through libvirt's API)."""
