@@ -37,11 +37,55 @@ class Terminated(KeyboardInterrupt):
 _received: list[int] = []
 
 
+_deferring: list[bool] = []
+
+
 def _on_signal(signum: int, frame: Any) -> None:
+    if _deferring:
+        _deliver_later(signum)  # inside the unraisable hook: raising here would be lost again
+        return
     if _received:
         return  # already unwinding: a second signal must not interrupt the clean-up
     _received.append(signum)
     raise Terminated(signum)
+
+
+def _deliver_later(signum: int) -> None:
+    """Have the signal's handler run again in the main thread, from a helper thread, once the
+    main thread has left the finalizer it is in."""
+    import _thread
+    import threading
+    import time
+
+    def later() -> None:
+        time.sleep(0.005)
+        _thread.interrupt_main(signum)
+
+    threading.Thread(target=later, name="dtvm-signal", daemon=True).start()
+
+
+def _unraisable(args: Any) -> None:
+    """An interruption (Ctrl-C, or a signal turned into one) that lands while Python runs a
+    finalizer (a file the garbage collector closes, ...) cannot leave it: Python would print
+    "Exception ignored ... Traceback" and go on as if nothing came. Deliver it again instead, at
+    the main thread's next step, where it unwinds as usual."""
+    import threading
+
+    exc = args.exc_value
+    if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+        import signal
+
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        _received.clear()
+        if "dtvm.qemu.process" in sys.modules:
+            sys.modules["dtvm.qemu.process"].rearm()
+        _deferring.append(True)
+        try:
+            _deliver_later(signum)
+        finally:
+            _deferring.clear()
+        return
+    sys.__unraisablehook__(args)
 
 
 def _install_signal_handlers() -> None:
@@ -49,6 +93,7 @@ def _install_signal_handlers() -> None:
     the process mid-write and leave ``.dtvm-*.tmp`` debris behind)."""
     import signal
 
+    sys.unraisablehook = _unraisable
     for name in ("SIGTERM", "SIGHUP", "SIGQUIT"):
         signum = getattr(signal, name, None)
         if signum is None:

@@ -46,6 +46,7 @@ __all__ = [
     "Terminated",
     "cancel_on_signal",
     "confinement",
+    "rearm",
     "runas_user",
     "signals_as_interrupt",
     "spawn_group",
@@ -106,6 +107,13 @@ def _on_signal(signum: int, frame: Any) -> None:
             _received.append(signum)
             return
     raise Terminated(signum)
+
+
+def rearm() -> None:
+    """Let the next signal raise again: the last one was raised where it could not propagate (in
+    a finalizer) and is being delivered again (the CLI's unraisable hook)."""
+    global _raised
+    _raised = False
 
 
 @contextmanager
