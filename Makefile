@@ -10,7 +10,7 @@ DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-ar
 
 DEMO_PACKAGES := python3-venv qemu-system-arm
 
-.PHONY: demo demo-deps test venv deps lint parity bench clean api-docs fuzz fuzz-qmp
+.PHONY: demo demo-deps test venv deps qemu10 lint parity bench clean api-docs fuzz fuzz-qmp
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ deps:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
+
+# QEMU 10.0 from bookworm-backports beside the system's 7.2, in a private prefix ($$DTVM_QEMU10,
+# default /opt/dtvm/qemu-10.0.2): the cross-version tests' second QEMU; idempotent, pinned version
+qemu10: deps
+	scripts/install-qemu10
 
 # the demo describes QEMU's aarch64 virt machine: it needs qemu-system-arm (and venv) only
 demo-deps:
@@ -46,7 +51,7 @@ api-docs: $(PY)
 	$(VENV)/bin/pdoc -o docs/api dtvm.api dtvm.pylibfdt dtvm.dt.tree dtvm.errors
 
 # .venv/bin on PATH: the oracles installed from PyPI (dtschema's dt-validate) are found there
-test: deps $(PY)
+test: deps qemu10 $(PY)
 	$(PIP) install -q -e '.[test]'
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
 

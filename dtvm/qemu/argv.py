@@ -133,10 +133,13 @@ def _machine_options(plan: Config, baseline: Probe) -> dict[str, str]:
     read or write a host path.  Those come only from the back-end overlay (inputs).
     """
     from dtvm.qemu.config import _json_text
+    from dtvm.qemu.versions import versions
     from dtvm.vm.model import MACHINE_HOST_PROPS, MACHINE_INPUT_PROPS
 
     out: dict[str, str] = {}
     for key, value in plan.machine.options.items():
+        if versions().machine_ignored(key, value):
+            continue  # derived (a description made before dtvm knew), or a newer option at its neutral value
         if not baseline.complete and key not in baseline.machine_props and key not in MACHINE_HOST_PROPS \
                 and key not in MACHINE_INPUT_PROPS:
             raise ArgvError(f"/qemu: qemu,{key}: a machine option the offline model of {plan.machine.type} does not "

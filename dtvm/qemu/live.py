@@ -167,6 +167,7 @@ class QemuProcess:
             # where QEMU writes (dumpdtb): its own directory once it has dropped to another user
             self.out = _output_dir(self.dir, self.user)
             self.sandbox = _SANDBOX_OK.get(binary, True)
+            self.run_with = _RUN_WITH.get(binary, False)
             self._start()
         except BaseException:
             self.close()
@@ -176,7 +177,7 @@ class QemuProcess:
     def _start(self) -> None:
         qmp_arg = "unix:" + self.sock.replace(",", ",,") + ",server=on,wait=off"
         full = [self.binary, *self.argv[1:], "-S", "-display", "none", "-qmp", qmp_arg,
-                *process.confinement(self.sandbox, self.user)]
+                *process.confinement(self.sandbox, self.user, self.run_with)]
         with open(os.path.join(self.dir, "stdout"), "wb") as out, \
                 open(os.path.join(self.dir, "stderr"), "wb") as err:
             self._spawned = time.perf_counter()
@@ -196,20 +197,26 @@ class QemuProcess:
             raise QemuError("this QEMU was already stopped")
         from dtvm.qemu import qmp  # asyncio and qemu.qmp load here, while QEMU starts
 
-        try:
-            snap = self._read(qmp, self.group.proc)
-        except QemuExitedError as error:
-            if not (self.sandbox and _refused_sandbox(error)):
-                raise
-            # a QEMU built without seccomp (or older than spawn=): start it again without -sandbox
-            _SANDBOX_OK[self.binary] = self.sandbox = False
-            _stop(self.group)
-            self.group = None
-            self._start()
-            assert self.group is not None
-            snap = self._read(qmp, self.group.proc)
-        else:
-            _SANDBOX_OK[self.binary] = self.sandbox
+        for _attempt in range(3):
+            try:
+                snap = self._read(qmp, self.group.proc)
+                break
+            except QemuExitedError as error:
+                if self.user is not None and not self.run_with and _refused_runas(error):
+                    # QEMU 10.0 removed -runas: the same drop is -run-with user=
+                    _RUN_WITH[self.binary] = self.run_with = True
+                elif self.sandbox and _refused_sandbox(error):
+                    # a QEMU built without seccomp (or older than spawn=): start it again without -sandbox
+                    _SANDBOX_OK[self.binary] = self.sandbox = False
+                else:
+                    raise
+                _stop(self.group)
+                self.group = None
+                self._start()
+                assert self.group is not None
+        else:  # pragma: no cover - each refusal is taken back once
+            raise QemuError(f"{self.argv[0]} refuses dtvm's confinement options")
+        _SANDBOX_OK[self.binary] = self.sandbox
         snap.argv = list(self.argv)
         # dtvm's own monitor is not part of the VM the command line describes
         ours = f"unix:{self.sock},server=on"
@@ -420,6 +427,16 @@ def _refused_sandbox(error: QemuError) -> bool:
     """QEMU rejected the -sandbox dtvm added (built without seccomp, or too old for its filters)."""
     return isinstance(error, QemuExitedError) and error.status not in (None, 0) and any(
         "-sandbox" in line for line in error.stderr.splitlines()[:3])
+
+
+#: binary -> whether it drops privileges with -run-with user= (QEMU >= 10.0 has no -runas)
+_RUN_WITH: dict[str, bool] = {}
+
+
+def _refused_runas(error: QemuError) -> bool:
+    """QEMU rejected the -runas dtvm added ("-runas: invalid option": QEMU 10.0 and later)."""
+    return isinstance(error, QemuExitedError) and error.status not in (None, 0) and any(
+        "-runas" in line for line in error.stderr.splitlines()[:3])
 
 
 def _spawn(cmd: list[str], stdout: Any, stderr: Any, cwd: str) -> process.Group:

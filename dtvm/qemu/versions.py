@@ -1,0 +1,96 @@
+"""QEMU versions: which ones dtvm knows, and what each reports differently about the same hardware.
+
+A user upgrades QEMU under a running VM: the description made on the old version must read the
+same on the new one when the machine type is the same versioned type, or migration is a gamble.
+QEMU keeps a versioned type's guest-visible behaviour through compat properties, which the reading
+side applies (``config``); what is left is QEMU reporting the same hardware in other words: new
+properties that are state or copies of machine options, defaults that ``instance_init`` changes,
+machine options a newer version added at the value older ones always behaved as.  Those are data
+(``data/versions.yaml``), each entry with its reason, read here.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from dtvm.errors import DtvmError
+
+__all__ = ["Versions", "VersionsError", "known_versions", "parse_version", "version_text", "versions"]
+
+
+class VersionsError(DtvmError):
+    """``data/versions.yaml`` is malformed (a packaging error, not the user's)."""
+
+    exit_code = 2
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``"10.0.2"`` or ``"7.2"`` -> (10, 0, 2) / (7, 2, 0); VersionsError otherwise."""
+    m = re.fullmatch(r"(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?", text.strip())
+    if not m:
+        raise VersionsError(f"not a QEMU version: {text!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def version_text(version: tuple[int, int, int]) -> str:
+    return f"{version[0]}.{version[1]}.{version[2]}"
+
+
+@dataclass(frozen=True)
+class Versions:
+    """The rules of ``data/versions.yaml``, indexed for the questions ``config`` asks."""
+
+    known: dict[str, dict[str, Any]]
+    derived: frozenset[tuple[str, str]]          # (driver or "*", prop)
+    instance_defaults: dict[tuple[str, str], str]
+    machine_derived: frozenset[str]
+    machine_neutral: dict[str, str]
+
+    def is_derived(self, driver: str, prop: str) -> bool:
+        """A property that is state or a copy of a machine option: never part of a description."""
+        return (driver, prop) in self.derived or ("*", prop) in self.derived
+
+    def instance_default(self, driver: str, prop: str) -> str | None:
+        return self.instance_defaults.get((driver, prop))
+
+    def machine_ignored(self, prop: str, value: str) -> bool:
+        """A machine property that is derived, or a newer option at the value older QEMUs behaved as."""
+        return prop in self.machine_derived or self.machine_neutral.get(prop) == value
+
+
+def _entries(data: dict[str, Any], key: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
+    items = data.get(key) or []
+    if not isinstance(items, list):
+        raise VersionsError(f"dtvm/qemu/data/versions.yaml: {key}: expected a list")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not all(isinstance(item.get(f), str) for f in (*fields, "why")):
+            raise VersionsError(f"dtvm/qemu/data/versions.yaml: {key}[{i}]: expected {', '.join(fields)} and why")
+        out.append({k: str(v) for k, v in item.items()})
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def versions() -> Versions:
+    """The rules, read once."""
+    import yaml
+
+    text = resources.files("dtvm.qemu").joinpath("data/versions.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("versions"), dict):
+        raise VersionsError("dtvm/qemu/data/versions.yaml: expected a mapping with versions")
+    derived = frozenset((e.get("driver", "*"), e["prop"]) for e in _entries(data, "derived", ("prop",)))
+    instance = {(e["driver"], e["prop"]): e["value"] for e in _entries(data, "instance-defaults", ("driver", "prop", "value"))}
+    mderived = frozenset(e["prop"] for e in _entries(data, "machine-derived", ("prop",)))
+    neutral = {e["prop"]: e["value"] for e in _entries(data, "machine-neutral", ("prop", "value"))}
+    known = {str(k): dict(v or {}) for k, v in data["versions"].items()}
+    return Versions(known, derived, instance, mderived, neutral)
+
+
+def known_versions() -> list[str]:
+    """The QEMU versions (major.minor) dtvm has data for, oldest first."""
+    return sorted(versions().known, key=parse_version)
