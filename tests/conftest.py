@@ -71,6 +71,16 @@ class VM:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the ``versions_full`` runs (minutes of migrations) unless ``-m`` asks for them."""
+    if "versions_full" in (config.getoption("markexpr") or ""):
+        return
+    keep = [i for i in items if i.get_closest_marker("versions_full") is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("versions_full") is not None])
+        items[:] = keep
+
+
 @pytest.fixture
 def vm_factory() -> Iterator[Any]:
     vms: list[VM] = []

@@ -212,7 +212,9 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
 
             rebuild = build_argv(plan, binary=binary, prober=offline_prober, check=False)
         else:
-            rebuild = build_argv(plan, binary=binary, read=read, check=not no_check)
+            from dtvm.qemu.live import binary_version
+
+            rebuild = build_argv(plan, binary=binary, read=read, check=not no_check, target_version=binary_version)
         text = format_argv(rebuild.argv, fmt)
     except DtvmError as exc:
         _fail("dtb2qemu", str(exc).splitlines()[0], getattr(exc, "exit_code", 1) or 1)
@@ -224,6 +226,8 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
         click.echo("dtvm dtb2qemu: no back-end overlay (-b): no disk images, host netdevs or chardevs", err=True)
     for item in rebuild.host:
         click.echo(f"dtvm dtb2qemu: QEMU will open {item}", err=True)
+    for note in rebuild.notes:
+        click.echo(f"dtvm dtb2qemu: {note}", err=True)
     click.echo(text, nl=not text.endswith("\n"))
 
 

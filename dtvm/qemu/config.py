@@ -12,9 +12,9 @@ from typing import Any
 
 from dtvm.errors import DtvmError
 from dtvm.qemu.qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_text
-from dtvm.qemu.snapshot import Snapshot
+from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import split_host_facts
-from dtvm.qemu.versions import versions
+from dtvm.qemu.versions import version_text, versions
 from dtvm.vm.model import (
     ADDRESS_PROPS,
     BACKEND_PROPS,
@@ -296,6 +296,8 @@ def from_snapshot(snapshot: Snapshot) -> Config:
     root = _build_bus(snapshot, qroot, 0, None, 0)
     machine, inputs = _machine(snapshot)
     config = Config(machine, root, _backends(snapshot), inputs, snapshot.dtb)
+    if snapshot.version:
+        config.qemu_version = version_text(version_of(snapshot))
     _mark_peripherals(config, snapshot)
     split_host_facts(config)
     return config

@@ -68,6 +68,7 @@ __all__ = [
     "QmpCommandError",
     "QmpProtocolError",
     "QmpReplyError",
+    "binary_version",
     "debian_package",
     "read_argv",
     "read_socket",
@@ -108,6 +109,21 @@ def debian_package(binary: str) -> str | None:
 
 
 # --------------------------------------------------------------------------------------- entry points
+
+
+def binary_version(binary: str, timeout: float = 10.0) -> tuple[int, int, int] | None:
+    """The version of a QEMU binary from ``--version`` (no VM is built): what ``dtb2qemu --binary``
+    needs to know before it starts anything; None when it does not answer like QEMU."""
+    import re
+
+    try:
+        exe = _resolve_binary(binary)
+        out = subprocess.run([exe, "--version"], stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                             check=False).stdout[:4096].decode("utf-8", "replace")
+    except (OSError, subprocess.TimeoutExpired, QemuError):
+        return None
+    m = re.search(r"QEMU emulator version (\d{1,3})\.(\d{1,3})\.(\d{1,3})", out)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
 def read_argv(argv: Sequence[str], *, timeout: float = 10.0,

@@ -11,6 +11,7 @@ machine options a newer version added at the value older ones always behaved as.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import re
 from dataclasses import dataclass
@@ -19,7 +20,16 @@ from typing import Any
 
 from dtvm.errors import DtvmError
 
-__all__ = ["Versions", "VersionsError", "known_versions", "parse_version", "version_text", "versions"]
+__all__ = [
+    "Versions",
+    "VersionsError",
+    "catalog_version",
+    "known_versions",
+    "migration_blocker",
+    "parse_version",
+    "version_text",
+    "versions",
+]
 
 
 class VersionsError(DtvmError):
@@ -49,6 +59,7 @@ class Versions:
     instance_defaults: dict[tuple[str, str], str]
     machine_derived: frozenset[str]
     machine_neutral: dict[str, str]
+    no_migration: tuple[dict[str, str], ...] = ()
 
     def is_derived(self, driver: str, prop: str) -> bool:
         """A property that is state or a copy of a machine option: never part of a description."""
@@ -70,7 +81,7 @@ def _entries(data: dict[str, Any], key: str, fields: tuple[str, ...]) -> list[di
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not all(isinstance(item.get(f), str) for f in (*fields, "why")):
             raise VersionsError(f"dtvm/qemu/data/versions.yaml: {key}[{i}]: expected {', '.join(fields)} and why")
-        out.append({k: str(v) for k, v in item.items()})
+        out.append({str(k): str(v) for k, v in item.items()})
     return out
 
 
@@ -88,9 +99,60 @@ def versions() -> Versions:
     mderived = frozenset(e["prop"] for e in _entries(data, "machine-derived", ("prop",)))
     neutral = {e["prop"]: e["value"] for e in _entries(data, "machine-neutral", ("prop", "value"))}
     known = {str(k): dict(v or {}) for k, v in data["versions"].items()}
-    return Versions(known, derived, instance, mderived, neutral)
+    blockers = tuple(_entries(data, "no-migration", ("qemu",)))
+    return Versions(known, derived, instance, mderived, neutral, blockers)
 
 
 def known_versions() -> list[str]:
     """The QEMU versions (major.minor) dtvm has data for, oldest first."""
     return sorted(versions().known, key=parse_version)
+
+
+def catalog_version(version: tuple[int, int, int] | None) -> str:
+    """The qdev catalog to hold a description to for a QEMU of ``version``: the newest known
+    version not newer than it (a device or property a later QEMU added is then refused, never
+    assumed), the oldest for a QEMU older than any, the reference (7.2) when unknown."""
+    known = known_versions()
+    if version is None or version == (0, 0, 0):
+        return "7.2" if "7.2" in known else known[0]
+    fitting = [k for k in known if parse_version(k)[:2] <= version[:2]]
+    return fitting[-1] if fitting else known[0]
+
+
+def _holds(condition: str | None, version: tuple[int, int, int]) -> bool:
+    """``">=10.0"`` / ``"<10.0"`` against a version's major.minor (no condition: always)."""
+    if not condition:
+        return True
+    m = re.fullmatch(r"(>=|<=|<|>|==)?\s*(\S+)", condition)
+    if not m:
+        raise VersionsError(f"dtvm/qemu/data/versions.yaml: no-migration: bad version condition {condition!r}")
+    op, ref = m.group(1) or "==", parse_version(m.group(2))[:2]
+    have = version[:2]
+    return {">=": have >= ref, "<=": have <= ref, "<": have < ref, ">": have > ref, "==": have == ref}[op]
+
+
+def migration_blocker(arch: str, machine: str, user_netdevs: int, source: str,
+                      target: tuple[int, int, int] | None) -> str | None:
+    """Why QEMU itself cannot migrate a VM described on QEMU ``source`` into one of version
+    ``target`` (in QEMU's words), or None.  Only across versions (major.minor), and only when both
+    are known: a description without the describing QEMU's version is taken as it is."""
+    if not source or target is None or target == (0, 0, 0):
+        return None
+    try:
+        src = parse_version(source)
+    except VersionsError:
+        return None
+    if src[:2] == target[:2]:
+        return None
+    for rule in versions().no_migration:
+        if "arch" in rule and rule["arch"] != arch:
+            continue
+        if "machine" in rule and not fnmatch.fnmatchcase(machine, rule["machine"]):
+            continue
+        if "user-netdevs" in rule and user_netdevs < int(rule["user-netdevs"]):
+            continue
+        if not (_holds(rule.get("from"), src) and _holds(rule.get("to"), target)):
+            continue
+        return (f"QEMU cannot migrate this VM from {version_text(src)} to {version_text(target)}: {rule['why']} "
+                f"(the receiving QEMU says: {rule['qemu']})")
+    return None
