@@ -10,7 +10,7 @@ DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-ar
 
 DEMO_PACKAGES := python3-venv qemu-system-arm
 
-.PHONY: demo demo-deps test venv deps qemu10 lint parity bench clean api-docs fuzz fuzz-qmp
+.PHONY: demo demo-deps test test-versions venv deps qemu10 lint parity bench clean api-docs fuzz fuzz-qmp
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ api-docs: $(PY)
 test: deps qemu10 $(PY)
 	$(PIP) install -q -e '.[test]'
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+
+# every round-trip configuration on QEMU 10.0 alone and across 7.2/10.0 both ways (live migrations,
+# about 3 minutes; make test runs a few of each)
+test-versions: deps qemu10 $(PY)
+	$(PIP) install -q -e '.[test]'
+	$(PY) -m pytest -q -m versions_full tests/test_versions_migrate.py
 
 lint: $(PY)
 	$(PIP) install -q -e '.[test]'

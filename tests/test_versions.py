@@ -206,3 +206,92 @@ def test_version_data_names_real_10_0_properties() -> None:
     for e in data["instance-defaults"]:
         declared = props[e["driver"]][e["prop"]].get("default-value")
         assert str(declared) != e["value"], e  # otherwise the entry is not needed
+
+
+@needs_qemu10(X86, "qemu-system-aarch64", "qemu-system-arm", "qemu-system-riscv64", "qemu-system-ppc64")
+def test_10_0_catalog_is_qemus(tmp_path: Path) -> None:
+    """dtb2qemu --binary 10.0 holds descriptions to qdev-10.0.json: it must be what 10.0 says
+    (regenerate with scripts/gen_qdev_catalog.py --bin-dir PREFIX/bin)."""
+    import sys
+
+    out = tmp_path / "qdev.json"
+    res = subprocess.run([sys.executable, "scripts/gen_qdev_catalog.py", "--out", str(out), "--bin-dir",
+                          str(Path(qemu10_prefix()) / "bin")], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    fresh = json.loads(out.read_text())
+    assert fresh["qemu"] == "10.0"
+    assert fresh == json.loads((REPO / "dtvm/qemu/data/qdev-10.0.json").read_text())
+
+
+# ------------------------------------------------------------------------ machine data per version
+
+
+def _dtvm(*args: str) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "dtvm", *args], capture_output=True, text=True, timeout=300)
+
+
+@needs_qemu10(X86)
+def test_machine_diff_is_qemus_compat_properties(vms: VMs) -> None:
+    """pc-q35-7.2 vs pc-q35-10.0 on 10.0: the compat properties that differ are exactly those of
+    10.0's own query-machines, applied in order (a later one wins, as in QEMU)."""
+    res = _dtvm("machine", "diff", "pc-q35-7.2", "pc-q35-10.0", "--binary", X86_10, "--format", "json")
+    assert res.returncode == 1, res.stderr  # different machines
+    diff = json.loads(res.stdout)
+    vm = vms.start([X86_10, "-M", "none"])
+    machines = {m["name"]: m for m in vm.qmp("query-machines", {"compat-props": True})}
+
+    def effective(name: str) -> dict[tuple[str, str], str]:
+        out: dict[tuple[str, str], str] = {}
+        for c in machines[name]["compat-props"]:
+            out[(c["qom-type"], c["property"])] = c["value"]
+        return out
+
+    a, b = effective("pc-q35-7.2"), effective("pc-q35-10.0")
+    expected = {(t, p): (a.get((t, p)), b.get((t, p))) for t, p in set(a) | set(b) if a.get((t, p)) != b.get((t, p))}
+    got = {(c["qom-type"], c["property"]): (c["a"], c["b"]) for c in diff["compat-props"]}
+    assert got == expected
+    assert ("pci-device", "x-pcie-ext-tag") in got and len(got) > 30
+    # the same devices at the same positions: the two versions differ in defaults, not in what they make
+    assert diff["devices"]["added"] == [] and diff["devices"]["removed"] == []
+    assert diff["complete"] is True
+    text = _dtvm("machine", "diff", "pc-q35-7.2", "pc-q35-10.0", "--binary", X86_10).stdout
+    assert "pci-device.x-pcie-ext-tag: false -> (none)" in text
+
+
+@needs_qemu10(X86)
+def test_machine_diff_across_binaries_says_what_it_cannot_know() -> None:
+    res = _dtvm("machine", "diff", "pc-q35-7.2", "pc-q35-7.2", "--binary", X86, "--binary-b", X86_10, "--format", "json")
+    diff = json.loads(res.stdout)
+    assert diff["a"]["qemu"].startswith("7.2.") and diff["b"]["qemu"].startswith("10.0.2")
+    assert diff["complete"] is False and diff["compat-props"] == []
+    text = _dtvm("machine", "diff", "pc-q35-7.2", "pc-q35-7.2", "--binary", X86, "--binary-b", X86_10).stdout
+    assert "does not report them (query-machines compat-props needs QEMU 9.1)" in text
+
+
+@needs_qemu10(X86)
+@pytest.mark.parametrize("name", [pytest.param("pc-q35-7.2", marks=pytest.mark.versions_full), "pc-q35-10.0",
+                                  pytest.param("pc-i440fx-10.0", marks=pytest.mark.versions_full)])
+def test_machine_schema_of_10_0_is_current(name: str) -> None:
+    """dtvm/qemu/machines/10.0/ is what 10.0 answers now (scripts/gen_machine_schemas.py --bin-dir)."""
+    from dtvm.qemu.machine import explain, find_machine
+    from dtvm.qemu.schema import load_schema, to_schema
+
+    machine = find_machine(name, X86)
+    fresh = to_schema(explain(machine, binary=X86_10))
+    stored = to_schema(load_schema(machine, "10.0"))
+    assert fresh["generated-from"]["qemu"].startswith("10.0.2")
+    fresh["generated-from"] = stored["generated-from"] = None
+    assert fresh == stored
+
+
+@needs_qemu10(X86)
+def test_machine_show_names_the_version_it_answers_for() -> None:
+    res = _dtvm("machine", "show", "pc-q35-10.0", "--binary", X86_10)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[1].startswith("from dtvm/qemu/machines/10.0/x86_64-pc-q35-10.0.yaml (generated from QEMU 10.0.2")
+    assert "compat properties" in res.stdout  # pc-q35-10.0 has one (its own, on 10.0)
+    old = _dtvm("machine", "show", "pc-q35-7.2")
+    assert "generated from QEMU 7.2." in old.stdout.splitlines()[1]
