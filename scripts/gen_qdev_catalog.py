@@ -111,8 +111,8 @@ def main() -> int:
     made = _machine_made()
     catalog: dict[str, Any] = {}
     version = None
-    for name in BINARIES:
-        binary = os.path.join(args.bin_dir, name) if args.bin_dir else name
+    for target in BINARIES:
+        binary = os.path.join(args.bin_dir, target) if args.bin_dir else target
         text = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
         m = re.search(r"version (\d+\.\d+)", text)
         version = version or (m.group(1) if m else "unknown")
@@ -121,7 +121,7 @@ def main() -> int:
         for name, bus in made.items():
             wanted.setdefault(name, bus)
         props = _properties(binary, sorted(wanted))
-        arch = name.removeprefix("qemu-system-")
+        arch = target.removeprefix("qemu-system-")
         for name in sorted(props):
             if name.endswith("-cpu") and wanted[name] is None:
                 continue  # CPU models: -cpu, not -device (their features are not qdev options here)

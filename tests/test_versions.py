@@ -295,3 +295,12 @@ def test_machine_show_names_the_version_it_answers_for() -> None:
     assert "compat properties" in res.stdout  # pc-q35-10.0 has one (its own, on 10.0)
     old = _dtvm("machine", "show", "pc-q35-7.2")
     assert "generated from QEMU 7.2." in old.stdout.splitlines()[1]
+
+
+@needs_qemu10(X86)
+def test_offline_refuses_another_versions_binary() -> None:
+    """The offline models are 7.2's: a 10.0 binary by path is refused, not described as 7.2."""
+    res = _dtvm("qemu2dtb", "--offline", "--", X86_10, "-M", "pc-q35-7.2")
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr == (f"dtvm qemu2dtb: --offline answers for QEMU 7.2 (dtvm's machine models); {X86_10} is "
+                          "QEMU 10.0.2: leave out --offline to ask it\n")

@@ -73,6 +73,7 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
             from dtvm.qemu.offline import offline_config
             from dtvm.vm.translate import describe, driver_compat
 
+            _offline_fits(argv[0] if argv else None, "qemu2dtb")
             desc = describe(offline_config(argv or DEFAULT_ARGV), driver_compat())
             snapshot = None
         elif qmp is not None:
@@ -115,6 +116,25 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
         _fail("qemu2dtb", "interrupted", interrupted_status(exc))
     except OSError as exc:
         _fail("qemu2dtb", f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
+
+
+#: the QEMU version dtvm's offline machine models were generated from (dtvm/qemu/machines/*.offline.json)
+OFFLINE_QEMU = (7, 2)
+
+
+def _offline_fits(binary: str | None, command: str) -> None:
+    """--offline answers for the QEMU its models came from: a binary given by path that is another
+    version (asked with --version: no VM is built) is refused rather than described wrongly."""
+    import os
+
+    if binary is None or os.sep not in binary:
+        return
+    from dtvm.qemu.live import binary_version
+
+    found = binary_version(binary)
+    if found is not None and found[:2] != OFFLINE_QEMU:
+        _fail(command, f"--offline answers for QEMU {OFFLINE_QEMU[0]}.{OFFLINE_QEMU[1]} (dtvm's machine models); "
+                       f"{binary} is QEMU {found[0]}.{found[1]}.{found[2]}: leave out --offline to ask it", 2)
 
 
 @click.group("machine")
@@ -278,6 +298,7 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
         if offline:
             from dtvm.qemu.offline import offline_prober
 
+            _offline_fits(binary, "dtb2qemu")
             rebuild = build_argv(plan, binary=binary, prober=offline_prober, check=False)
         else:
             from dtvm.qemu.live import binary_version
