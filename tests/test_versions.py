@@ -5,7 +5,7 @@ The oracle is QEMU itself, twice: the same loose command line with a pinned mach
 ``scripts/install-qemu10`` unpacks, each is described by dtvm, and the guest DTBs must be
 byte-identical; an unpinned type must describe what 10.0 really builds (the type 10.0's own
 ``query-machines`` names for the alias).  The data that makes them equal
-(``dtvm/qemu/data/versions.yaml``) is held to 10.0's ``device-list-properties``.
+(``dtvm/qemu/data/versions.json``) is held to 10.0's ``device-list-properties``.
 """
 
 from __future__ import annotations
@@ -186,9 +186,7 @@ def _type_props(binary: str, names: list[str]) -> dict[str, dict[str, Any]]:
 
 @needs_qemu10(X86, "qemu-system-riscv64")
 def test_version_data_names_real_10_0_properties() -> None:
-    import yaml
-
-    data = yaml.safe_load((REPO / "dtvm" / "qemu" / "data" / "versions.yaml").read_text())
+    data = json.loads((REPO / "dtvm" / "qemu" / "data" / "versions.json").read_text())
     catalog = json.loads((REPO / "dtvm" / "qemu" / "data" / "qdev-7.2.json").read_text())["types"]
     entries = [e for e in data["derived"] + data["instance-defaults"] if "driver" in e]
     by_binary: dict[str, list[str]] = {}

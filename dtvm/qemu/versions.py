@@ -6,7 +6,7 @@ QEMU keeps a versioned type's guest-visible behaviour through compat properties,
 side applies (``config``); what is left is QEMU reporting the same hardware in other words: new
 properties that are state or copies of machine options, defaults that ``instance_init`` changes,
 machine options a newer version added at the value older ones always behaved as.  Those are data
-(``data/versions.yaml``), each entry with its reason, read here.
+(``data/versions.json``), each entry with its reason, read here.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = [
 
 
 class VersionsError(DtvmError):
-    """``data/versions.yaml`` is malformed (a packaging error, not the user's)."""
+    """``data/versions.json`` is malformed (a packaging error, not the user's)."""
 
     exit_code = 2
 
@@ -52,7 +52,7 @@ def version_text(version: tuple[int, int, int]) -> str:
 
 @dataclass(frozen=True)
 class Versions:
-    """The rules of ``data/versions.yaml``, indexed for the questions ``config`` asks."""
+    """The rules of ``data/versions.json``, indexed for the questions ``config`` asks."""
 
     known: dict[str, dict[str, Any]]
     derived: frozenset[tuple[str, str]]          # (driver or "*", prop)
@@ -76,11 +76,11 @@ class Versions:
 def _entries(data: dict[str, Any], key: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
     items = data.get(key) or []
     if not isinstance(items, list):
-        raise VersionsError(f"dtvm/qemu/data/versions.yaml: {key}: expected a list")
+        raise VersionsError(f"dtvm/qemu/data/versions.json: {key}: expected a list")
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not all(isinstance(item.get(f), str) for f in (*fields, "why")):
-            raise VersionsError(f"dtvm/qemu/data/versions.yaml: {key}[{i}]: expected {', '.join(fields)} and why")
+            raise VersionsError(f"dtvm/qemu/data/versions.json: {key}[{i}]: expected {', '.join(fields)} and why")
         out.append({str(k): str(v) for k, v in item.items()})
     return out
 
@@ -88,12 +88,15 @@ def _entries(data: dict[str, Any], key: str, fields: tuple[str, ...]) -> list[di
 @functools.lru_cache(maxsize=1)
 def versions() -> Versions:
     """The rules, read once."""
-    import yaml
+    import json
 
-    text = resources.files("dtvm.qemu").joinpath("data/versions.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    text = resources.files("dtvm.qemu").joinpath("data/versions.json").read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise VersionsError(f"dtvm/qemu/data/versions.json: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("versions"), dict):
-        raise VersionsError("dtvm/qemu/data/versions.yaml: expected a mapping with versions")
+        raise VersionsError("dtvm/qemu/data/versions.json: expected an object with versions")
     derived = frozenset((e.get("driver", "*"), e["prop"]) for e in _entries(data, "derived", ("prop",)))
     instance = {(e["driver"], e["prop"]): e["value"] for e in _entries(data, "instance-defaults", ("driver", "prop", "value"))}
     mderived = frozenset(e["prop"] for e in _entries(data, "machine-derived", ("prop",)))
@@ -125,7 +128,7 @@ def _holds(condition: str | None, version: tuple[int, int, int]) -> bool:
         return True
     m = re.fullmatch(r"(>=|<=|<|>|==)?\s*(\S+)", condition)
     if not m:
-        raise VersionsError(f"dtvm/qemu/data/versions.yaml: no-migration: bad version condition {condition!r}")
+        raise VersionsError(f"dtvm/qemu/data/versions.json: no-migration: bad version condition {condition!r}")
     op, ref = m.group(1) or "==", parse_version(m.group(2))[:2]
     have = version[:2]
     return {">=": have >= ref, "<=": have <= ref, "<": have < ref, ">": have > ref, "==": have == ref}[op]
