@@ -546,10 +546,16 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         qemu = version["qemu"]
         if (qemu["major"], qemu["minor"]) < _COMPAT_PROPS_SINCE:
             return version, [], {}
+        async def optional(command: str, arguments: dict[str, Any]) -> Any:
+            try:
+                return await s.execute(command, arguments)
+            except QmpCommandError:  # a peer that says 9.1 and does not know the argument: no compat data
+                return []
+
         qom_type, machines, types = await r.all([
             r.get("/machine", "type"),
-            s.execute("query-machines", {"compat-props": True}),
-            s.execute("qom-list-types", {"abstract": True}),
+            optional("query-machines", {"compat-props": True}),
+            optional("qom-list-types", {"abstract": True}),
         ])
         name = str(qom_type).removesuffix("-machine")
         compat = next((list(m.get("compat-props", [])) for m in machines if m["name"] == name), [])
