@@ -85,6 +85,7 @@ fuzz: deps $(PY)
 	$(PIP) install -q -e '.[test]'
 	$(PY) -m tests.fuzz dts $(FUZZ_CASES) $(FUZZ_SEED)
 	$(PY) -m tests.fuzz dtb $(FUZZ_CASES) $(FUZZ_SEED)
+	DTVM_HYPOTHESIS=random $(PY) -m pytest -q $$(grep -l '^from hypothesis' tests/test_*.py)
 
 bench: deps $(PY)
 	$(PIP) install -q -e '.[bench]'

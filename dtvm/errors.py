@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BlobError", "DtvmError", "SourceError", "TreeError", "format_source_error"]
+__all__ = ["BlobError", "DtvmError", "SourceError", "TreeError", "first_line", "format_source_error"]
 
 
 class DtvmError(Exception):
@@ -91,3 +91,13 @@ class TreeError(DtvmError):
         else:
             text = f"{where}: error: {message}"
         super().__init__(text)
+
+
+def first_line(what: object) -> str:
+    """The first line of a message (an exception's text, else its type's name), for the one-line
+    error a command prints. Only a newline ends a line: ``str.splitlines`` also cuts at \x85,
+    \x0b, \x1c ... that a name from a hostile source may hold."""
+    text = str(what)
+    if not text:
+        return type(what).__name__ if isinstance(what, BaseException) else ""
+    return text.split("\n", 1)[0].rstrip("\r")

@@ -685,3 +685,14 @@ def test_labelled_cell_list_same_as_dtc(tmp_path: Path) -> None:
     f.write_text(_labelled_cells(20_000))
     for outform in ("dtb", "dts"):
         assert_same(["-O", outform, str(f)], cwd=str(tmp_path))
+
+
+def test_first_line_cuts_only_at_newline() -> None:
+    """A one-line error keeps a name's \\x85, \\x0b, \\x1c ... (str.splitlines would cut there, as the
+    DTS fuzzer found against dtc); a newline ends it; an empty exception gives its type's name."""
+    from dtvm.errors import DtvmError, first_line
+
+    for odd in ("\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\u2028", "\u2029"):
+        assert first_line(DtvmError(f"/node{odd}x: bad\nmore")) == f"/node{odd}x: bad"
+    assert first_line(DtvmError("a\r\nb")) == "a"
+    assert first_line(ValueError()) == "ValueError"

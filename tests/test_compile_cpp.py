@@ -163,3 +163,44 @@ def test_validate_cpp_finds_what_the_blob_shows(tmp_path: Path) -> None:
         assert me.exit_code == ref.exit_code, me.output[-500:]
         assert me.exit_code in (0, 1)
         assert findings(me.output) == findings(ref.output), dts
+
+
+def _on_a_terminal(argv: list[str], cwd: Path) -> tuple[int, str]:
+    """Run ``argv`` with stderr on a pseudo-terminal (the progress bar is drawn only there)."""
+    import pty
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "dtvm", *argv], cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_messages_never_inside_the_progress_bar(tmp_path: Path) -> None:
+    """On a terminal, compile draws a bar on stderr; each error starts a line of its own."""
+    for i in range(6):
+        (tmp_path / f"ok{i}.dts").write_text("/dts-v1/;\n/ { x = <1>; };\n")
+    (tmp_path / "bad.dts").write_text("/dts-v1/;\n/ { x = <1> };\n")
+    (tmp_path / "inc.dts").write_text('/dts-v1/;\n#include "a.h"\n/ { };\n')
+    code, err = _on_a_terminal(["compile", "-j", "1", "-o", str(tmp_path / "out"),
+                                *sorted(p.name for p in tmp_path.glob("*.dts"))], tmp_path)
+    assert code == 1
+    assert "compiling" in err, "no bar drawn: the test would prove nothing"
+    lines = err.replace("\r\n", "\n").split("\n")
+    messages = [ln for ln in lines if "error" in ln or "hint:" in ln]
+    assert messages, err
+    for line in messages:
+        # what follows the last carriage return (+ erase) is what the terminal shows on that line
+        shown = line.split("\r")[-1].replace("\x1b[K", "")
+        assert shown.startswith(("bad.dts", "inc.dts")), repr(line)

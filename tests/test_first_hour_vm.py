@@ -97,3 +97,31 @@ def test_a_moved_device_is_the_one_blamed(tmp_path: Path) -> None:
     moved.write_bytes(write_dtb(tree))
     rebuild = _dtvm("dtb2qemu", str(moved), "-b", str(out.with_suffix(".backend.dtbo")))
     assert rebuild.returncode == 1 and rebuild.stderr.startswith("dtvm dtb2qemu: /pcie/scsi@3: QEMU refuses"), rebuild.stderr
+
+
+def test_mistyped_command_gets_a_suggestion() -> None:
+    """Every command (and the subcommands of the groups) with one letter dropped: the error names
+    the command meant, as click does for options; a word near nothing gets no guess."""
+    from click.testing import CliRunner
+
+    from dtvm.cli.group import cli
+
+    runner = CliRunner()
+    ctx = cli.make_context("dtvm", ["show", "x"], resilient_parsing=True)
+    groups: list[tuple[list[str], list[str]]] = [([], cli.list_commands(ctx))]
+    for name in ("machine", "hotplug"):
+        sub = cli.get_command(ctx, name)
+        groups.append(([name], sub.list_commands(ctx)))  # type: ignore[union-attr]
+    tried = 0
+    for prefix, names in groups:
+        for name in names:
+            typo = name[:-2] + name[-1] if len(name) > 4 else name + name[-1]
+            if typo in names or len(name) < 3:
+                continue
+            res = runner.invoke(cli, [*prefix, typo])
+            assert res.exit_code == 2
+            assert f"Did you mean {name!r}?" in res.output, (typo, res.output)
+            tried += 1
+    assert tried > 15
+    res = runner.invoke(cli, ["zzzzzz"])
+    assert res.exit_code == 2 and "No such command 'zzzzzz'." in res.output and "Did you mean" not in res.output

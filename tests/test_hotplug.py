@@ -392,6 +392,12 @@ def test_del_acpi_stays_pending_and_marked(vm_factory: Callable[[list[str]], VM]
     assert _hotplug(vm, "add", "e1000,bus=rp2,id=e1", files=tmp_path).returncode == 0
     _, over = _backend_fragment(_files(tmp_path)[1], "n1")
     assert over.get_property("qemu,unplug-pending") is not None
+    # the rebuild keeps the device (the source has it until its guest lets go) and says so
+    rebuilt = _dtvm("dtb2qemu", str(tmp_path / "vm.dtb"), "-b", str(tmp_path / "vm.backend.dtbo"), "--no-check")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "virtio-net-pci,id=n1," in rebuilt.stdout
+    pending = [ln for ln in rebuilt.stderr.splitlines() if "unplug was pending" in ln]
+    assert len(pending) == 1 and pending[0].startswith("dtvm dtb2qemu: /"), rebuilt.stderr
     # without -o/-b nothing is written, and the mark cannot be kept
     assert "pending" in _hotplug(vm, "del", "n1").stdout
     # system_reset lets QEMU finish the unplug; the next rewrite drops device and mark
@@ -508,3 +514,34 @@ def test_watch_needs_files_and_connects_once(vm_factory: Callable[[list[str]], V
     finally:
         mon.close()
     assert res.returncode == 1 and "no QMP greeting within 0.5 s" in res.stderr
+
+
+def test_del_by_node_path(vm_factory: Callable[[list[str]], VM], tmp_path: Path) -> None:
+    """The node path ``show --paths`` prints (and ``backend``/``check`` take) unplugs the device,
+    one with an id and one without (QEMU is asked by id, or by QOM path); a machine-made device or
+    a path that describes no device is refused in one line."""
+    vm = vm_factory([*VIRT, "-device", "pcie-root-port,id=rp1,chassis=1", "-device", "pcie-root-port,id=rp2,chassis=2"])
+    assert _hotplug(vm, "add", "virtio-net-pci,bus=rp1,id=n1", files=tmp_path).returncode == 0
+    _qmp(vm, [("device_add", {"driver": "virtio-rng-pci", "bus": "rp2"})])  # no id
+    shown = _dtvm("show", "--paths", "--no-color", str(tmp_path / "vm.dtb"))
+    assert shown.returncode == 0, shown.stderr
+    assert _hotplug(vm, "add", "virtio-net-pci,bus=rp2", files=tmp_path).returncode == 1  # rp2 is taken
+
+    def node_of(driver: str) -> str:
+        desc = _describe(vm, tmp_path / "now")
+        text = _dtvm("show", "--paths", "--no-color", str(tmp_path / "now" / "vm.dtb")).stdout
+        assert desc
+        lines = [ln for ln in text.splitlines() if f" {driver} " in f" {ln} "]
+        assert len(lines) == 1, text
+        return lines[0].rsplit("  ", 1)[-1]
+
+    for driver in ("virtio-net-pci", "virtio-rng-pci"):
+        node = node_of(driver)
+        res = _hotplug(vm, "del", node, files=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith("deleted "), res.stdout
+        assert f" {driver} " not in _dtvm("show", "--no-color", str(tmp_path / "vm.dtb")).stdout
+    assert _files(tmp_path) == _describe(vm, tmp_path / "fresh")
+    for node, message in (("/pl011@9000000", "was made by the machine"), ("/nowhere@1", "no device of this VM")):
+        res = _hotplug(vm, "del", node, files=tmp_path)
+        assert res.returncode == 1 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -8,6 +8,7 @@ oracle facts (QOM walk, QEMU's dumpdtb) over that socket itself, then lets dtvm 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -342,3 +343,98 @@ def test_string_with_newline(vm_factory: Any) -> None:
     _, desc = _describe(vm)
     serials = [n["qemu,serial"].as_string() for n in desc.guest.root.walk() if n.get_property("qemu,serial") is not None]
     assert serials == [value]
+
+
+def _qom_serial_ports(mon: QEMUMonitorProtocol) -> dict[int, str]:
+    """QEMU's own answer: every isa-serial's I/O base and the chardev its UART holds (QOM walk)."""
+    ports: dict[int, str] = {}
+    stack = ["/machine"]
+    while stack:
+        path = stack.pop()
+        props = mon.cmd("qom-list", path=path)
+        assert isinstance(props, list)
+        if any(p["name"] == "type" for p in props) and mon.cmd("qom-get", path=path, property="type") == "isa-serial":
+            ports[int(mon.cmd("qom-get", path=path, property="iobase"))] = str(
+                mon.cmd("qom-get", path=path, property="chardev"))
+        stack += [path.rstrip("/") + "/" + p["name"] for p in props if p["type"].startswith("child<")]
+    return ports
+
+
+@pytest.mark.parametrize("args", [
+    ["-M", "pc-q35-7.2"],
+    ["-M", "pc-i440fx-7.2", "-serial", "null", "-serial", "null", "-serial", "null"],
+    ["-M", "pc-q35-7.2", "-nodefaults", "-chardev", "null,id=c0", "-device", "isa-serial,chardev=c0",
+     "-device", "isa-serial,id=lonely", "-serial", "null"],
+], ids=["q35-default", "pc-three", "q35-device-and-serial"])
+def test_serial_chardevs_as_qemu_attached(args: list[str], vm_factory: Any, tmp_path: Path) -> None:
+    """The chardev of an ISA serial port is an alias qtree does not show: the description links
+    each port to the chardev QEMU attached (QOM is the oracle), and the rebuild attaches it again."""
+    vm = vm_factory(["qemu-system-x86_64", *args])
+    mon = vm.qmp()
+    try:
+        qemu = _qom_serial_ports(mon)
+    finally:
+        mon.close()
+    snapshot, _ = _describe(vm)
+    config = from_snapshot(snapshot)
+    ours = {d.address[1][0]: d.backends.get("chardev", "") for d in config.devices() if d.driver == "isa-serial"}
+    assert ours == qemu
+    assert any(qemu.values())  # the case is not vacuous
+    guest, overlay = tmp_path / "vm.dtb", tmp_path / "vm.dtbo"
+    res = _dtvm("qemu2dtb", "--qmp", f"unix:{vm.sock}", "-o", str(guest), "-b", str(overlay))
+    assert res.returncode == 0, res.stderr
+    res = _dtvm("dtb2qemu", str(guest), "-b", str(overlay), "--no-check")
+    assert res.returncode == 0, res.stderr
+    import json
+
+    argv = json.loads(res.stdout)
+    rebuilt = {int(a.split("iobase=")[1].split(",")[0], 0): a.split("chardev=")[1].split(",")[0] if "chardev=" in a else ""
+               for a in argv if a.startswith("isa-serial,")}
+    assert rebuilt == qemu
+
+
+@pytest.mark.parametrize("binary,machine,options", [
+    ("qemu-system-x86_64", "pc-q35-7.2", "smbios-entry-point-type=64,max-ram-below-4g=1G"),
+    ("qemu-system-x86_64", "pc-i440fx-7.2", "graphics=off"),
+    ("qemu-system-aarch64", "virt-7.2", "highmem=off"),
+])
+def test_show_lists_the_options_that_differ(binary: str, machine: str, options: str) -> None:
+    """The description records every machine option; show lists those that differ from the type's
+    defaults. QEMU is the oracle of the defaults: the same type started without the options."""
+
+    def qemu_options(args: list[str]) -> tuple[dict[str, str], str]:
+        res = _dtvm("qemu2dtb", "--format", "dts", "--", binary, *args)
+        assert res.returncode == 0, res.stderr
+        block = res.stdout.split("\n\tqemu {\n", 1)[1].split("\n\t};", 1)[0]
+        found = dict(re.findall(r'^\t\tqemu,([\w-]+) = "([^"]*)";$', block, re.M))
+        shown = _dtvm("qemu2dtb", "--", binary, *args)
+        assert shown.returncode == 0, shown.stderr
+        return found, shown.stdout.splitlines()[1]
+
+    plain, plain_line = qemu_options(["-M", machine])
+    assert plain_line == f"machine options: the type's defaults ({len(plain)})"
+    given, line = qemu_options(["-M", f"{machine},{options}"])
+    # an option the description leaves out reads off (see config._machine)
+    differ = sorted({f"{k}={given.get(k, 'off')}" for k in {*given, *plain} if plain.get(k) != given.get(k, "off")})
+    assert differ, "the case is not vacuous"
+    same = len([k for k in given if plain.get(k) == given[k]])
+    assert line == f"machine options: {' '.join(differ)}" + (f" (and {same} at the type's defaults)" if same else "")
+
+
+@pytest.mark.parametrize("args", [
+    ["-M", "pc-q35-7.2"],
+    ["-M", "pc-i440fx-7.2", "-nic", "user,model=virtio-net-pci", "-nic", "user,model=e1000"],
+    ["-M", "pc-q35-7.2", "-net", "nic,model=e1000e", "-net", "user", "-netdev", "user,id=u1",
+     "-device", "virtio-net-pci,netdev=u1"],
+], ids=["default-nic", "two-nic", "net-and-netdev"])
+def test_two_runs_one_overlay(args: list[str], tmp_path: Path) -> None:
+    """QEMU names netdevs made without an id from a counter that differs run to run; two runs of
+    one command line must still give the same description, back-end overlay included."""
+    blobs = []
+    for run in range(2):
+        out = tmp_path / f"r{run}.dtb"
+        res = _dtvm("qemu2dtb", "-o", str(out), "--", "qemu-system-x86_64", *args)
+        assert res.returncode == 0, res.stderr
+        blobs.append((out.read_bytes(), (tmp_path / f"r{run}.backend.dtbo").read_bytes()))
+    assert blobs[0] == blobs[1]
+    assert b"#net0" in blobs[0][1]  # the case is not vacuous: a generated id is there

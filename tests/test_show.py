@@ -566,7 +566,10 @@ def test_cli_text_and_dot() -> None:
     q35, dtbo = str(FIXTURES / "q35.dtb"), str(FIXTURES / "q35.backend.dtbo")
     text = run_cli(q35, "-b", dtbo)
     assert text.returncode == 0 and text.stderr == ""
-    assert text.stdout == render_text(*trees("q35"), encoding="utf-8")
+    from dtvm.cli.show import option_defaults
+
+    guest, backend = trees("q35")
+    assert text.stdout == render_text(guest, backend, encoding="utf-8", option_defaults=option_defaults(guest))
     dot = run_cli(q35, "--backend", dtbo, "--format", "dot")
     assert dot.returncode == 0 and dot.stdout.startswith("digraph dtvm {")
 

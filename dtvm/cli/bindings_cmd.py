@@ -6,10 +6,12 @@ import sys
 
 import click
 
+from dtvm.cli.suggest import SuggestingGroup
+
 __all__ = ["bindings_group"]
 
 
-@click.group("bindings")
+@click.group("bindings", cls=SuggestingGroup)
 def bindings_group() -> None:
     """Work with dtvm's binding documents."""
 

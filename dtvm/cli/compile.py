@@ -122,13 +122,16 @@ def compile_cmd(
     show_bar = sys.stderr.isatty() and len(work) > 1
 
     def handle(res: CompileResult) -> None:
-        if res.messages:
-            click.echo(res.messages.rstrip("\n"), err=True)
+        hint = None if res.ok or cpp else cpp_hint(res.source)
         if not res.ok:
             failures.append(res)
-            hint = None if cpp else cpp_hint(res.source)
-            if hint:
-                click.echo(hint, err=True)
+        text = "\n".join(t for t in (res.messages.rstrip("\n"), hint) if t)
+        if text:
+            if show_bar:
+                # the bar's line has no newline yet: erase it, so a message starts its own line
+                # (the bar draws itself again below on its next step)
+                sys.stderr.write("\r\x1b[K")
+            click.echo(text, err=True)
 
     results: Iterable[CompileResult]
     pool: ProcessPoolExecutor | None = None

@@ -14,6 +14,8 @@ import sys
 
 import click
 
+from dtvm.errors import first_line
+
 __all__ = ["diff_cmd"]
 
 
@@ -79,7 +81,7 @@ def diff_cmd(backends: tuple[str, ...], guest_only: bool, fmt: str, file_a: str,
 
         bindings = load_bindings(cache=True)
     except Exception as exc:  # dtvm's own bindings are broken: compare by standard names only
-        click.echo(f"dtvm diff: warning: bindings not loaded ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+        click.echo(f"dtvm diff: warning: bindings not loaded ({first_line(exc)}); "
                    "phandles found by standard property names only", err=True)
     result = compare(a, b, ba, bb, bindings=bindings, backends=not guest_only)
     if fmt == "json":

@@ -9,11 +9,12 @@ import click
 
 from dtvm import __version__
 from dtvm.cli.passthrough import PASSTHROUGH, run_passthrough
+from dtvm.cli.suggest import SuggestingGroup
 
 __all__ = ["cli"]
 
 
-class _LazyGroup(click.Group):
+class _LazyGroup(SuggestingGroup):
     """Subcommands imported on first use, so start-up stays cheap."""
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {

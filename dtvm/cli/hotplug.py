@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from dtvm.cli.output import interrupted_status
+from dtvm.cli.suggest import SuggestingGroup
 
 __all__ = ["hotplug_group"]
 
@@ -44,8 +45,9 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
+    from dtvm.errors import first_line
+
+    return first_line(exc)
 
 
 def _run(call: Any) -> Any:
@@ -67,7 +69,7 @@ def _wrote(paths: list[str]) -> None:
         click.echo("wrote " + ", ".join(paths))
 
 
-@click.group("hotplug")
+@click.group("hotplug", cls=SuggestingGroup)
 @click.option("--qmp", "qmp", metavar="unix:PATH", help="the running VM's QMP socket (required)")
 @click.option("-o", "--output", "output", metavar="OUT.dtb", help="keep this guest tree current (DTB)")
 @click.option("-b", "--backend", "backend", metavar="OUT.backend.dtbo",
@@ -112,12 +114,13 @@ def add_cmd(common: _Common, device: str) -> None:
 
 
 @hotplug_group.command("del")
-@click.argument("ident", metavar="ID")
+@click.argument("ident", metavar="ID|/NODE")
 @click.option("--wait", type=float, default=5.0, show_default=True,
               help="seconds to wait for QEMU to complete the unplug before reporting it pending")
 @click.pass_obj
 def del_cmd(common: _Common, ident: str, wait: float) -> None:
-    """Unplug the device with qdev id ID (device_del) and follow it.
+    """Unplug a device (device_del) and follow it: by qdev id, by the node path of its description
+    (what ``show --paths`` prints and ``backend``/``check`` take), or by QOM path (/machine/...).
 
     If QEMU completes the unplug (DEVICE_DELETED) the description is rewritten without the device.
     If it stays pending (ACPI PCI hot-plug and pseries PCI wait for the guest to release the

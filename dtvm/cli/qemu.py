@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from dtvm.cli.output import interrupted_status
+from dtvm.cli.suggest import SuggestingGroup
+from dtvm.errors import first_line
 
 __all__ = ["machine_group", "qemu2dtb_cmd"]
 
@@ -94,9 +96,12 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
 
                 click.echo(write_dts(desc.guest), nl=False)
             else:
+                from dtvm.cli.show import option_defaults
                 from dtvm.vm.show import render_dot, render_text
 
-                text = render_dot(desc.guest, desc.backend) if fmt == "dot" else render_text(desc.guest, desc.backend)
+                defaults = option_defaults(desc.guest)
+                text = (render_dot(desc.guest, desc.backend, option_defaults=defaults) if fmt == "dot"
+                        else render_text(desc.guest, desc.backend, option_defaults=defaults))
                 click.echo(text, nl=not text.endswith("\n"))
             return
         guest_blob = write_dtb(desc.guest)
@@ -111,7 +116,7 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, fmt: 
         elif backend is not None:
             write_atomic(backend, backend_blob)
     except DtvmError as exc:
-        _fail("qemu2dtb", str(exc).splitlines()[0] if str(exc) else type(exc).__name__, getattr(exc, "exit_code", 1) or 1)
+        _fail("qemu2dtb", first_line(exc), getattr(exc, "exit_code", 1) or 1)
     except KeyboardInterrupt as exc:
         _fail("qemu2dtb", "interrupted", interrupted_status(exc))
     except OSError as exc:
@@ -137,7 +142,7 @@ def _offline_fits(binary: str | None, command: str) -> None:
                        f"{binary} is QEMU {found[0]}.{found[1]}.{found[2]}: leave out --offline to ask it", 2)
 
 
-@click.group("machine")
+@click.group("machine", cls=SuggestingGroup)
 def machine_group() -> None:
     """The machine types dtvm describes, and what each creates by itself."""
 
@@ -181,7 +186,7 @@ def machine_show(online: bool, binary: str | None, machine_type: str, qemu_argv:
         if source is None:
             report = explain(report.machine, argv[1:], binary=binary)
     except DtvmError as exc:
-        _fail("machine show", str(exc).splitlines()[0], 2)
+        _fail("machine show", first_line(exc), 2)
     except KeyboardInterrupt as exc:
         _fail("machine show", "interrupted", interrupted_status(exc))
     if source is None:
@@ -247,7 +252,7 @@ def machine_diff(type_a: str, type_b: str, binary: str | None, binary_b: str | N
                             "machines of one architecture only")
         diff = diff_reports(report_a, report_b, binary or report_a.machine.binary, second or report_b.machine.binary)
     except DtvmError as exc:
-        _fail("machine diff", str(exc).splitlines()[0], 2)
+        _fail("machine diff", first_line(exc), 2)
     except KeyboardInterrupt as exc:
         _fail("machine diff", "interrupted", interrupted_status(exc))
     text = json.dumps(diff, indent=1) + "\n" if fmt == "json" else render_diff(diff)
@@ -306,7 +311,7 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
             rebuild = build_argv(plan, binary=binary, read=read, check=not no_check, target_version=binary_version)
         text = format_argv(rebuild.argv, fmt)
     except DtvmError as exc:
-        _fail("dtb2qemu", str(exc).splitlines()[0], getattr(exc, "exit_code", 1) or 1)
+        _fail("dtb2qemu", first_line(exc), getattr(exc, "exit_code", 1) or 1)
     except OSError as exc:
         _fail("dtb2qemu", f"{exc.filename or guest}: {exc.strerror or exc}", 2)
     except KeyboardInterrupt as exc:
@@ -315,6 +320,10 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
         click.echo("dtvm dtb2qemu: no back-end overlay (-b): no disk images, host netdevs or chardevs", err=True)
     for item in rebuild.host:
         click.echo(f"dtvm dtb2qemu: QEMU will open {item}", err=True)
+    for dev in plan.devices():
+        if dev.unplug_pending:
+            click.echo(f"dtvm dtb2qemu: {dev.node}: an unplug was pending in the described VM: the rebuild "
+                       f"has the device (the source keeps it until its guest releases it)", err=True)
     for note in rebuild.notes:
         click.echo(f"dtvm dtb2qemu: {note}", err=True)
     click.echo(text, nl=not text.endswith("\n"))
@@ -343,6 +352,6 @@ def backend_cmd(guest: str, output: str, drives: tuple[str, ...], netdevs: tuple
             [parse_spec("chardev", c) for c in chardevs]
         write_atomic(output, write_dtb(make_overlay(tree, specs)))
     except DtvmError as exc:
-        _fail("backend", str(exc).splitlines()[0], getattr(exc, "exit_code", 1) or 1)
+        _fail("backend", first_line(exc), getattr(exc, "exit_code", 1) or 1)
     except OSError as exc:
         _fail("backend", f"{exc.filename or guest}: {exc.strerror or exc}", 2)

@@ -17,8 +17,9 @@ import sys
 import click
 
 from dtvm.dt.tree import DeviceTree
+from dtvm.errors import first_line
 
-__all__ = ["echo_description", "read_blob", "show_cmd"]
+__all__ = ["echo_description", "option_defaults", "read_blob", "show_cmd"]
 
 #: A DTB's header says how long it is; a header claiming more than this is refused before reading
 #: (``dtvm show /dev/zero`` or a corrupt size must not read gigabytes).
@@ -39,7 +40,7 @@ def read_blob(path: str) -> DeviceTree:
     except BlobFileError as exc:
         raise ShowError(str(exc)) from None
     for w in warnings[:5]:
-        click.echo(f"dtvm show: {path}: warning: {w.strip().splitlines()[0] if w.strip() else w}", err=True)
+        click.echo(f"dtvm show: {path}: warning: {first_line(w.strip()) if w.strip() else w}", err=True)
     return dt
 
 
@@ -54,6 +55,28 @@ def _use_color(color: bool | None) -> bool:
         return False
 
 
+def option_defaults(guest: DeviceTree) -> dict[str, str] | None:
+    """The machine option defaults of the description's machine type, from dtvm's machine schema
+    for it (None for a type dtvm has no schema of: then every option is listed)."""
+    from dtvm.errors import DtvmError
+    from dtvm.qemu.machine import find_machine
+    from dtvm.qemu.schema import load_schema
+
+    qnode = guest.root.get_child("qemu")
+    try:
+        machine = qnode["machine"].as_string() if qnode is not None and qnode.get_property("machine") else None
+        arch = qnode["arch"].as_string() if qnode is not None and qnode.get_property("arch") else None
+        if machine is None:
+            return None
+        info = find_machine(machine, f"qemu-system-{arch}" if arch else None)
+        if info.type != machine:
+            return None  # an alias or another binary's type: its defaults are not this VM's
+        options = load_schema(info).defaults.get("options") or {}
+    except (DtvmError, ValueError, UnicodeDecodeError):
+        return None
+    return {str(k): str(v) for k, v in options.items()}
+
+
 def echo_description(
     guest: DeviceTree, backend: DeviceTree | None = None, fmt: str = "text", color: bool | None = None,
     paths: bool = False,
@@ -64,13 +87,13 @@ def echo_description(
     """
     from dtvm.vm.show import render_dot, render_text
 
+    defaults = option_defaults(guest)
     if fmt == "dot":
-        data = render_dot(guest, backend).encode("utf-8")
+        data = render_dot(guest, backend, option_defaults=defaults).encode("utf-8")
     else:
         encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-        data = render_text(guest, backend, color=_use_color(color), encoding=encoding, paths=paths).encode(
-            encoding, "backslashreplace"
-        )
+        data = render_text(guest, backend, color=_use_color(color), encoding=encoding, paths=paths,
+                           option_defaults=defaults).encode(encoding, "backslashreplace")
     try:
         out = getattr(sys.stdout, "buffer", None)
         if out is not None:

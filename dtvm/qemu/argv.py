@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dtvm.errors import DtvmError
+from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import Trust, TrustError, trust
@@ -379,7 +379,7 @@ def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Sn
     try:
         read(argv)
     except DtvmError as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = first_line(exc)
         # QEMU names the option it was creating ("-device DRIVER,id=X,...: ..."): that device is
         # the one refused, even when the message also names another one (the slot's holder)
         creating = re.search(r"-device (\S*?): ", message)

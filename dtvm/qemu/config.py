@@ -15,6 +15,7 @@ from dtvm.qemu.qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_t
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import version_text, versions
+from dtvm.vm.buses import link_machine_chardevs
 from dtvm.vm.model import (
     ADDRESS_PROPS,
     BACKEND_PROPS,
@@ -290,6 +291,29 @@ def _netdevs(text: str) -> list[Backend]:
     return out
 
 
+_GENERATED = re.compile(r"#net(\d+)")
+
+
+def _stable_generated_ids(config: Config) -> None:
+    """QEMU names a netdev made without an id (``-nic``, ``-net``, the default NIC's user
+    network) from a counter whose value differs run to run (#net143, #net158 for one command
+    line, measured): the description numbers them in that order from 0, in the back-ends and in
+    the devices that use them, so one configuration gives one overlay."""
+    found = sorted({b.id for b in config.backends if _GENERATED.fullmatch(b.id)},
+                   key=lambda name: int(name[4:]))
+    names = {old: f"#net{i}" for i, old in enumerate(found)}
+    if not names:
+        return
+    for b in config.backends:
+        b.id = names.get(b.id, b.id)
+        if b.options.get("peer") in names:
+            b.options["peer"] = names[b.options["peer"]]
+    for dev in config.devices():
+        if dev.backends.get("netdev") in names:
+            dev.backends["netdev"] = names[dev.backends["netdev"]]
+    config.backends.sort(key=lambda b: (b.kind, b.id))  # as _backends sorts them
+
+
 def from_snapshot(snapshot: Snapshot) -> Config:
     """Understand what QEMU answered: the precise device model of that VM."""
     qroot = parse_qtree(snapshot.qtree)
@@ -299,6 +323,8 @@ def from_snapshot(snapshot: Snapshot) -> Config:
     if snapshot.version:
         config.qemu_version = version_text(version_of(snapshot))
     _mark_peripherals(config, snapshot)
+    _stable_generated_ids(config)
+    link_machine_chardevs(config)
     split_host_facts(config)
     return config
 
@@ -327,6 +353,10 @@ def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
         if dev is not None:
             dev.user = True
             dev.hotplugged = bool(per.hotplugged)
+            dev.qom_path = per.qom_path
+            chardev = per.address.get("chardev")
+            if isinstance(chardev, str) and chardev and "chardev" not in dev.backends:
+                dev.backends["chardev"] = chardev  # an alias qtree does not show (isa-serial)
 
 
 def _matches(dev: Device, address: dict[str, Any]) -> bool:

@@ -565,6 +565,23 @@ def delete_device(address: str, ident: str, outputs: Outputs | None = None, *, t
     return qmp.run(lambda: _del(address, ident, outputs, timeout, wait, describe))
 
 
+def _ident_of_node(config: Config, desc: Any, node: str) -> str:
+    """What device_del takes for the device a description node stands for (``show --paths``
+    prints them, ``backend`` and ``check`` take them): its qdev id, else its QOM path."""
+    keys = [k for k, path in desc.nodes.items() if path == node.rstrip("/")]
+    devices = [d for d in config.devices() if d.key() in keys]
+    if not devices:
+        raise HotplugError(f"{node}: no device of this VM is described at this node (dtvm show --paths lists them)")
+    dev = devices[0]
+    if not dev.user:
+        raise HotplugError(f"{node}: {dev.driver} was made by the machine, not by -device or device_add: it cannot be unplugged")
+    if dev.qdev_id:
+        return dev.qdev_id
+    if dev.qom_path:
+        return dev.qom_path
+    raise HotplugError(f"{node}: QEMU did not say which device this is")  # pragma: no cover - every user device has one
+
+
 def _is_event_for(event: dict[str, Any], ident: str) -> bool:
     data = event["data"]
     if ident.startswith("/"):
@@ -577,7 +594,10 @@ async def _del(address: str, ident: str, outputs: Outputs, timeout: float, wait:
     session = await _open(address, timeout)
     tmp = tempfile.mkdtemp(prefix="dtvm-hotplug-")
     try:
-        before = from_snapshot(await session.read(tmp, timeout))
+        first = await session.read(tmp, timeout)
+        before = from_snapshot(first)
+        if ident.startswith("/") and not ident.startswith("/machine/"):
+            ident = _ident_of_node(before, (describe or _default_describe())(first), ident)
         old = _by_id(before).get(ident)
         already = False
         try:

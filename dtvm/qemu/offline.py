@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from dtvm.errors import DtvmError
 from dtvm.qemu.machine import MachineInfo, find_machine
 from dtvm.qemu.trust import split_host_facts
-from dtvm.vm.buses import device_facts
+from dtvm.vm.buses import device_facts, link_machine_chardevs
 
 if TYPE_CHECKING:
     from dtvm.qemu.argv import Probe
@@ -549,6 +549,7 @@ def offline_config(argv: list[str]) -> Config:
         _apply_global(config, profiles, driver, prop, raw, explicit)
     config.backends.sort(key=lambda b: (b.kind, b.id))
     config.inputs.update(args.inputs)
+    link_machine_chardevs(config)
     split_host_facts(config)
     return config
 

@@ -50,6 +50,7 @@ from qemu.qmp.error import ProtocolError
 from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
 from qemu.qmp.qmp_client import GreetingError, NegotiationError, ServerParseError
 
+from dtvm.errors import first_line
 from dtvm.qemu.errors import (
     NotAnsweredError,
     QemuError,
@@ -154,7 +155,7 @@ def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, ProtocolError):
         return exc.error_message.rstrip(".")
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(text) if text else type(exc).__name__
 
 
 class QmpSession:
@@ -648,7 +649,8 @@ async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> P
         names = {p.get("name") for p in props}
     else:  # QEMU would not list the type's properties: ask the instance
         names = {p.get("name") for p in await r.s.execute("qom-list", {"path": path})}
-    wanted = [n for n in ADDRESS_PROPS if n in names]
+    # chardev: on isa-serial an alias of the inner UART's property, which qtree does not show
+    wanted = [n for n in (*ADDRESS_PROPS, "chardev") if n in names]
     missing = object()
     values = await r.all(r.get_or(path, n, missing) for n in wanted)
     return Peripheral(

@@ -208,7 +208,7 @@ SHAPES: dict[str, Shape] = {
 }
 
 #: qom-get: the properties dtvm reads by name, and the scalar machine properties for the rest
-_QOM_GET = {"type": STR, "parent_bus": STR, "hotplugged": BOOL,
+_QOM_GET = {"type": STR, "parent_bus": STR, "hotplugged": BOOL, "chardev": STR,
             **{name: _AnyOf(INT, STR) for name in ADDRESS_PROPS}}
 
 

@@ -28,7 +28,8 @@ class Peripheral:
 
     ``parent_bus`` is the QOM path of the bus (``qom-get parent_bus``); ``address`` holds the raw
     values of the bus address properties the device has (``addr``, ``port``, ``unit``, ``scsi-id``,
-    ``lun``, ``nr``, ``reg``, ``iobase``, ``index``, ``chardev`` is not an address) as QEMU returned them.
+    ``lun``, ``nr``, ``reg``, ``iobase``, ``index``) as QEMU returned them, and ``chardev`` where the
+    type has one (not an address: isa-serial's is an alias ``info qtree`` does not show).
     """
 
     qom_path: str

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from dtvm.errors import DtvmError
+from dtvm.errors import DtvmError, first_line
 from dtvm.vm.model import Config
 
 __all__ = ["Trust", "TrustError", "split_host_facts", "trust"]
@@ -153,6 +153,6 @@ def trust(version: str = CATALOG_VERSION) -> Trust:
         try:
             return json.loads(base.joinpath(name).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise TrustError(f"dtvm's trust data: {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise TrustError(f"dtvm's trust data: {name}: {first_line(exc)}") from None
 
     return Trust(lambda: read(f"qdev-{version}.json"), read("trust.json"))

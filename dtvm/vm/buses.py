@@ -13,10 +13,13 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dtvm.errors import DtvmError
+from dtvm.errors import DtvmError, first_line
 from dtvm.vm.translators import Translator, translators
+
+if TYPE_CHECKING:
+    from dtvm.vm.model import Config
 
 __all__ = ["BusTable", "CheckDataError", "Kind", "bus_table", "device_facts", "load_bus_table", "needs_backend"]
 
@@ -155,13 +158,28 @@ def bus_table() -> BusTable:
         text = resources.files("dtvm.vm").joinpath("data/buses.yaml").read_text(encoding="utf-8")
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C loader when built: 4x faster
     except (OSError, yaml.YAMLError) as exc:
-        raise CheckDataError(f"buses.yaml: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CheckDataError(f"buses.yaml: {first_line(exc)}") from None
     return load_bus_table(data, translators())
 
 
 def needs_backend() -> dict[str, str]:
     """Device type -> the back-end QEMU cannot create it without (the bindings' ``qemu: needs``)."""
     return {d: t.needs for d, t in translators().items() if t.needs is not None}
+
+
+def link_machine_chardevs(config: Config) -> None:
+    """Give a machine-made port the chardev QEMU attached to it (data/devices.yaml
+    ``machine-chardevs``), when that chardev exists: neither qtree nor the offline profiles show
+    the link, and without it ``show`` called the console unused and ``dtb2qemu`` dropped it."""
+    rules = device_facts().get("machine-chardevs") or {}
+    labels = {b.id for b in config.backends if b.kind == "chardev"}
+    for dev in config.devices():
+        rule = rules.get(dev.driver)
+        if rule is None or dev.user or "chardev" in dev.backends or "index" not in dev.props:
+            continue
+        label = str(rule).format(index=dev.props["index"])
+        if label in labels:
+            dev.backends["chardev"] = label
 
 
 @functools.lru_cache(maxsize=1)
@@ -174,7 +192,7 @@ def device_facts() -> dict[str, Any]:
     try:
         data = yaml.safe_load(resources.files("dtvm.vm").joinpath("data/devices.yaml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise CheckDataError(f"devices.yaml: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CheckDataError(f"devices.yaml: {first_line(exc)}") from None
     if not isinstance(data, dict):
         raise CheckDataError("devices.yaml: expected a mapping")
     return data

@@ -89,6 +89,9 @@ class Device:
     node: str | None = None
     in_dt: bool = False
     unplug_pending: bool = False
+    #: read from a running QEMU: the QOM path of a -device/device_add device (what device_del
+    #: takes for one created without an id); a fact of that process, never described
+    qom_path: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def parent_device(self) -> Device | None:

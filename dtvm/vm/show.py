@@ -33,7 +33,7 @@ trees (and, for the text, on the output encoding and colour flag), so they are d
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from dtvm.dt.tree import DeviceTree, Node
@@ -240,7 +240,8 @@ def _range_text(first: Address, last: Address) -> str:
 
 
 def _build(
-    guest: DeviceTree, backend: DeviceTree | None, collapse: bool, max_lines: int, max_depth: int
+    guest: DeviceTree, backend: DeviceTree | None, collapse: bool, max_lines: int, max_depth: int,
+    option_defaults: Mapping[str, str] | None = None,
 ) -> _View:
     host = _host_side(guest, backend)
     root = guest.root
@@ -340,7 +341,7 @@ def _build(
     ]
     if any(c.get_child("__overlay__") is not None for c in root.nodes[:64]):
         host.note("this tree has overlay fragments: is it a back-end overlay? (give it with -b)")
-    return _View(_machine_lines(guest), items, host, other)
+    return _View(_machine_lines(guest, option_defaults), items, host, other)
 
 
 def _group(
@@ -416,8 +417,12 @@ def _collect_users(root: Node, host: _HostSide, counts: dict[int, int]) -> None:
                 ref.backend.more_users += 1
 
 
-def _machine_lines(guest: DeviceTree) -> list[str]:
-    """The machine line (type, arch, CPUs, memory) and the machine options line."""
+def _machine_lines(guest: DeviceTree, option_defaults: Mapping[str, str] | None = None) -> list[str]:
+    """The machine line (type, arch, CPUs, memory) and the machine options line.
+
+    The description records every machine option (it is precise); a reader wants the ones that
+    make this VM differ from its machine type, so with the type's defaults at hand only those are
+    listed and the rest counted."""
     root = guest.root
     qnode = root.get_child("qemu")
     if qnode is not None and not _is_machine(qnode):
@@ -473,10 +478,24 @@ def _machine_lines(guest: DeviceTree) -> list[str]:
     if memory is not None:
         parts.append(f"memory {_size(memory)}")
     lines.append(", ".join(parts))
-    if options:
-        shown = [f"{clean(p.name[5:], 40)}={value_text(p)}" for p in options[:MAX_MACHINE_OPTIONS]]
-        more = f" +{len(options) - MAX_MACHINE_OPTIONS} more" if len(options) > MAX_MACHINE_OPTIONS else ""
-        lines.append("machine options: " + " ".join(shown) + more)
+    at_default = 0
+    pairs = [(clean(p.name[5:], 40), value_text(p)) for p in options]
+    if option_defaults is not None and qnode is not None:
+        kept = [(k, v) for (k, v), p in zip(pairs, options, strict=True) if option_defaults.get(p.name[5:]) != v]
+        at_default = len(pairs) - len(kept)
+        # the description leaves out an option that reads off, empty or auto (and has no declared
+        # default): one the type has on (or set) is then a difference
+        for name, default in option_defaults.items():
+            if qnode.get_property("qemu," + name) is None and default not in ("", "off", "auto"):
+                kept.append((clean(name, 40), "off" if default == "on" else '""'))
+        pairs = sorted(kept)
+    if pairs:
+        shown = [f"{k}={v}" for k, v in pairs[:MAX_MACHINE_OPTIONS]]
+        more = f" +{len(pairs) - MAX_MACHINE_OPTIONS} more" if len(pairs) > MAX_MACHINE_OPTIONS else ""
+        rest = f" (and {at_default} at the type's defaults)" if at_default else ""
+        lines.append("machine options: " + " ".join(shown) + more + rest)
+    elif at_default:
+        lines.append(f"machine options: the type's defaults ({at_default})")
     return lines
 
 
@@ -552,8 +571,12 @@ def render_text(
     max_lines: int = MAX_LINES,
     max_depth: int = MAX_DEPTH,
     paths: bool = False,
+    option_defaults: Mapping[str, str] | None = None,
 ) -> str:
     """The description as text for a terminal (ends with a newline).
+
+    ``option_defaults`` are the machine type's option defaults (the QEMU wing's machine schema,
+    which this layer may not import): given, the options line lists only what differs.
 
     ``paths`` ends each device line with its node path, the name ``dtvm backend``, ``check`` and
     the back-end overlay use for it.
@@ -565,7 +588,7 @@ def render_text(
     ``collapse`` folds runs of identical leaf devices (the 32 empty virtio-mmio slots of ``virt``)
     into one line.
     """
-    view = _build(guest, backend, collapse, max(1, max_lines), max(1, max_depth))
+    view = _build(guest, backend, collapse, max(1, max_lines), max(1, max_depth), option_defaults)
     box = _box_chars(encoding)
     st = _Style(color)
     out: list[str] = list(view.machine)
@@ -668,6 +691,7 @@ def render_dot(
     collapse: bool = True,
     max_lines: int = MAX_LINES,
     max_depth: int = MAX_DEPTH,
+    option_defaults: Mapping[str, str] | None = None,
 ) -> str:
     """The bus hierarchy as a Graphviz ``digraph`` (device nodes, parent -> child edges).
 
@@ -676,7 +700,7 @@ def render_dot(
     a red dashed node.  Node ids are generated (``d0``, ``b0``, ``x0``); every label is quoted and
     escaped.  Same bounds as :func:`render_text`.
     """
-    view = _build(guest, backend, collapse, max(1, max_lines), max(1, max_depth))
+    view = _build(guest, backend, collapse, max(1, max_lines), max(1, max_depth), option_defaults)
     out = [
         "digraph dtvm {",
         "  graph [rankdir=LR, fontname=monospace, labelloc=t, label=" + _label(*view.machine) + "];",

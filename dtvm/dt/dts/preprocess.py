@@ -357,15 +357,17 @@ class _Cpp(Preprocessor):  # type: ignore[misc]
                             parts.append(body)
                         continue
             elif kind == _DEFINES:
-                if self.pending:
+                # inside an open macro call GNU cpp takes #define/#undef and goes on collecting
+                # the arguments (they expand after the call closes, with the new definitions)
+                if self.pending and self._complete(self.pending):
                     self._flush()
                 macros.update(payload)
                 continue
             elif kind == _DIRECTIVE:
                 self.line_pos = start
-                if self.pending:
-                    self._flush()
                 name, at, after = payload
+                if self.pending and (name not in ("define", "undef") or self._complete(self.pending)):
+                    self._flush()
                 self._directive(f, name, at, after, end, line + f.line_delta)
                 continue
             elif kind == _BAD:
@@ -386,7 +388,10 @@ class _Cpp(Preprocessor):  # type: ignore[misc]
             if self._complete(pending):
                 self._flush()
         if self.pending:
-            self._check_unterminated()
+            # GNU cpp places the error at the end of the file's last line (its final newline),
+            # blank lines after the call included
+            text = f.text
+            self._check_unterminated(len(text) - 1 if text.endswith("\n") else len(text))
             self._flush()
         if conds:
             c = conds[-1]
@@ -403,7 +408,8 @@ class _Cpp(Preprocessor):  # type: ignore[misc]
             if skipping:
                 conds.append(_Cond(name, at, True, True))
                 return True
-            self._flush()
+            if self._complete(self.pending):  # an open macro call collects across conditionals
+                self._flush()
             value = self._condition(f, name, after, end, line)
             conds.append(_Cond(name, at, False, value))
             return not value
@@ -679,8 +685,8 @@ class _Cpp(Preprocessor):  # type: ignore[misc]
         tail = body[-1]
         return tail.type == ID and tail.value != name and self._ends_in_function_like(tail.value, depth + 1)
 
-    def _check_unterminated(self) -> None:
-        """At the end of a file, a function-like macro call still open is an error."""
+    def _check_unterminated(self, end: int) -> None:
+        """At the end of a file, a function-like macro call still open is an error (at ``end``)."""
         toks = self.pending
         macros = self.macros
         n = len(toks)
@@ -704,8 +710,7 @@ class _Cpp(Preprocessor):  # type: ignore[misc]
                         if depth == 0:
                             break
                 else:
-                    at = toks[-1].lexpos  # GNU: at the end of the file's last line
-                    raise _CppDiag(f'unterminated argument list invoking macro "{t.value}"', at)
+                    raise _CppDiag(f'unterminated argument list invoking macro "{t.value}"', end)
 
     def _flush(self) -> None:
         """Macro-expand the pending lines and write them out."""
