@@ -100,9 +100,10 @@ def test_x86_machines_have_no_fdt_in_10_s_words(vms: VMs) -> None:
 
 @needs_qemu10(X86)
 @pytest.mark.skipif(os.geteuid() != 0, reason="dtvm drops QEMU's privileges only when it runs as root")
-def test_10_drops_privileges_with_run_with(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_10_drops_privileges_with_run_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """QEMU 10.0 has no -runas ("-runas: invalid option"): dtvm says -run-with user=nobody."""
     monkeypatch.setattr(live, "_RUN_WITH", {})
+    monkeypatch.setenv("DTVM_CACHE_DIR", str(tmp_path))  # learnt from QEMU's refusal, then remembered
     with live.start_argv([X86_10, "-M", "q35"]) as qemu:
         qemu.read()
         assert qemu.pid is not None
@@ -112,6 +113,10 @@ def test_10_drops_privileges_with_run_with(monkeypatch: pytest.MonkeyPatch) -> N
         status = Path(f"/proc/{qemu.pid}/status").read_text()
         uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
         assert int(uid) == pwd.getpwnam("nobody").pw_uid
+    # the next dtvm (a fresh process: nothing learnt in memory) starts it right the first time
+    monkeypatch.setattr(live, "_RUN_WITH", {})
+    assert live._run_with(X86_10) is True
+    assert live._run_with(X86) is False
 
 
 @needs_qemu10(X86)

@@ -29,6 +29,7 @@ reply may not exceed ``dtvm.qemu.qmp.MAX_REPLY_BYTES``; the dumped DT may not ex
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -183,7 +184,7 @@ class QemuProcess:
             # where QEMU writes (dumpdtb): its own directory once it has dropped to another user
             self.out = _output_dir(self.dir, self.user)
             self.sandbox = _SANDBOX_OK.get(binary, True)
-            self.run_with = _RUN_WITH.get(binary, False)
+            self.run_with = _run_with(binary)
             self._start()
         except BaseException:
             self.close()
@@ -221,6 +222,7 @@ class QemuProcess:
                 if self.user is not None and not self.run_with and _refused_runas(error):
                     # QEMU 10.0 removed -runas: the same drop is -run-with user=
                     _RUN_WITH[self.binary] = self.run_with = True
+                    _remember_run_with(self.binary)
                 elif self.sandbox and _refused_sandbox(error):
                     # a QEMU built without seccomp (or older than spawn=): start it again without -sandbox
                     _SANDBOX_OK[self.binary] = self.sandbox = False
@@ -447,6 +449,65 @@ def _refused_sandbox(error: QemuError) -> bool:
 
 #: binary -> whether it drops privileges with -run-with user= (QEMU >= 10.0 has no -runas)
 _RUN_WITH: dict[str, bool] = {}
+
+
+def _binary_key(binary: str) -> str | None:
+    try:
+        st = os.stat(binary)
+    except OSError:
+        return None
+    return f"{os.path.realpath(binary)}|{st.st_mtime_ns}|{st.st_size}"
+
+
+def _memo_path() -> str | None:
+    from dtvm.bindings.cache import cache_dir
+
+    where = cache_dir()
+    return None if where is None else os.path.join(where, "qemu-run-with.json")
+
+
+def _run_with(binary: str) -> bool:
+    """Whether this binary drops privileges with -run-with: learnt in this process, or by an
+    earlier dtvm (a small file beside the bindings cache, keyed by the binary's path, mtime and
+    size), so that each run on QEMU 10.0 does not pay a refused start first (about 30 ms)."""
+    known = _RUN_WITH.get(binary)
+    if known is not None:
+        return known
+    path, key = _memo_path(), _binary_key(binary)
+    if path is None or key is None:
+        return False
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(1 << 16))
+    except (OSError, ValueError):
+        return False
+    found = isinstance(data, list) and key in data
+    _RUN_WITH[binary] = found
+    return found
+
+
+def _remember_run_with(binary: str) -> None:
+    path, key = _memo_path(), _binary_key(binary)
+    if path is None or key is None:
+        return
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(1 << 16))
+        keys = [k for k in data if isinstance(k, str)] if isinstance(data, list) else []
+    except (OSError, ValueError):
+        keys = []
+    keys = [*[k for k in keys if k != key][-63:], key]
+    tmp = ""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".qemu-run-with.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(keys, f)
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: learnt again next time
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _refused_runas(error: QemuError) -> bool:
