@@ -298,6 +298,9 @@ def test_machine_show_names_the_version_it_answers_for() -> None:
     assert "compat properties" in res.stdout  # pc-q35-10.0 has one (its own, on 10.0)
     old = _dtvm("machine", "show", "pc-q35-7.2")
     assert "generated from QEMU 7.2." in old.stdout.splitlines()[1]
+    # an alias names what that QEMU means by it (10.0's query-machines: q35 is pc-q35-10.0)
+    assert _dtvm("machine", "show", "q35", "--binary", X86_10).stdout.startswith("pc-q35-10.0 ")
+    assert _dtvm("machine", "show", "q35", "--binary", X86).stdout.startswith("pc-q35-7.2 ")
 
 
 @needs_qemu10(X86)

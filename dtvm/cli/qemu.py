@@ -204,12 +204,19 @@ def _machine_report(machine_type: str, binary: str | None, online: bool, extra: 
     machine = find_machine(machine_type, binary)
     version = None
     if binary is not None:
+        import re
+
         from dtvm.qemu.live import binary_version
+        from dtvm.qemu.versions import versions
 
         found = binary_version(binary)
         if found is None:
             raise DtvmError(f"{binary}: does not answer --version as QEMU does")
         version = f"{found[0]}.{found[1]}"
+        own = [str(t).split("@", 1)[0] for t in versions().known.get(version, {}).get("machines", [])]
+        newest = re.sub(r"-\d+\.\d+$", f"-{version}", machine.type)
+        if machine_type == machine.alias != machine.type and newest in own:
+            machine = find_machine(newest, binary)  # an alias names that QEMU's newest type (q35: pc-q35-10.0)
     if not online:
         try:
             report = load_schema(machine, version)
