@@ -314,6 +314,18 @@ def _stable_generated_ids(config: Config) -> None:
     config.backends.sort(key=lambda b: (b.kind, b.id))  # as _backends sorts them
 
 
+def _stable_block_names(config: Config) -> None:
+    """The same for the node names QEMU generates for a -drive's image (#block183): numbered
+    from 0 in QEMU's order, where only the back-end overlay shows them."""
+    found = sorted({b.options["node-name"] for b in config.backends
+                    if b.kind == "drive" and re.fullmatch(r"#block\d+", b.options.get("node-name", ""))},
+                   key=lambda name: int(name[6:]))
+    names = {old: f"#block{i}" for i, old in enumerate(found)}
+    for b in config.backends:
+        if b.options.get("node-name") in names:
+            b.options["node-name"] = names[b.options["node-name"]]
+
+
 def from_snapshot(snapshot: Snapshot) -> Config:
     """Understand what QEMU answered: the precise device model of that VM."""
     qroot = parse_qtree(snapshot.qtree)
@@ -324,6 +336,7 @@ def from_snapshot(snapshot: Snapshot) -> Config:
         config.qemu_version = version_text(version_of(snapshot))
     _mark_peripherals(config, snapshot)
     _stable_generated_ids(config)
+    _stable_block_names(config)
     link_machine_chardevs(config)
     split_host_facts(config)
     return config

@@ -79,8 +79,8 @@ def config_to_dict(config: Config) -> dict[str, Any]:
                     "max_cpus": m.max_cpus, "topology": m.topology, "memory": m.memory},
         "root": {"name": config.root.name, "type": config.root.type,
                  "devices": [device_to_dict(d) for d in config.root.devices]},
-        "backends": [{"kind": b.kind, "id": b.id, "options": b.options} for b in config.backends
-                     if not b.id.startswith("#")],
+        # generated netdev ids (#net0, ...) are stable since the reader numbers them (config.py)
+        "backends": [{"kind": b.kind, "id": b.id, "options": b.options} for b in config.backends],
         "inputs": config.inputs,
         # QEMU's DT is a mostly-zero 1 MiB buffer on arm virt: stored compressed
         "dtb-zlib": base64.b64encode(zlib.compress(config.dtb, 9)).decode() if config.dtb is not None else None,
@@ -458,13 +458,16 @@ def offline_config(argv: list[str]) -> Config:
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
     explicit: dict[int, set[str]] = {}
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
+    generated = sum(1 for b in config.backends if re.fullmatch(r"#net\d+", b.id))
     for n, pairs in enumerate(args.nics):
         opts = dict(pairs)
         ntype = opts.pop("type")
         model_name = opts.pop("model", None) or model.get("default-nic")
         if not model_name:
             raise OfflineError(f"-nic: {machine.type} has no default NIC model: give model= (use online mode)")
-        netdev = opts.pop("id", None) or f"__org.qemu.nic{n}"
+        # QEMU names the netdev of an id-less -nic from its counter (the reader numbers those
+        # #net0, #net1, ... in creation order, after the ones the machine's defaults made)
+        netdev = opts.pop("id", None) or f"#net{generated + n}"
         nic_opts = [("mac", opts.pop("mac"))] if "mac" in opts else []
         args.netdevs.insert(n, (ntype, [("id", netdev), *opts.items()]))
         nic_devices.append((model_name, [("netdev", netdev), *nic_opts]))
@@ -541,7 +544,7 @@ def offline_config(argv: list[str]) -> Config:
     for ntype, pairs in args.netdevs:
         opts = dict(pairs)
         ident = opts.pop("id", "")
-        config.backends.append(Backend("netdev", ident, {"type": ntype, **opts}))
+        config.backends.append(Backend("netdev", ident, _reported_netdev(ntype, opts)))
     for head, pairs in args.chardevs:
         opts = dict(pairs)
         config.backends.append(Backend("chardev", opts.get("id", ""), {"filename": head}))
@@ -731,6 +734,20 @@ def _ide_place(config: Config, buses: dict[str, list[Bus]], user: dict[str, str]
         unit = free[0]
     index = bus.index
     return bus, ("ide", (index, unit))
+
+
+def _reported_netdev(ntype: str, opts: dict[str, str]) -> dict[str, str]:
+    """A netdev's options as ``info network`` reports them (what the online reader sees): for
+    ``user``, QEMU 7.2's slirp reports only ``net=ADDR,restrict=on|off`` (net/slirp.c info_str);
+    its other options (hostfwd, ...) are not shown, so the description cannot hold them either."""
+    if ntype != "user":
+        return {"type": ntype, **opts}
+    if "net" in opts:
+        # slirp masks the address with a mask it may derive from the address class
+        raise OfflineError(f"-netdev user,net={opts['net']}: the network QEMU derives is not in the offline model (use online mode)")
+    net = "10.0.2.0"
+    restrict = "on" if _norm(opts.get("restrict", "off"), "bool") == "on" else "off"
+    return {"type": "user", "net": net, "restrict": restrict}
 
 
 def _drop_default_cdrom(config: Config) -> None:
