@@ -333,7 +333,8 @@ def from_snapshot(snapshot: Snapshot) -> Config:
     machine, inputs = _machine(snapshot)
     config = Config(machine, root, _backends(snapshot), inputs, snapshot.dtb)
     if snapshot.version:
-        config.qemu_version = version_text(version_of(snapshot))
+        # major.minor: what migration compatibility goes by (a point release keeps it)
+        config.qemu_version = version_text(version_of(snapshot)).rsplit(".", 1)[0]
     _mark_peripherals(config, snapshot)
     _stable_generated_ids(config)
     _stable_block_names(config)

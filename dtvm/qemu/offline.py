@@ -99,7 +99,7 @@ def _inflate(blob: bytes, limit: int = 16 << 20) -> bytes:
 def config_from_dict(data: dict[str, Any]) -> Config:
     import base64
 
-    from dtvm.qemu.versions import versions
+    from dtvm.qemu.versions import REFERENCE, versions
     from dtvm.vm.model import Machine
 
     m = data["machine"]
@@ -111,7 +111,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     root.devices = [device_from_dict(d, root) for d in data["root"]["devices"]]
     backends = [Backend(str(b["kind"]), str(b["id"]), dict(b["options"])) for b in data["backends"]]
     dtb = _inflate(base64.b64decode(data["dtb-zlib"])) if data.get("dtb-zlib") else None
-    return Config(machine, root, backends, dict(data["inputs"]), dtb)
+    return Config(machine, root, backends, dict(data["inputs"]), dtb, qemu_version=REFERENCE)
 
 
 # -- the stored model ----------------------------------------------------------------------------

@@ -32,6 +32,11 @@ __all__ = [
 ]
 
 
+#: the QEMU version the description format is read against: the offline models, the machine
+#: schemas directly in dtvm/qemu/machines and the first qdev catalog are its
+REFERENCE = "7.2"
+
+
 class VersionsError(DtvmError):
     """``data/versions.json`` is malformed (a packaging error, not the user's)."""
 
