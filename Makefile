@@ -10,7 +10,7 @@ DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-ar
 
 DEMO_PACKAGES := python3-venv qemu-system-arm
 
-.PHONY: demo demo-deps test venv deps libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp
+.PHONY: demo demo-deps test test-versions venv deps qemu10 libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ libvirt-deps:
 	@if [ "$$(id -u)" = 0 ]; then scripts/libvirtd.sh install; \
 	else echo "libvirt tests: not root, libvirt's system daemon is not installed (they will be skipped)"; fi
 
+# QEMU 10.0 from bookworm-backports beside the system's 7.2, in a private prefix ($$DTVM_QEMU10,
+# default /opt/dtvm/qemu-10.0.2): the cross-version tests' second QEMU; idempotent, pinned version
+qemu10: deps
+	scripts/install-qemu10
+
 # the demo describes QEMU's aarch64 virt machine: it needs qemu-system-arm (and venv) only
 demo-deps:
 	@missing=""; for p in $(DEMO_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -52,7 +57,7 @@ api-docs: $(PY)
 	$(VENV)/bin/pdoc -o docs/api dtvm.api dtvm.pylibfdt dtvm.dt.tree dtvm.errors
 
 # .venv/bin on PATH: the oracles installed from PyPI (dtschema's dt-validate) are found there
-test: deps libvirt-deps $(PY)
+test: deps libvirt-deps qemu10 $(PY)
 	$(PIP) install -q -e '.[test]'
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
 
@@ -60,6 +65,12 @@ test: deps libvirt-deps $(PY)
 test-libvirt: deps libvirt-deps $(PY)
 	$(PIP) install -q -e '.[test]'
 	DTVM_LIBVIRT_CASES=$${CASES:-24} $(PY) -m pytest -q -m 'libvirt_slow or not libvirt_slow' tests/test_libvirt*.py
+
+# every round-trip configuration on QEMU 10.0 alone and across 7.2/10.0 both ways (live migrations,
+# about 3 minutes; make test runs a few of each)
+test-versions: deps qemu10 $(PY)
+	$(PIP) install -q -e '.[test]'
+	$(PY) -m pytest -q -m versions_full tests/test_versions_migrate.py
 
 lint: $(PY)
 	$(PIP) install -q -e '.[test]'

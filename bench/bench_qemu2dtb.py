@@ -20,7 +20,7 @@ when it completed, counted from the start of the read, groups overlapping) and Q
 command group measured one group after another on a paused VM (the sum is what the concurrent read
 pays, minus overlap with the client).
 
-    python bench/bench_qemu2dtb.py [--runs 7]
+    python bench/bench_qemu2dtb.py [--runs 7] [--binary /opt/dtvm/qemu-10.0.2/bin/qemu-system-x86_64]
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ from dtvm.qemu.qmp import QmpSession, read_snapshot
 BINARY = "qemu-system-x86_64"
 GOAL_RATIO = 5.0
 GOAL_SOCKET_MS = 300.0
+
+
+def set_binary(binary: str) -> None:
+    global BINARY
+    BINARY = binary
 
 
 def q35_argv(images: list[str]) -> list[str]:
@@ -202,7 +207,10 @@ def median_ms(samples: list[float]) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7, help="timed runs of each measurement (default: %(default)s)")
+    ap.add_argument("--binary", default=BINARY,
+                    help="the QEMU to describe and to time (QEMU 10.0: the wrapper of scripts/install-qemu10)")
     args = ap.parse_args()
+    set_binary(args.binary)
     if shutil.which(BINARY) is None:
         print(f"{BINARY} is not installed (Debian package qemu-system-x86)", file=sys.stderr)
         return 2

@@ -105,11 +105,14 @@ def _properties(binary: str, types: list[str]) -> dict[str, dict[str, str]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None, help="output file (default: dtvm/qemu/data/qdev-VERSION.json)")
+    ap.add_argument("--bin-dir", default=None,
+                    help="take the qemu-system-* binaries from here (QEMU 10.0: the bin/ of scripts/install-qemu10's prefix)")
     args = ap.parse_args()
     made = _machine_made()
     catalog: dict[str, Any] = {}
     version = None
-    for binary in BINARIES:
+    for target in BINARIES:
+        binary = os.path.join(args.bin_dir, target) if args.bin_dir else target
         text = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
         m = re.search(r"version (\d+\.\d+)", text)
         version = version or (m.group(1) if m else "unknown")
@@ -118,7 +121,7 @@ def main() -> int:
         for name, bus in made.items():
             wanted.setdefault(name, bus)
         props = _properties(binary, sorted(wanted))
-        arch = binary.removeprefix("qemu-system-")
+        arch = target.removeprefix("qemu-system-")
         for name in sorted(props):
             if name.endswith("-cpu") and wanted[name] is None:
                 continue  # CPU models: -cpu, not -device (their features are not qdev options here)

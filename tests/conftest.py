@@ -79,6 +79,21 @@ class VM:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+#: markers of opt-in runs (minutes of oracle work each): deselected unless ``-m`` names them, so
+#: that `make test` stays short and each has its own make target
+OPT_IN = ("versions_full", "libvirt_slow", "kernel_all")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the opt-in runs (:data:`OPT_IN`) that ``-m`` does not ask for."""
+    asked = config.getoption("markexpr") or ""
+    skipped = [m for m in OPT_IN if m not in asked]
+    drop = [i for i in items if any(i.get_closest_marker(m) is not None for m in skipped)]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [i for i in items if i not in drop]
+
+
 @pytest.fixture
 def vm_factory() -> Iterator[Any]:
     vms: list[VM] = []

@@ -51,7 +51,10 @@ __all__ = [
     "child_qemu_pids",
     "have_qemu",
     "needs_qemu",
+    "needs_qemu10",
     "pid_alive",
+    "qemu10",
+    "qemu10_prefix",
     "qemu_pids_with",
     "qemu_vm",
     "start_vm",
@@ -68,6 +71,28 @@ def needs_qemu(*binaries: str) -> pytest.MarkDecorator:
     missing = [b for b in binaries if not have_qemu(b)]
     reason = ", ".join(f"{b} is not installed (Debian package {debian_package(b) or '?'})" for b in missing)
     return pytest.mark.skipif(bool(missing), reason=reason or "QEMU present")
+
+
+#: where ``scripts/install-qemu10`` puts QEMU 10.0 unless ``$DTVM_QEMU10`` names another prefix
+QEMU10_DEFAULT_PREFIX = "/opt/dtvm/qemu-10.0.2"
+
+
+def qemu10_prefix() -> str:
+    """The prefix of the private QEMU 10.0 (``$DTVM_QEMU10``, else the installer's default)."""
+    return os.environ.get("DTVM_QEMU10") or QEMU10_DEFAULT_PREFIX
+
+
+def qemu10(binary: str) -> str:
+    """The wrapper of QEMU 10.0's ``binary`` (``qemu-system-x86_64``): a path, for argv[0]."""
+    return os.path.join(qemu10_prefix(), "bin", binary)
+
+
+def needs_qemu10(*binaries: str) -> pytest.MarkDecorator:
+    """Skip unless QEMU 10.0's wrappers are installed; the reason says how to get them."""
+    missing = [b for b in binaries if not os.access(qemu10(b), os.X_OK)]
+    reason = (f"QEMU 10.0's {', '.join(missing)} is not installed in {qemu10_prefix()} "
+              "(scripts/install-qemu10 installs it there, make test runs it; $DTVM_QEMU10 names another prefix)")
+    return pytest.mark.skipif(bool(missing), reason=reason if missing else "QEMU 10.0 present")
 
 
 def pid_alive(pid: int) -> bool:

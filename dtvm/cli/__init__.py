@@ -54,12 +54,13 @@ def _deliver_later(signum: int) -> None:
     """Have the signal's handler run again in the main thread, from a helper thread, once the
     main thread has left the finalizer it is in."""
     import _thread
+    import signal
     import threading
     import time
 
     def later() -> None:
         time.sleep(0.005)
-        _thread.interrupt_main(signum)
+        _thread.interrupt_main(signal.Signals(signum))
 
     threading.Thread(target=later, name="dtvm-signal", daemon=True).start()
 

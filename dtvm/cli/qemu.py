@@ -87,6 +87,7 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, libvi
             from dtvm.qemu.offline import offline_config
             from dtvm.vm.translate import describe, driver_compat
 
+            _offline_fits(argv[0] if argv else None, "qemu2dtb")
             desc = describe(offline_config(argv or DEFAULT_ARGV), driver_compat())
             snapshot = None
         elif qmp is not None:
@@ -134,6 +135,25 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, libvi
         _fail("qemu2dtb", f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
 
 
+#: the QEMU version dtvm's offline machine models were generated from (dtvm/qemu/machines/*.offline.json)
+OFFLINE_QEMU = (7, 2)
+
+
+def _offline_fits(binary: str | None, command: str) -> None:
+    """--offline answers for the QEMU its models came from: a binary given by path that is another
+    version (asked with --version: no VM is built) is refused rather than described wrongly."""
+    import os
+
+    if binary is None or os.sep not in binary:
+        return
+    from dtvm.qemu.live import binary_version
+
+    found = binary_version(binary)
+    if found is not None and found[:2] != OFFLINE_QEMU:
+        _fail(command, f"--offline answers for QEMU {OFFLINE_QEMU[0]}.{OFFLINE_QEMU[1]} (dtvm's machine models); "
+                       f"{binary} is QEMU {found[0]}.{found[1]}.{found[2]}: leave out --offline to ask it", 2)
+
+
 @click.group("machine", cls=SuggestingGroup)
 def machine_group() -> None:
     """The machine types dtvm describes, and what each creates by itself."""
@@ -149,39 +169,114 @@ def machine_list() -> None:
         click.echo(f"{m.type:<16} {m.arch:<8} alias {m.alias:<8} {m.binary:<22} {'DT' if m.dt else 'no DT':<6} {state}")
 
 
-@machine_group.command("show", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@machine_group.command("show", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.option("--online", is_flag=True, help="ask the installed QEMU instead of the checked-in schema")
+@click.option("--binary", metavar="PATH", help="the QEMU whose version to answer for (its schema, else QEMU itself)")
 @click.argument("machine_type")
 @click.argument("qemu_argv", nargs=-1, type=click.UNPROCESSED)
-def machine_show(online: bool, machine_type: str, qemu_argv: tuple[str, ...]) -> None:
+def machine_show(online: bool, binary: str | None, machine_type: str, qemu_argv: tuple[str, ...]) -> None:
     """What MACHINE_TYPE creates by itself, adds by default, and which option removes each.
 
     \b
     dtvm machine show TYPE                       from the schema in dtvm/qemu/machines (no QEMU needed)
+    dtvm machine show TYPE --binary PATH         as that QEMU's version builds it (its schema, else asked)
     dtvm machine show [--online] TYPE [-- qemu-system-ARCH ARGS...]   asks QEMU itself
     The extra QEMU arguments (after the binary) are added to every probe run.
     """
     from dtvm.errors import DtvmError
-    from dtvm.qemu.machine import explain, find_machine, render_report
-    from dtvm.qemu.schema import load_schema, schema_name
+    from dtvm.qemu.machine import explain, render_report
 
     argv = list(qemu_argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    binary = argv[0] if argv else None
+    if binary is not None and argv:
+        _fail("machine show", "give either --binary or a QEMU command line after --, not both", 2)
     try:
-        machine = find_machine(machine_type, binary)
-        if not online and not argv:
-            report = load_schema(machine)
-            source = f"from dtvm/qemu/machines/{schema_name(machine)} (generated from QEMU {report.qemu_version})"
-            click.echo(render_report(report, source), nl=False)
-            return
-        report = explain(machine, argv[1:], binary=binary)
+        if argv:
+            binary = argv[0]
+        report, source = _machine_report(machine_type, binary, online or bool(argv[1:]), argv[1:])
+        if source is None:
+            report = explain(report.machine, argv[1:], binary=binary)
     except DtvmError as exc:
         _fail("machine show", first_line(exc), 2)
     except KeyboardInterrupt as exc:
         _fail("machine show", "interrupted", interrupted_status(exc))
-    click.echo(render_report(report), nl=False)
+    if source is None:
+        source = f"asked QEMU {report.qemu_version or '?'}: " + " ".join(report.argv)
+    click.echo(render_report(report, source), nl=False)
+
+
+def _machine_report(machine_type: str, binary: str | None, online: bool, extra: list[str]) -> tuple[Any, str | None]:
+    """The report of a type as ``binary``'s QEMU version builds it: the checked-in schema of that
+    version (with its source line), else (None source) the machine for an online ``explain``."""
+    from dtvm.errors import DtvmError
+    from dtvm.qemu.machine import explain, find_machine
+    from dtvm.qemu.schema import SchemaError, load_schema, schema_name
+
+    machine = find_machine(machine_type, binary)
+    version = None
+    if binary is not None:
+        import re
+
+        from dtvm.qemu.live import binary_version
+        from dtvm.qemu.versions import versions
+
+        found = binary_version(binary)
+        if found is None:
+            raise DtvmError(f"{binary}: does not answer --version as QEMU does")
+        version = f"{found[0]}.{found[1]}"
+        own = [str(t).split("@", 1)[0] for t in versions().known.get(version, {}).get("machines", [])]
+        newest = re.sub(r"-\d+\.\d+$", f"-{version}", machine.type)
+        if machine_type == machine.alias != machine.type and newest in own:
+            machine = find_machine(newest, binary)  # an alias names that QEMU's newest type (q35: pc-q35-10.0)
+    if not online:
+        try:
+            report = load_schema(machine, version)
+            name = schema_name(machine, version)
+            return report, f"from dtvm/qemu/machines/{name} (generated from QEMU {report.qemu_version})"
+        except SchemaError:
+            if binary is None:
+                raise
+    if extra:
+        return explain(machine, extra, binary=binary), None
+    return explain(machine, binary=binary), f"asked QEMU {version or ''} ({binary or machine.binary})"
+
+
+@machine_group.command("diff")
+@click.argument("type_a")
+@click.argument("type_b")
+@click.option("--binary", metavar="PATH", help="the QEMU of TYPE_A (and of TYPE_B unless --binary-b)")
+@click.option("--binary-b", "binary_b", metavar="PATH", help="the QEMU of TYPE_B")
+@click.option("--online", is_flag=True, help="ask QEMU even where a checked-in schema answers")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def machine_diff(type_a: str, type_b: str, binary: str | None, binary_b: str | None, online: bool, fmt: str) -> None:
+    """What differs between two machine types (devices, properties, defaults, compat properties).
+
+    \b
+    dtvm machine diff pc-q35-7.2 pc-q35-10.0 --binary /path/to/10.0/qemu-system-x86_64
+    dtvm machine diff pc-q35-7.2 pc-q35-7.2 --binary qemu-system-x86_64 --binary-b /path/to/10.0/qemu-system-x86_64
+    Exit 0: the same machine for the guest; 1: different; 2: unusable input.
+    """
+    import json
+
+    from dtvm.errors import DtvmError
+    from dtvm.qemu.machine_diff import diff_reports, render_diff
+
+    try:
+        report_a, _ = _machine_report(type_a, binary, online, [])
+        second = binary_b or binary
+        report_b, _ = _machine_report(type_b, second, online, [])
+        if report_a.machine.arch != report_b.machine.arch:
+            raise DtvmError(f"{type_a} is {report_a.machine.arch}, {type_b} is {report_b.machine.arch}: "
+                            "machines of one architecture only")
+        diff = diff_reports(report_a, report_b, binary or report_a.machine.binary, second or report_b.machine.binary)
+    except DtvmError as exc:
+        _fail("machine diff", first_line(exc), 2)
+    except KeyboardInterrupt as exc:
+        _fail("machine diff", "interrupted", interrupted_status(exc))
+    text = json.dumps(diff, indent=1) + "\n" if fmt == "json" else render_diff(diff)
+    click.echo(text, nl=False)
+    sys.exit(0 if diff["same"] else 1)
 
 
 @click.command("dtb2qemu")
@@ -227,9 +322,12 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
         if offline:
             from dtvm.qemu.offline import offline_prober
 
+            _offline_fits(binary, "dtb2qemu")
             rebuild = build_argv(plan, binary=binary, prober=offline_prober, check=False)
         else:
-            rebuild = build_argv(plan, binary=binary, read=read, check=not no_check)
+            from dtvm.qemu.live import binary_version
+
+            rebuild = build_argv(plan, binary=binary, read=read, check=not no_check, target_version=binary_version)
         text = format_argv(rebuild.argv, fmt)
     except DtvmError as exc:
         _fail("dtb2qemu", first_line(exc), getattr(exc, "exit_code", 1) or 1)
@@ -245,6 +343,8 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
         if dev.unplug_pending:
             click.echo(f"dtvm dtb2qemu: {dev.node}: an unplug was pending in the described VM: the rebuild "
                        f"has the device (the source keeps it until its guest releases it)", err=True)
+    for note in rebuild.notes:
+        click.echo(f"dtvm dtb2qemu: {note}", err=True)
     click.echo(text, nl=not text.endswith("\n"))
 
 

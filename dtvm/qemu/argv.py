@@ -17,8 +17,9 @@ from typing import Any
 
 from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.config import from_snapshot
-from dtvm.qemu.snapshot import Snapshot
-from dtvm.qemu.trust import TrustError, trust
+from dtvm.qemu.snapshot import Snapshot, version_of
+from dtvm.qemu.trust import Trust, TrustError, trust
+from dtvm.qemu.versions import catalog_version, known_versions, migration_blocker
 from dtvm.vm.buses import needs_backend
 from dtvm.vm.model import MACHINE_DEVICE_OPTIONS, Config, Device
 
@@ -54,6 +55,8 @@ class Rebuild:
     #: what the argv makes QEMU open on the host, in words ("file /img (drive for /pci/disk@3)"):
     #: all of it comes from the back-end overlay, none from the guest tree
     host: list[str] = field(default_factory=list)
+    #: what the user should know and dtvm could not decide (one line each)
+    notes: list[str] = field(default_factory=list)
 
 
 def _esc(value: str, where: str) -> str:
@@ -108,6 +111,8 @@ class Probe:
     #: whether ``machine_props`` has every machine property (a live QEMU's answer) or only those
     #: a model knows (offline: the type's defaults and the options given)
     complete: bool = True
+    #: the QEMU version that answered (None: the offline models', QEMU 7.2)
+    version: tuple[int, int, int] | None = None
 
 
 Prober = Callable[[list[str]], Probe]
@@ -117,7 +122,7 @@ def live_prober(read: Callable[[list[str]], Snapshot]) -> Prober:
     """Probes by starting the QEMU of the argv (paused) and reading it."""
     def probe(argv: list[str]) -> Probe:
         snapshot = read(argv)
-        return Probe(from_snapshot(snapshot), dict(snapshot.machine_props))
+        return Probe(from_snapshot(snapshot), dict(snapshot.machine_props), version=version_of(snapshot))
     return probe
 
 
@@ -133,10 +138,13 @@ def _machine_options(plan: Config, baseline: Probe) -> dict[str, str]:
     read or write a host path.  Those come only from the back-end overlay (inputs).
     """
     from dtvm.qemu.config import _json_text
+    from dtvm.qemu.versions import versions
     from dtvm.vm.model import MACHINE_HOST_PROPS, MACHINE_INPUT_PROPS
 
     out: dict[str, str] = {}
     for key, value in plan.machine.options.items():
+        if versions().machine_ignored(key, value):
+            continue  # derived (a description made before dtvm knew), or a newer option at its neutral value
         if not baseline.complete and key not in baseline.machine_props and key not in MACHINE_HOST_PROPS \
                 and key not in MACHINE_INPUT_PROPS:
             raise ArgvError(f"/qemu: qemu,{key}: a machine option the offline model of {plan.machine.type} does not "
@@ -185,7 +193,8 @@ class _Node:
 
 
 def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[str]], Snapshot] | None = None,
-               prober: Prober | None = None, check: bool = True) -> Rebuild:
+               prober: Prober | None = None, check: bool = True,
+               target_version: Callable[[str], tuple[int, int, int] | None] | None = None) -> Rebuild:
     """The precise argv that rebuilds the described VM; ArgvError naming the node when it cannot.
 
     What the machine makes by itself comes from ``prober`` (default: starting the QEMU with
@@ -209,10 +218,33 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     exe = binary or BINARIES.get(plan.machine.arch)
     if exe is None:
         raise ArgvError(f"/qemu: arch {plan.machine.arch!r}: no QEMU binary known for it")
+    user_netdevs = sum(1 for b in plan.backends if b.kind == "netdev" and b.options.get("type") == "user")
+    if plan.qemu_version and target_version is not None:
+        # before anything starts: a VM that could not receive the migration is not worth probing
+        blocker = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, plan.qemu_version,
+                                    target_version(exe))
+        if blocker is not None:
+            raise ArgvError(f"/qemu: {blocker}")
     try:
         baseline = _probe(plan, exe, {}, prober)
     except DtvmError as exc:
         raise ArgvError(f"/qemu: machine {plan.machine.type!r} cannot be started with {exe}: {exc}") from None
+    blocker = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, plan.qemu_version,
+                                baseline.version)
+    if blocker is not None:
+        raise ArgvError(f"/qemu: {blocker}")
+    notes: list[str] = []
+    if not plan.qemu_version and baseline.version is not None:
+        # the overlay says which QEMU described the VM; without it, say what would hold if another
+        for other in known_versions():
+            maybe = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, f"{other}.0",
+                                      baseline.version)
+            if maybe is not None:
+                notes.append(f"/qemu: the description does not say which QEMU described it (its back-end "
+                             f"overlay does); if it was QEMU {other}: {maybe}")
+                break
+    # held to the catalog of the QEMU that will run it: what that version lacks is refused by node
+    rules = trust(catalog_version(baseline.version))
     options = _machine_options(plan, baseline)
     try:
         probed = _probe(plan, exe, options, prober) if options else baseline
@@ -261,11 +293,11 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
         if essential is not None and essential.driver == dev.driver:
             made[where] = _Node(dev, essential)
             for key, value in sorted(dev.props.items()):
-                _not_host(dev.driver, key, where)
+                _not_host(rules, dev.driver, key, where)
                 if key in RESERVED:
                     continue
                 if essential.props.get(key) != value:
-                    _trusted(dev.driver, key, where)
+                    _trusted(rules, dev.driver, key, where)
                     globals_.append((_global(dev.driver, key, value, where), False))
             for key, value in sorted(_host_settings(dev).items()):
                 if essential.props.get(key) != value and essential.backends.get(key) != value:
@@ -280,7 +312,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
         if dev.in_dt and essential is None and dev.address[0] in ("mmio", "none"):
             raise ArgvError(f"{where}: {dev.driver} is described in QEMU's own tree but this machine does not create it")
         try:
-            trust().device(dev.driver, where)
+            rules.device(dev.driver, where)
         except TrustError as exc:
             raise ArgvError(str(exc)) from None
         qid_source = dev.qdev_id or dev.driver
@@ -298,10 +330,10 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
                 if k in child.backends:
                     refs.setdefault(k, child.backends[k])
         for key, value in sorted(props.items()):
-            _not_host(dev.driver, key, where)
+            _not_host(rules, dev.driver, key, where)
             if key in RESERVED:
                 continue
-            _trusted(dev.driver, key, where)
+            _trusted(rules, dev.driver, key, where)
             pairs.append((key, value))
         settings = sorted(_host_settings(dev).items())
         for key, value in settings:
@@ -338,7 +370,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     argv += _input_args(plan, probed, host)
     if check:
         _verify(checked, ids, read)
-    return Rebuild(argv, ids, host)
+    return Rebuild(argv, ids, host, notes)
 
 
 def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Snapshot]) -> None:
@@ -372,16 +404,16 @@ def _host_settings(dev: Device) -> dict[str, str]:
     return {k: v for k, v in dev.backends.items() if k not in _NOT_SETTINGS}
 
 
-def _trusted(driver: str, prop: str, where: str) -> None:
+def _trusted(rules: Trust, driver: str, prop: str, where: str) -> None:
     try:
-        trust().prop(driver, prop, where)
+        rules.prop(driver, prop, where)
     except TrustError as exc:
         raise ArgvError(str(exc)) from None
 
 
-def _not_host(driver: str, prop: str, where: str) -> None:
+def _not_host(rules: Trust, driver: str, prop: str, where: str) -> None:
     """A guest tree never states a host fact, not even one dtvm would ignore (``qemu,drive``)."""
-    why = trust().host_reason(driver, prop)
+    why = rules.host_reason(driver, prop)
     if why is not None:
         raise ArgvError(f"{where}: qemu,{prop} {why}: only the back-end overlay may state it")
 

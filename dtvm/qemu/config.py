@@ -12,8 +12,9 @@ from typing import Any
 
 from dtvm.errors import DtvmError
 from dtvm.qemu.qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_text
-from dtvm.qemu.snapshot import Snapshot
+from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import split_host_facts
+from dtvm.qemu.versions import version_text, versions
 from dtvm.vm.buses import link_machine_chardevs
 from dtvm.vm.model import (
     ADDRESS_PROPS,
@@ -47,10 +48,31 @@ def _json_text(value: Any) -> str:
 
 
 def _defaults(snapshot: Snapshot, driver: str) -> dict[str, str] | None:
+    """What a device of this type is without being told: the type's defaults as changed by the
+    machine type's compat properties (QEMU >= 9.1 reports them), so that ``pc-q35-7.2`` on a newer
+    QEMU, which sets ``x-pcie-ext-tag=off`` on every PCI device, describes no such property."""
     entries = snapshot.type_props.get(driver)
     if entries is None:
         return None
-    return {e["name"]: _json_text(e["default-value"]) for e in entries if "default-value" in e}
+    out = {e["name"]: _json_text(e["default-value"]) for e in entries if "default-value" in e}
+    rules = versions()
+    for e in entries:
+        real = rules.instance_default(driver, e["name"])
+        if real is not None:
+            out[e["name"]] = real
+    if snapshot.compat_props:
+        known = {e["name"] for e in entries}
+        lineage = {driver, *snapshot.type_ancestors.get(driver, ())}
+        for prop in snapshot.compat_props:  # in QEMU's order: a later one wins, as it does in QEMU
+            name = prop.get("property")
+            if prop.get("qom-type") in lineage and name in known:
+                out[str(name)] = _compat_text(str(prop.get("value", "")))
+    return out
+
+
+def _compat_text(value: str) -> str:
+    """A compat property's value (QEMU's -global text) as ``prop_text`` spells values."""
+    return {"true": "on", "false": "off", "yes": "on", "no": "off"}.get(value, value)
 
 
 def _int(text: str) -> int:
@@ -106,8 +128,9 @@ def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int) -> Device:
         skip |= {"iobase", "base"}
     props: dict[str, str] = {}
     backends: dict[str, str] = {}
+    rules = versions()
     for name, raw in qdev.props.items():
-        if name in skip:
+        if name in skip or rules.is_derived(qdev.type, name):
             continue
         value = prop_text(raw)
         if name in BACKEND_PROPS:
@@ -116,10 +139,10 @@ def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int) -> Device:
             continue
         if defaults is not None:
             if name in defaults:
-                if defaults[name] == value:
-                    continue
-            elif value == "":
-                continue  # unset string without a declared default
+                if defaults[name] == value or (value == "<null>" and defaults[name] in ("None", "[]")):
+                    continue  # (an unset list or object: QEMU 10.0's qtree says <null>)
+            elif value in ("", "<null>"):
+                continue  # unset string or list without a declared default
         props[name] = value
     dev = Device(qdev.type, address, props, backends, qdev_id=qdev.id or None, mmio=list(qdev.mmio))
     if qdev.pci is not None:
@@ -175,7 +198,7 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
             if text:
                 inputs[name] = text
             continue
-        if name in MACHINE_HOST_PROPS or name in MACHINE_DEVICE_OPTIONS:
+        if name in MACHINE_HOST_PROPS or name in MACHINE_DEVICE_OPTIONS or versions().machine_ignored(name, text):
             continue
         default = snapshot.machine_prop_defaults.get(name)
         if default is not None and _json_text(default) == text:
@@ -314,6 +337,9 @@ def from_snapshot(snapshot: Snapshot) -> Config:
     root = _build_bus(snapshot, qroot, 0, None, 0)
     machine, inputs = _machine(snapshot)
     config = Config(machine, root, _backends(snapshot), inputs, snapshot.dtb)
+    if snapshot.version:
+        # major.minor: what migration compatibility goes by (a point release keeps it)
+        config.qemu_version = version_text(version_of(snapshot)).rsplit(".", 1)[0]
     _mark_peripherals(config, snapshot)
     _stable_generated_ids(config)
     _stable_block_names(config)

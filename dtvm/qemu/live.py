@@ -29,6 +29,7 @@ reply may not exceed ``dtvm.qemu.qmp.MAX_REPLY_BYTES``; the dumped DT may not ex
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -68,6 +69,7 @@ __all__ = [
     "QmpCommandError",
     "QmpProtocolError",
     "QmpReplyError",
+    "binary_version",
     "debian_package",
     "read_argv",
     "read_socket",
@@ -108,6 +110,21 @@ def debian_package(binary: str) -> str | None:
 
 
 # --------------------------------------------------------------------------------------- entry points
+
+
+def binary_version(binary: str, timeout: float = 10.0) -> tuple[int, int, int] | None:
+    """The version of a QEMU binary from ``--version`` (no VM is built): what ``dtb2qemu --binary``
+    needs to know before it starts anything; None when it does not answer like QEMU."""
+    import re
+
+    try:
+        exe = _resolve_binary(binary)
+        out = subprocess.run([exe, "--version"], stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                             check=False).stdout[:4096].decode("utf-8", "replace")
+    except (OSError, subprocess.TimeoutExpired, QemuError):
+        return None
+    m = re.search(r"QEMU emulator version (\d{1,3})\.(\d{1,3})\.(\d{1,3})", out)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
 def read_argv(argv: Sequence[str], *, timeout: float = 10.0,
@@ -167,6 +184,7 @@ class QemuProcess:
             # where QEMU writes (dumpdtb): its own directory once it has dropped to another user
             self.out = _output_dir(self.dir, self.user)
             self.sandbox = _SANDBOX_OK.get(binary, True)
+            self.run_with = _run_with(binary)
             self._start()
         except BaseException:
             self.close()
@@ -176,7 +194,7 @@ class QemuProcess:
     def _start(self) -> None:
         qmp_arg = "unix:" + self.sock.replace(",", ",,") + ",server=on,wait=off"
         full = [self.binary, *self.argv[1:], "-S", "-display", "none", "-qmp", qmp_arg,
-                *process.confinement(self.sandbox, self.user)]
+                *process.confinement(self.sandbox, self.user, self.run_with)]
         with open(os.path.join(self.dir, "stdout"), "wb") as out, \
                 open(os.path.join(self.dir, "stderr"), "wb") as err:
             self._spawned = time.perf_counter()
@@ -196,20 +214,27 @@ class QemuProcess:
             raise QemuError("this QEMU was already stopped")
         from dtvm.qemu import qmp  # asyncio and qemu.qmp load here, while QEMU starts
 
-        try:
-            snap = self._read(qmp, self.group.proc)
-        except QemuExitedError as error:
-            if not (self.sandbox and _refused_sandbox(error)):
-                raise
-            # a QEMU built without seccomp (or older than spawn=): start it again without -sandbox
-            _SANDBOX_OK[self.binary] = self.sandbox = False
-            _stop(self.group)
-            self.group = None
-            self._start()
-            assert self.group is not None
-            snap = self._read(qmp, self.group.proc)
-        else:
-            _SANDBOX_OK[self.binary] = self.sandbox
+        for _attempt in range(3):
+            try:
+                snap = self._read(qmp, self.group.proc)
+                break
+            except QemuExitedError as error:
+                if self.user is not None and not self.run_with and _refused_runas(error):
+                    # QEMU 10.0 removed -runas: the same drop is -run-with user=
+                    _RUN_WITH[self.binary] = self.run_with = True
+                    _remember_run_with(self.binary)
+                elif self.sandbox and _refused_sandbox(error):
+                    # a QEMU built without seccomp (or older than spawn=): start it again without -sandbox
+                    _SANDBOX_OK[self.binary] = self.sandbox = False
+                else:
+                    raise
+                _stop(self.group)
+                self.group = None
+                self._start()
+                assert self.group is not None
+        else:  # pragma: no cover - each refusal is taken back once
+            raise QemuError(f"{self.argv[0]} refuses dtvm's confinement options")
+        _SANDBOX_OK[self.binary] = self.sandbox
         snap.argv = list(self.argv)
         # dtvm's own monitor is not part of the VM the command line describes
         ours = f"unix:{self.sock},server=on"
@@ -420,6 +445,79 @@ def _refused_sandbox(error: QemuError) -> bool:
     """QEMU rejected the -sandbox dtvm added (built without seccomp, or too old for its filters)."""
     return isinstance(error, QemuExitedError) and error.status not in (None, 0) and any(
         "-sandbox" in line for line in error.stderr.splitlines()[:3])
+
+
+#: binary -> whether it drops privileges with -run-with user= (QEMU >= 10.0 has no -runas)
+_RUN_WITH: dict[str, bool] = {}
+
+
+def _binary_key(binary: str) -> str | None:
+    try:
+        st = os.stat(binary)
+    except OSError:
+        return None
+    return f"{os.path.realpath(binary)}|{st.st_mtime_ns}|{st.st_size}"
+
+
+def _memo_path() -> str | None:
+    """Beside the bindings cache, by the same rules (``dtvm.bindings.cache.cache_dir``; not imported
+    here: that module and what it loads have no business in QEMU's start-up)."""
+    env = os.environ
+    if env.get("DTVM_NO_CACHE", "") not in ("", "0"):
+        return None
+    where = env.get("DTVM_CACHE_DIR") or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dtvm")
+    return os.path.join(where, "qemu-run-with.json")
+
+
+def _run_with(binary: str) -> bool:
+    """Whether this binary drops privileges with -run-with: learnt in this process, or by an
+    earlier dtvm (a small file beside the bindings cache, keyed by the binary's path, mtime and
+    size), so that each run on QEMU 10.0 does not pay a refused start first (about 30 ms)."""
+    known = _RUN_WITH.get(binary)
+    if known is not None:
+        return known
+    path, key = _memo_path(), _binary_key(binary)
+    if path is None or key is None:
+        return False
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(1 << 16))
+    except (OSError, ValueError):
+        return False
+    found = isinstance(data, list) and key in data
+    _RUN_WITH[binary] = found
+    return found
+
+
+def _remember_run_with(binary: str) -> None:
+    path, key = _memo_path(), _binary_key(binary)
+    if path is None or key is None:
+        return
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(1 << 16))
+        keys = [k for k in data if isinstance(k, str)] if isinstance(data, list) else []
+    except (OSError, ValueError):
+        keys = []
+    keys = [*[k for k in keys if k != key][-63:], key]
+    tmp = ""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".qemu-run-with.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(keys, f)
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: learnt again next time
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _refused_runas(error: QemuError) -> bool:
+    """QEMU rejected the -runas dtvm added ("-runas: invalid option": QEMU 10.0 and later)."""
+    return isinstance(error, QemuExitedError) and error.status not in (None, 0) and any(
+        "-runas" in line for line in error.stderr.splitlines()[:3])
 
 
 def _spawn(cmd: list[str], stdout: Any, stderr: Any, cwd: str) -> process.Group:

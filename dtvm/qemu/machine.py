@@ -61,6 +61,9 @@ class MachineReport:
     defaults: dict[str, Any] = field(default_factory=dict)
     #: the QEMU that answered (query-version), for schemas generated from it
     qemu_version: str = ""
+    #: what the versioned type changes in device defaults, in QEMU's order (query-machines
+    #: compat-props: QEMU >= 9.1 reports them; empty before)
+    compat: list[dict[str, str]] = field(default_factory=list)
 
 
 def _data() -> dict[str, Any]:
@@ -85,6 +88,14 @@ def probe_options() -> list[list[str]]:
 def find_machine(name: str, binary: str | None = None) -> MachineInfo:
     """The machine called ``name`` (versioned type or alias), on ``binary`` when several match."""
     matches = [m for m in load_machines() if name in (m.type, m.alias)]
+    if not matches:
+        # another version of a supported type (pc-q35-10.0 on QEMU 10.0): the same family
+        import re
+
+        family = re.sub(r"-\d+\.\d+$", "", name)
+        if family != name:
+            matches = [MachineInfo(name, m.alias, m.arch, m.binary, m.package, m.dt) for m in load_machines()
+                       if m.type != m.alias and re.sub(r"-\d+\.\d+$", "", m.type) == family]
     if binary is not None:
         base = binary.rsplit("/", 1)[-1]
         matches = [m for m in matches if m.binary == base] or matches
@@ -189,8 +200,10 @@ def explain(
     }
     version = full_snap.version.get("qemu", {}) if isinstance(full_snap.version, dict) else {}
     text = f"{version.get('major')}.{version.get('minor')}.{version.get('micro')}" if version else ""
+    compat = [{"qom-type": str(c.get("qom-type")), "property": str(c.get("property")), "value": str(c.get("value"))}
+              for c in full_snap.compat_props]
     return MachineReport(machine, base, [origins[id(d)] for d in devices], adds, defaults,
-                         f"{text} {full_snap.version.get('package', '')}".strip())
+                         f"{text} {full_snap.version.get('package', '')}".strip(), compat)
 
 
 def render_report(report: MachineReport, source: str = "") -> str:
@@ -219,4 +232,9 @@ def render_report(report: MachineReport, source: str = "") -> str:
         lines.append("machine options that add devices (with -nodefaults):")
         for label, drivers in sorted(report.adds.items()):
             lines.append(f"  -M {m.type},{label}: {', '.join(drivers)}")
+    if report.compat:
+        lines.append("")
+        lines.append(f"compat properties (what {m.type} changes in device defaults on this QEMU): {len(report.compat)}")
+        for c in report.compat:
+            lines.append(f"  {c['qom-type']}.{c['property']}={c['value']}")
     return "\n".join(lines) + "\n"

@@ -99,16 +99,19 @@ def _inflate(blob: bytes, limit: int = 16 << 20) -> bytes:
 def config_from_dict(data: dict[str, Any]) -> Config:
     import base64
 
+    from dtvm.qemu.versions import REFERENCE, versions
     from dtvm.vm.model import Machine
 
     m = data["machine"]
-    machine = Machine(str(m["type"]), str(m["arch"]), dict(m["options"]), m["cpu_type"], int(m["cpus"]),
+    # the models were read with an older dtvm: options it now knows to be derived are dropped
+    options = {k: v for k, v in m["options"].items() if not versions().machine_ignored(k, str(v))}
+    machine = Machine(str(m["type"]), str(m["arch"]), options, m["cpu_type"], int(m["cpus"]),
                       int(m["max_cpus"]), {str(k): int(v) for k, v in m["topology"].items()}, int(m["memory"]))
     root = Bus(str(data["root"]["name"]), str(data["root"]["type"]))
     root.devices = [device_from_dict(d, root) for d in data["root"]["devices"]]
     backends = [Backend(str(b["kind"]), str(b["id"]), dict(b["options"])) for b in data["backends"]]
     dtb = _inflate(base64.b64decode(data["dtb-zlib"])) if data.get("dtb-zlib") else None
-    return Config(machine, root, backends, dict(data["inputs"]), dtb)
+    return Config(machine, root, backends, dict(data["inputs"]), dtb, qemu_version=REFERENCE)
 
 
 # -- the stored model ----------------------------------------------------------------------------

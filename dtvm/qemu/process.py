@@ -23,7 +23,8 @@ the question, touch more of the host than the command line makes it touch, or le
   stay allowed for that drop, and there is nothing left to elevate afterwards).  Its working
   directory is dtvm's private directory, so a relative file name in an option finds nothing of
   the user's.  A QEMU built without seccomp refuses ``-sandbox``: ``live`` then starts it again
-  without, and remembers that for the binary.
+  without, and remembers that for the binary; QEMU 10.0 has no ``-runas`` (it is
+  ``-run-with user=`` there): ``live`` likewise starts it again with that spelling.
 """
 
 from __future__ import annotations
@@ -295,11 +296,14 @@ def runas_user() -> tuple[str, int, int] | None:
     return entry.pw_name, entry.pw_uid, entry.pw_gid
 
 
-def confinement(sandbox: bool, user: tuple[str, int, int] | None) -> list[str]:
-    """The options dtvm adds to every QEMU it starts (after the caller's, so they win)."""
+def confinement(sandbox: bool, user: tuple[str, int, int] | None, run_with: bool = False) -> list[str]:
+    """The options dtvm adds to every QEMU it starts (after the caller's, so they win).
+
+    ``run_with``: the QEMU has no ``-runas`` (removed in QEMU 10.0; ``-run-with user=`` since 9.0).
+    """
     out: list[str] = []
     if sandbox:
         out += ["-sandbox", _SANDBOX_RUNAS if user is not None else SANDBOX]
     if user is not None:
-        out += ["-runas", user[0]]
+        out += ["-run-with", f"user={user[0]}"] if run_with else ["-runas", user[0]]
     return out

@@ -540,6 +540,29 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
     async def simple(command: str, arguments: dict[str, Any] | None = None) -> Any:
         return await s.execute(command, arguments)
 
+    async def version_compat() -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
+        """query-version, then (QEMU >= 9.1) the machine type's compat properties and the QOM
+        parents they need: what the versioned type changes in device defaults."""
+        version = await s.execute("query-version")
+        qemu = version["qemu"]
+        if (qemu["major"], qemu["minor"]) < _COMPAT_PROPS_SINCE:
+            return version, [], {}
+        async def optional(command: str, arguments: dict[str, Any]) -> Any:
+            try:
+                return await s.execute(command, arguments)
+            except QmpCommandError:  # a peer that says 9.1 and does not know the argument: no compat data
+                return []
+
+        qom_type, machines, types = await r.all([
+            r.get("/machine", "type"),
+            optional("query-machines", {"compat-props": True}),
+            optional("qom-list-types", {"abstract": True}),
+        ])
+        name = str(qom_type).removesuffix("-machine")
+        compat = next((list(m.get("compat-props", [])) for m in machines if m["name"] == name), [])
+        parents = {str(t["name"]): str(t["parent"]) for t in types if "parent" in t}
+        return version, compat, parents
+
     hmp_network = {"command-line": "info network"}
     # Chains with dependants first, so their second round is queued while QEMU answers the rest.
     plan: list[tuple[str, Awaitable[Any]]] = [
@@ -551,7 +574,7 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         ("hotpluggable-cpus", hotpluggable_cpus()),
         ("dtb", dtb()),
         ("target", simple("query-target")),
-        ("version", simple("query-version")),
+        ("version+compat", version_compat()),
         ("memory", simple("query-memory-size-summary")),
         ("memdevs", simple("query-memdev")),
         ("block", simple("query-block")),
@@ -568,13 +591,15 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
 
     qom_type, defaults = results["machine-type+defaults"]
     cpus_listed, cpu_types = results["cpus"]
+    version, compat, parents = results["version+compat"]
+    type_props = r.known_type_props()
     return Snapshot(
         arch=str(results["target"]["arch"]),
         machine_type=qom_type.removesuffix("-machine"),
         machine_props=results["machine-props"],
         machine_prop_defaults=defaults,
         qtree=results["qtree+type-props"],
-        type_props=r.known_type_props(),
+        type_props=type_props,
         peripherals=results["peripherals"],
         cpus=cpus_listed,
         cpu_types=cpu_types,
@@ -587,8 +612,30 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         network=str(results["network"]),
         dtb=results["dtb"],
         argv=None,
-        version=results["version"],
+        version=version,
+        compat_props=compat,
+        type_ancestors=_ancestors(type_props, compat, parents),
     )
+
+
+#: the first QEMU whose query-machines reports compat-props
+_COMPAT_PROPS_SINCE = (9, 1)
+
+
+def _ancestors(types: Iterable[str], compat: list[dict[str, Any]], parents: dict[str, str]) -> dict[str, list[str]]:
+    """For each device type a compat property reaches through a parent class: its QOM ancestors
+    (nearest first).  Only these are kept: the whole type list is ~2,000 entries."""
+    named = {str(c["qom-type"]) for c in compat}
+    out: dict[str, list[str]] = {}
+    for name in types:
+        chain: list[str] = []
+        parent = parents.get(name)
+        while parent is not None and parent not in chain and len(chain) < 64:
+            chain.append(parent)
+            parent = parents.get(parent)
+        if named.intersection(chain):
+            out[name] = chain
+    return out
 
 
 async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> Peripheral:
@@ -638,7 +685,8 @@ async def _dump_dtb(s: QmpSession, tmp: str) -> bytes | None:
     try:
         await s.execute("dumpdtb", {"filename": path})
     except QmpCommandError as err:
-        if err.error_class == "CommandNotFound" or "doesn't have a FDT" in err.desc:
+        # 7.2: "doesn't have a FDT"; 10.0: "This machine doesn't have an FDT"
+        if err.error_class == "CommandNotFound" or re.search(r"doesn't have an? FDT", err.desc):
             return None
         raise QemuError(f"{s.where}: dumpdtb failed: {err.desc}") from None
     try:

@@ -188,6 +188,9 @@ SHAPES: dict[str, Shape] = {
     "query-hotpluggable-cpus": List(Obj({"type": STR, "vcpus-count": INT, "props": DictOf(INT)},
                                         {"qom-path": STR}), 4096),
     "query-target": Obj({"arch": STR}),
+    # QEMU >= 9.1 with compat-props: true (what each versioned machine type changes in device defaults)
+    "query-machines": List(Obj({"name": STR}, {"alias": STR, "compat-props": List(
+        Obj({"qom-type": STR, "property": STR, "value": STR}), 4096)}), 4096),
     "query-version": Obj({"qemu": Obj({"major": INT, "minor": INT, "micro": INT}), "package": STR}),
     "query-memory-size-summary": Obj({"base-memory": INT}, {"plugged-memory": INT}),
     "query-memdev": List(Obj({"size": INT}, {"id": STR})),

@@ -25,8 +25,14 @@ class SchemaError(DtvmError):
     exit_code = 2
 
 
-def schema_name(machine: MachineInfo) -> str:
-    return f"{machine.arch}-{machine.type}.yaml"
+#: the QEMU version whose schemas sit directly in dtvm/qemu/machines (others: machines/VERSION/)
+REFERENCE = "7.2"
+
+
+def schema_name(machine: MachineInfo, qemu: str | None = None) -> str:
+    """``ARCH-TYPE.yaml`` (QEMU 7.2's), ``VERSION/ARCH-TYPE.yaml`` for another QEMU version."""
+    name = f"{machine.arch}-{machine.type}.yaml"
+    return name if qemu in (None, REFERENCE) else f"{qemu}/{name}"
 
 
 def to_schema(report: MachineReport) -> dict[str, Any]:
@@ -44,6 +50,7 @@ def to_schema(report: MachineReport) -> dict[str, Any]:
             for d in report.devices
         ],
         "options-add": {k: list(v) for k, v in sorted(report.adds.items())},
+        **({"compat-props": [dict(c) for c in report.compat]} if report.compat else {}),
     }
 
 
@@ -58,19 +65,25 @@ def from_schema(machine: MachineInfo, data: Any, name: str) -> MachineReport:
                    for d in data["devices"]]
         adds = {str(k): [str(x) for x in v] for k, v in (data.get("options-add") or {}).items()}
         gen = data.get("generated-from") or {}
+        compat = [{"qom-type": str(c["qom-type"]), "property": str(c["property"]), "value": str(c["value"])}
+                  for c in data.get("compat-props") or []]
         return MachineReport(machine, [str(a) for a in gen.get("argv", [])], devices, adds,
-                             dict(data.get("defaults") or {}), str(gen.get("qemu", "")))
+                             dict(data.get("defaults") or {}), str(gen.get("qemu", "")), compat)
     except (KeyError, TypeError, AttributeError) as exc:
         raise SchemaError(f"{name}: malformed machine schema ({exc})") from None
 
 
-def load_schema(machine: MachineInfo) -> MachineReport:
-    """The checked-in schema of ``machine``."""
+def load_schema(machine: MachineInfo, qemu: str | None = None) -> MachineReport:
+    """The checked-in schema of ``machine`` as QEMU ``qemu`` (major.minor; default 7.2) builds it."""
     import yaml
 
-    name = schema_name(machine)
+    name = schema_name(machine, qemu)
     try:
-        text = resources.files("dtvm.qemu").joinpath("machines").joinpath(name).read_text(encoding="utf-8")
+        where = resources.files("dtvm.qemu").joinpath("machines")
+        for part in name.split("/"):
+            where = where.joinpath(part)
+        text = where.read_text(encoding="utf-8")
     except (FileNotFoundError, OSError):
-        raise SchemaError(f"dtvm/qemu/machines/{name}: no schema for {machine.arch} {machine.type}") from None
+        raise SchemaError(f"dtvm/qemu/machines/{name}: no schema for {machine.arch} {machine.type}"
+                          + (f" on QEMU {qemu}" if qemu else "")) from None
     return from_schema(machine, yaml.safe_load(text), f"dtvm/qemu/machines/{name}")

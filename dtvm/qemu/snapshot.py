@@ -63,6 +63,10 @@ class Snapshot:
     dtb: bytes | None                           # QMP dumpdtb (None when the machine has no FDT)
     argv: list[str] | None = None               # the command line, when dtvm started the VM
     version: dict[str, Any] = field(default_factory=dict)  # query-version
+    #: query-machines' compat-props of this machine type, in QEMU's order (QEMU >= 9.1; [] before)
+    compat_props: list[dict[str, Any]] = field(default_factory=list)
+    #: QOM ancestors of the device types in the qtree that a compat property names (qom-list-types)
+    type_ancestors: dict[str, list[str]] = field(default_factory=dict)
 
     # A saved snapshot replays a VM without QEMU (tests, bug reports).  Every field is already JSON
     # except the DT blob: it is stored as base64 of its bytes up to the last non-zero byte plus its
@@ -91,7 +95,7 @@ class Snapshot:
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in data:
-                if f.name in ("argv", "version"):
+                if f.name in ("argv", "version", "compat_props", "type_ancestors"):
                     continue
                 raise SnapshotFormatError(f"snapshot: missing field {f.name!r}")
             value = data[f.name]
@@ -123,8 +127,20 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "arch": str, "machine_type": str, "machine_props": dict, "machine_prop_defaults": dict, "qtree": str,
     "type_props": dict, "peripherals": list, "cpus": list, "cpu_types": dict, "hotpluggable_cpus": list,
     "memory": dict, "memdevs": list, "block": list, "block_nodes": list, "chardevs": list, "network": str,
-    "dtb": (dict, type(None)), "argv": (list, type(None)), "version": dict,
+    "dtb": (dict, type(None)), "argv": (list, type(None)), "version": dict, "compat_props": list,
+    "type_ancestors": dict,
 }
+
+
+def version_of(snapshot: Snapshot) -> tuple[int, int, int]:
+    """The QEMU version that answered (query-version), (0, 0, 0) when the snapshot has none."""
+    qemu = snapshot.version.get("qemu") if isinstance(snapshot.version, dict) else None
+    if not isinstance(qemu, dict):
+        return (0, 0, 0)
+    try:
+        return (int(qemu.get("major", 0)), int(qemu.get("minor", 0)), int(qemu.get("micro", 0)))
+    except (TypeError, ValueError):
+        return (0, 0, 0)
 
 
 def _encode_blob(blob: bytes) -> dict[str, Any]:

@@ -260,6 +260,7 @@ class HostOverlay:
     targets: dict[str, dict[str, str]] = field(default_factory=dict)
     backends: list[Backend] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
+    qemu_version: str = ""
 
 
 def _child(parent: Node, name: str) -> Node:
@@ -277,7 +278,7 @@ def host_props(facts: dict[str, str], flags: tuple[str, ...] = ()) -> dict[str, 
 
 
 def encode_overlay(targets: list[tuple[str, dict[str, bytes]]], backends: list[Backend],
-                   inputs: dict[str, str]) -> DeviceTree:
+                   inputs: dict[str, str], qemu_version: str = "") -> DeviceTree:
     """The overlay: a fragment per target node with its facts, then ``/qemu-backends``."""
     root = Node("")
     count = 0
@@ -293,6 +294,8 @@ def encode_overlay(targets: list[tuple[str, dict[str, bytes]]], backends: list[B
     over = _child(frag, "__overlay__")
     holder = _child(over, "qemu-backends")
     holder.set_property("compatible", strings("qemu,backends"))
+    if qemu_version:
+        holder.set_property("qemu-version", strings(qemu_version))
     counters: dict[str, int] = {}
     for backend in backends:
         n = counters.get(backend.kind, 0)
@@ -359,6 +362,7 @@ def decode_overlay(overlay: DeviceTree | None) -> HostOverlay:
         holder = over.get_child("qemu-backends")
         if holder is None:
             continue
+        out.qemu_version = read_string(holder, "qemu-version") or out.qemu_version
         for child in holder.live_children():
             if child.name == "inputs":
                 for prop in child.live_props():

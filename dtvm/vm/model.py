@@ -157,6 +157,9 @@ class Config:
     backends: list[Backend] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
     dtb: bytes | None = None
+    #: the QEMU version that built the VM ("10.0"; "" when unknown): a host fact, kept in the
+    #: back-end overlay, that says whether a rebuild on another version can receive its migration
+    qemu_version: str = ""
 
     def devices(self) -> list[Device]:
         """All devices, depth first in creation order."""

@@ -87,7 +87,8 @@ def read_config(guest: DeviceTree, overlay: DeviceTree | None = None) -> Config:
         raise ReadbackError(str(exc)) from None
     table = bus_table()
     root = Bus("main-system-bus", "System")
-    config = Config(machine, root, backends=list(host.backends), inputs=dict(host.inputs))
+    config = Config(machine, root, backends=list(host.backends), inputs=dict(host.inputs),
+                    qemu_version=host.qemu_version)
     count = 0
     mnode = guest.root.get_child(codec.MACHINE_NODE)
     # (node, the bus its devices go on, the bus kind that bus is, depth)

@@ -396,7 +396,7 @@ def _drop_seeds(dt: DeviceTree) -> None:
 
 def _backend_overlay(builder: _Builder, config: Config) -> DeviceTree:
     return encode_overlay([(node.path, props) for node, props in builder.backend_targets], config.backends,
-                          config.inputs)
+                          config.inputs, config.qemu_version)
 
 
 def driver_compat() -> dict[str, list[str]]:

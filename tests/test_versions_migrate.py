@@ -1,0 +1,161 @@
+"""The proof that a VM moves to a newer QEMU: described on one version, rebuilt for the other with
+``dtb2qemu --binary``, and live-migrated into it.
+
+Across versions (q35 and pc, pinned 7.2 machine types, both ways): VM A runs on one QEMU, dtvm
+describes it, ``dtb2qemu --binary OTHER`` writes the argv (its argv[0] is the other QEMU), VM B
+starts from it with ``-incoming defer``, A migrates into B and both sides must say ``completed``,
+and B's description must be byte-identical to A's.  On 10.0 alone, the round-trip suite's
+configurations with unpinned machine types (what 10.0 builds: ``pc-q35-10.0``, ``virt-10.0``,
+``pseries-10.0``, riscv64 ``virt``) go through the same.
+
+The whole set is the ``versions_full`` marker (``make test-versions``, about 3 minutes); the default
+run keeps a few configurations of each kind.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.qemu_helpers import needs_qemu10, qemu10
+
+pytest.importorskip("qemu.qmp")
+
+from tests.test_dtb2qemu import CASES, FORBIDDEN, _describe, _migrate, _start
+
+#: configurations of the default run (the rest: -m versions_full)
+QUICK = {"q35-defaults", "q35-blk-net", "pc-defaults", "q35-hotplug", "aarch64-virt-pcie", "pseries-nodefaults",
+         "riscv64-virt-devices"}
+
+#: the machine type 10.0 builds for each pinned 7.2 type (unpinned: its alias)
+UNPINNED = {"pc-q35-7.2": "q35", "pc-i440fx-7.2": "pc", "virt-7.2": "virt", "pseries-7.2": "pseries"}
+
+
+def _cases(names: list[str]) -> list[Any]:
+    return [pytest.param(n, marks=() if n in QUICK else pytest.mark.versions_full) for n in sorted(names)]
+
+
+X86 = [n for n, (argv, _) in CASES.items() if argv[0] == "qemu-system-x86_64"]
+
+
+def _unpinned(argv: list[str]) -> list[str]:
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "-M":
+            head, _, rest = out[i + 1].partition(",")
+            out[i + 1] = UNPINNED.get(head, head) + ("," + rest if rest else "")
+    return out
+
+
+def _dtb2qemu(tmp: Path, guest: bytes, backend: bytes, binary: str) -> list[str]:
+    gpath, bpath = tmp / "a.dtb", tmp / "a.backend.dtbo"
+    gpath.write_bytes(guest)
+    bpath.write_bytes(backend)
+    res = subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(gpath), "-b", str(bpath), "--binary", binary,
+                          "--format", "json"], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    argv = json.loads(res.stdout)
+    assert argv[0] == binary
+    assert not FORBIDDEN & set(argv)
+    return list(argv)
+
+
+def _move(vm_factory: Any, tmp: Path, argv: list[str], hotplug: list[dict[str, Any]], target: str) -> None:
+    a = _start(vm_factory, argv, hotplug)
+    _, guest_a, backend_a = _describe(a)
+    rebuilt = _dtb2qemu(tmp, guest_a, backend_a, target)
+    b = vm_factory([*rebuilt, "-incoming", "defer"])
+    # pseries: QEMU 7.2 crashes on dumpdtb after an incoming migration, so B is described before
+    before = _describe(b) if "pseries" in " ".join(rebuilt) else None
+    status = _migrate(a, b, tmp)
+    assert status.get("status") == "completed", (status, rebuilt)
+    _, guest_b, _ = before if before is not None else _describe(b)
+    assert guest_b == guest_a, rebuilt
+
+
+@needs_qemu10("qemu-system-x86_64")
+@pytest.mark.parametrize("name", _cases(X86))
+@pytest.mark.parametrize("way", ["7.2->10.0", "10.0->7.2"])
+def test_moves_across_versions(name: str, way: str, vm_factory: Any, tmp_path: Path) -> None:
+    argv, hotplug = CASES[name]
+    old, new = argv[0], qemu10(argv[0])
+    source, target = (old, new) if way == "7.2->10.0" else (new, old)
+    _move(vm_factory, tmp_path, [source, *argv[1:]], hotplug, target)
+
+
+@pytest.mark.parametrize("name", _cases(list(CASES)))
+def test_round_trip_on_10_0(name: str, vm_factory: Any, tmp_path: Path) -> None:
+    argv, hotplug = CASES[name]
+    binary = qemu10(argv[0])
+    if not Path(binary).exists():
+        pytest.skip(f"QEMU 10.0's {argv[0]} is not installed ({binary}; scripts/install-qemu10 installs it)")
+    _move(vm_factory, tmp_path, [binary, *_unpinned(argv)[1:]], hotplug, binary)
+
+
+# ---------------------------------------------------------- what QEMU cannot migrate across versions
+
+#: (name, command line, direction): QEMU itself fails these with identical command lines
+BLOCKED = [
+    ("aarch64-virt", ["qemu-system-aarch64", "-M", "virt-7.2"], "7.2->10.0"),
+    ("arm-virt", ["qemu-system-arm", "-M", "virt-7.2"], "10.0->7.2"),
+    ("pseries", ["qemu-system-ppc64", "-M", "pseries-7.2"], "10.0->7.2"),
+    ("riscv64-virt", ["qemu-system-riscv64", "-M", "virt"], "7.2->10.0"),
+    ("two-slirp", ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", "-netdev", "user,id=a",
+                   "-netdev", "user,id=b"], "10.0->7.2"),
+]
+
+
+@pytest.mark.parametrize("name,argv,way", BLOCKED, ids=[b[0] for b in BLOCKED])
+def test_refuses_what_qemu_cannot_migrate(name: str, argv: list[str], way: str, vm_factory: Any, tmp_path: Path) -> None:
+    """dtb2qemu --binary refuses, naming /qemu and quoting QEMU; and QEMU itself, given the
+    identical command line on the other version, does fail to receive, in those words."""
+    import re
+
+    if not Path(qemu10(argv[0])).exists():
+        pytest.skip(f"QEMU 10.0's {argv[0]} is not installed (scripts/install-qemu10 installs it)")
+    old, new = argv[0], qemu10(argv[0])
+    source, target = (old, new) if way == "7.2->10.0" else (new, old)
+    a = vm_factory([source, *argv[1:]])
+    _, guest, backend = _describe(a)
+    (tmp_path / "a.dtb").write_bytes(guest)
+    (tmp_path / "a.backend.dtbo").write_bytes(backend)
+    res = subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(tmp_path / "a.dtb"), "-b",
+                          str(tmp_path / "a.backend.dtbo"), "--binary", target], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 1 and res.stdout == "", res
+    assert res.stderr.startswith("dtvm dtb2qemu: /qemu: QEMU cannot migrate this VM from "), res.stderr
+    assert len(res.stderr.splitlines()) == 1
+    # the oracle: QEMU, given the identical command line, cannot receive it
+    b = vm_factory([target, *argv[1:], "-incoming", "defer"])
+    status = _migrate(a, b, tmp_path)
+    assert status.get("status") == "failed", status
+    b.stop()
+    said = b.proc.stderr.read().decode(errors="replace") if b.proc.stderr else ""
+    data = json.loads((Path(__file__).parent.parent / "dtvm/qemu/data/versions.json").read_text())
+    rule = next(r for r in data["no-migration"] if r["qemu"] in res.stderr)
+    words = [w for w in re.split(r"; | \(|\)$", rule["qemu"]) if len(w) > 20]
+    assert any(w.split(": ", 1)[-1] in said for w in words), (words, said)
+
+
+@needs_qemu10("qemu-system-x86_64")
+def test_refuses_a_property_the_older_version_lacks(vm_factory: Any, tmp_path: Path) -> None:
+    new = qemu10("qemu-system-x86_64")
+    a = vm_factory([new, "-M", "pc-q35-7.2", "-nodefaults", "-device", "virtio-net-pci,guest_uso4=on,addr=3"])
+    _, guest, backend = _describe(a)
+    (tmp_path / "a.dtb").write_bytes(guest)
+    (tmp_path / "a.backend.dtbo").write_bytes(backend)
+    res = subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(tmp_path / "a.dtb"), "-b",
+                          str(tmp_path / "a.backend.dtbo"), "--binary", "qemu-system-x86_64"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr == ("dtvm dtb2qemu: /pcie/ethernet@3: qemu,guest_uso4: virtio-net-pci has no such property "
+                          "in QEMU 7.2\n")
+    # QEMU 7.2 itself has no such property (the oracle of the catalog)
+    oracle = subprocess.run(["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", "-S", "-display", "none",
+                             "-device", "virtio-net-pci,guest_uso4=on"], capture_output=True, text=True, timeout=60)
+    assert oracle.returncode != 0 and "guest_uso4" in oracle.stderr, oracle
