@@ -185,13 +185,17 @@ class _Node:
 
 
 def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[str]], Snapshot] | None = None,
-               prober: Prober | None = None, check: bool = True) -> Rebuild:
+               prober: Prober | None = None, check: bool = True,
+               verify: Callable[[list[str]], Snapshot] | None = None) -> Rebuild:
     """The precise argv that rebuilds the described VM; ArgvError naming the node when it cannot.
 
     What the machine makes by itself comes from ``prober`` (default: starting the QEMU with
     ``read``; ``offline.offline_prober`` answers from the machine models without QEMU).  With
     ``check``, the result is started once with ``read``, paused, on null back-ends (no host file,
-    socket or device is opened), so that what QEMU refuses is reported now and by the node.
+    socket or device is opened), so that what QEMU refuses is reported now and by the node.  It
+    starts as a migration destination does (``verify``, default ``read_argv(..., incoming=True)``:
+    ``-incoming defer``, no block device activated, no image lock), so checking works while the
+    VM being rebuilt runs on this host and holds its images.
     """
     if plan.machine.cpu_type:
         try:
@@ -337,7 +341,12 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     checked[1:1] = [*null, *nets]
     argv += _input_args(plan, probed, host)
     if check:
-        _verify(checked, ids, read)
+        if verify is None:
+            from dtvm.qemu.live import read_argv
+
+            def verify(argv: list[str]) -> Snapshot:
+                return read_argv(argv, incoming=True)
+        _verify(checked, ids, verify)
     return Rebuild(argv, ids, host)
 
 
