@@ -123,7 +123,7 @@ MACHINES: dict[str, MachineSpec] = {
     "riscv64-virt": MachineSpec(
         "qemu-system-riscv64", "virt",
         {"aclint": _ONOFF, "aia": ["none", "aplic", "aplic-imsic"]},
-        ["rv64", "sifive-u54", "max"], 4, ["128M", "256M"], True, "pcie.0", mmio=True),
+        ["rv64", "sifive-u54", "rv64"], 4, ["128M", "256M"], True, "pcie.0", mmio=True),
     "pseries": MachineSpec(
         "qemu-system-ppc64", "pseries-7.2",
         {"cap-htm": _ONOFF, "cap-vsx": _ONOFF, "cap-dfp": _ONOFF, "cap-cfpc": ["broken", "workaround"],
@@ -347,7 +347,7 @@ class _Gen:
             c = self.ident("c")
             self.args += ["-chardev", f"null,id={c}", "-device", f"isa-serial,chardev={c}"]
         else:
-            self.args += ["-device", self.rng.choice(["pvpanic", "sga", "isa-debugcon", "ib700"])]
+            self.args += ["-device", self.rng.choice(["pvpanic", "sga", "ib700"])]
 
     def mmio(self) -> None:
         dev = self.rng.choice(_MMIO)

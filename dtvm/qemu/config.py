@@ -7,7 +7,9 @@ and which were hot-plugged.
 
 from __future__ import annotations
 
+import functools
 import re
+from importlib import resources
 from typing import Any
 
 from dtvm.errors import DtvmError
@@ -37,6 +39,45 @@ __all__ = [
     "Machine",
     "from_snapshot",
 ]
+
+
+@functools.cache
+def _machines_data() -> dict[str, Any]:
+    import yaml
+
+    text = resources.files("dtvm.qemu").joinpath("data/machines.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    return data if isinstance(data, dict) else {}
+
+
+@functools.cache
+def guest_state() -> dict[str, frozenset[str]]:
+    """driver -> qdev properties the guest programs (``guest-state`` in data/machines.yaml)."""
+    section = _machines_data().get("guest-state", {})
+    return {str(driver): frozenset(str(p) for p in props) for driver, props in section.items()}
+
+
+@functools.cache
+def _schema_option_defaults(arch: str, machine_type: str) -> dict[str, str]:
+    """The option values the machine type takes when not told (``defaults: options`` of its
+    checked-in schema, measured by starting it without options): QEMU does not report a default
+    for many machine options (graphics, highmem, its, sata, ...)."""
+    import yaml
+
+    try:
+        text = resources.files("dtvm.qemu").joinpath(f"machines/{arch}-{machine_type}.yaml").read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return {}
+    data = yaml.safe_load(text)
+    options = data.get("defaults", {}).get("options", {}) if isinstance(data, dict) else {}
+    return {str(k): str(v) for k, v in options.items()} if isinstance(options, dict) else {}
+
+
+@functools.cache
+def _on_off_auto() -> frozenset[str]:
+    """Machine options of type OnOffAuto (``on-off-auto`` in data/machines.yaml)."""
+    return frozenset(str(n) for n in _machines_data().get("on-off-auto", []))
+
 
 def _json_text(value: Any) -> str:
     """A QMP JSON value as option text, the way ``prop_text`` spells qtree values."""
@@ -100,7 +141,7 @@ def _address(qdev: QDev, bus: QBus, nth: int) -> tuple[str, tuple[int, ...]]:
 def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int) -> Device:
     address = _address(qdev, bus, nth)
     defaults = _defaults(snapshot, qdev.type)
-    skip = set(ADDRESS_PROPS.get(bus.type, ()))
+    skip = set(ADDRESS_PROPS.get(bus.type, ())) | guest_state().get(qdev.type, frozenset())
     if address[0] == "isa":
         skip |= {"iobase", "base"}
     props: dict[str, str] = {}
@@ -175,7 +216,13 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
         if default is not None and _json_text(default) == text:
             continue
         if default is None and text in ("", "off", "auto"):
-            continue
+            # QEMU reports no default: the type's measured one decides (highmem=off, graphics=off
+            # differ from it and must be kept); unknown, an empty/off/auto value is taken as it
+            known = _schema_option_defaults(snapshot.arch, snapshot.machine_type).get(name)
+            if known is None and name in _on_off_auto():
+                known = "auto"
+            if known is None or known == text:
+                continue
         options[name] = text
     cpu_type = None
     for path in sorted(snapshot.cpu_types):
