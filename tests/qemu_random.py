@@ -91,8 +91,11 @@ def _hotplug(vm: VM, items: list[dict[str, Any]]) -> list[list[str]]:
 def _migrate(a: VM, b: VM, sock: str) -> str:
     """'completed', or why not (QEMU's words where it gave some)."""
     uri = f"unix:{sock}"
-    b.qmp("migrate-incoming", {"uri": uri})
-    a.qmp("migrate", {"uri": uri})
+    try:
+        b.qmp("migrate-incoming", {"uri": uri})
+        a.qmp("migrate", {"uri": uri})
+    except QmpFailed as exc:  # a migration blocker (a device QEMU cannot migrate) refuses at once
+        return exc.desc
     deadline = time.monotonic() + 60
     while True:
         st = a.qmp("query-migrate")

@@ -158,6 +158,7 @@ class _Gen:
         self.serial_buses: list[str] = []
         self.index_used: set[tuple[str, int]] = set()
         self.chassis = 0
+        self.bridge_slots: dict[str, int] = {}
 
     def ident(self, prefix: str) -> str:
         self.n += 1
@@ -190,6 +191,10 @@ class _Gen:
         # a device on the root bus is often written without bus=
         if bus == self.spec.root_bus and self.rng.random() < 0.6:
             return ""
+        if bus in self.bridge_slots:
+            # a bridge with a hot-plug controller (SHPC) has no slot 0: users give the slot
+            self.bridge_slots[bus] += 1
+            return f",bus={bus},addr={self.bridge_slots[bus]}"
         return f",bus={bus}"
 
     # -- building blocks ---------------------------------------------------------------------
@@ -218,6 +223,7 @@ class _Gen:
             self.args += ["-device", f"pci-bridge,id={ident},chassis_nr={self.chassis}{self.bus_arg(self.pci_bus())}"]
         self.pci_buses.append(ident)
         self.hot_buses.append(ident)
+        self.bridge_slots[ident] = 0
 
     def nic(self) -> None:
         model = self.rng.choice(_NICS_PCI)
@@ -316,7 +322,7 @@ class _Gen:
         elif self.spec.ide == "ahci":
             form = self.rng.random()
             if form < 0.4:
-                idx = self.rng.randrange(6)
+                idx = 2 * self.rng.randrange(6)  # if=ide counts two units per bus; AHCI ports have one
                 if ("ide", idx) in self.index_used:
                     return
                 self.index_used.add(("ide", idx))
@@ -391,8 +397,12 @@ class _Gen:
             self.hot_buses.remove(bus)  # a root port has one slot
             if bus.startswith("br"):
                 self.hot_buses.append(bus)
-            self.hotplug.append({"driver": self.rng.choice(["virtio-net-pci", "virtio-rng-pci", "e1000", "virtio-balloon-pci"]),
-                                 "bus": bus, "id": ident})
+            item = {"driver": self.rng.choice(["virtio-net-pci", "virtio-rng-pci", "e1000", "virtio-balloon-pci"]),
+                    "bus": bus, "id": ident}
+            if bus in self.bridge_slots:
+                self.bridge_slots[bus] += 1
+                item["addr"] = str(self.bridge_slots[bus])
+            self.hotplug.append(item)
         elif kind == "usb":
             self.hotplug.append({"driver": self.rng.choice(["usb-kbd", "usb-tablet", "usb-mouse"]),
                                  "bus": self.rng.choice(self.usb_buses), "id": ident})

@@ -82,14 +82,35 @@ def _machine_base(plan: Config, binary: str) -> list[str]:
     if m.cpu_type:
         trust().cpu_model(m.cpu_type, "/qemu")
         args += ["-cpu", _esc(m.cpu_type, "/qemu: cpu-type")]
-    smp = [f"cpus={m.cpus}"]
-    if m.max_cpus and m.max_cpus != m.cpus:
+    cold = m.cpus - len(m.device_cpus)  # CPUs made as devices come as -device (_cpu_devices)
+    smp = [f"cpus={cold}"]
+    if m.max_cpus and m.max_cpus != cold:
         smp.append(f"maxcpus={m.max_cpus}")
     for key in ("sockets", "dies", "clusters", "cores", "threads"):
         if key in m.topology:
             smp.append(f"{key}={m.topology[key]}")
     args += ["-smp", ",".join(smp)]
     args += ["-m", f"{m.memory}B"]
+    return args
+
+
+def _cpu_devices(plan: Config) -> list[str]:
+    """``-device`` for each CPU the description says was made as a device (hot-plugged or given
+    with -device), so that the rebuilt VM can unplug it as the original could."""
+    m = plan.machine
+    if not m.device_cpus:
+        return []
+    from dtvm.qemu.config import cpu_device_type
+
+    if not m.cpu_type:
+        raise ArgvError("/qemu: device-cpus needs a cpu-type")
+    driver = cpu_device_type(m.arch, m.cpu_type)
+    if driver is None:
+        raise ArgvError(f"/qemu: device-cpus: arch {m.arch} has no CPU devices dtvm knows")
+    args: list[str] = []
+    for n, ids in enumerate(m.device_cpus):
+        args += ["-device", _render(driver, [("id", f"cpu-dev{n}"), *((k, str(v)) for k, v in ids.items())],
+                                    "/qemu: device-cpus", implied="driver")]
     return args
 
 
@@ -232,7 +253,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
         if path is not None:
             probe_by_path.setdefault(path, pdev)
 
-    argv = [*_machine_base(plan, exe), "-machine", _machine_arg(plan, options)]
+    argv = [*_machine_base(plan, exe), "-machine", _machine_arg(plan, options), *_cpu_devices(plan)]
     host: list[str] = []
     checked = list(argv)  # the same command line on null back-ends, without host settings
     taken = _Ids()
@@ -242,6 +263,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     backends = plan.backend_map()
     made: dict[str, _Node] = {}
     backends_used: list[tuple[str, str]] = []
+    named: set[str] = set()  # drives whose BlockBackend name the guest sees (a made child's device_id)
     globals_: list[tuple[str, bool]] = []  # (-global value, whether it is a host setting)
 
     # machine-made devices the description has at another address than the probe (pseries' NVRAM
@@ -281,6 +303,12 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
             # the virtio device inside a virtio-pci proxy: created by the proxy's -device
             made[where] = _Node(dev, None, made[parent_path].qid)
             continue
+        parent_dev = dev.parent_device
+        if parent_dev is not None and dev.driver in _own_children().get(parent_dev.driver, ()) \
+                and parent_path in made and made[parent_path].probe is None:
+            # the disk a usb-storage makes on its own SCSI bus from its drive: its -device makes it
+            made[where] = _Node(dev, None, made[parent_path].qid)
+            continue
         if dev.in_dt and essential is None and dev.address[0] in ("mmio", "none"):
             raise ArgvError(f"{where}: {dev.driver} is described in QEMU's own tree but this machine does not create it")
         try:
@@ -301,6 +329,14 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
             for k in BACKEND_REFS:
                 if k in child.backends:
                     refs.setdefault(k, child.backends[k])
+        own = _own_children().get(dev.driver, ())
+        for child in (c for b in dev.buses for c in b.devices if c.driver in own):
+            # its properties follow from the drive; only the drive goes to the parent's -device
+            for k in BACKEND_REFS:
+                if k in child.backends:
+                    refs.setdefault(k, child.backends[k])
+            if "drive" in child.backends and child.props.get("device_id") == child.backends["drive"]:
+                named.add(child.backends["drive"])  # scsi-hd's device_id is its drive's name
         for key, value in sorted(props.items()):
             _not_host(dev.driver, key, where)
             if key in RESERVED:
@@ -335,7 +371,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
         argv += ["-global", item]
         if not setting:
             checked += ["-global", item]
-    real, null = _backend_args(plan, backends_used, host)
+    real, null = _backend_args(plan, backends_used, host, named)
     nets = _netdev_args(plan)
     argv[1:1] = [*real, *nets]
     checked[1:1] = [*null, *nets]
@@ -442,6 +478,15 @@ def _companion_master(dev: Device, ids: dict[str, str], where: str) -> str:
     raise ArgvError(f"{where}: masterbus: no EHCI controller in this slot to be the companion of")
 
 
+def _own_children() -> dict[str, list[str]]:
+    """Device type -> the device types it creates itself on its child bus (``makes-own-child`` in
+    dtvm/vm/data/devices.yaml): described as nodes, rebuilt by the parent's ``-device``."""
+    from dtvm.vm.buses import device_facts
+
+    section = device_facts().get("makes-own-child", {})
+    return {str(k): [str(x) for x in v] for k, v in section.items()} if isinstance(section, dict) else {}
+
+
 def _backend_id(kind: str, ref: str) -> str:
     """QEMU-internal ids (``#net123``) are not valid option ids: give them a stable spelling."""
     from dtvm.qemu.opts import check_id
@@ -518,9 +563,13 @@ def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tu
     raise ArgvError(f"{where}: cannot give {dev.driver} an address ({kind})")
 
 
-def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str]) -> tuple[list[str], list[str]]:
+def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str],
+                  named: set[str] | frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
     """The -blockdev/-chardev options of the back-ends the devices use, and the same on null
-    back-ends for the check start (a null-co drive, a null chardev: nothing of the host opened)."""
+    back-ends for the check start (a null-co drive, a null chardev: nothing of the host opened).
+
+    A drive in ``named`` is a ``-drive if=none,id=REF`` instead: a BlockBackend of that name, which
+    a disk made by its parent (usb-storage's scsi-hd) shows the guest as its device_id."""
     args: list[str] = []
     null: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -541,6 +590,11 @@ def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str]) ->
                 pairs += [("file.driver", "file"), ("file.filename", opts.get("file", ""))]
                 host.append(f"file {opts.get('file', '')!r} (drive {ref})")
             ro = [("read-only", "on")] if opts.get("ro") == "on" else []
+            if ref in named:
+                spelled = [("if", "none"), ("id", ident), *((k, v) for k, v in pairs if k != "node-name"), *ro]
+                args += ["-drive", _render(None, spelled, where)]
+                null += ["-drive", _render(None, [("if", "none"), ("id", ident), ("driver", "null-co"), *ro], where)]
+                continue
             args += ["-blockdev", _render(None, [*pairs, *ro], where)]
             null += ["-blockdev", _render(None, [("driver", "null-co"), ("node-name", ident), *ro], where)]
         elif kind == "netdev":

@@ -73,6 +73,13 @@ def _schema_option_defaults(arch: str, machine_type: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in options.items()} if isinstance(options, dict) else {}
 
 
+def cpu_device_type(arch: str, model: str) -> str | None:
+    """The qdev type of a CPU of ``model`` made as a device on ``arch`` (``cpu-device-types`` in
+    data/machines.yaml), None where dtvm knows none."""
+    pattern = _machines_data().get("cpu-device-types", {}).get(arch)
+    return str(pattern).format(model=model) if pattern else None
+
+
 @functools.cache
 def _on_off_auto() -> frozenset[str]:
     """Machine options of type OnOffAuto (``on-off-auto`` in data/machines.yaml)."""
@@ -231,21 +238,44 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
     if cpu_type is not None:
         cpu_type = re.sub(r"-(x86_64|i386|arm|aarch64|riscv64|riscv32|riscv|powerpc64|powerpc|spapr)-cpu(-core)?$", "", cpu_type)
     topology: dict[str, int] = {}
+    device_cpus: list[dict[str, int]] = []
     for slot in snapshot.hotpluggable_cpus:
-        for key, value in slot.get("props", {}).items():
-            if isinstance(value, int) and key.endswith("-id"):
-                topology[key] = max(topology.get(key, 0), value + 1)
+        ids = {k: v for k, v in slot.get("props", {}).items() if isinstance(v, int) and k.endswith("-id")}
+        for key, value in ids.items():
+            topology[key] = max(topology.get(key, 0), value + 1)
+        if str(slot.get("qom-path", "")).startswith("/machine/peripheral"):
+            # made by -device or device_add, not by -smp: a device the guest may unplug
+            device_cpus.append(dict(sorted(ids.items())))
+    device_cpus.sort(key=lambda ids: sorted(ids.items()))
+    smp = snapshot.machine_props.get("smp")
+    if not topology and isinstance(smp, dict):
+        topology = _smp_topology(smp)
     machine = Machine(
         type=snapshot.machine_type,
         arch=snapshot.arch,
         options=options,
         cpu_type=cpu_type,
         cpus=len(snapshot.cpus),
-        max_cpus=max(len(snapshot.hotpluggable_cpus), len(snapshot.cpus)),
+        max_cpus=max(len(snapshot.hotpluggable_cpus), len(snapshot.cpus),
+                     smp["maxcpus"] if isinstance(smp, dict) and isinstance(smp.get("maxcpus"), int) else 0),
         topology=topology,
         memory=int(snapshot.memory.get("base-memory", 0)),
+        device_cpus=device_cpus,
     )
     return machine, inputs
+
+
+def _smp_topology(smp: dict[str, Any]) -> dict[str, int]:
+    """The -smp topology of a machine without CPU hot-plug (virt), where only the machine's ``smp``
+    property shows it; empty when it is what ``-smp N[,maxcpus=M]`` alone gives (all cores)."""
+    counts = {k: smp.get(k) for k in ("sockets", "dies", "clusters", "cores", "threads", "maxcpus")}
+    if not all(isinstance(v, int) for v in counts.values()):
+        return {}
+    if counts["sockets"] == counts["dies"] == counts["clusters"] == counts["threads"] == 1 \
+            and counts["cores"] == counts["maxcpus"]:
+        return {}
+    keys = {"sockets": "socket-id", "clusters": "cluster-id", "cores": "core-id", "threads": "thread-id"}
+    return {key: int(counts[name] or 1) for name, key in keys.items() if name != "clusters" or counts[name] != 1}
 
 
 def _backends(snapshot: Snapshot) -> list[Backend]:

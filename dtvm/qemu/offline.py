@@ -20,6 +20,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from dtvm.errors import DtvmError
+from dtvm.qemu.config import guest_state
 from dtvm.qemu.machine import MachineInfo, find_machine
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts
@@ -547,6 +548,12 @@ def offline_config(argv: list[str]) -> Config:
     config.backends.sort(key=lambda b: (b.kind, b.id))
     config.inputs.update(args.inputs)
     split_host_facts(config)
+    # registers the guest programs are not described (the models were read before guest-state
+    # was data: the online reader drops the same properties)
+    state = guest_state()
+    for dev in config.devices():
+        for prop in state.get(dev.driver, ()):
+            dev.props.pop(prop, None)
     return config
 
 
