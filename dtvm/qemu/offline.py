@@ -178,17 +178,71 @@ _NIC_USER_KEYS = frozenset({
 })
 
 
-def _image_size(path: str, what: str) -> int:
-    """The size of a raw image, and a refusal when the guest would see more than the size (an MBR
-    whose partitions QEMU reads to guess the disk geometry)."""
-    import os
+_QCOW2_MAGIC = b"QFI\xfb"
+_QCOW2_OFFSET = 0x00FFFFFFFFFFFE00  # the host offset bits of an L1/L2 entry
+
+
+def _is_qcow2(path: str, what: str) -> bool:
+    """Whether QEMU's format probe would take the image for qcow2 (its magic)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == _QCOW2_MAGIC
+    except OSError as exc:
+        raise OfflineError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image (use online mode)") from None
+
+
+def _qcow2_facts(path: str, what: str) -> tuple[int, bytes]:
+    """A qcow2 image's virtual size (its header, as QEMU reads it) and the guest's first sector
+    (through L1 and L2; zeros where unallocated).  Backing files, encryption, compressed or
+    external data clusters are refused by name."""
+    import struct
 
     try:
-        size = os.stat(path).st_size
         with open(path, "rb") as f:
-            first = f.read(512)
+            header = f.read(104)
+            if len(header) < 72 or header[:4] != _QCOW2_MAGIC:
+                raise OfflineError(f"{what}: {path}: not a qcow2 image")
+            version, backing, _, cluster_bits, size, crypt, l1_size, l1_offset = struct.unpack(">IQIIQIIQ", header[4:48])
+            if version not in (2, 3) or not 9 <= cluster_bits <= 21:
+                raise OfflineError(f"{what}: {path}: qcow2 version {version}, cluster bits {cluster_bits}: not in the offline model (use online mode)")
+            if backing:
+                raise OfflineError(f"{what}: {path}: a qcow2 image with a backing file is not in the offline model (use online mode)")
+            if crypt:
+                raise OfflineError(f"{what}: {path}: an encrypted qcow2 image is not in the offline model (use online mode)")
+            if version == 3 and len(header) >= 80 and struct.unpack(">Q", header[72:80])[0] & ~1:
+                raise OfflineError(f"{what}: {path}: qcow2 incompatible features are not in the offline model (use online mode)")
+            first = bytes(512)
+            if l1_size:
+                f.seek(l1_offset)
+                l2_offset = struct.unpack(">Q", f.read(8).ljust(8, b"\0"))[0] & _QCOW2_OFFSET
+                if l2_offset:
+                    f.seek(l2_offset)
+                    entry = struct.unpack(">Q", f.read(8).ljust(8, b"\0"))[0]
+                    if entry & (1 << 62):
+                        raise OfflineError(f"{what}: {path}: a compressed first cluster is not in the offline model (use online mode)")
+                    if entry & _QCOW2_OFFSET and not (version == 3 and entry & 1):
+                        f.seek(entry & _QCOW2_OFFSET)
+                        first = f.read(512).ljust(512, b"\0")
     except OSError as exc:
-        raise OfflineError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image's size (use online mode)") from None
+        raise OfflineError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image (use online mode)") from None
+    return size, first
+
+
+def _image_size(path: str, what: str, fmt: str = "raw") -> int:
+    """The size the guest sees of an image (raw: the file; qcow2: its header), and a refusal when
+    the guest would see more than the size (an MBR whose partitions QEMU reads to guess the disk
+    geometry)."""
+    import os
+
+    if fmt == "qcow2":
+        size, first = _qcow2_facts(path, what)
+    else:
+        try:
+            size = os.stat(path).st_size
+            with open(path, "rb") as f:
+                first = f.read(512)
+        except OSError as exc:
+            raise OfflineError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image's size (use online mode)") from None
     if len(first) == 512 and first[510:512] == b"\x55\xaa" and any(first[446 + 16 * k + 4] for k in range(4)):
         raise OfflineError(f"{what}: {path} has a partition table: QEMU guesses the disk geometry from it (use online mode)")
     return size
@@ -205,12 +259,14 @@ def _drive_option(opts: dict[str, str], opt: str) -> _Drive:
     ro = opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
     if driver in ("null-co", "null-aio"):
         return _Drive(opts["id"], 1 << 30, None, driver, ro, opts["id"])
-    if driver != "raw" or "file" not in opts:
-        raise OfflineError(f"{opt}: format {driver}: only raw images and null-co are in the offline model (use online mode)")
-    return _Drive(opts["id"], _image_size(opts["file"], opt), opts["file"], "raw", ro, opts["id"])
+    if "file" in opts and not (opts.get("driver") or opts.get("format")) and _is_qcow2(opts["file"], opt):
+        driver = "qcow2"  # QEMU probes the format: the qcow2 magic wins
+    if driver not in ("raw", "qcow2") or "file" not in opts:
+        raise OfflineError(f"{opt}: format {driver}: only raw and qcow2 images and null-co are in the offline model (use online mode)")
+    return _Drive(opts["id"], _image_size(opts["file"], opt, driver), opts["file"], driver, ro, opts["id"])
 
 
-def _blockdev_option(opts: dict[str, str], opt: str) -> _Drive:
+def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, _Drive] | None = None) -> _Drive:
     name = opts.get("node-name")
     driver = opts.get("driver", "")
     if not name:
@@ -220,9 +276,18 @@ def _blockdev_option(opts: dict[str, str], opt: str) -> _Drive:
         size = int(opts.get("size", str(1 << 30)), 0)
         return _Drive(name, size, None, driver, ro, "")
     filename = opts.get("file.filename") if opts.get("file.driver") == "file" else opts.get("filename") if driver == "file" else None
-    if driver in ("raw", "file") and filename and set(opts) <= {"driver", "node-name", "file.driver", "file.filename", "filename", "read-only"}:
-        return _Drive(name, _image_size(filename, opt), filename, "raw", ro, "")
-    raise OfflineError(f"{opt}: driver={driver}: only null-co and raw files are in the offline model (use online mode)")
+    if driver in ("raw", "qcow2") and filename is None and opts.get("file") in (nodes or {}) \
+            and set(opts) <= {"driver", "node-name", "file", "read-only"}:
+        under = (nodes or {})[opts["file"]]
+        if under.fmt == "file" and under.file is not None:  # a format node on a -blockdev file node
+            filename = under.file
+            return _Drive(name, _image_size(filename, opt, driver), filename, driver, ro, "")
+    if driver == "file" and filename and set(opts) <= {"driver", "node-name", "filename", "read-only"}:
+        # a protocol node: what a format node on top of it sees is decided there
+        return _Drive(name, _image_size(filename, opt), filename, "file", ro, "")
+    if driver in ("raw", "qcow2") and filename and set(opts) <= {"driver", "node-name", "file.driver", "file.filename", "filename", "read-only"}:
+        return _Drive(name, _image_size(filename, opt, driver), filename, driver, ro, "")
+    raise OfflineError(f"{opt}: driver={driver}: only null-co, raw and qcow2 files are in the offline model (use online mode)")
 
 
 def parse_argv(argv: list[str]) -> _Args:
@@ -298,7 +363,7 @@ def parse_argv(argv: list[str]) -> _Args:
                 i += 2
             elif norm == "-blockdev":
                 _, pairs = parse(value(), keyval=True)
-                drive = _blockdev_option(dict(pairs), opt)
+                drive = _blockdev_option(dict(pairs), opt, args.drives)
                 args.drives[drive.name] = drive
                 i += 2
             elif norm == "-cdrom":
@@ -605,7 +670,7 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
     """-cdrom and -hda: IDE drives the machine itself attaches (index 2 and 0), defaults or not."""
     buses = {b.name: b for b in _all_buses(config)}
     if args.cdrom is not None:
-        size = _image_size(args.cdrom, "-cdrom")
+        size = _image_size(args.cdrom, "-cdrom", "qcow2" if _is_qcow2(args.cdrom, "-cdrom") else "raw")
         default = config_from_dict(model["variants"]["defaults"])
         cd = next((d for d in default.devices() if d.driver == "ide-cd"), None)
         if cd is None or cd.parent is None or cd.parent.name not in buses:
@@ -629,7 +694,8 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
         if any(d.address == ("ide", (target.index, unit)) for d in target.devices):
             raise OfflineError(f"{what}: IDE bus {bus_no} unit {unit} is taken (the CD-ROM?)")
         name = f"ide{index}-hd0" if ahci else f"ide{bus_no}-hd{unit}"
-        drive = _Drive(name, _image_size(image, what), image, "raw", False, name)
+        fmt = "qcow2" if _is_qcow2(image, what) else "raw"  # QEMU probes the format of -hdX
+        drive = _Drive(name, _image_size(image, what, fmt), image, fmt, False, name)
         dev = device_from_dict(profile["device"], target)
         dev.address = ("ide", (target.index, unit))
         _disk_facts([dev], drive, dev, profile)
