@@ -651,19 +651,27 @@ def _set_memory(config: Config, ram: int) -> None:
 
 
 def _set_cpus(config: Config, text: str) -> None:
-    """``-smp N`` (or ``cpus=N``): machine types since 6.2 prefer cores, so one socket of N cores;
-    a topology is taken when it says exactly that (``cpus=N,sockets=1,cores=N,threads=1``, as
-    ``dtb2qemu`` writes it)."""
+    """``-smp N[,maxcpus=M][,sockets=S][,cores=C][,threads=T]`` as QEMU 7.2's smp_parse reads it
+    for machine types since 6.2 (cores preferred: what is not given is 1, cores fill the rest),
+    with one die and one cluster; the topology is what query-hotpluggable-cpus then lists."""
     m = re.fullmatch(r"(?:cpus=)?(\d+)((?:,[a-z-]+=\d+)*)", text.strip())
     n = int(m.group(1)) if m else 0
-    given = dict(item.split("=") for item in m.group(2).split(",")[1:]) if m else {}
-    implied = {"sockets": "1", "cores": str(n), "threads": "1", "maxcpus": str(n), "dies": "1", "clusters": "1"}
-    if not m or not 1 <= n <= 255 or any(implied.get(k) != v for k, v in given.items()):
-        raise OfflineError(f"-smp {text}: only a CPU count (one socket of N cores) is in the offline model "
+    given = {k: int(v) for k, v in (item.split("=") for item in m.group(2).split(",")[1:])} if m else {}
+    unknown = sorted(set(given) - {"sockets", "cores", "threads", "maxcpus", "dies", "clusters"})
+    if not m or not 1 <= n <= 255 or unknown or given.get("dies", 1) != 1 or given.get("clusters", 1) != 1:
+        raise OfflineError(f"-smp {text}: only cpus, maxcpus, sockets, cores and threads (one die, one cluster) "
+                           "are in the offline model (use online mode)")
+    maxcpus = given.get("maxcpus", n)
+    sockets, threads = given.get("sockets", 1), given.get("threads", 1)
+    cores = given.get("cores") or maxcpus // max(1, sockets * threads)
+    if not (sockets and threads and cores) or sockets * cores * threads != maxcpus or n > maxcpus:
+        raise OfflineError(f"-smp {text}: QEMU refuses this topology (sockets * cores * threads must be maxcpus)")
+    if maxcpus != n and "socket-id" not in config.machine.topology:
+        raise OfflineError(f"-smp {text}: maxcpus on a machine without CPU hot-plug is not in the offline model "
                            "(use online mode)")
-    config.machine.cpus = config.machine.max_cpus = n
+    config.machine.cpus, config.machine.max_cpus = n, maxcpus
     if "core-id" in config.machine.topology:
-        config.machine.topology["core-id"] = n
+        config.machine.topology.update({"socket-id": sockets, "core-id": cores, "thread-id": threads})
 
 
 def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
