@@ -142,3 +142,35 @@ def test_hotplugged_cpu_stays_a_device(tmp_path: Path) -> None:
         assert got == want == [False, True]
     finally:
         pool.stop_all()
+
+
+AAVMF = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+
+
+@pytest.mark.skipif(not AAVMF.exists(), reason="UEFI for aarch64 (Debian qemu-efi-aarch64) is the firmware that programs the bridges")
+def test_bridges_read_the_same_after_uefi_ran(tmp_path: Path) -> None:
+    """UEFI programs the bridges' prefetchable windows, whose upper half info qtree prints as
+    subsystem ids: the description read after it did equals the one read paused at start."""
+    if shutil.which("qemu-system-aarch64") is None:
+        pytest.skip("qemu-system-aarch64 is not installed (its oracle cannot run)")
+    import re
+    import time
+
+    from .qemu_helpers import VMs
+    from .qemu_random import _describe
+
+    pool = VMs(tmp_path)
+    try:
+        a = pool.start(["qemu-system-aarch64", "-M", "virt-7.2", "-cpu", "cortex-a57", "-bios", str(AAVMF), "-nodefaults",
+                        "-device", "pcie-root-port,id=rp1,chassis=1", "-device", "pcie-pci-bridge,id=br1,bus=rp1",
+                        "-device", "pci-bridge,id=br2,chassis_nr=2,addr=3", "-device", "virtio-rng-pci,bus=br2,addr=1"])
+        before = _describe(a)
+        a.qmp("cont")
+        deadline = time.monotonic() + 60
+        bridge = re.compile(r"class PCI bridge, .*\(sub (?!0000:0000)")
+        while not bridge.search(a.hmp("info qtree")):  # until the firmware has programmed a window
+            assert time.monotonic() < deadline, "UEFI did not program a bridge within 60 s"
+            time.sleep(0.5)
+        assert _describe(a)[0] == before[0]
+    finally:
+        pool.stop_all()

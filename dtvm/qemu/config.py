@@ -145,6 +145,10 @@ def _address(qdev: QDev, bus: QBus, nth: int) -> tuple[str, tuple[int, ...]]:
     return ("nth", (nth,))
 
 
+#: the PCI classes whose functions have a type 1 or 2 header (info qtree's class names)
+_BRIDGE_CLASSES = frozenset({"PCI bridge", "CardBus bridge"})
+
+
 def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int) -> Device:
     address = _address(qdev, bus, nth)
     defaults = _defaults(snapshot, qdev.type)
@@ -172,6 +176,10 @@ def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int) -> Device:
     if qdev.pci is not None:
         dev.pci_class = qdev.pci[0]
         dev.pci_ids = qdev.pci[4:8]
+        if dev.pci_class in _BRIDGE_CLASSES:
+            # a bridge's header (type 1) has no subsystem ids where info qtree reads them: those
+            # bytes (0x2c-0x2f) are the prefetchable window's upper half, which UEFI programs
+            dev.pci_ids = (qdev.pci[4], qdev.pci[5], 0, 0)
     return dev
 
 
