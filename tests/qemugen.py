@@ -322,7 +322,7 @@ class _Gen:
         elif self.spec.ide == "ahci":
             form = self.rng.random()
             if form < 0.4:
-                idx = 2 * self.rng.randrange(6)  # if=ide counts two units per bus; AHCI ports have one
+                idx = self.rng.randrange(6)  # q35: index N is AHCI port N (one unit per bus)
                 if ("ide", idx) in self.index_used:
                     return
                 self.index_used.add(("ide", idx))
