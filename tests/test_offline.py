@@ -121,6 +121,10 @@ DISK_CASES = {
                   "-blockdev", "driver=qcow2,node-name=d3,file.driver=file,file.filename={img}/big2.qcow2,read-only=on",
                   "-device", "scsi-hd,drive=d3,bus=s.0,scsi-id=2"],
     "pc-hda-qcow2": [*PC, "-hda", "{img}/big3.qcow2", "-cdrom", "{img}/cd.iso"],
+    "pc-drive-ide-index": [*PC, "-drive", "if=ide,index=3,file={img}/disk.img,format=raw",
+                           "-drive", "if=ide,index=0,file={img}/big3.qcow2"],
+    "q35-drive-ide-index": [*Q35, "-nodefaults", "-drive", "if=ide,index=4,file={img}/disk.qcow2,format=qcow2",
+                            "-hdb", "{img}/small.img"],
     "virt-blk": [*VIRT, "-blockdev", "driver=null-co,node-name=x", "-device", "virtio-blk-device,drive=x",
                  "-drive", "if=none,id=y,file={img}/disk.img,format=raw", "-device", "virtio-blk-pci,drive=y"],
 }
@@ -193,6 +197,7 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     ([*Q35, "-drive", "if=none,id=d,file=/dev/null,format=qcow2"], "qcow2"),
     ([*Q35, "-m", "size=4G,maxmem=8G"], "-m size=4G"),
     ([*Q35, "-smp", "2,dies=2"], "-smp 2,dies=2"),
+    ([*PC, "-drive", "if=ide,file=/dev/null,format=raw"], "only if=ide with index="),
     ([*Q35, "-smp", "2,sockets=3"], "QEMU refuses this topology"),
     ([*VIRT, "-m", "1G"], "-m 1G"),
     ([*Q35, "-device", "nvme,serial=x"], "nvme"),

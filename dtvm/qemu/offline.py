@@ -161,6 +161,7 @@ class _Args:
     cdrom: str | None = None
     hda: str | None = None
     hd: dict[int, str] = field(default_factory=dict)
+    hd_what: dict[int, str] = field(default_factory=dict)  # the option that gave hd[N]
     vga_std: bool = False
     globals_: list[tuple[str, str, str]] = field(default_factory=list)
     chardev_for: dict[str, str] = field(default_factory=dict)
@@ -266,6 +267,26 @@ def _drive_option(opts: dict[str, str], opt: str) -> _Drive:
     return _Drive(opts["id"], _image_size(opts["file"], opt, driver), opts["file"], driver, ro, opts["id"])
 
 
+def _ide_drive_option(args: _Args, opts: dict[str, str], what: str) -> None:
+    """``-drive if=ide,index=N,file=F[,format=raw|qcow2]``: what ``-hdX`` is (vl.c turns -hda into
+    if=ide,index=0), for any index the machine's IDE buses have."""
+    extra = sorted(set(opts) - {"if", "index", "file", "format", "media"})
+    if extra or "index" not in opts or "file" not in opts or opts.get("media", "disk") != "disk":
+        raise OfflineError(f"{what}: only if=ide with index=, file= and format= (a disk) is in the offline model "
+                           "(use online mode)")
+    try:
+        index = int(opts["index"], 0)
+    except ValueError:
+        raise OfflineError(f"{what}: index={opts['index']}: not a number") from None
+    probed = "qcow2" if _is_qcow2(opts["file"], what) else "raw"
+    if opts.get("format", probed) != probed:
+        raise OfflineError(f"{what}: format={opts['format']} on a {probed} image is not in the offline model (use online mode)")
+    if not 0 <= index < 12 or index in args.hd:
+        raise OfflineError(f"{what}: IDE index {index} is out of range or given twice")
+    args.hd[index] = opts["file"]
+    args.hd_what[index] = what
+
+
 def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, _Drive] | None = None) -> _Drive:
     name = opts.get("node-name")
     driver = opts.get("driver", "")
@@ -358,8 +379,12 @@ def parse_argv(argv: list[str]) -> _Args:
                 i += 2
             elif norm == "-drive":
                 _, pairs = parse(value())
-                drive = _drive_option(dict(pairs), opt)
-                args.drives[drive.name] = drive
+                opts = dict(pairs)
+                if opts.get("if") == "ide":
+                    _ide_drive_option(args, opts, f"-drive {value()}")
+                else:
+                    drive = _drive_option(opts, opt)
+                    args.drives[drive.name] = drive
                 i += 2
             elif norm == "-blockdev":
                 _, pairs = parse(value(), keyval=True)
@@ -370,7 +395,11 @@ def parse_argv(argv: list[str]) -> _Args:
                 args.cdrom = value()
                 i += 2
             elif norm in ("-hda", "-hdb", "-hdc", "-hdd"):
-                args.hd["abcd".index(norm[3])] = value()
+                index = "abcd".index(norm[3])
+                if index in args.hd:
+                    raise OfflineError(f"{norm}: IDE index {index} is given twice (QEMU refuses it)")
+                args.hd[index] = value()
+                args.hd_what[index] = norm
                 i += 2
             elif norm == "-vga" and value() == "std":
                 i += 2  # the x86 default; checked against the machine below
@@ -678,7 +707,8 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
     """-cdrom and -hda: IDE drives the machine itself attaches (index 2 and 0), defaults or not."""
     buses = {b.name: b for b in _all_buses(config)}
     if args.cdrom is not None:
-        size = _image_size(args.cdrom, "-cdrom", "qcow2" if _is_qcow2(args.cdrom, "-cdrom") else "raw")
+        cd_fmt = "qcow2" if _is_qcow2(args.cdrom, "-cdrom") else "raw"  # QEMU probes it
+        size = _image_size(args.cdrom, "-cdrom", cd_fmt)
         default = config_from_dict(model["variants"]["defaults"])
         cd = next((d for d in default.devices() if d.driver == "ide-cd"), None)
         if cd is None or cd.parent is None or cd.parent.name not in buses:
@@ -689,11 +719,11 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
             bus.devices.append(cd)
         ref = cd.backends.get("drive", "")
         config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == ref)]
-        config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": "raw", "ro": "on", "removable": "on",
+        config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": cd_fmt, "ro": "on", "removable": "on",
                                                       "size": str(size)}))
     profile = model["profiles"].get("ide-hd@IDE")
     for index, image in sorted(args.hd.items()):
-        what = f"-hd{'abcd'[index]}"
+        what = args.hd_what.get(index, f"-hd{'abcd'[index % 4]}")
         ahci = any(d.driver == "ich9-ahci" for d in config.devices())
         bus_no, unit = (index, 0) if ahci else divmod(index, 2)
         target = buses.get(f"ide.{bus_no}")
@@ -708,7 +738,7 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
         dev.address = ("ide", (target.index, unit))
         _disk_facts([dev], drive, dev, profile)
         target.devices.append(dev)
-        config.backends.append(Backend("drive", name, {"file": image, "drv": "raw", "ro": "off", "removable": "off"}))
+        config.backends.append(Backend("drive", name, {"file": image, "drv": fmt, "ro": "off", "removable": "off"}))
 
 
 def _isa_port(config: Config, driver: str, user: dict[str, str], where: str, explicit: dict[int, set[str]]) -> None:
