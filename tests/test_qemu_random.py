@@ -26,6 +26,8 @@ CASES = fixed_cases(60, BASE_SEED)
 KNOWN: list[tuple[str, str, str]] = [
     ("b-equal", "/cpus/PowerPC,", "pseries: a hot-plugged CPU core enters QEMU's own DT only at the next reset, "
                                   "the rebuilt VM has it in its DT from the start"),
+    ("b-equal", "/pci@800000020000000/", "pseries: a hot-plugged PCI device enters QEMU's own DT only at the next "
+                                         "reset, the rebuilt VM has it in its DT from the start"),
 ]
 
 
@@ -79,6 +81,9 @@ CORNERS = {
                                                        "-smp", "1,maxcpus=2,sockets=2,cores=1,threads=1"]),
     # a device that makes its own child (ati-vga's DDC on its I2C bus)
     "ati-vga": Case("c9", "riscv64-virt", ["qemu-system-riscv64", "-M", "virt", "-device", "ati-vga"]),
+    # ISA devices the bus does not address (no I/O base property)
+    "isa-no-address": Case("c11", "pc", ["qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-nodefaults", "-device", "sga",
+                                         "-device", "pvpanic", "-device", "ib700"]),
     # a hot-plugged CPU stays a device (not -smp 2)
     "q35-cpu-hotplug": Case("c10", "q35", ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", "-smp", "1,maxcpus=2"],
                             {}, [{"driver": "cpu", "id": "cpu1"}]),
