@@ -10,8 +10,12 @@ nothing here is ever run through a shell.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,8 +146,30 @@ def live_prober(read: Callable[[list[str]], Snapshot]) -> Prober:
     return probe
 
 
-def _probe(plan: Config, binary: str, options: dict[str, str], prober: Prober) -> Probe:
-    return prober([*_machine_base(plan, binary), "-machine", _machine_arg(plan, options)])
+def _probe(plan: Config, binary: str, options: dict[str, str], prober: Prober, extra: list[str] | None = None) -> Probe:
+    return prober([*_machine_base(plan, binary), "-machine", _machine_arg(plan, options), *(extra or [])])
+
+
+@contextlib.contextmanager
+def _stand_in_firmware(plan: Config) -> Iterator[list[str]]:
+    """``-bios EMPTY`` for probes and the check start where loading firmware changes what the
+    machine makes (``firmware-shapes-devices`` in data/machines.yaml) and the description has
+    firmware: an empty file of dtvm's own in a private directory, never the host's file."""
+    from dtvm.qemu.config import firmware_shapes_devices
+
+    if "firmware" not in plan.inputs or plan.machine.type not in firmware_shapes_devices():
+        yield []
+        return
+    directory = tempfile.mkdtemp(prefix="dtvm-fw-")
+    try:
+        os.chmod(directory, 0o755)  # QEMU may run as another user (-runas)
+        path = os.path.join(directory, "stand-in.fd")
+        with open(path, "wb"):
+            pass
+        os.chmod(path, 0o644)
+        yield ["-bios", path]
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _machine_options(plan: Config, baseline: Probe) -> dict[str, str]:
@@ -218,6 +244,13 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     ``-incoming defer``, no block device activated, no image lock), so checking works while the
     VM being rebuilt runs on this host and holds its images.
     """
+    with _stand_in_firmware(plan) as firmware:
+        return _build_argv(plan, binary, read, prober, check, verify, firmware)
+
+
+def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Snapshot] | None,
+                prober: Prober | None, check: bool, verify: Callable[[list[str]], Snapshot] | None,
+                firmware: list[str]) -> Rebuild:
     if plan.machine.cpu_type:
         try:
             trust().cpu_model(plan.machine.cpu_type, "/qemu")
@@ -235,12 +268,12 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     if exe is None:
         raise ArgvError(f"/qemu: arch {plan.machine.arch!r}: no QEMU binary known for it")
     try:
-        baseline = _probe(plan, exe, {}, prober)
+        baseline = _probe(plan, exe, {}, prober, firmware)
     except DtvmError as exc:
         raise ArgvError(f"/qemu: machine {plan.machine.type!r} cannot be started with {exe}: {exc}") from None
     options = _machine_options(plan, baseline)
     try:
-        probed = _probe(plan, exe, options, prober) if options else baseline
+        probed = _probe(plan, exe, options, prober, firmware) if options else baseline
     except DtvmError as exc:
         raise ArgvError(f"/qemu: machine options {options} rejected: {exc}") from None
     from dtvm.vm.translate import driver_compat
@@ -376,6 +409,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     argv[1:1] = [*real, *nets]
     checked[1:1] = [*null, *nets]
     argv += _input_args(plan, probed, host)
+    checked += firmware
     if check:
         if verify is None:
             from dtvm.qemu.live import read_argv

@@ -73,6 +73,11 @@ def _schema_option_defaults(arch: str, machine_type: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in options.items()} if isinstance(options, dict) else {}
 
 
+def firmware_shapes_devices() -> frozenset[str]:
+    """Machine types whose devices depend on loaded firmware (data/machines.yaml)."""
+    return frozenset(str(t) for t in _machines_data().get("firmware-shapes-devices", []))
+
+
 def cpu_device_type(arch: str, model: str) -> str | None:
     """The qdev type of a CPU of ``model`` made as a device on ``arch`` (``cpu-device-types`` in
     data/machines.yaml), None where dtvm knows none."""

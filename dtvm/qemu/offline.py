@@ -20,6 +20,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from dtvm.errors import DtvmError
+from dtvm.qemu import images
 from dtvm.qemu.config import guest_state
 from dtvm.qemu.machine import MachineInfo, find_machine
 from dtvm.qemu.trust import split_host_facts
@@ -179,74 +180,18 @@ _NIC_USER_KEYS = frozenset({
 })
 
 
-_QCOW2_MAGIC = b"QFI\xfb"
-_QCOW2_OFFSET = 0x00FFFFFFFFFFFE00  # the host offset bits of an L1/L2 entry
-
-
 def _is_qcow2(path: str, what: str) -> bool:
-    """Whether QEMU's format probe would take the image for qcow2 (its magic)."""
     try:
-        with open(path, "rb") as f:
-            return f.read(4) == _QCOW2_MAGIC
-    except OSError as exc:
-        raise OfflineError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image (use online mode)") from None
-
-
-def _qcow2_facts(path: str, what: str) -> tuple[int, bytes]:
-    """A qcow2 image's virtual size (its header, as QEMU reads it) and the guest's first sector
-    (through L1 and L2; zeros where unallocated).  Backing files, encryption, compressed or
-    external data clusters are refused by name."""
-    import struct
-
-    try:
-        with open(path, "rb") as f:
-            header = f.read(104)
-            if len(header) < 72 or header[:4] != _QCOW2_MAGIC:
-                raise OfflineError(f"{what}: {path}: not a qcow2 image")
-            version, backing, _, cluster_bits, size, crypt, l1_size, l1_offset = struct.unpack(">IQIIQIIQ", header[4:48])
-            if version not in (2, 3) or not 9 <= cluster_bits <= 21:
-                raise OfflineError(f"{what}: {path}: qcow2 version {version}, cluster bits {cluster_bits}: not in the offline model (use online mode)")
-            if backing:
-                raise OfflineError(f"{what}: {path}: a qcow2 image with a backing file is not in the offline model (use online mode)")
-            if crypt:
-                raise OfflineError(f"{what}: {path}: an encrypted qcow2 image is not in the offline model (use online mode)")
-            if version == 3 and len(header) >= 80 and struct.unpack(">Q", header[72:80])[0] & ~1:
-                raise OfflineError(f"{what}: {path}: qcow2 incompatible features are not in the offline model (use online mode)")
-            first = bytes(512)
-            if l1_size:
-                f.seek(l1_offset)
-                l2_offset = struct.unpack(">Q", f.read(8).ljust(8, b"\0"))[0] & _QCOW2_OFFSET
-                if l2_offset:
-                    f.seek(l2_offset)
-                    entry = struct.unpack(">Q", f.read(8).ljust(8, b"\0"))[0]
-                    if entry & (1 << 62):
-                        raise OfflineError(f"{what}: {path}: a compressed first cluster is not in the offline model (use online mode)")
-                    if entry & _QCOW2_OFFSET and not (version == 3 and entry & 1):
-                        f.seek(entry & _QCOW2_OFFSET)
-                        first = f.read(512).ljust(512, b"\0")
-    except OSError as exc:
-        raise OfflineError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image (use online mode)") from None
-    return size, first
+        return images.is_qcow2(path, what)
+    except images.ImageError as exc:
+        raise OfflineError(str(exc)) from None
 
 
 def _image_size(path: str, what: str, fmt: str = "raw") -> int:
-    """The size the guest sees of an image (raw: the file; qcow2: its header), and a refusal when
-    the guest would see more than the size (an MBR whose partitions QEMU reads to guess the disk
-    geometry)."""
-    import os
-
-    if fmt == "qcow2":
-        size, first = _qcow2_facts(path, what)
-    else:
-        try:
-            size = os.stat(path).st_size
-            with open(path, "rb") as f:
-                first = f.read(512)
-        except OSError as exc:
-            raise OfflineError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image's size (use online mode)") from None
-    if len(first) == 512 and first[510:512] == b"\x55\xaa" and any(first[446 + 16 * k + 4] for k in range(4)):
-        raise OfflineError(f"{what}: {path} has a partition table: QEMU guesses the disk geometry from it (use online mode)")
-    return size
+    try:
+        return images.guest_size(path, what, fmt)
+    except images.ImageError as exc:
+        raise OfflineError(str(exc)) from None
 
 
 def _drive_option(opts: dict[str, str], opt: str) -> _Drive:
