@@ -79,6 +79,9 @@ CORNERS = {
     # -smp topology on a machine without CPU hot-plug: only the machine's smp property shows it
     "aarch64-smp-sockets": Case("c8", "aarch64-virt", ["qemu-system-aarch64", "-M", "virt-7.2", "-nodefaults",
                                                        "-smp", "1,maxcpus=2,sockets=2,cores=1,threads=1"]),
+    # pseries' hot-pluggable slots show cores only: sockets (ibm,chip-id) come from the smp property
+    "pseries-smp-sockets": Case("c13", "pseries", ["qemu-system-ppc64", "-M", "pseries-7.2", "-nodefaults",
+                                                   "-smp", "2,maxcpus=2,sockets=2,cores=1,threads=1"]),
     # a device that makes its own child (ati-vga's DDC on its I2C bus)
     "ati-vga": Case("c9", "riscv64-virt", ["qemu-system-riscv64", "-M", "virt", "-device", "ati-vga"]),
     # ISA devices the bus does not address (no I/O base property)

@@ -261,8 +261,10 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
             device_cpus.append(dict(sorted(ids.items())))
     device_cpus.sort(key=lambda ids: sorted(ids.items()))
     smp = snapshot.machine_props.get("smp")
-    if not topology and isinstance(smp, dict):
-        topology = _smp_topology(smp)
+    if "socket-id" not in topology and isinstance(smp, dict):
+        # no CPU hot-plug (virt), or slots that show cores only (pseries): the smp property says
+        # how many sockets and threads (pseries' ibm,chip-id follows the socket)
+        topology = _smp_topology(smp) or topology
     machine = Machine(
         type=snapshot.machine_type,
         arch=snapshot.arch,
