@@ -125,6 +125,9 @@ DISK_CASES = {
                            "-drive", "if=ide,index=0,file={img}/big3.qcow2"],
     "q35-drive-ide-index": [*Q35, "-nodefaults", "-drive", "if=ide,index=4,file={img}/disk.qcow2,format=qcow2",
                             "-hdb", "{img}/small.img"],
+    "q35-drive-virtio": [*Q35, "-drive", "if=virtio,file={img}/disk.img,format=raw", "-device", "virtio-rng-pci",
+                         "-drive", "if=virtio,file={img}/disk2.qcow2", "-nic", "user,model=e1000"],
+    "virt-drive-virtio": [*VIRT, "-nodefaults", "-drive", "if=virtio,file={img}/big.qcow2,format=qcow2"],
     "virt-blk": [*VIRT, "-blockdev", "driver=null-co,node-name=x", "-device", "virtio-blk-device,drive=x",
                  "-drive", "if=none,id=y,file={img}/disk.img,format=raw", "-device", "virtio-blk-pci,drive=y"],
 }

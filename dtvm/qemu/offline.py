@@ -163,6 +163,8 @@ class _Args:
     hda: str | None = None
     hd: dict[int, str] = field(default_factory=dict)
     hd_what: dict[int, str] = field(default_factory=dict)  # the option that gave hd[N]
+    #: -drive if=virtio: vl.c queues a virtio-blk -device per drive after the command line's own
+    virtio_drives: list[str] = field(default_factory=list)
     vga_std: bool = False
     globals_: list[tuple[str, str, str]] = field(default_factory=list)
     chardev_for: dict[str, str] = field(default_factory=dict)
@@ -327,6 +329,12 @@ def parse_argv(argv: list[str]) -> _Args:
                 opts = dict(pairs)
                 if opts.get("if") == "ide":
                     _ide_drive_option(args, opts, f"-drive {value()}")
+                elif opts.get("if") == "virtio" and "index" not in opts and "id" not in opts:
+                    # the BlockBackend is virtioN (N counts the if=virtio drives), its disk comes last
+                    name = f"virtio{len(args.virtio_drives)}"
+                    drive = _drive_option({**{k: v for k, v in opts.items() if k != "if"}, "if": "none", "id": name}, opt)
+                    args.drives[name] = drive
+                    args.virtio_drives.append(name)
                 else:
                     drive = _drive_option(opts, opt)
                     args.drives[drive.name] = drive
@@ -391,6 +399,9 @@ def parse_argv(argv: list[str]) -> _Args:
         raise OfflineError("no -machine/-M: name the versioned machine type")
     if "append" in args.inputs and "kernel" not in args.inputs:
         raise OfflineError("-append: only allowed with -kernel (QEMU refuses it otherwise)")
+    # vl.c's drive_new queues "-device virtio-blk,drive=virtioN" (virtio-blk-pci on these machines)
+    # behind the -device options already parsed
+    args.devices += [("virtio-blk-pci", [("drive", name)]) for name in args.virtio_drives]
     return args
 
 
