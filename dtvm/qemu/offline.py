@@ -467,8 +467,9 @@ def offline_config(argv: list[str]) -> Config:
     if args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
         raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
                            "models QEMU cannot run under TCG: use online mode)")
+    dt_memory = machine.type in ("virt-7.2", "virt") and machine.arch in ("aarch64", "arm", "riscv64")
     for opt, key in ((args.memory, "m"), (args.smp, "smp")):
-        if opt is not None and not x86:
+        if opt is not None and not x86 and not (key == "m" and dt_memory):
             raise OfflineError(f"-{key} {opt}: not in the offline model of {machine.type} (use online mode)")
 
     turns_off = device_facts()["turns-off-default"]
@@ -492,6 +493,8 @@ def offline_config(argv: list[str]) -> Config:
         _legacy_ide(config, model, args)
     if args.memory is not None:
         _set_memory(config, _mebibytes(args.memory))
+        if dt_memory:
+            _set_dt_memory(config, _mebibytes(args.memory), args.memory)
     if args.smp is not None:
         _set_cpus(config, args.smp)
     if args.cpu is not None:
@@ -633,6 +636,23 @@ def _set_memory(config: Config, ram: int) -> None:
     for backend in config.backends:
         if backend.kind == "memdev" and "size" in backend.options:
             backend.options["size"] = str(ram)
+
+
+def _set_dt_memory(config: Config, ram: int, text: str) -> None:
+    """virt (arm, riscv): RAM is one /memory node of QEMU's DT at a fixed base; its size is all
+    -m changes there (measured: 128M and 512M DTs differ in that reg alone).  Up to 2 GiB, which
+    every CPU of these machines addresses without highmem."""
+    from dtvm.dt.dtb import read_dtb, write_dtb
+
+    if config.dtb is None or not 0 < ram <= 2 << 30 or ram % (1 << 20):
+        raise OfflineError(f"-m {text}: on this machine only whole MiB up to 2 GiB are in the offline model (use online mode)")
+    tree = read_dtb(config.dtb)
+    nodes = [n for n in tree.root.live_children() if n.name.startswith("memory@")]
+    if len(nodes) != 1 or nodes[0].get_property("reg") is None or len(nodes[0]["reg"].value) != 16:
+        raise OfflineError(f"-m {text}: this machine's DT has no single 64-bit /memory node (use online mode)")
+    base = bytes(nodes[0]["reg"].value)[:8]
+    nodes[0].set_property("reg", base + ram.to_bytes(8, "big"))
+    config.dtb = write_dtb(tree)
 
 
 def _set_cpus(config: Config, text: str) -> None:
