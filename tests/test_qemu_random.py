@@ -22,7 +22,8 @@ BASE_SEED = int(os.environ.get("DTVM_GEN_SEED", "0")) * 1000
 CASES = fixed_cases(60, BASE_SEED)
 
 #: failure classes known and not fixed yet: (stage, words in the message) -> the class.  A case
-#: of such a class is an expected failure (xfail, strict: it must still fail), never a pass.
+#: failing that way is reported as an expected failure naming the class (xfail), never as a pass;
+#: any other failure fails the test.
 KNOWN: list[tuple[str, str, str]] = [
     ("b-equal", "/cpus/PowerPC,", "pseries: a hot-plugged CPU core enters QEMU's own DT only at the next reset, "
                                   "the rebuilt VM has it in its DT from the start"),
