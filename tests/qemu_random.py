@@ -25,6 +25,7 @@ Stages, in order (the first that fails is the case's result):
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -304,6 +305,8 @@ def report(outcomes: list[Outcome]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    # a SIGTERM unwinds like Ctrl-C, so the finally blocks stop the VMs of the running case
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     count = int(argv[0]) if argv else 300
     seed = int(argv[1]) if len(argv) > 1 else int(os.environ.get("DTVM_GEN_SEED", "0"))
     machines = [m for m in argv[2].split(",")] if len(argv) > 2 else None
