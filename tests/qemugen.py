@@ -137,6 +137,7 @@ _PLAIN_PCI = ["virtio-rng-pci", "virtio-balloon-pci", "i6300esb", "pci-testdev",
 _DISPLAY_PCI = ["VGA", "bochs-display", "virtio-gpu-pci", "cirrus-vga", "secondary-vga", "ati-vga"]
 _USB_HCI = ["qemu-xhci", "nec-usb-xhci", "usb-ehci", "ich9-usb-ehci1", "piix3-usb-uhci", "pci-ohci"]
 _USB_DEV = ["usb-kbd", "usb-mouse", "usb-tablet", "usb-storage", "usb-hub", "usb-serial", "usb-bot"]
+_USBDEVICE = {"usb-kbd": "keyboard", "usb-mouse": "mouse", "usb-tablet": "tablet"}
 _SCSI_HBA = ["virtio-scsi-pci", "lsi53c895a", "megasas", "am53c974", "mptsas1068", "dc390"]
 _MMIO = ["virtio-rng-device", "virtio-net-device", "virtio-blk-device", "virtio-balloon-device",
          "virtio-serial-device", "virtio-keyboard-device", "virtio-scsi-device"]
@@ -159,6 +160,7 @@ class _Gen:
         self.index_used: set[tuple[str, int]] = set()
         self.chassis = 0
         self.bridge_slots: dict[str, int] = {}
+        self.usb_on = False  # -M ...,usb=on: what -usbdevice needs
 
     def ident(self, prefix: str) -> str:
         self.n += 1
@@ -247,6 +249,13 @@ class _Gen:
             self.args += ["-drive", f"if=virtio,file={path},format={fmt}"]
 
     def usb(self) -> None:
+        if "usb" in self.spec.options and "usb=" not in self.args[2] and self.rng.random() < 0.3:
+            # the machine's own USB (-M ...,usb=on), with devices in the legacy -usbdevice form too
+            self.args[2] += ",usb=on"
+            self.usb_on = True
+            for _ in range(self.rng.randint(1, 3)):
+                self.usb_device(None)
+            return
         hci = self.rng.choice(_USB_HCI)
         ident = self.ident("usb")
         self.args += ["-device", f"{hci},id={ident}{self.bus_arg(self.pci_bus())}"]
@@ -265,6 +274,8 @@ class _Gen:
         elif dev == "usb-serial":
             ident = self.ident("c")
             self.args += ["-chardev", f"null,id={ident}", "-device", f"usb-serial,chardev={ident}{bus_arg}"]
+        elif dev in _USBDEVICE and self.usb_on and self.rng.random() < 0.5:
+            self.args += ["-usbdevice", _USBDEVICE[dev]]  # the legacy shorthand (needs usb=on)
         else:
             self.args += ["-device", f"{dev}{bus_arg}"]
         return None
@@ -452,6 +463,7 @@ def generate(seed: int, machine: str | None = None) -> Case:
     if rng.random() < 0.6:
         head += ["-cpu", rng.choice(spec.cpus)]
     g.args = head
+    g.usb_on = "usb=on" in opts
     steps = ["nic", "disk_pci", "usb", "scsi", "serial_ctl", "bridge", "root_port", "plain", "display"]
     if spec.isa:
         steps.append("isa")
