@@ -6,11 +6,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-arm qemu-system-misc qemu-system-ppc
+DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-arm qemu-system-misc qemu-system-ppc qemu-utils qemu-efi-aarch64
 
 DEMO_PACKAGES := python3-venv qemu-system-arm
 
-.PHONY: demo demo-deps test test-versions venv deps qemu10 libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp
+.PHONY: demo demo-deps test test-versions venv deps qemu10 libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp check-qemu-random
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,15 @@ fuzz-qmp: deps $(PY)
 	$(PIP) install -q -e '.[test]'
 	DTVM_FUZZ_QMP_SESSIONS=$${SESSIONS:-3000} DTVM_FUZZ_QMP_SEED=$${SEED:-1900} DTVM_FUZZ_ARGV_CASES=$${CASES:-5000} \
 		$(PY) -m pytest -q -s tests/test_qmp_fuzz.py tests/test_argv_fuzz.py
+
+# the round trip (describe twice, after a run, offline, dtb2qemu while the source runs, migrate,
+# same description) on N generated QEMU configurations (tests/qemugen.py); prints the pass rate
+# per machine and stage (make test runs a fixed set of 60). MACHINES=q35,pc limits the machines.
+N ?= 300
+SEED ?= 1
+check-qemu-random: deps $(PY)
+	$(PIP) install -q -e '.[test]'
+	$(PY) -m tests.qemu_random $(N) $(SEED) $(MACHINES)
 
 # seeded mutation fuzzing of DTS and DTB input against dtc (tests/fuzz.py); more cases than make test
 FUZZ_CASES ?= 20000

@@ -23,7 +23,7 @@ from dtvm.errors import DtvmError
 from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.live import read_argv
 from dtvm.qemu.machine import find_machine
-from dtvm.qemu.offline import config_to_dict, device_to_dict
+from dtvm.qemu.models import config_to_dict, device_to_dict
 from dtvm.vm.model import Device
 
 PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio-serial-pci", "virtio-scsi-pci",

@@ -45,7 +45,7 @@ def _machine_made() -> dict[str, str | None]:
     import yaml
 
     from dtvm.qemu.machine import load_machines
-    from dtvm.qemu.offline import load_model
+    from dtvm.qemu.models import load_model
 
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "..", "dtvm", "vm", "data", "buses.yaml"), encoding="utf-8") as f:

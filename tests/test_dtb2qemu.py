@@ -464,3 +464,37 @@ def test_offline_rebuild_equals_online(name: str, vm_factory: Any, tmp_path: Pat
 
 #: configurations whose rebuild the offline model does not cover yet: what it names
 OFFLINE_REFUSES = {"aarch64-virt-mmio": "-machine gic-version=3"}
+
+
+def test_check_start_while_source_holds_its_images(vm_factory: Any, tmp_path: Path) -> None:
+    """The source runs and holds a qcow2 and a raw image open for writing (QEMU's image locks):
+    ``dtb2qemu``'s check start (as a migration destination) still succeeds, the rebuilt VM starts
+    as a destination on the same images, and the source migrates into it."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (its oracle cannot run)")
+    from tests.qemugen import write_qcow2, write_raw
+
+    qcow, raw = tmp_path / "disk.qcow2", tmp_path / "disk.raw"
+    write_qcow2(qcow, 64 << 20)
+    write_raw(raw, 16 << 20)
+    a = vm_factory([*Q35, "-nodefaults", "-drive", f"if=none,id=q0,file={qcow},format=qcow2",
+                    "-device", "virtio-blk-pci,drive=q0", "-drive", f"if=ide,index=2,file={raw},format=raw"])
+    mon = a.qmp()
+    try:
+        mon.cmd("cont")
+    finally:
+        mon.close()
+    _, guest, backend = _describe(a)
+    gpath, bpath = tmp_path / "a.dtb", tmp_path / "a.backend.dtbo"
+    gpath.write_bytes(guest)
+    bpath.write_bytes(backend)
+    argv = _dtb2qemu(gpath, bpath)  # the check start runs here, with A holding both images
+    assert str(qcow) in " ".join(argv) and str(raw) in " ".join(argv)
+    # the control: the same argv started as an ordinary VM is refused, so A does hold the locks
+    plain = subprocess.run([*argv, "-S", "-display", "none"], capture_output=True, text=True, timeout=60)
+    assert plain.returncode != 0 and 'Failed to get "write" lock' in plain.stderr, plain.stderr
+    b = vm_factory([*argv, "-incoming", "defer"])
+    status = _migrate(a, b, tmp_path)
+    assert status.get("status") == "completed", status
+    _, guest_b, _ = _describe(b)
+    assert guest_b == guest

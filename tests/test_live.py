@@ -101,10 +101,11 @@ def test_read_argv_machines(binary: str, args: list[str], mtype: str, has_dt: bo
     # device-list-properties for every device type in the qtree (QEMU lists them all for these)
     assert qtree_types(snap) <= set(snap.type_props)
     assert all(isinstance(p, list) for p in snap.type_props.values())
-    # machine properties: scalar values only; type is the QOM type of the machine
+    # machine properties: scalar values, plus the one struct read, -smp's topology (virt shows it
+    # nowhere else); type is the QOM type of the machine
     assert snap.machine_props["type"] == snap.machine_type + "-machine"
-    assert all(isinstance(v, bool | int | str) for v in snap.machine_props.values())
-    assert "smp" not in snap.machine_props  # a struct
+    assert all(isinstance(v, bool | int | str) for k, v in snap.machine_props.items() if k != "smp")
+    assert snap.machine_props["smp"]["cpus"] == len(snap.cpus) and snap.machine_props["smp"]["maxcpus"] >= 1
     assert snap.peripherals == []  # no -device
     # CPUs: one type per CPU, read from its QOM path
     assert snap.cpus and set(snap.cpu_types) == {c["qom-path"] for c in snap.cpus}

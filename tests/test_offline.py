@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from .qemugen import write_qcow2
+
 Q35 = ["qemu-system-x86_64", "-M", "pc-q35-7.2"]
 PC = ["qemu-system-x86_64", "-M", "pc-i440fx-7.2"]
 VIRT = ["qemu-system-aarch64", "-M", "virt-7.2"]
@@ -45,6 +47,11 @@ CASES = {
                              "-device", "virtio-rng-pci,rng=r"],
     "virt-nics": [*VIRT, "-nic", "user", "-nic", "user,mac=52:54:00:00:00:09"],
     "q35-cpu": [*Q35, "-cpu", "Broadwell", "-smp", "2"],
+    "virt-memory": [*VIRT, "-m", "512M", "-device", "virtio-rng-pci"],
+    "riscv-memory": ["qemu-system-riscv64", "-M", "virt", "-m", "1G"],
+    "q35-smp-topology": [*Q35, "-smp", "2,maxcpus=4,sockets=2,cores=2,threads=1"],
+    "q35-smp-sockets": [*Q35, "-smp", "2,sockets=2"],
+    "pc-smp-threads": [*PC, "-smp", "1,maxcpus=6,threads=2"],
     "q35-isa-ports": [*Q35, "-device", "isa-serial", "-device", "isa-serial,index=3", "-chardev", "null,id=p",
                       "-device", "isa-parallel,chardev=p"],
     "q35-isa-index-then-auto": [*Q35, "-nodefaults", "-device", "isa-serial,index=3", "-device", "isa-serial"],
@@ -86,7 +93,15 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, size in IMAGES.items():
         with open(d / name, "wb") as f:
             f.truncate(size)
+    for name, size in QCOW2_IMAGES.items():
+        write_qcow2(d / name, size)
     return d
+
+
+#: qcow2 images (tests/qemugen.py's writer, held to qemu-img in test_qemu_random): the guest sees
+#: the virtual size of the header, not the file's
+QCOW2_IMAGES = {"disk.qcow2": 300 << 20, "big.qcow2": (9 << 30) + 4096, "disk2.qcow2": 300 << 20,
+                "big2.qcow2": (9 << 30) + 4096, "big3.qcow2": (2 << 30) + 512}
 
 
 DISK_CASES = {
@@ -101,6 +116,22 @@ DISK_CASES = {
     "pc-hda-hdb-hdd": [*PC, "-hda", "{img}/disk.img", "-hdb", "{img}/small.img", "-hdd", "{img}/big.img"],
     "pc-hda-ide": [*PC, "-hda", "{img}/big.img", "-blockdev", "driver=null-co,node-name=x,size=1048576",
                    "-device", "ide-hd,drive=x,bus=ide.1,unit=1"],
+    "q35-qcow2": [*Q35, "-nodefaults", "-drive", "if=none,id=d0,file={img}/disk.qcow2,format=qcow2",
+                  "-device", "virtio-blk-pci,drive=d0", "-drive", "if=none,id=d1,file={img}/big.qcow2",
+                  "-device", "ide-hd,drive=d1,bus=ide.2",
+                  "-blockdev", "driver=file,node-name=f2,filename={img}/disk2.qcow2,read-only=on",
+                  "-blockdev", "driver=qcow2,node-name=d2,file=f2,read-only=on", "-device", "virtio-scsi-pci,id=s",
+                  "-device", "scsi-hd,drive=d2,bus=s.0",
+                  "-blockdev", "driver=qcow2,node-name=d3,file.driver=file,file.filename={img}/big2.qcow2,read-only=on",
+                  "-device", "scsi-hd,drive=d3,bus=s.0,scsi-id=2"],
+    "pc-hda-qcow2": [*PC, "-hda", "{img}/big3.qcow2", "-cdrom", "{img}/cd.iso"],
+    "pc-drive-ide-index": [*PC, "-drive", "if=ide,index=3,file={img}/disk.img,format=raw",
+                           "-drive", "if=ide,index=0,file={img}/big3.qcow2"],
+    "q35-drive-ide-index": [*Q35, "-nodefaults", "-drive", "if=ide,index=4,file={img}/disk.qcow2,format=qcow2",
+                            "-hdb", "{img}/small.img"],
+    "q35-drive-virtio": [*Q35, "-drive", "if=virtio,file={img}/disk.img,format=raw", "-device", "virtio-rng-pci",
+                         "-drive", "if=virtio,file={img}/disk2.qcow2", "-nic", "user,model=e1000"],
+    "virt-drive-virtio": [*VIRT, "-nodefaults", "-drive", "if=virtio,file={img}/big.qcow2,format=qcow2"],
     "virt-blk": [*VIRT, "-blockdev", "driver=null-co,node-name=x", "-device", "virtio-blk-device,drive=x",
                  "-drive", "if=none,id=y,file={img}/disk.img,format=raw", "-device", "virtio-blk-pci,drive=y"],
 }
@@ -122,6 +153,20 @@ def test_offline_refuses_partitioned_image(tmp_path: Path) -> None:
     res = _qemu2dtb(tmp_path, [*Q35, "-drive", f"if=none,id=d,file={image},format=raw", "-device", "virtio-blk-pci,drive=d"],
                     offline=True)
     assert res.returncode != 0 and "partition table" in res.stderr
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img (Debian qemu-utils) makes the qcow2 with data")
+def test_offline_refuses_partitioned_qcow2(tmp_path: Path) -> None:
+    """The same inside a qcow2 image: the first sector is read through its L1 and L2 tables."""
+    raw, image = tmp_path / "mbr.img", tmp_path / "mbr.qcow2"
+    mbr = bytearray(512)
+    mbr[446 + 4] = 0x83
+    mbr[510:512] = b"\x55\xaa"
+    raw.write_bytes(bytes(mbr) + bytes(1 << 20))
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(image)], check=True, timeout=60)
+    res = _qemu2dtb(tmp_path, [*Q35, "-drive", f"if=none,id=d,file={image}", "-device", "virtio-blk-pci,drive=d"],
+                    offline=True)
+    assert res.returncode != 0 and "partition table" in res.stderr, res.stderr
 
 
 def _assert_offline_equals_online(argv: list[str], tmp_path: Path) -> None:
@@ -170,8 +215,10 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     ([*Q35, "-drive", "if=none,id=d,file=/nonexistent.img,format=raw"], "/nonexistent.img"),
     ([*Q35, "-drive", "if=none,id=d,file=/dev/null,format=qcow2"], "qcow2"),
     ([*Q35, "-m", "size=4G,maxmem=8G"], "-m size=4G"),
-    ([*Q35, "-smp", "2,sockets=2"], "-smp 2,sockets=2"),
-    ([*VIRT, "-m", "1G"], "-m 1G"),
+    ([*Q35, "-smp", "2,dies=2"], "-smp 2,dies=2"),
+    ([*PC, "-drive", "if=ide,file=/dev/null,format=raw"], "only if=ide with index="),
+    ([*Q35, "-smp", "2,sockets=3"], "QEMU refuses this topology"),
+    ([*VIRT, "-m", "3G"], "-m 3G"),
     ([*Q35, "-device", "nvme,serial=x"], "nvme"),
     ([*Q35, "-M", "pc-q35-7.2,sata=off"], "sata=off"),
     ([*Q35, "-device", "e1000,bus=nope"], "nope"),

@@ -287,7 +287,7 @@ def machine_diff(type_a: str, type_b: str, binary: str | None, binary_b: str | N
 @click.option("--binary", metavar="PATH", help="the QEMU binary (default: qemu-system-ARCH for the description's arch)")
 @click.option("--timeout", type=float, default=20.0, show_default=True, help="seconds for each probe of the machine")
 @click.option("--no-check", "no_check", is_flag=True,
-              help="do not start the result once (paused, on null back-ends) to let QEMU judge it")
+              help="do not start the result once (as a migration destination, on null back-ends) to let QEMU judge it")
 @click.option("--offline", is_flag=True,
               help="run no QEMU: what the machine makes by itself comes from dtvm's machine models (implies --no-check)")
 def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, timeout: float, no_check: bool,
@@ -319,6 +319,12 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
 
             return read_argv(argv, timeout=timeout)
 
+        def verify(argv: list[str]) -> Any:
+            from dtvm.qemu.live import read_argv
+
+            # as a migration destination starts: no image lock, so the source may run and hold them
+            return read_argv(argv, timeout=timeout, incoming=True)
+
         if offline:
             from dtvm.qemu.offline import offline_prober
 
@@ -327,7 +333,8 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
         else:
             from dtvm.qemu.live import binary_version
 
-            rebuild = build_argv(plan, binary=binary, read=read, check=not no_check, target_version=binary_version)
+            rebuild = build_argv(plan, binary=binary, read=read, check=not no_check, verify=verify,
+                                 target_version=binary_version)
         text = format_argv(rebuild.argv, fmt)
     except DtvmError as exc:
         _fail("dtb2qemu", first_line(exc), getattr(exc, "exit_code", 1) or 1)

@@ -10,8 +10,12 @@ nothing here is ever run through a shell.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,14 +89,35 @@ def _machine_base(plan: Config, binary: str) -> list[str]:
     if m.cpu_type:
         trust().cpu_model(m.cpu_type, "/qemu")
         args += ["-cpu", _esc(m.cpu_type, "/qemu: cpu-type")]
-    smp = [f"cpus={m.cpus}"]
-    if m.max_cpus and m.max_cpus != m.cpus:
+    cold = m.cpus - len(m.device_cpus)  # CPUs made as devices come as -device (_cpu_devices)
+    smp = [f"cpus={cold}"]
+    if m.max_cpus and m.max_cpus != cold:
         smp.append(f"maxcpus={m.max_cpus}")
     for key in ("sockets", "dies", "clusters", "cores", "threads"):
         if key in m.topology:
             smp.append(f"{key}={m.topology[key]}")
     args += ["-smp", ",".join(smp)]
     args += ["-m", f"{m.memory}B"]
+    return args
+
+
+def _cpu_devices(plan: Config) -> list[str]:
+    """``-device`` for each CPU the description says was made as a device (hot-plugged or given
+    with -device), so that the rebuilt VM can unplug it as the original could."""
+    m = plan.machine
+    if not m.device_cpus:
+        return []
+    from dtvm.qemu.config import cpu_device_type
+
+    if not m.cpu_type:
+        raise ArgvError("/qemu: device-cpus needs a cpu-type")
+    driver = cpu_device_type(m.arch, m.cpu_type)
+    if driver is None:
+        raise ArgvError(f"/qemu: device-cpus: arch {m.arch} has no CPU devices dtvm knows")
+    args: list[str] = []
+    for n, ids in enumerate(m.device_cpus):
+        args += ["-device", _render(driver, [("id", f"cpu-dev{n}"), *((k, str(v)) for k, v in ids.items())],
+                                    "/qemu: device-cpus", implied="driver")]
     return args
 
 
@@ -126,8 +151,30 @@ def live_prober(read: Callable[[list[str]], Snapshot]) -> Prober:
     return probe
 
 
-def _probe(plan: Config, binary: str, options: dict[str, str], prober: Prober) -> Probe:
-    return prober([*_machine_base(plan, binary), "-machine", _machine_arg(plan, options)])
+def _probe(plan: Config, binary: str, options: dict[str, str], prober: Prober, extra: list[str] | None = None) -> Probe:
+    return prober([*_machine_base(plan, binary), "-machine", _machine_arg(plan, options), *(extra or [])])
+
+
+@contextlib.contextmanager
+def _stand_in_firmware(plan: Config) -> Iterator[list[str]]:
+    """``-bios EMPTY`` for probes and the check start where loading firmware changes what the
+    machine makes (``firmware-shapes-devices`` in data/machines.yaml) and the description has
+    firmware: an empty file of dtvm's own in a private directory, never the host's file."""
+    from dtvm.qemu.config import firmware_shapes_devices
+
+    if "firmware" not in plan.inputs or plan.machine.type not in firmware_shapes_devices():
+        yield []
+        return
+    directory = tempfile.mkdtemp(prefix="dtvm-fw-")
+    try:
+        os.chmod(directory, 0o755)  # QEMU may run as another user (-runas)
+        path = os.path.join(directory, "stand-in.fd")
+        with open(path, "wb"):
+            pass
+        os.chmod(path, 0o644)
+        yield ["-bios", path]
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _machine_options(plan: Config, baseline: Probe) -> dict[str, str]:
@@ -194,14 +241,26 @@ class _Node:
 
 def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[str]], Snapshot] | None = None,
                prober: Prober | None = None, check: bool = True,
-               target_version: Callable[[str], tuple[int, int, int] | None] | None = None) -> Rebuild:
+               target_version: Callable[[str], tuple[int, int, int] | None] | None = None,
+               verify: Callable[[list[str]], Snapshot] | None = None) -> Rebuild:
     """The precise argv that rebuilds the described VM; ArgvError naming the node when it cannot.
 
     What the machine makes by itself comes from ``prober`` (default: starting the QEMU with
     ``read``; ``offline.offline_prober`` answers from the machine models without QEMU).  With
     ``check``, the result is started once with ``read``, paused, on null back-ends (no host file,
-    socket or device is opened), so that what QEMU refuses is reported now and by the node.
+    socket or device is opened), so that what QEMU refuses is reported now and by the node.  It
+    starts as a migration destination does (``verify``, default ``read_argv(..., incoming=True)``:
+    ``-incoming defer``, no block device activated, no image lock), so checking works while the
+    VM being rebuilt runs on this host and holds its images.
     """
+    with _stand_in_firmware(plan) as firmware:
+        return _build_argv(plan, binary, read, prober, check, verify, firmware, target_version)
+
+
+def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Snapshot] | None,
+                prober: Prober | None, check: bool, verify: Callable[[list[str]], Snapshot] | None,
+                firmware: list[str],
+                target_version: Callable[[str], tuple[int, int, int] | None] | None) -> Rebuild:
     if plan.machine.cpu_type:
         try:
             trust().cpu_model(plan.machine.cpu_type, "/qemu")
@@ -226,7 +285,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
         if blocker is not None:
             raise ArgvError(f"/qemu: {blocker}")
     try:
-        baseline = _probe(plan, exe, {}, prober)
+        baseline = _probe(plan, exe, {}, prober, firmware)
     except DtvmError as exc:
         raise ArgvError(f"/qemu: machine {plan.machine.type!r} cannot be started with {exe}: {exc}") from None
     blocker = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, plan.qemu_version,
@@ -247,7 +306,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     rules = trust(catalog_version(baseline.version))
     options = _machine_options(plan, baseline)
     try:
-        probed = _probe(plan, exe, options, prober) if options else baseline
+        probed = _probe(plan, exe, options, prober, firmware) if options else baseline
     except DtvmError as exc:
         raise ArgvError(f"/qemu: machine options {options} rejected: {exc}") from None
     from dtvm.vm.translate import driver_compat
@@ -260,7 +319,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
         if path is not None:
             probe_by_path.setdefault(path, pdev)
 
-    argv = [*_machine_base(plan, exe), "-machine", _machine_arg(plan, options)]
+    argv = [*_machine_base(plan, exe), "-machine", _machine_arg(plan, options), *_cpu_devices(plan)]
     host: list[str] = []
     checked = list(argv)  # the same command line on null back-ends, without host settings
     taken = _Ids()
@@ -270,6 +329,7 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
     backends = plan.backend_map()
     made: dict[str, _Node] = {}
     backends_used: list[tuple[str, str]] = []
+    named: set[str] = set()  # drives whose BlockBackend name the guest sees (a made child's device_id)
     globals_: list[tuple[str, bool]] = []  # (-global value, whether it is a host setting)
 
     # machine-made devices the description has at another address than the probe (pseries' NVRAM
@@ -309,6 +369,12 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
             # the virtio device inside a virtio-pci proxy: created by the proxy's -device
             made[where] = _Node(dev, None, made[parent_path].qid)
             continue
+        parent_dev = dev.parent_device
+        if parent_dev is not None and dev.driver in _own_children().get(parent_dev.driver, ()) \
+                and parent_path in made and made[parent_path].probe is None:
+            # the disk a usb-storage makes on its own SCSI bus from its drive: its -device makes it
+            made[where] = _Node(dev, None, made[parent_path].qid)
+            continue
         if dev.in_dt and essential is None and dev.address[0] in ("mmio", "none"):
             raise ArgvError(f"{where}: {dev.driver} is described in QEMU's own tree but this machine does not create it")
         try:
@@ -329,6 +395,14 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
             for k in BACKEND_REFS:
                 if k in child.backends:
                     refs.setdefault(k, child.backends[k])
+        own = _own_children().get(dev.driver, ())
+        for child in (c for b in dev.buses for c in b.devices if c.driver in own):
+            # its properties follow from the drive; only the drive goes to the parent's -device
+            for k in BACKEND_REFS:
+                if k in child.backends:
+                    refs.setdefault(k, child.backends[k])
+            if "drive" in child.backends and child.props.get("device_id") == child.backends["drive"]:
+                named.add(child.backends["drive"])  # scsi-hd's device_id is its drive's name
         for key, value in sorted(props.items()):
             _not_host(rules, dev.driver, key, where)
             if key in RESERVED:
@@ -363,13 +437,19 @@ def build_argv(plan: Config, *, binary: str | None = None, read: Callable[[list[
         argv += ["-global", item]
         if not setting:
             checked += ["-global", item]
-    real, null = _backend_args(plan, backends_used, host)
+    real, null = _backend_args(plan, backends_used, host, named)
     nets = _netdev_args(plan)
     argv[1:1] = [*real, *nets]
     checked[1:1] = [*null, *nets]
     argv += _input_args(plan, probed, host)
+    checked += firmware
     if check:
-        _verify(checked, ids, read)
+        if verify is None:
+            from dtvm.qemu.live import read_argv
+
+            def verify(argv: list[str]) -> Snapshot:
+                return read_argv(argv, incoming=True)
+        _verify(checked, ids, verify)
     return Rebuild(argv, ids, host, notes)
 
 
@@ -465,6 +545,15 @@ def _companion_master(dev: Device, ids: dict[str, str], where: str) -> str:
     raise ArgvError(f"{where}: masterbus: no EHCI controller in this slot to be the companion of")
 
 
+def _own_children() -> dict[str, list[str]]:
+    """Device type -> the device types it creates itself on its child bus (``makes-own-child`` in
+    dtvm/vm/data/devices.yaml): described as nodes, rebuilt by the parent's ``-device``."""
+    from dtvm.vm.buses import device_facts
+
+    section = device_facts().get("makes-own-child", {})
+    return {str(k): [str(x) for x in v] for k, v in section.items()} if isinstance(section, dict) else {}
+
+
 def _backend_id(kind: str, ref: str) -> str:
     """QEMU-internal ids (``#net123``) are not valid option ids: give them a stable spelling."""
     from dtvm.qemu.opts import check_id
@@ -538,12 +627,20 @@ def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tu
         return [("bus", bus), ("channel", str(channel)), ("scsi-id", str(sid)), ("lun", str(lun))]
     if kind in _CELL_PROPS:
         return [("bus", bus), (_CELL_PROPS[kind], str(values[0]))]
+    if kind == "none" and parent.probe is not None and bus.startswith("isa."):
+        # an ISA device with no I/O base property (sga; pvpanic's port is its ioport default):
+        # the bus alone, QEMU builds it the same
+        return [("bus", bus)]
     raise ArgvError(f"{where}: cannot give {dev.driver} an address ({kind})")
 
 
-def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str]) -> tuple[list[str], list[str]]:
+def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str],
+                  named: set[str] | frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
     """The -blockdev/-chardev options of the back-ends the devices use, and the same on null
-    back-ends for the check start (a null-co drive, a null chardev: nothing of the host opened)."""
+    back-ends for the check start (a null-co drive, a null chardev: nothing of the host opened).
+
+    A drive in ``named`` is a ``-drive if=none,id=REF`` instead: a BlockBackend of that name, which
+    a disk made by its parent (usb-storage's scsi-hd) shows the guest as its device_id."""
     args: list[str] = []
     null: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -564,6 +661,11 @@ def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str]) ->
                 pairs += [("file.driver", "file"), ("file.filename", opts.get("file", ""))]
                 host.append(f"file {opts.get('file', '')!r} (drive {ref})")
             ro = [("read-only", "on")] if opts.get("ro") == "on" else []
+            if ref in named:
+                spelled = [("if", "none"), ("id", ident), *((k, v) for k, v in pairs if k != "node-name"), *ro]
+                args += ["-drive", _render(None, spelled, where)]
+                null += ["-drive", _render(None, [("if", "none"), ("id", ident), ("driver", "null-co"), *ro], where)]
+                continue
             args += ["-blockdev", _render(None, [*pairs, *ro], where)]
             null += ["-blockdev", _render(None, [("driver", "null-co"), ("node-name", ident), *ro], where)]
         elif kind == "netdev":

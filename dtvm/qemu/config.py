@@ -7,7 +7,9 @@ and which were hot-plugged.
 
 from __future__ import annotations
 
+import functools
 import re
+from importlib import resources
 from typing import Any
 
 from dtvm.errors import DtvmError
@@ -39,6 +41,57 @@ __all__ = [
     "Machine",
     "from_snapshot",
 ]
+
+
+@functools.cache
+def _machines_data() -> dict[str, Any]:
+    import yaml
+
+    text = resources.files("dtvm.qemu").joinpath("data/machines.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    return data if isinstance(data, dict) else {}
+
+
+@functools.cache
+def guest_state() -> dict[str, frozenset[str]]:
+    """driver -> qdev properties the guest programs (``guest-state`` in data/machines.yaml)."""
+    section = _machines_data().get("guest-state", {})
+    return {str(driver): frozenset(str(p) for p in props) for driver, props in section.items()}
+
+
+@functools.cache
+def _schema_option_defaults(arch: str, machine_type: str) -> dict[str, str]:
+    """The option values the machine type takes when not told (``defaults: options`` of its
+    checked-in schema, measured by starting it without options): QEMU does not report a default
+    for many machine options (graphics, highmem, its, sata, ...)."""
+    import yaml
+
+    try:
+        text = resources.files("dtvm.qemu").joinpath(f"machines/{arch}-{machine_type}.yaml").read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return {}
+    data = yaml.safe_load(text)
+    options = data.get("defaults", {}).get("options", {}) if isinstance(data, dict) else {}
+    return {str(k): str(v) for k, v in options.items()} if isinstance(options, dict) else {}
+
+
+def firmware_shapes_devices() -> frozenset[str]:
+    """Machine types whose devices depend on loaded firmware (data/machines.yaml)."""
+    return frozenset(str(t) for t in _machines_data().get("firmware-shapes-devices", []))
+
+
+def cpu_device_type(arch: str, model: str) -> str | None:
+    """The qdev type of a CPU of ``model`` made as a device on ``arch`` (``cpu-device-types`` in
+    data/machines.yaml), None where dtvm knows none."""
+    pattern = _machines_data().get("cpu-device-types", {}).get(arch)
+    return str(pattern).format(model=model) if pattern else None
+
+
+@functools.cache
+def _on_off_auto() -> frozenset[str]:
+    """Machine options of type OnOffAuto (``on-off-auto`` in data/machines.yaml)."""
+    return frozenset(str(n) for n in _machines_data().get("on-off-auto", []))
+
 
 def _json_text(value: Any) -> str:
     """A QMP JSON value as option text, the way ``prop_text`` spells qtree values."""
@@ -120,10 +173,14 @@ def _address(qdev: QDev, bus: QBus, nth: int) -> tuple[str, tuple[int, ...]]:
     return ("nth", (nth,))
 
 
+#: the PCI classes whose functions have a type 1 or 2 header (info qtree's class names)
+_BRIDGE_CLASSES = frozenset({"PCI bridge", "CardBus bridge"})
+
+
 def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int) -> Device:
     address = _address(qdev, bus, nth)
     defaults = _defaults(snapshot, qdev.type)
-    skip = set(ADDRESS_PROPS.get(bus.type, ()))
+    skip = set(ADDRESS_PROPS.get(bus.type, ())) | guest_state().get(qdev.type, frozenset())
     if address[0] == "isa":
         skip |= {"iobase", "base"}
     props: dict[str, str] = {}
@@ -148,6 +205,10 @@ def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int) -> Device:
     if qdev.pci is not None:
         dev.pci_class = qdev.pci[0]
         dev.pci_ids = qdev.pci[4:8]
+        if dev.pci_class in _BRIDGE_CLASSES:
+            # a bridge's header (type 1) has no subsystem ids where info qtree reads them: those
+            # bytes (0x2c-0x2f) are the prefetchable window's upper half, which UEFI programs
+            dev.pci_ids = (qdev.pci[4], qdev.pci[5], 0, 0)
     return dev
 
 
@@ -203,8 +264,14 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
         default = snapshot.machine_prop_defaults.get(name)
         if default is not None and _json_text(default) == text:
             continue
-        if default is None and (text in ("", "auto") or (text == "off" and name not in _OFF_IS_NOT_DEFAULT)):
-            continue
+        if default is None and text in ("", "off", "auto"):
+            # QEMU reports no default: the type's measured one decides (highmem=off, graphics=off
+            # differ from it and must be kept); unknown, an empty/off/auto value is taken as it
+            known = _schema_option_defaults(snapshot.arch, snapshot.machine_type).get(name)
+            if known is None and name in _on_off_auto():
+                known = "auto"
+            if (known is None or known == text) and not (text == "off" and name in _OFF_IS_NOT_DEFAULT):
+                continue
         options[name] = text
     cpu_type = None
     for path in sorted(snapshot.cpu_types):
@@ -213,21 +280,46 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
     if cpu_type is not None:
         cpu_type = re.sub(r"-(x86_64|i386|arm|aarch64|riscv64|riscv32|riscv|powerpc64|powerpc|spapr)-cpu(-core)?$", "", cpu_type)
     topology: dict[str, int] = {}
+    device_cpus: list[dict[str, int]] = []
     for slot in snapshot.hotpluggable_cpus:
-        for key, value in slot.get("props", {}).items():
-            if isinstance(value, int) and key.endswith("-id"):
-                topology[key] = max(topology.get(key, 0), value + 1)
+        ids = {k: v for k, v in slot.get("props", {}).items() if isinstance(v, int) and k.endswith("-id")}
+        for key, value in ids.items():
+            topology[key] = max(topology.get(key, 0), value + 1)
+        if str(slot.get("qom-path", "")).startswith("/machine/peripheral"):
+            # made by -device or device_add, not by -smp: a device the guest may unplug
+            device_cpus.append(dict(sorted(ids.items())))
+    device_cpus.sort(key=lambda ids: sorted(ids.items()))
+    smp = snapshot.machine_props.get("smp")
+    if "socket-id" not in topology and isinstance(smp, dict):
+        # no CPU hot-plug (virt), or slots that show cores only (pseries): the smp property says
+        # how many sockets and threads (pseries' ibm,chip-id follows the socket)
+        topology = _smp_topology(smp) or topology
     machine = Machine(
         type=snapshot.machine_type,
         arch=snapshot.arch,
         options=options,
         cpu_type=cpu_type,
         cpus=len(snapshot.cpus),
-        max_cpus=max(len(snapshot.hotpluggable_cpus), len(snapshot.cpus)),
+        max_cpus=max(len(snapshot.hotpluggable_cpus), len(snapshot.cpus),
+                     smp["maxcpus"] if isinstance(smp, dict) and isinstance(smp.get("maxcpus"), int) else 0),
         topology=topology,
         memory=int(snapshot.memory.get("base-memory", 0)),
+        device_cpus=device_cpus,
     )
     return machine, inputs
+
+
+def _smp_topology(smp: dict[str, Any]) -> dict[str, int]:
+    """The -smp topology of a machine without CPU hot-plug (virt), where only the machine's ``smp``
+    property shows it; empty when it is what ``-smp N[,maxcpus=M]`` alone gives (all cores)."""
+    counts = {k: smp.get(k) for k in ("sockets", "dies", "clusters", "cores", "threads", "maxcpus")}
+    if not all(isinstance(v, int) for v in counts.values()):
+        return {}
+    if counts["sockets"] == counts["dies"] == counts["clusters"] == counts["threads"] == 1 \
+            and counts["cores"] == counts["maxcpus"]:
+        return {}
+    keys = {"sockets": "socket-id", "clusters": "cluster-id", "cores": "core-id", "threads": "thread-id"}
+    return {key: int(counts[name] or 1) for name, key in keys.items() if name != "clusters" or counts[name] != 1}
 
 
 def _backends(snapshot: Snapshot) -> list[Backend]:

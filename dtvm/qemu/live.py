@@ -128,7 +128,7 @@ def binary_version(binary: str, timeout: float = 10.0) -> tuple[int, int, int] |
 
 
 def read_argv(argv: Sequence[str], *, timeout: float = 10.0,
-              timings: dict[str, float] | None = None) -> Snapshot:
+              timings: dict[str, float] | None = None, incoming: bool = False) -> Snapshot:
     """Start ``argv`` (``["qemu-system-ARCH", ARGS...]``) paused, read it, stop it.
 
     QEMU gets ``-S -display none -qmp unix:SOCK,server=on,wait=off`` after the caller's arguments
@@ -142,13 +142,17 @@ def read_argv(argv: Sequence[str], *, timeout: float = 10.0,
     ``start`` (fork/exec), ``connect`` (QEMU start to QMP ready), one entry per command group (the time
     it completed, counted from the start of the read; groups overlap), ``read``, ``stop``, ``total``
     and ``commands`` (the number of QMP commands).
+
+    ``incoming`` starts it as a migration destination (``-incoming defer``, added by dtvm: a caller's
+    argv may not have it): QEMU builds the whole machine but activates no block device, so it takes
+    no image lock and can be started while the VM it rebuilds runs on the same host.
     """
-    with start_argv(argv, timeout=timeout, timings=timings) as qemu:
+    with start_argv(argv, timeout=timeout, timings=timings, incoming=incoming) as qemu:
         return qemu.read()
 
 
 def start_argv(argv: Sequence[str], *, timeout: float = 10.0,
-               timings: dict[str, float] | None = None) -> QemuProcess:
+               timings: dict[str, float] | None = None, incoming: bool = False) -> QemuProcess:
     """Start ``argv`` paused and return at once; ``.read()`` on the result reads it, ``.close()`` kills it.
 
     For callers with their own start-up work (imports, loading bindings): done between the two calls
@@ -158,7 +162,7 @@ def start_argv(argv: Sequence[str], *, timeout: float = 10.0,
     """
     cmd = _checked_argv(argv)
     binary = _resolve_binary(cmd[0])
-    return QemuProcess(cmd, binary, _checked_timeout(timeout), {} if timings is None else timings)
+    return QemuProcess(cmd, binary, _checked_timeout(timeout), {} if timings is None else timings, incoming)
 
 
 class QemuProcess:
@@ -166,8 +170,10 @@ class QemuProcess:
     group, reap, remove the private directory).  See ``dtvm.qemu.process`` for how it is confined
     and why it cannot outlive dtvm."""
 
-    def __init__(self, argv: list[str], binary: str, timeout: float, timings: dict[str, float]) -> None:
+    def __init__(self, argv: list[str], binary: str, timeout: float, timings: dict[str, float],
+                 incoming: bool = False) -> None:
         self.argv = argv
+        self.incoming = incoming
         self.binary = binary
         self.timings = timings
         self.timeout = timeout
@@ -194,6 +200,7 @@ class QemuProcess:
     def _start(self) -> None:
         qmp_arg = "unix:" + self.sock.replace(",", ",,") + ",server=on,wait=off"
         full = [self.binary, *self.argv[1:], "-S", "-display", "none", "-qmp", qmp_arg,
+                *(["-incoming", "defer"] if self.incoming else []),
                 *process.confinement(self.sandbox, self.user, self.run_with)]
         with open(os.path.join(self.dir, "stdout"), "wb") as out, \
                 open(os.path.join(self.dir, "stderr"), "wb") as err:

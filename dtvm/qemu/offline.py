@@ -11,16 +11,22 @@ is an error naming the option ("use online mode"), never a guess.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import zlib
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from dtvm.errors import DtvmError
-from dtvm.qemu.machine import MachineInfo, find_machine
+from dtvm.qemu import images
+from dtvm.qemu.config import guest_state
+from dtvm.qemu.machine import find_machine
+from dtvm.qemu.models import (
+    OfflineError,
+    config_from_dict,
+    device_from_dict,
+    device_to_dict,
+    load_model,
+)
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts, link_machine_chardevs
 
@@ -28,107 +34,7 @@ if TYPE_CHECKING:
     from dtvm.qemu.argv import Probe
 from dtvm.vm.model import Backend, Bus, Config, Device
 
-__all__ = ["OfflineError", "device_from_dict", "device_to_dict", "offline_config", "offline_prober"]
-
-
-class OfflineError(DtvmError):
-    """A command line the offline model cannot make precise (names the option)."""
-
-    exit_code = 2
-
-
-# -- device subtrees as data ---------------------------------------------------------------------
-def device_to_dict(dev: Device) -> dict[str, Any]:
-    """A device and everything below it, without parent links (JSON-ready)."""
-    return {
-        "driver": dev.driver, "address": [dev.address[0], list(dev.address[1])],
-        "props": dict(sorted(dev.props.items())), "backends": dict(sorted(dev.backends.items())),
-        "id": dev.qdev_id, "mmio": [list(r) for r in dev.mmio],
-        "pci_ids": list(dev.pci_ids) if dev.pci_ids else None, "pci_class": dev.pci_class,
-        "buses": [{"name": b.name, "type": b.type, "index": b.index,
-                   "devices": [device_to_dict(d) for d in b.devices]} for b in dev.buses],
-    }
-
-
-def device_from_dict(data: dict[str, Any], parent: Bus | None = None, depth: int = 0) -> Device:
-    if depth > 32:
-        raise OfflineError("profile nested too deep")
-    kind, values = data["address"]
-    ids = data.get("pci_ids")
-    dev = Device(
-        str(data["driver"]), (str(kind), tuple(int(v) for v in values)),
-        {str(k): str(v) for k, v in data["props"].items()}, {str(k): str(v) for k, v in data["backends"].items()},
-        qdev_id=data.get("id"), mmio=[(int(a), int(b)) for a, b in data["mmio"]],
-        pci_ids=(int(ids[0]), int(ids[1]), int(ids[2]), int(ids[3])) if ids else None,
-        pci_class=data.get("pci_class"), parent=parent,
-    )
-    for b in data["buses"]:
-        bus = Bus(str(b["name"]), str(b["type"]), int(b["index"]), parent=dev)
-        bus.devices = [device_from_dict(d, bus, depth + 1) for d in b["devices"]]
-        dev.buses.append(bus)
-    return dev
-
-
-def config_to_dict(config: Config) -> dict[str, Any]:
-    """A whole device model as data (the machine's own devices of one variant)."""
-    import base64
-
-    m = config.machine
-    return {
-        "machine": {"type": m.type, "arch": m.arch, "options": m.options, "cpu_type": m.cpu_type, "cpus": m.cpus,
-                    "max_cpus": m.max_cpus, "topology": m.topology, "memory": m.memory},
-        "root": {"name": config.root.name, "type": config.root.type,
-                 "devices": [device_to_dict(d) for d in config.root.devices]},
-        # generated netdev ids (#net0, ...) are stable since the reader numbers them (config.py)
-        "backends": [{"kind": b.kind, "id": b.id, "options": b.options} for b in config.backends],
-        "inputs": config.inputs,
-        # QEMU's DT is a mostly-zero 1 MiB buffer on arm virt: stored compressed
-        "dtb-zlib": base64.b64encode(zlib.compress(config.dtb, 9)).decode() if config.dtb is not None else None,
-    }
-
-
-def _inflate(blob: bytes, limit: int = 16 << 20) -> bytes:
-    """zlib, bounded: a model file is data and must not expand without limit."""
-    d = zlib.decompressobj()
-    out = d.decompress(blob, limit)
-    if d.unconsumed_tail:
-        raise OfflineError(f"a stored DT expands beyond {limit >> 20} MiB")
-    return out
-
-
-def config_from_dict(data: dict[str, Any]) -> Config:
-    import base64
-
-    from dtvm.qemu.versions import REFERENCE, versions
-    from dtvm.vm.model import Machine
-
-    m = data["machine"]
-    # the models were read with an older dtvm: options it now knows to be derived are dropped
-    options = {k: v for k, v in m["options"].items() if not versions().machine_ignored(k, str(v))}
-    machine = Machine(str(m["type"]), str(m["arch"]), options, m["cpu_type"], int(m["cpus"]),
-                      int(m["max_cpus"]), {str(k): int(v) for k, v in m["topology"].items()}, int(m["memory"]))
-    root = Bus(str(data["root"]["name"]), str(data["root"]["type"]))
-    root.devices = [device_from_dict(d, root) for d in data["root"]["devices"]]
-    backends = [Backend(str(b["kind"]), str(b["id"]), dict(b["options"])) for b in data["backends"]]
-    dtb = _inflate(base64.b64decode(data["dtb-zlib"])) if data.get("dtb-zlib") else None
-    return Config(machine, root, backends, dict(data["inputs"]), dtb, qemu_version=REFERENCE)
-
-
-# -- the stored model ----------------------------------------------------------------------------
-def _model_name(machine: MachineInfo) -> str:
-    return f"{machine.arch}-{machine.type}.offline.json"
-
-
-def load_model(machine: MachineInfo) -> dict[str, Any]:
-    name = _model_name(machine)
-    try:
-        text = resources.files("dtvm.qemu").joinpath("machines").joinpath(name).read_text(encoding="utf-8")
-    except (FileNotFoundError, OSError):
-        raise OfflineError(f"no offline model for {machine.arch} {machine.type} (dtvm/qemu/machines/{name}): use online mode") from None
-    data = json.loads(text)
-    if not isinstance(data, dict) or data.get("format") != 1:
-        raise OfflineError(f"dtvm/qemu/machines/{name}: not a format-1 offline model")
-    return data
+__all__ = ["OfflineError", "device_from_dict", "device_to_dict", "load_model", "offline_config", "offline_prober"]
 
 
 # -- the command line ----------------------------------------------------------------------------
@@ -163,6 +69,9 @@ class _Args:
     cdrom: str | None = None
     hda: str | None = None
     hd: dict[int, str] = field(default_factory=dict)
+    hd_what: dict[int, str] = field(default_factory=dict)  # the option that gave hd[N]
+    #: -drive if=virtio: vl.c queues a virtio-blk -device per drive after the command line's own
+    virtio_drives: list[str] = field(default_factory=list)
     vga_std: bool = False
     globals_: list[tuple[str, str, str]] = field(default_factory=list)
     chardev_for: dict[str, str] = field(default_factory=dict)
@@ -180,20 +89,18 @@ _NIC_USER_KEYS = frozenset({
 })
 
 
-def _image_size(path: str, what: str) -> int:
-    """The size of a raw image, and a refusal when the guest would see more than the size (an MBR
-    whose partitions QEMU reads to guess the disk geometry)."""
-    import os
-
+def _is_qcow2(path: str, what: str) -> bool:
     try:
-        size = os.stat(path).st_size
-        with open(path, "rb") as f:
-            first = f.read(512)
-    except OSError as exc:
-        raise OfflineError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image's size (use online mode)") from None
-    if len(first) == 512 and first[510:512] == b"\x55\xaa" and any(first[446 + 16 * k + 4] for k in range(4)):
-        raise OfflineError(f"{what}: {path} has a partition table: QEMU guesses the disk geometry from it (use online mode)")
-    return size
+        return images.is_qcow2(path, what)
+    except images.ImageError as exc:
+        raise OfflineError(str(exc)) from None
+
+
+def _image_size(path: str, what: str, fmt: str = "raw") -> int:
+    try:
+        return images.guest_size(path, what, fmt)
+    except images.ImageError as exc:
+        raise OfflineError(str(exc)) from None
 
 
 def _drive_option(opts: dict[str, str], opt: str) -> _Drive:
@@ -207,12 +114,34 @@ def _drive_option(opts: dict[str, str], opt: str) -> _Drive:
     ro = opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
     if driver in ("null-co", "null-aio"):
         return _Drive(opts["id"], 1 << 30, None, driver, ro, opts["id"])
-    if driver != "raw" or "file" not in opts:
-        raise OfflineError(f"{opt}: format {driver}: only raw images and null-co are in the offline model (use online mode)")
-    return _Drive(opts["id"], _image_size(opts["file"], opt), opts["file"], "raw", ro, opts["id"])
+    if "file" in opts and not (opts.get("driver") or opts.get("format")) and _is_qcow2(opts["file"], opt):
+        driver = "qcow2"  # QEMU probes the format: the qcow2 magic wins
+    if driver not in ("raw", "qcow2") or "file" not in opts:
+        raise OfflineError(f"{opt}: format {driver}: only raw and qcow2 images and null-co are in the offline model (use online mode)")
+    return _Drive(opts["id"], _image_size(opts["file"], opt, driver), opts["file"], driver, ro, opts["id"])
 
 
-def _blockdev_option(opts: dict[str, str], opt: str) -> _Drive:
+def _ide_drive_option(args: _Args, opts: dict[str, str], what: str) -> None:
+    """``-drive if=ide,index=N,file=F[,format=raw|qcow2]``: what ``-hdX`` is (vl.c turns -hda into
+    if=ide,index=0), for any index the machine's IDE buses have."""
+    extra = sorted(set(opts) - {"if", "index", "file", "format", "media"})
+    if extra or "index" not in opts or "file" not in opts or opts.get("media", "disk") != "disk":
+        raise OfflineError(f"{what}: only if=ide with index=, file= and format= (a disk) is in the offline model "
+                           "(use online mode)")
+    try:
+        index = int(opts["index"], 0)
+    except ValueError:
+        raise OfflineError(f"{what}: index={opts['index']}: not a number") from None
+    probed = "qcow2" if _is_qcow2(opts["file"], what) else "raw"
+    if opts.get("format", probed) != probed:
+        raise OfflineError(f"{what}: format={opts['format']} on a {probed} image is not in the offline model (use online mode)")
+    if not 0 <= index < 12 or index in args.hd:
+        raise OfflineError(f"{what}: IDE index {index} is out of range or given twice")
+    args.hd[index] = opts["file"]
+    args.hd_what[index] = what
+
+
+def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, _Drive] | None = None) -> _Drive:
     name = opts.get("node-name")
     driver = opts.get("driver", "")
     if not name:
@@ -222,9 +151,18 @@ def _blockdev_option(opts: dict[str, str], opt: str) -> _Drive:
         size = int(opts.get("size", str(1 << 30)), 0)
         return _Drive(name, size, None, driver, ro, "")
     filename = opts.get("file.filename") if opts.get("file.driver") == "file" else opts.get("filename") if driver == "file" else None
-    if driver in ("raw", "file") and filename and set(opts) <= {"driver", "node-name", "file.driver", "file.filename", "filename", "read-only"}:
-        return _Drive(name, _image_size(filename, opt), filename, "raw", ro, "")
-    raise OfflineError(f"{opt}: driver={driver}: only null-co and raw files are in the offline model (use online mode)")
+    if driver in ("raw", "qcow2") and filename is None and opts.get("file") in (nodes or {}) \
+            and set(opts) <= {"driver", "node-name", "file", "read-only"}:
+        under = (nodes or {})[opts["file"]]
+        if under.fmt == "file" and under.file is not None:  # a format node on a -blockdev file node
+            filename = under.file
+            return _Drive(name, _image_size(filename, opt, driver), filename, driver, ro, "")
+    if driver == "file" and filename and set(opts) <= {"driver", "node-name", "filename", "read-only"}:
+        # a protocol node: what a format node on top of it sees is decided there
+        return _Drive(name, _image_size(filename, opt), filename, "file", ro, "")
+    if driver in ("raw", "qcow2") and filename and set(opts) <= {"driver", "node-name", "file.driver", "file.filename", "filename", "read-only"}:
+        return _Drive(name, _image_size(filename, opt, driver), filename, driver, ro, "")
+    raise OfflineError(f"{opt}: driver={driver}: only null-co, raw and qcow2 files are in the offline model (use online mode)")
 
 
 def parse_argv(argv: list[str]) -> _Args:
@@ -295,19 +233,33 @@ def parse_argv(argv: list[str]) -> _Args:
                 i += 2
             elif norm == "-drive":
                 _, pairs = parse(value())
-                drive = _drive_option(dict(pairs), opt)
-                args.drives[drive.name] = drive
+                opts = dict(pairs)
+                if opts.get("if") == "ide":
+                    _ide_drive_option(args, opts, f"-drive {value()}")
+                elif opts.get("if") == "virtio" and "index" not in opts and "id" not in opts:
+                    # the BlockBackend is virtioN (N counts the if=virtio drives), its disk comes last
+                    name = f"virtio{len(args.virtio_drives)}"
+                    drive = _drive_option({**{k: v for k, v in opts.items() if k != "if"}, "if": "none", "id": name}, opt)
+                    args.drives[name] = drive
+                    args.virtio_drives.append(name)
+                else:
+                    drive = _drive_option(opts, opt)
+                    args.drives[drive.name] = drive
                 i += 2
             elif norm == "-blockdev":
                 _, pairs = parse(value(), keyval=True)
-                drive = _blockdev_option(dict(pairs), opt)
+                drive = _blockdev_option(dict(pairs), opt, args.drives)
                 args.drives[drive.name] = drive
                 i += 2
             elif norm == "-cdrom":
                 args.cdrom = value()
                 i += 2
             elif norm in ("-hda", "-hdb", "-hdc", "-hdd"):
-                args.hd["abcd".index(norm[3])] = value()
+                index = "abcd".index(norm[3])
+                if index in args.hd:
+                    raise OfflineError(f"{norm}: IDE index {index} is given twice (QEMU refuses it)")
+                args.hd[index] = value()
+                args.hd_what[index] = norm
                 i += 2
             elif norm == "-vga" and value() == "std":
                 i += 2  # the x86 default; checked against the machine below
@@ -354,6 +306,9 @@ def parse_argv(argv: list[str]) -> _Args:
         raise OfflineError("no -machine/-M: name the versioned machine type")
     if "append" in args.inputs and "kernel" not in args.inputs:
         raise OfflineError("-append: only allowed with -kernel (QEMU refuses it otherwise)")
+    # vl.c's drive_new queues "-device virtio-blk,drive=virtioN" (virtio-blk-pci on these machines)
+    # behind the -device options already parsed
+    args.devices += [("virtio-blk-pci", [("drive", name)]) for name in args.virtio_drives]
     return args
 
 
@@ -419,8 +374,9 @@ def offline_config(argv: list[str]) -> Config:
     if args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
         raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
                            "models QEMU cannot run under TCG: use online mode)")
+    dt_memory = machine.type in ("virt-7.2", "virt") and machine.arch in ("aarch64", "arm", "riscv64")
     for opt, key in ((args.memory, "m"), (args.smp, "smp")):
-        if opt is not None and not x86:
+        if opt is not None and not x86 and not (key == "m" and dt_memory):
             raise OfflineError(f"-{key} {opt}: not in the offline model of {machine.type} (use online mode)")
 
     turns_off = device_facts()["turns-off-default"]
@@ -444,6 +400,8 @@ def offline_config(argv: list[str]) -> Config:
         _legacy_ide(config, model, args)
     if args.memory is not None:
         _set_memory(config, _mebibytes(args.memory))
+        if dt_memory:
+            _set_dt_memory(config, _mebibytes(args.memory), args.memory)
     if args.smp is not None:
         _set_cpus(config, args.smp)
     if args.cpu is not None:
@@ -554,6 +512,12 @@ def offline_config(argv: list[str]) -> Config:
     config.inputs.update(args.inputs)
     link_machine_chardevs(config)
     split_host_facts(config)
+    # registers the guest programs are not described (the models were read before guest-state
+    # was data: the online reader drops the same properties)
+    state = guest_state()
+    for dev in config.devices():
+        for prop in state.get(dev.driver, ()):
+            dev.props.pop(prop, None)
     return config
 
 
@@ -585,27 +549,53 @@ def _set_memory(config: Config, ram: int) -> None:
             backend.options["size"] = str(ram)
 
 
+def _set_dt_memory(config: Config, ram: int, text: str) -> None:
+    """virt (arm, riscv): RAM is one /memory node of QEMU's DT at a fixed base; its size is all
+    -m changes there (measured: 128M and 512M DTs differ in that reg alone).  Up to 2 GiB, which
+    every CPU of these machines addresses without highmem."""
+    from dtvm.dt.dtb import read_dtb, write_dtb
+
+    if config.dtb is None or not 0 < ram <= 2 << 30 or ram % (1 << 20):
+        raise OfflineError(f"-m {text}: on this machine only whole MiB up to 2 GiB are in the offline model (use online mode)")
+    tree = read_dtb(config.dtb)
+    nodes = [n for n in tree.root.live_children() if n.name.startswith("memory@")]
+    if len(nodes) != 1 or nodes[0].get_property("reg") is None or len(nodes[0]["reg"].value) != 16:
+        raise OfflineError(f"-m {text}: this machine's DT has no single 64-bit /memory node (use online mode)")
+    base = bytes(nodes[0]["reg"].value)[:8]
+    nodes[0].set_property("reg", base + ram.to_bytes(8, "big"))
+    config.dtb = write_dtb(tree)
+
+
 def _set_cpus(config: Config, text: str) -> None:
-    """``-smp N`` (or ``cpus=N``): machine types since 6.2 prefer cores, so one socket of N cores;
-    a topology is taken when it says exactly that (``cpus=N,sockets=1,cores=N,threads=1``, as
-    ``dtb2qemu`` writes it)."""
+    """``-smp N[,maxcpus=M][,sockets=S][,cores=C][,threads=T]`` as QEMU 7.2's smp_parse reads it
+    for machine types since 6.2 (cores preferred: what is not given is 1, cores fill the rest),
+    with one die and one cluster; the topology is what query-hotpluggable-cpus then lists."""
     m = re.fullmatch(r"(?:cpus=)?(\d+)((?:,[a-z-]+=\d+)*)", text.strip())
     n = int(m.group(1)) if m else 0
-    given = dict(item.split("=") for item in m.group(2).split(",")[1:]) if m else {}
-    implied = {"sockets": "1", "cores": str(n), "threads": "1", "maxcpus": str(n), "dies": "1", "clusters": "1"}
-    if not m or not 1 <= n <= 255 or any(implied.get(k) != v for k, v in given.items()):
-        raise OfflineError(f"-smp {text}: only a CPU count (one socket of N cores) is in the offline model "
+    given = {k: int(v) for k, v in (item.split("=") for item in m.group(2).split(",")[1:])} if m else {}
+    unknown = sorted(set(given) - {"sockets", "cores", "threads", "maxcpus", "dies", "clusters"})
+    if not m or not 1 <= n <= 255 or unknown or given.get("dies", 1) != 1 or given.get("clusters", 1) != 1:
+        raise OfflineError(f"-smp {text}: only cpus, maxcpus, sockets, cores and threads (one die, one cluster) "
+                           "are in the offline model (use online mode)")
+    maxcpus = given.get("maxcpus", n)
+    sockets, threads = given.get("sockets", 1), given.get("threads", 1)
+    cores = given.get("cores") or maxcpus // max(1, sockets * threads)
+    if not (sockets and threads and cores) or sockets * cores * threads != maxcpus or n > maxcpus:
+        raise OfflineError(f"-smp {text}: QEMU refuses this topology (sockets * cores * threads must be maxcpus)")
+    if maxcpus != n and "socket-id" not in config.machine.topology:
+        raise OfflineError(f"-smp {text}: maxcpus on a machine without CPU hot-plug is not in the offline model "
                            "(use online mode)")
-    config.machine.cpus = config.machine.max_cpus = n
+    config.machine.cpus, config.machine.max_cpus = n, maxcpus
     if "core-id" in config.machine.topology:
-        config.machine.topology["core-id"] = n
+        config.machine.topology.update({"socket-id": sockets, "core-id": cores, "thread-id": threads})
 
 
 def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
     """-cdrom and -hda: IDE drives the machine itself attaches (index 2 and 0), defaults or not."""
     buses = {b.name: b for b in _all_buses(config)}
     if args.cdrom is not None:
-        size = _image_size(args.cdrom, "-cdrom")
+        cd_fmt = "qcow2" if _is_qcow2(args.cdrom, "-cdrom") else "raw"  # QEMU probes it
+        size = _image_size(args.cdrom, "-cdrom", cd_fmt)
         default = config_from_dict(model["variants"]["defaults"])
         cd = next((d for d in default.devices() if d.driver == "ide-cd"), None)
         if cd is None or cd.parent is None or cd.parent.name not in buses:
@@ -616,11 +606,11 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
             bus.devices.append(cd)
         ref = cd.backends.get("drive", "")
         config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == ref)]
-        config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": "raw", "ro": "on", "removable": "on",
+        config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": cd_fmt, "ro": "on", "removable": "on",
                                                       "size": str(size)}))
     profile = model["profiles"].get("ide-hd@IDE")
     for index, image in sorted(args.hd.items()):
-        what = f"-hd{'abcd'[index]}"
+        what = args.hd_what.get(index, f"-hd{'abcd'[index % 4]}")
         ahci = any(d.driver == "ich9-ahci" for d in config.devices())
         bus_no, unit = (index, 0) if ahci else divmod(index, 2)
         target = buses.get(f"ide.{bus_no}")
@@ -629,12 +619,13 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: _Args) -> None:
         if any(d.address == ("ide", (target.index, unit)) for d in target.devices):
             raise OfflineError(f"{what}: IDE bus {bus_no} unit {unit} is taken (the CD-ROM?)")
         name = f"ide{index}-hd0" if ahci else f"ide{bus_no}-hd{unit}"
-        drive = _Drive(name, _image_size(image, what), image, "raw", False, name)
+        fmt = "qcow2" if _is_qcow2(image, what) else "raw"  # QEMU probes the format of -hdX
+        drive = _Drive(name, _image_size(image, what, fmt), image, fmt, False, name)
         dev = device_from_dict(profile["device"], target)
         dev.address = ("ide", (target.index, unit))
         _disk_facts([dev], drive, dev, profile)
         target.devices.append(dev)
-        config.backends.append(Backend("drive", name, {"file": image, "drv": "raw", "ro": "off", "removable": "off"}))
+        config.backends.append(Backend("drive", name, {"file": image, "drv": fmt, "ro": "off", "removable": "off"}))
 
 
 def _isa_port(config: Config, driver: str, user: dict[str, str], where: str, explicit: dict[int, set[str]]) -> None:

@@ -492,6 +492,8 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
     async def machine_props() -> dict[str, Any]:
         listed = await s.execute("qom-list", {"path": "/machine"})
         names = [p["name"] for p in listed if _SCALAR_TYPE.match(str(p.get("type", "")))]
+        # the -smp topology (a struct): the only place it is visible on machines without CPU hot-plug
+        names += [p["name"] for p in listed if p["name"] == "smp" and p.get("type") == "SMPConfiguration"]
         _bound(s, "qom-list /machine", len(names), MAX_DEVICE_TYPES, "scalar properties")
         missing = object()
         values = await r.all(r.get_or("/machine", n, missing) for n in names)

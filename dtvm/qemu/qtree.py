@@ -25,7 +25,8 @@ _DEV = re.compile(r'dev: ([^,]+), id "(.*)"$')
 _PROP = re.compile(r"([A-Za-z0-9_.+-]+) = (.*)$")
 _MMIO = re.compile(r"mmio ([0-9a-f]{16})/([0-9a-f]{16})$")
 _PCI = re.compile(r"class (.*), addr ([0-9a-f]{2}):([0-9a-f]{2})\.([0-7]), pci id ([0-9a-f]{4}):([0-9a-f]{4}) \(sub ([0-9a-f]{4}):([0-9a-f]{4})\)$")
-_USB = re.compile(r"addr \d+\.\d+, port ([0-9.]+), speed (\d+), name (.*), (attached|detached)$")
+# QEMU 7.2 adds ", attached" only to an attached device (a usb-serial waits for its chardev)
+_USB = re.compile(r"addr \d+\.\d+, port ([0-9.]+), speed (\d+), name (.*?)(?:, (attached|detached))?$")
 
 UNMAPPED = 0xFFFFFFFFFFFFFFFF
 

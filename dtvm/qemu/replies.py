@@ -209,7 +209,8 @@ SHAPES: dict[str, Shape] = {
 
 #: qom-get: the properties dtvm reads by name, and the scalar machine properties for the rest
 _QOM_GET = {"type": STR, "parent_bus": STR, "hotplugged": BOOL, "chardev": STR,
-            **{name: _AnyOf(INT, STR) for name in ADDRESS_PROPS}}
+            **{name: _AnyOf(INT, STR) for name in ADDRESS_PROPS},
+            "smp": Obj(optional={k: INT for k in ("cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads")})}
 
 
 def shape_of(command: str, arguments: Mapping[str, object] | None) -> Shape:

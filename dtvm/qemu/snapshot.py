@@ -46,7 +46,7 @@ class Snapshot:
 
     arch: str                                   # query-target "arch" (x86_64, aarch64, arm, riscv64, ppc64)
     machine_type: str                           # qom-get /machine type minus "-machine" ("pc-q35-7.2", "virt-7.2")
-    machine_props: dict[str, Any]               # qom-get of /machine's scalar properties
+    machine_props: dict[str, Any]               # qom-get of /machine's scalar properties, and smp (a struct)
     machine_prop_defaults: dict[str, Any]       # qom-list-properties of the machine type: name -> default-value
     qtree: str                                  # HMP "info qtree"
     type_props: dict[str, list[dict[str, Any]]] # device-list-properties per device type in the qtree

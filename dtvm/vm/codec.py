@@ -218,6 +218,10 @@ def encode_machine(root: Node, machine: Machine) -> Node:
         if key in machine.topology:
             node.set_property(key[:-3] + "s", cells(machine.topology[key]))
     node.set_property("memory-size", u64(machine.memory))
+    if machine.device_cpus:
+        # CPUs made as devices: one string of topology ids each (QEMU's -device spelling)
+        node.set_property("device-cpus", strings(*(",".join(f"{k}={v}" for k, v in ids.items())
+                                                   for ids in machine.device_cpus)))
     for key, value in sorted(machine.options.items()):
         node.set_property(prop_name(key), strings(value))
     return node
@@ -245,7 +249,33 @@ def decode_machine(root: Node) -> Machine:
     cpus = read_number(node, "cpus", where)
     max_cpus = read_number(node, "max-cpus", where) if node.get_property("max-cpus") is not None else cpus
     return Machine(type=mtype, arch=arch, options=options, cpu_type=read_string(node, "cpu-type"), cpus=cpus,
-                   max_cpus=max_cpus, topology=topology, memory=read_number(node, "memory-size", where))
+                   max_cpus=max_cpus, topology=topology, memory=read_number(node, "memory-size", where),
+                   device_cpus=_device_cpus(node, where, cpus))
+
+
+_CPU_IDS = re.compile(r"(node|socket|die|cluster|core|thread)-id=(\d{1,6})")
+
+
+def _device_cpus(node: Node, where: str, cpus: int) -> list[dict[str, int]]:
+    """``device-cpus``: strings of ``KEY-id=N`` pairs (node, socket, die, cluster, core, thread)."""
+    prop = node.get_property("device-cpus")
+    if prop is None:
+        return []
+    raw = bytes(prop.value)
+    if not raw.endswith(b"\0"):
+        raise CodecError(f"{where}: device-cpus: expected strings")
+    out: list[dict[str, int]] = []
+    for text in raw[:-1].split(b"\0"):
+        ids: dict[str, int] = {}
+        for pair in text.decode("ascii", "replace").split(","):
+            m = _CPU_IDS.fullmatch(pair)
+            if m is None or f"{m.group(1)}-id" in ids:
+                raise CodecError(f"{where}: device-cpus: {pair!r} is not a topology id (socket-id=N, core-id=N, ...)")
+            ids[f"{m.group(1)}-id"] = int(m.group(2))
+        out.append(ids)
+    if len(out) >= max(cpus, 1):
+        raise CodecError(f"{where}: device-cpus: {len(out)} CPUs made as devices, but only {cpus} CPUs in all")
+    return out
 
 
 # -- the back-end overlay --------------------------------------------------------------------------

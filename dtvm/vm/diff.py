@@ -238,7 +238,8 @@ def _ignored_child(parent: Node, child: Node) -> bool:
 def _ignored_prop(node: Node, name: str) -> bool:
     if name in PHANDLE_PROPS or name in BACKEND_FACTS:
         return True
-    return name in CHOSEN_SEEDS and node.name == "chosen" and node.parent is not None and node.parent.parent is None
+    return name in CHOSEN_SEEDS and node.name in ("chosen", "secure-chosen") and node.parent is not None \
+        and node.parent.parent is None
 
 
 def _children(node: Node) -> Iterator[Node]:

@@ -137,6 +137,9 @@ class Machine:
     max_cpus: int = 0
     topology: dict[str, int] = field(default_factory=dict)
     memory: int = 0
+    #: CPUs created as devices (``-device``/``device_add``): their topology ids.  Counted in
+    #: ``cpus`` (the guest sees them) and rebuilt as devices, so they stay unpluggable.
+    device_cpus: list[dict[str, int]] = field(default_factory=list)
 
 
 @dataclass

@@ -481,14 +481,11 @@ def _machine_lines(guest: DeviceTree, option_defaults: Mapping[str, str] | None 
     at_default = 0
     pairs = [(clean(p.name[5:], 40), value_text(p)) for p in options]
     if option_defaults is not None and qnode is not None:
+        # an option the description leaves out is at its default (qemu/config.py keeps every
+        # value that differs from QEMU's declared default or the type's measured one)
         kept = [(k, v) for (k, v), p in zip(pairs, options, strict=True) if option_defaults.get(p.name[5:]) != v]
         at_default = len(pairs) - len(kept)
-        # the description leaves out an option that reads off, empty or auto (and has no declared
-        # default): one the type has on (or set) is then a difference
-        for name, default in option_defaults.items():
-            if qnode.get_property("qemu," + name) is None and default not in ("", "off", "auto"):
-                kept.append((clean(name, 40), "off" if default == "on" else '""'))
-        pairs = sorted(kept)
+        pairs = kept
     if pairs:
         shown = [f"{k}={v}" for k, v in pairs[:MAX_MACHINE_OPTIONS]]
         more = f" +{len(pairs) - MAX_MACHINE_OPTIONS} more" if len(pairs) > MAX_MACHINE_OPTIONS else ""

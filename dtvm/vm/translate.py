@@ -386,12 +386,15 @@ def _x86_memory(config: Config) -> tuple[int, int]:
 
 
 def _drop_seeds(dt: DeviceTree) -> None:
-    chosen = dt.root.get_child("chosen")
-    if chosen is None:
-        return
-    for name in ("rng-seed", "kaslr-seed"):
-        if chosen.get_property(name) is not None:
-            chosen.props = [p for p in chosen.props if p.name != name]
+    """QEMU writes fresh random seeds on every start into /chosen and, with the arm virt
+    ``secure=on``, into /secure-chosen: per-run values, never part of the description."""
+    for node_name in ("chosen", "secure-chosen"):
+        chosen = dt.root.get_child(node_name)
+        if chosen is None:
+            continue
+        for name in ("rng-seed", "kaslr-seed"):
+            if chosen.get_property(name) is not None:
+                chosen.props = [p for p in chosen.props if p.name != name]
 
 
 def _backend_overlay(builder: _Builder, config: Config) -> DeviceTree:
