@@ -238,8 +238,11 @@ class Engine:
             return hit
         url = (urljoin(scope, ref) if scope else ref).rstrip("/")
         base, fragment = urldefrag(url)
-        doc = self.documents.get(base + "#", False)
-        target = self._fragment(doc, fragment, url)
+        doc = self.documents.get(base + "#", False)  # dtschema's http_handler: no such schema is False
+        try:
+            target = self._fragment(doc, fragment, url)
+        except RefError as exc:
+            raise RefError(f"$ref {ref!r} resolves to nothing ({exc})") from None
         self._resolved[key] = (url, target)
         return url, target
 

@@ -23,33 +23,37 @@ from dtvm.bindings.kcompile import Compiler
 from dtvm.bindings.kdecode import Decoded, TypeTable
 from dtvm.bindings.kengine import Engine, Err, RefError
 
-__all__ = ["KernelFinding", "KernelSchemas", "format_error"]
+__all__ = ["KernelFinding", "KernelSchemas", "format_error", "format_parts"]
 
 
 class KernelFinding:
     """One dt-validate finding: the node, the schema file and dtschema's formatted message."""
 
-    __slots__ = ("fullname", "node", "nodename", "prop", "schema_file", "text")
+    __slots__ = ("fullname", "msg", "node", "nodename", "path", "schema_file", "target", "where")
 
-    def __init__(self, fullname: str, nodename: str, text: str, schema_file: str, prop: str | None, node: Any) -> None:
+    def __init__(self, fullname: str, nodename: str, where: str, msg: str, schema_file: str, path: list[Any], node: Any, target: Any) -> None:
         self.fullname = fullname
         self.nodename = nodename
-        self.text = text  # format_error's output: "/abs/file.dtb: node: prop: message..."
+        self.where = where  # "/abs/file.dtb: node: prop: " (format_error's prefix)
+        self.msg = msg  # the rest of format_error's text (may hold tab-indented lines)
         self.schema_file = schema_file
-        self.prop = prop
-        self.node = node  # the dtvm Node (for DTS lines), or None
+        self.path = path  # the error's absolute path in the node: a property, a child, indexes
+        self.node = node  # the dtvm Node validated (for DTS lines), or None
+        self.target = target  # the dtvm Property or child Node the path starts with, or None
 
     def dt_validate(self) -> str:
         """The lines dt-validate prints for this finding."""
-        return self.text + "\n\tFrom schema: " + self.schema_file
-
-    @property
-    def message(self) -> str:
-        return self.text.split(": ", 2)[2] if self.text.count(": ") >= 2 else self.text
+        return self.where + self.msg + "\n\tFrom schema: " + self.schema_file
 
 
 def format_error(filename: str, error: Err, prefix: str = "", nodename: str | None = None) -> str:
     """dtschema 2022.12's ``format_error`` (non-verbose, errors without line numbers or notes)."""
+    src, msg = format_parts(filename, error, prefix, nodename)
+    return src + msg
+
+
+def format_parts(filename: str, error: Err, prefix: str = "", nodename: str | None = None) -> tuple[str, str]:
+    """``format_error`` as (where, message): "/abs/file.dtb: node: prop: " and the rest."""
     src = prefix + os.path.abspath(filename) + ": "
     if nodename is not None:
         src += nodename + ": "
@@ -71,7 +75,7 @@ def format_error(filename: str, error: Err, prefix: str = "", nodename: str | No
         )
     else:
         msg = error.message
-    return src + msg
+    return src, msg
 
 
 def _compat_select(sel: Any) -> list[str] | None:
@@ -98,6 +102,7 @@ class KernelSchemas:
     def __init__(self, schemas: dict[str, Any], origin: str = "") -> None:
         self.origin = origin
         self.schemas = schemas
+        self.problems: list[str] = []
         self.engine = Engine(schemas)
         self.compiler = Compiler(self.engine)
         self.engine.compiled = self.compiler.compile
@@ -148,11 +153,14 @@ class KernelSchemas:
         hits.sort()
         return hits
 
-    def validate(self, decoded: Decoded, filename: str) -> list[KernelFinding]:
-        """dt-validate's ``check_trees`` on one decoded tree. RefError and RecursionError propagate."""
+    def validate(self, decoded: Decoded, filename: str) -> tuple[list[KernelFinding], list[str]]:
+        """dt-validate's ``check_trees`` on one decoded tree: the findings, and one line per schema
+        that could not be applied to a node (a ``$ref`` to nowhere, endless recursion), where
+        dt-validate stops with a traceback (or, for recursion, prints a line and goes on)."""
         out: list[KernelFinding] = []
+        self.problems = []
         self._subtree(decoded, decoded.root, False, "/", "/", filename, out)
-        return out
+        return out, self.problems
 
     def _subtree(self, dec: Decoded, node: dict[str, Any], disabled: bool, nodename: str, fullname: str, filename: str, out: list[KernelFinding]) -> None:
         if nodename.startswith("__"):
@@ -178,20 +186,40 @@ class KernelSchemas:
         for i in self.selected(node):
             sid = self.order[i]
             schema = self.schemas[sid]
-            if self.compiler.compile(schema, "")(node):
-                continue
-            for err in self.engine.iter_errors(node, schema):
-                if disabled or (isinstance(err.instance, dict) and "status" in err.instance and _has_disabled(err.instance["status"])):
-                    if {"required", "unevaluatedProperties"} & set(err.schema_path):
-                        continue
-                    if err.context and any({"required", "unevaluatedProperties"} & set(e.schema_path) for e in err.context):
-                        continue
-                if sid == "generated-compatibles":
+            try:
+                self._check(dec, node, schema, sid, disabled, nodename, fullname, filename, dnode, out)
+            except RefError as exc:
+                self.problems.append(f"{schema.get('$filename', sid)}: error: {exc} (validating {fullname})")
+            except RecursionError:
+                self.problems.append(f"{schema.get('$filename', sid)}: error: endless $ref recursion (validating {fullname})")
+
+    def _check(self, dec: Decoded, node: dict[str, Any], schema: Any, sid: str, disabled: bool, nodename: str, fullname: str, filename: str, dnode: Any, out: list[KernelFinding]) -> None:
+        if self.compiler.compile(schema, "")(node):
+            return
+        for err in self.engine.iter_errors(node, schema):
+            if disabled or (isinstance(err.instance, dict) and "status" in err.instance and _has_disabled(err.instance["status"])):
+                if {"required", "unevaluatedProperties"} & set(err.schema_path):
                     continue
-                text = format_error(filename, err, nodename=nodename)
-                path = err.absolute_path
-                prop = path[0] if path and isinstance(path[0], str) else None
-                out.append(KernelFinding(fullname, nodename, text, str(schema.get("$filename", sid)), prop, dnode))
+                if err.context and any({"required", "unevaluatedProperties"} & set(e.schema_path) for e in err.context):
+                    continue
+            if sid == "generated-compatibles":
+                continue
+            where, msg = format_parts(filename, err, nodename=nodename)
+            path = list(err.absolute_path)
+            out.append(KernelFinding(fullname, nodename, where, msg, str(schema.get("$filename", sid)), path, dnode, _target(dec, node, dnode, path)))
+
+
+def _target(dec: Decoded, node: dict[str, Any], dnode: Any, path: list[Any]) -> Any:
+    """The dtvm Property or child Node an error's path starts with (None for the node itself)."""
+    if dnode is None or not path or not isinstance(path[0], str):
+        return None
+    value = node.get(path[0])
+    if isinstance(value, dict):
+        return dec.nodes.get(id(value))
+    for p in dnode.props:
+        if p.name == path[0] and not p.deleted:
+            return p
+    return None
 
 
 def _has_disabled(status: Any) -> bool:
