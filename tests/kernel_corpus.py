@@ -85,8 +85,12 @@ def build(arch: str, board: str) -> str | None:
 
 def dt_validate(dtb: str, timeout: float = 600) -> tuple[int | None, str]:
     """dt-validate's exit status (None on timeout) and its stderr, as ``make dtbs_check`` runs it."""
+    return dt_validate_with(PROCESSED, dtb, timeout)
+
+
+def dt_validate_with(schemas: str, dtb: str, timeout: float = 600) -> tuple[int | None, str]:
     try:
-        res = subprocess.run([DT_VALIDATE, "-s", PROCESSED, dtb], capture_output=True, text=True, timeout=timeout)
+        res = subprocess.run([DT_VALIDATE, "-s", schemas, dtb], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None, ""
     return res.returncode, res.stderr

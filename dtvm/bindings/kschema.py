@@ -189,9 +189,14 @@ class KernelSchemas:
             try:
                 self._check(dec, node, schema, sid, disabled, nodename, fullname, filename, dnode, out)
             except RefError as exc:
-                self.problems.append(f"{schema.get('$filename', sid)}: error: {exc} (validating {fullname})")
+                self._problem(f"{schema.get('$filename', sid)}: error: {exc}", fullname)
             except RecursionError:
-                self.problems.append(f"{schema.get('$filename', sid)}: error: endless $ref recursion (validating {fullname})")
+                self._problem(f"{schema.get('$filename', sid)}: error: endless $ref recursion", fullname)
+
+    def _problem(self, text: str, fullname: str) -> None:
+        # once per file and schema: a broken schema breaks on every node it selects
+        if not any(p.startswith(text + " (") for p in self.problems):
+            self.problems.append(f"{text} (first met validating {fullname})")
 
     def _check(self, dec: Decoded, node: dict[str, Any], schema: Any, sid: str, disabled: bool, nodename: str, fullname: str, filename: str, dnode: Any, out: list[KernelFinding]) -> None:
         if self.compiler.compile(schema, "")(node):
