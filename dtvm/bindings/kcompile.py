@@ -134,8 +134,13 @@ def _properties(cp: Compiler, props: Any, schema: Any, scope: str) -> Check:
 
 
 def _pattern_properties(cp: Compiler, pp: Any, schema: Any, scope: str) -> Check:
-    pats = list(pp)
-    fns = [cp.compile(pp[p], scope) for p in pats]
+    # patterns whose subschema accepts anything are only there for evaluated-keys: no check
+    pairs = [(p, cp.compile(sub, scope)) for p, sub in pp.items()]
+    pairs = [(p, f) for p, f in pairs if f is not _true]
+    if not pairs:
+        return _true
+    pats = [p for p, _ in pairs]
+    fns = [f for _, f in pairs]
     by_key: dict[str, tuple[int, ...]] = {}
 
     def check(inst: Any) -> bool:
@@ -160,11 +165,16 @@ def _additional_properties(cp: Compiler, ap: Any, schema: Any, scope: str) -> Ch
         return _true
     f = cp.compile(ap, scope) if isinstance(ap, dict) else None
 
+    known: dict[str, bool] = {}  # name -> declared (by properties or a pattern): names repeat
+
     def check(inst: Any) -> bool:
         if not isinstance(inst, dict):
             return True
         for p, v in inst.items():
-            if p in props or (patterns and _search(patterns, p)):
+            ok = known.get(p)
+            if ok is None:
+                ok = known[p] = p in props or bool(patterns and _search(patterns, p))
+            if ok:
                 continue
             if f is None:
                 if not ap:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pprint
+import re
 from typing import Any
 
 from dtvm.bindings.kcompile import Compiler
@@ -96,6 +97,30 @@ def _compat_select(sel: Any) -> list[str] | None:
     return None
 
 
+def _nodename_select(sel: Any) -> tuple[str, str] | None:
+    """("pattern", P) or ("const", C) of a select that only matches the node name, else None.
+
+    dt-validate sets ``$nodename`` to ``[name]`` on every node, so such a select is exactly one
+    regex search (or comparison) on the name.
+    """
+    if not isinstance(sel, dict) or set(sel) != {"properties", "required"} or sel["required"] != ["$nodename"]:
+        return None
+    props = sel["properties"]
+    if not isinstance(props, dict) or list(props) != ["$nodename"]:
+        return None
+    nn = props["$nodename"]
+    want = {"items", "type", "minItems", "maxItems"}
+    if not isinstance(nn, dict) or set(nn) != want or nn["type"] != "array" or nn["minItems"] != 1 or nn["maxItems"] != 1:
+        return None
+    items = nn["items"]
+    if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict) or len(items[0]) != 1:
+        return None
+    ((kw, val),) = items[0].items()
+    if kw in ("pattern", "const") and isinstance(val, str):
+        return kw, val
+    return None
+
+
 class KernelSchemas:
     """The processed schemas, indexed for selection; validates decoded trees."""
 
@@ -113,16 +138,29 @@ class KernelSchemas:
         self.order: list[str] = []
         self.by_compat: dict[str, list[int]] = {}
         self.generic: list[int] = []  # indexes of schemas whose select must be evaluated
+        self.always: list[int] = []  # select: true
+        self.by_name: list[tuple[int, re.Pattern[str] | None, str]] = []  # selects on the node name
+        self._select_fn: list[Any] = []  # per schema: its select compiled (on first use)
+        self._schema_fn: list[Any] = []  # per schema: the schema compiled (on first use)
         for sid, sch in schemas.items():
             if not isinstance(sch, dict) or "select" not in sch:
                 continue
             idx = len(self.order)
             self.order.append(sid)
+            self._select_fn.append(None)
+            self._schema_fn.append(None)
             sel = sch["select"]
-            if sel is False:
+            if sel is False or sid == "generated-compatibles":
+                # dt-validate prints generated-compatibles' errors only with -m: never validated here
                 continue
             strings = _compat_select(sel)
-            if strings is None:
+            byname = _nodename_select(sel) if strings is None else None
+            if byname is not None:
+                kind, val = byname
+                self.by_name.append((idx, re.compile(val) if kind == "pattern" else None, val))
+            elif sel is True:
+                self.always.append(idx)
+            elif strings is None:
                 self.generic.append(idx)
             else:
                 for s in dict.fromkeys(strings):
@@ -130,28 +168,31 @@ class KernelSchemas:
 
     def selected(self, node: dict[str, Any]) -> list[int]:
         """Indexes (in schema order) of the schemas whose ``select`` accepts the node."""
-        hits: list[int] = []
+        hits: set[int] = set(self.always)
         generic = self.generic
         if "compatible" in node:
             comp = node["compatible"]
             if isinstance(comp, list) and all(isinstance(c, str) for c in comp):
-                seen: set[int] = set()
                 for c in comp:
-                    for i in self.by_compat.get(c, ()):
-                        if i not in seen:
-                            seen.add(i)
-                            hits.append(i)
+                    hits.update(self.by_compat.get(c, ()))
             else:
                 # not a list of strings: evaluate every select, as dt-validate does
                 generic = [i for i, sid in enumerate(self.order) if self.schemas[sid]["select"] is not False]
-        eng = self.engine
+        if generic is self.generic:
+            name = node["$nodename"][0]
+            for i, rx, const in self.by_name:
+                if (rx.search(name) is not None) if rx is not None else name == const:
+                    hits.add(i)
+        sel = self._select_fn
         for i in generic:
             if i in hits:
                 continue
-            if eng.valid(node, self.schemas[self.order[i]]["select"]):
-                hits.append(i)
-        hits.sort()
-        return hits
+            fn = sel[i]
+            if fn is None:
+                fn = sel[i] = self.compiler.compile(self.schemas[self.order[i]]["select"], "")
+            if fn(node):
+                hits.add(i)
+        return sorted(hits)
 
     def validate(self, decoded: Decoded, filename: str) -> tuple[list[KernelFinding], list[str]]:
         """dt-validate's ``check_trees`` on one decoded tree: the findings, and one line per schema
@@ -187,6 +228,11 @@ class KernelSchemas:
             sid = self.order[i]
             schema = self.schemas[sid]
             try:
+                fn = self._schema_fn[i]
+                if fn is None:
+                    fn = self._schema_fn[i] = self.compiler.compile(schema, "")
+                if fn(node):
+                    continue
                 self._check(dec, node, schema, sid, disabled, nodename, fullname, filename, dnode, out)
             except RefError as exc:
                 self._problem(f"{schema.get('$filename', sid)}: error: {exc}", fullname)
@@ -199,8 +245,6 @@ class KernelSchemas:
             self.problems.append(f"{text} (first met validating {fullname})")
 
     def _check(self, dec: Decoded, node: dict[str, Any], schema: Any, sid: str, disabled: bool, nodename: str, fullname: str, filename: str, dnode: Any, out: list[KernelFinding]) -> None:
-        if self.compiler.compile(schema, "")(node):
-            return
         for err in self.engine.iter_errors(node, schema):
             if disabled or (isinstance(err.instance, dict) and "status" in err.instance and _has_disabled(err.instance["status"])):
                 if {"required", "unevaluatedProperties"} & set(err.schema_path):
