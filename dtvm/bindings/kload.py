@@ -89,6 +89,9 @@ def load_kernel_schemas(path: str) -> KernelSchemas:
     """The rule set of ``--schemas PATH``; KernelSchemaError (one line) when unusable."""
     src = resolve_schema_path(path)
     doc = _normalise(_read_json(src), src)
+    # millions of long-lived containers: out of the collector's sight, so that collections during
+    # validation do not walk them (and forked --jobs workers do not touch their pages)
+    gc.freeze()
     try:
         return KernelSchemas(doc, src)
     except (TypeError, AttributeError, KeyError, ValueError, re.error) as exc:

@@ -238,6 +238,10 @@ class KernelSchemas:
                 self._problem(f"{schema.get('$filename', sid)}: error: {exc}", fullname)
             except RecursionError:
                 self._problem(f"{schema.get('$filename', sid)}: error: endless $ref recursion", fullname)
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError, re.error) as exc:
+                # a schema dtschema's checks would have refused (a bad regex, a keyword of the wrong
+                # type), or a message dt-validate itself cannot format: dt-validate stops there
+                self._problem(f"{schema.get('$filename', sid)}: error: cannot be applied ({type(exc).__name__}: {exc})", fullname)
 
     def _problem(self, text: str, fullname: str) -> None:
         # once per file and schema: a broken schema breaks on every node it selects
