@@ -409,20 +409,15 @@ def _make_command() -> Any:
     @click.command("validate")
     @click.option("--bindings", "binding_dirs", multiple=True, type=click.Path(file_okay=False), help="Binding directory (repeatable; default: dtvm's bindings).")
     @click.option("--strict", is_flag=True, help="A node whose compatible has no binding is a finding.")
-    @click.option(
-        "--schemas",
-        "schemas",
-        metavar="PATH",
-        help="The Linux kernel's binding schemas as dt-mk-schema -j processed them (processed-schema.json, "
-        "or a directory holding it): validate as dt-validate does (with --bindings, dtvm's bindings too).",
-    )
+    @click.option("--schemas", "schemas", metavar="PATH", help="The kernel's processed-schema.json (or its directory): check as dt-validate.")
     @click.option(
         "--format",
         "fmt",
         type=click.Choice(["text", "json", "dt-validate"]),
+        metavar="FORMAT",
         default="text",
         show_default=True,
-        help="Output format (dt-validate: its own lines, for --schemas).",
+        help="text, json or dt-validate.",
     )
     @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
     @click.option("-i", "--include", "include_dirs", multiple=True, help="Search path for DTS /include/ (repeatable).")
