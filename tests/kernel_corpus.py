@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 
 ORACLE = os.environ.get("DTVM_KERNEL_ORACLE") or os.path.join(
@@ -94,6 +95,12 @@ def dt_validate_with(schemas: str, dtb: str, timeout: float = 600) -> tuple[int 
     except subprocess.TimeoutExpired:
         return None, ""
     return res.returncode, res.stderr
+
+
+def normalise(text: str) -> str:
+    """dt-validate's output without what differs from run to run: the addresses of Python objects
+    that three of its messages print (``<dtschema.lib.DTValidator object at 0x7ff05fdbd850>``)."""
+    return re.sub(r" object at 0x[0-9a-f]+>", " object at 0x...>", text)
 
 
 def crashed(rc: int | None, stderr: str) -> bool:

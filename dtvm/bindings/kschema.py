@@ -121,6 +121,16 @@ def _nodename_select(sel: Any) -> tuple[str, str] | None:
     return None
 
 
+class _SelectValidator:
+    """What dt-validate leaves in every schema as ``$select_validator``: it shows in the messages
+    that print a whole schema (pprint of a ``oneOf``'s schema), address included."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<dtschema.lib.DTValidator object at {id(self):#x}>"
+
+
 class KernelSchemas:
     """The processed schemas, indexed for selection; validates decoded trees."""
 
@@ -145,6 +155,7 @@ class KernelSchemas:
         for sid, sch in schemas.items():
             if not isinstance(sch, dict) or "select" not in sch:
                 continue
+            sch["$select_validator"] = _SelectValidator()
             idx = len(self.order)
             self.order.append(sid)
             self._select_fn.append(None)

@@ -48,10 +48,35 @@ def _schema_name(path: str) -> str:
     return path
 
 
-def to_finding(kf: KernelFinding, fname: str) -> Finding:
-    node_where = _where(getattr(kf.node, "pos", None), (fname, 0))
+def _node_pos(node: Any) -> Any:
+    """A node's source position; for a node dtc made up (an overlay's ``fragment@N``, its
+    ``__overlay__``), the first position written inside it, else its parent's."""
+    if node is None:
+        return None
+    if node.pos is not None:
+        return node.pos
+    todo = [node]
+    while todo:
+        n = todo.pop(0)
+        for p in n.props:
+            if p.pos is not None:
+                return p.pos
+        for c in n.children:
+            if c.pos is not None:
+                return c.pos
+            todo.append(c)
+    return _node_pos(node.parent)
+
+
+def to_finding(kf: KernelFinding, fname: str, sourced: bool = True) -> Finding:
+    """dtvm's finding for dt-validate's; ``sourced`` is False for a blob (no positions to look for)."""
+    node_where = _where(_node_pos(kf.node), (fname, 0)) if sourced else (fname, 0)
     target = kf.target
-    file, line = _where(getattr(target, "pos", None), node_where) if target is not None else node_where
+    if target is not None and sourced:
+        pos = target.pos if not hasattr(target, "children") else _node_pos(target)
+        file, line = _where(pos, node_where)
+    else:
+        file, line = node_where
     prop = ":".join(str(p) for p in kf.path) if kf.path else None
     msg = " ".join(part.strip() for part in kf.msg.splitlines() if part.strip())
     return Finding(file, line, kf.fullname, prop, msg, RULE, _schema_name(kf.schema_file), 0)
@@ -68,7 +93,8 @@ def validate_kernel(dt: Any, schemas: KernelSchemas, fname: str) -> KernelReport
     rep.dt_validate.extend(dec.notes)
     found, problems = schemas.validate(dec, fname)
     rep.problems.extend(problems)
+    sourced = bool(found) and _node_pos(dt.root) is not None
     for kf in found:
         rep.dt_validate.append(kf.dt_validate())
-        rep.findings.append(to_finding(kf, fname))
+        rep.findings.append(to_finding(kf, fname, sourced))
     return rep
