@@ -59,13 +59,13 @@ kernel-schemas-oracle:
 
 # every arm64 board of Linux 6.1 (or BOARDS=N of them, SEED=S), dtvm against dt-validate finding
 # for finding: about 10 s of dt-validate CPU a board, so JOBS=N workers
-test-kernel-schemas: $(PY) kernel-schemas-oracle
+test-kernel-schemas: deps $(PY) kernel-schemas-oracle
 	$(PIP) install -q -e '.[test]'
 	DTVM_KERNEL_BOARDS=$${BOARDS:-0} DTVM_KERNEL_SEED=$${SEED:-20} DTVM_KERNEL_JOBS=$${JOBS:-2} \
 		$(PY) -m pytest -q -s -m kernel_all tests/test_kernel_schemas_all.py
 
 # dtvm validate --schemas against dt-validate on arm64 boards, same --jobs, warm and cold cache
-bench-dtbs-check: $(PY) kernel-schemas-oracle
+bench-dtbs-check: deps $(PY) kernel-schemas-oracle
 	$(PIP) install -q -e .
 	$(PY) bench/bench_dtbs_check.py --boards $${BOARDS:-0} --jobs $${JOBS:-2}
 
