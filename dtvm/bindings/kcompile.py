@@ -216,12 +216,12 @@ def _additional_items(cp: Compiler, ai: Any, schema: Any, scope: str) -> Check:
     items = schema.get("items", {})
     if isinstance(items, dict):
         return _true
-    n = len(items)
     f = cp.compile(ai, scope) if isinstance(ai, dict) else None
 
     def check(inst: Any) -> bool:
         if not isinstance(inst, list):
             return True
+        n = len(items)  # a boolean "items" raises here, as in jsonschema
         if f is not None:
             return all(f(x) for x in inst[n:])
         return bool(ai) or len(inst) <= n
