@@ -10,7 +10,7 @@ DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-ar
 
 DEMO_PACKAGES := python3-venv qemu-system-arm
 
-.PHONY: demo demo-deps test test-versions venv deps qemu10 libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp check-qemu-random
+.PHONY: demo demo-deps test test-versions venv deps qemu10 libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp check-qemu-random kernel-schemas-oracle test-kernel-schemas bench-dtbs-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +57,7 @@ api-docs: $(PY)
 	$(VENV)/bin/pdoc -o docs/api dtvm.api dtvm.pylibfdt dtvm.dt.tree dtvm.errors
 
 # .venv/bin on PATH: the oracles installed from PyPI (dtschema's dt-validate) are found there
-test: deps libvirt-deps qemu10 $(PY)
+test: deps libvirt-deps qemu10 kernel-schemas-oracle $(PY)
 	$(PIP) install -q -e '.[test]'
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
 
@@ -71,6 +71,25 @@ test-libvirt: deps libvirt-deps $(PY)
 test-versions: deps qemu10 $(PY)
 	$(PIP) install -q -e '.[test]'
 	$(PY) -m pytest -q -m versions_full tests/test_versions_migrate.py
+
+# dt-validate's oracle for `dtvm validate --schemas` (issue 20): dtschema 2022.12 in its own venv,
+# the parts of Debian's linux-source-6.1 that dtbs_check reads, dt-mk-schema's processed schemas
+# (under ~/.cache/dtvm-oracle, or $$DTVM_KERNEL_ORACLE); about a minute the first time, then nothing
+kernel-schemas-oracle:
+	@command -v xz >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xz-utils; }
+	scripts/kernel_schemas_oracle.sh
+
+# every arm64 board of Linux 6.1 (or BOARDS=N of them, SEED=S), dtvm against dt-validate finding
+# for finding: about 10 s of dt-validate CPU a board, so JOBS=N workers
+test-kernel-schemas: deps $(PY) kernel-schemas-oracle
+	$(PIP) install -q -e '.[test]'
+	DTVM_KERNEL_BOARDS=$${BOARDS:-0} DTVM_KERNEL_SEED=$${SEED:-20} DTVM_KERNEL_JOBS=$${JOBS:-2} \
+		$(PY) -m pytest -q -s -m kernel_all tests/test_kernel_schemas_all.py
+
+# dtvm validate --schemas against dt-validate on arm64 boards, same --jobs, warm and cold cache
+bench-dtbs-check: deps $(PY) kernel-schemas-oracle
+	$(PIP) install -q -e .
+	$(PY) bench/bench_dtbs_check.py --boards $${BOARDS:-0} --jobs $${JOBS:-2}
 
 lint: $(PY)
 	$(PIP) install -q -e '.[test]'

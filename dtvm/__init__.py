@@ -29,7 +29,9 @@ holds the package to this (no circle, nothing imported upwards).
     ``apply`` (libfdt's operations on raw blobs).  Knows nothing of bindings, VMs or QEMU.
 ``pylibfdt``, ``api``, ``bindings/``
     pylibfdt's API on the libfdt model; the public API's functions; binding documents (load, YAML
-    or cache, compile, decode, validate, export).  They import ``dt``.
+    or cache, compile, decode, validate, export) and the kernel's processed binding schemas as
+    dt-validate applies them (``kload``, ``kdecode``/``kfixup``, ``kengine``/``kcompile``,
+    ``kschema``, ``kvalidate``).  They import ``dt``.
 ``vm/``
     The VM description: ``model`` (the qdev Config every reader and writer meets in), ``codec``
     (the one owner of the description format: node names, unit addresses, ``reg`` per bus kind,

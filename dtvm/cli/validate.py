@@ -38,6 +38,8 @@ class FileReport:
         self.unchecked: list[dict[str, Any]] = []
         self.unchecked_lines: list[str] = []
         self.checked = 0
+        self.dt_validate: list[str] = []  # --schemas: dt-validate's lines for this file
+        self.problems: list[str] = []  # --schemas: schemas that could not be applied (one line each)
 
     def __repr__(self) -> str:
         return f"FileReport({self.file!r}, error={self.error!r}, {len(self.findings)} findings)"
@@ -90,6 +92,15 @@ def load_input(path: str, include_dirs: Iterable[str] = (), cpp: list[str] | Non
 _state: dict[str, Any] = {}
 
 
+def _kernel_schemas(path: str) -> Any:
+    from dtvm.bindings.kload import load_kernel_schemas
+
+    if _state.get("kkey") != path:
+        _state["kschemas"] = load_kernel_schemas(path)
+        _state["kkey"] = path
+    return _state["kschemas"]
+
+
 def _bindings(dirs: list[str] | None) -> Any:
     from dtvm.bindings import load_bindings
 
@@ -106,8 +117,13 @@ def validate_file(
     strict: bool = False,
     include_dirs: Iterable[str] = (),
     cpp: list[str] | None = None,
+    schemas: str | None = None,
 ) -> FileReport:
-    """Validate one file; never raises for bad input (the report carries the error)."""
+    """Validate one file; never raises for bad input (the report carries the error).
+
+    With ``schemas`` (``--schemas``), the kernel's processed schemas validate the tree as
+    dt-validate does; the dtvm bindings too when ``dirs`` is given.
+    """
     from dtvm.bindings import validate_tree
     from dtvm.errors import DtvmError
 
@@ -127,6 +143,10 @@ def validate_file(
     except (OSError, ValueError, UnicodeError) as exc:
         report.error = f"{path}: error: {exc}"
         return report
+    if schemas is not None:
+        _validate_kernel(report, dt, path, schemas)
+        if dirs is None:
+            return report
     res = validate_tree(dt, _bindings(dirs), path)
     report.checked = res.checked
     for f in res.all_findings(strict):
@@ -138,7 +158,25 @@ def validate_file(
     return report
 
 
-def _job(args: tuple[str, list[str] | None, bool, list[str], list[str]]) -> FileReport:
+def _validate_kernel(report: FileReport, dt: Any, path: str, schemas: str) -> None:
+    from dtvm.bindings.kvalidate import validate_kernel
+
+    try:
+        rep = validate_kernel(dt, _kernel_schemas(schemas), path)
+    except RecursionError:
+        report.error = f"{path}: error: the tree is nested too deeply to validate"
+        return
+    if rep.crash:
+        report.error = rep.crash
+        return
+    report.dt_validate = rep.dt_validate
+    report.problems = rep.problems
+    for f in rep.findings:
+        report.findings.append(f.to_json())
+        report.lines.append(f.format())
+
+
+def _job(args: tuple[str, list[str] | None, bool, list[str], list[str], str | None]) -> FileReport:
     return validate_file(*args)
 
 
@@ -157,20 +195,32 @@ def validate(
     include_dirs: list[str] | None = None,
     quiet: bool = False,
     cpp: list[str] | None = None,
+    schemas: str | None = None,
 ) -> int:
     """What ``dtvm validate`` does, without click: print the reports, return the exit status.
 
     ``cpp`` holds ``dtvm dtc``'s preprocessor options for DTS inputs (see :func:`load_input`).
+    ``schemas`` is ``--schemas``: dt-mk-schema's processed schemas (a file, or a directory holding
+    processed-schema.json); loaded once here, before the ``--jobs`` workers fork.
     """
     from dtvm.bindings import BindingError
 
     dirs = binding_dirs or None
-    try:
-        _bindings(dirs)  # a broken binding stops everything, once
-    except BindingError as exc:
-        _out(str(exc), err=True)
-        return 2
-    work = [(f, dirs, strict, list(include_dirs or ()), list(cpp or ())) for f in files]
+    if schemas is not None:
+        from dtvm.bindings.kload import KernelSchemaError
+
+        try:
+            _kernel_schemas(schemas)
+        except KernelSchemaError as exc:
+            _out(str(exc), err=True)
+            return 2
+    if schemas is None or dirs is not None:
+        try:
+            _bindings(dirs)  # a broken binding stops everything, once
+        except BindingError as exc:
+            _out(str(exc), err=True)
+            return 2
+    work = [(f, dirs, strict, list(include_dirs or ()), list(cpp or ()), schemas) for f in files]
     pool: Any = None
     results: Iterator[FileReport]
     if jobs > 1 and len(work) > 1:
@@ -193,20 +243,29 @@ def validate(
                 reports.append(rep)
                 if fmt == "text":
                     _print_text(rep, quiet)
+                elif fmt == "dt-validate":
+                    _print_dt_validate(rep)
     finally:
         if pool is not None:
             pool.shutdown()
     if show_bar:
         for rep in reports:
             _print_text(rep, quiet)
-    errors = sum(1 for r in reports if r.error)
+    errors = sum(1 for r in reports if r.error or r.problems)
     nfind = sum(len(r.findings) for r in reports)
     if fmt == "json":
         import json
 
         doc = {
             "files": [
-                {"file": r.file, "error": r.error, "checked": r.checked, "findings": r.findings, "unchecked": r.unchecked}
+                {
+                    "file": r.file,
+                    "error": r.error,
+                    "checked": r.checked,
+                    "findings": r.findings,
+                    "unchecked": r.unchecked,
+                    **({"problems": r.problems, "dt_validate": r.dt_validate} if schemas is not None else {}),
+                }
                 for r in reports
             ],
             "findings": nfind,
@@ -222,11 +281,24 @@ def _print_text(rep: FileReport, quiet: bool) -> None:
     if rep.error:
         _out(rep.error, err=True)
         return
+    for line in rep.problems:
+        _out(line, err=True)
     for line in rep.lines:
         _out(line)
     if not quiet:
         for line in rep.unchecked_lines:
             _out(line, err=True)
+
+
+def _print_dt_validate(rep: FileReport) -> None:
+    # dt-validate prints to stderr; here the findings are stdout, as dtvm's are (2>&1 joins them)
+    if rep.error:
+        _out(rep.error, err=True)
+        return
+    for line in rep.problems:
+        _out(line, err=True)
+    for line in rep.dt_validate:
+        _out(line)
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -239,6 +311,7 @@ _VALUE_OPTS = {
     "--include": "include",
     "--cpp-include": "cpp_include",
     "--cpp-define": "cpp_define",
+    "--schemas": "schemas",
 }
 _FLAG_OPTS = {"--strict": "strict", "-q": "quiet", "--quiet": "quiet", "--cpp": "cpp"}
 
@@ -255,6 +328,7 @@ def _parse(argv: list[str]) -> dict[str, Any] | None:
         "cpp": False,
         "cpp_include": [],
         "cpp_define": [],
+        "schemas": None,
     }
     files: list[str] = []
     i = 0
@@ -285,9 +359,11 @@ def _parse(argv: list[str]) -> dict[str, Any] | None:
             except ValueError:
                 return None
         elif dest == "format":
-            if value not in ("text", "json"):
+            if value not in ("text", "json", "dt-validate"):
                 return None
             opts["format"] = value
+        elif dest == "schemas":
+            opts["schemas"] = value
         elif dest == "bindings":
             if os.path.isfile(value):  # click.Path(file_okay=False) says so
                 return None
@@ -318,7 +394,9 @@ def run(argv: list[str]) -> int:
         return 0
     try:
         cpp = _cpp_args(opts["cpp"], opts["cpp_include"], opts["cpp_define"])
-        return validate(opts["files"], opts["bindings"], opts["strict"], opts["format"], opts["jobs"], opts["include"], opts["quiet"], cpp)
+        return validate(
+            opts["files"], opts["bindings"], opts["strict"], opts["format"], opts["jobs"], opts["include"], opts["quiet"], cpp, opts["schemas"]
+        )
     except BrokenPipeError:
         return 141
     except KeyboardInterrupt:
@@ -331,7 +409,16 @@ def _make_command() -> Any:
     @click.command("validate")
     @click.option("--bindings", "binding_dirs", multiple=True, type=click.Path(file_okay=False), help="Binding directory (repeatable; default: dtvm's bindings).")
     @click.option("--strict", is_flag=True, help="A node whose compatible has no binding is a finding.")
-    @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format.")
+    @click.option("--schemas", "schemas", metavar="PATH", help="The kernel's processed-schema.json (or its directory): check as dt-validate.")
+    @click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json", "dt-validate"]),
+        metavar="FORMAT",
+        default="text",
+        show_default=True,
+        help="text, json or dt-validate.",
+    )
     @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
     @click.option("-i", "--include", "include_dirs", multiple=True, help="Search path for DTS /include/ (repeatable).")
     @click.option("--cpp", is_flag=True, help="C-preprocess DTS inputs first, as the kernel does.")
@@ -349,6 +436,7 @@ def _make_command() -> Any:
         cpp_includes: tuple[str, ...],
         cpp_defines: tuple[str, ...],
         quiet: bool,
+        schemas: str | None,
         files: tuple[str, ...],
     ) -> None:
         """Validate FILE... (DTS or DTB) against the binding documents.
@@ -359,7 +447,7 @@ def _make_command() -> Any:
         if (cpp_includes or cpp_defines) and not cpp:
             raise click.UsageError("--cpp-include and --cpp-define need --cpp")
         cpp_opts = _cpp_args(cpp, cpp_includes, cpp_defines)
-        sys.exit(validate(list(files), list(binding_dirs), strict, fmt, jobs, list(include_dirs), quiet, cpp_opts))
+        sys.exit(validate(list(files), list(binding_dirs), strict, fmt, jobs, list(include_dirs), quiet, cpp_opts, schemas))
 
     return validate_cmd
 

@@ -1,0 +1,108 @@
+"""Linux 6.1's boards and dtschema 2022.12, as scripts/kernel_schemas_oracle.sh installs them.
+
+Shared by tests/test_kernel_schemas*.py and bench/bench_dtbs_check.py (not a test module). Boards
+are built as the kernel's ``make dtbs`` builds them (scripts/Makefile.lib: cpp with
+``-nostdinc -I scripts/dtc/include-prefixes -undef -D__DTS__``, then dtc ``-b 0 -i DIR -i
+include-prefixes``), with Debian's cpp and dtc 1.6.1 (the kernel 6.1 bundles dtc 1.6.1 too),
+and cached next to the oracle.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+
+ORACLE = os.environ.get("DTVM_KERNEL_ORACLE") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "dtvm-oracle"
+)
+SRC = os.path.join(ORACLE, "linux-6.1")
+PROCESSED = os.path.join(SRC, "processed-schema.json")
+DT_VALIDATE = os.path.join(ORACLE, "dtschema-2022.12", "bin", "dt-validate")
+PREFIXES = os.path.join(SRC, "scripts", "dtc", "include-prefixes")
+DTB_DIR = os.path.join(ORACLE, "dtbs")
+MISSING = (
+    "the kernel-schema oracle is not installed (scripts/kernel_schemas_oracle.sh, "
+    "or make kernel-schemas-oracle: Debian's linux-source-6.1 and dtschema 2022.12)"
+)
+
+
+def available() -> bool:
+    return os.path.isfile(os.path.join(SRC, ".complete")) and os.path.getsize(PROCESSED) > 0 and os.access(DT_VALIDATE, os.X_OK)
+
+
+def boards(arch: str) -> list[str]:
+    """Every board .dts of ARCH, relative to arch/ARCH/boot/dts, sorted."""
+    top = os.path.join(SRC, "arch", arch, "boot", "dts")
+    found = []
+    for d, _, files in os.walk(top):
+        for f in files:
+            if f.endswith(".dts"):
+                found.append(os.path.relpath(os.path.join(d, f), top))
+    return sorted(found)
+
+
+def sample(arch: str, n: int, seed: int) -> list[str]:
+    """A seeded choice of N boards (all of them when N is 0 or larger than the set)."""
+    every = boards(arch)
+    if n <= 0 or n >= len(every):
+        return every
+    return sorted(random.Random(seed).sample(every, n))
+
+
+def dts_path(arch: str, board: str) -> str:
+    return os.path.join(SRC, "arch", arch, "boot", "dts", board)
+
+
+def cpp_args(arch: str, board: str) -> list[str]:
+    """``dtvm validate --cpp`` options that preprocess BOARD as the kernel does."""
+    return ["--cpp", "--cpp-include", PREFIXES, "--cpp-define", "__DTS__", "-i", os.path.dirname(dts_path(arch, board)), "-i", PREFIXES]
+
+
+def build(arch: str, board: str) -> str | None:
+    """The board's DTB (built once, cached); None when cpp or dtc fail on it."""
+    out = os.path.join(DTB_DIR, arch, board[:-4].replace("/", "__") + ".dtb")
+    if os.path.isfile(out):
+        return out
+    if os.path.isfile(out + ".failed"):
+        return None
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    src = dts_path(arch, board)
+    pre = out + ".pp.dts"
+    cpp = ["cpp", "-nostdinc", "-I", PREFIXES, "-undef", "-D__DTS__", "-x", "assembler-with-cpp", src, "-o", pre]
+    dtc = ["dtc", "-q", "-O", "dtb", "-b", "0", "-i", os.path.dirname(src), "-i", PREFIXES, "-o", out + ".tmp", pre]
+    ok = subprocess.run(cpp, capture_output=True).returncode == 0 and subprocess.run(dtc, capture_output=True).returncode == 0
+    if os.path.exists(pre):
+        os.unlink(pre)
+    if not ok:
+        open(out + ".failed", "w").close()
+        if os.path.exists(out + ".tmp"):
+            os.unlink(out + ".tmp")
+        return None
+    os.replace(out + ".tmp", out)
+    return out
+
+
+def dt_validate(dtb: str, timeout: float = 600) -> tuple[int | None, str]:
+    """dt-validate's exit status (None on timeout) and its stderr, as ``make dtbs_check`` runs it."""
+    return dt_validate_with(PROCESSED, dtb, timeout)
+
+
+def dt_validate_with(schemas: str, dtb: str, timeout: float = 600) -> tuple[int | None, str]:
+    try:
+        res = subprocess.run([DT_VALIDATE, "-s", schemas, dtb], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, ""
+    return res.returncode, res.stderr
+
+
+def normalise(text: str) -> str:
+    """dt-validate's output without what differs from run to run: the addresses of Python objects
+    that three of its messages print (``<dtschema.lib.DTValidator object at 0x7ff05fdbd850>``)."""
+    return re.sub(r" object at 0x[0-9a-f]+>", " object at 0x...>", text)
+
+
+def crashed(rc: int | None, stderr: str) -> bool:
+    """dt-validate did not finish the board (a traceback, a hang, a signal)."""
+    return rc != 0 or "Traceback (most recent call last)" in stderr
