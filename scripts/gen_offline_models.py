@@ -44,6 +44,13 @@ DRIVE_DEVICES = {"virtio-blk-pci", "virtio-blk-device", "scsi-hd", "ide-hd"}
 MACHINES = [("pc-q35-7.2", "qemu-system-x86_64", True, False, True), ("pc-i440fx-7.2", "qemu-system-x86_64", False, False, True),
             ("virt-7.2", "qemu-system-aarch64", True, True, True), ("virt-7.2", "qemu-system-arm", True, True, True),
             ("virt", "qemu-system-riscv64", True, True, True), ("pseries-7.2", "qemu-system-ppc64", False, False, False)]
+#: machine options recorded one at a time under -nodefaults (the machine-made devices and DT they
+#: change): what dtb2qemu --offline probes (always -nodefaults) and qemu2dtb --offline accept
+OPTION_VARIANTS: dict[str, list[str]] = {
+    "virt-7.2": ["gic-version=3", "gic-version=max", "highmem=off", "its=off", "iommu=smmuv3", "secure=on",
+                 "virtualization=on", "ras=on", "acpi=off"],
+    "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off"],
+}
 REMOVERS = {"net": ["-net", "none"], "parallel": ["-parallel", "none"], "serial": ["-serial", "none"], "vga": ["-vga", "none"]}
 
 
@@ -168,7 +175,10 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         made = dict(zip(VARIANTS, pool.map(variant, VARIANTS.values()), strict=True))
+        options = OPTION_VARIANTS.get(mtype, [])
+        by_option = dict(zip(options, pool.map(lambda o: variant(["-nodefaults", "-machine", o]), options), strict=True))
     variants = {name: v for name, v in made.items() if v is not None}
+    option_variants = {name: v for name, v in by_option.items() if v is not None}
     nics = {name: _default_nic(v) for name, v in variants.items() if name == "defaults"}
     port = ["-device", "pcie-root-port,id=ctx,chassis=9"]
     bridge = (["-device", "pcie-root-port,id=rp9,chassis=9", "-device", "pcie-pci-bridge,id=ctx,bus=rp9"] if pcie
@@ -198,7 +208,7 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
             "cpu-types": cpu_types(binary, mtype) if binary.endswith("x86_64") else {},
             "qemu": read_argv([binary, "-M", mtype, "-nodefaults"]).version.get("package", ""),
             "machine-options": first["machine"]["options"], "accepts": {}, "first-mac": 0x525400123456,
-            "variants": variants, "profiles": dict(sorted(profiles.items()))}
+            "variants": variants, "option-variants": option_variants, "profiles": dict(sorted(profiles.items()))}
 
 
 def main() -> int:

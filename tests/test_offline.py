@@ -41,6 +41,11 @@ CASES = {
     "q35-usb": [*Q35, "-usb", "-device", "usb-tablet"],
     "q35-usb-option": [*Q35[:2], "pc-q35-7.2,usb=on", "-nodefaults", "-device", "usb-kbd"],
     "q35-nic": [*Q35, "-nic", "user,model=virtio-net-pci", "-device", "e1000"],
+    # one machine option under -nodefaults: recorded from QEMU (the models' option-variants)
+    "virt-gicv3": [*VIRT, "-nodefaults", "-machine", "gic-version=3", "-device", "virtio-net-pci"],
+    "virt-highmem-off": [VIRT[0], "-M", "virt-7.2,highmem=off", "-nodefaults", "-device", "virtio-rng-pci"],
+    "virt-smmuv3": [VIRT[0], "-M", "virt-7.2,iommu=smmuv3", "-nodefaults", "-device", "virtio-rng-pci"],
+    "riscv-aia": ["qemu-system-riscv64", "-M", "virt", "-nodefaults", "-machine", "aia=aplic-imsic"],
     "pc-nics-netdevs": [*PC, "-nic", "user", "-nic", "user,model=e1000,id=x", "-netdev",
                         "user,id=y,restrict=yes,hostfwd=tcp::2222-:22", "-device", "e1000,netdev=y"],
     "pc-nic-serial-object": [*PC, "-nic", "user", "-serial", "null", "-object", "rng-random,id=r,filename=/dev/urandom",

@@ -366,10 +366,15 @@ def offline_config(argv: list[str]) -> Config:
             args.machine_opts.remove((k, v))
         elif k in ("accel", "dump-guest-core", "mem-merge", "suppress-vmdesc") and k in MACHINE_HOST_PROPS | {"mem-merge", "dump-guest-core", "suppress-vmdesc"}:
             args.machine_opts.remove((k, v))  # host behaviour, nothing the guest sees
+    option_variant: str | None = None
     if args.machine_opts:
-        bad = [f"{k}={v}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
-        if bad:
-            raise OfflineError(f"-machine {','.join(bad)}: machine options other than the defaults are not in the offline model (use online mode)")
+        bad = [f"{k}={_norm(v, None)}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
+        recorded = model.get("option-variants") or {}
+        if len(bad) == 1 and bad[0] in recorded and args.nodefaults:
+            option_variant = bad[0]  # recorded from QEMU with -nodefaults and this one option
+        elif bad:
+            raise OfflineError(f"-machine {','.join(bad)}: machine options other than the defaults are not in the offline model "
+                               "(one option under -nodefaults where recorded; use online mode)")
     x86 = machine.arch in ("x86_64", "i386")
     if args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
         raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
@@ -387,7 +392,12 @@ def offline_config(argv: list[str]) -> Config:
     variant = "+".join(tags) or "defaults"
     if variant not in model["variants"]:
         raise OfflineError(f"{', '.join(sorted(removed))}: this combination of removed defaults is not in the offline model (use online mode)")
-    config = config_from_dict(model["variants"][variant])
+    if option_variant is not None:
+        if args.usb:
+            raise OfflineError(f"-machine {option_variant} with USB: not in the offline model (use online mode)")
+        config = config_from_dict(model["option-variants"][option_variant])
+    else:
+        config = config_from_dict(model["variants"][variant])
     if cdrom and not args.nodefaults:
         _drop_default_cdrom(config)
     if args.vga_std and not any(d.driver == "VGA" for d in config_from_dict(model["variants"]["defaults"]).devices()):
@@ -804,6 +814,15 @@ def _rename_buses(dev: Device, qid: str | None) -> None:
 _DEVICE_NEUTRAL = ("-cpu", "-smp", "-m")
 
 
+def _smp_cpus(text: str) -> int | None:
+    """The CPU count of a -smp value (``2`` or ``cpus=2,...``), None when it does not say."""
+    head = text.split(",", 1)[0]
+    if head.isdigit():
+        return int(head)
+    m = re.search(r"(?:^|,)cpus=(\d+)", text)
+    return int(m.group(1)) if m else None
+
+
 def offline_prober(argv: list[str]) -> Probe:
     """What the machine of a ``dtb2qemu`` probe makes by itself, without QEMU: the offline model's
     device model for the argv, and the machine properties the machine schema records (the type's
@@ -813,19 +832,28 @@ def offline_prober(argv: list[str]) -> Probe:
 
     machine_arg = argv[argv.index("-machine") + 1] if "-machine" in argv else ""
     machine = find_machine(machine_arg.split(",", 1)[0], argv[0])
+    cpus: int | None = None
     if machine.dt:
         kept: list[str] = []
         skip = False
-        for arg in argv:
+        for i, arg in enumerate(argv):
             if skip:
                 skip = False
                 continue
             if arg in _DEVICE_NEUTRAL:
+                if arg == "-smp" and i + 1 < len(argv):
+                    cpus = _smp_cpus(argv[i + 1])
                 skip = True
                 continue
             kept.append(arg)
         argv = kept
     config = offline_config(argv)
+    if cpus is not None:
+        # the interrupt controller the machine makes is sized by -smp (virt's create_gic: num-cpu)
+        follow = device_facts().get("follow-smp") or {}
+        for dev in config.devices():
+            for prop in follow.get(dev.driver, []):
+                dev.props[prop] = str(cpus)
     schema = load_schema(machine)
     props: dict[str, Any] = {}
     props.update({str(k): str(v) for k, v in (schema.defaults.get("options") or {}).items()})
