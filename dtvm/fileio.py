@@ -24,7 +24,7 @@ import stat
 import struct
 import sys
 import tempfile
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from dtvm.errors import DtvmError
 
@@ -35,6 +35,7 @@ __all__ = [
     "InputFileError",
     "OutputError",
     "cleanup_temporaries",
+    "load_yaml",
     "read_blob",
     "read_limited",
     "write_atomic",
@@ -368,3 +369,11 @@ def write_stream(stream: BinaryIO, data: bytes, name: str = "<stdout>") -> None:
         except (OSError, ValueError, AttributeError):
             pass
         raise OutputError(name, _reason(exc), exc.errno or errno.EIO) from None
+
+
+def load_yaml(text: str) -> Any:
+    """YAML data files of dtvm's own (machine schemas, device facts), parsed by libyaml when PyYAML
+    has it: the pure-Python parser took about 30 ms of every ``qemu2dtb`` for three small files."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))

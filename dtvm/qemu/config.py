@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any
 
 from dtvm.errors import DtvmError
+from dtvm.fileio import load_yaml
 from dtvm.qemu.qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_text
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import split_host_facts
@@ -45,10 +46,9 @@ __all__ = [
 
 @functools.cache
 def _machines_data() -> dict[str, Any]:
-    import yaml
 
     text = resources.files("dtvm.qemu").joinpath("data/machines.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    data = load_yaml(text)
     return data if isinstance(data, dict) else {}
 
 
@@ -64,13 +64,12 @@ def _schema_option_defaults(arch: str, machine_type: str) -> dict[str, str]:
     """The option values the machine type takes when not told (``defaults: options`` of its
     checked-in schema, measured by starting it without options): QEMU does not report a default
     for many machine options (graphics, highmem, its, sata, ...)."""
-    import yaml
 
     try:
         text = resources.files("dtvm.qemu").joinpath(f"machines/{arch}-{machine_type}.yaml").read_text(encoding="utf-8")
     except (OSError, ValueError):
         return {}
-    data = yaml.safe_load(text)
+    data = load_yaml(text)
     options = data.get("defaults", {}).get("options", {}) if isinstance(data, dict) else {}
     return {str(k): str(v) for k, v in options.items()} if isinstance(options, dict) else {}
 

@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 from dtvm.errors import DtvmError
+from dtvm.fileio import load_yaml
 from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot
 from dtvm.vm.model import MACHINE_HOST_PROPS, Config, Device
@@ -67,10 +68,9 @@ class MachineReport:
 
 
 def _data() -> dict[str, Any]:
-    import yaml
 
     text = resources.files("dtvm.qemu").joinpath("data/machines.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    data = load_yaml(text)
     if not isinstance(data, dict):
         raise DtvmError("dtvm/qemu/data/machines.yaml: not a mapping")
     return data

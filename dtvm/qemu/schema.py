@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 from dtvm.errors import DtvmError
+from dtvm.fileio import load_yaml
 from dtvm.qemu.machine import DeviceOrigin, MachineInfo, MachineReport
 
 __all__ = ["SchemaError", "from_schema", "load_schema", "schema_name", "to_schema"]
@@ -75,7 +76,6 @@ def from_schema(machine: MachineInfo, data: Any, name: str) -> MachineReport:
 
 def load_schema(machine: MachineInfo, qemu: str | None = None) -> MachineReport:
     """The checked-in schema of ``machine`` as QEMU ``qemu`` (major.minor; default 7.2) builds it."""
-    import yaml
 
     name = schema_name(machine, qemu)
     try:
@@ -86,4 +86,4 @@ def load_schema(machine: MachineInfo, qemu: str | None = None) -> MachineReport:
     except (FileNotFoundError, OSError):
         raise SchemaError(f"dtvm/qemu/machines/{name}: no schema for {machine.arch} {machine.type}"
                           + (f" on QEMU {qemu}" if qemu else "")) from None
-    return from_schema(machine, yaml.safe_load(text), f"dtvm/qemu/machines/{name}")
+    return from_schema(machine, load_yaml(text), f"dtvm/qemu/machines/{name}")

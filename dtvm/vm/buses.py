@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dtvm.errors import DtvmError, first_line
+from dtvm.fileio import load_yaml
 from dtvm.vm.translators import Translator, translators
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ def device_facts() -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(resources.files("dtvm.vm").joinpath("data/devices.yaml").read_text(encoding="utf-8"))
+        data = load_yaml(resources.files("dtvm.vm").joinpath("data/devices.yaml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise CheckDataError(f"devices.yaml: {first_line(exc)}") from None
     if not isinstance(data, dict):
