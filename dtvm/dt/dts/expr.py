@@ -127,7 +127,8 @@ def parse_integer_prim(p: Parser, depth: int) -> tuple[int, int]:
                 continue
             break
         if kind == scan.T_NUM or kind == scan.T_CHAR:
-            p.push_state(depth + 1)
+            if depth + 1 >= YYMAXDEPTH:  # checked before calling: this runs for every literal
+                p.push_state(depth + 1)
             start = p.i
             value = p.literal(tok)
             p.i += 1

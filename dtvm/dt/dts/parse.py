@@ -23,7 +23,7 @@ from dtvm.dt.dts.build import OrphanCounter, add_orphan_node, merge_nodes
 from dtvm.dt.dts.diag import FATAL_PARSE, FATAL_SYNTAX, DtsError, Message, ZeroPos
 from dtvm.dt.dts.expr import YYMAXDEPTH, parse_integer_prim
 from dtvm.dt.dts.scan import Token
-from dtvm.dt.dts.source import NodePos, SourceBuffer, make_pos, read_source
+from dtvm.dt.dts.source import NodePos, SourceBuffer, SpanPos, make_pos, read_source
 from dtvm.dt.dts.values import parse_char_literal, parse_int_literal, unescape
 from dtvm.dt.tree import DeviceTree, Marker, MarkerType, Node, Property, ReserveEntry, SourcePos, add_label
 from dtvm.errors import SourceError
@@ -45,6 +45,7 @@ _TYPE_FOR_BITS = {
 T_NAMEQ, T_CELLS = scan.T_NAMEQ, scan.T_CELLS
 T_PSIMPLE, T_NODEOPEN, T_CLOSE = scan.T_PSIMPLE, scan.T_NODEOPEN, scan.T_CLOSE
 _CELL_ITEM_RE = re.compile(r"[^ \t\n]+")
+
 T_NAME, T_LABEL, T_NUM, T_CHAR, T_STR, T_REF, T_BYTE = (
     scan.T_NAME,
     scan.T_LABEL,
@@ -404,17 +405,44 @@ class Parser:
                     omit = True
                 else:
                     break
-                self.push_state(total + self.i - item + 1)
+                if total + self.i - item + 1 >= YYMAXDEPTH:
+                    self.push_state(total + self.i - item + 1)
                 self.i += 1
             pending = total + self.i - item  # the labels and /omit-if-no-ref/ wait on the stack
+            # each push below is checked only near bison's limit (this runs for every item)
+            deep = pending + 3 >= YYMAXDEPTH
             tok = toks[self.i]
             kind = tok[0]
-            if kind == T_NODEOPEN or (kind == T_NAME and toks[self.i + 1][0] == "{"):
-                self.push_state(pending + 1)
+            if kind == T_PSIMPLE and not deep and not omit and not frame[1]:
+                # parse_property's fused case inlined: most properties are NAME = <cells>; or
+                # NAME = "string"; and a call less each is measurable on kernel trees
+                self.i += 1
+                fused: tuple[str, str | None, str | None] = tok[1]  # type: ignore[assignment]
+                pname, cells, string = fused
+                pdata = bytearray()
+                if cells is not None:
+                    pmarkers = [Marker(0, MarkerType.TYPE_UINT32)]
+                    self.fast_cells(tok, pdata, pmarkers, 32, cells)
+                else:
+                    assert string is not None
+                    pmarkers = [Marker(0, MarkerType.TYPE_STRING)]
+                    if "\\" in string:
+                        pdata += self.string((T_STR, string, tok[2], tok[3], tok[4]), tok[2].text.index('"', tok[3]) + 1)
+                    else:
+                        pdata += string.encode("latin-1")
+                    pdata.append(0)
+                prop = Property(pname, bytes(pdata), pmarkers, SourcePos(tok[2], tok[3], tok[4]))
+                for name in reversed(labels):
+                    add_label(prop.labels, name)
+                node.props.append(prop)
+            elif kind == T_NODEOPEN or (kind == T_NAME and toks[self.i + 1][0] == "{"):
+                if deep:
+                    self.push_state(pending + 1)
                 brace_tok = tok if kind == T_NODEOPEN else toks[self.i + 1]
                 brace_off = tok[4] - 1 if kind == T_NODEOPEN else brace_tok[3]
                 self.i += 1 if kind == T_NODEOPEN else 2
-                self.push_state(pending + 3)
+                if deep:
+                    self.push_state(pending + 3)
                 total += self._open_child(tok, labels, omit, stack, toks[item], brace_off, brace_tok[2])
             elif kind in (T_PSIMPLE, T_NAMEQ, T_NAME, scan.T_DELPROP):
                 if omit:
@@ -432,11 +460,14 @@ class Parser:
                     raise self.hard_error("Properties must precede subnodes", self.span(item, self.i - 1))
                 node.props.append(prop)
             elif kind == scan.T_DELNODE:
-                self.push_state(pending + 1)
+                if deep:
+                    self.push_state(pending + 1)
                 self.i += 1
-                self.push_state(pending + 2)
+                if deep:
+                    self.push_state(pending + 2)
                 name_tok = self.expect_name("a node name")
-                self.push_state(pending + 3)
+                if deep:
+                    self.push_state(pending + 3)
                 semi = self.expect(";")
                 child = Node(name_tok[1], SourcePos(tok[2], tok[3], semi[4]))  # type: ignore[arg-type]
                 child.deleted = True
@@ -450,12 +481,14 @@ class Parser:
                 total += 1
             elif (kind == T_CLOSE or kind == "}") and not labels and not omit:
                 # the empty `subnodes`, then '}' and ';' land on the stack
-                self.push_state(total + 2)
+                if deep:
+                    self.push_state(total + 2)
                 self.i += 1
                 if kind == "}":
-                    self.push_state(total + 3)
+                    if deep:
+                        self.push_state(total + 3)
                     self.expect(";")
-                else:
+                elif deep:
                     self.push_state(total + 3, (";", ";", tok[2], tok[4] - 1, tok[4]))
                 last = self.toks[self.i - 1]
                 node.pos = NodePos(frame[2][2], frame[2][3], last[4], frame[4], frame[5], last[2])
@@ -475,8 +508,11 @@ class Parser:
         toks = self.toks
         tok = toks[self.i]
         kind = tok[0]
-        first = self.i
-        self.push_state(depth + 1)
+        # a property pushes at most 5 states over ``depth``; only near bison's
+        # limit is each push checked (this runs for every property)
+        deep = depth + 5 >= YYMAXDEPTH
+        if deep:
+            self.push_state(depth + 1)
         if kind == T_PSIMPLE:
             # the scanner fused NAME '=' (<simple cells> | "string") ';'
             self.i += 1
@@ -484,21 +520,25 @@ class Parser:
             pname, cells, string = fused
             pdata = bytearray()
             if cells is not None:
-                self.push_state(depth + 5)
+                if deep:
+                    self.push_state(depth + 5)
                 pmarkers = [Marker(0, MarkerType.TYPE_UINT32)]
                 self.fast_cells(tok, pdata, pmarkers, 32, cells)
             else:
                 assert string is not None
-                self.push_state(depth + 4)
+                if deep:
+                    self.push_state(depth + 4)
                 pmarkers = [Marker(0, MarkerType.TYPE_STRING)]
                 pdata += self.string((T_STR, string, tok[2], tok[3], tok[4]), tok[2].text.index('"', tok[3]) + 1)
                 pdata.append(0)
-            return Property(pname, bytes(pdata), pmarkers, self.span(first, first))
+            return Property(pname, bytes(pdata), pmarkers, SourcePos(tok[2], tok[3], tok[4]))
         if kind == scan.T_DELPROP:
             self.i += 1
-            self.push_state(depth + 2)
+            if deep:
+                self.push_state(depth + 2)
             name_tok = self.expect_name("a property name")
-            self.push_state(depth + 3)
+            if deep:
+                self.push_state(depth + 3)
             self.expect(";")
             prop = Property(name_tok[1], b"", [], None)  # type: ignore[arg-type]
             prop.deleted = True
@@ -506,27 +546,35 @@ class Parser:
         if kind == T_NAMEQ:
             # the scanner fused NAME '=' (the common case)
             self.i += 1
-            self.push_state(depth + 2)
+            if deep:
+                self.push_state(depth + 2)
             value, markers = self.parse_propdata(depth + 2)
-            self.push_state(depth + 4)
+            if deep:
+                self.push_state(depth + 4)
             self.expect(";")
         elif kind == T_NAME:
             nxt = toks[self.i + 1][0]
             self.i += 1
             if nxt == "=":
-                self.push_state(depth + 2)
+                if deep:
+                    self.push_state(depth + 2)
                 self.i += 1
                 value, markers = self.parse_propdata(depth + 2)
-                self.push_state(depth + 4)
+                if deep:
+                    self.push_state(depth + 4)
             elif nxt == ";":
-                self.push_state(depth + 2)
+                if deep:
+                    self.push_state(depth + 2)
                 value, markers = b"", []
             else:
                 raise self.syntax_error("'=', ';' or '{' after a name")
             self.expect(";")
         else:
             raise self.syntax_error("a property")
-        return Property(tok[1], value, markers, self.span(first, self.i - 1))  # type: ignore[arg-type]
+        last = toks[self.i - 1]
+        src = tok[2]
+        pos = SourcePos(src, tok[3], last[4]) if last[2] is src else SpanPos(src, tok[3], last[2], last[4])
+        return Property(tok[1], value, markers, pos)  # type: ignore[arg-type]
 
     def _open_child(
         self,
@@ -557,31 +605,37 @@ class Parser:
         toks = self.toks
         data = bytearray()
         markers: list[Marker] = []
-        self.push_state(depth + 1)  # the empty propdataprefix
+        deep = depth + 3 >= YYMAXDEPTH  # only near bison's limit is each push checked
+        if deep:
+            self.push_state(depth + 1)  # the empty propdataprefix
         while True:
             tok = toks[self.i]
             kind = tok[0]
             while kind == T_LABEL:
-                self.push_state(depth + 2)
+                if deep:
+                    self.push_state(depth + 2)
                 markers.append(Marker(len(data), MarkerType.LABEL, tok[1]))  # type: ignore[arg-type]
                 self.i += 1
                 tok = toks[self.i]
                 kind = tok[0]
             if kind == T_STR:
-                self.push_state(depth + 2)
+                if deep:
+                    self.push_state(depth + 2)
                 self.i += 1
                 markers.append(Marker(len(data), MarkerType.TYPE_STRING))
                 data += self.string(tok, tok[3] + 1)
                 data.append(0)
             elif kind == T_CELLS:
-                self.push_state(depth + 3)
+                if deep:
+                    self.push_state(depth + 3)
                 self.i += 1
                 markers.append(Marker(len(data), MarkerType.TYPE_UINT32))
                 self.fast_cells(tok, data, markers)
             elif kind == "<" or kind == scan.T_BITS:
                 self.parse_array(data, markers, depth + 1)
             elif kind == "[":
-                self.push_state(depth + 3)
+                if deep:
+                    self.push_state(depth + 3)
                 self.i += 1
                 markers.append(Marker(len(data), MarkerType.TYPE_UINT8))
                 while True:
@@ -597,7 +651,8 @@ class Parser:
                         raise self.syntax_error("hex bytes or ']'")
                     self.i += 1
             elif kind == T_REF:
-                self.push_state(depth + 2)
+                if deep:
+                    self.push_state(depth + 2)
                 self.i += 1
                 markers.append(Marker(len(data), MarkerType.TYPE_STRING, tok[1]))  # type: ignore[arg-type]
                 markers.append(Marker(len(data), MarkerType.REF_PATH, tok[1]))  # type: ignore[arg-type]
@@ -612,7 +667,8 @@ class Parser:
                 self.i += 1
                 tok = toks[self.i]
             if tok[0] == ",":
-                self.push_state(depth + 2)
+                if deep:
+                    self.push_state(depth + 2)
                 self.i += 1
                 continue
             return bytes(data), markers
@@ -622,10 +678,13 @@ class Parser:
         toks = self.toks
         tok = toks[self.i]
         bits = 32
+        deep = depth + 3 >= YYMAXDEPTH  # only near bison's limit is each push checked
         if tok[0] == scan.T_BITS:
-            self.push_state(depth + 1)
+            if deep:
+                self.push_state(depth + 1)
             self.i += 1
-            self.push_state(depth + 2)
+            if deep:
+                self.push_state(depth + 2)
             btok = self.expect(T_NUM, "a bit width after /bits/")
             bits = self.literal(btok)
             if bits not in _TYPE_FOR_BITS:
@@ -634,15 +693,18 @@ class Parser:
                     k = self.i - 1
                     self.soft_error("Array elements must be 8, 16, 32 or 64-bits", k, k)
                 bits = 32
-            self.push_state(depth + 3, toks[self.i])
+            if deep:
+                self.push_state(depth + 3, toks[self.i])
         tok = toks[self.i]
         if tok[0] == T_CELLS:
-            self.push_state(depth + 2)
+            if deep:
+                self.push_state(depth + 2)
             self.i += 1
             markers.append(Marker(len(data), _TYPE_FOR_BITS[bits]))
             self.fast_cells(tok, data, markers, bits)
             return
-        self.push_state(depth + 1)
+        if deep:
+            self.push_state(depth + 1)
         self.expect("<")
         markers.append(Marker(len(data), _TYPE_FOR_BITS[bits]))
         nbytes = bits // 8
@@ -651,7 +713,8 @@ class Parser:
             tok = toks[self.i]
             kind = tok[0]
             if kind == T_REF:
-                self.push_state(depth + 2)
+                if deep:
+                    self.push_state(depth + 2)
                 self.i += 1
                 if bits != 32:
                     k = self.i - 1
@@ -661,12 +724,14 @@ class Parser:
                 data += b"\xff" * nbytes
                 continue
             if kind == T_LABEL:
-                self.push_state(depth + 2)
+                if deep:
+                    self.push_state(depth + 2)
                 self.i += 1
                 markers.append(Marker(len(data), MarkerType.LABEL, tok[1]))  # type: ignore[arg-type]
                 continue
             if kind == ">":
-                self.push_state(depth + 2)
+                if deep:
+                    self.push_state(depth + 2)
                 self.i += 1
                 return
             if kind == T_NUM or kind == T_CHAR or kind == "(":

@@ -185,24 +185,20 @@ class Scanner:
             out.append((T_EOF, "zero", src, 0, 0))
         return out
 
-    def _cells_ok(self, out: list[Token]) -> bool:
-        """May a '<' here open a fused cell list? Only where a value starts, never inside an expression."""
-        if not out:
-            return True
-        kind = out[-1][0]
-        if kind in _CELLS_AFTER:
-            return True
-        return kind == T_NUM and len(out) > 1 and out[-2][0] == T_BITS
-
     def _scan(self, src: SourceBuffer, out: list[Token]) -> None:
         text = src.text
         pos = 0
         regexes = _REGEXES
+        cells_after = _CELLS_AFTER
         append = out.append
         while True:
             state = self.state
-            if state == V1 and not self._cells_ok(out):
-                state = V1_NOCELLS
+            if state == V1 and out:
+                # may a '<' here open a fused cell list? only where a value starts,
+                # never inside an expression (checked inline: it runs for every token)
+                last = out[-1][0]
+                if last not in cells_after and not (last == T_NUM and len(out) > 1 and out[-2][0] == T_BITS):
+                    state = V1_NOCELLS
             regex = regexes[state]
             m = regex.match(text, pos)
             assert m is not None  # the last alternatives match any character or the end

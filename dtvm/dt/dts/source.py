@@ -46,12 +46,11 @@ class SourceBuffer:
 
     def _nl(self) -> list[int]:
         if self._newlines is None:
-            text = self.text
-            out = []
-            i = text.find("\n")
-            while i >= 0:
-                out.append(i)
-                i = text.find("\n", i + 1)
+            # the offsets of the newlines, summed from the lines' lengths in C
+            # (a find() loop in Python cost about a millisecond per 3,000 lines)
+            out = list(itertools.accumulate(map((1).__add__, map(len, self.text.split("\n"))), initial=-1))
+            del out[0]
+            out.pop()
             self._newlines = out
         return self._newlines
 
