@@ -63,13 +63,17 @@ class SourceBuffer:
 
     def location(self, offset: int) -> tuple[str, int, int]:
         """(file name, line, column) after linemarkers, 1-based line and column."""
-        line_idx, col = self.physical(offset)
+        # physical() inlined: every finding of every compile asks this twice
+        nl = self._newlines
+        if nl is None:
+            nl = self._nl()
+        line_idx = bisect.bisect_left(nl, offset)
+        col = offset - (nl[line_idx - 1] + 1 if line_idx else 0) + 1
         k = bisect.bisect_right(self._mark_offsets, offset) - 1
         if k < 0:
             return self.name, line_idx + 1, col
         moff, mname, mline = self._marks[k]
-        mark_line_idx, _ = self.physical(moff)
-        return mname, mline + (line_idx - mark_line_idx), col
+        return mname, mline + (line_idx - bisect.bisect_left(nl, moff)), col
 
     def line_text(self, offset: int) -> tuple[str, int] | None:
         """The physical line holding ``offset`` (without newline) and the column."""
