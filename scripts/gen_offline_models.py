@@ -44,12 +44,18 @@ DRIVE_DEVICES = {"virtio-blk-pci", "virtio-blk-device", "scsi-hd", "ide-hd"}
 MACHINES = [("pc-q35-7.2", "qemu-system-x86_64", True, False, True), ("pc-i440fx-7.2", "qemu-system-x86_64", False, False, True),
             ("virt-7.2", "qemu-system-aarch64", True, True, True), ("virt-7.2", "qemu-system-arm", True, True, True),
             ("virt", "qemu-system-riscv64", True, True, True), ("pseries-7.2", "qemu-system-ppc64", False, False, False)]
+_X86_OPTIONS = [*(f"{o}={v}" for o in ("i8042", "hpet", "graphics", "default-bus-bypass-iommu", "sata", "smbus")
+                  for v in ("on", "off")),
+                *(f"{o}={v}" for o in ("vmport", "pit", "pic", "smm", "acpi") for v in ("on", "off", "auto"))]
 #: machine options recorded one at a time under -nodefaults (the machine-made devices and DT they
 #: change): what dtb2qemu --offline probes (always -nodefaults) and qemu2dtb --offline accept
 OPTION_VARIANTS: dict[str, list[str]] = {
     "virt-7.2": ["gic-version=3", "gic-version=max", "highmem=off", "its=off", "iommu=smmuv3", "secure=on",
                  "virtualization=on", "ras=on", "acpi=off"],
     "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off"],
+    # x86: composed as deltas against -nodefaults (dtvm/qemu/models.py), several on one command line
+    "pc-q35-7.2": _X86_OPTIONS,
+    "pc-i440fx-7.2": _X86_OPTIONS,
 }
 REMOVERS = {"net": ["-net", "none"], "parallel": ["-parallel", "none"], "serial": ["-serial", "none"], "vga": ["-vga", "none"]}
 

@@ -22,10 +22,12 @@ from dtvm.qemu.config import guest_state
 from dtvm.qemu.machine import find_machine
 from dtvm.qemu.models import (
     OfflineError,
+    apply_deltas,
     config_from_dict,
     device_from_dict,
     device_to_dict,
     load_model,
+    option_delta,
 )
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -367,14 +369,19 @@ def offline_config(argv: list[str]) -> Config:
         elif k in ("accel", "dump-guest-core", "mem-merge", "suppress-vmdesc") and k in MACHINE_HOST_PROPS | {"mem-merge", "dump-guest-core", "suppress-vmdesc"}:
             args.machine_opts.remove((k, v))  # host behaviour, nothing the guest sees
     option_variant: str | None = None
+    deltas: list[tuple[str, dict[str, Any]]] = []
+    recorded = model.get("option-variants") or {}
     if args.machine_opts:
         bad = [f"{k}={_norm(v, None)}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
-        recorded = model.get("option-variants") or {}
-        if len(bad) == 1 and bad[0] in recorded and args.nodefaults:
+        missing = [b for b in bad if b not in recorded]
+        if len(bad) == 1 and bad[0] in recorded and args.nodefaults and not args.usb:
             option_variant = bad[0]  # recorded from QEMU with -nodefaults and this one option
+        elif missing:
+            raise OfflineError(f"-machine {','.join(missing)}: machine options other than the defaults are not in the offline model "
+                               "(the options recorded are listed under option-variants in its file; use online mode)")
         elif bad:
-            raise OfflineError(f"-machine {','.join(bad)}: machine options other than the defaults are not in the offline model "
-                               "(one option under -nodefaults where recorded; use online mode)")
+            # several recorded options, or one with defaults: each one's delta against -nodefaults
+            deltas = [(b, option_delta(model["variants"]["nodefaults"], recorded[b])) for b in bad]
     x86 = machine.arch in ("x86_64", "i386")
     if args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
         raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
@@ -392,10 +399,14 @@ def offline_config(argv: list[str]) -> Config:
     variant = "+".join(tags) or "defaults"
     if variant not in model["variants"]:
         raise OfflineError(f"{', '.join(sorted(removed))}: this combination of removed defaults is not in the offline model (use online mode)")
-    if option_variant is not None:
-        if args.usb:
-            raise OfflineError(f"-machine {option_variant} with USB: not in the offline model (use online mode)")
+    if args.nodefaults and x86:
+        deltas += _port_deltas(model, args)
+    if option_variant is not None and not deltas:
         config = config_from_dict(model["option-variants"][option_variant])
+    elif deltas:
+        if option_variant is not None:
+            deltas.insert(0, (option_variant, option_delta(model["variants"]["nodefaults"], recorded[option_variant])))
+        config = config_from_dict(apply_deltas(model["variants"][variant], deltas))
     else:
         config = config_from_dict(model["variants"][variant])
     if cdrom and not args.nodefaults:
@@ -509,6 +520,7 @@ def offline_config(argv: list[str]) -> Config:
             bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
+    _queues_follow_smp(config, explicit)
     for ntype, pairs in args.netdevs:
         opts = dict(pairs)
         ident = opts.pop("id", "")
@@ -529,6 +541,34 @@ def offline_config(argv: list[str]) -> Config:
         for prop in state.get(dev.driver, ()):
             dev.props.pop(prop, None)
     return config
+
+
+def _queues_follow_smp(config: Config, explicit: dict[int, set[str]]) -> None:
+    """num-queues and vectors of virtio PCI disks follow the CPU count (``queues-follow-smp``)."""
+    rules = device_facts().get("queues-follow-smp") or {}
+    cpus = config.machine.cpus or 1
+    for dev in config.devices():
+        rule = rules.get(dev.driver)
+        if rule is None or explicit.get(id(dev), set()) & {"num-queues", "num_queues", "vectors"}:
+            continue
+        for child in (c for b in dev.buses for c in b.devices if c.driver == rule["child"]):
+            child.props[str(rule["queues"])] = str(cpus)
+            dev.props["vectors"] = str(cpus + int(rule["vectors-extra"]))
+
+
+def _port_deltas(model: dict[str, Any], args: _Args) -> list[tuple[str, dict[str, Any]]]:
+    """``-serial X``/``-parallel X`` (not none) under -nodefaults still make the machine's port 0
+    (x86): as a delta that adds the port as the variant keeping only it has it."""
+    out = []
+    for port, driver, keeps in (("serial", "isa-serial", "net+parallel+vga"), ("parallel", "isa-parallel", "net+serial+vga")):
+        if port in args.chardev_for and port not in args.removed:
+            delta = option_delta(model["variants"]["nodefaults"], model["variants"][keeps])
+            added = [a for a in delta["added"] if a["device"]["driver"] == driver]
+            if len(added) != 1:
+                raise OfflineError(f"-{port} under -nodefaults: no {driver} in the offline model (use online mode)")
+            out.append((f"-{port}", {"removed": [], "added": added, "props": [], "machine": {}, "options": {},
+                                     "unset-options": [], "inputs": {}, "alone": False}))
+    return out
 
 
 def _mebibytes(text: str) -> int:
