@@ -27,7 +27,13 @@ from dtvm.qemu.models import config_to_dict, device_to_dict
 from dtvm.vm.model import Device
 
 PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio-serial-pci", "virtio-scsi-pci",
-               "e1000", "e1000e", "qemu-xhci", "pci-bridge", "virtio-blk-pci"]
+               "e1000", "e1000e", "qemu-xhci", "pci-bridge", "virtio-blk-pci",
+               # the other PCI types the random configurations use (tests/qemugen.py)
+               "rtl8139", "ne2k_pci", "pcnet", "vmxnet3", "i82559er", "i6300esb", "pci-testdev", "virtio-keyboard-pci",
+               "virtio-mouse-pci", "virtio-tablet-pci", "pvpanic-pci", "ich9-intel-hda", "intel-hda", "VGA",
+               "bochs-display", "virtio-gpu-pci", "cirrus-vga", "secondary-vga", "ati-vga", "nec-usb-xhci", "usb-ehci",
+               "ich9-usb-ehci1", "piix3-usb-uhci", "pci-ohci", "lsi53c895a", "megasas", "mptsas1068", "am53c974",
+               "dc390", "ich9-ahci"]
 PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge"]
 USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub"]
 VSERIAL_DEVICES = ["virtconsole", "virtserialport"]

@@ -521,6 +521,7 @@ def offline_config(argv: list[str]) -> Config:
         if qid:
             ids[qid] = dev
     _queues_follow_smp(config, explicit)
+    _ide_serials(config, explicit)
     for ntype, pairs in args.netdevs:
         opts = dict(pairs)
         ident = opts.pop("id", "")
@@ -554,6 +555,21 @@ def _queues_follow_smp(config: Config, explicit: dict[int, set[str]]) -> None:
         for child in (c for b in dev.buses for c in b.devices if c.driver == rule["child"]):
             child.props[str(rule["queues"])] = str(cpus)
             dev.props["vectors"] = str(cpus + int(rule["vectors-extra"]))
+
+
+def _ide_serials(config: Config, explicit: dict[int, set[str]]) -> None:
+    """QEMU numbers IDE drive states with one counter over every IDE bus in creation order (two per
+    bus, hw/ide/core.c ide_init1) and an IDE disk's default serial is ``QM<n>``: a second AHCI's
+    ports continue after the machine's."""
+    ordinal = 0
+    for bus in _all_buses(config):
+        if bus.type != "IDE":
+            continue
+        for dev in bus.devices:
+            serial = dev.props.get("serial", "")
+            if dev.driver in ("ide-hd", "ide-cd") and serial.startswith("QM") and "serial" not in explicit.get(id(dev), ()):
+                dev.props["serial"] = f"QM{2 * ordinal + dev.address[1][-1] + 1:05d}"
+        ordinal += 1
 
 
 def _port_deltas(model: dict[str, Any], args: _Args) -> list[tuple[str, dict[str, Any]]]:
