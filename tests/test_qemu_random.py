@@ -197,3 +197,30 @@ def test_bridges_read_the_same_after_uefi_ran(tmp_path: Path) -> None:
         assert _describe(a)[0] == before[0]
     finally:
         pool.stop_all()
+
+
+def test_pseries_hotplug_needs_the_vms_own_qemu(tmp_path: Path) -> None:
+    """The DT a pseries VM's next reset builds comes from the VM's own QEMU version: a snapshot
+    that says another version is refused by name, never described from another QEMU's DT."""
+    if shutil.which("qemu-system-ppc64") is None:
+        pytest.skip("qemu-system-ppc64 is not installed (its oracle cannot run)")
+    import dataclasses
+
+    from dtvm.qemu.describe import describe_snapshot
+    from dtvm.qemu.errors import QemuError
+    from dtvm.qemu.live import read_socket
+
+    from .qemu_helpers import VMs
+    from .qemu_random import _hotplug
+
+    pool = VMs(tmp_path)
+    try:
+        a = pool.start(["qemu-system-ppc64", "-M", "pseries-7.2", "-nodefaults", "-smp", "1,maxcpus=2"])
+        _hotplug(a, [{"driver": "cpu", "id": "cpu1"}])
+        snap = read_socket(a.address)
+        assert any(p.hotplugged for p in snap.peripherals)
+        other = dataclasses.replace(snap, version={"qemu": {"major": 9, "minor": 9, "micro": 0}})
+        with pytest.raises(QemuError, match=r"is not the VM's QEMU \(9\.9\)"):
+            describe_snapshot(other)
+    finally:
+        pool.stop_all()

@@ -34,18 +34,18 @@ def describe_snapshot(snapshot: Snapshot, compat: dict[str, list[str]] | None = 
     compat = compat if compat is not None else driver_compat()
     config = from_snapshot(snapshot)
     desc = describe(config, compat)
-    if not _stale_dt(config):
+    if not _stale_dt(config, snapshot):
         return desc
     dtb = _dt_at_reset(desc, snapshot)
     return describe(from_snapshot(dataclasses.replace(snapshot, dtb=dtb)), compat)
 
 
-def _stale_dt(config: Config) -> bool:
-    """Whether QEMU's DT may lack what was hot-plugged since the last reset (a CPU made as a
-    device may also be cold-plugged: QEMU is asked then too, and answers the same DT)."""
+def _stale_dt(config: Config, snapshot: Snapshot) -> bool:
+    """Whether QEMU's DT may lack what was hot-plugged since the last reset: a device or CPU core
+    that QOM says was hot-plugged (a cold-plugged CPU core is in the DT from the start)."""
     if config.dtb is None or not dt_built_at_reset(config.machine.type):
         return False
-    return bool(config.machine.device_cpus) or any(dev.hotplugged for dev in config.devices())
+    return any(per.hotplugged for per in snapshot.peripherals)
 
 
 def _dt_at_reset(desc: Description, snapshot: Snapshot) -> bytes:
