@@ -57,12 +57,23 @@ _X86_OPTIONS = [*(f"{o}={v}" for o in ("i8042", "hpet", "graphics", "default-bus
 #: change): what dtb2qemu --offline probes (always -nodefaults) and qemu2dtb --offline accept
 OPTION_VARIANTS: dict[str, list[str]] = {
     "virt-7.2": ["gic-version=3", "gic-version=max", "highmem=off", "its=off", "iommu=smmuv3", "secure=on",
-                 "virtualization=on", "ras=on", "acpi=off"],
-    "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off"],
+                 "virtualization=on", "ras=on", "acpi=off",
+                 # at their defaults (the same DT but for the seeds: composed with the others)
+                 "secure=off", "virtualization=off", "ras=off", "mte=off", "acpi=auto", "dtb-randomness=off",
+                 "graphics=off", "default-bus-bypass-iommu=off",
+                 # CPU models (on DT machines a CPU model is a DT of its own): "-cpu MODEL"
+                 "-cpu cortex-a57", "-cpu cortex-a53", "-cpu cortex-a72", "-cpu max", "-cpu cortex-a15", "-cpu cortex-a7"],
+    "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off", "aia=none", "aclint=off", "-cpu rv64", "-cpu sifive-u54"],
+    "pseries-7.2": ["-cpu power9", "-cpu power8", "-cpu power10"],
     # x86: composed as deltas against -nodefaults (dtvm/qemu/models.py), several on one command line
     "pc-q35-7.2": _X86_OPTIONS,
     "pc-i440fx-7.2": _X86_OPTIONS,
 }
+def _option_argv(option: str) -> list[str]:
+    """An option variant's arguments: "NAME=VALUE" is a machine option, "-cpu MODEL" a CPU model."""
+    return option.split(" ", 1) if option.startswith("-") else ["-machine", option]
+
+
 REMOVERS = {"net": ["-net", "none"], "parallel": ["-parallel", "none"], "serial": ["-serial", "none"], "vga": ["-vga", "none"]}
 
 
@@ -188,7 +199,7 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
     with ThreadPoolExecutor(max_workers=2) as pool:
         made = dict(zip(VARIANTS, pool.map(variant, VARIANTS.values()), strict=True))
         options = OPTION_VARIANTS.get(mtype, [])
-        by_option = dict(zip(options, pool.map(lambda o: variant(["-nodefaults", "-machine", o]), options), strict=True))
+        by_option = dict(zip(options, pool.map(lambda o: variant(["-nodefaults", *_option_argv(o)]), options), strict=True))
     variants = {name: v for name, v in made.items() if v is not None}
     option_variants = {name: v for name, v in by_option.items() if v is not None}
     nics = {name: _default_nic(v) for name, v in variants.items() if name == "defaults"}

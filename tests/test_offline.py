@@ -51,6 +51,13 @@ CASES = {
                     "-nodefaults", "-device", "virtio-rng-pci"],
     "pc-options-defaults": [*Q35[:2], "pc-i440fx-7.2,hpet=off,pic=off,default-bus-bypass-iommu=on,usb=on",
                             "-device", "usb-kbd"],
+    # DT machines: -cpu as a recorded DT of its own (alone under -nodefaults, or the default model
+    # with anything), options at their defaults (the same DT but for the seeds) with others
+    "virt-cpu-a53": [*VIRT, "-nodefaults", "-cpu", "cortex-a53", "-device", "virtio-rng-pci"],
+    "riscv-default-cpu-options": ["qemu-system-riscv64", "-M", "virt,aclint=off,aia=none", "-cpu", "rv64",
+                                  "-device", "virtio-rng-pci"],
+    "virt-default-options": [VIRT[0], "-M", "virt-7.2,secure=off,virtualization=off,dtb-randomness=off",
+                             "-device", "virtio-rng-pci"],
     # -serial/-parallel under -nodefaults make the port; virtio disks' queues follow -smp
     "pc-nodefaults-ports": [*Q35[:2], "pc-i440fx-7.2,graphics=off", "-nodefaults", "-serial", "null",
                             "-parallel", "null"],
@@ -237,6 +244,7 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     ([*Q35, "-device", "nvme,serial=x"], "nvme"),
     ([*Q35, "-M", "pc-q35-7.2,max-ram-below-4g=1G"], "max-ram-below-4g=1G"),
     ([*VIRT, "-M", "virt-7.2,highmem=off,its=off", "-nodefaults"], "not with its=off"),
+    ([*VIRT, "-M", "virt-7.2,its=off", "-cpu", "max", "-nodefaults"], "-cpu max changes QEMU's own DT"),
     ([*Q35, "-device", "e1000,bus=nope"], "nope"),
     ([*Q35, "-nodefaults", "-device", "e1000,addr=3.0", "-device", "e1000e,addr=3.0"], "3"),
     (["qemu-system-ppc64", "-M", "pseries-7.2", "-device", "spapr-vty"], "spapr-vty"),

@@ -12,7 +12,7 @@ from dtvm.errors import DtvmError
 from dtvm.qemu.machine import MachineInfo
 from dtvm.vm.model import Backend, Bus, Config, Device
 
-__all__ = ["OfflineError", "apply_deltas", "config_from_dict", "config_to_dict", "device_from_dict", "device_to_dict", "load_model", "option_delta"]
+__all__ = ["OfflineError", "apply_deltas", "config_from_dict", "config_to_dict", "device_from_dict", "device_to_dict", "load_model", "option_delta", "option_deltas"]
 
 
 class OfflineError(DtvmError):
@@ -174,7 +174,7 @@ def option_delta(plain: dict[str, Any], variant: dict[str, Any]) -> dict[str, An
                       if k in a_index), None)
         added.append({"bus": list(bus_path), "after": list(after) if after else None, "device": dev})
     props = []
-    alone = variant.get("dtb-zlib") != plain.get("dtb-zlib") or variant["backends"] != plain["backends"]
+    alone = not _same_dt(plain.get("dtb-zlib"), variant.get("dtb-zlib")) or variant["backends"] != plain["backends"]
     for key, dev in a_index.items():
         other = b_index.get(key)
         if other is None:
@@ -193,6 +193,24 @@ def option_delta(plain: dict[str, Any], variant: dict[str, Any]) -> dict[str, An
             "alone": alone}
 
 
+def _same_dt(a: str | None, b: str | None) -> bool:
+    """Whether two recorded DTs are the same but for the random seeds QEMU writes on every start
+    (an option at its default value, or dtb-randomness=off, changes nothing else)."""
+    if a == b:
+        return True
+    if a is None or b is None:
+        return False
+    import base64
+
+    from dtvm.dt.dtb import read_dtb, write_dtb
+    from dtvm.vm.translate import drop_seeds
+
+    trees = [read_dtb(_inflate(base64.b64decode(x)), "an offline model's DT") for x in (a, b)]
+    for dt in trees:
+        drop_seeds(dt)
+    return write_dtb(trees[0]) == write_dtb(trees[1])
+
+
 def _touched(delta: dict[str, Any]) -> set[_Path]:
     """Devices whose properties a delta changes (removing one device twice composes: i8042=off and
     vmport=off both remove vmport; devices added to one bus keep their places after the devices
@@ -206,23 +224,26 @@ def apply_deltas(base: dict[str, Any], deltas: list[tuple[str, dict[str, Any]]])
     import copy
 
     out = copy.deepcopy(base)
+    def opt(name: str) -> str:
+        return name if name.startswith("-") else f"-machine {name}"
+
     changed: dict[_Path, str] = {}  # device -> the option that changes its properties
     removed: dict[_Path, str] = {}  # device -> an option that removes it
     for name, delta in deltas:
         if delta["alone"]:
             others = ", ".join(n for n, _ in deltas if n != name)
-            raise OfflineError(f"-machine {name} changes QEMU's own DT, back-ends or memory map: in the offline model alone under "
+            raise OfflineError(f"{opt(name)} changes QEMU's own DT, back-ends or memory map: in the offline model alone under "
                                f"-nodefaults only{', not with ' + others if others else ''} (use online mode)")
         touched = _touched(delta)
         gone = {tuple(k) for k in delta["removed"]}
         for key in sorted(touched, key=str):
             if key in changed or key in removed:
                 other = changed.get(key) or removed[key]
-                raise OfflineError(f"-machine {name} and {other} both change {key[-2]}: "
+                raise OfflineError(f"{opt(name)} and {other} both change {key[-2]}: "
                                    "not composed in the offline model (use online mode)")
         for key in sorted(gone, key=str):
             if key in changed:
-                raise OfflineError(f"-machine {name} removes {key[-2]}, which {changed[key]} changes: not composed in "
+                raise OfflineError(f"{opt(name)} removes {key[-2]}, which {changed[key]} changes: not composed in "
                                    "the offline model (use online mode)")
         changed.update({k: name for k in touched})
         removed.update({k: name for k in gone})
@@ -239,14 +260,14 @@ def apply_deltas(base: dict[str, Any], deltas: list[tuple[str, dict[str, Any]]])
         for item in delta["added"]:
             devices = _bus_list(out, index, tuple(item["bus"]))
             if devices is None:
-                raise OfflineError(f"-machine {name}: the bus it adds a device to is not in this model (use online mode)")
+                raise OfflineError(f"{opt(name)}: the bus it adds a device to is not in this model (use online mode)")
             after = index.get(tuple(item["after"])) if item["after"] else None
             pos = next((i + 1 for i, d in enumerate(devices) if d is after), 0)
             devices.insert(pos, copy.deepcopy(item["device"]))
         for change in delta["props"]:
             dev = index.get(tuple(change["device"]))
             if dev is None:
-                raise OfflineError(f"-machine {name}: a device it changes is not in this model (use online mode)")
+                raise OfflineError(f"{opt(name)}: a device it changes is not in this model (use online mode)")
             dev["props"].update(change["set"])
             for k in change["unset"]:
                 dev["props"].pop(k, None)
@@ -257,3 +278,19 @@ def apply_deltas(base: dict[str, Any], deltas: list[tuple[str, dict[str, Any]]])
             out["machine"]["options"].pop(k, None)
         out["inputs"].update(delta["inputs"])
     return out
+
+
+def option_deltas(model: dict[str, Any], bad: list[str], alone_ok: bool) -> tuple[str | None, list[tuple[str, dict[str, Any]]]]:
+    """What the offline model makes of the options not at their defaults (``bad``: "NAME=VALUE"
+    machine options and "-cpu MODEL" on DT machines): (the one recorded variant to use as it is,
+    when ``alone_ok``: -nodefaults without USB) or the deltas to compose; OfflineError naming the
+    options the model lacks."""
+    recorded = model.get("option-variants") or {}
+    missing = [b for b in bad if b not in recorded]
+    if missing:
+        cpu = [m for m in missing if m.startswith("-cpu ")]
+        raise OfflineError(f"{cpu[0] if cpu else '-machine ' + ','.join(missing)}: not in the offline model (the options "
+                           "and CPU models recorded are listed under option-variants in its file; use online mode)")
+    if len(bad) == 1 and alone_ok:
+        return bad[0], []  # recorded from QEMU with -nodefaults and this one option
+    return None, [(b, option_delta(model["variants"]["nodefaults"], recorded[b])) for b in bad]

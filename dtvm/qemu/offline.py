@@ -28,6 +28,7 @@ from dtvm.qemu.models import (
     device_to_dict,
     load_model,
     option_delta,
+    option_deltas,
 )
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -368,24 +369,14 @@ def offline_config(argv: list[str]) -> Config:
             args.machine_opts.remove((k, v))
         elif k in ("accel", "dump-guest-core", "mem-merge", "suppress-vmdesc") and k in MACHINE_HOST_PROPS | {"mem-merge", "dump-guest-core", "suppress-vmdesc"}:
             args.machine_opts.remove((k, v))  # host behaviour, nothing the guest sees
-    option_variant: str | None = None
-    deltas: list[tuple[str, dict[str, Any]]] = []
-    recorded = model.get("option-variants") or {}
-    if args.machine_opts:
-        bad = [f"{k}={_norm(v, None)}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
-        missing = [b for b in bad if b not in recorded]
-        if len(bad) == 1 and bad[0] in recorded and args.nodefaults and not args.usb:
-            option_variant = bad[0]  # recorded from QEMU with -nodefaults and this one option
-        elif missing:
-            raise OfflineError(f"-machine {','.join(missing)}: machine options other than the defaults are not in the offline model "
-                               "(the options recorded are listed under option-variants in its file; use online mode)")
-        elif bad:
-            # several recorded options, or one with defaults: each one's delta against -nodefaults
-            deltas = [(b, option_delta(model["variants"]["nodefaults"], recorded[b])) for b in bad]
     x86 = machine.arch in ("x86_64", "i386")
-    if args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
+    bad = [f"{k}={_norm(v, None)}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
+    if args.cpu is not None and not x86 and f"-cpu {args.cpu}" in (model.get("option-variants") or {}):
+        bad.append(f"-cpu {args.cpu}")  # on a DT machine a CPU model is a recorded DT of its own
+    elif args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
         raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
                            "models QEMU cannot run under TCG: use online mode)")
+    option_variant, deltas = option_deltas(model, bad, args.nodefaults and not args.usb)
     dt_memory = machine.type in ("virt-7.2", "virt") and machine.arch in ("aarch64", "arm", "riscv64")
     for opt, key in ((args.memory, "m"), (args.smp, "smp")):
         if opt is not None and not x86 and not (key == "m" and dt_memory):
@@ -405,7 +396,8 @@ def offline_config(argv: list[str]) -> Config:
         config = config_from_dict(model["option-variants"][option_variant])
     elif deltas:
         if option_variant is not None:
-            deltas.insert(0, (option_variant, option_delta(model["variants"]["nodefaults"], recorded[option_variant])))
+            deltas.insert(0, (option_variant, option_delta(model["variants"]["nodefaults"],
+                                                           model["option-variants"][option_variant])))
         config = config_from_dict(apply_deltas(model["variants"][variant], deltas))
     else:
         config = config_from_dict(model["variants"][variant])
@@ -425,7 +417,7 @@ def offline_config(argv: list[str]) -> Config:
             _set_dt_memory(config, _mebibytes(args.memory), args.memory)
     if args.smp is not None:
         _set_cpus(config, args.smp)
-    if args.cpu is not None:
+    if args.cpu is not None and x86:
         config.machine.cpu_type = model["cpu-types"][args.cpu]
 
     ids: dict[str, Device] = {d.qdev_id: d for d in config.devices() if d.qdev_id}
