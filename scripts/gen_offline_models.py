@@ -33,9 +33,11 @@ PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio
                "virtio-mouse-pci", "virtio-tablet-pci", "pvpanic-pci", "ich9-intel-hda", "intel-hda", "VGA",
                "bochs-display", "virtio-gpu-pci", "cirrus-vga", "secondary-vga", "ati-vga", "nec-usb-xhci", "usb-ehci",
                "ich9-usb-ehci1", "piix3-usb-uhci", "pci-ohci", "lsi53c895a", "megasas", "mptsas1068", "am53c974",
-               "dc390", "ich9-ahci"]
+               "dc390", "ich9-ahci", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "i82550", "i82551", "i82557b",
+               "i82559c", "i82801", "tulip", "sdhci-pci", "edu", "ich9-usb-uhci1", "ich9-usb-ehci2", "piix4-usb-uhci",
+               "pvscsi"]
 PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge"]
-USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub"]
+USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub", "usb-ccid"]
 VSERIAL_DEVICES = ["virtconsole", "virtserialport"]
 SCSI_DEVICES = ["scsi-cd", "scsi-hd"]
 MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device", "virtio-blk-device"]

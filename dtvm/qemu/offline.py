@@ -424,7 +424,10 @@ def offline_config(argv: list[str]) -> Config:
     bus_by_name: dict[str, list[Bus]] = {}
     for b in _all_buses(config):
         bus_by_name.setdefault(b.name, []).append(b)
-    mac_next = model["first-mac"] + sum(1 for d in config.devices() if "mac" in d.props)
+    # the default NIC (-net nic) takes its MAC when parsed, also where the machine makes no NIC of
+    # it (riscv64 virt): the next NIC gets the next one
+    macs = sum(1 for d in config.devices() if "mac" in d.props)
+    mac_next = model["first-mac"] + max(macs, 0 if args.nodefaults or "net" in removed else 1)
     profiles: dict[str, Any] = model["profiles"]
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
     explicit: dict[int, set[str]] = {}
@@ -512,7 +515,7 @@ def offline_config(argv: list[str]) -> Config:
             bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
-    _queues_follow_smp(config, explicit)
+    _derived_props(config, explicit)
     _ide_serials(config, explicit)
     for ntype, pairs in args.netdevs:
         opts = dict(pairs)
@@ -536,11 +539,16 @@ def offline_config(argv: list[str]) -> Config:
     return config
 
 
-def _queues_follow_smp(config: Config, explicit: dict[int, set[str]]) -> None:
-    """num-queues and vectors of virtio PCI disks follow the CPU count (``queues-follow-smp``)."""
-    rules = device_facts().get("queues-follow-smp") or {}
+def _derived_props(config: Config, explicit: dict[int, set[str]]) -> None:
+    """Properties QEMU derives at realize: virtio PCI disks' queues and vectors from the CPU count
+    (``queues-follow-smp``), SAS addresses from the PCI slot and function (``address-derived``)."""
+    rules, by_address = device_facts().get("queues-follow-smp") or {}, device_facts().get("address-derived") or {}
     cpus = config.machine.cpus or 1
     for dev in config.devices():
+        prop = by_address.get(dev.driver)
+        if prop in dev.props and dev.address[0] == "pci" and prop not in explicit.get(id(dev), set()):
+            slot, func = dev.address[1]  # bus number 0: bridges are not numbered before firmware runs
+            dev.props[prop] = str((int(dev.props[prop]) & ~0xFFFFFF) | slot << 8 | func)
         rule = rules.get(dev.driver)
         if rule is None or explicit.get(id(dev), set()) & {"num-queues", "num_queues", "vectors"}:
             continue
