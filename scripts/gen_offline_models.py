@@ -27,9 +27,17 @@ from dtvm.qemu.models import config_to_dict, device_to_dict
 from dtvm.vm.model import Device
 
 PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio-serial-pci", "virtio-scsi-pci",
-               "e1000", "e1000e", "qemu-xhci", "pci-bridge", "virtio-blk-pci"]
+               "e1000", "e1000e", "qemu-xhci", "pci-bridge", "virtio-blk-pci",
+               # the other PCI types the random configurations use (tests/qemugen.py)
+               "rtl8139", "ne2k_pci", "pcnet", "vmxnet3", "i82559er", "i6300esb", "pci-testdev", "virtio-keyboard-pci",
+               "virtio-mouse-pci", "virtio-tablet-pci", "pvpanic-pci", "ich9-intel-hda", "intel-hda", "VGA",
+               "bochs-display", "virtio-gpu-pci", "cirrus-vga", "secondary-vga", "ati-vga", "nec-usb-xhci", "usb-ehci",
+               "ich9-usb-ehci1", "piix3-usb-uhci", "pci-ohci", "lsi53c895a", "megasas", "mptsas1068", "am53c974",
+               "dc390", "ich9-ahci", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "i82550", "i82551", "i82557b",
+               "i82559c", "i82801", "tulip", "sdhci-pci", "edu", "ich9-usb-uhci1", "ich9-usb-ehci2", "piix4-usb-uhci",
+               "pvscsi"]
 PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge"]
-USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub"]
+USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub", "usb-ccid"]
 VSERIAL_DEVICES = ["virtconsole", "virtserialport"]
 SCSI_DEVICES = ["scsi-cd", "scsi-hd"]
 MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device", "virtio-blk-device"]
@@ -44,13 +52,30 @@ DRIVE_DEVICES = {"virtio-blk-pci", "virtio-blk-device", "scsi-hd", "ide-hd"}
 MACHINES = [("pc-q35-7.2", "qemu-system-x86_64", True, False, True), ("pc-i440fx-7.2", "qemu-system-x86_64", False, False, True),
             ("virt-7.2", "qemu-system-aarch64", True, True, True), ("virt-7.2", "qemu-system-arm", True, True, True),
             ("virt", "qemu-system-riscv64", True, True, True), ("pseries-7.2", "qemu-system-ppc64", False, False, False)]
+_X86_OPTIONS = [*(f"{o}={v}" for o in ("i8042", "hpet", "graphics", "default-bus-bypass-iommu", "sata", "smbus")
+                  for v in ("on", "off")),
+                *(f"{o}={v}" for o in ("vmport", "pit", "pic", "smm", "acpi") for v in ("on", "off", "auto"))]
 #: machine options recorded one at a time under -nodefaults (the machine-made devices and DT they
 #: change): what dtb2qemu --offline probes (always -nodefaults) and qemu2dtb --offline accept
 OPTION_VARIANTS: dict[str, list[str]] = {
     "virt-7.2": ["gic-version=3", "gic-version=max", "highmem=off", "its=off", "iommu=smmuv3", "secure=on",
-                 "virtualization=on", "ras=on", "acpi=off"],
-    "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off"],
+                 "virtualization=on", "ras=on", "acpi=off",
+                 # at their defaults (the same DT but for the seeds: composed with the others)
+                 "secure=off", "virtualization=off", "ras=off", "mte=off", "acpi=auto", "dtb-randomness=off",
+                 "graphics=off", "default-bus-bypass-iommu=off",
+                 # CPU models (on DT machines a CPU model is a DT of its own): "-cpu MODEL"
+                 "-cpu cortex-a57", "-cpu cortex-a53", "-cpu cortex-a72", "-cpu max", "-cpu cortex-a15", "-cpu cortex-a7"],
+    "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off", "aia=none", "aclint=off", "-cpu rv64", "-cpu sifive-u54"],
+    "pseries-7.2": ["-cpu power9", "-cpu power8", "-cpu power10"],
+    # x86: composed as deltas against -nodefaults (dtvm/qemu/models.py), several on one command line
+    "pc-q35-7.2": _X86_OPTIONS,
+    "pc-i440fx-7.2": _X86_OPTIONS,
 }
+def _option_argv(option: str) -> list[str]:
+    """An option variant's arguments: "NAME=VALUE" is a machine option, "-cpu MODEL" a CPU model."""
+    return option.split(" ", 1) if option.startswith("-") else ["-machine", option]
+
+
 REMOVERS = {"net": ["-net", "none"], "parallel": ["-parallel", "none"], "serial": ["-serial", "none"], "vga": ["-vga", "none"]}
 
 
@@ -176,7 +201,7 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
     with ThreadPoolExecutor(max_workers=2) as pool:
         made = dict(zip(VARIANTS, pool.map(variant, VARIANTS.values()), strict=True))
         options = OPTION_VARIANTS.get(mtype, [])
-        by_option = dict(zip(options, pool.map(lambda o: variant(["-nodefaults", "-machine", o]), options), strict=True))
+        by_option = dict(zip(options, pool.map(lambda o: variant(["-nodefaults", *_option_argv(o)]), options), strict=True))
     variants = {name: v for name, v in made.items() if v is not None}
     option_variants = {name: v for name, v in by_option.items() if v is not None}
     nics = {name: _default_nic(v) for name, v in variants.items() if name == "defaults"}

@@ -131,14 +131,18 @@ MACHINES: dict[str, MachineSpec] = {
         ["power9", "power8", "power10"], 4, ["256M", "512M"], False, "pci.0", vio=True, cpu_hotplug=True),
 }
 
-_NICS_PCI = ["virtio-net-pci", "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "vmxnet3", "i82559er"]
+_NICS_PCI = ["virtio-net-pci", "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "vmxnet3", "i82559er",
+             "e1000-82540em", "e1000-82544gc", "e1000-82545em", "i82550", "i82551", "i82557b", "i82559c", "i82801",
+             "tulip"]
 _PLAIN_PCI = ["virtio-rng-pci", "virtio-balloon-pci", "i6300esb", "pci-testdev", "virtio-keyboard-pci",
-              "virtio-mouse-pci", "virtio-tablet-pci", "pvpanic-pci", "ich9-intel-hda", "intel-hda"]
+              "virtio-mouse-pci", "virtio-tablet-pci", "pvpanic-pci", "ich9-intel-hda", "intel-hda", "sdhci-pci", "edu"]
 _DISPLAY_PCI = ["VGA", "bochs-display", "virtio-gpu-pci", "cirrus-vga", "secondary-vga", "ati-vga"]
-_USB_HCI = ["qemu-xhci", "nec-usb-xhci", "usb-ehci", "ich9-usb-ehci1", "piix3-usb-uhci", "pci-ohci"]
-_USB_DEV = ["usb-kbd", "usb-mouse", "usb-tablet", "usb-storage", "usb-hub", "usb-serial", "usb-bot"]
+_USB_HCI = ["qemu-xhci", "nec-usb-xhci", "usb-ehci", "ich9-usb-ehci1", "piix3-usb-uhci", "pci-ohci", "ich9-usb-uhci1",
+            "ich9-usb-ehci2", "piix4-usb-uhci"]
+# usb-wacom-tablet and usb-uas are left out: QEMU cannot migrate them ("State blocked by non-migratable device")
+_USB_DEV = ["usb-kbd", "usb-mouse", "usb-tablet", "usb-storage", "usb-hub", "usb-serial", "usb-bot", "usb-ccid"]
 _USBDEVICE = {"usb-kbd": "keyboard", "usb-mouse": "mouse", "usb-tablet": "tablet"}
-_SCSI_HBA = ["virtio-scsi-pci", "lsi53c895a", "megasas", "am53c974", "mptsas1068", "dc390"]
+_SCSI_HBA = ["virtio-scsi-pci", "lsi53c895a", "megasas", "am53c974", "mptsas1068", "dc390", "pvscsi"]
 _MMIO = ["virtio-rng-device", "virtio-net-device", "virtio-blk-device", "virtio-balloon-device",
          "virtio-serial-device", "virtio-keyboard-device", "virtio-scsi-device"]
 
@@ -249,7 +253,9 @@ class _Gen:
             self.args += ["-drive", f"if=virtio,file={path},format={fmt}"]
 
     def usb(self) -> None:
-        if "usb" in self.spec.options and "usb=" not in self.args[2] and self.rng.random() < 0.3:
+        # only x86 makes a USB controller of its own for usb=on (virt has none: its devices found no bus)
+        if "usb" in self.spec.options and self.spec.binary.endswith("x86_64") and "usb=" not in self.args[2] \
+                and self.rng.random() < 0.3:
             # the machine's own USB (-M ...,usb=on), with devices in the legacy -usbdevice form too
             self.args[2] += ",usb=on"
             self.usb_on = True

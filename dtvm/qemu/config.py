@@ -79,6 +79,13 @@ def firmware_shapes_devices() -> frozenset[str]:
     return frozenset(str(t) for t in _machines_data().get("firmware-shapes-devices", []))
 
 
+def dt_built_at_reset(machine_type: str) -> bool:
+    """Whether the machine type's own DT shows a hot-plugged device only after the next reset
+    (``dt-built-at-reset`` in data/machines.yaml)."""
+    family = re.sub(r"-\d+\.\d+$", "", machine_type)
+    return family in {str(t) for t in _machines_data().get("dt-built-at-reset", [])}
+
+
 def cpu_device_type(arch: str, model: str) -> str | None:
     """The qdev type of a CPU of ``model`` made as a device on ``arch`` (``cpu-device-types`` in
     data/machines.yaml), None where dtvm knows none."""

@@ -12,7 +12,7 @@ from dtvm.errors import DtvmError
 from dtvm.qemu.machine import MachineInfo
 from dtvm.vm.model import Backend, Bus, Config, Device
 
-__all__ = ["OfflineError", "config_from_dict", "config_to_dict", "device_from_dict", "device_to_dict", "load_model"]
+__all__ = ["OfflineError", "apply_deltas", "config_from_dict", "config_to_dict", "device_from_dict", "device_to_dict", "load_model", "option_delta", "option_deltas"]
 
 
 class OfflineError(DtvmError):
@@ -113,3 +113,184 @@ def load_model(machine: MachineInfo) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != 1:
         raise OfflineError(f"dtvm/qemu/machines/{name}: not a format-1 offline model")
     return data
+
+
+# -- machine options as deltas -------------------------------------------------------------------
+# A machine option is recorded once, as the device model QEMU builds with -nodefaults and that one
+# option.  What it changes against plain -nodefaults (devices removed and added, properties,
+# machine options, inputs) is its delta; a command line with several options gets the deltas of
+# each applied in turn, which holds where options touch different devices (x86: sata, smbus,
+# i8042, hpet, vmport, pit, pic, smm, acpi, ...; held to online qemu2dtb by tests/qemu_random.py).
+# Two deltas that touch one device, or a delta that changes QEMU's own DT, are not composed: the
+# caller refuses the combination by name.
+
+_Path = tuple[Any, ...]
+
+
+def _index(devices: list[dict[str, Any]], prefix: _Path, out: dict[_Path, dict[str, Any]],
+           parents: dict[_Path, tuple[_Path, int]], depth: int = 0) -> None:
+    if depth > 32:
+        raise OfflineError("model nested too deep")
+    for i, dev in enumerate(devices):
+        key = (*prefix, dev["driver"], json.dumps(dev["address"]))
+        out[key] = dev
+        parents[key] = (prefix, i)
+        for bus in dev["buses"]:
+            _index(bus["devices"], (*key, bus["name"]), out, parents, depth + 1)
+
+
+def _bus_list(root: dict[str, Any], index: dict[_Path, dict[str, Any]], bus_path: _Path) -> list[dict[str, Any]] | None:
+    if not bus_path:
+        devices: list[dict[str, Any]] = root["root"]["devices"]
+        return devices
+    owner = index.get(bus_path[:-1])
+    if owner is None:
+        return None
+    for bus in owner["buses"]:
+        if bus["name"] == bus_path[-1]:
+            found: list[dict[str, Any]] = bus["devices"]
+            return found
+    return None
+
+
+def option_delta(plain: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+    """What one recorded option changes against the -nodefaults model (see above)."""
+    a_index: dict[_Path, dict[str, Any]] = {}
+    b_index: dict[_Path, dict[str, Any]] = {}
+    a_par: dict[_Path, tuple[_Path, int]] = {}
+    b_par: dict[_Path, tuple[_Path, int]] = {}
+    _index(plain["root"]["devices"], (), a_index, a_par)
+    _index(variant["root"]["devices"], (), b_index, b_par)
+    # the top-most devices gone or new (a device's subtree goes or comes with it)
+    removed = [k for k in a_index if k not in b_index
+               and not any(k[:n] not in b_index for n in range(2, len(k) - 2, 3))]
+    added = []
+    for key, dev in b_index.items():
+        if key in a_index or any(key[:n] not in a_index for n in range(2, len(key) - 2, 3)):
+            continue
+        bus_path, pos = b_par[key]
+        siblings = _bus_list(variant, b_index, bus_path) or []
+        after = next((k for k in ((*bus_path, s["driver"], json.dumps(s["address"])) for s in reversed(siblings[:pos]))
+                      if k in a_index), None)
+        added.append({"bus": list(bus_path), "after": list(after) if after else None, "device": dev})
+    props = []
+    alone = not _same_dt(plain.get("dtb-zlib"), variant.get("dtb-zlib")) or variant["backends"] != plain["backends"]
+    for key, dev in a_index.items():
+        other = b_index.get(key)
+        if other is None:
+            continue
+        # what a delta does not carry: such an option is used alone (its own recorded variant)
+        alone = alone or any(dev[f] != other[f] for f in ("mmio", "pci_ids", "pci_class", "backends", "id"))
+        if dev["props"] != other["props"]:
+            props.append({"device": list(key), "set": {k: v for k, v in other["props"].items() if dev["props"].get(k) != v},
+                          "unset": [k for k in dev["props"] if k not in other["props"]]})
+    am, bm = plain["machine"], variant["machine"]
+    machine = {k: bm[k] for k in bm if k != "options" and am.get(k) != bm[k]}
+    return {"removed": [list(k) for k in removed], "added": added, "props": props, "machine": machine,
+            "options": {k: v for k, v in bm["options"].items() if am["options"].get(k) != v},
+            "unset-options": [k for k in am["options"] if k not in bm["options"]],
+            "inputs": {k: v for k, v in variant["inputs"].items() if plain["inputs"].get(k) != v},
+            "alone": alone}
+
+
+def _same_dt(a: str | None, b: str | None) -> bool:
+    """Whether two recorded DTs are the same but for the random seeds QEMU writes on every start
+    (an option at its default value, or dtb-randomness=off, changes nothing else)."""
+    if a == b:
+        return True
+    if a is None or b is None:
+        return False
+    import base64
+
+    from dtvm.dt.dtb import read_dtb, write_dtb
+    from dtvm.vm.translate import drop_seeds
+
+    trees = [read_dtb(_inflate(base64.b64decode(x)), "an offline model's DT") for x in (a, b)]
+    for dt in trees:
+        drop_seeds(dt)
+    return write_dtb(trees[0]) == write_dtb(trees[1])
+
+
+def _touched(delta: dict[str, Any]) -> set[_Path]:
+    """Devices whose properties a delta changes (removing one device twice composes: i8042=off and
+    vmport=off both remove vmport; devices added to one bus keep their places after the devices
+    they follow in QEMU's order)."""
+    return {tuple(p["device"]) for p in delta["props"]}
+
+
+def apply_deltas(base: dict[str, Any], deltas: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """``base`` (a model's variant) with each named delta applied; OfflineError naming the options
+    when they cannot be composed."""
+    import copy
+
+    out = copy.deepcopy(base)
+    def opt(name: str) -> str:
+        return name if name.startswith("-") else f"-machine {name}"
+
+    changed: dict[_Path, str] = {}  # device -> the option that changes its properties
+    removed: dict[_Path, str] = {}  # device -> an option that removes it
+    for name, delta in deltas:
+        if delta["alone"]:
+            others = ", ".join(n for n, _ in deltas if n != name)
+            raise OfflineError(f"{opt(name)} changes QEMU's own DT, back-ends or memory map: in the offline model alone under "
+                               f"-nodefaults only{', not with ' + others if others else ''} (use online mode)")
+        touched = _touched(delta)
+        gone = {tuple(k) for k in delta["removed"]}
+        for key in sorted(touched, key=str):
+            if key in changed or key in removed:
+                other = changed.get(key) or removed[key]
+                raise OfflineError(f"{opt(name)} and {other} both change {key[-2]}: "
+                                   "not composed in the offline model (use online mode)")
+        for key in sorted(gone, key=str):
+            if key in changed:
+                raise OfflineError(f"{opt(name)} removes {key[-2]}, which {changed[key]} changes: not composed in "
+                                   "the offline model (use online mode)")
+        changed.update({k: name for k in touched})
+        removed.update({k: name for k in gone})
+    for name, delta in deltas:
+        index: dict[_Path, dict[str, Any]] = {}
+        parents: dict[_Path, tuple[_Path, int]] = {}
+        _index(out["root"]["devices"], (), index, parents)
+        for key in map(tuple, delta["removed"]):
+            if key in parents:
+                bus_path, _ = parents[key]
+                devices = _bus_list(out, index, bus_path)
+                if devices is not None:
+                    devices[:] = [d for d in devices if d is not index[key]]
+        for item in delta["added"]:
+            devices = _bus_list(out, index, tuple(item["bus"]))
+            if devices is None:
+                raise OfflineError(f"{opt(name)}: the bus it adds a device to is not in this model (use online mode)")
+            after = index.get(tuple(item["after"])) if item["after"] else None
+            pos = next((i + 1 for i, d in enumerate(devices) if d is after), 0)
+            devices.insert(pos, copy.deepcopy(item["device"]))
+        for change in delta["props"]:
+            dev = index.get(tuple(change["device"]))
+            if dev is None:
+                raise OfflineError(f"{opt(name)}: a device it changes is not in this model (use online mode)")
+            dev["props"].update(change["set"])
+            for k in change["unset"]:
+                dev["props"].pop(k, None)
+            dev["props"] = dict(sorted(dev["props"].items()))
+        out["machine"].update(delta["machine"])
+        out["machine"]["options"].update(delta["options"])
+        for k in delta["unset-options"]:
+            out["machine"]["options"].pop(k, None)
+        out["inputs"].update(delta["inputs"])
+    return out
+
+
+def option_deltas(model: dict[str, Any], bad: list[str], alone_ok: bool) -> tuple[str | None, list[tuple[str, dict[str, Any]]]]:
+    """What the offline model makes of the options not at their defaults (``bad``: "NAME=VALUE"
+    machine options and "-cpu MODEL" on DT machines): (the one recorded variant to use as it is,
+    when ``alone_ok``: -nodefaults without USB) or the deltas to compose; OfflineError naming the
+    options the model lacks."""
+    recorded = model.get("option-variants") or {}
+    missing = [b for b in bad if b not in recorded]
+    if missing:
+        cpu = [m for m in missing if m.startswith("-cpu ")]
+        raise OfflineError(f"{cpu[0] if cpu else '-machine ' + ','.join(missing)}: not in the offline model (the options "
+                           "and CPU models recorded are listed under option-variants in its file; use online mode)")
+    if len(bad) == 1 and alone_ok:
+        return bad[0], []  # recorded from QEMU with -nodefaults and this one option
+    return None, [(b, option_delta(model["variants"]["nodefaults"], recorded[b])) for b in bad]

@@ -22,10 +22,13 @@ from dtvm.qemu.config import guest_state
 from dtvm.qemu.machine import find_machine
 from dtvm.qemu.models import (
     OfflineError,
+    apply_deltas,
     config_from_dict,
     device_from_dict,
     device_to_dict,
     load_model,
+    option_delta,
+    option_deltas,
 )
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -366,19 +369,14 @@ def offline_config(argv: list[str]) -> Config:
             args.machine_opts.remove((k, v))
         elif k in ("accel", "dump-guest-core", "mem-merge", "suppress-vmdesc") and k in MACHINE_HOST_PROPS | {"mem-merge", "dump-guest-core", "suppress-vmdesc"}:
             args.machine_opts.remove((k, v))  # host behaviour, nothing the guest sees
-    option_variant: str | None = None
-    if args.machine_opts:
-        bad = [f"{k}={_norm(v, None)}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
-        recorded = model.get("option-variants") or {}
-        if len(bad) == 1 and bad[0] in recorded and args.nodefaults:
-            option_variant = bad[0]  # recorded from QEMU with -nodefaults and this one option
-        elif bad:
-            raise OfflineError(f"-machine {','.join(bad)}: machine options other than the defaults are not in the offline model "
-                               "(one option under -nodefaults where recorded; use online mode)")
     x86 = machine.arch in ("x86_64", "i386")
-    if args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
+    bad = [f"{k}={_norm(v, None)}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
+    if args.cpu is not None and not x86 and f"-cpu {args.cpu}" in (model.get("option-variants") or {}):
+        bad.append(f"-cpu {args.cpu}")  # on a DT machine a CPU model is a recorded DT of its own
+    elif args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
         raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
                            "models QEMU cannot run under TCG: use online mode)")
+    option_variant, deltas = option_deltas(model, bad, args.nodefaults and not args.usb)
     dt_memory = machine.type in ("virt-7.2", "virt") and machine.arch in ("aarch64", "arm", "riscv64")
     for opt, key in ((args.memory, "m"), (args.smp, "smp")):
         if opt is not None and not x86 and not (key == "m" and dt_memory):
@@ -392,10 +390,15 @@ def offline_config(argv: list[str]) -> Config:
     variant = "+".join(tags) or "defaults"
     if variant not in model["variants"]:
         raise OfflineError(f"{', '.join(sorted(removed))}: this combination of removed defaults is not in the offline model (use online mode)")
-    if option_variant is not None:
-        if args.usb:
-            raise OfflineError(f"-machine {option_variant} with USB: not in the offline model (use online mode)")
+    if args.nodefaults and x86:
+        deltas += _port_deltas(model, args)
+    if option_variant is not None and not deltas:
         config = config_from_dict(model["option-variants"][option_variant])
+    elif deltas:
+        if option_variant is not None:
+            deltas.insert(0, (option_variant, option_delta(model["variants"]["nodefaults"],
+                                                           model["option-variants"][option_variant])))
+        config = config_from_dict(apply_deltas(model["variants"][variant], deltas))
     else:
         config = config_from_dict(model["variants"][variant])
     if cdrom and not args.nodefaults:
@@ -414,14 +417,17 @@ def offline_config(argv: list[str]) -> Config:
             _set_dt_memory(config, _mebibytes(args.memory), args.memory)
     if args.smp is not None:
         _set_cpus(config, args.smp)
-    if args.cpu is not None:
+    if args.cpu is not None and x86:
         config.machine.cpu_type = model["cpu-types"][args.cpu]
 
     ids: dict[str, Device] = {d.qdev_id: d for d in config.devices() if d.qdev_id}
     bus_by_name: dict[str, list[Bus]] = {}
     for b in _all_buses(config):
         bus_by_name.setdefault(b.name, []).append(b)
-    mac_next = model["first-mac"] + sum(1 for d in config.devices() if "mac" in d.props)
+    # the default NIC (-net nic) takes its MAC when parsed, also where the machine makes no NIC of
+    # it (riscv64 virt): the next NIC gets the next one
+    macs = sum(1 for d in config.devices() if "mac" in d.props)
+    mac_next = model["first-mac"] + max(macs, 0 if args.nodefaults or "net" in removed else 1)
     profiles: dict[str, Any] = model["profiles"]
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
     explicit: dict[int, set[str]] = {}
@@ -509,6 +515,8 @@ def offline_config(argv: list[str]) -> Config:
             bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
+    _derived_props(config, explicit)
+    _ide_serials(config, explicit)
     for ntype, pairs in args.netdevs:
         opts = dict(pairs)
         ident = opts.pop("id", "")
@@ -529,6 +537,54 @@ def offline_config(argv: list[str]) -> Config:
         for prop in state.get(dev.driver, ()):
             dev.props.pop(prop, None)
     return config
+
+
+def _derived_props(config: Config, explicit: dict[int, set[str]]) -> None:
+    """Properties QEMU derives at realize: virtio PCI disks' queues and vectors from the CPU count
+    (``queues-follow-smp``), SAS addresses from the PCI slot and function (``address-derived``)."""
+    rules, by_address = device_facts().get("queues-follow-smp") or {}, device_facts().get("address-derived") or {}
+    cpus = config.machine.cpus or 1
+    for dev in config.devices():
+        prop = by_address.get(dev.driver)
+        if prop in dev.props and dev.address[0] == "pci" and prop not in explicit.get(id(dev), set()):
+            slot, func = dev.address[1]  # bus number 0: bridges are not numbered before firmware runs
+            dev.props[prop] = str((int(dev.props[prop]) & ~0xFFFFFF) | slot << 8 | func)
+        rule = rules.get(dev.driver)
+        if rule is None or explicit.get(id(dev), set()) & {"num-queues", "num_queues", "vectors"}:
+            continue
+        for child in (c for b in dev.buses for c in b.devices if c.driver == rule["child"]):
+            child.props[str(rule["queues"])] = str(cpus)
+            dev.props["vectors"] = str(cpus + int(rule["vectors-extra"]))
+
+
+def _ide_serials(config: Config, explicit: dict[int, set[str]]) -> None:
+    """QEMU numbers IDE drive states with one counter over every IDE bus in creation order (two per
+    bus, hw/ide/core.c ide_init1) and an IDE disk's default serial is ``QM<n>``: a second AHCI's
+    ports continue after the machine's."""
+    ordinal = 0
+    for bus in _all_buses(config):
+        if bus.type != "IDE":
+            continue
+        for dev in bus.devices:
+            serial = dev.props.get("serial", "")
+            if dev.driver in ("ide-hd", "ide-cd") and serial.startswith("QM") and "serial" not in explicit.get(id(dev), ()):
+                dev.props["serial"] = f"QM{2 * ordinal + dev.address[1][-1] + 1:05d}"
+        ordinal += 1
+
+
+def _port_deltas(model: dict[str, Any], args: _Args) -> list[tuple[str, dict[str, Any]]]:
+    """``-serial X``/``-parallel X`` (not none) under -nodefaults still make the machine's port 0
+    (x86): as a delta that adds the port as the variant keeping only it has it."""
+    out = []
+    for port, driver, keeps in (("serial", "isa-serial", "net+parallel+vga"), ("parallel", "isa-parallel", "net+serial+vga")):
+        if port in args.chardev_for and port not in args.removed:
+            delta = option_delta(model["variants"]["nodefaults"], model["variants"][keeps])
+            added = [a for a in delta["added"] if a["device"]["driver"] == driver]
+            if len(added) != 1:
+                raise OfflineError(f"-{port} under -nodefaults: no {driver} in the offline model (use online mode)")
+            out.append((f"-{port}", {"removed": [], "added": added, "props": [], "machine": {}, "options": {},
+                                     "unset-options": [], "inputs": {}, "alone": False}))
+    return out
 
 
 def _mebibytes(text: str) -> int:

@@ -47,7 +47,7 @@ from dtvm.vm.codec import (
 from dtvm.vm.model import Bus, Config, Device
 from dtvm.vm.translators import translators
 
-__all__ = ["Description", "TranslateError", "describe", "driver_compat"]
+__all__ = ["Description", "TranslateError", "describe", "driver_compat", "drop_seeds"]
 
 
 class TranslateError(DtvmError):
@@ -385,7 +385,7 @@ def _x86_memory(config: Config) -> tuple[int, int]:
     return config.machine.memory, 0
 
 
-def _drop_seeds(dt: DeviceTree) -> None:
+def drop_seeds(dt: DeviceTree) -> None:
     """QEMU writes fresh random seeds on every start into /chosen and, with the arm virt
     ``secure=on``, into /secure-chosen: per-run values, never part of the description."""
     for node_name in ("chosen", "secure-chosen"):
@@ -424,7 +424,7 @@ def describe(config: Config, driver_compat: dict[str, list[str]] | None = None) 
     builder = _Builder(config, driver_compat)
     if config.dtb is not None:
         dt = read_dtb(config.dtb, "QEMU's dumpdtb")
-        _drop_seeds(dt)
+        drop_seeds(dt)
         _match_dt_nodes(builder, config, dt)
     else:
         dt = _x86_root(builder, config)
