@@ -33,6 +33,7 @@ from tests.libvirt_helpers import (
     libvirt_uri,
     qemu_argv,
 )
+from tests.qemu_helpers import migrate_qmp
 
 __all__ = ["libvirt_uri"]  # the session fixture, imported for pytest
 
@@ -76,35 +77,16 @@ def _swap_paths(arg: str, real: dict[str, str]) -> str:
 
 
 def _migrate_from_libvirt(dom: Any, target: Any, tmp: Path) -> dict[str, Any]:
-    """QMP migrate through libvirt's passthrough into ``target``; "completed" when both sides say so."""
+    """QMP migrate through libvirt's passthrough into ``target`` (the shared loop)."""
     import libvirt_qemu
 
     def source(command: str, **args: Any) -> Any:
         reply = json.loads(libvirt_qemu.qemuMonitorCommand(dom, json.dumps({"execute": command, "arguments": args}), 0))
         return reply.get("return", reply)
 
-    uri = f"unix:{tmp / 'migrate.sock'}"
     mon = target.qmp()
     try:
-        mon.cmd("migrate-incoming", uri=uri)
-        source("migrate", uri=uri)
-        deadline = time.monotonic() + 60
-        while True:
-            status = source("query-migrate")
-            if status.get("status") in ("completed", "failed", "cancelled"):
-                break
-            assert time.monotonic() < deadline, status
-            time.sleep(0.02)
-        if status.get("status") != "completed":
-            return dict(status)
-        while True:
-            if target.proc.poll() is not None:
-                return {"status": "failed", "destination": f"exited with {target.proc.returncode}"}
-            dest = mon.cmd("query-migrate")
-            if isinstance(dest, dict) and dest.get("status") in ("completed", "failed"):
-                return dest
-            assert time.monotonic() < deadline, dest
-            time.sleep(0.02)
+        return migrate_qmp(source, mon.cmd, f"unix:{tmp / 'migrate.sock'}", lambda: target.proc.poll() is not None)
     finally:
         try:
             mon.close()
@@ -434,26 +416,10 @@ def test_plain_qemu_vm_into_libvirt(libvirt_uri: str, tmp_path: Path, vm_factory
 
 
 def _migrate(a: Any, b: Any, tmp: Path) -> dict[str, Any]:
-    """Plain QEMU A into B over QMP; "completed" only when both sides say so."""
-    uri = f"unix:{tmp / 'plain-migrate.sock'}"
+    """Plain QEMU A into B over QMP (the shared loop: ``tests.qemu_helpers.migrate_qmp``)."""
     ma, mb = a.qmp(), b.qmp()
     try:
-        mb.cmd("migrate-incoming", uri=uri)
-        ma.cmd("migrate", uri=uri)
-        deadline = time.monotonic() + 60
-        while (status := ma.cmd("query-migrate")).get("status") not in ("completed", "failed", "cancelled"):
-            assert time.monotonic() < deadline, status
-            time.sleep(0.02)
-        if status.get("status") != "completed":
-            return dict(status)
-        while True:
-            if b.proc.poll() is not None:
-                return {"status": "failed", "destination": f"exited with {b.proc.returncode}"}
-            dest = mb.cmd("query-migrate")
-            if dest.get("status") in ("completed", "failed"):
-                return dict(dest)
-            assert time.monotonic() < deadline, dest
-            time.sleep(0.02)
+        return migrate_qmp(ma.cmd, mb.cmd, f"unix:{tmp / 'plain-migrate.sock'}", lambda: b.proc.poll() is not None)
     finally:
         for mon in (ma, mb):
             try:
