@@ -63,6 +63,48 @@ def libvirt_uri() -> Iterator[str]:
         subprocess.run([str(SCRIPT), "stop"], capture_output=True, timeout=60, check=False)
 
 
+@pytest.fixture(scope="session")
+def libvirt_peer_uri(libvirt_uri: str) -> Iterator[str]:
+    """A second libvirtd on this host that libvirt takes for another host (its own host UUID,
+    sockets and state, in a mount namespace of its own: ``scripts/libvirtd.sh start-peer``): the
+    destination of real libvirt migrations. Started here when it does not answer, stopped (its
+    domains destroyed, its directories removed) at the end if this fixture started it."""
+    peer = subprocess.run([str(SCRIPT), "peer-uri"], capture_output=True, text=True, check=True).stdout.strip()
+    started = False
+    if not _answers(peer):
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            pytest.skip("a second libvirtd (the migration destination) needs root and unshare(1)")
+        proc = subprocess.run([str(SCRIPT), "start-peer"], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"scripts/libvirtd.sh start-peer failed: {proc.stderr.strip()}"
+        started = True
+    _remove_leftovers(peer)
+    yield peer
+    _remove_leftovers(peer)
+    if started:
+        subprocess.run([str(SCRIPT), "stop-peer"], capture_output=True, timeout=120, check=False)
+
+
+def migrate_domain(dom: Any, peer: Any, dest_xml: str, port: int) -> Any:
+    """Live-migrate libvirt domain ``dom`` to the daemon of connection ``peer`` through libvirt's
+    own API (virDomainMigrate3), with ``dest_xml`` as the destination's XML, so that libvirt's ABI
+    stability check judges it against the running original. The images stay where they are (one
+    host: VIR_MIGRATE_UNSAFE only tells libvirt they are shared); QEMU's stream goes over TCP on
+    the loopback. Returns the destination domain; raises libvirtError with libvirt's words."""
+    import libvirt
+
+    params = {libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml,
+              libvirt.VIR_MIGRATE_PARAM_URI: f"tcp://127.0.0.1:{port}"}
+    return dom.migrate3(peer, params, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_UNSAFE)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def connect(uri: str) -> Any:
     import libvirt
 

@@ -49,6 +49,11 @@ _CHARDEV_TYPES = ("pty", "null")
 #: How libvirt names a controller's qdev id after its index (``usb`` alone is index 0).
 _ID_PATTERNS = {"pci": r"pci\.(\d+)", "usb": r"usb(\d*)", "scsi": r"scsi(\d+)", "sata": r"sata(\d+)",
                 "ide": r"ide(\d*)", "virtio-serial": r"virtio-serial(\d+)"}
+#: the serial QEMU gives an IDE/AHCI drive that has none (``QM%05d`` in the order the drives are
+#: made, the same in the rebuild); stating it would make libvirt's ABI check of a migration compare
+#: it with the original's XML, which has no <serial> (libvirt: "Target disk serial QM00001 does not
+#: match source <null>")
+_IDE_DEFAULT_SERIAL = re.compile(r"QM\d{5}")
 _INTERFACE_SOURCES = {"network": ("network",), "bridge": ("bridge",), "user": ()}
 
 
@@ -75,6 +80,8 @@ class HostFacts:
 
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
     domain: dict[str, str] = field(default_factory=dict)
+    #: the aliases of the original domain's devices in its XML's order
+    order: list[str] = field(default_factory=list)
 
 
 def host_facts(overlay: DeviceTree | None) -> HostFacts:
@@ -90,7 +97,13 @@ def host_facts(overlay: DeviceTree | None) -> HostFacts:
             out.nodes[target] = facts
     node = overlay_target(overlay, "/").get_child(DOMAIN_NODE)
     if node is not None:
-        out.domain = {p.name: read_string(node, p.name) or "" for p in node.live_props()}
+        out.domain = {p.name: read_string(node, p.name) or "" for p in node.live_props() if p.name != "device-order"}
+        order = node.get_property("device-order")
+        if order is not None:
+            try:
+                out.order = order.as_strings()
+            except Exception:
+                raise DomainXmlError(f"back-end overlay /{DOMAIN_NODE}: device-order is not a string list") from None
     return out
 
 
@@ -120,8 +133,10 @@ def _parse_source(text: str) -> dict[str, str]:
 
 
 class _Builder:
-    def __init__(self, config: Config, facts: HostFacts, name: str, guest: DeviceTree | None = None) -> None:
+    def __init__(self, config: Config, facts: HostFacts, name: str, guest: DeviceTree | None = None,
+                 keep_uuid: bool = True) -> None:
         self.config = config
+        self.keep_uuid = keep_uuid
         self.guest = guest
         self.facts = facts
         self.name = name
@@ -129,9 +144,11 @@ class _Builder:
         self.machine_made = _machine_made(config)
         self.pci_index: dict[int, int] = {}   # id(Bus) -> libvirt PCI controller index
         self.ctl_index: dict[int, tuple[str, int]] = {}  # id(Device) -> (controller type, index)
-        self.dev_names: dict[str, int] = {}
+        self.dev_names: dict[str, int] = {}  # disk name prefix -> the next number to try
+        self.disk_names: set[str] = set()
         self.backends = config.backend_map()
         self.elements: dict[int, ET.Element] = {}  # id(Device) -> its element (hot-plug takes one)
+        self.aliases: dict[int, str] = {}  # id(element) -> libvirt's alias of it in the original domain
         self.taken: dict[str, set[int]] = {"pci": {0}}
         # the indexes qdev ids claim, kept free for them when a controller without one comes first
         self.reserved: dict[str, set[int]] = {}
@@ -171,6 +188,13 @@ class _Builder:
         m = cfg.machine
         dom = ET.Element("domain", {"type": self.facts.domain.get("type") or "qemu"})
         _sub(dom, "name", _text(self.name, "--name"))
+        uuid = self.facts.domain.get("uuid")
+        if uuid and self.keep_uuid:
+            # the same domain (a migration destination must have the source's UUID; libvirt hands it
+            # to the guest as the SMBIOS system UUID)
+            if not re.fullmatch(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", uuid):
+                raise DomainXmlError(f"back-end overlay /{DOMAIN_NODE}: uuid {uuid!r} is not a UUID")
+            _sub(dom, "uuid", uuid)
         if m.memory <= 0 or m.memory % 1024:
             raise DomainXmlError(f"/qemu: memory size {m.memory} is not a whole number of KiB")
         _sub(dom, "memory", str(m.memory // 1024), unit="KiB")
@@ -205,11 +229,33 @@ class _Builder:
             has_balloon |= element == "memballoon"
             getattr(self, "e_" + element)(devs, dev, entry)
             self.elements[id(dev)] = devs[-1]
+            alias = self.node_facts(dev).get("alias")
+            if not alias and id(dev) in self.machine_made:
+                alias = "ide"  # libvirt's name of the machine's own disk controller (QEMU gives it no id)
+            if alias:
+                self.aliases[id(devs[-1])] = alias
         if not has_usb:
             _sub(devs, "controller", type="usb", index="0", model="none")
         if not has_balloon:
             _sub(devs, "memballoon", model="none")
+        self.reorder(devs)
         return dom
+
+    def reorder(self, devs: ET.Element) -> None:
+        """The elements in the original domain's order (the overlay's ``device-order``), those it
+        does not name after them in the order written. libvirt's ABI check of a migration compares
+        the destination's controllers, disks, ... with the source's pairwise in XML order ("Target
+        controller type pci does not match source usb" otherwise)."""
+        if not self.facts.order:
+            return
+        rank = {alias: n for n, alias in enumerate(self.facts.order)}
+        children = list(devs)
+        keyed = sorted(range(len(children)), key=lambda i: (
+            rank.get(self.aliases.get(id(children[i]), ""), len(rank) + i)))
+        for child in children:
+            devs.remove(child)
+        for i in keyed:
+            devs.append(children[i])
 
     def emulator(self) -> str:
         given = self.facts.domain.get("emulator")
@@ -238,18 +284,18 @@ class _Builder:
             for bus in dev.buses:
                 if bus.type in ("pcie-root", "pci-root"):
                     self.pci_index[id(bus)] = 0
-                    _sub(devs, "controller", type="pci", index="0", model=bus.type)
+                    root = _sub(devs, "controller", type="pci", index="0", model=bus.type)
+                    # libvirt's alias of its root bus (QEMU's bus name, which the guest tree leaves out)
+                    self.aliases[id(root)] = "pcie.0" if bus.type == "pcie-root" else "pci.0"
                     return
         raise DomainXmlError("the description has no PCI host bridge libvirt can take for its root bus")
 
     def skipped(self, dev: Device) -> bool:
         """Made by the machine, by the PCI proxy (virtio bus) or by its parent device itself."""
         if id(dev) in self.machine_made:
-            if dev.driver == "ich9-ahci":
-                self.ctl_index[id(dev)] = ("sata", self.controller_index(dev, "sata"))
-            elif dev.driver == "piix3-ide":
-                self.ctl_index[id(dev)] = ("ide", self.controller_index(dev, "ide"))
-            return True
+            # the machine's own disk controllers are listed all the same, as libvirt lists them
+            # itself (a migration's ABI check compares the controllers in order)
+            return dev.driver not in ("ich9-ahci", "piix3-ide")
         bus = dev.parent
         if bus is not None and bus.type == "virtio":
             return True
@@ -327,16 +373,21 @@ class _Builder:
         if bus == "parent":
             bus = self.controller_of(dev)[0]
             prefix = "hd" if bus == "ide" else "sd"
-        n = self.dev_names.get(prefix, 0)
-        self.dev_names[prefix] = n + 1
-        target = {"dev": prefix + _disk_letters(n), "bus": bus}
+        named = self.node_facts(dev).get("target", "")
+        if re.fullmatch(prefix + r"[a-z]{1,4}", named) and named not in self.disk_names:
+            dev_name = named  # the original's name: libvirt's ABI check of a migration compares it
+        else:
+            while (dev_name := prefix + _disk_letters(self.dev_names.get(prefix, 0))) in self.disk_names:
+                self.dev_names[prefix] = self.dev_names.get(prefix, 0) + 1
+        self.disk_names.add(dev_name)
+        target = {"dev": dev_name, "bus": bus}
         if dev.driver == "usb-storage" and dev.props.get("removable") == "on":
             target["removable"] = "on"
         _sub(disk, "target", **target)
         serial = dev.props.get("serial")
         if serial is None:
             serial = next((c.props["serial"] for b in dev.buses for c in b.devices if "serial" in c.props), None)
-        if serial is not None:
+        if serial is not None and not (dev.driver.startswith("ide-") and _IDE_DEFAULT_SERIAL.fullmatch(serial)):
             _sub(disk, "serial", _text(serial, f"{where}: serial"))
         kind, values = dev.address
         if kind == "pci":
@@ -527,11 +578,12 @@ def _cpu_map_topology(guest: DeviceTree) -> dict[str, str]:
 
 
 def build_domain_xml(config: Config, name: str, facts: HostFacts | None = None,
-                     guest: DeviceTree | None = None) -> str:
+                     guest: DeviceTree | None = None, *, keep_uuid: bool = True) -> str:
     """The domain XML (text, with an XML declaration-free root) that rebuilds ``config`` under
     libvirt; ``guest`` (the guest tree ``config`` was read from) supplies what only its DT states
-    (arm virt's CPU topology)."""
-    root = _Builder(config, facts or HostFacts(), name, guest).build()
+    (arm virt's CPU topology). The overlay's domain UUID is kept unless ``keep_uuid`` is false (a
+    copy beside the original on one daemon needs a UUID of its own)."""
+    root = _Builder(config, facts or HostFacts(), name, guest, keep_uuid).build()
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
 
