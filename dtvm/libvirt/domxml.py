@@ -293,9 +293,16 @@ class _Builder:
     def skipped(self, dev: Device) -> bool:
         """Made by the machine, by the PCI proxy (virtio bus) or by its parent device itself."""
         if id(dev) in self.machine_made:
-            # the machine's own disk controllers are listed all the same, as libvirt lists them
-            # itself (a migration's ABI check compares the controllers in order)
-            return dev.driver not in ("ich9-ahci", "piix3-ide")
+            # the machine's own disk controller is listed where the original domain listed it
+            # (libvirt's alias "ide": always on q35, on pc only with an IDE disk): a migration's ABI
+            # check compares the controllers one by one, and their count
+            if dev.driver in ("ich9-ahci", "piix3-ide") and "ide" in self.facts.order:
+                return False
+            if dev.driver == "ich9-ahci":
+                self.ctl_index[id(dev)] = ("sata", self.controller_index(dev, "sata"))
+            elif dev.driver == "piix3-ide":
+                self.ctl_index[id(dev)] = ("ide", self.controller_index(dev, "ide"))
+            return True
         bus = dev.parent
         if bus is not None and bus.type == "virtio":
             return True
