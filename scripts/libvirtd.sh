@@ -20,7 +20,8 @@
 set -euo pipefail
 
 # libvirt-dev, pkg-config, gcc and python3-dev: pip builds libvirt-python against them
-PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc python3-dev"
+# swtpm, swtpm-tools: the TPM emulator libvirt runs for <tpm><backend type="emulator">
+PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc python3-dev swtpm swtpm-tools"
 QEMU_CONF=/etc/libvirt/qemu.conf
 URI=qemu:///system
 # the pid files of the daemons this script started (libvirtd and virtlogd write their own under /run)

@@ -273,7 +273,31 @@ def generate(seed: int) -> Case:
         _sub(rngdev, "backend", "/dev/urandom", model="random")
     if rng.random() < 0.5 and arch == "x86_64":
         _sub(devs, "serial", type="pty")
-    _sub(devs, "memballoon", model=rng.choice(["virtio", "none"]))
+    # issue 14's second round: video, sound with codecs, watchdog, panic, balloon switches (drawn
+    # from a generator of their own so the cases above stay what they were)
+    more = random.Random(seed * 7919 + 14)
+    if more.random() < 0.45:
+        video = _sub(devs, "video")
+        _sub(video, "model", type=more.choice(["vga", "virtio", "bochs"] if arch == "x86_64" else ["virtio"]))
+    if arch == "x86_64" and more.random() < 0.45:
+        model = more.choice(["ich6", "ich9", "ac97", "usb"])
+        sound = _sub(devs, "sound", model=model)
+        if model in ("ich6", "ich9"):
+            for _ in range(more.randint(0, 2)):
+                _sub(sound, "codec", type=more.choice(["duplex", "micro", "output"]))
+    if arch == "x86_64" and more.random() < 0.35:
+        _sub(devs, "watchdog", model=more.choice(["i6300esb", "ib700"] if machine == "pc" else ["i6300esb"]),
+             action="reset")
+    if arch == "x86_64" and more.random() < 0.35:
+        _sub(devs, "panic", model="isa")
+    if arch == "x86_64" and more.random() < 0.3:  # libvirt runs swtpm for it (make test installs it)
+        tpm = _sub(devs, "tpm", model="tpm-tis")
+        _sub(tpm, "backend", type="emulator", version="2.0")
+    balloon = _sub(devs, "memballoon", model=rng.choice(["virtio", "none"]))
+    if balloon.get("model") == "virtio":
+        for attr in ("autodeflate", "freePageReporting"):
+            if more.random() < 0.4:
+                balloon.set(attr, more.choice(["on", "off"]))
     # an index is required (a PCI controller without one is taken for the root); libvirt adds the
     # root ports a bridge needs
     previous = "pcie-root"

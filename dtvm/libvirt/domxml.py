@@ -54,6 +54,10 @@ _ID_PATTERNS = {"pci": r"pci\.(\d+)", "usb": r"usb(\d*)", "scsi": r"scsi(\d+)", 
 #: it with the original's XML, which has no <serial> (libvirt: "Target disk serial QM00001 does not
 #: match source <null>")
 _IDE_DEFAULT_SERIAL = re.compile(r"QM\d{5}")
+#: a virtio balloon's switches libvirt states as <memballoon> attributes (attribute: qdev property)
+_BALLOON_SWITCHES = {"autodeflate": "deflate-on-oom", "freePageReporting": "free-page-reporting"}
+#: HDA codec drivers and libvirt's <codec type>
+_HDA_CODECS = {"hda-duplex": "duplex", "hda-micro": "micro", "hda-output": "output"}
 _INTERFACE_SOURCES = {"network": ("network",), "bridge": ("bridge",), "user": ()}
 
 
@@ -493,7 +497,81 @@ class _Builder:
 
     def e_memballoon(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
         balloon = _sub(devs, "memballoon", model=entry["model"])
+        facts = self.node_facts(dev)
+        for attr, prop in _BALLOON_SWITCHES.items():
+            value = dev.props.get(prop)
+            if value is not None:
+                balloon.set(attr, _on_off(value, f"{self._where(dev)}: {prop}"))
+            elif facts.get(attr) == "off":  # QEMU's default, as the original's XML spelled it
+                balloon.set(attr, "off")
         self.pci_address(balloon, dev)
+
+    def e_video(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
+        where = self._where(dev)
+        video = _sub(devs, "video")
+        attrs = {"type": entry["model"]}
+        if "vram" in entry:
+            prop, default, unit = entry["vram"]
+            raw = dev.props.get(prop, default)
+            if not raw.isdigit():
+                raise DomainXmlError(f"{where}: {prop} {raw!r} is not a number")
+            kib = int(raw) * 1024 if unit == "MiB" else int(raw) // 1024
+            if unit == "B" and int(raw) % 1024:
+                raise DomainXmlError(f"{where}: {prop} {raw} is not a whole number of KiB")
+            attrs["vram"] = str(kib)
+        heads = entry.get("heads")
+        if "heads-prop" in entry:
+            prop, default = entry["heads-prop"]
+            heads = _text(dev.props.get(prop, default), f"{where}: {prop}")
+        if heads is not None:
+            attrs["heads"] = heads
+        # libvirt calls the first <video> the primary one (its VGA-compatible model); the order
+        # of the elements is the original's where the overlay states it
+        _sub(video, "model", **attrs)
+        self.pci_address(video, dev)
+
+    def e_sound(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
+        where = self._where(dev)
+        sound = _sub(devs, "sound", model=entry["model"])
+        codecs = sorted((c for b in dev.buses for c in b.devices), key=lambda c: int(c.props.get("cad", "0") or 0))
+        for n, codec in enumerate(codecs):
+            kind = _HDA_CODECS.get(codec.driver)
+            if kind is None:
+                raise DomainXmlError(f"{where}: codec {codec.driver}: libvirt has no <codec> for it")
+            if codec.props.get("cad", "0") != str(n):  # libvirt numbers the codecs from 0 in order
+                raise DomainXmlError(f"{where}: codec {codec.driver} at cad {codec.props.get('cad')}: libvirt "
+                                     f"gives the codecs cad 0, 1, ... in order")
+            _sub(sound, "codec", type=kind)
+        if dev.address[0] == "usb":
+            self.usb_address(sound, dev)
+        else:
+            self.pci_address(sound, dev)
+
+    def e_watchdog(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
+        # the action (what QEMU does when it fires) is no hardware: libvirt's default, reset
+        watchdog = _sub(devs, "watchdog", model=entry["model"], action="reset")
+        if dev.address[0] == "pci":
+            self.pci_address(watchdog, dev)
+
+    def e_tpm(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
+        tpm = _sub(devs, "tpm", model=entry["model"])
+        _sub(tpm, "backend", type="emulator", version="2.0")
+
+    def e_panic(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
+        panic = _sub(devs, "panic", model=entry["model"])
+        ioport = dev.props.get("ioport")
+        if ioport is not None:
+            if not ioport.isdigit():
+                raise DomainXmlError(f"{self._where(dev)}: ioport {ioport!r} is not a number")
+            _sub(panic, "address", type="isa", iobase=f"0x{int(ioport):x}")
+
+
+def _on_off(value: str, where: str) -> str:
+    if value in ("on", "true"):
+        return "on"
+    if value in ("off", "false"):
+        return "off"
+    raise DomainXmlError(f"{where}: {value!r} is neither on nor off")
 
 
 def _disk_letters(n: int) -> str:

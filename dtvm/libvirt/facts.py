@@ -41,6 +41,10 @@ def parse_xml(text: str, where: str) -> ET.Element:
     return root
 
 
+#: element attributes whose spelling the overlay keeps (see device_facts)
+_SPELLED = {"memballoon": ("autodeflate", "freePageReporting")}
+
+
 def _source(elem: ET.Element) -> str | None:
     src = elem.find("source")
     if src is None:
@@ -71,6 +75,11 @@ def device_facts(root: ET.Element) -> dict[str, dict[str, str]]:
             facts["target"] = str(target.get("dev"))
         if elem.tag == "disk" and elem.get("device"):
             facts["device"] = str(elem.get("device"))
+        # how the XML spells a switch at QEMU's default ("off" stated or left out): no hardware,
+        # but libvirt's ABI check of a migration compares the spelling ("default" is not "off")
+        for attr in _SPELLED.get(elem.tag, ()):
+            if elem.get(attr) is not None:
+                facts[attr] = str(elem.get(attr))
         out[name] = facts
     return out
 
