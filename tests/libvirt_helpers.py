@@ -14,6 +14,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -185,6 +186,39 @@ def qemu_argv(name: str) -> list[str]:
         out.append(arg)
         i += 1
     return out
+
+
+@contextlib.contextmanager
+def tpm_stand_in(argv: list[str]) -> Iterator[list[str]]:
+    """``argv`` with each TPM emulator socket (libvirt's swtpm, which serves one QEMU) replaced by a
+    swtpm of the test's own, fresh state, stopped on leaving: the oracle QEMU then starts the same
+    TPM hardware beside libvirt's."""
+    out = list(argv)
+    procs: list[subprocess.Popen[bytes]] = []
+    tmp = tempfile.mkdtemp(prefix="dtvm-swtpm-")
+    try:
+        for i, arg in enumerate(out):
+            if i and out[i - 1] == "-chardev" and arg.startswith("socket,id=chrtpm"):
+                sock = os.path.join(tmp, f"swtpm{len(procs)}.sock")
+                state = os.path.join(tmp, f"state{len(procs)}")
+                os.mkdir(state)
+                procs.append(subprocess.Popen(["swtpm", "socket", "--tpm2", "--terminate", "--tpmstate",
+                                               f"dir={state}", "--ctrl", f"type=unixio,path={sock}"],
+                                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL))
+                parts = [p for p in arg.split(",") if not p.startswith("path=")]
+                out[i] = ",".join([*parts, f"path={sock}"])
+                deadline = time.monotonic() + 10
+                while not os.path.exists(sock):
+                    assert procs[-1].poll() is None and time.monotonic() < deadline, "swtpm did not start"
+                    time.sleep(0.01)
+        yield out
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------ the generator

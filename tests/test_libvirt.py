@@ -36,6 +36,7 @@ from tests.libvirt_helpers import (
     libvirt_uri,
     migrate_domain,
     qemu_argv,
+    tpm_stand_in,
 )
 from tests.qemu_helpers import migrate_qmp
 
@@ -80,9 +81,10 @@ def _swap_paths(arg: str, real: dict[str, str]) -> str:
     return arg
 
 
-def _migrate_into_rebuild(dom: Any, peer_uri: str, xml: str, what: object) -> bytes:
+def _migrate_into_rebuild(dom: Any, peer_uri: str, xml: str, what: object) -> bytes | None:
     """``dom`` live-migrated by libvirt into ``xml`` on the peer daemon; the destination's guest
-    tree (described through the peer), and the destination destroyed whatever happens."""
+    tree (described through the peer), and the destination destroyed whatever happens. None when
+    libvirt refuses because the domain has a device QEMU cannot migrate at all (usb-audio)."""
     import libvirt
 
     from dtvm.libvirt.describe import describe_domain
@@ -93,6 +95,11 @@ def _migrate_into_rebuild(dom: Any, peer_uri: str, xml: str, what: object) -> by
         try:
             target = migrate_domain(dom, peer, xml, free_port())
         except libvirt.libvirtError as exc:
+            said = str(exc)
+            if "non-migratable device" in said and "usb-audio" in said:
+                # QEMU 7.2's usb-audio has no migration state (it is marked unmigratable): no
+                # domain with one migrates anywhere, this oracle cannot exist for it
+                return None
             raise AssertionError(f"{what}: libvirt refused the migration into the rebuild: {exc}") from None
         assert target.state()[0] == libvirt.VIR_DOMAIN_PAUSED  # a paused original stays paused
         return _blob(describe_domain(target).guest)
@@ -131,7 +138,8 @@ def _domain_round_trip(uri: str, peer_uri: str, seed: int) -> None:
             desc = describe_domain(dom)
             guest = _blob(desc.guest)
             assert _blob(imported.guest) == guest, f"seed {seed}: libvirt2dtb differs from describing the running domain"
-            oracle = describe_snapshot(read_argv(qemu_argv(name), timeout=30))
+            with tpm_stand_in(qemu_argv(name)) as argv:
+                oracle = describe_snapshot(read_argv(argv, timeout=30))
             assert _blob(oracle.guest) == guest, f"seed {seed}: qemu2dtb of libvirt's own argv differs"
 
             # precise -> XML: libvirt starts it and builds exactly the described hardware
@@ -144,8 +152,11 @@ def _domain_round_trip(uri: str, peer_uri: str, seed: int) -> None:
             # libvirt's ABI check judges it against the running original, and the destination's
             # QEMU, described again, is the same hardware
             migrated = _migrate_into_rebuild(dom, peer_uri, xml, seed)
-            assert migrated == guest, f"seed {seed}: the migrated domain's guest tree differs"
-            assert dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF  # the source has gone over
+            if migrated is None:
+                assert "sound model=\"usb\"" in case.xml, f"seed {seed}: libvirt called a device non-migratable"
+            else:
+                assert migrated == guest, f"seed {seed}: the migrated domain's guest tree differs"
+                assert dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF  # the source has gone over
     finally:
         conn.close()
     assert leftover_domains(uri) == []
@@ -205,6 +216,10 @@ def test_commands_write_the_same_description(libvirt_uri: str, tmp_path: Path) -
                            "--name", f"{PREFIX}rebuilt", "--connect", libvirt_uri, "-o", str(tmp_path / "re.xml"))
         assert rebuilt.returncode == 0, rebuilt.stderr
         root = ET.fromstring((tmp_path / "re.xml").read_text())
+        assert root.findtext("uuid") == dom.UUIDString()  # the same domain (a migration needs it)
+        copy = dtvm_cmd("dtb2libvirt", str(tmp_path / "vm.dtb"), "-b", str(tmp_path / "vm.backend.dtbo"),
+                        "--name", f"{PREFIX}copy", "--new-uuid", "--no-check")
+        assert copy.returncode == 0 and ET.fromstring(copy.stdout).find("uuid") is None, copy.stderr
         for ctl in root.iterfind("devices/controller"):
             assert ctl.get("index") is not None and (ctl.get("model") or ctl.get("type") in ("virtio-serial", "sata"))
         for elem in root.find("devices") or []:

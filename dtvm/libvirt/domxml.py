@@ -498,8 +498,9 @@ class _Builder:
     def e_memballoon(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
         balloon = _sub(devs, "memballoon", model=entry["model"])
         facts = self.node_facts(dev)
+        props = _with_virtio_child(dev)
         for attr, prop in _BALLOON_SWITCHES.items():
-            value = dev.props.get(prop)
+            value = props.get(prop)
             if value is not None:
                 balloon.set(attr, _on_off(value, f"{self._where(dev)}: {prop}"))
             elif facts.get(attr) == "off":  # QEMU's default, as the original's XML spelled it
@@ -522,7 +523,7 @@ class _Builder:
         heads = entry.get("heads")
         if "heads-prop" in entry:
             prop, default = entry["heads-prop"]
-            heads = _text(dev.props.get(prop, default), f"{where}: {prop}")
+            heads = _text(_with_virtio_child(dev).get(prop, default), f"{where}: {prop}")
         if heads is not None:
             attrs["heads"] = heads
         # libvirt calls the first <video> the primary one (its VGA-compatible model); the order
@@ -564,6 +565,17 @@ class _Builder:
             if not ioport.isdigit():
                 raise DomainXmlError(f"{self._where(dev)}: ioport {ioport!r} is not a number")
             _sub(panic, "address", type="isa", iobase=f"0x{int(ioport):x}")
+
+
+def _with_virtio_child(dev: Device) -> dict[str, str]:
+    """A virtio PCI proxy's properties with its virtio device's (``deflate-on-oom`` is the
+    virtio-balloon-device's, ``max_outputs`` the virtio-gpu-device's)."""
+    props = dict(dev.props)
+    for bus in dev.buses:
+        if bus.type == "virtio":
+            for child in bus.devices:
+                props.update(child.props)
+    return props
 
 
 def _on_off(value: str, where: str) -> str:
