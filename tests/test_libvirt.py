@@ -2,10 +2,12 @@
 
 Every expectation comes from an oracle run in the test: libvirt's own QEMU (the command line it
 really ran, /proc/PID/cmdline, described by ``qemu2dtb``), libvirt starting what dtvm wrote, and
-QEMU loading the original's migration stream into the rebuilt domain.  The domains come from a
-seeded generator of loose domain XML (``tests/libvirt_helpers.py``): q35, pc and aarch64 virt
-(TCG, no firmware); virtio, SCSI, SATA, IDE and USB disks; virtio, e1000(e) and rtl8139 NICs; USB input; virtio-serial channels; rng;
-balloon; root ports and bridges; CPU topologies.  The default run takes DEFAULT_CASES of them;
+libvirt's own live migration of the original into the rebuilt XML on a second daemon (its ABI
+check judging the XML, QEMU loading the stream).  The domains come from a seeded generator of
+loose domain XML (``tests/libvirt_helpers.py``): q35, pc and aarch64 virt (TCG, no firmware);
+virtio, SCSI, SATA, IDE and USB disks; virtio, e1000(e) and rtl8139 NICs; USB input;
+virtio-serial channels; rng; balloon and its switches; video; sound with codecs; watchdogs; panic;
+TPM; root ports and bridges; CPU topologies.  The default run takes DEFAULT_CASES of them;
 ``make test-libvirt`` (marker ``libvirt_slow``) takes more.
 """
 
