@@ -312,7 +312,12 @@ def generate(seed: int) -> Case:
     more = random.Random(seed * 7919 + 14)
     if more.random() < 0.45:
         video = _sub(devs, "video")
-        _sub(video, "model", type=more.choice(["vga", "virtio", "bochs"] if arch == "x86_64" else ["virtio"]))
+        kind = more.choice(["vga", "virtio", "bochs"] if arch == "x86_64" else ["virtio"])
+        # qxl and ramfb came later: drawn apart, so the cases above keep what they had
+        late = random.Random(seed * 31 + 5)
+        if late.random() < 0.4:
+            kind = late.choice(["qxl", "ramfb"] if arch == "x86_64" else ["ramfb"])
+        _sub(video, "model", type=kind)
     if arch == "x86_64" and more.random() < 0.45:
         model = more.choice(["ich6", "ich9", "ac97", "usb"])
         sound = _sub(devs, "sound", model=model)

@@ -188,7 +188,7 @@ def test_generator_covers_the_issue() -> None:
     # the second round's kinds (video, sound, watchdog, panic, TPM, balloon switches): within the
     # default run and make test-libvirt's 24
     text = "".join(generate(s).xml for s in range(SEED, SEED + DEFAULT_CASES + 24))
-    for needle in ("<video", "type=\"vga\"", "type=\"bochs\"", "type=\"virtio\" />", "sound model=\"ich6\"",
+    for needle in ("<video", "type=\"vga\"", "type=\"bochs\"", "type=\"qxl\"", "type=\"ramfb\"", "type=\"virtio\" />", "sound model=\"ich6\"",
                    "sound model=\"ich9\"", "sound model=\"ac97\"", "sound model=\"usb\"", "<codec", "i6300esb", "ib700",
                    "<panic", "tpm-tis", "autodeflate", "freePageReporting"):
         assert needle in text, f"none of the first {DEFAULT_CASES + 24} cases has {needle}"

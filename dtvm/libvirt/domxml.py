@@ -511,15 +511,11 @@ class _Builder:
         where = self._where(dev)
         video = _sub(devs, "video")
         attrs = {"type": entry["model"]}
-        if "vram" in entry:
-            prop, default, unit = entry["vram"]
-            raw = dev.props.get(prop, default)
-            if not raw.isdigit():
-                raise DomainXmlError(f"{where}: {prop} {raw!r} is not a number")
-            kib = int(raw) * 1024 if unit == "MiB" else int(raw) // 1024
-            if unit == "B" and int(raw) % 1024:
-                raise DomainXmlError(f"{where}: {prop} {raw} is not a whole number of KiB")
-            attrs["vram"] = str(kib)
+        for attr, (prop, default, unit) in (entry.get("sizes") or {}).items():
+            attrs[attr] = _kib(dev.props.get(prop, default), unit, f"{where}: {prop}")
+        for attr, (prop, unit) in (entry.get("optional-sizes") or {}).items():
+            if dev.props.get(prop, "0") != "0":
+                attrs[attr] = _kib(dev.props[prop], unit, f"{where}: {prop}")
         heads = entry.get("heads")
         if "heads-prop" in entry:
             prop, default = entry["heads-prop"]
@@ -528,8 +524,11 @@ class _Builder:
             attrs["heads"] = heads
         # libvirt calls the first <video> the primary one (its VGA-compatible model); the order
         # of the elements is the original's where the overlay states it
+        if heads == "0":
+            raise DomainXmlError(f"{where}: no outputs: libvirt gives a {dev.driver} at least one head")
         _sub(video, "model", **attrs)
-        self.pci_address(video, dev)
+        if dev.address[0] == "pci":  # ramfb sits on the system bus: nothing to pin
+            self.pci_address(video, dev)
 
     def e_sound(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
         where = self._where(dev)
@@ -565,6 +564,17 @@ class _Builder:
             if not ioport.isdigit():
                 raise DomainXmlError(f"{self._where(dev)}: ioport {ioport!r} is not a number")
             _sub(panic, "address", type="isa", iobase=f"0x{int(ioport):x}")
+
+
+def _kib(raw: str, unit: str, where: str) -> str:
+    """A size property (MiB or bytes) as libvirt's KiB."""
+    if not raw.isdigit():
+        raise DomainXmlError(f"{where}: {raw!r} is not a number")
+    if unit == "MiB":
+        return str(int(raw) * 1024)
+    if int(raw) % 1024:
+        raise DomainXmlError(f"{where}: {raw} is not a whole number of KiB")
+    return str(int(raw) // 1024)
 
 
 def _with_virtio_child(dev: Device) -> dict[str, str]:
