@@ -50,6 +50,7 @@ __all__ = [
     "VMs",
     "child_qemu_pids",
     "have_qemu",
+    "migrate_qmp",
     "needs_qemu",
     "needs_qemu10",
     "pid_alive",
@@ -199,6 +200,46 @@ class VM:
 
     def stop(self) -> None:
         stop_vm(self)
+
+
+#: a QMP command sender: ``send("migrate", uri=...)`` returns the reply's ``return`` value
+QmpSend = Callable[..., Any]
+
+
+def migrate_qmp(source: QmpSend, dest: QmpSend, uri: str, dest_exited: Callable[[], bool], *,
+                timeout: float = 60.0) -> dict[str, Any]:
+    """Migrate one running QEMU into another waiting with ``-incoming defer``, over QMP.
+
+    "completed" only when both sides say so: the source can finish sending before the destination
+    refuses what it loaded (the destination then exits, which ``dest_exited`` tells). The senders
+    hide how each side is reached (a QMP socket, libvirt's monitor passthrough), so the plain-QEMU
+    and the libvirt tests share this one loop. Returns the last ``query-migrate`` that decided it.
+    """
+    dest("migrate-incoming", uri=uri)
+    source("migrate", uri=uri)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = source("query-migrate")
+        assert isinstance(status, dict), status
+        if status.get("status") in ("completed", "failed", "cancelled"):
+            break
+        assert time.monotonic() < deadline, f"migration still running after {timeout} s: {status}"
+        time.sleep(0.02)
+    if status.get("status") != "completed":
+        return status
+    while True:
+        if dest_exited():
+            return {"status": "failed", "destination": "exited"}
+        try:
+            answer = dest("query-migrate")
+        except Exception:  # the destination's monitor goes with it when the load fails
+            if dest_exited():
+                return {"status": "failed", "destination": "exited"}
+            return {"status": "failed", "destination": "lost its monitor"}
+        if isinstance(answer, dict) and answer.get("status") in ("completed", "failed"):
+            return answer
+        assert time.monotonic() < deadline, f"destination still loading after {timeout} s: {answer}"
+        time.sleep(0.02)
 
 
 def _send(f: Any, msg: dict[str, Any]) -> None:

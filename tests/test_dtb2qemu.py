@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from dtvm.qemu.config import from_snapshot
 pytest.importorskip("qemu.qmp")
 
 from tests.conftest import VM
+from tests.qemu_helpers import migrate_qmp
 
 FORBIDDEN = {"-qmp", "-monitor", "-S", "-incoming", "-daemonize"}
 
@@ -127,35 +127,11 @@ def _positions(snapshot: Any) -> dict[str, tuple[str, dict[str, str]]]:
 
 
 def _migrate(a: VM, b: VM, tmp: Path) -> dict[str, Any]:
-    """Migrate A into B; "completed" only when both sides say so (the source can finish sending
-    before the destination refuses what it loaded, and the destination then exits)."""
-    uri = f"unix:{tmp / 'migrate.sock'}"
+    """Migrate A into B over QMP (the shared loop: ``tests.qemu_helpers.migrate_qmp``)."""
     mb = b.qmp()
     ma = a.qmp()
     try:
-        mb.cmd("migrate-incoming", uri=uri)
-        ma.cmd("migrate", uri=uri)
-        deadline = time.monotonic() + 60
-        while True:
-            status = ma.cmd("query-migrate")
-            assert isinstance(status, dict)
-            if status.get("status") in ("completed", "failed", "cancelled"):
-                break
-            assert time.monotonic() < deadline, status
-            time.sleep(0.02)
-        if status.get("status") != "completed":
-            return status
-        while True:
-            if b.proc.poll() is not None:
-                return {"status": "failed", "destination": f"exited with {b.proc.returncode}"}
-            try:
-                dest = mb.cmd("query-migrate")
-            except Exception:
-                return {"status": "failed", "destination": "lost its monitor"}
-            if isinstance(dest, dict) and dest.get("status") in ("completed", "failed"):
-                return dest
-            assert time.monotonic() < deadline, dest
-            time.sleep(0.02)
+        return migrate_qmp(ma.cmd, mb.cmd, f"unix:{tmp / 'migrate.sock'}", lambda: b.proc.poll() is not None)
     finally:
         for mon in (ma, mb):
             try:

@@ -324,6 +324,28 @@ def test_qemu_rejecting_args_gives_its_own_message(tmp_path: Path) -> None:
 
 
 @needs_qemu(X86)
+def test_multi_line_warning_is_not_the_error() -> None:
+    """QEMU continues a warning on lines without its prefix (seen with libvirt's argv: threads=2 on
+    the default AMD-family CPU); the error is QEMU's own line for the failing option, as QEMU prints
+    it without the warning, with or without libvirt's ``-msg timestamp=on``."""
+    bad = ["-device", "no-such-device"]
+    warns = ["-smp", "2,sockets=1,cores=1,threads=2"]
+    def run(args: list[str]) -> list[str]:
+        proc = subprocess.run([X86, "-M", "q35", "-nodefaults", *args, "-S", "-display", "none"],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+        assert proc.returncode != 0
+        return proc.stderr.strip().splitlines()
+    expected = run(bad)[0]
+    warned = run([*warns, *bad])
+    assert len(warned) > 2 and ": warning: " in warned[0] and not warned[1].startswith(X86), warned  # the case exists
+    for extra in ([], ["-msg", "timestamp=on"]):
+        with pytest.raises(live.QemuExitedError) as info:
+            live.read_argv([X86, "-M", "q35", "-nodefaults", *extra, *warns, *bad])
+        assert str(info.value).endswith(expected), (str(info.value), warned)
+        assert "Please" not in str(info.value) and "warning" not in str(info.value)
+
+
+@needs_qemu(X86)
 def test_qemu2dtb_cli_exits_nonzero_with_qemu_message() -> None:
     proc = subprocess.run([sys.executable, "-m", "dtvm", "qemu2dtb", "--", X86, "-M", "q35", "-device", "nope"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)

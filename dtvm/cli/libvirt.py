@@ -141,9 +141,12 @@ def libvirt2dtb_cmd(xml_file: str, uri: str | None, output: str, backend: str | 
 @click.option("--connect", "uri", metavar="URI", help="libvirt connection URI for the check")
 @click.option("--no-check", "no_check", is_flag=True,
               help="do not let libvirt start the result (transient, paused, on stand-in disks) to compare what it builds")
+@click.option("--new-uuid", "new_uuid", is_flag=True,
+              help="leave out the overlay's domain UUID (a copy beside the original on one host); kept by "
+                   "default: the same domain, e.g. a migration's destination XML")
 @click.option("--timeout", type=float, default=20.0, show_default=True, help="seconds for reading the check domain")
 def dtb2libvirt_cmd(guest: str, backend: str | None, name: str, output: str | None, uri: str | None,
-                    no_check: bool, timeout: float) -> None:
+                    no_check: bool, new_uuid: bool, timeout: float) -> None:
     """Precise description to libvirt domain XML, every controller indexed and every address pinned.
 
     By default libvirt starts the XML once (transient, paused, under a private name, with sparse
@@ -159,7 +162,7 @@ def dtb2libvirt_cmd(guest: str, backend: str | None, name: str, output: str | No
 
         gtree = read_dtb(read_blob(guest), guest)
         btree = read_dtb(read_blob(backend), backend) if backend is not None else None
-        xml = build_domain_xml(read_config(gtree, btree), name, host_facts(btree), gtree)
+        xml = build_domain_xml(read_config(gtree, btree), name, host_facts(btree), gtree, keep_uuid=not new_uuid)
         if not no_check:
             from dtvm.dt.dtb import write_dtb
             from dtvm.libvirt.check import check_domain_xml

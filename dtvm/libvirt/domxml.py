@@ -49,6 +49,15 @@ _CHARDEV_TYPES = ("pty", "null")
 #: How libvirt names a controller's qdev id after its index (``usb`` alone is index 0).
 _ID_PATTERNS = {"pci": r"pci\.(\d+)", "usb": r"usb(\d*)", "scsi": r"scsi(\d+)", "sata": r"sata(\d+)",
                 "ide": r"ide(\d*)", "virtio-serial": r"virtio-serial(\d+)"}
+#: the serial QEMU gives an IDE/AHCI drive that has none (``QM%05d`` in the order the drives are
+#: made, the same in the rebuild); stating it would make libvirt's ABI check of a migration compare
+#: it with the original's XML, which has no <serial> (libvirt: "Target disk serial QM00001 does not
+#: match source <null>")
+_IDE_DEFAULT_SERIAL = re.compile(r"QM\d{5}")
+#: a virtio balloon's switches libvirt states as <memballoon> attributes (attribute: qdev property)
+_BALLOON_SWITCHES = {"autodeflate": "deflate-on-oom", "freePageReporting": "free-page-reporting"}
+#: HDA codec drivers and libvirt's <codec type>
+_HDA_CODECS = {"hda-duplex": "duplex", "hda-micro": "micro", "hda-output": "output"}
 _INTERFACE_SOURCES = {"network": ("network",), "bridge": ("bridge",), "user": ()}
 
 
@@ -75,6 +84,8 @@ class HostFacts:
 
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
     domain: dict[str, str] = field(default_factory=dict)
+    #: the aliases of the original domain's devices in its XML's order
+    order: list[str] = field(default_factory=list)
 
 
 def host_facts(overlay: DeviceTree | None) -> HostFacts:
@@ -90,7 +101,13 @@ def host_facts(overlay: DeviceTree | None) -> HostFacts:
             out.nodes[target] = facts
     node = overlay_target(overlay, "/").get_child(DOMAIN_NODE)
     if node is not None:
-        out.domain = {p.name: read_string(node, p.name) or "" for p in node.live_props()}
+        out.domain = {p.name: read_string(node, p.name) or "" for p in node.live_props() if p.name != "device-order"}
+        order = node.get_property("device-order")
+        if order is not None:
+            try:
+                out.order = order.as_strings()
+            except Exception:
+                raise DomainXmlError(f"back-end overlay /{DOMAIN_NODE}: device-order is not a string list") from None
     return out
 
 
@@ -120,8 +137,10 @@ def _parse_source(text: str) -> dict[str, str]:
 
 
 class _Builder:
-    def __init__(self, config: Config, facts: HostFacts, name: str, guest: DeviceTree | None = None) -> None:
+    def __init__(self, config: Config, facts: HostFacts, name: str, guest: DeviceTree | None = None,
+                 keep_uuid: bool = True) -> None:
         self.config = config
+        self.keep_uuid = keep_uuid
         self.guest = guest
         self.facts = facts
         self.name = name
@@ -129,9 +148,11 @@ class _Builder:
         self.machine_made = _machine_made(config)
         self.pci_index: dict[int, int] = {}   # id(Bus) -> libvirt PCI controller index
         self.ctl_index: dict[int, tuple[str, int]] = {}  # id(Device) -> (controller type, index)
-        self.dev_names: dict[str, int] = {}
+        self.dev_names: dict[str, int] = {}  # disk name prefix -> the next number to try
+        self.disk_names: set[str] = set()
         self.backends = config.backend_map()
         self.elements: dict[int, ET.Element] = {}  # id(Device) -> its element (hot-plug takes one)
+        self.aliases: dict[int, str] = {}  # id(element) -> libvirt's alias of it in the original domain
         self.taken: dict[str, set[int]] = {"pci": {0}}
         # the indexes qdev ids claim, kept free for them when a controller without one comes first
         self.reserved: dict[str, set[int]] = {}
@@ -171,6 +192,13 @@ class _Builder:
         m = cfg.machine
         dom = ET.Element("domain", {"type": self.facts.domain.get("type") or "qemu"})
         _sub(dom, "name", _text(self.name, "--name"))
+        uuid = self.facts.domain.get("uuid")
+        if uuid and self.keep_uuid:
+            # the same domain (a migration destination must have the source's UUID; libvirt hands it
+            # to the guest as the SMBIOS system UUID)
+            if not re.fullmatch(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", uuid):
+                raise DomainXmlError(f"back-end overlay /{DOMAIN_NODE}: uuid {uuid!r} is not a UUID")
+            _sub(dom, "uuid", uuid)
         if m.memory <= 0 or m.memory % 1024:
             raise DomainXmlError(f"/qemu: memory size {m.memory} is not a whole number of KiB")
         _sub(dom, "memory", str(m.memory // 1024), unit="KiB")
@@ -205,11 +233,33 @@ class _Builder:
             has_balloon |= element == "memballoon"
             getattr(self, "e_" + element)(devs, dev, entry)
             self.elements[id(dev)] = devs[-1]
+            alias = self.node_facts(dev).get("alias")
+            if not alias and id(dev) in self.machine_made:
+                alias = "ide"  # libvirt's name of the machine's own disk controller (QEMU gives it no id)
+            if alias:
+                self.aliases[id(devs[-1])] = alias
         if not has_usb:
             _sub(devs, "controller", type="usb", index="0", model="none")
         if not has_balloon:
             _sub(devs, "memballoon", model="none")
+        self.reorder(devs)
         return dom
+
+    def reorder(self, devs: ET.Element) -> None:
+        """The elements in the original domain's order (the overlay's ``device-order``), those it
+        does not name after them in the order written. libvirt's ABI check of a migration compares
+        the destination's controllers, disks, ... with the source's pairwise in XML order ("Target
+        controller type pci does not match source usb" otherwise)."""
+        if not self.facts.order:
+            return
+        rank = {alias: n for n, alias in enumerate(self.facts.order)}
+        children = list(devs)
+        keyed = sorted(range(len(children)), key=lambda i: (
+            rank.get(self.aliases.get(id(children[i]), ""), len(rank) + i)))
+        for child in children:
+            devs.remove(child)
+        for i in keyed:
+            devs.append(children[i])
 
     def emulator(self) -> str:
         given = self.facts.domain.get("emulator")
@@ -238,13 +288,20 @@ class _Builder:
             for bus in dev.buses:
                 if bus.type in ("pcie-root", "pci-root"):
                     self.pci_index[id(bus)] = 0
-                    _sub(devs, "controller", type="pci", index="0", model=bus.type)
+                    root = _sub(devs, "controller", type="pci", index="0", model=bus.type)
+                    # libvirt's alias of its root bus (QEMU's bus name, which the guest tree leaves out)
+                    self.aliases[id(root)] = "pcie.0" if bus.type == "pcie-root" else "pci.0"
                     return
         raise DomainXmlError("the description has no PCI host bridge libvirt can take for its root bus")
 
     def skipped(self, dev: Device) -> bool:
         """Made by the machine, by the PCI proxy (virtio bus) or by its parent device itself."""
         if id(dev) in self.machine_made:
+            # the machine's own disk controller is listed where the original domain listed it
+            # (libvirt's alias "ide": always on q35, on pc only with an IDE disk): a migration's ABI
+            # check compares the controllers one by one, and their count
+            if dev.driver in ("ich9-ahci", "piix3-ide") and "ide" in self.facts.order:
+                return False
             if dev.driver == "ich9-ahci":
                 self.ctl_index[id(dev)] = ("sata", self.controller_index(dev, "sata"))
             elif dev.driver == "piix3-ide":
@@ -327,16 +384,21 @@ class _Builder:
         if bus == "parent":
             bus = self.controller_of(dev)[0]
             prefix = "hd" if bus == "ide" else "sd"
-        n = self.dev_names.get(prefix, 0)
-        self.dev_names[prefix] = n + 1
-        target = {"dev": prefix + _disk_letters(n), "bus": bus}
+        named = self.node_facts(dev).get("target", "")
+        if re.fullmatch(prefix + r"[a-z]{1,4}", named) and named not in self.disk_names:
+            dev_name = named  # the original's name: libvirt's ABI check of a migration compares it
+        else:
+            while (dev_name := prefix + _disk_letters(self.dev_names.get(prefix, 0))) in self.disk_names:
+                self.dev_names[prefix] = self.dev_names.get(prefix, 0) + 1
+        self.disk_names.add(dev_name)
+        target = {"dev": dev_name, "bus": bus}
         if dev.driver == "usb-storage" and dev.props.get("removable") == "on":
             target["removable"] = "on"
         _sub(disk, "target", **target)
         serial = dev.props.get("serial")
         if serial is None:
             serial = next((c.props["serial"] for b in dev.buses for c in b.devices if "serial" in c.props), None)
-        if serial is not None:
+        if serial is not None and not (dev.driver.startswith("ide-") and _IDE_DEFAULT_SERIAL.fullmatch(serial)):
             _sub(disk, "serial", _text(serial, f"{where}: serial"))
         kind, values = dev.address
         if kind == "pci":
@@ -435,7 +497,103 @@ class _Builder:
 
     def e_memballoon(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
         balloon = _sub(devs, "memballoon", model=entry["model"])
+        facts = self.node_facts(dev)
+        props = _with_virtio_child(dev)
+        for attr, prop in _BALLOON_SWITCHES.items():
+            value = props.get(prop)
+            if value is not None:
+                balloon.set(attr, _on_off(value, f"{self._where(dev)}: {prop}"))
+            elif facts.get(attr) == "off":  # QEMU's default, as the original's XML spelled it
+                balloon.set(attr, "off")
         self.pci_address(balloon, dev)
+
+    def e_video(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
+        where = self._where(dev)
+        video = _sub(devs, "video")
+        attrs = {"type": entry["model"]}
+        for attr, (prop, default, unit) in (entry.get("sizes") or {}).items():
+            attrs[attr] = _kib(dev.props.get(prop, default), unit, f"{where}: {prop}")
+        for attr, (prop, unit) in (entry.get("optional-sizes") or {}).items():
+            if dev.props.get(prop, "0") != "0":
+                attrs[attr] = _kib(dev.props[prop], unit, f"{where}: {prop}")
+        heads = entry.get("heads")
+        if "heads-prop" in entry:
+            prop, default = entry["heads-prop"]
+            heads = _text(_with_virtio_child(dev).get(prop, default), f"{where}: {prop}")
+        if heads is not None:
+            attrs["heads"] = heads
+        # libvirt calls the first <video> the primary one (its VGA-compatible model); the order
+        # of the elements is the original's where the overlay states it
+        if heads == "0":
+            raise DomainXmlError(f"{where}: no outputs: libvirt gives a {dev.driver} at least one head")
+        _sub(video, "model", **attrs)
+        if dev.address[0] == "pci":  # ramfb sits on the system bus: nothing to pin
+            self.pci_address(video, dev)
+
+    def e_sound(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
+        where = self._where(dev)
+        sound = _sub(devs, "sound", model=entry["model"])
+        codecs = sorted((c for b in dev.buses for c in b.devices), key=lambda c: int(c.props.get("cad", "0") or 0))
+        for n, codec in enumerate(codecs):
+            kind = _HDA_CODECS.get(codec.driver)
+            if kind is None:
+                raise DomainXmlError(f"{where}: codec {codec.driver}: libvirt has no <codec> for it")
+            if codec.props.get("cad", "0") != str(n):  # libvirt numbers the codecs from 0 in order
+                raise DomainXmlError(f"{where}: codec {codec.driver} at cad {codec.props.get('cad')}: libvirt "
+                                     f"gives the codecs cad 0, 1, ... in order")
+            _sub(sound, "codec", type=kind)
+        if dev.address[0] == "usb":
+            self.usb_address(sound, dev)
+        else:
+            self.pci_address(sound, dev)
+
+    def e_watchdog(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
+        # the action (what QEMU does when it fires) is no hardware: libvirt's default, reset
+        watchdog = _sub(devs, "watchdog", model=entry["model"], action="reset")
+        if dev.address[0] == "pci":
+            self.pci_address(watchdog, dev)
+
+    def e_tpm(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
+        tpm = _sub(devs, "tpm", model=entry["model"])
+        _sub(tpm, "backend", type="emulator", version="2.0")
+
+    def e_panic(self, devs: ET.Element, dev: Device, entry: dict[str, Any]) -> None:
+        panic = _sub(devs, "panic", model=entry["model"])
+        ioport = dev.props.get("ioport")
+        if ioport is not None:
+            if not ioport.isdigit():
+                raise DomainXmlError(f"{self._where(dev)}: ioport {ioport!r} is not a number")
+            _sub(panic, "address", type="isa", iobase=f"0x{int(ioport):x}")
+
+
+def _kib(raw: str, unit: str, where: str) -> str:
+    """A size property (MiB or bytes) as libvirt's KiB."""
+    if not raw.isdigit():
+        raise DomainXmlError(f"{where}: {raw!r} is not a number")
+    if unit == "MiB":
+        return str(int(raw) * 1024)
+    if int(raw) % 1024:
+        raise DomainXmlError(f"{where}: {raw} is not a whole number of KiB")
+    return str(int(raw) // 1024)
+
+
+def _with_virtio_child(dev: Device) -> dict[str, str]:
+    """A virtio PCI proxy's properties with its virtio device's (``deflate-on-oom`` is the
+    virtio-balloon-device's, ``max_outputs`` the virtio-gpu-device's)."""
+    props = dict(dev.props)
+    for bus in dev.buses:
+        if bus.type == "virtio":
+            for child in bus.devices:
+                props.update(child.props)
+    return props
+
+
+def _on_off(value: str, where: str) -> str:
+    if value in ("on", "true"):
+        return "on"
+    if value in ("off", "false"):
+        return "off"
+    raise DomainXmlError(f"{where}: {value!r} is neither on nor off")
 
 
 def _disk_letters(n: int) -> str:
@@ -527,11 +685,12 @@ def _cpu_map_topology(guest: DeviceTree) -> dict[str, str]:
 
 
 def build_domain_xml(config: Config, name: str, facts: HostFacts | None = None,
-                     guest: DeviceTree | None = None) -> str:
+                     guest: DeviceTree | None = None, *, keep_uuid: bool = True) -> str:
     """The domain XML (text, with an XML declaration-free root) that rebuilds ``config`` under
     libvirt; ``guest`` (the guest tree ``config`` was read from) supplies what only its DT states
-    (arm virt's CPU topology)."""
-    root = _Builder(config, facts or HostFacts(), name, guest).build()
+    (arm virt's CPU topology). The overlay's domain UUID is kept unless ``keep_uuid`` is false (a
+    copy beside the original on one daemon needs a UUID of its own)."""
+    root = _Builder(config, facts or HostFacts(), name, guest, keep_uuid).build()
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
 

@@ -20,7 +20,7 @@ from dtvm.dt.tree import DeviceTree, Node
 from dtvm.libvirt.connect import LibvirtError
 from dtvm.vm.codec import fragments, overlay_target, read_string, strings
 
-__all__ = ["DOMAIN_NODE", "add_facts", "device_facts", "parse_xml"]
+__all__ = ["DOMAIN_NODE", "add_facts", "device_facts", "device_order", "parse_xml"]
 
 #: The node of the domain's own facts in the overlay's root fragment.
 DOMAIN_NODE = "libvirt-domain"
@@ -39,6 +39,10 @@ def parse_xml(text: str, where: str) -> ET.Element:
     if root.tag != "domain":
         raise LibvirtError(f"{where}: the root element is <{root.tag}>, not <domain>")
     return root
+
+
+#: element attributes whose spelling the overlay keeps (see device_facts)
+_SPELLED = {"memballoon": ("autodeflate", "freePageReporting")}
 
 
 def _source(elem: ET.Element) -> str | None:
@@ -71,6 +75,11 @@ def device_facts(root: ET.Element) -> dict[str, dict[str, str]]:
             facts["target"] = str(target.get("dev"))
         if elem.tag == "disk" and elem.get("device"):
             facts["device"] = str(elem.get("device"))
+        # how the XML spells a switch at QEMU's default ("off" stated or left out): no hardware,
+        # but libvirt's ABI check of a migration compares the spelling ("default" is not "off")
+        for attr in _SPELLED.get(elem.tag, ()):
+            if elem.get(attr) is not None:
+                facts[attr] = str(elem.get(attr))
         out[name] = facts
     return out
 
@@ -106,3 +115,22 @@ def add_facts(backend: DeviceTree, root: ET.Element) -> None:
     node.set_property("compatible", strings("libvirt,domain"))
     for key, value in domain_facts(root).items():
         node.set_property(key, strings(value))
+    order = device_order(root)
+    if order:
+        node.set_property("device-order", strings(*order))
+
+
+def device_order(root: ET.Element) -> list[str]:
+    """The aliases of the domain's devices in the order of its XML. libvirt's ABI check of a
+    migration compares the destination's disks, controllers, ... with the source's one by one in
+    that order, so a rebuild for a migration must list them in it (``dtb2libvirt`` does)."""
+    devices = root.find("devices")
+    if devices is None:
+        return []
+    out = []
+    for elem in devices:
+        alias = elem.find("alias")
+        name = alias.get("name") if alias is not None else None
+        if name:
+            out.append(name)
+    return out

@@ -5,7 +5,8 @@ libvirt's back would make them disagree.  So ``add`` asks libvirt (``virDomainAt
 live) for the device, as the element ``dtb2libvirt`` writes for it, with the address dtvm chose by
 QEMU's own rules (``dtvm.qemu.assign``, the same as ``dtvm hotplug --qmp``): libvirt's XML, QEMU
 and the description then agree.  ``del`` asks libvirt to detach the device named by its alias (the
-qdev id) and follows it until QEMU lets it go, or records the unplug as pending.  A device libvirt
+qdev id) or by its node path in the description (as plain ``hotplug del``; machine-made devices are
+refused) and follows it until QEMU lets it go, or records the unplug as pending.  A device libvirt
 attached for someone else (``virsh attach-device``) shows up in the next description with QOM's
 ``hotplugged`` flag, marked ``qemu,hotplugged`` in the overlay like every hot-plugged device.
 """
@@ -24,11 +25,23 @@ from dtvm.libvirt.monitor import LibvirtSession
 from dtvm.libvirt.read import domain_xml, read_domain
 from dtvm.qemu.assign import AssignError, address_keys, assign
 from dtvm.qemu.config import from_snapshot
-from dtvm.qemu.hotplug import DeviceTypes, HotplugError, Outputs, _bus_parents, mark_pending, parse_device
+from dtvm.qemu.describe import describe_snapshot
+from dtvm.qemu.hotplug import (
+    DeviceTypes,
+    HotplugError,
+    Outputs,
+    _bus_parents,
+    _ident_of_node,
+    mark_pending,
+    parse_device,
+)
 from dtvm.vm.model import Config, Device
 from dtvm.vm.readback import read_config
 
 __all__ = ["LibvirtAdd", "LibvirtDel", "attach", "detach"]
+
+#: where QOM keeps the devices made with an id (libvirt names every device it makes)
+_PERIPHERAL = "/machine/peripheral/"
 
 
 @dataclass
@@ -119,12 +132,31 @@ def attach(domain: Any, device: str, outputs: Outputs, *, timeout: float = 20.0)
     return LibvirtAdd(mine.qdev_id or "", driver, new.key(), xml, written)
 
 
+def _alias_of(domain: Any, ident: str, timeout: float) -> str:
+    """libvirt's alias of the device ``ident`` names: itself, a QOM path ``/machine/peripheral/ID``
+    or the node path of the domain's description (what ``dtvm show --paths`` prints), as plain
+    ``hotplug del`` takes them; a device the machine made is refused (libvirt did not make it)."""
+    if not ident.startswith("/"):
+        return ident
+    if ident.startswith("/machine/"):
+        if ident.startswith(_PERIPHERAL) and "/" not in ident[len(_PERIPHERAL):]:
+            return ident[len(_PERIPHERAL):]
+        raise HotplugError(f"{ident}: not a device libvirt made (libvirt's devices are /machine/peripheral/ALIAS)")
+    snapshot = read_domain(domain, timeout=timeout)
+    found = _ident_of_node(from_snapshot(snapshot), describe_snapshot(snapshot), ident)
+    if found.startswith("/"):
+        raise HotplugError(f"{ident}: a device without a qdev id: libvirt did not make it")
+    return found
+
+
 def detach(domain: Any, ident: str, outputs: Outputs, *, timeout: float = 20.0, wait: float = 5.0) -> LibvirtDel:
-    """Detach the device whose libvirt alias (qdev id) is ``ident``; follow it for ``wait`` seconds."""
+    """Detach the device ``ident`` names (libvirt's alias, which is its qdev id, or its node path in
+    the description); follow it for ``wait`` seconds."""
     import xml.etree.ElementTree as ET
 
     libvirt, _ = binding()
     outputs.check()
+    ident = _alias_of(domain, ident, timeout)
     root = parse_xml(domain_xml(domain), f"domain {domain.name()!r}")
     devices = root.find("devices")
     elem = next((e for e in (devices if devices is not None else []) if (a := e.find("alias")) is not None

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -561,6 +562,29 @@ def _status_words(status: int) -> str:
     return f"exit status {status}"
 
 
+#: how QEMU starts a report of its own: ``[TIMESTAMP ]PROGRAM: `` (``-msg timestamp=on`` adds the
+#: time, as libvirt asks) or a bare ``warning: ``
+_REPORT = re.compile(r"^(?:\d{4}-\d\d-\d\dT\S+ )?(?:[^\s:]+: |warning: )")
+
+
+def _errors(lines: list[str]) -> list[str]:
+    """QEMU's stderr lines less its warnings, a warning's continuation lines included: QEMU prints
+    a warning's hint on lines of their own without its prefix (``warning: This family of AMD CPU
+    doesn't support hyperthreading(2)`` then ``Please configure -smp options properly ...``), and
+    such a line is not the reason QEMU exited."""
+    out: list[str] = []
+    in_warning = False
+    for line in lines:
+        if ": warning: " in line or line.startswith("warning: "):
+            in_warning = True
+        elif in_warning and not _REPORT.match(line):
+            continue
+        else:
+            in_warning = False
+            out.append(line)
+    return out
+
+
 def _explain_exit(proc: subprocess.Popen[bytes], tmp: str, name: str, error: QemuError) -> QemuError:
     """If QEMU exited, its own words explain the failure better than the broken connection does."""
     try:
@@ -571,8 +595,7 @@ def _explain_exit(proc: subprocess.Popen[bytes], tmp: str, name: str, error: Qem
         return error
     stderr = _output(tmp, "stderr")
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if ": warning: " not in line and not line.startswith("warning: ")]
-    said = (errors or lines or [""])[0][:500]
+    said = (_errors(lines) or lines or [""])[0][:500]
     label = os.path.basename(name)
     if isinstance(error, NotAnsweredError):
         # exited before answering: QEMU's message is the whole story (it names itself and the option)
