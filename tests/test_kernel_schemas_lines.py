@@ -1,0 +1,154 @@
+"""`dtvm validate --schemas --cpp`: every finding names FILE:LINE and the #include chain to it.
+
+Oracles: GNU cpp (its linemarkers' flags 1 and 2 carry the include stack: the test runs cpp on the
+board and rebuilds, for every output line, the file, the line and the stack of ``#include`` sites,
+taking each site's line from the marker that returns to it, ``# N "file" 2``, N - 1), and the source
+files themselves (the line named holds the property or node; every site holds an ``#include`` of
+the next file). dtvm preprocesses with its own cpp, so nothing of GNU cpp's output is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests import kernel_corpus as kc
+
+pytestmark = pytest.mark.skipif(not kc.available(), reason=kc.MISSING)
+
+SEED = int(os.environ.get("DTVM_KERNEL_SEED", "20"))
+N_BOARDS = 3
+
+_MARK = re.compile(r'^# (\d+) "((?:[^"\\]|\\.)*)"((?: \d+)*)$')
+
+
+def gnu_cpp_lines(arch: str, board: str) -> dict[tuple[str, int], set[tuple[tuple[str, int], ...]]]:
+    """(file, line) -> every include stack (innermost first) cpp reaches that line through."""
+    src = kc.dts_path(arch, board)
+    out = subprocess.run(
+        ["cpp", "-nostdinc", "-I", kc.PREFIXES, "-undef", "-D__DTS__", "-x", "assembler-with-cpp", src],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    # first pass: each flag-1 marker's include site, from the flag-2 marker that closes it
+    opened: list[int] = []
+    site: dict[int, tuple[str, int]] = {}
+    for i, text in enumerate(out):
+        m = _MARK.match(text)
+        if not m:
+            continue
+        flags = m.group(3).split()
+        if "1" in flags:
+            opened.append(i)
+        elif "2" in flags and opened:
+            site[opened.pop()] = (m.group(2), int(m.group(1)) - 1)
+    seen: dict[tuple[str, int], set[tuple[tuple[str, int], ...]]] = {}
+    stack: list[tuple[str, int]] = []
+    fname, line = src, 1
+    for i, text in enumerate(out):
+        m = _MARK.match(text)
+        if m:
+            flags = m.group(3).split()
+            if "1" in flags:
+                stack.append(site.get(i, ("?", 0)))
+            elif "2" in flags and stack:
+                stack.pop()
+            fname, line = m.group(2), int(m.group(1))
+            continue
+        seen.setdefault((fname, line), set()).add(tuple(reversed(stack)))
+        line += 1
+    return seen
+
+
+@pytest.fixture(scope="module")
+def reports() -> list[tuple[str, dict]]:
+    """(board, dtvm's JSON report of the board's DTS) for a seeded sample of arm64 boards."""
+    out = []
+    for b in kc.sample("arm64", N_BOARDS * 3, SEED + 1):
+        res = subprocess.run(
+            [sys.executable, "-m", "dtvm", "validate", "--schemas", kc.PROCESSED, "--format", "json",
+             *kc.cpp_args("arm64", b), kc.dts_path("arm64", b)],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert res.returncode in (0, 1), res.stderr
+        rep = json.loads(res.stdout)["files"][0]
+        if any(f.get("included_from") for f in rep["findings"]):
+            out.append((b, rep))
+        if len(out) == N_BOARDS:
+            break
+    assert out, "no board of the sample has a finding in an included file"
+    return out
+
+
+def _line(path: str, n: int) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    assert 0 < n <= len(lines), (path, n)
+    return lines[n - 1]
+
+
+def test_every_finding_has_gnu_cpps_file_line_and_include_chain(reports: list[tuple[str, dict]]) -> None:
+    for board, rep in reports:
+        seen = gnu_cpp_lines("arm64", board)
+        assert rep["findings"], board
+        for f in rep["findings"]:
+            chain = tuple((a, b) for a, b in f.get("included_from", []))
+            stacks = seen.get((f["file"], f["line"]))
+            assert stacks is not None, (board, f)  # cpp puts some output on that file's line
+            assert chain in stacks, (board, f, stacks)
+
+
+def test_the_lines_named_hold_the_property_and_the_includes(reports: list[tuple[str, dict]]) -> None:
+    for board, rep in reports:
+        for f in rep["findings"]:
+            text = _line(f["file"], f["line"])
+            name = (f["prop"] or "").split(":")[0] or f["path"].rsplit("/", 1)[-1]
+            node = f["path"].rsplit("/", 1)[-1].split("@")[0]
+            assert name.split("@")[0] in text or node in text, (f, text)
+            inner = f["file"]
+            for site, n in f.get("included_from", []):
+                directive = _line(site, n)
+                assert re.match(r'\s*#\s*include\s*[<"]', directive), (site, n, directive)
+                assert os.path.basename(inner) in directive, (site, n, directive, inner)
+                inner = site
+            assert os.path.realpath(inner) == os.path.realpath(kc.dts_path("arm64", board))
+
+
+def test_text_layout_names_the_chain(reports: list[tuple[str, dict]]) -> None:
+    """The default layout: FILE:LINE first (what editors jump to), the chain at the end of the line."""
+    board, rep = reports[0]
+    res = subprocess.run(
+        [sys.executable, "-m", "dtvm", "validate", "--schemas", kc.PROCESSED, *kc.cpp_args("arm64", board), kc.dts_path("arm64", board)],
+        capture_output=True, text=True, timeout=600,
+    )
+    lines = res.stdout.splitlines()
+    assert len(lines) == len(rep["findings"])
+    for text, f in zip(lines, rep["findings"], strict=True):
+        assert text.startswith(f"{f['file']}:{f['line']}:{f['path']}: ")
+        chain = f.get("included_from", [])
+        if chain:
+            assert text.endswith(" (included from " + ", from ".join(f"{a}:{b}" for a, b in chain) + ")")
+        else:
+            assert "(included from" not in text
+
+
+def test_dtc_include_directive_is_in_the_chain(tmp_path) -> None:
+    """dtc's own /include/ (no cpp): the chain names the directive's line."""
+    (tmp_path / "inner.dtsi").write_text('/ {\n\tled {\n\t\tcompatible = "gpio-leds";\n\t\tbogus-prop = <1>;\n\t};\n};\n')
+    (tmp_path / "mid.dtsi").write_text('\n/include/ "inner.dtsi"\n')
+    (tmp_path / "top.dts").write_text('/dts-v1/;\n/ {\n\tmodel = "m";\n\tcompatible = "x,y";\n'
+                                      '\t#address-cells = <1>;\n\t#size-cells = <1>;\n};\n\n/include/ "mid.dtsi"\n')
+    res = subprocess.run(
+        [sys.executable, "-m", "dtvm", "validate", "--schemas", kc.PROCESSED, "--format", "json", str(tmp_path / "top.dts")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 1, res.stderr
+    led = [f for f in json.loads(res.stdout)["files"][0]["findings"] if f["path"] == "/led"]
+    assert led, res.stdout
+    for f in led:
+        assert f["file"] == str(tmp_path / "inner.dtsi")
+        assert f["included_from"] == [[str(tmp_path / "mid.dtsi"), 2], [str(tmp_path / "top.dts"), 9]]
