@@ -25,12 +25,8 @@ expected output of the comparison, never a hand-written fixture.
 from __future__ import annotations
 
 import argparse
-import glob
-import hashlib
 import json
 import os
-import random
-import resource
 import subprocess
 import sys
 import time
@@ -42,118 +38,31 @@ if REPO not in sys.path:
 
 from tests import kernel_corpus as kc  # noqa: E402
 
-ORDER_SEED = 20  # the fixed order boards are filled in (any prefix is a sample)
-
-
-def _sha(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _dist_version(name: str) -> str:
-    """A package's version in the oracle's venv, from its dist-info directory's name."""
-    venv = os.path.dirname(os.path.dirname(kc.DT_VALIDATE))
-    found = glob.glob(os.path.join(venv, "lib", "python*", "site-packages", f"{name}-*.dist-info"))
-    if not found:
-        return "unknown"
-    return os.path.basename(found[0])[len(name) + 1 : -len(".dist-info")]
-
-
-def oracle_key() -> str:
-    """The oracle's version: what dt-validate's output depends on besides the board."""
-    parts = [f"dtschema-{_dist_version('dtschema')}", f"jsonschema-{_dist_version('jsonschema')}", f"ruamel.yaml-{_dist_version('ruamel.yaml')}"]
-    return "_".join(parts) + "_schemas-" + _sha(kc.PROCESSED)[:12]
-
-
-def cache_dir(arch: str) -> str:
-    return os.path.join(kc.ORACLE, "dt-validate", oracle_key(), arch)
-
-
-def ordered(arch: str) -> list[str]:
-    every = kc.boards(arch)
-    random.Random(ORDER_SEED).shuffle(every)
-    return every
-
-
-def entry_path(top: str, board: str) -> str:
-    return os.path.join(top, board[:-4].replace("/", "__") + ".json")
-
-
-def load_entry(top: str, board: str) -> dict | None:
-    """The cached verdict on BOARD, or None if there is none for the board's current DTB."""
-    p = entry_path(top, board)
-    try:
-        with open(p, encoding="utf-8") as f:
-            e = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if e.get("status") == "not-compiled":
-        return e
-    dtb = kc.build(e.get("arch", ""), board) if e.get("arch") else None
-    if dtb is None or _sha(dtb) != e.get("dtb_sha256"):
-        return None
-    e["dtb"] = dtb
-    return e
-
-
-def _store(top: str, board: str, entry: dict) -> None:
-    p = entry_path(top, board)
-    tmp = p + f".tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(entry, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, p)
-
-
-def _children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
 
 def fill(arch: str, limit: int, stop_at: str | None) -> int:
     os.nice(19 - os.nice(0))  # whoever started us: the oracle only takes idle CPU
-    top = cache_dir(arch)
-    os.makedirs(top, exist_ok=True)
+    top = kc.cache_dir(arch)
     done = 0
-    for board in ordered(arch):
+    for board in kc.ordered(arch):
         if limit and done >= limit:
             break
         if stop_at and time.strftime("%H:%M", time.gmtime()) >= stop_at:
             print(f"stop: {stop_at} UTC reached", flush=True)
             break
-        if load_entry(top, board) is not None:
+        if kc.load_entry(top, arch, board) is not None:
             continue
-        dtb = kc.build(arch, board)
-        if dtb is None:
-            _store(top, board, {"arch": arch, "board": board, "status": "not-compiled"})
+        entry = kc.run_and_store(top, arch, board)
+        if entry["status"] == "not-compiled":
             continue
-        sha = _sha(dtb)
-        cpu0, t0 = _children_cpu(), time.time()
-        rc, stderr = kc.dt_validate(dtb, timeout=3600)
-        entry = {
-            "arch": arch,
-            "board": board,
-            "status": "crashed" if kc.crashed(rc, stderr) else "ok",
-            "dtb_sha256": sha,
-            "rc": rc,
-            "stderr": stderr,
-            "cpu_s": round(_children_cpu() - cpu0, 2),
-            "wall_s": round(time.time() - t0, 2),
-            "oracle": oracle_key(),
-        }
-        _store(top, board, entry)
         done += 1
         print(f"{time.strftime('%H:%M:%S')} {board}: {entry['status']}, {entry['cpu_s']} s CPU", flush=True)
     return 0
 
 
 def _cached(arch: str) -> tuple[list[dict], int]:
-    top = cache_dir(arch)
-    every = ordered(arch)
-    got = [e for e in (load_entry(top, b) for b in every) if e is not None]
+    top = kc.cache_dir(arch)
+    every = kc.ordered(arch)
+    got = [e for e in (kc.load_entry(top, arch, b) for b in every) if e is not None]
     return got, len(every) - len(got)
 
 
@@ -195,7 +104,7 @@ def compare(arch: str, jobs: int, show: int) -> int:
             differ.append((e["board"], e["dtb"]))
     compared = len(judged) - len(crashes)
     print(f"{arch}: {compared} boards compared, {same} identical, {len(crashes)} where dt-validate crashed, "
-          f"{len(got) - len(judged)} not compiled by cpp+dtc, {remaining} remaining (oracle {oracle_key()})")
+          f"{len(got) - len(judged)} not compiled by cpp+dtc, {remaining} remaining (oracle {kc.oracle_key()})")
     for b in crashes:
         print(f"  dt-validate crashed: {b}")
     for b, dtb in differ[: show or len(differ)]:
