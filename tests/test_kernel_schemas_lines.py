@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ import pytest
 
 from tests import kernel_corpus as kc
 
-pytestmark = pytest.mark.skipif(not kc.available(), reason=kc.MISSING)
+needs_kernel = pytest.mark.skipif(not kc.available(), reason=kc.MISSING)
 
 SEED = int(os.environ.get("DTVM_KERNEL_SEED", "20"))
 N_BOARDS = 3
@@ -27,11 +28,10 @@ N_BOARDS = 3
 _MARK = re.compile(r'^# (\d+) "((?:[^"\\]|\\.)*)"((?: \d+)*)$')
 
 
-def gnu_cpp_lines(arch: str, board: str) -> dict[tuple[str, int], set[tuple[tuple[str, int], ...]]]:
+def gnu_cpp_lines(src: str, *includes: str) -> dict[tuple[str, int], set[tuple[tuple[str, int], ...]]]:
     """(file, line) -> every include stack (innermost first) cpp reaches that line through."""
-    src = kc.dts_path(arch, board)
     out = subprocess.run(
-        ["cpp", "-nostdinc", "-I", kc.PREFIXES, "-undef", "-D__DTS__", "-x", "assembler-with-cpp", src],
+        ["cpp", "-nostdinc", *(a for d in includes for a in ("-I", d)), "-undef", "-D__DTS__", "-x", "assembler-with-cpp", src],
         capture_output=True, text=True, check=True,
     ).stdout.splitlines()
     # first pass: each flag-1 marker's include site, from the flag-2 marker that closes it
@@ -91,9 +91,10 @@ def _line(path: str, n: int) -> str:
     return lines[n - 1]
 
 
+@needs_kernel
 def test_every_finding_has_gnu_cpps_file_line_and_include_chain(reports: list[tuple[str, dict]]) -> None:
     for board, rep in reports:
-        seen = gnu_cpp_lines("arm64", board)
+        seen = gnu_cpp_lines(kc.dts_path("arm64", board), kc.PREFIXES)
         assert rep["findings"], board
         for f in rep["findings"]:
             chain = tuple((a, b) for a, b in f.get("included_from", []))
@@ -102,6 +103,7 @@ def test_every_finding_has_gnu_cpps_file_line_and_include_chain(reports: list[tu
             assert chain in stacks, (board, f, stacks)
 
 
+@needs_kernel
 def test_the_lines_named_hold_the_property_and_the_includes(reports: list[tuple[str, dict]]) -> None:
     for board, rep in reports:
         for f in rep["findings"]:
@@ -118,6 +120,7 @@ def test_the_lines_named_hold_the_property_and_the_includes(reports: list[tuple[
             assert os.path.realpath(inner) == os.path.realpath(kc.dts_path("arm64", board))
 
 
+@needs_kernel
 def test_text_layout_names_the_chain(reports: list[tuple[str, dict]]) -> None:
     """The default layout: FILE:LINE first (what editors jump to), the chain at the end of the line."""
     board, rep = reports[0]
@@ -136,6 +139,7 @@ def test_text_layout_names_the_chain(reports: list[tuple[str, dict]]) -> None:
             assert "(included from" not in text
 
 
+@needs_kernel
 def test_dtc_include_directive_is_in_the_chain(tmp_path) -> None:
     """dtc's own /include/ (no cpp): the chain names the directive's line."""
     (tmp_path / "inner.dtsi").write_text('/ {\n\tled {\n\t\tcompatible = "gpio-leds";\n\t\tbogus-prop = <1>;\n\t};\n};\n')
@@ -152,3 +156,23 @@ def test_dtc_include_directive_is_in_the_chain(tmp_path) -> None:
     for f in led:
         assert f["file"] == str(tmp_path / "inner.dtsi")
         assert f["included_from"] == [[str(tmp_path / "mid.dtsi"), 2], [str(tmp_path / "top.dts"), 9]]
+
+
+@pytest.mark.skipif(shutil.which("cpp") is None, reason="GNU cpp (the oracle of the include chain) is not installed")
+def test_dtvm_bindings_findings_carry_the_chain_too(tmp_path) -> None:
+    """dtvm's own bindings (no --schemas): the same chain, held to GNU cpp's markers."""
+    (tmp_path / "c.dtsi").write_text("/ {\n\tz = <1>;\n};\n")
+    (tmp_path / "a.dtsi").write_text('/* a */\n\n#include "c.dtsi"\n/ { y; };\n')
+    board = tmp_path / "b.dts"
+    board.write_text('/dts-v1/;\n' + "\n" * 12 + '#include "a.dtsi"\n/ { x = <1>; };\n')
+    res = subprocess.run([sys.executable, "-m", "dtvm", "validate", "--format", "json", "--cpp", str(board)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1, res.stderr
+    findings = json.loads(res.stdout)["files"][0]["findings"]
+    seen = gnu_cpp_lines(str(board))
+    by_prop = {f["prop"]: f for f in findings}
+    assert by_prop["z"]["included_from"] == [[str(tmp_path / "a.dtsi"), 3], [str(board), 14]]
+    assert by_prop["y"]["included_from"] == [[str(board), 14]]
+    assert "included_from" not in by_prop["x"]
+    for f in findings:
+        assert tuple((a, b) for a, b in f.get("included_from", [])) in seen[(f["file"], f["line"])], f
