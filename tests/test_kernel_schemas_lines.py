@@ -64,23 +64,34 @@ def gnu_cpp_lines(src: str, *includes: str) -> dict[tuple[str, int], set[tuple[t
     return seen
 
 
+# a corner the seeded sample may miss: dtc's own /include/ inside a cpp'd board (cpp passes the
+# directive through; dtc reads the file), so part of the chain is not in cpp's markers
+DTC_INCLUDES = "amd/amd-overdrive-rev-b1.dts"
+
+
+def dtvm_report(board: str) -> dict:
+    res = subprocess.run(
+        [sys.executable, "-m", "dtvm", "validate", "--schemas", kc.PROCESSED, "--format", "json",
+         *kc.cpp_args("arm64", board), kc.dts_path("arm64", board)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode in (0, 1), res.stderr
+    return json.loads(res.stdout)["files"][0]
+
+
 @pytest.fixture(scope="module")
 def reports() -> list[tuple[str, dict]]:
     """(board, dtvm's JSON report of the board's DTS) for a seeded sample of arm64 boards."""
     out = []
     for b in kc.sample("arm64", N_BOARDS * 3, SEED + 1):
-        res = subprocess.run(
-            [sys.executable, "-m", "dtvm", "validate", "--schemas", kc.PROCESSED, "--format", "json",
-             *kc.cpp_args("arm64", b), kc.dts_path("arm64", b)],
-            capture_output=True, text=True, timeout=600,
-        )
-        assert res.returncode in (0, 1), res.stderr
-        rep = json.loads(res.stdout)["files"][0]
+        rep = dtvm_report(b)
         if any(f.get("included_from") for f in rep["findings"]):
             out.append((b, rep))
         if len(out) == N_BOARDS:
             break
     assert out, "no board of the sample has a finding in an included file"
+    if os.path.isfile(kc.dts_path("arm64", DTC_INCLUDES)):
+        out.append((DTC_INCLUDES, dtvm_report(DTC_INCLUDES)))
     return out
 
 
@@ -91,30 +102,55 @@ def _line(path: str, n: int) -> str:
     return lines[n - 1]
 
 
+def against_cpp(f: dict, seen: dict[tuple[str, int], set[tuple[tuple[str, int], ...]]]) -> str | None:
+    """What is wrong with finding F's file, line and chain by GNU cpp's markers (None: nothing).
+
+    A file that dtc's /include/ read is not in cpp's output: its sites must hold that directive,
+    and the chain from the first site cpp knows on must be one of cpp's stacks for that line."""
+    loc = (f["file"], f["line"])
+    chain = [(a, b) for a, b in f.get("included_from", [])]
+    while loc not in seen:
+        if not chain:
+            return f"{loc} is on no line of cpp's output"
+        site = chain.pop(0)
+        if not re.match(r'\s*/include/\s*"' + re.escape(os.path.basename(loc[0])) + '"', _line(*site)):
+            return f"{loc}: {site} holds no /include/ of it"
+        loc = site
+    if tuple(chain) not in seen[loc]:
+        return f"{loc}: chain {chain} is not one of cpp's {seen[loc]}"
+    return None
+
+
+def holds_the_name(f: dict) -> bool:
+    """The line named holds the property, or the node (its name, or a macro-named node's opening)."""
+    text = _line(f["file"], f["line"])
+    name = (f["prop"] or "").split(":")[0] or f["path"].rsplit("/", 1)[-1]
+    node = f["path"].rsplit("/", 1)[-1].split("@")[0]
+    if name.split("@")[0] in text or node in text:
+        return True
+    # a node named by a macro (armada-ap80x.dtsi: AP_NAME {): the line opens the node
+    return (not f["prop"] or f["prop"].startswith("$nodename")) and re.search(r"\b[A-Z_][A-Z0-9_]*\s*\{", text) is not None
+
+
 @needs_kernel
 def test_every_finding_has_gnu_cpps_file_line_and_include_chain(reports: list[tuple[str, dict]]) -> None:
     for board, rep in reports:
         seen = gnu_cpp_lines(kc.dts_path("arm64", board), kc.PREFIXES)
         assert rep["findings"], board
         for f in rep["findings"]:
-            chain = tuple((a, b) for a, b in f.get("included_from", []))
-            stacks = seen.get((f["file"], f["line"]))
-            assert stacks is not None, (board, f)  # cpp puts some output on that file's line
-            assert chain in stacks, (board, f, stacks)
+            assert f["line"] > 0, (board, f)
+            assert against_cpp(f, seen) is None, (board, f, against_cpp(f, seen))
 
 
 @needs_kernel
 def test_the_lines_named_hold_the_property_and_the_includes(reports: list[tuple[str, dict]]) -> None:
     for board, rep in reports:
         for f in rep["findings"]:
-            text = _line(f["file"], f["line"])
-            name = (f["prop"] or "").split(":")[0] or f["path"].rsplit("/", 1)[-1]
-            node = f["path"].rsplit("/", 1)[-1].split("@")[0]
-            assert name.split("@")[0] in text or node in text, (f, text)
+            assert holds_the_name(f), (f, _line(f["file"], f["line"]))
             inner = f["file"]
             for site, n in f.get("included_from", []):
                 directive = _line(site, n)
-                assert re.match(r'\s*#\s*include\s*[<"]', directive), (site, n, directive)
+                assert re.match(r'\s*(#\s*include\s*[<"]|/include/\s*")', directive), (site, n, directive)
                 assert os.path.basename(inner) in directive, (site, n, directive, inner)
                 inner = site
             assert os.path.realpath(inner) == os.path.realpath(kc.dts_path("arm64", board))
