@@ -212,3 +212,33 @@ def test_dtvm_bindings_findings_carry_the_chain_too(tmp_path) -> None:
     assert "included_from" not in by_prop["x"]
     for f in findings:
         assert tuple((a, b) for a, b in f.get("included_from", [])) in seen[(f["file"], f["line"])], f
+
+
+@needs_kernel
+@pytest.mark.kernel_all
+def test_every_board_lines_and_chains() -> None:
+    """Every board of an architecture (make test-kernel-schemas; DTVM_KERNEL_ARCH, DTVM_KERNEL_BOARDS,
+    DTVM_KERNEL_SEED as there): every finding of its DTS at a line cpp's markers confirm."""
+    arch = os.environ.get("DTVM_KERNEL_ARCH", "arm64")
+    chosen = kc.sample(arch, int(os.environ.get("DTVM_KERNEL_BOARDS", "0")), int(os.environ.get("DTVM_KERNEL_SEED", "20")))
+    wrong, findings, boards = [], 0, 0
+    for board in chosen:
+        if kc.build(arch, board) is None:
+            continue  # the kernel's own build cannot compile it
+        res = subprocess.run(
+            [sys.executable, "-m", "dtvm", "validate", "--schemas", kc.PROCESSED, "--format", "json",
+             *kc.cpp_args(arch, board), kc.dts_path(arch, board)],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert res.returncode in (0, 1), (board, res.stderr)
+        seen = gnu_cpp_lines(kc.dts_path(arch, board), kc.PREFIXES)
+        boards += 1
+        for f in json.loads(res.stdout)["files"][0]["findings"]:
+            findings += 1
+            why = against_cpp(f, seen) if f["line"] > 0 else "no line"
+            if why is None and not holds_the_name(f):
+                why = "the line does not hold the property or node"
+            if why is not None:
+                wrong.append(f"{board}: {f['path']} {f['prop']}: {why}")
+    print(f"\n{arch}: {boards} boards, {findings} findings, {len(wrong)} without a confirmed FILE:LINE and chain")
+    assert not wrong, wrong[:20]
