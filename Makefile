@@ -83,7 +83,7 @@ kernel-schemas-oracle:
 # for finding: about 10 s of dt-validate CPU a board, so JOBS=N workers
 test-kernel-schemas: deps $(PY) kernel-schemas-oracle
 	$(PIP) install -q -e '.[test]'
-	DTVM_KERNEL_BOARDS=$${BOARDS:-0} DTVM_KERNEL_SEED=$${SEED:-20} DTVM_KERNEL_JOBS=$${JOBS:-2} \
+	DTVM_KERNEL_ARCH=$${ARCH:-arm64} DTVM_KERNEL_BOARDS=$${BOARDS:-0} DTVM_KERNEL_SEED=$${SEED:-20} DTVM_KERNEL_JOBS=$${JOBS:-2} \
 		$(PY) -m pytest -q -s -m kernel_all tests/test_kernel_schemas_all.py tests/test_kernel_schemas_lines.py
 
 # the same comparison, resumable: dt-validate board by board at nice 19, one job, each verdict kept
