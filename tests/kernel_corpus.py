@@ -170,6 +170,8 @@ def load_entry(top: str, arch: str, board: str) -> dict | None:
         return None
     if e.get("status") == "not-compiled":
         return e
+    if e.get("status") == "timeout":
+        return None
     dtb = build(arch, board)
     if dtb is None or _sha(dtb) != e.get("dtb_sha256"):
         return None
@@ -205,7 +207,8 @@ def run_and_store(top: str, arch: str, board: str) -> dict:
     entry = {
         "arch": arch,
         "board": board,
-        "status": "crashed" if crashed(rc, stderr) else "ok",
+        # a timeout says more about the machine's load than about dt-validate: judged again next time
+        "status": "timeout" if rc is None else "crashed" if crashed(rc, stderr) else "ok",
         "dtb_sha256": sha,
         "rc": rc,
         "stderr": stderr,

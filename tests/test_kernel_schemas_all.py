@@ -45,7 +45,7 @@ def test_every_board_identical_to_dt_validate() -> None:
     same, crashes, differ = 0, [], []
     for (board, dtb), entry in zip(built, oracle, strict=True):
         rep = reports[dtb]
-        if entry["status"] == "crashed":
+        if entry["status"] in ("crashed", "timeout"):  # a timeout: dt-validate did not finish either
             crashes.append(board)
             continue
         want = entry["stderr"]
