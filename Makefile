@@ -10,7 +10,7 @@ DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-ar
 
 DEMO_PACKAGES := python3-venv qemu-system-arm
 
-.PHONY: demo demo-deps test test-versions venv deps qemu10 libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp check-qemu-random kernel-schemas-oracle test-kernel-schemas bench-dtbs-check
+.PHONY: demo demo-deps test test-versions venv deps qemu10 libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp check-qemu-random kernel-schemas-oracle test-kernel-schemas kernel-schemas-fill kernel-schemas-compare bench-dtbs-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -83,8 +83,18 @@ kernel-schemas-oracle:
 # for finding: about 10 s of dt-validate CPU a board, so JOBS=N workers
 test-kernel-schemas: deps $(PY) kernel-schemas-oracle
 	$(PIP) install -q -e '.[test]'
-	DTVM_KERNEL_BOARDS=$${BOARDS:-0} DTVM_KERNEL_SEED=$${SEED:-20} DTVM_KERNEL_JOBS=$${JOBS:-2} \
-		$(PY) -m pytest -q -s -m kernel_all tests/test_kernel_schemas_all.py
+	DTVM_KERNEL_ARCH=$${ARCH:-arm64} DTVM_KERNEL_BOARDS=$${BOARDS:-0} DTVM_KERNEL_SEED=$${SEED:-20} DTVM_KERNEL_JOBS=$${JOBS:-2} \
+		$(PY) -m pytest -q -s -m kernel_all tests/test_kernel_schemas_all.py tests/test_kernel_schemas_lines.py
+
+# the same comparison, resumable: dt-validate board by board at nice 19, one job, each verdict kept
+# under ~/.cache/dtvm-oracle/dt-validate/<oracle version>/ (the next run continues, never re-runs a
+# board; start it in the background, STOP=HH:MM UTC ends it), then dtvm against every cached board
+kernel-schemas-fill: deps $(PY) kernel-schemas-oracle
+	nice -n 19 $(PY) scripts/kernel_oracle_cache.py fill --arch $${ARCH:-arm64} --limit $${LIMIT:-0} $${STOP:+--stop-at $$STOP}
+
+kernel-schemas-compare: deps $(PY) kernel-schemas-oracle
+	$(PIP) install -q -e .
+	$(PY) scripts/kernel_oracle_cache.py compare --arch $${ARCH:-arm64} --jobs $${JOBS:-2}
 
 # dtvm validate --schemas against dt-validate on arm64 boards, same --jobs, warm and cold cache
 bench-dtbs-check: deps $(PY) kernel-schemas-oracle

@@ -1,6 +1,7 @@
 """Linux 6.1's boards and dtschema 2022.12, as scripts/kernel_schemas_oracle.sh installs them.
 
-Shared by tests/test_kernel_schemas*.py and bench/bench_dtbs_check.py (not a test module). Boards
+Shared by tests/test_kernel_schemas*.py, bench/bench_dtbs_check.py and
+scripts/kernel_oracle_cache.py (not a test module). Boards
 are built as the kernel's ``make dtbs`` builds them (scripts/Makefile.lib: cpp with
 ``-nostdinc -I scripts/dtc/include-prefixes -undef -D__DTS__``, then dtc ``-b 0 -i DIR -i
 include-prefixes``), with Debian's cpp and dtc 1.6.1 (the kernel 6.1 bundles dtc 1.6.1 too),
@@ -9,10 +10,16 @@ and cached next to the oracle.
 
 from __future__ import annotations
 
+import functools
+import glob
+import hashlib
+import json
 import os
 import random
 import re
+import resource
 import subprocess
+import time
 
 ORACLE = os.environ.get("DTVM_KERNEL_ORACLE") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "dtvm-oracle"
@@ -106,3 +113,115 @@ def normalise(text: str) -> str:
 def crashed(rc: int | None, stderr: str) -> bool:
     """dt-validate did not finish the board (a traceback, a hang, a signal)."""
     return rc != 0 or "Traceback (most recent call last)" in stderr
+
+
+# -- dt-validate's verdicts, kept on disk per board and per oracle version ------------------------
+# (scripts/kernel_oracle_cache.py fills the cache at nice 19 and compares dtvm against it; the
+# entries are dt-validate's own output on this machine, never written by hand)
+
+ORDER_SEED = 20  # the fixed order boards are filled in (any prefix is a sample)
+
+
+def _sha(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _dist_version(name: str) -> str:
+    """A package's version in the oracle's venv, from its dist-info directory's name."""
+    venv = os.path.dirname(os.path.dirname(DT_VALIDATE))
+    found = glob.glob(os.path.join(venv, "lib", "python*", "site-packages", f"{name}-*.dist-info"))
+    if not found:
+        return "unknown"
+    return os.path.basename(found[0])[len(name) + 1 : -len(".dist-info")]
+
+
+@functools.lru_cache(maxsize=1)
+def oracle_key() -> str:
+    """The oracle's version: what dt-validate's output depends on besides the board."""
+    parts = [f"dtschema-{_dist_version('dtschema')}", f"jsonschema-{_dist_version('jsonschema')}", f"ruamel.yaml-{_dist_version('ruamel.yaml')}"]
+    return "_".join(parts) + "_schemas-" + _sha(PROCESSED)[:12]
+
+
+def cache_dir(arch: str) -> str:
+    return os.path.join(ORACLE, "dt-validate", oracle_key(), arch)
+
+
+def ordered(arch: str) -> list[str]:
+    every = boards(arch)
+    random.Random(ORDER_SEED).shuffle(every)
+    return every
+
+
+def entry_path(top: str, board: str) -> str:
+    return os.path.join(top, board[:-4].replace("/", "__") + ".json")
+
+
+def load_entry(top: str, arch: str, board: str) -> dict | None:
+    """The cached verdict on BOARD, or None if there is none for the board's current DTB."""
+    p = entry_path(top, board)
+    try:
+        with open(p, encoding="utf-8") as f:
+            e = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if e.get("status") == "not-compiled":
+        return e
+    if e.get("status") == "timeout":
+        return None
+    dtb = build(arch, board)
+    if dtb is None or _sha(dtb) != e.get("dtb_sha256"):
+        return None
+    e["dtb"] = dtb
+    return e
+
+
+def _store(top: str, board: str, entry: dict) -> None:
+    p = entry_path(top, board)
+    tmp = p + f".tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(entry, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, p)
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_and_store(top: str, arch: str, board: str) -> dict:
+    """dt-validate on BOARD now, its verdict stored under TOP (the entry is returned)."""
+    os.makedirs(top, exist_ok=True)
+    dtb = build(arch, board)
+    if dtb is None:
+        entry: dict = {"arch": arch, "board": board, "status": "not-compiled"}
+        _store(top, board, entry)
+        return entry
+    sha = _sha(dtb)
+    cpu0, t0 = _children_cpu(), time.time()
+    rc, stderr = dt_validate(dtb, timeout=3600)
+    entry = {
+        "arch": arch,
+        "board": board,
+        # a timeout says more about the machine's load than about dt-validate: judged again next time
+        "status": "timeout" if rc is None else "crashed" if crashed(rc, stderr) else "ok",
+        "dtb_sha256": sha,
+        "rc": rc,
+        "stderr": stderr,
+        "cpu_s": round(_children_cpu() - cpu0, 2),
+        "wall_s": round(time.time() - t0, 2),
+        "oracle": oracle_key(),
+    }
+    _store(top, board, entry)
+    entry["dtb"] = dtb
+    return entry
+
+
+def dt_validate_cached(arch: str, board: str) -> dict:
+    """dt-validate's verdict on BOARD from the cache, run (and stored) when there is none."""
+    top = cache_dir(arch)
+    return load_entry(top, arch, board) or run_and_store(top, arch, board)

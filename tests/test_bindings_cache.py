@@ -374,10 +374,18 @@ def _both(argv: list[str]) -> tuple[tuple[int, str, str], tuple[int, str, str]]:
     out, err = io.StringIO(), io.StringIO()
     real = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
+    # CliRunner wraps help at 80 columns whatever the terminal; run() (which hands --help to the
+    # same click command) would wrap at the terminal's width: hold both to CliRunner's, so that
+    # the comparison is of the two parsers, not of the terminal the tests run in
+    import click.formatting
+
+    width = click.formatting.FORCED_WIDTH
+    click.formatting.FORCED_WIDTH = 80
     try:
         code = run(argv)
     finally:
         sys.stdout, sys.stderr = real
+        click.formatting.FORCED_WIDTH = width
     return click_side, (code, out.getvalue(), err.getvalue())
 
 

@@ -43,8 +43,11 @@ def boards() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def oracle(boards: list[tuple[str, str]]) -> dict[str, tuple[int | None, str]]:
-    """dt-validate's (exit status, stderr) per DTB, run once for the module."""
-    return {dtb: kc.dt_validate(dtb) for _, dtb in boards}
+    """dt-validate's (exit status, stderr) per DTB: run once for the module, or taken from the
+    on-disk cache of dt-validate's verdicts (kc.dt_validate_cached) when this oracle version
+    already judged the board."""
+    entries = {dtb: kc.dt_validate_cached("arm64", board) for board, dtb in boards}
+    return {dtb: (e["rc"], e["stderr"]) for dtb, e in entries.items()}
 
 
 def test_findings_identical_to_dt_validate(boards: list[tuple[str, str]], oracle) -> None:

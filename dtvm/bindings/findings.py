@@ -14,10 +14,12 @@ class Finding:
     """One thing wrong with one node or property (immutable, hashable).
 
     ``file``/``line`` locate the input (``line`` is 0 for a DTB, which has no lines);
-    ``binding``/``binding_line`` locate the rule that the value breaks.
+    ``binding``/``binding_line`` locate the rule that the value breaks. ``included_from`` is the
+    chain of ``#include`` sites (file, line) that ``file`` was reached through, innermost first
+    (empty for the top file and for a DTB): a .dtsi line alone does not say which board it is.
     """
 
-    __slots__ = ("binding", "binding_line", "file", "line", "message", "path", "prop", "rule")
+    __slots__ = ("binding", "binding_line", "file", "included_from", "line", "message", "path", "prop", "rule")
 
     file: str
     line: int
@@ -27,6 +29,7 @@ class Finding:
     rule: str
     binding: str | None
     binding_line: int
+    included_from: tuple[tuple[str, int], ...]
 
     def __init__(
         self,
@@ -38,8 +41,10 @@ class Finding:
         rule: str,
         binding: str | None = None,
         binding_line: int = 0,
+        included_from: tuple[tuple[str, int], ...] = (),
     ) -> None:
-        for name, value in zip(_FINDING_FIELDS, (file, line, path, prop, message, rule, binding, binding_line), strict=True):
+        values = (file, line, path, prop, message, rule, binding, binding_line, included_from)
+        for name, value in zip(_FINDING_FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
 
     def _astuple(self) -> tuple[Any, ...]:
@@ -66,13 +71,20 @@ class Finding:
         src = ""
         if self.binding:
             src = f" ({self.binding}:{self.binding_line})" if self.binding_line else f" ({self.binding})"
-        return f"{where}{self.path}: {what} [{self.rule}]{src}"
+        chain = ""
+        if self.included_from:
+            # gcc's "In file included from a.dtsi:3, from board.dts:5", on the finding's own line
+            chain = " (included from " + ", from ".join(f"{f}:{n}" for f, n in self.included_from) + ")"
+        return f"{where}{self.path}: {what} [{self.rule}]{src}{chain}"
 
     def to_json(self) -> dict[str, object]:
-        return {f: getattr(self, f) for f in _FINDING_FIELDS}
+        out: dict[str, object] = {f: getattr(self, f) for f in _FINDING_FIELDS[:-1]}
+        if self.included_from:  # only where there is a chain: the key is new, older readers ignore it
+            out["included_from"] = [[f, n] for f, n in self.included_from]
+        return out
 
 
-_FINDING_FIELDS = ("file", "line", "path", "prop", "message", "rule", "binding", "binding_line")
+_FINDING_FIELDS = ("file", "line", "path", "prop", "message", "rule", "binding", "binding_line", "included_from")
 
 
 class Unchecked:

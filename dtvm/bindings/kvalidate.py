@@ -2,7 +2,8 @@
 
 dt-validate names a node by its name only and points at no source; dtvm's findings carry the node
 path and, for a tree compiled from DTS, the ``FILE:LINE`` where the property (or node) was written,
-after cpp's linemarkers, so a finding in an included .dtsi names the .dtsi line.
+after cpp's linemarkers, so a finding in an included .dtsi names the .dtsi line, and the chain of
+``#include`` sites that led there (from the markers' flags), as gcc's ``In file included from``.
 """
 
 from __future__ import annotations
@@ -29,14 +30,20 @@ class KernelReport:
         self.crash: str | None = None
 
 
-def _where(pos: Any, fallback: tuple[str, int]) -> tuple[str, int]:
+Where = tuple[str, int, tuple[tuple[str, int], ...]]
+
+
+def _where(pos: Any, fallback: Where) -> Where:
+    """FILE, LINE and the #include chain of a position (the fallback when it has none)."""
     if pos is None:
         return fallback
     try:
         name, line, _col = pos.location()
     except Exception:  # a position without a source: the input file
         return fallback
-    return name, line
+    from dtvm.dt.dts.source import include_chain
+
+    return name, line, tuple(include_chain(pos))
 
 
 def _schema_name(path: str) -> str:
@@ -70,16 +77,17 @@ def _node_pos(node: Any) -> Any:
 
 def to_finding(kf: KernelFinding, fname: str, sourced: bool = True) -> Finding:
     """dtvm's finding for dt-validate's; ``sourced`` is False for a blob (no positions to look for)."""
-    node_where = _where(_node_pos(kf.node), (fname, 0)) if sourced else (fname, 0)
+    blob: Where = (fname, 0, ())
+    node_where = _where(_node_pos(kf.node), blob) if sourced else blob
     target = kf.target
     if target is not None and sourced:
         pos = target.pos if not hasattr(target, "children") else _node_pos(target)
-        file, line = _where(pos, node_where)
+        file, line, chain = _where(pos, node_where)
     else:
-        file, line = node_where
+        file, line, chain = node_where
     prop = ":".join(str(p) for p in kf.path) if kf.path else None
     msg = " ".join(part.strip() for part in kf.msg.splitlines() if part.strip())
-    return Finding(file, line, kf.fullname, prop, msg, RULE, _schema_name(kf.schema_file), 0)
+    return Finding(file, line, kf.fullname, prop, msg, RULE, _schema_name(kf.schema_file), 0, chain)
 
 
 def validate_kernel(dt: Any, schemas: KernelSchemas, fname: str) -> KernelReport:

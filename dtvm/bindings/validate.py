@@ -87,6 +87,18 @@ def _where(pos: Any, fallback: tuple[str, int]) -> tuple[str, int]:
     return name, line
 
 
+def _chain(pos: Any) -> tuple[tuple[str, int], ...]:
+    """The #include sites that led to ``pos`` (only asked for a finding: most nodes have none)."""
+    if pos is None or not hasattr(pos, "start"):
+        return ()
+    from dtvm.dt.dts.source import include_chain
+
+    try:
+        return tuple(include_chain(pos))
+    except Exception:  # a position without a source buffer: no chain to tell
+        return ()
+
+
 def _show(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -131,8 +143,10 @@ def validate_node(node: Node, spec: NodeSpec, binding_file: str, idx: TreeIndex,
     order = {p.name: i for i, p in enumerate(node.props)}
 
     def add(prop: Property | None, pname: str | None, message: str, rule: str, bfile: str | None, bline: int) -> None:
+        pos = prop.pos if prop is not None and prop.pos is not None else node.pos
         file, line = _where(prop.pos, node_where) if prop is not None else node_where
-        mine.append((order.get(pname or "", -1), Finding(file, line, path, pname, message, rule, bfile, bline)))
+        chain = _chain(pos) if line else ()
+        mine.append((order.get(pname or "", -1), Finding(file, line, path, pname, message, rule, bfile, bline, chain)))
 
     if spec.node_name is not None and not spec.node_name.fullmatch(node.name):
         add(None, None, f"node name {node.name!r} does not match {spec.node_name.pattern!r}", "node-name", spec.file, spec.node_name_line)
@@ -188,7 +202,10 @@ def validate_tree(dt: DeviceTree, bindings: BindingSet, fname: str = "") -> Resu
                 parent = node.parent if node.parent is not None else node
                 file, line = _where(parent.pos, (fname, 0))
                 res.findings.append(
-                    Finding(file, line, parent.path, None, f"nodes nested deeper than {MAX_DEPTH} levels are not validated", "depth", None, 0)
+                    Finding(
+                        file, line, parent.path, None, f"nodes nested deeper than {MAX_DEPTH} levels are not validated", "depth", None, 0,
+                        _chain(parent.pos) if line else (),
+                    )
                 )
             continue
         compatibles = _compatibles(node)

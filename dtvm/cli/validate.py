@@ -409,7 +409,13 @@ def _make_command() -> Any:
     @click.command("validate")
     @click.option("--bindings", "binding_dirs", multiple=True, type=click.Path(file_okay=False), help="Binding directory (repeatable; default: dtvm's bindings).")
     @click.option("--strict", is_flag=True, help="A node whose compatible has no binding is a finding.")
-    @click.option("--schemas", "schemas", metavar="PATH", help="The kernel's processed-schema.json (or its directory): check as dt-validate.")
+    @click.option(
+        "--schemas",
+        "schemas",
+        metavar="PATH",
+        help="The Linux kernel's binding schemas as dt-mk-schema -j processed them (processed-schema.json, "
+        "or a directory holding it): validate as dt-validate does (with --bindings, dtvm's bindings too).",
+    )
     @click.option(
         "--format",
         "fmt",
@@ -417,7 +423,7 @@ def _make_command() -> Any:
         metavar="FORMAT",
         default="text",
         show_default=True,
-        help="text, json or dt-validate.",
+        help="text (dtvm findings with FILE:LINE and the include chain), json, or dt-validate (its own lines, for --schemas).",
     )
     @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
     @click.option("-i", "--include", "include_dirs", multiple=True, help="Search path for DTS /include/ (repeatable).")
@@ -439,7 +445,7 @@ def _make_command() -> Any:
         schemas: str | None,
         files: tuple[str, ...],
     ) -> None:
-        """Validate FILE... (DTS or DTB) against the binding documents.
+        """Validate FILE... (DTS or DTB) against the binding documents, or the kernel's schemas.
 
         The bindings and their compiled validators are cached under
         $XDG_CACHE_HOME/dtvm (~/.cache/dtvm); DTVM_NO_CACHE=1 turns the cache off.

@@ -139,7 +139,7 @@ _KW_STATE = {
     T_DELNODE: PROPNODENAME,
     T_OMIT: PROPNODENAME,
 }
-_LM_RE = re.compile(r"\#(?:line)?[ \t]+([0-9]+)[ \t]+" + _STRING)
+_LM_RE = re.compile(r"\#(?:line)?[ \t]+([0-9]+)[ \t]+" + _STRING + r"((?:[ \t]+[0-9]+)*)")
 
 
 def _find_include(name: str, current_dir: str, include_dirs: list[str]) -> str | None:
@@ -299,7 +299,9 @@ class Scanner:
         # strtol clamps a huge number (Python's int() refuses over 4,300 digits)
         digits = lm.group(1).lstrip("0")
         line = int(digits) if 0 < len(digits) <= 19 else (0 if not digits else 1 << 63)
-        src.add_linemarker(end, fname.decode("latin-1"), min(line, (1 << 63) - 1) - 1)
+        flags = lm.group(3).split()
+        flag = 1 if "1" in flags else 2 if "2" in flags else 0  # cpp: entering / leaving an #include
+        src.add_linemarker(end, fname.decode("latin-1"), min(line, (1 << 63) - 1) - 1, flag, start)
 
     def _include(self, src: SourceBuffer, text: str, start: int, end: int, out: list[Token]) -> None:
         q = text.index('"', start)
@@ -313,6 +315,7 @@ class Scanner:
             return
         try:
             inc = read_source(path)
+            inc.included_from = (src, start)
         except OSError as exc:
             self._fatal(out, f'Couldn\'t open "{name}": {exc.strerror}', src, start, end)
             return

@@ -14,7 +14,7 @@ import os
 
 from dtvm.dt.tree import SourcePos
 
-__all__ = ["NodePos", "SourceBuffer", "SpanPos", "dtc_srcpos", "extend_pos", "make_pos", "pos_spans", "read_source"]
+__all__ = ["NodePos", "SourceBuffer", "SpanPos", "dtc_srcpos", "extend_pos", "include_chain", "make_pos", "pos_spans", "read_source"]
 
 # linemarkers are numbered in the order they are scanned, across all buffers,
 # so that the first one of a compilation can be found (dtc's initial path)
@@ -24,7 +24,7 @@ _MARK_SEQ = itertools.count()
 class SourceBuffer:
     """One file's text plus linemarker remappings."""
 
-    __slots__ = ("_mark_offsets", "_marks", "_newlines", "dir", "first_mark", "name", "text")
+    __slots__ = ("_chains", "_entries", "_mark_offsets", "_marks", "_newlines", "dir", "first_mark", "included_from", "name", "text")
 
     def __init__(self, name: str, text: str, directory: str | None = None) -> None:
         self.name = name
@@ -36,13 +36,49 @@ class SourceBuffer:
         self._mark_offsets: list[int] = []
         # (scan order, file name) of this buffer's first linemarker
         self.first_mark: tuple[int, str] | None = None
+        # cpp's include stack, from linemarker flags: mark index -> (flag 1 or 2, offset of the
+        # marker line), and (lazily) the stack in force from each mark on
+        self._entries: dict[int, tuple[int, int]] = {}
+        self._chains: list[tuple[tuple[str, int], ...]] | None = None
+        # dtc's /include/: the buffer and offset of the directive that read this file
+        self.included_from: tuple[SourceBuffer, int] | None = None
 
-    def add_linemarker(self, offset: int, name: str, line: int) -> None:
-        """From ``offset`` on, the text is ``name`` and ``offset`` is on line ``line``."""
+    def add_linemarker(self, offset: int, name: str, line: int, flag: int = 0, marker: int = 0) -> None:
+        """From ``offset`` on, the text is ``name`` and ``offset`` is on line ``line``.
+
+        ``flag`` is cpp's 1 (entering an included file) or 2 (back in the includer), ``marker``
+        the offset of the marker line itself, which the mapping before it puts on the line of
+        the ``#include`` (GNU cpp writes the marker right where the directive was)."""
         if self.first_mark is None:
             self.first_mark = (next(_MARK_SEQ), name)
+        if flag in (1, 2):
+            self._entries[len(self._marks)] = (flag, marker)
+            self._chains = None
         self._marks.append((offset, name, line))
         self._mark_offsets.append(offset)
+
+    def include_chain(self, offset: int) -> list[tuple[str, int]]:
+        """The ``#include`` sites (file, line) that the text at ``offset`` was reached through,
+        innermost first, as gcc's ``In file included from`` lists them."""
+        if not self._entries:
+            return []
+        k = bisect.bisect_right(self._mark_offsets, offset) - 1
+        if k < 0:
+            return []
+        if self._chains is None:
+            chains: list[tuple[tuple[str, int], ...]] = []
+            stack: list[tuple[str, int]] = []
+            for i in range(len(self._marks)):
+                entry = self._entries.get(i)
+                if entry is not None:
+                    if entry[0] == 1:
+                        name, line, _ = self.location(entry[1])
+                        stack.append((name, line))
+                    elif stack:
+                        stack.pop()
+                chains.append(tuple(stack))
+            self._chains = chains
+        return list(reversed(self._chains[k]))
 
     def _nl(self) -> list[int]:
         if self._newlines is None:
@@ -97,6 +133,24 @@ def read_source(path: str, display_name: str | None = None) -> SourceBuffer:
     if path == "-":
         return SourceBuffer("<stdin>", data.decode("latin-1"), "")
     return SourceBuffer(display_name or path, data.decode("latin-1"))
+
+
+def include_chain(pos: SourcePos) -> list[tuple[str, int]]:
+    """Where the text at ``pos`` was included from, innermost first: cpp's ``#include`` sites
+    (from linemarker flags) and dtc's ``/include/`` directives alike."""
+    out: list[tuple[str, int]] = []
+    src: SourceBuffer | None = pos.source if isinstance(pos.source, SourceBuffer) else None
+    off = pos.start
+    depth = 0
+    while src is not None and depth < 1000:  # bounded: /include/ nesting is capped far below
+        out.extend(src.include_chain(off))
+        if src.included_from is None:
+            break
+        src, off = src.included_from
+        name, line, _ = src.location(off)
+        out.append((name, line))
+        depth += 1
+    return out
 
 
 class SpanPos(SourcePos):
