@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 from dtvm.errors import DtvmError
 from dtvm.qemu import images
 from dtvm.qemu.config import guest_state
-from dtvm.qemu.machine import find_machine
 from dtvm.qemu.models import (
     OfflineError,
     config_from_dict,
     device_from_dict,
     device_to_dict,
     load_model,
+    offline_machine,
+    selected_version,
 )
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -352,7 +353,7 @@ def offline_config(argv: list[str]) -> Config:
     from dtvm.qemu import assign
 
     args = parse_argv(argv)
-    machine = find_machine(args.machine or "", argv[0])
+    machine = offline_machine(args.machine or "", argv[0])
     if args.machine not in (machine.type, machine.alias):
         raise OfflineError(f"-machine {args.machine}: not a machine dtvm describes")
     if machine.binary != os.path.basename(argv[0]):
@@ -379,7 +380,7 @@ def offline_config(argv: list[str]) -> Config:
     if args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
         raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
                            "models QEMU cannot run under TCG: use online mode)")
-    dt_memory = machine.type in ("virt-7.2", "virt") and machine.arch in ("aarch64", "arm", "riscv64")
+    dt_memory = re.sub(r"-\d+\.\d+$", "", machine.type) == "virt" and machine.arch in ("aarch64", "arm", "riscv64")
     for opt, key in ((args.memory, "m"), (args.smp, "smp")):
         if opt is not None and not x86 and not (key == "m" and dt_memory):
             raise OfflineError(f"-{key} {opt}: not in the offline model of {machine.type} (use online mode)")
@@ -831,7 +832,7 @@ def offline_prober(argv: list[str]) -> Probe:
     from dtvm.qemu.schema import load_schema
 
     machine_arg = argv[argv.index("-machine") + 1] if "-machine" in argv else ""
-    machine = find_machine(machine_arg.split(",", 1)[0], argv[0])
+    machine = offline_machine(machine_arg.split(",", 1)[0], argv[0])
     cpus: int | None = None
     if machine.dt:
         kept: list[str] = []
@@ -854,7 +855,7 @@ def offline_prober(argv: list[str]) -> Probe:
         for dev in config.devices():
             for prop in follow.get(dev.driver, []):
                 dev.props[prop] = str(cpus)
-    schema = load_schema(machine)
+    schema = load_schema(machine, selected_version())
     props: dict[str, Any] = {}
     props.update({str(k): str(v) for k, v in (schema.defaults.get("options") or {}).items()})
     props.update({str(k): str(v) for k, v in (schema.defaults.get("inputs") or {}).items()})
