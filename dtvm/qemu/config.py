@@ -65,9 +65,10 @@ def _schema_option_defaults(arch: str, machine_type: str) -> dict[str, str]:
     checked-in schema, measured by starting it without options): QEMU does not report a default
     for many machine options (graphics, highmem, its, sata, ...)."""
 
-    try:
-        text = resources.files("dtvm.qemu").joinpath(f"machines/{arch}-{machine_type}.yaml").read_text(encoding="utf-8")
-    except (OSError, ValueError):
+    from dtvm.qemu.schema import schema_text
+
+    text = schema_text(f"{arch}-{machine_type}.yaml")
+    if text is None:
         return {}
     data = load_yaml(text)
     options = data.get("defaults", {}).get("options", {}) if isinstance(data, dict) else {}
