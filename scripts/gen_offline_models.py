@@ -246,11 +246,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="the directory to write (default: dtvm/qemu/machines, or its VERSION/ for "
                         "another QEMU version)")
-    parser.add_argument("--binary-dir", help="record from the QEMU binaries in this directory (e.g. QEMU 10.0's "
+    parser.add_argument("--bin-dir", help="record from the QEMU binaries in this directory (e.g. QEMU 10.0's "
                         "wrappers, /opt/dtvm/qemu-10.0.2/bin) instead of those on PATH")
     parser.add_argument("--only", help="record only these machine types (comma-separated)")
     args = parser.parse_args()
-    version, machines = _machines(args.binary_dir)
+    version, machines = _machines(args.bin_dir)
     out = args.out or os.path.join(os.path.dirname(__file__), "..", "dtvm", "qemu", "machines",
                                    *(() if version == "7.2" else (version,)))
     args.out = out
