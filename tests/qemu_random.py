@@ -123,6 +123,8 @@ def _migrate(a: VM, b: VM, sock: str) -> str:
 
 def _last_line(vm: VM) -> str:
     lines = [ln for ln in vm.stderr().splitlines() if ln.strip() and "terminating on signal" not in ln]
+    if len(lines) > 1 and lines[-1].endswith("load of migration failed: Invalid argument"):
+        return f"{lines[-2]} / {lines[-1]}"  # the generic last line: the one before says what failed
     return lines[-1] if lines else ""
 
 

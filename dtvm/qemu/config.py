@@ -273,6 +273,9 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
             if (known is None or known == text) and not (text == "off" and name in _OFF_IS_NOT_DEFAULT):
                 continue
         options[name] = text
+    scalars = {k: _json_text(v) for k, v in snapshot.machine_props.items() if not isinstance(v, (dict, list)) and v is not None}
+    for name in versions().machine_moot_props(scalars):
+        options.pop(name, None)
     cpu_type = None
     for path in sorted(snapshot.cpu_types):
         cpu_type = snapshot.cpu_types[path]
