@@ -154,7 +154,11 @@ def cpu_types(binary: str, mtype: str) -> dict[str, str]:
     import subprocess
 
     text = subprocess.run([binary, "-cpu", "help"], capture_output=True, text=True, check=True).stdout
+    # 7.2 lists "x86 NAME ..."; 10.0 lists "  NAME ..." under "Available CPUs:" (CPUID flags follow
+    # a blank line in both)
     names = [line.split()[1] for line in text.splitlines() if line.startswith("x86 ")]
+    if not names and text.startswith("Available CPUs:"):
+        names = [line.split()[0] for line in text.split("\n\n")[0].splitlines()[1:] if line.startswith("  ")]
 
     def one(name: str) -> tuple[str, str | None]:
         try:
