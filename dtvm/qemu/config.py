@@ -194,6 +194,8 @@ def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int) -> Device:
             if value:
                 backends[name] = value
             continue
+        if rules.is_neutral(qdev.type, name, value):
+            continue
         if defaults is not None:
             if name in defaults:
                 if defaults[name] == value or (value == "<null>" and defaults[name] in ("None", "[]")):

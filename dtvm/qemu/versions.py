@@ -11,6 +11,7 @@ machine options a newer version added at the value older ones always behaved as.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
 import re
@@ -66,6 +67,11 @@ class Versions:
     machine_neutral: dict[str, str]
     no_migration: tuple[dict[str, str], ...] = ()
     machine_moot: tuple[tuple[str, str, str], ...] = ()  # (prop, other prop, its value)
+    device_neutral: dict[tuple[str, str], frozenset[str]] = dataclasses.field(default_factory=dict)
+
+    def is_neutral(self, driver: str, prop: str, value: str) -> bool:
+        """A device property value every version's guest sees as the default (reported differently)."""
+        return value in self.device_neutral.get((driver, prop), ())
 
     def is_derived(self, driver: str, prop: str) -> bool:
         """A property that is state or a copy of a machine option: never part of a description."""
@@ -120,7 +126,9 @@ def versions() -> Versions:
         if not eq:
             raise VersionsError(f"dtvm/qemu/data/versions.json: machine-moot: {e['prop']}: when is OPTION=VALUE")
         moot.append((e["prop"], other, value))
-    return Versions(known, derived, instance, mderived, neutral, blockers, tuple(moot))
+    dneutral = {(e["driver"], e["prop"]): frozenset(e["value"].split("|"))
+                for e in _entries(data, "device-neutral", ("driver", "prop", "value"))}
+    return Versions(known, derived, instance, mderived, neutral, blockers, tuple(moot), dneutral)
 
 
 def known_versions() -> list[str]:
