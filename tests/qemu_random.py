@@ -253,7 +253,7 @@ def run_case(case: Case, directory: Path, *, target: str | None = None) -> Outco
                 vms.clear()
                 self_status = _oracle_self_migration(case, argv, directory, target)
                 if self_status != "completed":
-                    out.discarded = f"migrate to {target}: {self_status}"
+                    out.discarded = f"dtb2qemu --binary {target} refused; so does QEMU: {self_status}"
                     return out
             return fail("dtb2qemu", str(exc))
         out.passed.append("dtb2qemu")
