@@ -75,7 +75,7 @@ def option_defaults(guest: DeviceTree) -> dict[str, str] | None:
             options = load_schema(info).defaults.get("options") or {}
         except DtvmError:  # a type only a newer QEMU has (pc-q35-10.0): its version's schema
             from dtvm.fileio import load_yaml
-            from dtvm.qemu.schema import schema_text
+            from dtvm.qemu.schemafiles import schema_text
 
             text = schema_text(f"{info.arch}-{info.type}.yaml")
             data = load_yaml(text) if text is not None else None

@@ -65,7 +65,7 @@ def _schema_option_defaults(arch: str, machine_type: str) -> dict[str, str]:
     checked-in schema, measured by starting it without options): QEMU does not report a default
     for many machine options (graphics, highmem, its, sata, ...)."""
 
-    from dtvm.qemu.schema import schema_text
+    from dtvm.qemu.schemafiles import schema_text
 
     text = schema_text(f"{arch}-{machine_type}.yaml")
     if text is None:

@@ -14,6 +14,7 @@ from typing import Any
 from dtvm.errors import DtvmError
 from dtvm.fileio import load_yaml
 from dtvm.qemu.machine import DeviceOrigin, MachineInfo, MachineReport
+from dtvm.qemu.schemafiles import schema_text
 
 __all__ = ["SchemaError", "from_schema", "load_schema", "schema_name", "schema_text", "to_schema"]
 
@@ -34,23 +35,6 @@ def schema_name(machine: MachineInfo, qemu: str | None = None) -> str:
     """``ARCH-TYPE.yaml`` (QEMU 7.2's), ``VERSION/ARCH-TYPE.yaml`` for another QEMU version."""
     name = f"{machine.arch}-{machine.type}.yaml"
     return name if qemu in (None, REFERENCE) else f"{qemu}/{name}"
-
-
-def schema_text(name: str) -> str | None:
-    """The text of schema ``ARCH-TYPE.yaml``: 7.2's, else the one version directory that has it (a
-    type only a newer QEMU has, pc-q35-10.0, has its schema only there); None when none has it."""
-    root = resources.files("dtvm.qemu").joinpath("machines")
-    places = [root.joinpath(name)]
-    try:
-        places += [d.joinpath(name) for d in sorted(root.iterdir(), key=lambda e: e.name) if d.is_dir()]
-    except OSError:
-        pass
-    for place in places:
-        try:
-            return place.read_text(encoding="utf-8")
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 def to_schema(report: MachineReport) -> dict[str, Any]:
