@@ -861,4 +861,7 @@ def offline_prober(argv: list[str]) -> Probe:
     props.update({str(k): str(v) for k, v in (schema.defaults.get("inputs") or {}).items()})
     props["usb"] = "off"  # a property of every machine (MachineState), off unless given
     props.update(config.machine.options)
-    return Probe(config, props, complete=False)
+    # the QEMU the models were recorded from: the description is held to that version's catalog
+    from dtvm.qemu.versions import parse_version
+
+    return Probe(config, props, complete=False, version=parse_version(selected_version()))
