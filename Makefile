@@ -10,7 +10,7 @@ DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-ar
 
 DEMO_PACKAGES := python3-venv qemu-system-arm
 
-.PHONY: demo demo-deps test test-versions venv deps qemu10 libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp check-qemu-random kernel-schemas-oracle test-kernel-schemas kernel-schemas-fill kernel-schemas-compare bench-dtbs-check
+.PHONY: demo demo-deps test test-versions venv deps qemu10 libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp check-qemu-random check-qemu-random-versions kernel-schemas-oracle test-kernel-schemas kernel-schemas-fill kernel-schemas-compare bench-dtbs-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -70,7 +70,8 @@ test-libvirt: deps libvirt-deps $(PY)
 # about 3 minutes; make test runs a few of each)
 test-versions: deps qemu10 $(PY)
 	$(PIP) install -q -e '.[test]'
-	$(PY) -m pytest -q -m versions_full tests/test_versions_migrate.py
+	$(PY) -m pytest -q -m versions_full tests/test_versions_migrate.py tests/test_versions_offline.py \
+		tests/test_qemu_random_versions.py
 
 # dt-validate's oracle for `dtvm validate --schemas` (issue 20): dtschema 2022.12 in its own venv,
 # the parts of Debian's linux-source-6.1 that dtbs_check reads, dt-mk-schema's processed schemas
@@ -126,6 +127,14 @@ SEED ?= 1
 check-qemu-random: deps $(PY)
 	$(PIP) install -q -e '.[test]'
 	$(PY) -m tests.qemu_random $(N) $(SEED) $(MACHINES)
+
+# the same on QEMU 10.0 (MODE=10.0: unpinned types, 10.0's offline models) or across versions
+# (MODE=7.2-10.0 or 10.0-7.2: pinned 7.2 types, dtb2qemu --binary the other QEMU, live migration);
+# QEMU's own refusals (to start, or to migrate the identical command line) are counted, not failed
+MODE ?= 10.0
+check-qemu-random-versions: deps qemu10 $(PY)
+	$(PIP) install -q -e '.[test]'
+	$(PY) -m tests.qemu_random_versions $(N) $(SEED) $(MODE) $(MACHINES)
 
 # seeded mutation fuzzing of DTS and DTB input against dtc (tests/fuzz.py); more cases than make test
 FUZZ_CASES ?= 20000

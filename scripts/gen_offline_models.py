@@ -179,7 +179,11 @@ def cpu_types(binary: str, mtype: str) -> dict[str, str]:
     import subprocess
 
     text = subprocess.run([binary, "-cpu", "help"], capture_output=True, text=True, check=True).stdout
+    # 7.2 lists "x86 NAME ..."; 10.0 lists "  NAME ..." under "Available CPUs:" (CPUID flags follow
+    # a blank line in both)
     names = [line.split()[1] for line in text.splitlines() if line.startswith("x86 ")]
+    if not names and text.startswith("Available CPUs:"):
+        names = [line.split()[0] for line in text.split("\n\n")[0].splitlines()[1:] if line.startswith("  ")]
 
     def one(name: str) -> tuple[str, str | None]:
         try:
@@ -200,7 +204,7 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         made = dict(zip(VARIANTS, pool.map(variant, VARIANTS.values()), strict=True))
-        options = OPTION_VARIANTS.get(mtype, [])
+        options = _option_variants(mtype)
         by_option = dict(zip(options, pool.map(lambda o: variant(["-nodefaults", *_option_argv(o)]), options), strict=True))
     variants = {name: v for name, v in made.items() if v is not None}
     option_variants = {name: v for name, v in by_option.items() if v is not None}
@@ -229,18 +233,60 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
     with ThreadPoolExecutor(max_workers=2) as pool:
         profiles = dict(pool.map(lambda j: probe(binary, mtype, j[0], j[1], j[2]), jobs))
     first = variants["defaults"]
-    return {"format": 1, "type": mtype, "binary": binary, "default-nic": nics.get("defaults"),
+    return {"format": 1, "type": mtype, "binary": os.path.basename(binary), "default-nic": nics.get("defaults"),
             "cpu-types": cpu_types(binary, mtype) if binary.endswith("x86_64") else {},
             "qemu": read_argv([binary, "-M", mtype, "-nodefaults"]).version.get("package", ""),
             "machine-options": first["machine"]["options"], "accepts": {}, "first-mac": 0x525400123456,
             "variants": variants, "option-variants": option_variants, "profiles": dict(sorted(profiles.items()))}
 
 
+def _option_variants(mtype: str) -> list[str]:
+    """The option variants of a type; another version of a listed type (virt-10.0) has virt-7.2's."""
+    import re
+
+    return OPTION_VARIANTS.get(mtype) or OPTION_VARIANTS.get(re.sub(r"-\d+\.\d+$", "-7.2", mtype), [])
+
+
+def _machines(binary_dir: str | None) -> tuple[str, list[tuple[str, str, bool, bool, bool]]]:
+    """The QEMU version of ``binary_dir``'s binaries (None: those on PATH, 7.2) and the machines to
+    record from it: another version's own types (pc-q35-10.0, what an unpinned -M q35 builds there)
+    and, pinned, the 7.2 types it also runs (a description made on 7.2 rebuilt on it)."""
+    import re
+
+    from dtvm.qemu.live import binary_version
+
+    if binary_dir is None:
+        return "7.2", MACHINES
+    found = binary_version(os.path.join(binary_dir, "qemu-system-x86_64"))
+    if found is None:
+        raise SystemExit(f"{binary_dir}/qemu-system-x86_64: does not answer --version as QEMU does")
+    version = f"{found[0]}.{found[1]}"
+    out = []
+    for mtype, binary, pcie, mmio, devices in MACHINES:
+        path = os.path.join(binary_dir, binary)
+        own = re.sub(r"-7\.2$", f"-{version}", mtype)
+        out.append((own, path, pcie, mmio, devices))
+        if own != mtype:
+            out.append((mtype, path, pcie, mmio, devices))
+    return version, out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "dtvm", "qemu", "machines"))
+    parser.add_argument("--out", help="the directory to write (default: dtvm/qemu/machines, or its VERSION/ for "
+                        "another QEMU version)")
+    parser.add_argument("--bin-dir", help="record from the QEMU binaries in this directory (e.g. QEMU 10.0's "
+                        "wrappers, /opt/dtvm/qemu-10.0.2/bin) instead of those on PATH")
+    parser.add_argument("--only", help="record only these machine types (comma-separated)")
     args = parser.parse_args()
-    for mtype, binary, pcie, mmio, devices in MACHINES:
+    version, machines = _machines(args.bin_dir)
+    out = args.out or os.path.join(os.path.dirname(__file__), "..", "dtvm", "qemu", "machines",
+                                   *(() if version == "7.2" else (version,)))
+    args.out = out
+    os.makedirs(out, exist_ok=True)
+    for mtype, binary, pcie, mmio, devices in machines:
+        if args.only and mtype not in args.only.split(","):
+            continue
         machine = find_machine(mtype, binary)
         data = model(mtype, binary, pcie, mmio, devices)
         path = os.path.join(args.out, f"{machine.arch}-{machine.type}.offline.json")

@@ -46,9 +46,12 @@ def _fail(command: str, message: str, code: int = 1) -> None:
               help="without -o: how to print the description")
 @click.option("--timeout", type=float, default=20.0, show_default=True, help="seconds for the whole read")
 @click.option("--offline", is_flag=True, help="do not run QEMU: build the device model from dtvm's machine models")
+@click.option("--qemu-version", "qemu_version", metavar="X.Y",
+              help="with --offline: the models of this QEMU version (default: the binary's, given by path; else 7.2)")
 @click.argument("qemu_argv", nargs=-1, type=click.UNPROCESSED)
 def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, libvirt_domain: str | None,
-                 connect: str | None, fmt: str, timeout: float, offline: bool, qemu_argv: tuple[str, ...]) -> None:
+                 connect: str | None, fmt: str, timeout: float, offline: bool, qemu_version: str | None,
+                 qemu_argv: tuple[str, ...]) -> None:
     """Describe a QEMU VM: its guest-visible hardware as a DTB, its host back-ends as an overlay.
 
     \b
@@ -74,6 +77,8 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, libvi
 
         if connect is not None and libvirt_domain is None:
             _fail("qemu2dtb", "--connect goes with --libvirt DOMAIN", 2)
+        if qemu_version is not None and not offline:
+            _fail("qemu2dtb", "--qemu-version goes with --offline (online, the QEMU given answers for itself)", 2)
         if libvirt_domain is not None:
             if argv or qmp is not None or offline:
                 _fail("qemu2dtb", "--libvirt reads a running libvirt domain: no --qmp, --offline or command line", 2)
@@ -84,11 +89,12 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, libvi
         elif offline:
             if qmp is not None:
                 _fail("qemu2dtb", "--offline reads a command line, not a running VM", 2)
+            from dtvm.qemu.models import use_version
             from dtvm.qemu.offline import offline_config
             from dtvm.vm.translate import describe, driver_compat
 
-            _offline_fits(argv[0] if argv else None, "qemu2dtb")
-            desc = describe(offline_config(argv or DEFAULT_ARGV), driver_compat())
+            with use_version(_offline_version(argv[0] if argv else None, qemu_version)):
+                desc = describe(offline_config(argv or DEFAULT_ARGV), driver_compat())
             snapshot = None
         elif qmp is not None:
             if argv:
@@ -135,23 +141,23 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, libvi
         _fail("qemu2dtb", f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
 
 
-#: the QEMU version dtvm's offline machine models were generated from (dtvm/qemu/machines/*.offline.json)
-OFFLINE_QEMU = (7, 2)
-
-
-def _offline_fits(binary: str | None, command: str) -> None:
-    """--offline answers for the QEMU its models came from: a binary given by path that is another
-    version (asked with --version: no VM is built) is refused rather than described wrongly."""
+def _offline_version(binary: str | None, qemu_version: str | None) -> str | None:
+    """The QEMU version --offline answers for (its models were recorded from it): --qemu-version,
+    else a binary given by path, asked with --version (no VM is built), else the reference (7.2).
+    A version without models is refused by ``use_version`` rather than described as another."""
     import os
 
+    if qemu_version is not None:
+        from dtvm.qemu.versions import parse_version
+
+        major, minor, _ = parse_version(qemu_version)
+        return f"{major}.{minor}"
     if binary is None or os.sep not in binary:
-        return
+        return None
     from dtvm.qemu.live import binary_version
 
     found = binary_version(binary)
-    if found is not None and found[:2] != OFFLINE_QEMU:
-        _fail(command, f"--offline answers for QEMU {OFFLINE_QEMU[0]}.{OFFLINE_QEMU[1]} (dtvm's machine models); "
-                       f"{binary} is QEMU {found[0]}.{found[1]}.{found[2]}: leave out --offline to ask it", 2)
+    return f"{found[0]}.{found[1]}" if found is not None else None
 
 
 @click.group("machine", cls=SuggestingGroup)
@@ -290,8 +296,10 @@ def machine_diff(type_a: str, type_b: str, binary: str | None, binary_b: str | N
               help="do not start the result once (as a migration destination, on null back-ends) to let QEMU judge it")
 @click.option("--offline", is_flag=True,
               help="run no QEMU: what the machine makes by itself comes from dtvm's machine models (implies --no-check)")
+@click.option("--qemu-version", "qemu_version", metavar="X.Y",
+              help="with --offline: the models of this QEMU version (default: --binary's, given by path; else 7.2)")
 def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, timeout: float, no_check: bool,
-                 offline: bool) -> None:
+                 offline: bool, qemu_version: str | None) -> None:
     """Rebuild the described VM: a precise QEMU command line (-nodefaults, every device explicit).
 
     The guest tree is data: it may state only device types and properties QEMU's catalog has and
@@ -307,6 +315,8 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
     from dtvm.qemu.opts import format_argv
     from dtvm.vm.readback import read_config
 
+    if qemu_version is not None and not offline:
+        _fail("dtb2qemu", "--qemu-version goes with --offline (online, --binary answers for itself)", 2)
     try:
         gtree = read_dtb(read_blob(guest), guest)
         btree = None
@@ -326,10 +336,11 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
             return read_argv(argv, timeout=timeout, incoming=True)
 
         if offline:
+            from dtvm.qemu.models import use_version
             from dtvm.qemu.offline import offline_prober
 
-            _offline_fits(binary, "dtb2qemu")
-            rebuild = build_argv(plan, binary=binary, prober=offline_prober, check=False)
+            with use_version(_offline_version(binary, qemu_version)):
+                rebuild = build_argv(plan, binary=binary, prober=offline_prober, check=False)
         else:
             from dtvm.qemu.live import binary_version
 

@@ -71,8 +71,18 @@ def option_defaults(guest: DeviceTree) -> dict[str, str] | None:
         info = find_machine(machine, f"qemu-system-{arch}" if arch else None)
         if info.type != machine:
             return None  # an alias or another binary's type: its defaults are not this VM's
-        options = load_schema(info).defaults.get("options") or {}
-    except (DtvmError, ValueError, UnicodeDecodeError):
+        try:
+            options = load_schema(info).defaults.get("options") or {}
+        except DtvmError:  # a type only a newer QEMU has (pc-q35-10.0): its version's schema
+            from dtvm.fileio import load_yaml
+            from dtvm.qemu.schemafiles import schema_text
+
+            text = schema_text(f"{info.arch}-{info.type}.yaml")
+            data = load_yaml(text) if text is not None else None
+            options = (data.get("defaults") or {}).get("options") or {} if isinstance(data, dict) else {}
+            if text is None:
+                return None
+    except (DtvmError, ValueError, UnicodeDecodeError, AttributeError):
         return None
     return {str(k): str(v) for k, v in options.items()}
 

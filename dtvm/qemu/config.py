@@ -65,9 +65,10 @@ def _schema_option_defaults(arch: str, machine_type: str) -> dict[str, str]:
     checked-in schema, measured by starting it without options): QEMU does not report a default
     for many machine options (graphics, highmem, its, sata, ...)."""
 
-    try:
-        text = resources.files("dtvm.qemu").joinpath(f"machines/{arch}-{machine_type}.yaml").read_text(encoding="utf-8")
-    except (OSError, ValueError):
+    from dtvm.qemu.schemafiles import schema_text
+
+    text = schema_text(f"{arch}-{machine_type}.yaml")
+    if text is None:
         return {}
     data = load_yaml(text)
     options = data.get("defaults", {}).get("options", {}) if isinstance(data, dict) else {}
@@ -200,6 +201,8 @@ def _device(snapshot: Snapshot, qdev: QDev, bus: QBus, nth: int) -> Device:
             if value:
                 backends[name] = value
             continue
+        if rules.is_neutral(qdev.type, name, value):
+            continue
         if defaults is not None:
             if name in defaults:
                 if defaults[name] == value or (value == "<null>" and defaults[name] in ("None", "[]")):
@@ -279,6 +282,9 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
             if (known is None or known == text) and not (text == "off" and name in _OFF_IS_NOT_DEFAULT):
                 continue
         options[name] = text
+    scalars = {k: _json_text(v) for k, v in snapshot.machine_props.items() if not isinstance(v, (dict, list)) and v is not None}
+    for name in versions().machine_moot_props(scalars):
+        options.pop(name, None)
     cpu_type = None
     for path in sorted(snapshot.cpu_types):
         cpu_type = snapshot.cpu_types[path]

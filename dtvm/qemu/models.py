@@ -3,8 +3,13 @@ recorded from QEMU by scripts/gen_offline_models.py, as data and back, bounded w
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import re
 import zlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from importlib import resources
 from typing import Any
 
@@ -12,7 +17,21 @@ from dtvm.errors import DtvmError
 from dtvm.qemu.machine import MachineInfo
 from dtvm.vm.model import Backend, Bus, Config, Device
 
-__all__ = ["OfflineError", "apply_deltas", "config_from_dict", "config_to_dict", "device_from_dict", "device_to_dict", "load_model", "option_delta", "option_deltas"]
+__all__ = [
+    "OfflineError",
+    "apply_deltas",
+    "config_from_dict",
+    "config_to_dict",
+    "device_from_dict",
+    "device_to_dict",
+    "load_model",
+    "model_versions",
+    "offline_machine",
+    "option_delta",
+    "option_deltas",
+    "selected_version",
+    "use_version",
+]
 
 
 class OfflineError(DtvmError):
@@ -95,20 +114,89 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     root.devices = [device_from_dict(d, root) for d in data["root"]["devices"]]
     backends = [Backend(str(b["kind"]), str(b["id"]), dict(b["options"])) for b in data["backends"]]
     dtb = _inflate(base64.b64decode(data["dtb-zlib"])) if data.get("dtb-zlib") else None
-    return Config(machine, root, backends, dict(data["inputs"]), dtb, qemu_version=REFERENCE)
+    # the description says which QEMU the model answers for: that version's models were recorded from it
+    return Config(machine, root, backends, dict(data["inputs"]), dtb, qemu_version=_SELECTED.get() or REFERENCE)
+
+
+# -- which QEMU version's models answer ---------------------------------------------------------
+#: the QEMU version (major.minor) whose models answer; "" is the reference (7.2), whose models sit
+#: directly in dtvm/qemu/machines; another version's sit in machines/VERSION/.  A context variable,
+#: not an argument: the offline reader's many functions stay as they are, and a caller selects the
+#: version once (``with use_version("10.0"):``) for everything it asks inside.
+_SELECTED: ContextVar[str] = ContextVar("dtvm_offline_qemu", default="")
+
+
+def model_versions() -> list[str]:
+    """The QEMU versions (major.minor) with offline models, the reference first."""
+    from dtvm.qemu.versions import REFERENCE
+
+    found = [REFERENCE]
+    root = resources.files("dtvm.qemu").joinpath("machines")
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if re.fullmatch(r"\d{1,3}\.\d{1,3}", entry.name) and entry.is_dir() and \
+                any(f.name.endswith(".offline.json") for f in entry.iterdir()):
+            found.append(entry.name)
+    return found
+
+
+def selected_version() -> str:
+    """The QEMU version (major.minor) the offline models answer for in this context."""
+    from dtvm.qemu.versions import REFERENCE
+
+    return _SELECTED.get() or REFERENCE
+
+
+@contextlib.contextmanager
+def use_version(version: tuple[int, ...] | str | None) -> Iterator[str]:
+    """Answer with the models recorded from QEMU ``version`` (10.0.2, (10, 0, 2) or 10.0; None:
+    the reference) inside the block; OfflineError naming the versions there are models for."""
+    if version is None:
+        text = ""
+    elif isinstance(version, str):
+        text = ".".join(version.strip().split(".")[:2])
+    else:
+        text = f"{version[0]}.{version[1]}"
+    have = model_versions()
+    if text and text not in have:
+        raise OfflineError(f"no offline models for QEMU {text} (dtvm has them for QEMU {', '.join(have)}): "
+                           "leave out --offline to ask that QEMU")
+    token = _SELECTED.set("" if text == have[0] else text)
+    try:
+        yield text or have[0]
+    finally:
+        _SELECTED.reset(token)
+
+
+def offline_machine(name: str, binary: str | None) -> MachineInfo:
+    """The machine ``name`` as the selected version builds it: an alias (``-M q35``) is that
+    version's own type there (pc-q35-10.0 on 10.0), not the reference's pc-q35-7.2."""
+    from dtvm.qemu.machine import find_machine
+    from dtvm.qemu.versions import REFERENCE
+
+    machine = find_machine(name, binary)
+    version = _SELECTED.get()
+    if version and name == machine.alias and machine.type.endswith("-" + REFERENCE):
+        machine = dataclasses.replace(machine, type=machine.type[: -len(REFERENCE)] + version)
+    return machine
 
 
 # -- the stored model ----------------------------------------------------------------------------
 def _model_name(machine: MachineInfo) -> str:
-    return f"{machine.arch}-{machine.type}.offline.json"
+    version = _SELECTED.get()
+    return (f"{version}/" if version else "") + f"{machine.arch}-{machine.type}.offline.json"
 
 
 def load_model(machine: MachineInfo) -> dict[str, Any]:
     name = _model_name(machine)
     try:
-        text = resources.files("dtvm.qemu").joinpath("machines").joinpath(name).read_text(encoding="utf-8")
+        where = resources.files("dtvm.qemu").joinpath("machines")
+        for part in name.split("/"):
+            where = where.joinpath(part)
+        text = where.read_text(encoding="utf-8")
     except (FileNotFoundError, OSError):
-        raise OfflineError(f"no offline model for {machine.arch} {machine.type} (dtvm/qemu/machines/{name}): use online mode") from None
+        on = f" on QEMU {_SELECTED.get()}" if _SELECTED.get() else ""
+        raise OfflineError(f"no offline model for {machine.arch} {machine.type}{on} (dtvm/qemu/machines/{name}): "
+                           "use online mode") from None
     data = json.loads(text)
     if not isinstance(data, dict) or data.get("format") != 1:
         raise OfflineError(f"dtvm/qemu/machines/{name}: not a format-1 offline model")

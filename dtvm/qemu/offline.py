@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from dtvm.errors import DtvmError
 from dtvm.qemu import images
 from dtvm.qemu.config import guest_state
-from dtvm.qemu.machine import find_machine
 from dtvm.qemu.models import (
     OfflineError,
     apply_deltas,
@@ -27,8 +26,10 @@ from dtvm.qemu.models import (
     device_from_dict,
     device_to_dict,
     load_model,
+    offline_machine,
     option_delta,
     option_deltas,
+    selected_version,
 )
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -355,7 +356,7 @@ def offline_config(argv: list[str]) -> Config:
     from dtvm.qemu import assign
 
     args = parse_argv(argv)
-    machine = find_machine(args.machine or "", argv[0])
+    machine = offline_machine(args.machine or "", argv[0])
     if args.machine not in (machine.type, machine.alias):
         raise OfflineError(f"-machine {args.machine}: not a machine dtvm describes")
     if machine.binary != os.path.basename(argv[0]):
@@ -377,7 +378,7 @@ def offline_config(argv: list[str]) -> Config:
         raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
                            "models QEMU cannot run under TCG: use online mode)")
     option_variant, deltas = option_deltas(model, bad, args.nodefaults and not args.usb)
-    dt_memory = machine.type in ("virt-7.2", "virt") and machine.arch in ("aarch64", "arm", "riscv64")
+    dt_memory = re.sub(r"-\d+\.\d+$", "", machine.type) == "virt" and machine.arch in ("aarch64", "arm", "riscv64")
     for opt, key in ((args.memory, "m"), (args.smp, "smp")):
         if opt is not None and not x86 and not (key == "m" and dt_memory):
             raise OfflineError(f"-{key} {opt}: not in the offline model of {machine.type} (use online mode)")
@@ -887,7 +888,7 @@ def offline_prober(argv: list[str]) -> Probe:
     from dtvm.qemu.schema import load_schema
 
     machine_arg = argv[argv.index("-machine") + 1] if "-machine" in argv else ""
-    machine = find_machine(machine_arg.split(",", 1)[0], argv[0])
+    machine = offline_machine(machine_arg.split(",", 1)[0], argv[0])
     cpus: int | None = None
     if machine.dt:
         kept: list[str] = []
@@ -910,10 +911,13 @@ def offline_prober(argv: list[str]) -> Probe:
         for dev in config.devices():
             for prop in follow.get(dev.driver, []):
                 dev.props[prop] = str(cpus)
-    schema = load_schema(machine)
+    schema = load_schema(machine, selected_version())
     props: dict[str, Any] = {}
     props.update({str(k): str(v) for k, v in (schema.defaults.get("options") or {}).items()})
     props.update({str(k): str(v) for k, v in (schema.defaults.get("inputs") or {}).items()})
     props["usb"] = "off"  # a property of every machine (MachineState), off unless given
     props.update(config.machine.options)
-    return Probe(config, props, complete=False)
+    # the QEMU the models were recorded from: the description is held to that version's catalog
+    from dtvm.qemu.versions import parse_version
+
+    return Probe(config, props, complete=False, version=parse_version(selected_version()))

@@ -14,8 +14,9 @@ from typing import Any
 from dtvm.errors import DtvmError
 from dtvm.fileio import load_yaml
 from dtvm.qemu.machine import DeviceOrigin, MachineInfo, MachineReport
+from dtvm.qemu.schemafiles import schema_text
 
-__all__ = ["SchemaError", "from_schema", "load_schema", "schema_name", "to_schema"]
+__all__ = ["SchemaError", "from_schema", "load_schema", "schema_name", "schema_text", "to_schema"]
 
 FORMAT = 1
 

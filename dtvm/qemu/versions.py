@@ -11,6 +11,7 @@ machine options a newer version added at the value older ones always behaved as.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
 import re
@@ -65,6 +66,12 @@ class Versions:
     machine_derived: frozenset[str]
     machine_neutral: dict[str, str]
     no_migration: tuple[dict[str, str], ...] = ()
+    machine_moot: tuple[tuple[str, str, str], ...] = ()  # (prop, other prop, its value)
+    device_neutral: dict[tuple[str, str], frozenset[str]] = dataclasses.field(default_factory=dict)
+
+    def is_neutral(self, driver: str, prop: str, value: str) -> bool:
+        """A device property value every version's guest sees as the default (reported differently)."""
+        return value in self.device_neutral.get((driver, prop), ())
 
     def is_derived(self, driver: str, prop: str) -> bool:
         """A property that is state or a copy of a machine option: never part of a description."""
@@ -72,6 +79,11 @@ class Versions:
 
     def instance_default(self, driver: str, prop: str) -> str | None:
         return self.instance_defaults.get((driver, prop))
+
+    def machine_moot_props(self, props: dict[str, str]) -> set[str]:
+        """The options that make no difference given the machine's other options (``props``:
+        option -> text, defaults included), on every version."""
+        return {prop for prop, other, value in self.machine_moot if props.get(other) == value}
 
     def machine_ignored(self, prop: str, value: str) -> bool:
         """A machine property that is derived, or a newer option at the value older QEMUs behaved as."""
@@ -108,7 +120,15 @@ def versions() -> Versions:
     neutral = {e["prop"]: e["value"] for e in _entries(data, "machine-neutral", ("prop", "value"))}
     known = {str(k): dict(v or {}) for k, v in data["versions"].items()}
     blockers = tuple(_entries(data, "no-migration", ("qemu",)))
-    return Versions(known, derived, instance, mderived, neutral, blockers)
+    moot = []
+    for e in _entries(data, "machine-moot", ("prop", "when")):
+        other, eq, value = e["when"].partition("=")
+        if not eq:
+            raise VersionsError(f"dtvm/qemu/data/versions.json: machine-moot: {e['prop']}: when is OPTION=VALUE")
+        moot.append((e["prop"], other, value))
+    dneutral = {(e["driver"], e["prop"]): frozenset(e["value"].split("|"))
+                for e in _entries(data, "device-neutral", ("driver", "prop", "value"))}
+    return Versions(known, derived, instance, mderived, neutral, blockers, tuple(moot), dneutral)
 
 
 def known_versions() -> list[str]:
