@@ -108,6 +108,9 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     m = data["machine"]
     # the models were read with an older dtvm: options it now knows to be derived are dropped
     options = {k: v for k, v in m["options"].items() if not versions().machine_ignored(k, str(v))}
+    # and so are options moot beside another (vmport while i8042=off), as the online reading drops them
+    for name in versions().machine_moot_props({k: str(v) for k, v in options.items()}):
+        options.pop(name, None)
     machine = Machine(str(m["type"]), str(m["arch"]), options, m["cpu_type"], int(m["cpus"]),
                       int(m["max_cpus"]), {str(k): int(v) for k, v in m["topology"].items()}, int(m["memory"]))
     root = Bus(str(data["root"]["name"]), str(data["root"]["type"]))
