@@ -71,6 +71,8 @@ OPTION_VARIANTS: dict[str, list[str]] = {
     "pc-q35-7.2": _X86_OPTIONS,
     "pc-i440fx-7.2": _X86_OPTIONS,
 }
+
+
 def _option_argv(option: str) -> list[str]:
     """An option variant's arguments: "NAME=VALUE" is a machine option, "-cpu MODEL" a CPU model."""
     return option.split(" ", 1) if option.startswith("-") else ["-machine", option]

@@ -245,6 +245,7 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     ([*Q35, "-M", "pc-q35-7.2,max-ram-below-4g=1G"], "max-ram-below-4g=1G"),
     ([*VIRT, "-M", "virt-7.2,highmem=off,its=off", "-nodefaults"], "not with its=off"),
     ([*VIRT, "-M", "virt-7.2,its=off", "-cpu", "max", "-nodefaults"], "-cpu max changes QEMU's own DT"),
+    ([*VIRT, "-bios", "/dev/null", "-nodefaults"], "with firmware virt-7.2 makes other devices"),
     ([*Q35, "-device", "e1000,bus=nope"], "nope"),
     ([*Q35, "-nodefaults", "-device", "e1000,addr=3.0", "-device", "e1000e,addr=3.0"], "3"),
     (["qemu-system-ppc64", "-M", "pseries-7.2", "-device", "spapr-vty"], "spapr-vty"),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dtvm.errors import DtvmError
 from dtvm.qemu import images
-from dtvm.qemu.config import guest_state
+from dtvm.qemu.config import firmware_shapes_devices, guest_state
 from dtvm.qemu.models import (
     OfflineError,
     apply_deltas,
@@ -362,6 +362,9 @@ def offline_config(argv: list[str]) -> Config:
     if machine.binary != os.path.basename(argv[0]):
         raise OfflineError(f"-machine {args.machine}: a machine of {machine.binary}, not of {os.path.basename(argv[0])}")
     model = load_model(machine)
+    if "firmware" in args.inputs and machine.type in firmware_shapes_devices():
+        raise OfflineError(f"-bios: with firmware {machine.type} makes other devices (ACPI: acpi-ged, not pl061 and gpio-keys); "
+                           "not in the offline model (use online mode)")
     from dtvm.vm.model import MACHINE_HOST_PROPS
 
     for k, v in list(args.machine_opts):
@@ -541,8 +544,7 @@ def offline_config(argv: list[str]) -> Config:
 
 
 def _derived_props(config: Config, explicit: dict[int, set[str]]) -> None:
-    """Properties QEMU derives at realize: virtio PCI disks' queues and vectors from the CPU count
-    (``queues-follow-smp``), SAS addresses from the PCI slot and function (``address-derived``)."""
+    """What QEMU derives at realize: virtio disks' queues from -smp, SAS addresses from the slot."""
     rules, by_address = device_facts().get("queues-follow-smp") or {}, device_facts().get("address-derived") or {}
     cpus = config.machine.cpus or 1
     for dev in config.devices():
@@ -559,9 +561,8 @@ def _derived_props(config: Config, explicit: dict[int, set[str]]) -> None:
 
 
 def _ide_serials(config: Config, explicit: dict[int, set[str]]) -> None:
-    """QEMU numbers IDE drive states with one counter over every IDE bus in creation order (two per
-    bus, hw/ide/core.c ide_init1) and an IDE disk's default serial is ``QM<n>``: a second AHCI's
-    ports continue after the machine's."""
+    """IDE default serials (``QM<n>``) come from one counter over every IDE bus in creation order (two
+    per bus, hw/ide/core.c ide_init1): a second AHCI's ports continue after the machine's."""
     ordinal = 0
     for bus in _all_buses(config):
         if bus.type != "IDE":
