@@ -67,7 +67,9 @@ def _describe(vm: VM) -> tuple[bytes, bytes]:
     from dtvm.qemu.describe import describe_snapshot
     from dtvm.qemu.live import read_socket
 
-    desc = describe_snapshot(read_socket(vm.address, timeout=30))
+    snapshot = read_socket(vm.address, timeout=30)
+    snapshot.binary = vm.argv[0]  # the VM's own QEMU, as qemu2dtb --qmp --binary names it
+    desc = describe_snapshot(snapshot)
     return write_dtb(desc.guest), write_dtb(desc.backend)
 
 

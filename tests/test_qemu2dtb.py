@@ -440,3 +440,10 @@ def test_two_runs_one_overlay(args: list[str], tmp_path: Path) -> None:
         blobs.append((out.read_bytes(), (tmp_path / f"r{run}.backend.dtbo").read_bytes()))
     assert blobs[0] == blobs[1]
     assert b"#net0" in blobs[0][1] or b"#block0" in blobs[0][1]  # not vacuous: a generated name is there
+
+
+def test_qmp_binary_must_exist(tmp_path: Path) -> None:
+    """--binary names the VM's QEMU for a --qmp read: a path that is no file is one line, exit 2, before any read."""
+    res = _dtvm("qemu2dtb", "--qmp", f"unix:{tmp_path}/none.sock", "--binary", str(tmp_path / "qemu-system-ppc64"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "--binary" in res.stderr and "no such file" in res.stderr

@@ -6,6 +6,7 @@ description was made (temporary file, then rename).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -48,10 +49,13 @@ def _fail(command: str, message: str, code: int = 1) -> None:
 @click.option("--offline", is_flag=True, help="do not run QEMU: build the device model from dtvm's machine models")
 @click.option("--qemu-version", "qemu_version", metavar="X.Y",
               help="with --offline: the models of this QEMU version (default: the binary's, given by path; else 7.2)")
+@click.option("--binary", "binary", metavar="PATH",
+              help="with --qmp: the VM's QEMU binary, where a read must start one of its version (pseries with "
+                   "hot-plugged devices; default: qemu-system-ARCH on PATH)")
 @click.argument("qemu_argv", nargs=-1, type=click.UNPROCESSED)
 def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, libvirt_domain: str | None,
                  connect: str | None, fmt: str, timeout: float, offline: bool, qemu_version: str | None,
-                 qemu_argv: tuple[str, ...]) -> None:
+                 binary: str | None, qemu_argv: tuple[str, ...]) -> None:
     """Describe a QEMU VM: its guest-visible hardware as a DTB, its host back-ends as an overlay.
 
     \b
@@ -97,9 +101,12 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, libvi
                 desc = describe(offline_config(argv or DEFAULT_ARGV), driver_compat())
             snapshot = None
         elif qmp is not None:
+            if binary is not None and not os.path.isfile(binary):
+                _fail("qemu2dtb", f"--binary {binary}: no such file", 2)
             if argv:
                 _fail("qemu2dtb", "give either --qmp or a QEMU command line, not both", 2)
             snapshot = live.read_socket(qmp, timeout=timeout)
+            snapshot.binary = binary
             compat = driver_compat()
         else:
             # load the bindings while QEMU starts: the two costs overlap

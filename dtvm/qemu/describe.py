@@ -55,7 +55,7 @@ def _dt_at_reset(desc: Description, snapshot: Snapshot) -> bytes:
     from dtvm.vm.readback import read_config
 
     arch = snapshot.arch
-    binary = snapshot.argv[0] if snapshot.argv else BINARIES.get(arch)
+    binary = snapshot.argv[0] if snapshot.argv else snapshot.binary or BINARIES.get(arch)
     where = f"{snapshot.machine_type} with hot-plugged devices"
     if binary is None:
         raise QemuError(f"{where}: no QEMU binary known for arch {arch!r} to build the DT of its next reset")

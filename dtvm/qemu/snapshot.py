@@ -62,6 +62,7 @@ class Snapshot:
     network: str                                # HMP "info network"
     dtb: bytes | None                           # QMP dumpdtb (None when the machine has no FDT)
     argv: list[str] | None = None               # the command line, when dtvm started the VM
+    binary: str | None = None                   # the VM's QEMU executable, when known (argv[0], the QMP peer's)
     version: dict[str, Any] = field(default_factory=dict)  # query-version
     #: query-machines' compat-props of this machine type, in QEMU's order (QEMU >= 9.1; [] before)
     compat_props: list[dict[str, Any]] = field(default_factory=list)
@@ -95,7 +96,7 @@ class Snapshot:
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in data:
-                if f.name in ("argv", "version", "compat_props", "type_ancestors"):
+                if f.name in ("argv", "binary", "version", "compat_props", "type_ancestors"):
                     continue
                 raise SnapshotFormatError(f"snapshot: missing field {f.name!r}")
             value = data[f.name]
@@ -127,7 +128,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "arch": str, "machine_type": str, "machine_props": dict, "machine_prop_defaults": dict, "qtree": str,
     "type_props": dict, "peripherals": list, "cpus": list, "cpu_types": dict, "hotpluggable_cpus": list,
     "memory": dict, "memdevs": list, "block": list, "block_nodes": list, "chardevs": list, "network": str,
-    "dtb": (dict, type(None)), "argv": (list, type(None)), "version": dict, "compat_props": list,
+    "dtb": (dict, type(None)), "argv": (list, type(None)), "binary": (str, type(None)), "version": dict, "compat_props": list,
     "type_ancestors": dict,
 }
 

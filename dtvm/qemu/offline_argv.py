@@ -1,0 +1,292 @@
+"""The command line as the offline model reads it: QEMU's options, their back-ends and images.
+
+Split from ``offline.py`` (which turns the parsed options into the device model): this module
+knows QEMU's option syntax and which options the offline model takes at all, and refuses the
+others by name (use online mode) before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dtvm.qemu import images
+from dtvm.qemu.models import OfflineError
+
+__all__ = ["Args", "Drive", "image_size", "is_qcow2", "parse_argv"]
+
+
+@dataclass
+class Drive:
+    """A block back-end of the command line: what the guest sees of it is its size."""
+
+    name: str
+    size: int
+    file: str | None
+    fmt: str
+    readonly: bool
+    blk_name: str  # the BlockBackend's name (a -drive id); "" for a -blockdev node
+
+
+@dataclass
+class Args:
+    machine: str | None = None
+    machine_opts: list[tuple[str, str]] = field(default_factory=list)
+    memory: str | None = None
+    smp: str | None = None
+    cpu: str | None = None
+    nodefaults: bool = False
+    removed: set[str] = field(default_factory=set)
+    devices: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    netdevs: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    chardevs: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)
+    usb: bool = False
+    nics: list[list[tuple[str, str]]] = field(default_factory=list)
+    drives: dict[str, Drive] = field(default_factory=dict)
+    cdrom: str | None = None
+    hda: str | None = None
+    hd: dict[int, str] = field(default_factory=dict)
+    hd_what: dict[int, str] = field(default_factory=dict)  # the option that gave hd[N]
+    #: -drive if=virtio: vl.c queues a virtio-blk -device per drive after the command line's own
+    virtio_drives: list[str] = field(default_factory=list)
+    vga_std: bool = False
+    globals_: list[tuple[str, str, str]] = field(default_factory=list)
+    chardev_for: dict[str, str] = field(default_factory=dict)
+
+
+_IGNORED_FLAGS = {"-S", "-nographic", "-no-reboot", "-no-shutdown"}
+_IGNORED_WITH_VALUE = {"-name", "-qmp", "-monitor", "-serial-none"}
+
+#: what QEMU 7.2's NetdevUserOptions takes (plus a NIC's model and mac, and the netdev id): a -nic
+#: user with another key is refused by QEMU, so by the model too
+_NIC_USER_KEYS = frozenset({
+    "model", "mac", "id", "hostname", "restrict", "ipv4", "ipv6", "ip", "net", "host", "tftp", "bootfile",
+    "dhcpstart", "dns", "dnssearch", "domainname", "ipv6-prefix", "ipv6-prefixlen", "ipv6-host", "ipv6-dns",
+    "smb", "smbserver", "hostfwd", "guestfwd", "tftp-server-name",
+})
+
+
+def is_qcow2(path: str, what: str) -> bool:
+    try:
+        return images.is_qcow2(path, what)
+    except images.ImageError as exc:
+        raise OfflineError(str(exc)) from None
+
+
+def image_size(path: str, what: str, fmt: str = "raw") -> int:
+    try:
+        return images.guest_size(path, what, fmt)
+    except images.ImageError as exc:
+        raise OfflineError(str(exc)) from None
+
+
+def _drive_option(opts: dict[str, str], opt: str) -> Drive:
+    if opts.get("if") != "none" or "id" not in opts:
+        raise OfflineError(f"{opt}: only if=none,id=... drives are in the offline model (use online mode)")
+    known = {"if", "id", "file", "format", "driver", "readonly", "read-only", "file.locking"}
+    extra = sorted(set(opts) - known)
+    if extra:
+        raise OfflineError(f"{opt}: {extra[0]}=: not in the offline model (use online mode)")
+    driver = opts.get("driver") or opts.get("format") or "raw"
+    ro = opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
+    if driver in ("null-co", "null-aio"):
+        return Drive(opts["id"], 1 << 30, None, driver, ro, opts["id"])
+    if "file" in opts and not (opts.get("driver") or opts.get("format")) and is_qcow2(opts["file"], opt):
+        driver = "qcow2"  # QEMU probes the format: the qcow2 magic wins
+    if driver not in ("raw", "qcow2") or "file" not in opts:
+        raise OfflineError(f"{opt}: format {driver}: only raw and qcow2 images and null-co are in the offline model (use online mode)")
+    return Drive(opts["id"], image_size(opts["file"], opt, driver), opts["file"], driver, ro, opts["id"])
+
+
+def _ide_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
+    """``-drive if=ide,index=N,file=F[,format=raw|qcow2]``: what ``-hdX`` is (vl.c turns -hda into
+    if=ide,index=0), for any index the machine's IDE buses have."""
+    extra = sorted(set(opts) - {"if", "index", "file", "format", "media"})
+    if extra or "index" not in opts or "file" not in opts or opts.get("media", "disk") != "disk":
+        raise OfflineError(f"{what}: only if=ide with index=, file= and format= (a disk) is in the offline model "
+                           "(use online mode)")
+    try:
+        index = int(opts["index"], 0)
+    except ValueError:
+        raise OfflineError(f"{what}: index={opts['index']}: not a number") from None
+    probed = "qcow2" if is_qcow2(opts["file"], what) else "raw"
+    if opts.get("format", probed) != probed:
+        raise OfflineError(f"{what}: format={opts['format']} on a {probed} image is not in the offline model (use online mode)")
+    if not 0 <= index < 12 or index in args.hd:
+        raise OfflineError(f"{what}: IDE index {index} is out of range or given twice")
+    args.hd[index] = opts["file"]
+    args.hd_what[index] = what
+
+
+def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, Drive] | None = None) -> Drive:
+    name = opts.get("node-name")
+    driver = opts.get("driver", "")
+    if not name:
+        raise OfflineError(f"{opt}: needs node-name= in the offline model")
+    ro = opts.get("read-only", "off") in ("on", "true", "yes")
+    if driver in ("null-co", "null-aio") and set(opts) <= {"driver", "node-name", "size", "read-only"}:
+        size = int(opts.get("size", str(1 << 30)), 0)
+        return Drive(name, size, None, driver, ro, "")
+    filename = opts.get("file.filename") if opts.get("file.driver") == "file" else opts.get("filename") if driver == "file" else None
+    if driver in ("raw", "qcow2") and filename is None and opts.get("file") in (nodes or {}) \
+            and set(opts) <= {"driver", "node-name", "file", "read-only"}:
+        under = (nodes or {})[opts["file"]]
+        if under.fmt == "file" and under.file is not None:  # a format node on a -blockdev file node
+            filename = under.file
+            return Drive(name, image_size(filename, opt, driver), filename, driver, ro, "")
+    if driver == "file" and filename and set(opts) <= {"driver", "node-name", "filename", "read-only"}:
+        # a protocol node: what a format node on top of it sees is decided there
+        return Drive(name, image_size(filename, opt), filename, "file", ro, "")
+    if driver in ("raw", "qcow2") and filename and set(opts) <= {"driver", "node-name", "file.driver", "file.filename", "filename", "read-only"}:
+        return Drive(name, image_size(filename, opt, driver), filename, driver, ro, "")
+    raise OfflineError(f"{opt}: driver={driver}: only null-co, raw and qcow2 files are in the offline model (use online mode)")
+
+
+def parse_argv(argv: list[str]) -> Args:
+    """QEMU's command line, the options the offline model understands; OfflineError otherwise."""
+    from dtvm.qemu.opts import OptionError, parse
+
+    args = Args()
+    i = 1
+    while i < len(argv):
+        opt = argv[i]
+        norm = "-" + opt.lstrip("-") if opt.startswith("--") else opt
+
+        def value(i: int = i, opt: str = opt) -> str:
+            if i + 1 >= len(argv):
+                raise OfflineError(f"{opt}: needs a value")
+            return argv[i + 1]
+
+        try:
+            if norm in ("-M", "-machine"):
+                head, pairs = parse(value(), implied="type", keyval=True)
+                if head:
+                    args.machine = head
+                for k, v in pairs:
+                    if k == "type":
+                        args.machine = v
+                    else:
+                        args.machine_opts.append((k, v))
+                i += 2
+            elif norm == "-m":
+                args.memory = value()
+                i += 2
+            elif norm == "-smp":
+                args.smp = value()
+                i += 2
+            elif norm == "-cpu":
+                args.cpu = value()
+                i += 2
+            elif norm == "-nodefaults":
+                args.nodefaults = True
+                i += 1
+            elif norm in ("-vga", "-serial", "-parallel", "-net") and value() == "none":
+                args.removed.add(norm[1:])
+                i += 2
+            elif norm in ("-serial", "-parallel"):
+                # the default port's back-end only: the guest sees the same port
+                if norm[1:] in args.chardev_for:
+                    raise OfflineError(f"{opt}: a second {norm[1:]} port is not in the offline model (use online mode)")
+                args.chardev_for[norm[1:]] = value()
+                i += 2
+            elif norm == "-usb":
+                args.usb = True
+                i += 1
+            elif norm == "-display":
+                if value().split(",", 1)[0] != "none":
+                    # the other displays need QEMU's GUI modules; whether they start is the host's
+                    raise OfflineError(f"-display {value()}: only -display none is in the offline model (use online mode)")
+                i += 2
+            elif norm == "-nic":
+                head, pairs = parse(value(), implied="type")
+                if head != "user":
+                    raise OfflineError(f"-nic {head or ''}: only -nic user is in the offline model (use online mode)")
+                unknown = [k for k, _ in pairs if k not in _NIC_USER_KEYS]
+                if unknown:
+                    raise OfflineError(f"-nic user: {unknown[0]}: not a parameter of a user NIC (QEMU refuses it)")
+                args.removed.add("net")
+                pairs = [("type", head), *pairs]
+                args.nics.append(pairs)
+                i += 2
+            elif norm == "-drive":
+                _, pairs = parse(value())
+                opts = dict(pairs)
+                if opts.get("if") == "ide":
+                    _ide_drive_option(args, opts, f"-drive {value()}")
+                elif opts.get("if") == "virtio" and "index" not in opts and "id" not in opts:
+                    # the BlockBackend is virtioN (N counts the if=virtio drives), its disk comes last
+                    name = f"virtio{len(args.virtio_drives)}"
+                    drive = _drive_option({**{k: v for k, v in opts.items() if k != "if"}, "if": "none", "id": name}, opt)
+                    args.drives[name] = drive
+                    args.virtio_drives.append(name)
+                else:
+                    drive = _drive_option(opts, opt)
+                    args.drives[drive.name] = drive
+                i += 2
+            elif norm == "-blockdev":
+                _, pairs = parse(value(), keyval=True)
+                drive = _blockdev_option(dict(pairs), opt, args.drives)
+                args.drives[drive.name] = drive
+                i += 2
+            elif norm == "-cdrom":
+                args.cdrom = value()
+                i += 2
+            elif norm in ("-hda", "-hdb", "-hdc", "-hdd"):
+                index = "abcd".index(norm[3])
+                if index in args.hd:
+                    raise OfflineError(f"{norm}: IDE index {index} is given twice (QEMU refuses it)")
+                args.hd[index] = value()
+                args.hd_what[index] = norm
+                i += 2
+            elif norm == "-vga" and value() == "std":
+                i += 2  # the x86 default; checked against the machine below
+                args.vga_std = True
+            elif norm == "-global":
+                from dtvm.qemu.opts import parse_global
+
+                args.globals_.append(parse_global(value(), where=opt))
+                i += 2
+            elif norm == "-object":
+                # host objects (rng back-ends, iothreads, memory back-ends): the guest sees them only
+                # through a device or machine option, which the model checks on its own
+                parse(value(), implied="qom-type")
+                i += 2
+            elif norm == "-device":
+                head, pairs = parse(value(), implied="driver")
+                if not head:
+                    raise OfflineError(f"-device {value()!r}: no driver")
+                args.devices.append((head, pairs))
+                i += 2
+            elif norm == "-netdev":
+                args.removed.add("net")  # any -netdev turns the default NIC off
+                head, pairs = parse(value(), implied="type")
+                if not head:
+                    raise OfflineError(f"-netdev {value()}: no type")
+                args.netdevs.append((head, pairs))  # host side only: any type
+                i += 2
+            elif norm == "-chardev":
+                head, pairs = parse(value(), implied="backend")
+                args.chardevs.append((head or "", pairs))  # host side only: any type
+                i += 2
+            elif norm in ("-kernel", "-initrd", "-append", "-dtb", "-bios"):
+                args.inputs[{"-bios": "firmware"}.get(norm, norm[1:])] = value()
+                i += 2
+            elif norm in _IGNORED_FLAGS:
+                i += 1
+            elif norm in _IGNORED_WITH_VALUE:
+                i += 2
+            else:
+                raise OfflineError(f"{opt}: the offline model does not understand this option (use online mode)")
+        except OptionError as exc:
+            raise OfflineError(f"{opt}: {exc}") from None
+    if args.machine is None:
+        raise OfflineError("no -machine/-M: name the versioned machine type")
+    if "append" in args.inputs and "kernel" not in args.inputs:
+        raise OfflineError("-append: only allowed with -kernel (QEMU refuses it otherwise)")
+    # vl.c's drive_new queues "-device virtio-blk,drive=virtioN" (virtio-blk-pci on these machines)
+    # behind the -device options already parsed
+    args.devices += [("virtio-blk-pci", [("drive", name)]) for name in args.virtio_drives]
+    return args
+
+
+# -- building ------------------------------------------------------------------------------------
