@@ -187,6 +187,14 @@ def _show(value: bytes) -> str:
     return value[:32].hex()
 
 
+def _stop_and_ask_qemu(vms: list[Any], case: Case, argv: list[str], directory: Path, target: str | None) -> str:
+    """Stop this case's VMs, then let QEMU judge the identical migration itself ('completed' or its words)."""
+    for vm in vms:
+        stop_vm(vm)
+    vms.clear()
+    return _oracle_self_migration(case, argv, directory, target)
+
+
 #: dtb2qemu --binary's refusals of what the target QEMU itself cannot do (held to QEMU each time)
 _TARGET_CANNOT = ("QEMU cannot migrate this VM", "is not one QEMU", "has no such property in QEMU")
 
@@ -250,10 +258,7 @@ def run_case(case: Case, directory: Path, *, target: str | None = None) -> Outco
             if target and any(w in str(exc) for w in _TARGET_CANNOT):
                 # refused as the target QEMU cannot run or receive it: held to QEMU failing the
                 # identical migration (or refusing the identical command line) itself
-                for vm in vms:
-                    stop_vm(vm)
-                vms.clear()
-                self_status = _oracle_self_migration(case, argv, directory, target)
+                self_status = _stop_and_ask_qemu(vms, case, argv, directory, target)
                 if self_status != "completed":
                     out.discarded = f"dtb2qemu --binary {target} refused; so does QEMU: {self_status}"
                     return out
@@ -268,10 +273,7 @@ def run_case(case: Case, directory: Path, *, target: str | None = None) -> Outco
         before = _describe(b) if case.machine == "pseries" else None  # 7.2 crashes on dumpdtb after migration
         status = _migrate(a, b, str(directory / "mig.sock"))
         if status != "completed":
-            for vm in vms:
-                stop_vm(vm)
-            vms.clear()
-            self_status = _oracle_self_migration(case, argv, directory, target)
+            self_status = _stop_and_ask_qemu(vms, case, argv, directory, target)
             if self_status != "completed":
                 out.discarded = f"migrate {'to ' + target if target else 'into itself'}: {self_status}"
                 return out

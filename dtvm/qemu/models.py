@@ -15,6 +15,7 @@ from typing import Any
 
 from dtvm.errors import DtvmError
 from dtvm.qemu.machine import MachineInfo
+from dtvm.qemu.schemafiles import machine_file
 from dtvm.vm.model import Backend, Bus, Config, Device
 
 __all__ = [
@@ -192,11 +193,8 @@ def _model_name(machine: MachineInfo) -> str:
 def load_model(machine: MachineInfo) -> dict[str, Any]:
     name = _model_name(machine)
     try:
-        where = resources.files("dtvm.qemu").joinpath("machines")
-        for part in name.split("/"):
-            where = where.joinpath(part)
-        text = where.read_text(encoding="utf-8")
-    except (FileNotFoundError, OSError):
+        text = machine_file(name)
+    except OSError:
         on = f" on QEMU {_SELECTED.get()}" if _SELECTED.get() else ""
         raise OfflineError(f"no offline model for {machine.arch} {machine.type}{on} (dtvm/qemu/machines/{name}): "
                            "use online mode") from None

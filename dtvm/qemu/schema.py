@@ -8,13 +8,12 @@ QEMU update show up as a diff in review.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 from dtvm.errors import DtvmError
 from dtvm.fileio import load_yaml
 from dtvm.qemu.machine import DeviceOrigin, MachineInfo, MachineReport
-from dtvm.qemu.schemafiles import schema_text
+from dtvm.qemu.schemafiles import machine_file, schema_text
 
 __all__ = ["SchemaError", "from_schema", "load_schema", "schema_name", "schema_text", "to_schema"]
 
@@ -80,11 +79,8 @@ def load_schema(machine: MachineInfo, qemu: str | None = None) -> MachineReport:
 
     name = schema_name(machine, qemu)
     try:
-        where = resources.files("dtvm.qemu").joinpath("machines")
-        for part in name.split("/"):
-            where = where.joinpath(part)
-        text = where.read_text(encoding="utf-8")
-    except (FileNotFoundError, OSError):
+        text = machine_file(name)
+    except OSError:
         raise SchemaError(f"dtvm/qemu/machines/{name}: no schema for {machine.arch} {machine.type}"
                           + (f" on QEMU {qemu}" if qemu else "")) from None
     return from_schema(machine, load_yaml(text), f"dtvm/qemu/machines/{name}")

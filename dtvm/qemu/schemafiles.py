@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-__all__ = ["schema_text"]
+__all__ = ["machine_file", "schema_text"]
 
 
 def schema_text(name: str) -> str | None:
@@ -24,3 +24,11 @@ def schema_text(name: str) -> str | None:
         except (OSError, ValueError):
             continue
     return None
+
+
+def machine_file(name: str) -> str:
+    """The text of ``dtvm/qemu/machines/NAME`` (``10.0/...`` for a version's); OSError when absent."""
+    where = resources.files("dtvm.qemu").joinpath("machines")
+    for part in name.split("/"):
+        where = where.joinpath(part)
+    return where.read_text(encoding="utf-8")
