@@ -73,6 +73,11 @@ start() {
     need_root start
     command -v libvirtd >/dev/null || { echo "libvirtd.sh: libvirtd is not installed (run: $0 install)" >&2; exit 1; }
     mkdir -p "$STATE" /run/libvirt
+    # libvirt runs swtpm_setup as tss: a swtpm_setup once run as root (by hand) leaves the local
+    # CA's lock and serial root-owned, and every later TPM domain fails "Could not run swtpm_setup"
+    if [ -d /var/lib/swtpm-localca ] && id tss >/dev/null 2>&1; then
+        chown -R tss:tss /var/lib/swtpm-localca
+    fi
     if alive /run/libvirtd.pid && answers 120; then
         echo "$URI"
         return
