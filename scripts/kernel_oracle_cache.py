@@ -4,7 +4,7 @@
 dt-validate costs 10 to 16 s of CPU a board: all 766 arm64 boards of Linux 6.1 are 130 to 200
 CPU-minutes, more than one sitting on a shared machine gives. So the oracle side is resumable:
 
-    python scripts/kernel_oracle_cache.py fill    [--arch arm64] [--limit N] [--stop-at HH:MM]
+    python scripts/kernel_oracle_cache.py fill    [--arch arm64] [--limit N] [--stop-at HH:MM] [--shard K/N]
     python scripts/kernel_oracle_cache.py compare [--arch arm64] [--jobs J] [--show N]
     python scripts/kernel_oracle_cache.py status  [--arch arm64]
 
@@ -39,11 +39,14 @@ if REPO not in sys.path:
 from tests import kernel_corpus as kc  # noqa: E402
 
 
-def fill(arch: str, limit: int, stop_at: str | None) -> int:
+def fill(arch: str, limit: int, stop_at: str | None, shard: tuple[int, int] = (0, 1)) -> int:
     os.nice(19 - os.nice(0))  # whoever started us: the oracle only takes idle CPU
     top = kc.cache_dir(arch)
     done = 0
-    for board in kc.ordered(arch):
+    k, n = shard
+    for i, board in enumerate(kc.ordered(arch)):
+        if i % n != k:
+            continue
         if limit and done >= limit:
             break
         if stop_at and time.strftime("%H:%M", time.gmtime()) >= stop_at:
@@ -118,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", default="arm64")
     ap.add_argument("--limit", type=int, default=0, help="fill: at most N new boards")
     ap.add_argument("--stop-at", help="fill: start no board after HH:MM UTC")
+    ap.add_argument("--shard", default="1/1", metavar="K/N",
+                    help="fill: only every N-th board, starting at the K-th (run N fills side by side, one per core)")
     ap.add_argument("--jobs", type=int, default=1, help="compare: dtvm's --jobs")
     ap.add_argument("--show", type=int, default=0, help="compare: list at most N differing boards")
     a = ap.parse_args(argv)
@@ -125,7 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         print(kc.MISSING, file=sys.stderr)
         return 2
     if a.action == "fill":
-        return fill(a.arch, a.limit, a.stop_at)
+        try:
+            k, n = (int(x) for x in a.shard.split("/"))
+        except ValueError:
+            k = n = 0
+        if not 1 <= k <= n:
+            print(f"--shard {a.shard}: want K/N with 1 <= K <= N", file=sys.stderr)
+            return 2
+        return fill(a.arch, a.limit, a.stop_at, (k - 1, n))
     if a.action == "status":
         return status(a.arch)
     return compare(a.arch, a.jobs, a.show)
