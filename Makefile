@@ -91,7 +91,7 @@ test-kernel-schemas: deps $(PY) kernel-schemas-oracle
 # under ~/.cache/dtvm-oracle/dt-validate/<oracle version>/ (the next run continues, never re-runs a
 # board; start it in the background, STOP=HH:MM UTC ends it), then dtvm against every cached board
 kernel-schemas-fill: deps $(PY) kernel-schemas-oracle
-	nice -n 19 $(PY) scripts/kernel_oracle_cache.py fill --arch $${ARCH:-arm64} --limit $${LIMIT:-0} $${STOP:+--stop-at $$STOP} $${SHARD:+--shard $$SHARD}
+	nice -n $${NICE:-19} $(PY) scripts/kernel_oracle_cache.py fill --nice $${NICE:-19} --arch $${ARCH:-arm64} --limit $${LIMIT:-0} $${STOP:+--stop-at $$STOP} $${SHARD:+--shard $$SHARD}
 
 kernel-schemas-compare: deps $(PY) kernel-schemas-oracle
 	$(PIP) install -q -e .
