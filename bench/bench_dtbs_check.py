@@ -5,6 +5,9 @@ process per board with JOBS at a time, as the kernel's build runs it. dtvm: one
 ``dtvm validate --schemas processed-schema.json --jobs JOBS`` over the same DTBs, with a cold cache
 (a fresh, empty cache directory) and warm (the same again). The DTBs are built first (cpp + dtc,
 not timed: both tools read the same blobs). Prints wall and CPU time of each and the ratios.
+dt-validate's verdict on each board is also kept in the oracle cache of
+scripts/kernel_oracle_cache.py (where it has none), so a whole-architecture bench run is also the
+oracle side of ``make kernel-schemas-compare``.
 
     python bench/bench_dtbs_check.py --boards 0 --jobs 2      # every arm64 board (about 130 CPU-min)
     python bench/bench_dtbs_check.py --boards 24 --seed 5     # a seeded subset
@@ -53,13 +56,23 @@ def main() -> int:
         return 2
     chosen = kc.sample(args.arch, args.boards, args.seed)
     with ThreadPoolExecutor(args.jobs) as pool:
-        built = [d for d in pool.map(lambda b: kc.build(args.arch, b), chosen) if d is not None]
+        pairs = [(b, d) for b, d in zip(chosen, pool.map(lambda b: kc.build(args.arch, b), chosen), strict=True) if d is not None]
+    built = [d for _, d in pairs]
+    top = kc.cache_dir(args.arch)
     print(f"{args.arch}: {len(built)} boards of {len(kc.boards(args.arch))} (seed {args.seed}), --jobs {args.jobs}, "
           f"{os.cpu_count()} CPUs")
 
+    def judge(pair: tuple[str, str]) -> tuple[int | None, str]:
+        board, dtb = pair
+        t0 = time.perf_counter()
+        rc, err = kc.dt_validate(dtb)
+        if kc.load_entry(top, args.arch, board) is None:  # the oracle's verdict, kept for kernel-schemas-compare
+            kc.store_verdict(top, args.arch, board, dtb, rc, err, wall_s=time.perf_counter() - t0)
+        return rc, err
+
     def peer() -> list[tuple[int | None, str]]:
         with ThreadPoolExecutor(args.jobs) as pool:
-            return list(pool.map(kc.dt_validate, built))
+            return list(pool.map(judge, pairs))
 
     def dtvm(cache: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "XDG_CACHE_HOME": cache}

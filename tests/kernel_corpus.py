@@ -193,6 +193,32 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def store_verdict(top: str, arch: str, board: str, dtb: str, rc: int | None, stderr: str,
+                  cpu_s: float | None = None, wall_s: float | None = None) -> dict:
+    """Keep dt-validate's verdict on BOARD (its DTB at DTB) under TOP, and return the entry.
+
+    Whoever ran dt-validate (the fill, or the dtbs_check bench on the same boards) leaves its
+    output here, so no board is ever judged twice by the oracle of one version."""
+    os.makedirs(top, exist_ok=True)
+    entry: dict = {
+        "arch": arch,
+        "board": board,
+        # a timeout says more about the machine's load than about dt-validate: judged again next time
+        "status": "timeout" if rc is None else "crashed" if crashed(rc, stderr) else "ok",
+        "dtb_sha256": _sha(dtb),
+        "rc": rc,
+        "stderr": stderr,
+        "oracle": oracle_key(),
+    }
+    if cpu_s is not None:
+        entry["cpu_s"] = round(cpu_s, 2)
+    if wall_s is not None:
+        entry["wall_s"] = round(wall_s, 2)
+    _store(top, board, entry)
+    entry["dtb"] = dtb
+    return entry
+
+
 def run_and_store(top: str, arch: str, board: str) -> dict:
     """dt-validate on BOARD now, its verdict stored under TOP (the entry is returned)."""
     os.makedirs(top, exist_ok=True)
@@ -201,24 +227,9 @@ def run_and_store(top: str, arch: str, board: str) -> dict:
         entry: dict = {"arch": arch, "board": board, "status": "not-compiled"}
         _store(top, board, entry)
         return entry
-    sha = _sha(dtb)
     cpu0, t0 = _children_cpu(), time.time()
     rc, stderr = dt_validate(dtb, timeout=3600)
-    entry = {
-        "arch": arch,
-        "board": board,
-        # a timeout says more about the machine's load than about dt-validate: judged again next time
-        "status": "timeout" if rc is None else "crashed" if crashed(rc, stderr) else "ok",
-        "dtb_sha256": sha,
-        "rc": rc,
-        "stderr": stderr,
-        "cpu_s": round(_children_cpu() - cpu0, 2),
-        "wall_s": round(time.time() - t0, 2),
-        "oracle": oracle_key(),
-    }
-    _store(top, board, entry)
-    entry["dtb"] = dtb
-    return entry
+    return store_verdict(top, arch, board, dtb, rc, stderr, _children_cpu() - cpu0, time.time() - t0)
 
 
 def dt_validate_cached(arch: str, board: str) -> dict:
