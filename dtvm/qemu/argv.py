@@ -23,7 +23,7 @@ from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import Trust, TrustError, trust
-from dtvm.qemu.versions import catalog_version, known_versions, migration_blocker
+from dtvm.qemu.versions import catalog_version, known_versions, migration_blocker, other_hardware
 from dtvm.vm.buses import needs_backend
 from dtvm.vm.model import MACHINE_DEVICE_OPTIONS, Config, Device
 
@@ -278,29 +278,36 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
     if exe is None:
         raise ArgvError(f"/qemu: arch {plan.machine.arch!r}: no QEMU binary known for it")
     user_netdevs = sum(1 for b in plan.backends if b.kind == "netdev" and b.options.get("type") == "user")
+    drivers = frozenset(d.driver for d in plan.devices())
+
+    def blocked(source: str, target: tuple[int, int, int] | None) -> str | None:
+        why = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, source, target,
+                                plan.machine.options, plan.machine.cpu_type, drivers)
+        if why is not None:
+            return f"/qemu: {why}"
+        return other_hardware(plan.machine.arch, plan.machine.type, source, target, plan.machine.options,
+                              plan.machine.cpu_type)
+
     if plan.qemu_version and target_version is not None:
         # before anything starts: a VM that could not receive the migration is not worth probing
-        blocker = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, plan.qemu_version,
-                                    target_version(exe))
+        blocker = blocked(plan.qemu_version, target_version(exe))
         if blocker is not None:
-            raise ArgvError(f"/qemu: {blocker}")
+            raise ArgvError(blocker)
     try:
         baseline = _probe(plan, exe, {}, prober, firmware)
     except DtvmError as exc:
         raise ArgvError(f"/qemu: machine {plan.machine.type!r} cannot be started with {exe}: {exc}") from None
-    blocker = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, plan.qemu_version,
-                                baseline.version)
+    blocker = blocked(plan.qemu_version, baseline.version)
     if blocker is not None:
-        raise ArgvError(f"/qemu: {blocker}")
+        raise ArgvError(blocker)
     notes: list[str] = []
     if not plan.qemu_version and baseline.version is not None:
         # the overlay says which QEMU described the VM; without it, say what would hold if another
         for other in known_versions():
-            maybe = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, f"{other}.0",
-                                      baseline.version)
+            maybe = blocked(f"{other}.0", baseline.version)
             if maybe is not None:
                 notes.append(f"/qemu: the description does not say which QEMU described it (its back-end "
-                             f"overlay does); if it was QEMU {other}: {maybe}")
+                             f"overlay does); if it was QEMU {other}: {maybe.removeprefix('/qemu: ')}")
                 break
     # held to the catalog of the QEMU that will run it: what that version lacks is refused by node
     rules = trust(catalog_version(baseline.version))

@@ -141,7 +141,7 @@ class _Builder:
 
     def add_device(self, parent: Node, dev: Device) -> Node:
         name = self.node_name(dev)
-        unit, reg = encode_address(dev.address, parent, dev.mmio)
+        unit, reg = encode_address(dev.address, parent, dev.mmio) if not _unaddressed(dev) else ("", None)
         node = _child(parent, f"{name}@{unit}" if unit else name)
         compat = [f"qemu,{dev.driver}"]
         if dev.pci_ids is not None:
@@ -400,6 +400,16 @@ def drop_seeds(dt: DeviceTree) -> None:
 def _backend_overlay(builder: _Builder, config: Config) -> DeviceTree:
     return encode_overlay([(node.path, props) for node, props in builder.backend_targets], config.backends,
                           config.inputs, config.qemu_version)
+
+
+def _unaddressed(dev: Device) -> bool:
+    """A system-bus device whose MMIO regions some QEMU versions do not report as its own
+    (``unaddressed`` in data/devices.yaml): described without them, so it reads the same on each."""
+    if dev.address[0] != "mmio":
+        return False
+    from dtvm.vm.buses import device_facts
+
+    return dev.driver in (device_facts().get("unaddressed") or {})
 
 
 def driver_compat() -> dict[str, list[str]]:
