@@ -200,7 +200,7 @@ def _stop_and_ask_qemu(vms: list[Any], case: Case, argv: list[str], directory: P
 _TARGET_CANNOT = ("QEMU cannot migrate this VM", "is not one QEMU", "has no such property in QEMU")
 #: its refusals of a machine type the target builds as other hardware (held to the identical
 #: command line described on the target: it must differ from A at the node refused)
-_TARGET_DIFFERS = re.compile(r"^(/\S*): QEMU \S+ builds \S+ other than QEMU")
+_TARGET_DIFFERS = re.compile(r"^(/\S*): QEMU \S+ builds .*? other than ")
 
 
 def _differs_on_target(argv: list[str], guest: bytes, node: str, directory: Path, target: str) -> str | None:

@@ -70,6 +70,20 @@ class Versions:
     machine_moot: tuple[tuple[str, str, str], ...] = ()  # (prop, other prop, its value)
     device_neutral: dict[tuple[str, str], frozenset[str]] = dataclasses.field(default_factory=dict)
     other_hardware: tuple[dict[str, Any], ...] = ()
+    child_props: tuple[dict[str, Any], ...] = ()
+
+    def passed_to_child(self, driver: str, child: str, version: tuple[int, int, int] | None) -> dict[str, str | None]:
+        """The properties ``driver`` hands to the ``child`` it makes on a QEMU of ``version``:
+        property -> None where that QEMU passes it on, else the value the child has there anyway
+        (``before``).  Unknown version: taken as the reference (7.2)."""
+        out: dict[str, str | None] = {}
+        have = version[:2] if version and version != (0, 0, 0) else parse_version(REFERENCE)[:2]
+        for rule in self.child_props:
+            if rule["driver"] == driver and rule["child"] == child:
+                passes = have >= parse_version(rule["since"])[:2]
+                for prop in rule["props"]:
+                    out[prop] = None if passes else rule["before"]
+        return out
 
     def is_neutral(self, driver: str, prop: str, value: str) -> bool:
         """A device property value every version's guest sees as the default (reported differently)."""
@@ -131,7 +145,8 @@ def versions() -> Versions:
     dneutral = {(e["driver"], e["prop"]): frozenset(e["value"].split("|"))
                 for e in _entries(data, "device-neutral", ("driver", "prop", "value"))}
     other = tuple(_entries(data, "other-hardware", ("node", "seen")))
-    return Versions(known, derived, instance, mderived, neutral, blockers, tuple(moot), dneutral, other)
+    children = tuple(_entries(data, "child-props", ("driver", "child", "since", "before")))
+    return Versions(known, derived, instance, mderived, neutral, blockers, tuple(moot), dneutral, other, children)
 
 
 def known_versions() -> list[str]:
