@@ -203,16 +203,26 @@ _TARGET_CANNOT = ("QEMU cannot migrate this VM", "is not one QEMU", "has no such
 _TARGET_DIFFERS = re.compile(r"^(/\S*): QEMU \S+ builds .*? other than ")
 
 
-def _differs_on_target(argv: list[str], guest: bytes, node: str, directory: Path, target: str) -> str | None:
-    """What the identical command line described on ``target`` shows other than ``guest`` at
-    ``node`` (or below it), or None when it does not differ there."""
+def _differs_on_target(case: Case, argv: list[str], guest: bytes, node: str, directory: Path,
+                       target: str) -> str | None:
+    """What the identical configuration (command line and hot-plugs) described on ``target``
+    shows other than ``guest`` at ``node`` (or below it), or None when it does not differ there."""
     vm = start_vm([target, *argv[1:]], directory / "target-a", timeout=20)
     try:
+        _hotplug(vm, case.hotplug)
         other = _describe(vm)[0]
     finally:
         stop_vm(vm)
-    diff = _first_difference(other, guest)
-    return diff if other != guest and (f"{node}/" in diff or f"{node}:" in diff) else None
+
+    def under(blob: bytes) -> dict[str, bytes]:
+        return {f"{n.path}:{p.name}": bytes(p.value) for n in read_dtb(blob).root.walk()
+                if n.path == node or n.path.startswith(node + "/") for p in n.properties}
+
+    mine, theirs = under(other), under(guest)
+    if mine == theirs:
+        return None
+    return "; ".join(f"{k} {_show(theirs[k]) if k in theirs else 'missing'} -> {_show(mine[k]) if k in mine else 'missing'}"
+                     for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k))[:500]
 
 
 def run_case(case: Case, directory: Path, *, target: str | None = None) -> Outcome:
@@ -276,7 +286,7 @@ def run_case(case: Case, directory: Path, *, target: str | None = None) -> Outco
                 for vm in vms:
                     stop_vm(vm)
                 vms.clear()
-                seen = _differs_on_target(argv, first[0], differs.group(1), directory, target)
+                seen = _differs_on_target(case, argv, first[0], differs.group(1), directory, target)
                 if seen is not None:
                     out.discarded = f"dtb2qemu --binary {target} refused; QEMU there builds other hardware: {seen}"
                     return out
