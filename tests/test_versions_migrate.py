@@ -108,7 +108,8 @@ BLOCKED = [
     # XICS (ic-mode dual, pseries' default): 10.0 has no icp/server to load into
     ("pseries-xics", ["qemu-system-ppc64", "-M", "pseries-7.2", "-cpu", "power10"], "7.2->10.0"),
     # XIVE with a POWER9 7.2 has and 10.0 has too: the SLB, 10.0 -> 7.2
-    ("pseries-xive", ["qemu-system-ppc64", "-M", "pseries-7.2,ic-mode=xive", "-cpu", "power9"], "10.0->7.2"),
+    pytest.param("pseries-xive", ["qemu-system-ppc64", "-M", "pseries-7.2,ic-mode=xive", "-cpu", "power9"], "10.0->7.2",
+                 marks=pytest.mark.versions_full),
     ("esp-pci", ["qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-nodefaults", "-device", "dc390,addr=6"],
      "7.2->10.0"),
     ("two-slirp", ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", "-netdev", "user,id=a",
@@ -116,7 +117,7 @@ BLOCKED = [
 ]
 
 
-@pytest.mark.parametrize("name,argv,way", BLOCKED, ids=[b[0] for b in BLOCKED])
+@pytest.mark.parametrize("name,argv,way", BLOCKED, ids=[getattr(b, "values", b)[0] for b in BLOCKED])
 def test_refuses_what_qemu_cannot_migrate(name: str, argv: list[str], way: str, vm_factory: Any, tmp_path: Path) -> None:
     """dtb2qemu --binary refuses, naming /qemu and quoting QEMU; and QEMU itself, given the
     identical command line on the other version, does fail to receive, in those words."""
@@ -156,8 +157,8 @@ OTHER = [
     ("pseries-power10-xive", ["qemu-system-ppc64", "-M", "pseries-7.2,ic-mode=xive,cap-dfp=off,vsmt=2", "-cpu",
                               "power10"], "7.2->10.0", "/cpus", True),
     # (without -cpu, 10.0's pseries-7.2 takes POWER9 v2.2, and the identical command line does not migrate)
-    ("pseries-power9-xive", ["qemu-system-ppc64", "-M", "pseries-7.2,ic-mode=xive", "-cpu", "power9_v2.0"],
-     "7.2->10.0", "/cpus", True),
+    pytest.param("pseries-power9-xive", ["qemu-system-ppc64", "-M", "pseries-7.2,ic-mode=xive", "-cpu", "power9_v2.0"],
+                 "7.2->10.0", "/cpus", True, marks=pytest.mark.versions_full),
     ("usb-storage-4k", ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", "-device", "qemu-xhci,addr=3",
                         "-drive", "if=none,id=d0,file=@IMG@,format=raw", "-device",
                         "usb-storage,drive=d0,logical_block_size=4096,physical_block_size=4096"], "10.0->7.2",
@@ -165,7 +166,8 @@ OTHER = [
 ]
 
 
-@pytest.mark.parametrize("name,argv,way,node,migrates", OTHER, ids=[o[0] for o in OTHER])
+@pytest.mark.parametrize("name,argv,way,node,migrates", OTHER,
+                         ids=[getattr(o, "values", o)[0] for o in OTHER])
 def test_refuses_what_the_target_builds_otherwise(name: str, argv: list[str], way: str, node: str, migrates: bool,
                                                   vm_factory: Any, tmp_path: Path) -> None:
     """dtb2qemu --binary refuses, naming the node; the oracle: the identical command line,
