@@ -25,6 +25,7 @@ Stages, in order (the first that fails is the case's result):
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -197,6 +198,31 @@ def _stop_and_ask_qemu(vms: list[Any], case: Case, argv: list[str], directory: P
 
 #: dtb2qemu --binary's refusals of what the target QEMU itself cannot do (held to QEMU each time)
 _TARGET_CANNOT = ("QEMU cannot migrate this VM", "is not one QEMU", "has no such property in QEMU")
+#: its refusals of a machine type the target builds as other hardware (held to the identical
+#: command line described on the target: it must differ from A at the node refused)
+_TARGET_DIFFERS = re.compile(r"^(/\S*): QEMU \S+ builds .*? other than ")
+
+
+def _differs_on_target(case: Case, argv: list[str], guest: bytes, node: str, directory: Path,
+                       target: str) -> str | None:
+    """What the identical configuration (command line and hot-plugs) described on ``target``
+    shows other than ``guest`` at ``node`` (or below it), or None when it does not differ there."""
+    vm = start_vm([target, *argv[1:]], directory / "target-a", timeout=20)
+    try:
+        _hotplug(vm, case.hotplug)
+        other = _describe(vm)[0]
+    finally:
+        stop_vm(vm)
+
+    def under(blob: bytes) -> dict[str, bytes]:
+        return {f"{n.path}:{p.name}": bytes(p.value) for n in read_dtb(blob).root.walk()
+                if n.path == node or n.path.startswith(node + "/") for p in n.properties}
+
+    mine, theirs = under(other), under(guest)
+    if mine == theirs:
+        return None
+    return "; ".join(f"{k} {_show(theirs[k]) if k in theirs else 'missing'} -> {_show(mine[k]) if k in mine else 'missing'}"
+                     for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k))[:500]
 
 
 def run_case(case: Case, directory: Path, *, target: str | None = None) -> Outcome:
@@ -255,6 +281,15 @@ def run_case(case: Case, directory: Path, *, target: str | None = None) -> Outco
             rebuild = build_argv(read_config(read_dtb(first[0]), read_dtb(first[1])), binary=target,
                                  target_version=binary_version if target else None)
         except DtvmError as exc:
+            differs = _TARGET_DIFFERS.match(str(exc)) if target else None
+            if target and differs:
+                for vm in vms:
+                    stop_vm(vm)
+                vms.clear()
+                seen = _differs_on_target(case, argv, first[0], differs.group(1), directory, target)
+                if seen is not None:
+                    out.discarded = f"dtb2qemu --binary {target} refused; QEMU there builds other hardware: {seen}"
+                    return out
             if target and any(w in str(exc) for w in _TARGET_CANNOT):
                 # refused as the target QEMU cannot run or receive it: held to QEMU failing the
                 # identical migration (or refusing the identical command line) itself

@@ -23,7 +23,14 @@ from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import Trust, TrustError, trust
-from dtvm.qemu.versions import catalog_version, known_versions, migration_blocker
+from dtvm.qemu.versions import (
+    catalog_version,
+    known_versions,
+    migration_blocker,
+    other_hardware,
+    version_text,
+    versions,
+)
 from dtvm.vm.buses import needs_backend
 from dtvm.vm.model import MACHINE_DEVICE_OPTIONS, Config, Device
 
@@ -185,7 +192,6 @@ def _machine_options(plan: Config, baseline: Probe) -> dict[str, str]:
     read or write a host path.  Those come only from the back-end overlay (inputs).
     """
     from dtvm.qemu.config import _json_text
-    from dtvm.qemu.versions import versions
     from dtvm.vm.model import MACHINE_HOST_PROPS, MACHINE_INPUT_PROPS
 
     out: dict[str, str] = {}
@@ -278,29 +284,36 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
     if exe is None:
         raise ArgvError(f"/qemu: arch {plan.machine.arch!r}: no QEMU binary known for it")
     user_netdevs = sum(1 for b in plan.backends if b.kind == "netdev" and b.options.get("type") == "user")
+    drivers = frozenset(d.driver for d in plan.devices())
+
+    def blocked(source: str, target: tuple[int, int, int] | None) -> str | None:
+        why = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, source, target,
+                                plan.machine.options, plan.machine.cpu_type, drivers)
+        if why is not None:
+            return f"/qemu: {why}"
+        return other_hardware(plan.machine.arch, plan.machine.type, source, target, plan.machine.options,
+                              plan.machine.cpu_type)
+
     if plan.qemu_version and target_version is not None:
         # before anything starts: a VM that could not receive the migration is not worth probing
-        blocker = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, plan.qemu_version,
-                                    target_version(exe))
+        blocker = blocked(plan.qemu_version, target_version(exe))
         if blocker is not None:
-            raise ArgvError(f"/qemu: {blocker}")
+            raise ArgvError(blocker)
     try:
         baseline = _probe(plan, exe, {}, prober, firmware)
     except DtvmError as exc:
         raise ArgvError(f"/qemu: machine {plan.machine.type!r} cannot be started with {exe}: {exc}") from None
-    blocker = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, plan.qemu_version,
-                                baseline.version)
+    blocker = blocked(plan.qemu_version, baseline.version)
     if blocker is not None:
-        raise ArgvError(f"/qemu: {blocker}")
+        raise ArgvError(blocker)
     notes: list[str] = []
     if not plan.qemu_version and baseline.version is not None:
         # the overlay says which QEMU described the VM; without it, say what would hold if another
         for other in known_versions():
-            maybe = migration_blocker(plan.machine.arch, plan.machine.type, user_netdevs, f"{other}.0",
-                                      baseline.version)
+            maybe = blocked(f"{other}.0", baseline.version)
             if maybe is not None:
                 notes.append(f"/qemu: the description does not say which QEMU described it (its back-end "
-                             f"overlay does); if it was QEMU {other}: {maybe}")
+                             f"overlay does); if it was QEMU {other}: {maybe.removeprefix('/qemu: ')}")
                 break
     # held to the catalog of the QEMU that will run it: what that version lacks is refused by node
     rules = trust(catalog_version(baseline.version))
@@ -397,10 +410,22 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                     refs.setdefault(k, child.backends[k])
         own = _own_children().get(dev.driver, ())
         for child in (c for b in dev.buses for c in b.devices if c.driver in own):
-            # its properties follow from the drive; only the drive goes to the parent's -device
+            # its properties follow from the drive, and from those the parent passes on (on the
+            # target's version); only the drive and those go to the parent's -device
             for k in BACKEND_REFS:
                 if k in child.backends:
                     refs.setdefault(k, child.backends[k])
+            for key, fixed in versions().passed_to_child(dev.driver, child.driver, baseline.version).items():
+                if key not in child.props:
+                    continue
+                value = child.props[key]
+                if fixed is None:
+                    props[key] = value
+                elif value != fixed:
+                    raise ArgvError(f"{_path(child)}: QEMU {version_text(baseline.version or (0, 0, 0))} builds "
+                                    f"the {child.driver} of a {dev.driver} other than described: qemu,{key} {value}: "
+                                    f"its {dev.driver} gives it what the back-end has ({fixed} for an image "
+                                    "file), not its own")
             if "drive" in child.backends and child.props.get("device_id") == child.backends["drive"]:
                 named.add(child.backends["drive"])  # scsi-hd's device_id is its drive's name
         for key, value in sorted(props.items()):

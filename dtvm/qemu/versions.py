@@ -27,6 +27,7 @@ __all__ = [
     "catalog_version",
     "known_versions",
     "migration_blocker",
+    "other_hardware",
     "parse_version",
     "version_text",
     "versions",
@@ -65,9 +66,24 @@ class Versions:
     instance_defaults: dict[tuple[str, str], str]
     machine_derived: frozenset[str]
     machine_neutral: dict[str, str]
-    no_migration: tuple[dict[str, str], ...] = ()
+    no_migration: tuple[dict[str, Any], ...] = ()
     machine_moot: tuple[tuple[str, str, str], ...] = ()  # (prop, other prop, its value)
     device_neutral: dict[tuple[str, str], frozenset[str]] = dataclasses.field(default_factory=dict)
+    other_hardware: tuple[dict[str, Any], ...] = ()
+    child_props: tuple[dict[str, Any], ...] = ()
+
+    def passed_to_child(self, driver: str, child: str, version: tuple[int, int, int] | None) -> dict[str, str | None]:
+        """The properties ``driver`` hands to the ``child`` it makes on a QEMU of ``version``:
+        property -> None where that QEMU passes it on, else the value the child has there anyway
+        (``before``).  Unknown version: taken as the reference (7.2)."""
+        out: dict[str, str | None] = {}
+        have = version[:2] if version and version != (0, 0, 0) else parse_version(REFERENCE)[:2]
+        for rule in self.child_props:
+            if rule["driver"] == driver and rule["child"] == child:
+                passes = have >= parse_version(rule["since"])[:2]
+                for prop in rule["props"]:
+                    out[prop] = None if passes else rule["before"]
+        return out
 
     def is_neutral(self, driver: str, prop: str, value: str) -> bool:
         """A device property value every version's guest sees as the default (reported differently)."""
@@ -90,7 +106,7 @@ class Versions:
         return prop in self.machine_derived or self.machine_neutral.get(prop) == value
 
 
-def _entries(data: dict[str, Any], key: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
+def _entries(data: dict[str, Any], key: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
     items = data.get(key) or []
     if not isinstance(items, list):
         raise VersionsError(f"dtvm/qemu/data/versions.json: {key}: expected a list")
@@ -98,7 +114,7 @@ def _entries(data: dict[str, Any], key: str, fields: tuple[str, ...]) -> list[di
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not all(isinstance(item.get(f), str) for f in (*fields, "why")):
             raise VersionsError(f"dtvm/qemu/data/versions.json: {key}[{i}]: expected {', '.join(fields)} and why")
-        out.append({str(k): str(v) for k, v in item.items()})
+        out.append({str(k): v if isinstance(v, (list, dict)) else str(v) for k, v in item.items()})
     return out
 
 
@@ -128,7 +144,9 @@ def versions() -> Versions:
         moot.append((e["prop"], other, value))
     dneutral = {(e["driver"], e["prop"]): frozenset(e["value"].split("|"))
                 for e in _entries(data, "device-neutral", ("driver", "prop", "value"))}
-    return Versions(known, derived, instance, mderived, neutral, blockers, tuple(moot), dneutral)
+    other = tuple(_entries(data, "other-hardware", ("node", "seen")))
+    children = tuple(_entries(data, "child-props", ("driver", "child", "since", "before")))
+    return Versions(known, derived, instance, mderived, neutral, blockers, tuple(moot), dneutral, other, children)
 
 
 def known_versions() -> list[str]:
@@ -159,11 +177,56 @@ def _holds(condition: str | None, version: tuple[int, int, int]) -> bool:
     return {">=": have >= ref, "<=": have <= ref, "<": have < ref, ">": have > ref, "==": have == ref}[op]
 
 
+def _excepted(rule: dict[str, Any], options: dict[str, str], cpu_type: str | None) -> bool:
+    """Whether the description is one of the rule's ``unless`` cases: machine options at these
+    values and (where named) a CPU model among these, all of one case holding."""
+    for case in rule.get("unless") or ():
+        if not isinstance(case, dict):
+            raise VersionsError("dtvm/qemu/data/versions.json: no-migration: unless: expected objects")
+        wanted = case.get("options") or {}
+        cpus = case.get("cpu-types")
+        if all(options.get(k) == v for k, v in wanted.items()) and (cpus is None or cpu_type in cpus):
+            return True
+    return False
+
+
+def _applies(rule: dict[str, Any], arch: str, machine: str, options: dict[str, str], cpu_type: str | None,
+             src: tuple[int, int, int], target: tuple[int, int, int]) -> bool:
+    return (("arch" not in rule or rule["arch"] == arch)
+            and ("machine" not in rule or fnmatch.fnmatchcase(machine, rule["machine"]))
+            and _holds(rule.get("from"), src) and _holds(rule.get("to"), target)
+            and not _excepted(rule, options, cpu_type))
+
+
+def other_hardware(arch: str, machine: str, source: str, target: tuple[int, int, int] | None,
+                   options: dict[str, str] | None = None, cpu_type: str | None = None) -> str | None:
+    """Where the target version builds, for the same versioned machine type, hardware the guest
+    sees as other than what QEMU ``source`` described (``other-hardware`` in versions.json): the
+    node and what differs, or None.  QEMU may well migrate such a VM; the guest would meet another
+    machine at its next boot, which is what a description is there to prevent."""
+    if not source or target is None or target == (0, 0, 0):
+        return None
+    try:
+        src = parse_version(source)
+    except VersionsError:
+        return None
+    if src[:2] == target[:2]:
+        return None
+    for rule in versions().other_hardware:
+        if _applies(rule, arch, machine, options or {}, cpu_type, src, target):
+            return (f"{rule['node']}: QEMU {version_text(target)} builds {machine} other than QEMU "
+                    f"{version_text(src)} did: {rule['seen']} ({rule['why']})")
+    return None
+
+
 def migration_blocker(arch: str, machine: str, user_netdevs: int, source: str,
-                      target: tuple[int, int, int] | None) -> str | None:
+                      target: tuple[int, int, int] | None, options: dict[str, str] | None = None,
+                      cpu_type: str | None = None, drivers: frozenset[str] = frozenset()) -> str | None:
     """Why QEMU itself cannot migrate a VM described on QEMU ``source`` into one of version
     ``target`` (in QEMU's words), or None.  Only across versions (major.minor), and only when both
-    are known: a description without the describing QEMU's version is taken as it is."""
+    are known: a description without the describing QEMU's version is taken as it is.  Rules can
+    hold only for some machine options and CPU models (``unless``: pseries moves 7.2 -> 10.0 with
+    XIVE and a CPU model both versions have) or only when a device is there (``drivers``)."""
     if not source or target is None or target == (0, 0, 0):
         return None
     try:
@@ -178,6 +241,10 @@ def migration_blocker(arch: str, machine: str, user_netdevs: int, source: str,
         if "machine" in rule and not fnmatch.fnmatchcase(machine, rule["machine"]):
             continue
         if "user-netdevs" in rule and user_netdevs < int(rule["user-netdevs"]):
+            continue
+        if "drivers" in rule and not drivers & set(rule["drivers"]):
+            continue
+        if _excepted(rule, options or {}, cpu_type):
             continue
         if not (_holds(rule.get("from"), src) and _holds(rule.get("to"), target)):
             continue

@@ -124,7 +124,7 @@ class _Builder:
 
     # -- devices -------------------------------------------------------------------------------
     def device_props(self, node: Node, dev: Device) -> None:
-        for key, value in sorted(dev.props.items()):
+        for key, value in sorted(_described_props(dev).items()):
             if key == "mac" and re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", value):
                 _set(node, "local-mac-address", bytes(int(x, 16) for x in value.split(":")))
                 continue
@@ -141,7 +141,7 @@ class _Builder:
 
     def add_device(self, parent: Node, dev: Device) -> Node:
         name = self.node_name(dev)
-        unit, reg = encode_address(dev.address, parent, dev.mmio)
+        unit, reg = encode_address(dev.address, parent, dev.mmio) if not _unaddressed(dev) else ("", None)
         node = _child(parent, f"{name}@{unit}" if unit else name)
         compat = [f"qemu,{dev.driver}"]
         if dev.pci_ids is not None:
@@ -232,7 +232,7 @@ class _Builder:
         self.record(dev, node)
         if node.get_property("qemu,driver") is None:
             _set(node, "qemu,driver", strings(dev.driver))
-        for key, value in sorted(dev.props.items()):
+        for key, value in sorted(_described_props(dev).items()):
             name = prop_name(key)
             if node.get_property(name) is None:
                 _set(node, name, strings(value))
@@ -400,6 +400,27 @@ def drop_seeds(dt: DeviceTree) -> None:
 def _backend_overlay(builder: _Builder, config: Config) -> DeviceTree:
     return encode_overlay([(node.path, props) for node, props in builder.backend_targets], config.backends,
                           config.inputs, config.qemu_version)
+
+
+def _described_props(dev: Device) -> dict[str, str]:
+    """The device's properties but those the machine places itself that some QEMU versions no
+    longer have (``undescribed`` in data/devices.yaml)."""
+    if not dev.props:
+        return dev.props
+    from dtvm.vm.buses import device_facts
+
+    drop = (device_facts().get("undescribed") or {}).get(dev.driver)
+    return {k: v for k, v in dev.props.items() if k not in drop} if drop else dev.props
+
+
+def _unaddressed(dev: Device) -> bool:
+    """A system-bus device whose MMIO regions some QEMU versions do not report as its own
+    (``unaddressed`` in data/devices.yaml): described without them, so it reads the same on each."""
+    if dev.address[0] != "mmio":
+        return False
+    from dtvm.vm.buses import device_facts
+
+    return dev.driver in (device_facts().get("unaddressed") or {})
 
 
 def driver_compat() -> dict[str, list[str]]:
