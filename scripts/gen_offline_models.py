@@ -59,13 +59,14 @@ _X86_OPTIONS = [*(f"{o}={v}" for o in ("i8042", "hpet", "graphics", "default-bus
 #: change): what dtb2qemu --offline probes (always -nodefaults) and qemu2dtb --offline accept
 OPTION_VARIANTS: dict[str, list[str]] = {
     "virt-7.2": ["gic-version=3", "gic-version=max", "highmem=off", "its=off", "iommu=smmuv3", "secure=on",
-                 "virtualization=on", "ras=on", "acpi=off",
+                 "virtualization=on", "ras=on", "acpi=off", "acpi=on", "default-bus-bypass-iommu=on",
                  # at their defaults (the same DT but for the seeds: composed with the others)
                  "secure=off", "virtualization=off", "ras=off", "mte=off", "acpi=auto", "dtb-randomness=off",
                  "graphics=off", "default-bus-bypass-iommu=off",
                  # CPU models (on DT machines a CPU model is a DT of its own): "-cpu MODEL"
                  "-cpu cortex-a57", "-cpu cortex-a53", "-cpu cortex-a72", "-cpu max", "-cpu cortex-a15", "-cpu cortex-a7"],
-    "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off", "aia=none", "aclint=off", "-cpu rv64", "-cpu sifive-u54"],
+    "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off", "aia=none", "aclint=off", "aclint=on", "-cpu rv64",
+             "-cpu sifive-u54"],
     "pseries-7.2": ["-cpu power9", "-cpu power8", "-cpu power10"],
     # x86: composed as deltas against -nodefaults (dtvm/qemu/models.py), several on one command line
     "pc-q35-7.2": _X86_OPTIONS,
@@ -235,11 +236,93 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
     with ThreadPoolExecutor(max_workers=2) as pool:
         profiles = dict(pool.map(lambda j: probe(binary, mtype, j[0], j[1], j[2]), jobs))
     first = variants["defaults"]
-    return {"format": 1, "type": mtype, "binary": os.path.basename(binary), "default-nic": nics.get("defaults"),
+    extra = {"dt-smp": dt_smp(mtype, binary, variants["nodefaults"], option_variants)} if _dt_machine(mtype, binary) else {}
+    return {**extra, "format": 1, "type": mtype, "binary": os.path.basename(binary), "default-nic": nics.get("defaults"),
             "cpu-types": cpu_types(binary, mtype) if binary.endswith("x86_64") else {},
             "qemu": read_argv([binary, "-M", mtype, "-nodefaults"]).version.get("package", ""),
             "machine-options": first["machine"]["options"], "accepts": {}, "first-mac": 0x525400123456,
             "variants": variants, "option-variants": option_variants, "profiles": dict(sorted(profiles.items()))}
+
+
+def _dt_machine(mtype: str, binary: str) -> bool:
+    """arm/aarch64 and riscv64 virt: QEMU writes their hardware as a DT of its own."""
+    import re
+
+    return re.sub(r"-\d+\.\d+$", "", mtype) == "virt" and os.path.basename(binary).rsplit("-", 1)[-1] in (
+        "aarch64", "arm", "riscv64")
+
+
+def smp_forms() -> list[tuple[int, int, int, int, int]]:
+    """The -smp topologies recorded on the DT machines, (cpus, maxcpus, sockets, cores, threads):
+    every CPU count up to 4 on one socket of cores (what -smp N is), one core per socket, two
+    threads per core, and two sockets; bounded (29), since each is a DT of its own per option."""
+    out = set()
+    for maxcpus in (1, 2, 3, 4):
+        for sockets, cores, threads in ((1, maxcpus, 1), (maxcpus, 1, 1), (1, maxcpus // 2, 2), (2, maxcpus // 2, 1)):
+            if sockets * cores * threads == maxcpus:
+                out.update((cpus, maxcpus, sockets, cores, threads) for cpus in range(1, maxcpus + 1))
+    return sorted(out)
+
+
+def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``dt-smp`` of a DT machine's model (dtvm/qemu/offline_dt.py): per DT-changing option (and
+    none) and per topology of smp_forms(), what QEMU makes under -nodefaults: its DT (seeds dropped,
+    stored once per distinct DT, compressed against the option's own DT) and its device-model delta
+    against the option's variant (stored once per distinct delta)."""
+    import base64
+    import hashlib
+    import zlib
+
+    from dtvm.dt.dtb import read_dtb, write_dtb
+    from dtvm.qemu.models import option_delta
+    from dtvm.qemu.offline_dt import pack_dt, smp_text
+    from dtvm.vm.translate import drop_seeds
+
+    def raw(variant: dict[str, Any]) -> bytes:
+        return zlib.decompress(base64.b64decode(variant["dtb-zlib"]))
+
+    def unseeded(blob: bytes) -> bytes:
+        tree = read_dtb(blob, "QEMU's DT")
+        drop_seeds(tree)
+        return write_dtb(tree)
+
+    features = {"": plain}
+    for name, variant in option_variants.items():
+        delta = option_delta(plain, variant)
+        if delta["alone"] and delta.get("dt-only"):
+            features[name] = variant
+    jobs = [(name, form) for name in features for form in smp_forms()]
+
+    def one(job: tuple[str, tuple[int, int, int, int, int]]) -> dict[str, Any] | None:
+        name, form = job
+        extra = _option_argv(name) if name else []
+        try:
+            return config_to_dict(from_snapshot(read_argv([binary, "-M", mtype, "-nodefaults", *extra,
+                                                           "-smp", smp_text(form)])))
+        except DtvmError:
+            return None  # QEMU refuses the topology with this option: not recorded
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        made = list(pool.map(one, jobs))
+    entries: dict[str, Any] = {}
+    dts: dict[str, Any] = {}
+    deltas: dict[str, Any] = {}
+    for (name, form), variant in zip(jobs, made, strict=True):
+        if variant is None:
+            continue
+        base = features[name]
+        delta = option_delta(base, variant)
+        if delta["alone"] and not delta.get("dt-only"):
+            continue  # the CPU count changes more than the DT and devices' properties: not recorded
+        delta = {k: v for k, v in delta.items() if k not in ("alone", "dt-only")}
+        delta_id = hashlib.sha256(json.dumps(delta, sort_keys=True).encode()).hexdigest()[:16]
+        deltas[delta_id] = delta
+        dtb = unseeded(raw(variant))
+        dt_id = hashlib.sha256(name.encode() + b"\0" + dtb).hexdigest()[:16]
+        dts.setdefault(dt_id, pack_dt(dtb, raw(base)))
+        entries[f"{name}|{smp_text(form)}"] = {"dt": dt_id, "delta": delta_id}
+    return {"forms": [smp_text(f) for f in smp_forms()], "entries": dict(sorted(entries.items())),
+            "dts": dict(sorted(dts.items())), "deltas": dict(sorted(deltas.items()))}
 
 
 def _option_variants(mtype: str) -> list[str]:

@@ -263,7 +263,8 @@ def option_delta(plain: dict[str, Any], variant: dict[str, Any]) -> dict[str, An
                       if k in a_index), None)
         added.append({"bus": list(bus_path), "after": list(after) if after else None, "device": dev})
     props = []
-    alone = not _same_dt(plain.get("dtb-zlib"), variant.get("dtb-zlib")) or variant["backends"] != plain["backends"]
+    dt_changed = not _same_dt(plain.get("dtb-zlib"), variant.get("dtb-zlib"))
+    alone = variant["backends"] != plain["backends"]
     for key, dev in a_index.items():
         other = b_index.get(key)
         if other is None:
@@ -279,7 +280,8 @@ def option_delta(plain: dict[str, Any], variant: dict[str, Any]) -> dict[str, An
             "options": {k: v for k, v in bm["options"].items() if am["options"].get(k) != v},
             "unset-options": [k for k in am["options"] if k not in bm["options"]],
             "inputs": {k: v for k, v in variant["inputs"].items() if plain["inputs"].get(k) != v},
-            "alone": alone}
+            # dt-only: alone for QEMU's own DT alone, which dtvm/qemu/offline_dt.py takes whole
+            "alone": alone or dt_changed, "dt-only": dt_changed and not alone}
 
 
 def _same_dt(a: str | None, b: str | None) -> bool:
