@@ -31,9 +31,9 @@ import re
 import zlib
 from typing import Any
 
-from dtvm.qemu.models import OfflineError, _inflate, _same_dt, apply_deltas, option_delta
+from dtvm.qemu.models import OfflineError, _index, _inflate, _same_dt, apply_deltas, option_delta
 
-__all__ = ["compose", "smp_key", "smp_text"]
+__all__ = ["compose", "pack_dt", "smp_delta", "smp_key", "smp_text"]
 
 #: a recorded DT may not claim more than this once padded (QEMU's virt DT is 1 MiB)
 _MAX_DT = 16 << 20
@@ -101,11 +101,50 @@ def _unpack_dt(stored: dict[str, Any], against: bytes) -> bytes:
     size = int(stored["size"])
     if not 0 < size <= _MAX_DT:
         raise OfflineError(f"a recorded DT claims {size} bytes")
-    d = zlib.decompressobj(zdict=stripped_dtb(against))
-    out = d.decompress(base64.b64decode(stored["z"]), size)
+    try:
+        d = zlib.decompressobj(zdict=stripped_dtb(against))
+        out = d.decompress(base64.b64decode(stored["z"]), size)
+    except (zlib.error, ValueError) as exc:
+        raise OfflineError(f"a recorded DT does not unpack ({exc}): re-record the offline model") from None
     if d.unconsumed_tail or len(out) > size:
         raise OfflineError("a recorded DT expands beyond its size")
     return out.ljust(size, b"\0")
+
+
+def smp_delta(base: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any] | None:
+    """What a CPU count changes in the device model against ``base`` (the same command line
+    without -smp): models.option_delta's delta, plus the devices' MMIO region lists (the GIC has
+    one per CPU); None when it changes what neither carries (back-ends, PCI ids, qdev ids)."""
+    delta = option_delta(base, variant)
+    a_index: dict[Any, dict[str, Any]] = {}
+    b_index: dict[Any, dict[str, Any]] = {}
+    _index(base["root"]["devices"], (), a_index, {})
+    _index(variant["root"]["devices"], (), b_index, {})
+    mmio = []
+    for key, dev in a_index.items():
+        other = b_index.get(key)
+        if other is None:
+            continue
+        if any(dev[f] != other[f] for f in ("pci_ids", "pci_class", "backends", "id")):
+            return None
+        if dev["mmio"] != other["mmio"]:
+            mmio.append({"device": list(key), "mmio": other["mmio"]})
+    if variant["backends"] != base["backends"]:
+        return None
+    out = {k: v for k, v in delta.items() if k not in ("alone", "dt-only")}
+    out["mmio"] = mmio
+    return out
+
+
+def _apply_mmio(config: dict[str, Any], changes: list[dict[str, Any]]) -> None:
+    index: dict[Any, dict[str, Any]] = {}
+    _index(config["root"]["devices"], (), index, {})
+    for change in changes:
+        dev = index.get(tuple(change["device"]))
+        if dev is None:
+            raise OfflineError("-smp: a device whose MMIO regions the CPU count changes is not in this model "
+                               "(use online mode)")
+        dev["mmio"] = [list(r) for r in change["mmio"]]
 
 
 def _dt_of(variant: dict[str, Any]) -> bytes:
@@ -119,12 +158,33 @@ def _opt(name: str) -> str:
     return name if name.startswith("-") else f"-machine {name}"
 
 
-def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None,
-            alone_ok: bool) -> tuple[dict[str, Any], bytes | None] | None:
+def _feature(model: dict[str, Any], section: dict[str, Any], name: str) -> tuple[dict[str, Any], bytes] | None:
+    """The -nodefaults device model (as data) and QEMU's DT of a DT feature: "" (none), one
+    recorded option or CPU model, or two of them recorded together ("A&B", ``joint``)."""
+    recorded = model.get("option-variants") or {}
+    if name == "":
+        plain = model["variants"]["nodefaults"]
+        return plain, _dt_of(plain)
+    if name in recorded:
+        return recorded[name], _dt_of(recorded[name])
+    joint = (section.get("joint") or {}).get(name)
+    if joint is None or joint.get("parent") not in recorded:
+        return None
+    parent = recorded[joint["parent"]]
+    delta = section["deltas"][joint["delta"]]
+    out = apply_deltas(parent, [(name, {**delta, "alone": False})])
+    _apply_mmio(out, delta.get("mmio", []))
+    return out, _unpack_dt(section["dts"][joint["dt"]], _dt_of(parent))
+
+
+def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None, alone_ok: bool,
+            checked_only: bool = True) -> tuple[dict[str, Any], bytes | None] | None:
     """The device model (as data) and QEMU's DT (None: the model's own) for a DT machine's variant
     of removed defaults, the options not at their defaults (``bad``: "NAME=VALUE" and "-cpu MODEL")
     and ``-smp``; None when the model file predates ``dt-smp`` (the caller's own, narrower rules
-    then answer).  OfflineError naming what is not recorded."""
+    then answer).  OfflineError naming what is not recorded.  ``checked_only=False`` lets an option
+    that leaves the DT alone go with a DT-changing one without the recorded check that QEMU agrees
+    (only the recorder itself, to make that check)."""
     section = model.get("dt-smp")
     if not isinstance(section, dict):
         return None
@@ -135,40 +195,51 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
                            "listed under option-variants in its file; use online mode)")
     plain = model["variants"]["nodefaults"]
     deltas = [(b, option_delta(plain, recorded[b])) for b in bad]
-    changing = [(b, d) for b, d in deltas if d["alone"]]
+    changing = sorted(b for b, d in deltas if d["alone"])
     others = [(b, d) for b, d in deltas if not d["alone"]]
-    if len(changing) > 1:
-        raise OfflineError(f"{', '.join(_opt(b) for b, _ in changing)}: each changes QEMU's own DT, and together they "
-                           "are not in the offline model (one at a time is; use online mode)")
-    feature = changing[0][0] if changing else ""
-    if changing and not changing[0][1].get("dt-only"):
+    if len(changing) == 1 and not dict(deltas)[changing[0]].get("dt-only"):
         # it changes devices' resources or back-ends too: only its own recording, as QEMU made it
         if others or smp is not None or not alone_ok:
-            raise OfflineError(f"{_opt(feature)} changes QEMU's own DT and back-ends or resources: in the offline model "
-                               "alone under -nodefaults only (use online mode)")
-        return copy.deepcopy(recorded[feature]), None
-    dtb: bytes | None = None
+            raise OfflineError(f"{_opt(changing[0])} changes QEMU's own DT and back-ends or resources: in the offline "
+                               "model alone under -nodefaults only (use online mode)")
+        return copy.deepcopy(recorded[changing[0]]), None
+    feature = "&".join(changing)
+    made = _feature(model, section, feature)
+    if made is None:
+        raise OfflineError(f"{', '.join(_opt(b) for b in changing)}: each changes QEMU's own DT, and together they are "
+                           f"not in the offline model (one, or two recorded together, is; use online mode)")
+    fdict, fdt = made
+    checked = set(section.get("checked") or [])
+    for name, _ in others:
+        for c in changing:
+            if checked_only and f"{c}&{name}" not in checked:
+                raise OfflineError(f"{_opt(name)} with {_opt(c)}: not checked against QEMU in the offline model "
+                                   "(it changes what the other writes into QEMU's DT; use online mode)")
+    dtb: bytes | None = fdt if feature else None
     if feature and alone_ok and not others:
-        out = copy.deepcopy(recorded[feature])
+        out = copy.deepcopy(fdict)
     else:
         base = model["variants"][variant]
         if feature and variant != "nodefaults" and not _same_dt(base.get("dtb-zlib"), plain.get("dtb-zlib")):
-            raise OfflineError(f"{_opt(feature)}: its DT is recorded under -nodefaults, and this machine's defaults "
+            raise OfflineError(f"{_opt(changing[0])}: its DT is recorded under -nodefaults, and this machine's defaults "
                                "change the DT (use online mode)")
-        todo = [(feature, {**changing[0][1], "alone": False})] if feature else []
-        out = apply_deltas(base, todo + others) if todo or others else copy.deepcopy(base)
+        todo = list(others)
         if feature:
-            out["dtb-zlib"] = recorded[feature]["dtb-zlib"]
+            fdelta = option_delta(plain, {**fdict, "dtb-zlib": plain.get("dtb-zlib")})
+            if fdelta["alone"]:
+                raise OfflineError(f"{', '.join(_opt(b) for b in changing)}: changes QEMU's own DT and back-ends or "
+                                   "resources: in the offline model alone under -nodefaults only (use online mode)")
+            todo.insert(0, (feature, fdelta))
+        out = apply_deltas(base, todo) if todo else copy.deepcopy(base)
     if smp is not None:
         key = smp_text(smp_key(smp))
         entry = section.get("entries", {}).get(f"{feature}|{key}")
         if entry is None:
-            with_what = f" with {_opt(feature)}" if feature else ""
+            with_what = f" with {', '.join(_opt(b) for b in changing)}" if feature else ""
             raise OfflineError(f"-smp {smp}: this topology{with_what} is not recorded in the offline model of this "
-                               f"machine ({len(section.get('forms', []))} topologies are, listed under dt-smp; use "
-                               "online mode)")
+                               f"machine (the topologies recorded are listed under dt-smp; use online mode)")
         delta = section["deltas"][entry["delta"]]
         out = apply_deltas(out, [(f"-smp {smp}", {**delta, "alone": False})])
-        against = _dt_of(recorded[feature] if feature else plain)
-        dtb = _unpack_dt(section["dts"][entry["dt"]], against)
+        _apply_mmio(out, delta.get("mmio", []))
+        dtb = _unpack_dt(section["dts"][entry["dt"]], fdt)
     return out, dtb
