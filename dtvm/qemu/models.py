@@ -348,13 +348,18 @@ def apply_deltas(base: dict[str, Any], deltas: list[tuple[str, dict[str, Any]]])
                 devices = _bus_list(out, index, bus_path)
                 if devices is not None:
                     devices[:] = [d for d in devices if d is not index[key]]
+        last: dict[tuple[Any, ...], dict[str, Any]] = {}  # (bus, anchor) -> the device added there last
         for item in delta["added"]:
             devices = _bus_list(out, index, tuple(item["bus"]))
             if devices is None:
                 raise OfflineError(f"{opt(name)}: the bus it adds a device to is not in this model (use online mode)")
-            after = index.get(tuple(item["after"])) if item["after"] else None
+            spot = (tuple(item["bus"]), tuple(item["after"]) if item["after"] else None)
+            # devices added one after another after one anchor keep their order (a CPU's per-hart
+            # IMSICs on riscv64 virt)
+            after = last.get(spot) or (index.get(tuple(item["after"])) if item["after"] else None)
             pos = next((i + 1 for i, d in enumerate(devices) if d is after), 0)
             devices.insert(pos, copy.deepcopy(item["device"]))
+            last[spot] = devices[pos]
         for change in delta["props"]:
             dev = index.get(tuple(change["device"]))
             if dev is None:
