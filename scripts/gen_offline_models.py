@@ -318,7 +318,7 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
     neutral = []
     for name, variant in option_variants.items():
         delta = option_delta(plain, variant)
-        if delta["alone"] and delta.get("dt-only"):
+        if delta["alone"] and smp_delta(plain, variant) is not None:  # the DT, properties and MMIO lists
             features[name], feature_dt[name] = variant, raw(variant)
         elif not delta["alone"]:
             neutral.append(name)

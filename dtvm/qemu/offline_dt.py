@@ -197,7 +197,8 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     deltas = [(b, option_delta(plain, recorded[b])) for b in bad]
     changing = sorted(b for b, d in deltas if d["alone"])
     others = [(b, d) for b, d in deltas if not d["alone"]]
-    if len(changing) == 1 and not dict(deltas)[changing[0]].get("dt-only"):
+    if len(changing) == 1 and not dict(deltas)[changing[0]].get("dt-only") \
+            and smp_delta(plain, recorded[changing[0]]) is None:
         # it changes devices' resources or back-ends too: only its own recording, as QEMU made it
         if others or smp is not None or not alone_ok:
             raise OfflineError(f"{_opt(changing[0])} changes QEMU's own DT and back-ends or resources: in the offline "
@@ -224,13 +225,18 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
             raise OfflineError(f"{_opt(changing[0])}: its DT is recorded under -nodefaults, and this machine's defaults "
                                "change the DT (use online mode)")
         todo = list(others)
+        mmio: list[dict[str, Any]] = []
         if feature:
-            fdelta = option_delta(plain, {**fdict, "dtb-zlib": plain.get("dtb-zlib")})
-            if fdelta["alone"]:
+            # what it changes in the device model, MMIO region lists included (virtualization=on
+            # gives the GIC its hypervisor regions)
+            fdelta = smp_delta(plain, {**fdict, "dtb-zlib": plain.get("dtb-zlib")})
+            if fdelta is None:
                 raise OfflineError(f"{', '.join(_opt(b) for b in changing)}: changes QEMU's own DT and back-ends or "
                                    "resources: in the offline model alone under -nodefaults only (use online mode)")
-            todo.insert(0, (feature, fdelta))
+            mmio = fdelta["mmio"]
+            todo.insert(0, (feature, {**fdelta, "alone": False}))
         out = apply_deltas(base, todo) if todo else copy.deepcopy(base)
+        _apply_mmio(out, mmio)
     if smp is not None:
         key = smp_text(smp_key(smp))
         entry = section.get("entries", {}).get(f"{feature}|{key}")
