@@ -53,3 +53,23 @@ def test_generated_offline_is_qemus(index: int, tmp_path: Path) -> None:
     if kind == "discarded":
         pytest.skip(f"not a configuration QEMU starts: {detail}")
     assert kind in ("same", "refused", "skipped"), f"[{kind}] {detail}\n{' '.join(case.argv)}"
+
+
+def test_model_without_dt_smp_still_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model recorded before dt-smp answers as it did and refuses -smp by name (the format
+    stays backward compatible)."""
+    from dtvm.qemu import offline
+    from dtvm.qemu.models import load_model
+
+    def old_model(machine):  # type: ignore[no-untyped-def]
+        data = dict(load_model(machine))
+        data.pop("dt-smp", None)
+        return data
+
+    monkeypatch.setattr(offline, "load_model", old_model)
+    argv = ["qemu-system-aarch64", "-M", "virt-7.2", "-nodefaults"]
+    assert offline.offline_config(argv).machine.cpus == 1
+    with pytest.raises(offline.OfflineError, match=r"^-smp 2: not in the offline model"):
+        offline.offline_config([*argv, "-smp", "2"])
+    with pytest.raises(offline.OfflineError, match="alone under -nodefaults only"):
+        offline.offline_config([*argv, "-M", "virt-7.2,highmem=off", "-cpu", "max"])
