@@ -59,13 +59,14 @@ _X86_OPTIONS = [*(f"{o}={v}" for o in ("i8042", "hpet", "graphics", "default-bus
 #: change): what dtb2qemu --offline probes (always -nodefaults) and qemu2dtb --offline accept
 OPTION_VARIANTS: dict[str, list[str]] = {
     "virt-7.2": ["gic-version=3", "gic-version=max", "highmem=off", "its=off", "iommu=smmuv3", "secure=on",
-                 "virtualization=on", "ras=on", "acpi=off",
+                 "virtualization=on", "ras=on", "acpi=off", "acpi=on", "default-bus-bypass-iommu=on",
                  # at their defaults (the same DT but for the seeds: composed with the others)
                  "secure=off", "virtualization=off", "ras=off", "mte=off", "acpi=auto", "dtb-randomness=off",
                  "graphics=off", "default-bus-bypass-iommu=off",
                  # CPU models (on DT machines a CPU model is a DT of its own): "-cpu MODEL"
                  "-cpu cortex-a57", "-cpu cortex-a53", "-cpu cortex-a72", "-cpu max", "-cpu cortex-a15", "-cpu cortex-a7"],
-    "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off", "aia=none", "aclint=off", "-cpu rv64", "-cpu sifive-u54"],
+    "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off", "aia=none", "aclint=off", "aclint=on", "-cpu rv64",
+             "-cpu sifive-u54"],
     "pseries-7.2": ["-cpu power9", "-cpu power8", "-cpu power10"],
     # x86: composed as deltas against -nodefaults (dtvm/qemu/models.py), several on one command line
     "pc-q35-7.2": _X86_OPTIONS,
@@ -235,11 +236,153 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
     with ThreadPoolExecutor(max_workers=2) as pool:
         profiles = dict(pool.map(lambda j: probe(binary, mtype, j[0], j[1], j[2]), jobs))
     first = variants["defaults"]
-    return {"format": 1, "type": mtype, "binary": os.path.basename(binary), "default-nic": nics.get("defaults"),
+    extra = {"dt-smp": dt_smp(mtype, binary, variants["nodefaults"], option_variants)} if _dt_machine(mtype, binary) else {}
+    return {**extra, "format": 1, "type": mtype, "binary": os.path.basename(binary), "default-nic": nics.get("defaults"),
             "cpu-types": cpu_types(binary, mtype) if binary.endswith("x86_64") else {},
             "qemu": read_argv([binary, "-M", mtype, "-nodefaults"]).version.get("package", ""),
             "machine-options": first["machine"]["options"], "accepts": {}, "first-mac": 0x525400123456,
             "variants": variants, "option-variants": option_variants, "profiles": dict(sorted(profiles.items()))}
+
+
+def _dt_machine(mtype: str, binary: str) -> bool:
+    """arm/aarch64 and riscv64 virt: QEMU writes their hardware as a DT of its own."""
+    import re
+
+    return re.sub(r"-\d+\.\d+$", "", mtype) == "virt" and os.path.basename(binary).rsplit("-", 1)[-1] in (
+        "aarch64", "arm", "riscv64")
+
+
+def smp_forms(joint: bool = False) -> list[tuple[int, int, int, int, int]]:
+    """The -smp topologies recorded on the DT machines, (cpus, maxcpus, sockets, cores, threads):
+    every CPU count up to 4 on one socket of cores (what -smp N is), one core per socket, two
+    threads per core, and two sockets (29); with two DT-changing options together (``joint``),
+    the forms users write most: up to 2 CPUs of at most 4, on cores of one socket or one core
+    per socket (9).  Bounded, since each is a DT of its own per option."""
+    out = set()
+    for maxcpus in (1, 2, 3, 4):
+        for sockets, cores, threads in ((1, maxcpus, 1), (maxcpus, 1, 1), (1, maxcpus // 2, 2), (2, maxcpus // 2, 1)):
+            if sockets * cores * threads == maxcpus:
+                out.update((cpus, maxcpus, sockets, cores, threads) for cpus in range(1, maxcpus + 1))
+    if joint:
+        out = {f for f in out if f[0] <= 2 and f[1] in (1, 2, 4) and f[4] == 1 and (f[2] == 1 or f[3] == 1)}
+    return sorted(out)
+
+
+def _joinable(a: str, b: str) -> bool:
+    """Two DT-changing options a command line can give together (not two values of one option)."""
+    return a.split("=", 1)[0].split(" ", 1)[0] != b.split("=", 1)[0].split(" ", 1)[0]
+
+
+def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``dt-smp`` of a DT machine's model (dtvm/qemu/offline_dt.py), all from QEMU under -nodefaults:
+
+    - ``joint``: each two DT-changing options together (their DTs do not compose): the device
+      delta against the first one's variant, and QEMU's DT;
+    - ``entries``: per DT-changing option, pair of them, or none, and per topology of smp_forms(),
+      what -smp makes: its DT and its device-model delta (GIC num-cpu and MMIO, smp property);
+    - ``checked``: the pairs of a DT-changing option with an option that leaves the DT alone whose
+      composition offline_dt.compose makes QEMU's guest tree (described both ways, compared);
+      a pair that does not (default-bus-bypass-iommu=on with iommu=smmuv3 adds an iommu-map) stays
+      out, and offline refuses it by name.
+
+    DTs are stored without QEMU's seeds, once per distinct value, compressed against the DT they
+    derive from; deltas once per distinct value."""
+    import base64
+    import hashlib
+    import zlib
+
+    from dtvm.dt.dtb import read_dtb, write_dtb
+    from dtvm.qemu.models import config_from_dict, option_delta
+    from dtvm.qemu.offline_dt import compose, pack_dt, smp_delta, smp_text
+    from dtvm.vm.translate import describe, driver_compat, drop_seeds
+
+    def raw(variant: dict[str, Any]) -> bytes:
+        return zlib.decompress(base64.b64decode(variant["dtb-zlib"]))
+
+    def unseeded(blob: bytes) -> bytes:
+        tree = read_dtb(blob, "QEMU's DT")
+        drop_seeds(tree)
+        return write_dtb(tree)
+
+    def record(opts: list[str]) -> dict[str, Any] | None:
+        try:
+            return config_to_dict(from_snapshot(read_argv([binary, "-M", mtype, "-nodefaults", *opts])))
+        except DtvmError:
+            return None  # QEMU refuses the combination: not recorded
+
+    def argv_of(name: str) -> list[str]:
+        return [a for part in name.split("&") if part for a in _option_argv(part)]
+
+    features: dict[str, dict[str, Any]] = {"": plain}  # the recorded variant of each DT feature
+    feature_dt: dict[str, bytes] = {"": raw(plain)}  # its DT as offline_dt unpacks it
+    neutral = []
+    for name, variant in option_variants.items():
+        delta = option_delta(plain, variant)
+        if delta["alone"] and smp_delta(plain, variant) is not None:  # the DT, properties and MMIO lists
+            features[name], feature_dt[name] = variant, raw(variant)
+        elif not delta["alone"]:
+            neutral.append(name)
+    singles = sorted(n for n in features if n)
+    pairs = [f"{a}&{b}" for i, a in enumerate(singles) for b in singles[i + 1:] if _joinable(a, b)]
+    entries: dict[str, Any] = {}
+    dts: dict[str, Any] = {}
+    deltas: dict[str, Any] = {}
+    joint: dict[str, Any] = {}
+
+    def store(base: dict[str, Any], base_dt: bytes, name: str, variant: dict[str, Any]) -> dict[str, str] | None:
+        delta = smp_delta(base, variant)
+        if delta is None:
+            return None  # changes more than the DT, devices' properties and MMIO: not recorded
+        delta_id = hashlib.sha256(json.dumps(delta, sort_keys=True).encode()).hexdigest()[:16]
+        deltas[delta_id] = delta
+        dtb = unseeded(raw(variant))
+        # one id per DT and the DT it is compressed against (the same DT may derive from two)
+        dt_id = hashlib.sha256(hashlib.sha256(base_dt).digest() + dtb).hexdigest()[:16]
+        dts.setdefault(dt_id, pack_dt(dtb, base_dt))
+        return {"dt": dt_id, "delta": delta_id}
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for name, variant in zip(pairs, pool.map(lambda n: record(argv_of(n)), pairs), strict=True):
+            parent = name.split("&", 1)[0]
+            ref = store(features[parent], feature_dt[parent], name, variant) if variant is not None else None
+            if ref is not None and variant is not None:
+                joint[name] = {"parent": parent, **ref}
+                features[name], feature_dt[name] = variant, unseeded(raw(variant))
+        jobs = [(name, form) for name in features for form in smp_forms("&" in name)]
+        made = list(pool.map(lambda j: record([*argv_of(j[0]), "-smp", smp_text(j[1])]), jobs))
+        for (name, form), variant in zip(jobs, made, strict=True):
+            ref = store(features[name], feature_dt[name], name, variant) if variant is not None else None
+            if ref is not None:
+                entries[f"{name}|{smp_text(form)}"] = ref
+        section: dict[str, Any] = {"forms": [smp_text(f) for f in smp_forms()],
+                                   "joint-forms": [smp_text(f) for f in smp_forms(True)], "joint": joint,
+                                   "entries": entries, "dts": dts, "deltas": deltas}
+        # the checks: QEMU's own guest tree for each DT-changing option with each that is not
+        checks = [(f, n) for f in singles for n in neutral if _joinable(f, n)]
+        qemu = list(pool.map(lambda c: record([*argv_of(c[0]), *argv_of(c[1])]), checks))
+    model_so_far = {"variants": {"nodefaults": plain}, "option-variants": option_variants, "dt-smp": section}
+    compat = driver_compat()
+    checked = []
+    for (f, n), variant in zip(checks, qemu, strict=True):
+        if variant is None:
+            continue
+        try:
+            made_here = compose(model_so_far, "nodefaults", [f, n], None, True, checked_only=False)
+        except DtvmError:
+            continue
+        assert made_here is not None
+        ours = config_from_dict(made_here[0])
+        if made_here[1] is not None:
+            ours.dtb = made_here[1]
+        if write_dtb(describe(ours, compat).guest) == write_dtb(describe(config_from_dict(variant), compat).guest):
+            checked.append(f"{f}&{n}")
+        else:
+            print(f"  {mtype}: {f} with {n} does not compose (refused offline)", file=sys.stderr)
+    section["checked"] = sorted(checked)
+    section["entries"] = dict(sorted(entries.items()))
+    section["dts"] = dict(sorted(dts.items()))
+    section["deltas"] = dict(sorted(deltas.items()))
+    return section
 
 
 def _option_variants(mtype: str) -> list[str]:

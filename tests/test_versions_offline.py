@@ -23,7 +23,7 @@ from tests.test_offline import CASES as OFFLINE_CASES
 X86 = "qemu-system-x86_64"
 UNPINNED = {"pc-q35-7.2": "q35", "pc-i440fx-7.2": "pc", "virt-7.2": "virt", "pseries-7.2": "pseries"}
 #: the default run's configurations (the rest: -m versions_full)
-QUICK = {"q35@pinned", "q35-netdev@unpinned", "pc@unpinned", "virt-nics@unpinned"}
+QUICK = {"q35@pinned", "q35-netdev@unpinned", "pc@unpinned", "virt-nics@unpinned", "virt-gicv3-smp-sockets@unpinned"}
 
 
 def _on10(argv: list[str], pinned: bool) -> list[str]:

@@ -263,7 +263,8 @@ def option_delta(plain: dict[str, Any], variant: dict[str, Any]) -> dict[str, An
                       if k in a_index), None)
         added.append({"bus": list(bus_path), "after": list(after) if after else None, "device": dev})
     props = []
-    alone = not _same_dt(plain.get("dtb-zlib"), variant.get("dtb-zlib")) or variant["backends"] != plain["backends"]
+    dt_changed = not _same_dt(plain.get("dtb-zlib"), variant.get("dtb-zlib"))
+    alone = variant["backends"] != plain["backends"]
     for key, dev in a_index.items():
         other = b_index.get(key)
         if other is None:
@@ -279,7 +280,8 @@ def option_delta(plain: dict[str, Any], variant: dict[str, Any]) -> dict[str, An
             "options": {k: v for k, v in bm["options"].items() if am["options"].get(k) != v},
             "unset-options": [k for k in am["options"] if k not in bm["options"]],
             "inputs": {k: v for k, v in variant["inputs"].items() if plain["inputs"].get(k) != v},
-            "alone": alone}
+            # dt-only: alone for QEMU's own DT alone, which dtvm/qemu/offline_dt.py takes whole
+            "alone": alone or dt_changed, "dt-only": dt_changed and not alone}
 
 
 def _same_dt(a: str | None, b: str | None) -> bool:
@@ -346,13 +348,18 @@ def apply_deltas(base: dict[str, Any], deltas: list[tuple[str, dict[str, Any]]])
                 devices = _bus_list(out, index, bus_path)
                 if devices is not None:
                     devices[:] = [d for d in devices if d is not index[key]]
+        last: dict[tuple[Any, ...], dict[str, Any]] = {}  # (bus, anchor) -> the device added there last
         for item in delta["added"]:
             devices = _bus_list(out, index, tuple(item["bus"]))
             if devices is None:
                 raise OfflineError(f"{opt(name)}: the bus it adds a device to is not in this model (use online mode)")
-            after = index.get(tuple(item["after"])) if item["after"] else None
+            spot = (tuple(item["bus"]), tuple(item["after"]) if item["after"] else None)
+            # devices added one after another after one anchor keep their order (a CPU's per-hart
+            # IMSICs on riscv64 virt)
+            after = last.get(spot) or (index.get(tuple(item["after"])) if item["after"] else None)
             pos = next((i + 1 for i, d in enumerate(devices) if d is after), 0)
             devices.insert(pos, copy.deepcopy(item["device"]))
+            last[spot] = devices[pos]
         for change in delta["props"]:
             dev = index.get(tuple(change["device"]))
             if dev is None:

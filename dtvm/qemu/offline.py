@@ -30,6 +30,7 @@ from dtvm.qemu.models import (
     selected_version,
 )
 from dtvm.qemu.offline_argv import Args, Drive, image_size, is_qcow2, parse_argv
+from dtvm.qemu.offline_dt import compose as compose_dt
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts, link_machine_chardevs
 
@@ -104,23 +105,30 @@ def offline_config(argv: list[str]) -> Config:
     elif args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
         raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
                            "models QEMU cannot run under TCG: use online mode)")
-    option_variant, deltas = option_deltas(model, bad, args.nodefaults and not args.usb)
     dt_memory = re.sub(r"-\d+\.\d+$", "", machine.type) == "virt" and machine.arch in ("aarch64", "arm", "riscv64")
-    for opt, key in ((args.memory, "m"), (args.smp, "smp")):
-        if opt is not None and not x86 and not (key == "m" and dt_memory):
-            raise OfflineError(f"-{key} {opt}: not in the offline model of {machine.type} (use online mode)")
-
     turns_off = device_facts()["turns-off-default"]
     removed = set(args.removed) | {turns_off[d] for d, _ in args.devices if d in turns_off}
     cdrom = "cdrom" in removed
     removed.discard("cdrom")
     tags = (["nodefaults"] if args.nodefaults else sorted(removed)) + (["usb"] if args.usb else [])
     variant = "+".join(tags) or "defaults"
+    # virt: options, CPU model and -smp as QEMU's recorded DTs (offline_dt.py); None: an older model
+    dt_made = compose_dt(model, variant, bad, args.smp, args.nodefaults and not args.usb) \
+        if dt_memory and variant in model["variants"] else None
+    option_variant, deltas = option_deltas(model, bad, args.nodefaults and not args.usb) if dt_made is None else (None, [])
+    for opt, key in ((args.memory, "m"), (args.smp, "smp")):
+        if opt is not None and not x86 and not (key == "m" and dt_memory) and not (key == "smp" and dt_made):
+            raise OfflineError(f"-{key} {opt}: not in the offline model of {machine.type} (use online mode)")
+
     if variant not in model["variants"]:
         raise OfflineError(f"{', '.join(sorted(removed))}: this combination of removed defaults is not in the offline model (use online mode)")
     if args.nodefaults and x86:
         deltas += _port_deltas(model, args)
-    if option_variant is not None and not deltas:
+    if dt_made is not None:
+        config = config_from_dict(dt_made[0])
+        if dt_made[1] is not None:
+            config.dtb = dt_made[1]
+    elif option_variant is not None and not deltas:
         config = config_from_dict(model["option-variants"][option_variant])
     elif deltas:
         if option_variant is not None:
@@ -143,7 +151,7 @@ def offline_config(argv: list[str]) -> Config:
         _set_memory(config, _mebibytes(args.memory))
         if dt_memory:
             _set_dt_memory(config, _mebibytes(args.memory), args.memory)
-    if args.smp is not None:
+    if args.smp is not None and dt_made is None:
         _set_cpus(config, args.smp)
     if args.cpu is not None and x86:
         config.machine.cpu_type = model["cpu-types"][args.cpu]

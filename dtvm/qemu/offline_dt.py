@@ -1,0 +1,251 @@
+"""Offline on the machines whose hardware QEMU writes as a DT of its own (arm/aarch64 and riscv64
+virt): which recorded DT and device model a command line's machine options, CPU model and
+``-smp`` make.
+
+On these machines a machine option, a CPU model or a CPU count rewrites QEMU's DT (CPU nodes,
+cpu-map, the interrupt controller's wiring, timer and PMU CPU masks, PSCI, memory map), which the
+device-model deltas of ``models.py`` cannot express.  What the models record instead, all from
+QEMU (scripts/gen_offline_models.py):
+
+- per option or CPU model, its own DT (``option-variants``: the DT QEMU wrote with that one
+  option under -nodefaults); options that leave the DT alone (at their defaults, dtb-randomness)
+  compose as device-model deltas with anything;
+- per DT-changing option (and none) and per ``-smp`` topology of a bounded set (``dt-smp``:
+  ``forms``), the DT QEMU writes and what the CPU count changes in the device model (the GIC's
+  num-cpu, the machine's smp property), stored once per distinct value and compressed against
+  the option's own DT.
+
+A command line takes at most one DT-changing option (measured: the DT-changing options of virt
+touch the same nodes, the GIC, /psci, the memory map, and their phandles shift together, so
+their DTs do not compose from single recordings), any number of options that leave the DT alone,
+and any ``-smp`` topology of the recorded set; whatever else is an error naming it.  The DT of a
+variant without some defaults (-net none, ...) is the -nodefaults one, which a load-time check
+holds (those defaults are PCI devices, outside QEMU's DT).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+import zlib
+from typing import Any
+
+from dtvm.qemu.models import OfflineError, _index, _inflate, _same_dt, apply_deltas, option_delta
+
+__all__ = ["compose", "pack_dt", "smp_delta", "smp_key", "smp_text"]
+
+#: a recorded DT may not claim more than this once padded (QEMU's virt DT is 1 MiB)
+_MAX_DT = 16 << 20
+
+
+def smp_key(text: str) -> tuple[int, int, int, int, int]:
+    """``-smp`` as QEMU 7.2's smp_parse reads it for machine types since 6.2 (cores preferred over
+    sockets; one die, one cluster): (cpus, maxcpus, sockets, cores, threads)."""
+    parts = [p for p in text.strip().split(",") if p]
+    given: dict[str, int] = {}
+    for i, part in enumerate(parts):
+        name, eq, value = part.partition("=")
+        if not eq and i == 0:
+            name, value = "cpus", name
+        if not re.fullmatch(r"\d{1,4}", value) or name not in ("cpus", "maxcpus", "sockets", "cores", "threads",
+                                                                 "dies", "clusters") or name in given:
+            raise OfflineError(f"-smp {text}: only cpus, maxcpus, sockets, cores and threads (one die, one cluster) "
+                               "are in the offline model (use online mode)")
+        given[name] = int(value)
+    if given.get("dies", 1) != 1 or given.get("clusters", 1) != 1:
+        raise OfflineError(f"-smp {text}: more than one die or cluster is not in the offline model (use online mode)")
+    cpus, maxcpus = given.get("cpus", 0), given.get("maxcpus", 0)
+    sockets, cores, threads = given.get("sockets", 0), given.get("cores", 0), given.get("threads", 0)
+    if cpus == 0 and maxcpus == 0:
+        sockets, cores, threads = sockets or 1, cores or 1, threads or 1
+    else:
+        maxcpus = maxcpus or cpus
+        if cores == 0:
+            sockets, threads = sockets or 1, threads or 1
+            cores = maxcpus // (sockets * threads)
+        elif sockets == 0:
+            threads = threads or 1
+            sockets = maxcpus // (cores * threads)
+        if threads == 0:
+            threads = maxcpus // (sockets * cores) if sockets * cores else 0
+    maxcpus = maxcpus or sockets * cores * threads
+    cpus = cpus or maxcpus
+    if not (sockets and cores and threads) or sockets * cores * threads != maxcpus or not 1 <= cpus <= maxcpus:
+        raise OfflineError(f"-smp {text}: QEMU refuses this topology (sockets * cores * threads must be maxcpus, "
+                           "and cpus at most maxcpus)")
+    return cpus, maxcpus, sockets, cores, threads
+
+
+def smp_text(key: tuple[int, int, int, int, int]) -> str:
+    """The explicit ``-smp`` of a topology (what the models are recorded with, and their key)."""
+    cpus, maxcpus, sockets, cores, threads = key
+    return f"cpus={cpus},maxcpus={maxcpus},sockets={sockets},cores={cores},threads={threads}"
+
+
+def stripped_dtb(dtb: bytes) -> bytes:
+    """A DT without QEMU's zero padding (its content is a few KiB of a 1 MiB buffer): what a
+    recorded DT is compressed against."""
+    return dtb.rstrip(b"\0")[-32768:]
+
+
+def pack_dt(dtb: bytes, against: bytes) -> dict[str, Any]:
+    """A DT as stored in ``dt-smp``: its content compressed with the DT it derives from as the
+    dictionary, and its padded size."""
+    packer = zlib.compressobj(9, zdict=stripped_dtb(against))
+    blob = packer.compress(dtb.rstrip(b"\0")) + packer.flush()
+    return {"z": base64.b64encode(blob).decode(), "size": len(dtb)}
+
+
+def _unpack_dt(stored: dict[str, Any], against: bytes) -> bytes:
+    size = int(stored["size"])
+    if not 0 < size <= _MAX_DT:
+        raise OfflineError(f"a recorded DT claims {size} bytes")
+    try:
+        d = zlib.decompressobj(zdict=stripped_dtb(against))
+        out = d.decompress(base64.b64decode(stored["z"]), size)
+    except (zlib.error, ValueError) as exc:
+        raise OfflineError(f"a recorded DT does not unpack ({exc}): re-record the offline model") from None
+    if d.unconsumed_tail or len(out) > size:
+        raise OfflineError("a recorded DT expands beyond its size")
+    return out.ljust(size, b"\0")
+
+
+def smp_delta(base: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any] | None:
+    """What a CPU count changes in the device model against ``base`` (the same command line
+    without -smp): models.option_delta's delta, plus the devices' MMIO region lists (the GIC has
+    one per CPU); None when it changes what neither carries (back-ends, PCI ids, qdev ids)."""
+    delta = option_delta(base, variant)
+    a_index: dict[Any, dict[str, Any]] = {}
+    b_index: dict[Any, dict[str, Any]] = {}
+    _index(base["root"]["devices"], (), a_index, {})
+    _index(variant["root"]["devices"], (), b_index, {})
+    mmio = []
+    for key, dev in a_index.items():
+        other = b_index.get(key)
+        if other is None:
+            continue
+        if any(dev[f] != other[f] for f in ("pci_ids", "pci_class", "backends", "id")):
+            return None
+        if dev["mmio"] != other["mmio"]:
+            mmio.append({"device": list(key), "mmio": other["mmio"]})
+    if variant["backends"] != base["backends"]:
+        return None
+    out = {k: v for k, v in delta.items() if k not in ("alone", "dt-only")}
+    out["mmio"] = mmio
+    return out
+
+
+def _apply_mmio(config: dict[str, Any], changes: list[dict[str, Any]]) -> None:
+    index: dict[Any, dict[str, Any]] = {}
+    _index(config["root"]["devices"], (), index, {})
+    for change in changes:
+        dev = index.get(tuple(change["device"]))
+        if dev is None:
+            raise OfflineError("-smp: a device whose MMIO regions the CPU count changes is not in this model "
+                               "(use online mode)")
+        dev["mmio"] = [list(r) for r in change["mmio"]]
+
+
+def _dt_of(variant: dict[str, Any]) -> bytes:
+    blob = variant.get("dtb-zlib")
+    if not blob:
+        raise OfflineError("a recorded variant of this machine has no DT (re-record its offline model)")
+    return _inflate(base64.b64decode(blob))
+
+
+def _opt(name: str) -> str:
+    return name if name.startswith("-") else f"-machine {name}"
+
+
+def _feature(model: dict[str, Any], section: dict[str, Any], name: str) -> tuple[dict[str, Any], bytes] | None:
+    """The -nodefaults device model (as data) and QEMU's DT of a DT feature: "" (none), one
+    recorded option or CPU model, or two of them recorded together ("A&B", ``joint``)."""
+    recorded = model.get("option-variants") or {}
+    if name == "":
+        plain = model["variants"]["nodefaults"]
+        return plain, _dt_of(plain)
+    if name in recorded:
+        return recorded[name], _dt_of(recorded[name])
+    joint = (section.get("joint") or {}).get(name)
+    if joint is None or joint.get("parent") not in recorded:
+        return None
+    parent = recorded[joint["parent"]]
+    delta = section["deltas"][joint["delta"]]
+    out = apply_deltas(parent, [(name, {**delta, "alone": False})])
+    _apply_mmio(out, delta.get("mmio", []))
+    return out, _unpack_dt(section["dts"][joint["dt"]], _dt_of(parent))
+
+
+def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None, alone_ok: bool,
+            checked_only: bool = True) -> tuple[dict[str, Any], bytes | None] | None:
+    """The device model (as data) and QEMU's DT (None: the model's own) for a DT machine's variant
+    of removed defaults, the options not at their defaults (``bad``: "NAME=VALUE" and "-cpu MODEL")
+    and ``-smp``; None when the model file predates ``dt-smp`` (the caller's own, narrower rules
+    then answer).  OfflineError naming what is not recorded.  ``checked_only=False`` lets an option
+    that leaves the DT alone go with a DT-changing one without the recorded check that QEMU agrees
+    (only the recorder itself, to make that check)."""
+    section = model.get("dt-smp")
+    if not isinstance(section, dict):
+        return None
+    recorded = model.get("option-variants") or {}
+    missing = [b for b in bad if b not in recorded]
+    if missing:
+        raise OfflineError(f"{_opt(missing[0])}: not in the offline model (the options and CPU models recorded are "
+                           "listed under option-variants in its file; use online mode)")
+    plain = model["variants"]["nodefaults"]
+    deltas = [(b, option_delta(plain, recorded[b])) for b in bad]
+    changing = sorted(b for b, d in deltas if d["alone"])
+    others = [(b, d) for b, d in deltas if not d["alone"]]
+    if len(changing) == 1 and not dict(deltas)[changing[0]].get("dt-only") \
+            and smp_delta(plain, recorded[changing[0]]) is None:
+        # it changes devices' resources or back-ends too: only its own recording, as QEMU made it
+        if others or smp is not None or not alone_ok:
+            raise OfflineError(f"{_opt(changing[0])} changes QEMU's own DT and back-ends or resources: in the offline "
+                               "model alone under -nodefaults only (use online mode)")
+        return copy.deepcopy(recorded[changing[0]]), None
+    feature = "&".join(changing)
+    made = _feature(model, section, feature)
+    if made is None:
+        raise OfflineError(f"{', '.join(_opt(b) for b in changing)}: each changes QEMU's own DT, and together they are "
+                           f"not in the offline model (one, or two recorded together, is; use online mode)")
+    fdict, fdt = made
+    checked = set(section.get("checked") or [])
+    for name, _ in others:
+        for c in changing:
+            if checked_only and f"{c}&{name}" not in checked:
+                raise OfflineError(f"{_opt(name)} with {_opt(c)}: not checked against QEMU in the offline model "
+                                   "(it changes what the other writes into QEMU's DT; use online mode)")
+    dtb: bytes | None = fdt if feature else None
+    if feature and alone_ok and not others:
+        out = copy.deepcopy(fdict)
+    else:
+        base = model["variants"][variant]
+        if feature and variant != "nodefaults" and not _same_dt(base.get("dtb-zlib"), plain.get("dtb-zlib")):
+            raise OfflineError(f"{_opt(changing[0])}: its DT is recorded under -nodefaults, and this machine's defaults "
+                               "change the DT (use online mode)")
+        todo = list(others)
+        mmio: list[dict[str, Any]] = []
+        if feature:
+            # what it changes in the device model, MMIO region lists included (virtualization=on
+            # gives the GIC its hypervisor regions)
+            fdelta = smp_delta(plain, {**fdict, "dtb-zlib": plain.get("dtb-zlib")})
+            if fdelta is None:
+                raise OfflineError(f"{', '.join(_opt(b) for b in changing)}: changes QEMU's own DT and back-ends or "
+                                   "resources: in the offline model alone under -nodefaults only (use online mode)")
+            mmio = fdelta["mmio"]
+            todo.insert(0, (feature, {**fdelta, "alone": False}))
+        out = apply_deltas(base, todo) if todo else copy.deepcopy(base)
+        _apply_mmio(out, mmio)
+    if smp is not None:
+        key = smp_text(smp_key(smp))
+        entry = section.get("entries", {}).get(f"{feature}|{key}")
+        if entry is None:
+            with_what = f" with {', '.join(_opt(b) for b in changing)}" if feature else ""
+            raise OfflineError(f"-smp {smp}: this topology{with_what} is not recorded in the offline model of this "
+                               f"machine (the topologies recorded are listed under dt-smp; use online mode)")
+        delta = section["deltas"][entry["delta"]]
+        out = apply_deltas(out, [(f"-smp {smp}", {**delta, "alone": False})])
+        _apply_mmio(out, delta.get("mmio", []))
+        dtb = _unpack_dt(section["dts"][entry["dt"]], fdt)
+    return out, dtb
