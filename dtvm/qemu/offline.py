@@ -29,7 +29,15 @@ from dtvm.qemu.models import (
     option_deltas,
     selected_version,
 )
-from dtvm.qemu.offline_argv import Args, Drive, image_size, is_qcow2, parse_argv
+from dtvm.qemu.offline_argv import (
+    Args,
+    Drive,
+    chardev_filename,
+    image_size,
+    is_qcow2,
+    parse_argv,
+    port_filename,
+)
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts, link_machine_chardevs
 
@@ -129,6 +137,12 @@ def offline_config(argv: list[str]) -> Config:
         config = config_from_dict(apply_deltas(model["variants"][variant], deltas))
     else:
         config = config_from_dict(model["variants"][variant])
+    if deltas:
+        # an option that removes a machine device (sata=off: the AHCI and its CD-ROM) leaves the
+        # device's empty default drive in the variant; QEMU makes no such drive then
+        used = {d.backends.get("drive") for d in config.devices()}
+        config.backends = [b for b in config.backends
+                           if not (b.kind == "drive" and "file" not in b.options and b.id not in used)]
     if cdrom and not args.nodefaults:
         _drop_default_cdrom(config)
     if args.vga_std and not any(d.driver == "VGA" for d in config_from_dict(model["variants"]["defaults"]).devices()):
@@ -138,7 +152,9 @@ def offline_config(argv: list[str]) -> Config:
     if args.cdrom is not None or args.hd:
         if not x86:
             raise OfflineError("-cdrom/-hda: only x86 IDE is in the offline model (use online mode)")
-        _legacy_ide(config, model, args)
+        legacy = _legacy_ide(config, model, args)
+    else:
+        legacy = {}
     if args.memory is not None:
         _set_memory(config, _mebibytes(args.memory))
         if dt_memory:
@@ -159,6 +175,7 @@ def offline_config(argv: list[str]) -> Config:
     profiles: dict[str, Any] = model["profiles"]
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
     explicit: dict[int, set[str]] = {}
+    attached: dict[str, Device] = {}  # a drive's name: the device that took it
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
     generated = sum(1 for b in config.backends if re.fullmatch(r"#net\d+", b.id))
     for n, pairs in enumerate(args.nics):
@@ -233,6 +250,7 @@ def offline_config(argv: list[str]) -> Config:
             if drive is None:
                 raise OfflineError(f"{where}: drive {user['drive']!r} is not a -drive/-blockdev of this command line")
             _disk_facts(targets, drive, dev, profile)
+            attached[drive.name] = next((t for t in reversed(targets) if t.backends.get("drive") == drive.name), dev)
         nic = next((t for t in reversed(targets) if "mac" in t.props), None)
         if nic is not None and "mac" not in user:
             nic.props["mac"] = ":".join(f"{b:02x}" for b in mac_next.to_bytes(6, "big"))
@@ -251,7 +269,17 @@ def offline_config(argv: list[str]) -> Config:
         config.backends.append(Backend("netdev", ident, _reported_netdev(ntype, opts)))
     for head, pairs in args.chardevs:
         opts = dict(pairs)
-        config.backends.append(Backend("chardev", opts.get("id", ""), {"filename": head}))
+        filename = chardev_filename(head, set(opts), f"-chardev {head},id={opts.get('id', '')}")
+        config.backends.append(Backend("chardev", opts.get("id", ""), {"filename": filename}))
+    for port, spec in args.chardev_for.items():
+        # the chardev serial_parse makes (serial0, parallel0); under -nodefaults it is not in the
+        # variant the port's delta came from
+        if port not in args.removed and not any(b.kind == "chardev" and b.id == f"{port}0" for b in config.backends):
+            config.backends.append(Backend("chardev", f"{port}0", {}))
+        for backend in config.backends:
+            if backend.kind == "chardev" and backend.id == f"{port}0":
+                backend.options["filename"] = port_filename(spec, f"-{port}")
+    _drive_backends(config, args, attached, legacy)
     for driver, prop, raw in args.globals_:
         _apply_global(config, profiles, driver, prop, raw, explicit)
     config.backends.sort(key=lambda b: (b.kind, b.id))
@@ -382,12 +410,14 @@ def _set_cpus(config: Config, text: str) -> None:
         config.machine.topology.update({"socket-id": sockets, "core-id": cores, "thread-id": threads})
 
 
-def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> None:
-    """-cdrom and -hda: IDE drives the machine itself attaches (index 2 and 0), defaults or not."""
+def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> dict[str, str]:
+    """-cdrom and -hda: IDE drives the machine itself attaches (index 2 and 0), defaults or not.
+    Returns the names of their BlockBackends ("cdrom", "hd:N": the name)."""
+    names: dict[str, str] = {}
     buses = {b.name: b for b in _all_buses(config)}
     if args.cdrom is not None:
         cd_fmt = "qcow2" if is_qcow2(args.cdrom, "-cdrom") else "raw"  # QEMU probes it
-        size = image_size(args.cdrom, "-cdrom", cd_fmt)
+        image_size(args.cdrom, "-cdrom", cd_fmt)  # refuses what QEMU would read otherwise (a partition table)
         default = config_from_dict(model["variants"]["defaults"])
         cd = next((d for d in default.devices() if d.driver == "ide-cd"), None)
         if cd is None or cd.parent is None or cd.parent.name not in buses:
@@ -398,8 +428,8 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> None:
             bus.devices.append(cd)
         ref = cd.backends.get("drive", "")
         config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == ref)]
-        config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": cd_fmt, "ro": "on", "removable": "on",
-                                                      "size": str(size)}))
+        config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": cd_fmt, "ro": "on", "removable": "on"}))
+        names["cdrom"] = ref
     profile = model["profiles"].get("ide-hd@IDE")
     for index, image in sorted(args.hd.items()):
         what = args.hd_what.get(index, f"-hd{'abcd'[index % 4]}")
@@ -418,6 +448,32 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> None:
         _disk_facts([dev], drive, dev, profile)
         target.devices.append(dev)
         config.backends.append(Backend("drive", name, {"file": image, "drv": fmt, "ro": "off", "removable": "off"}))
+        names[f"hd:{index}"] = name
+    return names
+
+
+#: devices whose BlockBackend reports a removable medium (they have a change_media_cb in QEMU)
+_REMOVABLE = frozenset({"ide-cd", "scsi-cd", "floppy", "sd-card"})
+
+
+def _drive_backends(config: Config, args: Args, attached: dict[str, Device], legacy: dict[str, str]) -> None:
+    """The block back-ends as QEMU's ``query-block`` reports them (the online overlay): every
+    BlockBackend a ``-drive`` names, and each ``-blockdev`` node a device took (its anonymous
+    BlockBackend shows the node's name); QEMU numbers the node names it generates (#blockN) in
+    command-line order, which the description keeps from 0."""
+    generated = {name: f"#block{n}" for n, name in enumerate(legacy.get(k, k) for k in args.block_order)}
+    for backend in config.backends:
+        if backend.kind == "drive" and backend.id in generated:
+            backend.options["node-name"] = generated[backend.id]
+    for drive in args.drives.values():
+        dev = attached.get(drive.name)
+        if not drive.blk_name and dev is None:
+            continue  # a -blockdev node no device took has no BlockBackend
+        removable = dev is None or dev.driver in _REMOVABLE or dev.props.get("removable") == "on"
+        file = drive.file if drive.file is not None else f"{drive.fmt}://"
+        config.backends.append(Backend("drive", drive.name, {
+            "file": file, "drv": drive.fmt, "ro": "on" if drive.readonly else "off",
+            "node-name": generated.get(drive.name, drive.name), "removable": "on" if removable else "off"}))
 
 
 def _isa_port(config: Config, driver: str, user: dict[str, str], where: str, explicit: dict[int, set[str]]) -> None:

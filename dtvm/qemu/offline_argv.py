@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from dtvm.qemu import images
 from dtvm.qemu.models import OfflineError
 
-__all__ = ["Args", "Drive", "image_size", "is_qcow2", "parse_argv"]
+__all__ = ["Args", "Drive", "chardev_filename", "image_size", "is_qcow2", "parse_argv", "port_filename"]
 
 
 @dataclass
@@ -52,6 +52,9 @@ class Args:
     vga_std: bool = False
     globals_: list[tuple[str, str, str]] = field(default_factory=list)
     chardev_for: dict[str, str] = field(default_factory=dict)
+    #: the BlockBackends with a medium that -drive and its shorthands make, in command-line order
+    #: (QEMU numbers their generated node names in that order): a drive name, "hd:N" or "cdrom"
+    block_order: list[str] = field(default_factory=list)
 
 
 _IGNORED_FLAGS = {"-S", "-nographic", "-no-reboot", "-no-shutdown"}
@@ -64,6 +67,35 @@ _NIC_USER_KEYS = frozenset({
     "dhcpstart", "dns", "dnssearch", "domainname", "ipv6-prefix", "ipv6-prefixlen", "ipv6-host", "ipv6-dns",
     "smb", "smbserver", "hostfwd", "guestfwd", "tftp-server-name",
 })
+
+
+#: chardev back-ends whose ``info chardev`` filename is their type (char.c names a chardev so when
+#: its back-end sets no filename of its own; measured on QEMU 7.2); the others (socket, pty, udp,
+#: serial, pipe, ...) report host state the command line does not decide (a pty's number)
+_PLAIN_CHARDEVS = frozenset({"null", "vc", "stdio", "file", "ringbuf", "memory", "msmouse", "wctablet", "testdev"})
+#: what a plain -chardev takes besides its id without changing what ``info chardev`` reports
+_CHARDEV_KEYS = frozenset({"backend", "id", "path", "size", "width", "height", "cols", "rows", "signal",
+                           "logfile", "logappend", "append"})
+
+
+def chardev_filename(backend: str, keys: set[str], what: str) -> str:
+    """The filename ``info chardev`` reports for a ``-chardev`` (the online overlay holds it)."""
+    if backend not in _PLAIN_CHARDEVS:
+        raise OfflineError(f"{what}: a {backend or 'typeless'} chardev reports host state to QEMU's monitor; not in the "
+                           "offline model (use online mode)")
+    extra = sorted(keys - _CHARDEV_KEYS)
+    if extra:
+        raise OfflineError(f"{what}: {extra[0]}=: not in the offline model (use online mode)")
+    return backend
+
+
+def port_filename(spec: str, what: str) -> str:
+    """The filename of the chardev ``-serial SPEC``/``-parallel SPEC`` makes (char.c's
+    qemu_chr_parse_compat), for the forms whose filename the command line decides."""
+    head = spec.split(":", 1)[0]
+    if spec in ("null", "stdio", "msmouse", "wctablet", "testdev") or head == "vc" or (head == "file" and ":" in spec):
+        return head
+    raise OfflineError(f"{what} {spec}: this back-end form is not in the offline model (use online mode)")
 
 
 def is_qcow2(path: str, what: str) -> bool:
@@ -116,6 +148,7 @@ def _ide_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
         raise OfflineError(f"{what}: IDE index {index} is out of range or given twice")
     args.hd[index] = opts["file"]
     args.hd_what[index] = what
+    args.block_order.append(f"hd:{index}")
 
 
 def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, Drive] | None = None) -> Drive:
@@ -187,6 +220,7 @@ def parse_argv(argv: list[str]) -> Args:
                 # the default port's back-end only: the guest sees the same port
                 if norm[1:] in args.chardev_for:
                     raise OfflineError(f"{opt}: a second {norm[1:]} port is not in the offline model (use online mode)")
+                port_filename(value(), norm)
                 args.chardev_for[norm[1:]] = value()
                 i += 2
             elif norm == "-usb":
@@ -219,9 +253,11 @@ def parse_argv(argv: list[str]) -> Args:
                     drive = _drive_option({**{k: v for k, v in opts.items() if k != "if"}, "if": "none", "id": name}, opt)
                     args.drives[name] = drive
                     args.virtio_drives.append(name)
+                    args.block_order.append(name)
                 else:
                     drive = _drive_option(opts, opt)
                     args.drives[drive.name] = drive
+                    args.block_order.append(drive.name)
                 i += 2
             elif norm == "-blockdev":
                 _, pairs = parse(value(), keyval=True)
@@ -230,6 +266,7 @@ def parse_argv(argv: list[str]) -> Args:
                 i += 2
             elif norm == "-cdrom":
                 args.cdrom = value()
+                args.block_order.append("cdrom")
                 i += 2
             elif norm in ("-hda", "-hdb", "-hdc", "-hdd"):
                 index = "abcd".index(norm[3])
@@ -237,6 +274,7 @@ def parse_argv(argv: list[str]) -> Args:
                     raise OfflineError(f"{norm}: IDE index {index} is given twice (QEMU refuses it)")
                 args.hd[index] = value()
                 args.hd_what[index] = norm
+                args.block_order.append(f"hd:{index}")
                 i += 2
             elif norm == "-vga" and value() == "std":
                 i += 2  # the x86 default; checked against the machine below
