@@ -123,7 +123,7 @@ def offline_config(argv: list[str]) -> Config:
     cdrom = "cdrom" in removed
     removed.discard("cdrom")
     tags = (["nodefaults"] if args.nodefaults else sorted(removed)) + (["usb"] if args.usb else [])
-    variant = "+".join(tags) or "defaults"
+    variant = "+".join(sorted(tags)) or "defaults"  # the models name variants by their sorted tags
     if variant not in model["variants"]:
         raise OfflineError(f"{', '.join(sorted(removed))}: this combination of removed defaults is not in the offline model (use online mode)")
     if args.nodefaults and x86:
@@ -137,12 +137,6 @@ def offline_config(argv: list[str]) -> Config:
         config = config_from_dict(apply_deltas(model["variants"][variant], deltas))
     else:
         config = config_from_dict(model["variants"][variant])
-    if deltas:
-        # an option that removes a machine device (sata=off: the AHCI and its CD-ROM) leaves the
-        # device's empty default drive in the variant; QEMU makes no such drive then
-        used = {d.backends.get("drive") for d in config.devices()}
-        config.backends = [b for b in config.backends
-                           if not (b.kind == "drive" and "file" not in b.options and b.id not in used)]
     if cdrom and not args.nodefaults:
         _drop_default_cdrom(config)
     if args.vga_std and not any(d.driver == "VGA" for d in config_from_dict(model["variants"]["defaults"]).devices()):
@@ -192,9 +186,12 @@ def offline_config(argv: list[str]) -> Config:
         nic_devices.append((model_name, [("netdev", netdev), *nic_opts]))
     # NICs of -nic are made during machine init, before any -device (and made differently:
     # their own profiles)
-    for n_dev, (driver, pairs) in enumerate([*nic_devices, *args.devices]):
+    # then -usbdevice's (vl.c's usb_parse, on the machine's USB bus), then the -device options
+    usb_devices: list[tuple[str, list[tuple[str, str]]]] = [(d, []) for d in args.usb_devices]
+    for n_dev, (driver, pairs) in enumerate([*nic_devices, *usb_devices, *args.devices]):
         from_nic = n_dev < len(nic_devices)
-        where = f"-nic model={driver}" if from_nic else f"-device {driver}"
+        from_usb = not from_nic and n_dev < len(nic_devices) + len(usb_devices)
+        where = f"-nic model={driver}" if from_nic else f"-usbdevice ({driver})" if from_usb else f"-device {driver}"
         user = dict(pairs)
         if driver in device_facts()["isa-ports"] and not from_nic:
             _isa_port(config, driver, user, where, explicit)
@@ -590,7 +587,10 @@ def _reported_netdev(ntype: str, opts: dict[str, str]) -> dict[str, str]:
 
 
 def _drop_default_cdrom(config: Config) -> None:
-    """The default CD-ROM (an ide-cd on its default drive ideN-cd0) and that drive."""
+    """The default CD-ROM (an ide-cd on its default drive ideN-cd0) and that drive, also where
+    the machine made no device for the drive (q35 with ``sata=off``)."""
+    config.backends = [b for b in config.backends
+                       if not (b.kind == "drive" and re.fullmatch(r"ide\d-cd\d", b.id) and "file" not in b.options)]
     for bus in _all_buses(config):
         for dev in list(bus.devices):
             ref = dev.backends.get("drive", "")

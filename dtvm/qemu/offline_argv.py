@@ -55,6 +55,8 @@ class Args:
     #: the BlockBackends with a medium that -drive and its shorthands make, in command-line order
     #: (QEMU numbers their generated node names in that order): a drive name, "hd:N" or "cdrom"
     block_order: list[str] = field(default_factory=list)
+    #: -usbdevice NAME: the device types, in command-line order
+    usb_devices: list[str] = field(default_factory=list)
 
 
 _IGNORED_FLAGS = {"-S", "-nographic", "-no-reboot", "-no-shutdown"}
@@ -96,6 +98,10 @@ def port_filename(spec: str, what: str) -> str:
     if spec in ("null", "stdio", "msmouse", "wctablet", "testdev") or head == "vc" or (head == "file" and ":" in spec):
         return head
     raise OfflineError(f"{what} {spec}: this back-end form is not in the offline model (use online mode)")
+
+
+#: -usbdevice's names (hw/usb/bus.c: each type's usbdevice_name) of the types with a profile
+_USBDEVICE = {"keyboard": "usb-kbd", "mouse": "usb-mouse", "tablet": "usb-tablet"}
 
 
 def is_qcow2(path: str, what: str) -> bool:
@@ -222,6 +228,14 @@ def parse_argv(argv: list[str]) -> Args:
                     raise OfflineError(f"{opt}: a second {norm[1:]} port is not in the offline model (use online mode)")
                 port_filename(value(), norm)
                 args.chardev_for[norm[1:]] = value()
+                i += 2
+            elif norm == "-usbdevice":
+                driver = _USBDEVICE.get(value())
+                if driver is None:
+                    raise OfflineError(f"-usbdevice {value()}: only {', '.join(sorted(_USBDEVICE))} are in the offline model "
+                                       "(use online mode)")
+                args.machine_opts.append(("usb", "on"))  # vl.c: -usbdevice turns the machine's USB on
+                args.usb_devices.append(driver)
                 i += 2
             elif norm == "-usb":
                 args.usb = True
