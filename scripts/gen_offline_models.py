@@ -52,6 +52,15 @@ DRIVE_DEVICES = {"virtio-blk-pci", "virtio-blk-device", "scsi-hd", "ide-hd"}
 MACHINES = [("pc-q35-7.2", "qemu-system-x86_64", True, False, True), ("pc-i440fx-7.2", "qemu-system-x86_64", False, False, True),
             ("virt-7.2", "qemu-system-aarch64", True, True, True), ("virt-7.2", "qemu-system-arm", True, True, True),
             ("virt", "qemu-system-riscv64", True, True, True), ("pseries-7.2", "qemu-system-ppc64", False, False, False)]
+#: x86 only: the other NIC models -nic model= takes (pci_nic_models; tests/qemugen.py draws them)
+X86_NIC_MODELS = ["rtl8139", "ne2k_pci", "pcnet", "vmxnet3", "i82559er", "e1000-82540em", "e1000-82544gc",
+                  "e1000-82545em", "i82550", "i82551", "i82557b", "i82559c", "i82801", "tulip"]
+#: x86 only: USB devices that need a back-end (probed with a null-co node or a null chardev)
+X86_USB_BACKED = {"usb-storage": ["-blockdev", "driver=null-co,node-name=pd"], "usb-serial": ["-chardev", "null,id=pc"]}
+X86_USB_SPEC = {"usb-storage": "drive=pd", "usb-serial": "chardev=pc"}
+#: x86 only: an empty floppy drive (the isa-fdc q35 makes for it, the floppy device of pc's):
+#: what -drive if=floppy adds, its image's drive type computed offline
+X86_FLOPPY = ["-drive if=floppy"]
 _X86_OPTIONS = [*(f"{o}={v}" for o in ("i8042", "hpet", "graphics", "default-bus-bypass-iommu", "sata", "smbus")
                   for v in ("on", "off")),
                 *(f"{o}={v}" for o in ("vmport", "pit", "pic", "smm", "acpi") for v in ("on", "off", "auto"))]
@@ -68,8 +77,8 @@ OPTION_VARIANTS: dict[str, list[str]] = {
     "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off", "aia=none", "aclint=off", "-cpu rv64", "-cpu sifive-u54"],
     "pseries-7.2": ["-cpu power9", "-cpu power8", "-cpu power10"],
     # x86: composed as deltas against -nodefaults (dtvm/qemu/models.py), several on one command line
-    "pc-q35-7.2": _X86_OPTIONS,
-    "pc-i440fx-7.2": _X86_OPTIONS,
+    "pc-q35-7.2": _X86_OPTIONS + X86_FLOPPY,
+    "pc-i440fx-7.2": _X86_OPTIONS + X86_FLOPPY,
 }
 
 
@@ -116,6 +125,9 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
         return _probe_nic(binary, mtype, device)
     extra = REQUIRED.get(device)
     spec = f"{device},id=probe" + (f",{extra}" if extra else "")
+    if device in X86_USB_BACKED:
+        setup = [*setup, *X86_USB_BACKED[device]]
+        spec += "," + X86_USB_SPEC[device]
     if device in DRIVE_DEVICES:
         setup = [*setup, "-blockdev", "driver=null-co,node-name=pd"]
         spec += ",drive=pd"
@@ -154,6 +166,7 @@ def _profile(snapshot: Any, found: Device, extra: str | None) -> dict[str, Any]:
         data["props"].pop(extra.split("=")[0], None)
     for d in [data] + [c for b in data["buses"] for c in b["devices"]]:
         d["backends"].pop("drive", None)
+        d["backends"].pop("chardev", None)  # the probe's own (usb-serial): the user gives theirs
     drivers = {found.driver} | {c.driver for b in found.buses for c in b.devices}
     types = {d: {e["name"]: e.get("type", "") for e in snapshot.type_props.get(d) or []} for d in drivers}
     defaults = {d: {e["name"]: ("on" if e["default-value"] is True else "off" if e["default-value"] is False else str(e["default-value"]))
@@ -230,6 +243,9 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
         jobs += [([], d, "virtio-mmio-bus") for d in MMIO_DEVICES]
     if mtype != "virt":  # riscv64 virt makes no NICs from -nic
         jobs += [([], d, "nic") for d in ("virtio-net-pci", "e1000", "e1000e")]
+    if mtype.startswith("pc-"):
+        jobs += [([], d, "nic") for d in X86_NIC_MODELS]
+        jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in X86_USB_BACKED]
     if not devices:
         jobs = []
     with ThreadPoolExecutor(max_workers=2) as pool:

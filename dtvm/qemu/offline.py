@@ -427,9 +427,12 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> dict[str, 
         config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == ref)]
         config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": cd_fmt, "ro": "on", "removable": "on"}))
         names["cdrom"] = ref
-    profile = model["profiles"].get("ide-hd@IDE")
+    if 2 in args.hd:
+        _drop_default_cdrom(config)  # vl.c makes the default CD-ROM only where index 2 is free
     for index, image in sorted(args.hd.items()):
         what = args.hd_what.get(index, f"-hd{'abcd'[index % 4]}")
+        cd = index in args.hd_cdrom
+        profile = model["profiles"].get("ide-cd@IDE" if cd else "ide-hd@IDE")
         ahci = any(d.driver == "ich9-ahci" for d in config.devices())
         bus_no, unit = (index, 0) if ahci else divmod(index, 2)
         target = buses.get(f"ide.{bus_no}")
@@ -437,14 +440,19 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> dict[str, 
             raise OfflineError(f"{what}: no IDE disk slot for it in the offline model of this machine (use online mode)")
         if any(d.address == ("ide", (target.index, unit)) for d in target.devices):
             raise OfflineError(f"{what}: IDE bus {bus_no} unit {unit} is taken (the CD-ROM?)")
-        name = f"ide{index}-hd0" if ahci else f"ide{bus_no}-hd{unit}"
+        kind = "cd" if cd else "hd"
+        name = f"ide{index}-{kind}0" if ahci else f"ide{bus_no}-{kind}{unit}"
         fmt = "qcow2" if is_qcow2(image, what) else "raw"  # QEMU probes the format of -hdX
-        drive = Drive(name, image_size(image, what, fmt), image, fmt, False, name)
+        drive = Drive(name, image_size(image, what, fmt), image, fmt, cd, name)
         dev = device_from_dict(profile["device"], target)
         dev.address = ("ide", (target.index, unit))
-        _disk_facts([dev], drive, dev, profile)
+        if cd:
+            dev.backends["drive"] = name
+        else:
+            _disk_facts([dev], drive, dev, profile)
         target.devices.append(dev)
-        config.backends.append(Backend("drive", name, {"file": image, "drv": fmt, "ro": "off", "removable": "off"}))
+        config.backends.append(Backend("drive", name, {"file": image, "drv": fmt, "ro": "on" if cd else "off",
+                                                       "removable": "on" if cd else "off"}))
         names[f"hd:{index}"] = name
     return names
 

@@ -57,6 +57,10 @@ class Args:
     block_order: list[str] = field(default_factory=list)
     #: -usbdevice NAME: the device types, in command-line order
     usb_devices: list[str] = field(default_factory=list)
+    #: -drive if=floppy: the drive of each floppy unit (fmt "" for an empty drive)
+    floppies: dict[int, Drive] = field(default_factory=dict)
+    #: -drive if=ide,media=cdrom: the IDE indexes that are CD-ROMs
+    hd_cdrom: set[int] = field(default_factory=set)
 
 
 _IGNORED_FLAGS = {"-S", "-nographic", "-no-reboot", "-no-shutdown"}
@@ -140,8 +144,8 @@ def _ide_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
     """``-drive if=ide,index=N,file=F[,format=raw|qcow2]``: what ``-hdX`` is (vl.c turns -hda into
     if=ide,index=0), for any index the machine's IDE buses have."""
     extra = sorted(set(opts) - {"if", "index", "file", "format", "media"})
-    if extra or "index" not in opts or "file" not in opts or opts.get("media", "disk") != "disk":
-        raise OfflineError(f"{what}: only if=ide with index=, file= and format= (a disk) is in the offline model "
+    if extra or "index" not in opts or "file" not in opts or opts.get("media", "disk") not in ("disk", "cdrom"):
+        raise OfflineError(f"{what}: only if=ide with index=, file=, format= and media= is in the offline model "
                            "(use online mode)")
     try:
         index = int(opts["index"], 0)
@@ -155,6 +159,35 @@ def _ide_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
     args.hd[index] = opts["file"]
     args.hd_what[index] = what
     args.block_order.append(f"hd:{index}")
+    if opts.get("media") == "cdrom":
+        args.hd_cdrom.add(index)
+
+
+def _floppy_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
+    """``-drive if=floppy[,index=N|unit=N][,file=F][,format=][,readonly=]``: the floppy drive of
+    unit N (the lowest free without one; vl.c's drive_new), named floppyN as QEMU names it."""
+    extra = sorted(set(opts) - {"if", "index", "unit", "file", "format", "readonly", "read-only", "media"})
+    if extra or opts.get("media", "disk") != "disk":
+        raise OfflineError(f"{what}: {(extra or ['media'])[0]}=: not in the offline model of a floppy drive (use online mode)")
+    given = opts.get("index", opts.get("unit"))
+    try:
+        unit = int(given, 0) if given is not None else min(u for u in (0, 1, 2) if u not in args.floppies)
+    except ValueError:
+        raise OfflineError(f"{what}: index={given}: not a number") from None
+    if not 0 <= unit <= 1 or unit in args.floppies:
+        raise OfflineError(f"{what}: floppy unit {unit} is out of range or given twice (QEMU refuses it)")
+    name = f"floppy{unit}"
+    ro = opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
+    if "file" not in opts:
+        args.floppies[unit] = Drive(name, 0, None, "", ro, name)
+        return
+    probed = "qcow2" if is_qcow2(opts["file"], what) else "raw"
+    fmt = opts.get("format", probed)
+    if fmt != probed:
+        raise OfflineError(f"{what}: format={fmt} on a {probed} image is not in the offline model (use online mode)")
+    args.floppies[unit] = Drive(name, image_size(opts["file"], what, fmt), opts["file"], fmt, ro, name)
+    args.drives[name] = args.floppies[unit]
+    args.block_order.append(name)
 
 
 def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, Drive] | None = None) -> Drive:
@@ -259,7 +292,9 @@ def parse_argv(argv: list[str]) -> Args:
             elif norm == "-drive":
                 _, pairs = parse(value())
                 opts = dict(pairs)
-                if opts.get("if") == "ide":
+                if opts.get("if") == "floppy":
+                    _floppy_drive_option(args, opts, f"-drive {value()}")
+                elif opts.get("if") == "ide":
                     _ide_drive_option(args, opts, f"-drive {value()}")
                 elif opts.get("if") == "virtio" and "index" not in opts and "id" not in opts:
                     # the BlockBackend is virtioN (N counts the if=virtio drives), its disk comes last
