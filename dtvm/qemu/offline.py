@@ -112,14 +112,20 @@ def offline_config(argv: list[str]) -> Config:
     elif args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
         raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
                            "models QEMU cannot run under TCG: use online mode)")
-    option_variant, deltas = option_deltas(model, bad, args.nodefaults and not args.usb)
+    fdc_from_delta = bool(args.floppies) and x86 and not _has_driver(model["variants"]["nodefaults"]["root"], "isa-fdc")
+    if args.floppies and (not x86 or _FLOPPY not in (model.get("option-variants") or {})):
+        raise OfflineError(f"-drive if=floppy: no floppy controller in the offline model of {machine.type} (use online mode)")
+    if fdc_from_delta:
+        bad.append(_FLOPPY)  # q35 makes its isa-fdc only for a floppy drive: recorded as an option
+    option_variant, deltas = option_deltas(model, bad, args.nodefaults and not args.usb and not fdc_from_delta)
     dt_memory = re.sub(r"-\d+\.\d+$", "", machine.type) == "virt" and machine.arch in ("aarch64", "arm", "riscv64")
     for opt, key in ((args.memory, "m"), (args.smp, "smp")):
         if opt is not None and not x86 and not (key == "m" and dt_memory):
             raise OfflineError(f"-{key} {opt}: not in the offline model of {machine.type} (use online mode)")
 
     turns_off = device_facts()["turns-off-default"]
-    removed = set(args.removed) | {turns_off[d] for d, _ in args.devices if d in turns_off}
+    # a -device turns its default off, but -serial/-parallel X still make their port (vl.c)
+    removed = set(args.removed) | {turns_off[d] for d, _ in args.devices if d in turns_off and turns_off[d] not in args.chardev_for}
     cdrom = "cdrom" in removed
     removed.discard("cdrom")
     tags = (["nodefaults"] if args.nodefaults else sorted(removed)) + (["usb"] if args.usb else [])
@@ -170,6 +176,8 @@ def offline_config(argv: list[str]) -> Config:
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
     explicit: dict[int, set[str]] = {}
     attached: dict[str, Device] = {}  # a drive's name: the device that took it
+    if args.floppies:
+        _floppies(config, model, args, attached, fdc_from_delta)
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
     generated = sum(1 for b in config.backends if re.fullmatch(r"#net\d+", b.id))
     for n, pairs in enumerate(args.nics):
@@ -247,6 +255,12 @@ def offline_config(argv: list[str]) -> Config:
             if drive is None:
                 raise OfflineError(f"{where}: drive {user['drive']!r} is not a -drive/-blockdev of this command line")
             _disk_facts(targets, drive, dev, profile)
+            if driver in (device_facts().get("makes-own-child") or {}):
+                # usb-storage: the disk it makes sees the drive, which stays the parent's
+                for child in (c for b in dev.buses for c in b.devices):
+                    _disk_facts([child], drive, dev, profile)
+                    if "drive" in child.backends:
+                        dev.backends.pop("drive", None)
             attached[drive.name] = next((t for t in reversed(targets) if t.backends.get("drive") == drive.name), dev)
         nic = next((t for t in reversed(targets) if "mac" in t.props), None)
         if nic is not None and "mac" not in user:
@@ -277,6 +291,9 @@ def offline_config(argv: list[str]) -> Config:
             if backend.kind == "chardev" and backend.id == f"{port}0":
                 backend.options["filename"] = port_filename(spec, f"-{port}")
     _drive_backends(config, args, attached, legacy)
+    ram = next((b for b in config.backends if b.kind == "memdev"), None)
+    for ident, qom in args.memdevs:
+        config.backends.append(_memdev(ident, qom, ram))
     for driver, prop, raw in args.globals_:
         _apply_global(config, profiles, driver, prop, raw, explicit)
     config.backends.sort(key=lambda b: (b.kind, b.id))
@@ -345,6 +362,22 @@ def _mebibytes(text: str) -> int:
         raise OfflineError(f"-m {text}: only a plain size (512, 2G, 134217728B) is in the offline model (use online mode)")
     scale = {"": 1 << 20, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
     return int(m.group(1)) * scale
+
+
+def _memdev(ident: str, qom: dict[str, str], ram: Backend | None) -> Backend:
+    """A -object memory-backend-ram as query-memdev reports it: the machine RAM's defaults (the
+    same backend type) with the object's own size and flags."""
+    what = f"-object memory-backend-ram,id={ident}"
+    known = {"qom-type", "id", "size", "merge", "dump", "prealloc", "share", "reserve"}
+    extra = sorted(set(qom) - known)
+    if ram is None or extra or "size" not in qom:
+        raise OfflineError(f"{what}: {extra[0] + '=' if extra else 'this object'}: not in the offline model (use online mode)")
+    opts = dict(ram.options)
+    opts["size"] = str(_mebibytes(qom["size"]) if not qom["size"].isdigit() else int(qom["size"]))
+    for key in ("merge", "dump", "prealloc", "share", "reserve"):
+        if key in qom:
+            opts[key] = _norm(qom[key], "bool")
+    return Backend("memdev", ident, opts)
 
 
 def _set_memory(config: Config, ram: int) -> None:
@@ -431,8 +464,8 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> dict[str, 
         _drop_default_cdrom(config)  # vl.c makes the default CD-ROM only where index 2 is free
     for index, image in sorted(args.hd.items()):
         what = args.hd_what.get(index, f"-hd{'abcd'[index % 4]}")
-        cd = index in args.hd_cdrom
-        profile = model["profiles"].get("ide-cd@IDE" if cd else "ide-hd@IDE")
+        is_cd = index in args.hd_cdrom
+        profile = model["profiles"].get("ide-cd@IDE" if is_cd else "ide-hd@IDE")
         ahci = any(d.driver == "ich9-ahci" for d in config.devices())
         bus_no, unit = (index, 0) if ahci else divmod(index, 2)
         target = buses.get(f"ide.{bus_no}")
@@ -440,19 +473,19 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> dict[str, 
             raise OfflineError(f"{what}: no IDE disk slot for it in the offline model of this machine (use online mode)")
         if any(d.address == ("ide", (target.index, unit)) for d in target.devices):
             raise OfflineError(f"{what}: IDE bus {bus_no} unit {unit} is taken (the CD-ROM?)")
-        kind = "cd" if cd else "hd"
+        kind = "cd" if is_cd else "hd"
         name = f"ide{index}-{kind}0" if ahci else f"ide{bus_no}-{kind}{unit}"
         fmt = "qcow2" if is_qcow2(image, what) else "raw"  # QEMU probes the format of -hdX
-        drive = Drive(name, image_size(image, what, fmt), image, fmt, cd, name)
+        drive = Drive(name, image_size(image, what, fmt), image, fmt, is_cd, name)
         dev = device_from_dict(profile["device"], target)
         dev.address = ("ide", (target.index, unit))
-        if cd:
+        if is_cd:
             dev.backends["drive"] = name
         else:
             _disk_facts([dev], drive, dev, profile)
         target.devices.append(dev)
-        config.backends.append(Backend("drive", name, {"file": image, "drv": fmt, "ro": "on" if cd else "off",
-                                                       "removable": "on" if cd else "off"}))
+        config.backends.append(Backend("drive", name, {"file": image, "drv": fmt, "ro": "on" if is_cd else "off",
+                                                       "removable": "on" if is_cd else "off"}))
         names[f"hd:{index}"] = name
     return names
 
@@ -475,10 +508,52 @@ def _drive_backends(config: Config, args: Args, attached: dict[str, Device], leg
         if not drive.blk_name and dev is None:
             continue  # a -blockdev node no device took has no BlockBackend
         removable = dev is None or dev.driver in _REMOVABLE or dev.props.get("removable") == "on"
-        file = drive.file if drive.file is not None else f"{drive.fmt}://"
+        if not drive.fmt:  # an empty drive (-drive if=floppy without file=): no medium
+            if drive.name != "floppy0":  # the reader leaves out an empty floppy0, as every pc has one
+                config.backends.append(Backend("drive", drive.name, {"removable": "on"}))
+            continue
+        file = drive.reported or (drive.file if drive.file is not None else f"{drive.fmt}://")
         config.backends.append(Backend("drive", drive.name, {
             "file": file, "drv": drive.fmt, "ro": "on" if drive.readonly else "off",
             "node-name": generated.get(drive.name, drive.name), "removable": "on" if removable else "off"}))
+
+
+_FLOPPY = "-drive if=floppy"  # the option variant that records an empty floppy drive
+
+
+def _has_driver(bus: dict[str, Any], driver: str) -> bool:
+    return any(d["driver"] == driver or any(_has_driver(b, driver) for b in d["buses"]) for d in bus["devices"])
+
+
+def _floppies(config: Config, model: dict[str, Any], args: Args, attached: dict[str, Device], fresh: bool) -> None:
+    """The floppy drives of -drive if=floppy on the machine's isa-fdc (pc's own, or the one q35
+    makes for them: ``fresh``, its recorded empty drive dropped), each unit's drive type picked
+    from the image's size as QEMU's pick_geometry does (data/devices.yaml floppy-formats)."""
+    fdc = next((d for d in config.devices() if d.driver == "isa-fdc" and d.buses), None)
+    if fdc is None:
+        raise OfflineError(f"{_FLOPPY}: no floppy controller in this variant of the offline model (use online mode)")
+    if fdc.props.get("fallback") or any(drv in ("isa-fdc", "floppy") for drv, _, _ in args.globals_):
+        raise OfflineError(f"{_FLOPPY}: with -global isa-fdc/floppy properties, not in the offline model (use online mode)")
+    recorded = config_from_dict(model["option-variants"][_FLOPPY])
+    template = device_to_dict(next(d for d in recorded.devices() if d.driver == "floppy"))
+    bus = fdc.buses[0]
+    if fresh:
+        bus.devices.clear()
+    formats = device_facts().get("floppy-formats") or []
+    for unit, drive in sorted(args.floppies.items()):
+        bus.devices = [d for d in bus.devices if d.address != ("floppy", (unit,))]
+        config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == drive.name)]
+        dev = device_from_dict(template, bus)
+        dev.address = ("floppy", (unit,))
+        sectors = drive.size // 512
+        dev.props["drive-type"] = next((str(t) for t, secs, tracks, heads in formats
+                                        if drive.fmt and secs * tracks * heads == sectors), "288")
+        dev.backends["drive"] = drive.name
+        bus.devices.append(dev)
+        attached[drive.name] = dev
+        if not drive.fmt:
+            args.drives[drive.name] = drive  # its BlockBackend, without a medium
+    bus.devices.sort(key=lambda d: d.address[1])
 
 
 def _isa_port(config: Config, driver: str, user: dict[str, str], where: str, explicit: dict[int, set[str]]) -> None:
@@ -584,8 +659,12 @@ def _reported_netdev(ntype: str, opts: dict[str, str]) -> dict[str, str]:
     """A netdev's options as ``info network`` reports them (what the online reader sees): for
     ``user``, QEMU 7.2's slirp reports only ``net=ADDR,restrict=on|off`` (net/slirp.c info_str);
     its other options (hostfwd, ...) are not shown, so the description cannot hold them either."""
+    if ntype == "socket" and "listen" in opts or ntype == "stream" and _norm(opts.get("server", "off"), "bool") == "on":
+        return {"type": ntype}  # "s0: index=0,type=socket," until a peer connects (measured, 7.2)
     if ntype != "user":
-        return {"type": ntype, **opts}
+        # the others report host state (a tap's ifname, a peer's address), or a line the reader
+        # cannot split (socket mcast/udp, a hub port)
+        raise OfflineError(f"-netdev {ntype}: what QEMU reports of it is not in the offline model (use online mode)")
     if "net" in opts:
         # slirp masks the address with a mask it may derive from the address class
         raise OfflineError(f"-netdev user,net={opts['net']}: the network QEMU derives is not in the offline model (use online mode)")

@@ -25,6 +25,9 @@ class Drive:
     fmt: str
     readonly: bool
     blk_name: str  # the BlockBackend's name (a -drive id); "" for a -blockdev node
+    #: the file name QEMU reports for the node where it is not the image's (a null-co node with
+    #: options: QEMU writes them as json:{...})
+    reported: str = ""
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Args:
     machine: str | None = None
     machine_opts: list[tuple[str, str]] = field(default_factory=list)
     memory: str | None = None
+    #: -object memory-backend-ram: (id, its options), what query-memdev lists beside the RAM
+    memdevs: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     smp: str | None = None
     cpu: str | None = None
     nodefaults: bool = False
@@ -198,7 +203,9 @@ def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, Drive] | N
     ro = opts.get("read-only", "off") in ("on", "true", "yes")
     if driver in ("null-co", "null-aio") and set(opts) <= {"driver", "node-name", "size", "read-only"}:
         size = int(opts.get("size", str(1 << 30)), 0)
-        return Drive(name, size, None, driver, ro, "")
+        # block.c's bdrv_refresh_filename: a node with options of its own is named by them
+        reported = f'json:{{"driver": "{driver}", "size": {size}}}' if "size" in opts else ""
+        return Drive(name, size, None, driver, ro, "", reported)
     filename = opts.get("file.filename") if opts.get("file.driver") == "file" else opts.get("filename") if driver == "file" else None
     if driver in ("raw", "qcow2") and filename is None and opts.get("file") in (nodes or {}) \
             and set(opts) <= {"driver", "node-name", "file", "read-only"}:
@@ -336,7 +343,13 @@ def parse_argv(argv: list[str]) -> Args:
             elif norm == "-object":
                 # host objects (rng back-ends, iothreads, memory back-ends): the guest sees them only
                 # through a device or machine option, which the model checks on its own
-                parse(value(), implied="qom-type")
+                head, pairs = parse(value(), implied="qom-type")
+                qom = dict(pairs)
+                qtype = head or qom.get("qom-type", "")
+                if qtype == "memory-backend-ram":
+                    args.memdevs.append((qom.get("id", ""), qom))
+                elif qtype.startswith("memory-backend"):
+                    raise OfflineError(f"-object {qtype}: what QEMU reports of it is not in the offline model (use online mode)")
                 i += 2
             elif norm == "-device":
                 head, pairs = parse(value(), implied="driver")
