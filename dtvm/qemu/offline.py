@@ -659,7 +659,7 @@ def _reported_netdev(ntype: str, opts: dict[str, str]) -> dict[str, str]:
     """A netdev's options as ``info network`` reports them (what the online reader sees): for
     ``user``, QEMU 7.2's slirp reports only ``net=ADDR,restrict=on|off`` (net/slirp.c info_str);
     its other options (hostfwd, ...) are not shown, so the description cannot hold them either."""
-    if ntype == "socket" and "listen" in opts or ntype == "stream" and _norm(opts.get("server", "off"), "bool") == "on":
+    if (ntype == "socket" and "listen" in opts) or (ntype == "stream" and _norm(opts.get("server", "off"), "bool") == "on"):
         return {"type": ntype}  # "s0: index=0,type=socket," until a peer connects (measured, 7.2)
     if ntype != "user":
         # the others report host state (a tap's ifname, a peer's address), or a line the reader
