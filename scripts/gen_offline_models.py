@@ -60,6 +60,8 @@ X86_USB_SPEC = {"usb-storage": "drive=pd", "usb-serial": "chardev=pc"}
 #: x86 only: an empty floppy drive (the isa-fdc q35 makes for it, the floppy device of pc's):
 #: what -drive if=floppy adds, its image's drive type computed offline
 X86_FLOPPY = ["-drive if=floppy"]
+#: x86 only: ISA devices at the I/O base of their type (pvpanic, ib700) or at none (sga)
+X86_ISA_DEVICES = ["pvpanic", "ib700", "sga"]
 _X86_OPTIONS = [*(f"{o}={v}" for o in ("i8042", "hpet", "graphics", "default-bus-bypass-iommu", "sata", "smbus")
                   for v in ("on", "off")),
                 *(f"{o}={v}" for o in ("vmport", "pit", "pic", "smm", "acpi") for v in ("on", "off", "auto"))]
@@ -105,7 +107,7 @@ def _variants() -> dict[str, list[str]]:
 
 VARIANTS = _variants()
 KIND = {"PCI": "pci", "PCIE": "pci", "usb-bus": "usb", "SCSI": "scsi", "virtio-serial-bus": "virtio-serial",
-        "virtio-mmio-bus": "virtio-mmio", "IDE": "ide"}
+        "virtio-mmio-bus": "virtio-mmio", "IDE": "ide", "ISA": "isa"}
 
 
 def _find(dev: Device, qid: str) -> Device | None:
@@ -130,7 +132,7 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if device in DRIVE_DEVICES:
         setup = [*setup, "-blockdev", "driver=null-co,node-name=pd"]
         spec += ",drive=pd"
-    if context not in ("pci-root", "virtio-mmio-bus"):
+    if context not in ("pci-root", "virtio-mmio-bus", "ISA"):
         spec += ",bus=" + {"pci-port": "ctx", "pci-bridge": "ctx", "usb-bus": "ctx.0",
                            "virtio-serial-bus": "ctx.0", "SCSI": "ctx.0", "IDE": "ide.0"}[context]
     if context == "pci-bridge":
@@ -258,6 +260,7 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
     if mtype.startswith("pc-"):
         jobs += [([], d, "nic") for d in _nic_models(binary, mtype) if d not in ("virtio-net-pci", "e1000", "e1000e")]
         jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in X86_USB_BACKED]
+        jobs += [([], d, "ISA") for d in X86_ISA_DEVICES]
     if not devices:
         jobs = []
     with ThreadPoolExecutor(max_workers=2) as pool:

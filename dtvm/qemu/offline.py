@@ -211,6 +211,8 @@ def offline_config(argv: list[str]) -> Config:
         address: tuple[str, tuple[int, ...]]
         if kind == "ide":
             bus, address = _ide_place(config, bus_by_name, user, where)
+        elif kind == "isa":
+            bus, address = _isa_fixed(config, profiles.get(f"{driver}@ISA"), user, where)
         elif kind == "virtio-mmio":
             bus = _free_transport(config, requested.get("bus"), where)
             address = ("virtio", ())
@@ -554,6 +556,20 @@ def _floppies(config: Config, model: dict[str, Any], args: Args, attached: dict[
         if not drive.fmt:
             args.drives[drive.name] = drive  # its BlockBackend, without a medium
     bus.devices.sort(key=lambda d: d.address[1])
+
+
+def _isa_fixed(config: Config, profile: dict[str, Any] | None, user: dict[str, str], where: str) -> tuple[Bus, tuple[str, tuple[int, ...]]]:
+    """An ISA device at its type's own place (pvpanic's and ib700's I/O port, sga's none): the
+    machine's ISA bus, the address recorded; a second one, or another port, is not modelled."""
+    bus = next((b for b in _all_buses(config) if b.type == "ISA"), None)
+    if bus is None or profile is None or set(user) - {"id"}:
+        raise OfflineError(f"{where}: this ISA device{' with ' + ', '.join(sorted(set(user) - {'id'})) if user else ''} "
+                           "is not in the offline model (use online mode)")
+    driver = profile["device"]["driver"]
+    if any(d.driver == driver for d in bus.devices):
+        raise OfflineError(f"{where}: a second {driver} is not in the offline model (use online mode)")
+    kind, values = profile["device"]["address"]
+    return bus, (str(kind), tuple(int(v) for v in values))
 
 
 def _isa_port(config: Config, driver: str, user: dict[str, str], where: str, explicit: dict[int, set[str]]) -> None:
