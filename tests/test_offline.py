@@ -216,6 +216,38 @@ def test_offline_refuses_partitioned_qcow2(tmp_path: Path) -> None:
     assert res.returncode != 0 and "partition table" in res.stderr, res.stderr
 
 
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img (Debian qemu-utils) writes the QED and VDI images")
+@pytest.mark.parametrize("fmt", ["qed", "vdi"])
+def test_offline_other_formats_equal_online(fmt: str, tmp_path: Path) -> None:
+    """QED and VDI images (written by qemu-img, one with data): the virtual size QEMU reads from
+    the header, the first sector through the format's tables, the format probed without format=."""
+    for name, size, opts in (("a", "100M", []), ("b", "3G", []), ("c", "20M", ["-o", "static=on"] if fmt == "vdi" else [])):
+        subprocess.run(["qemu-img", "create", "-q", "-f", fmt, *opts, str(tmp_path / f"{name}.{fmt}"), size], check=True, timeout=60)
+    subprocess.run(["qemu-io", "-c", "write -P 0x11 1M 64k", str(tmp_path / f"c.{fmt}")], check=True, timeout=60,
+                   capture_output=True)
+    argv = [*Q35, "-drive", f"if=none,id=a,file={tmp_path}/a.{fmt}", "-device", "virtio-blk-pci,drive=a",
+            "-hdb", f"{tmp_path}/c.{fmt}",
+            "-blockdev", f"driver={fmt},node-name=q,file.driver=file,file.filename={tmp_path}/b.{fmt}",
+            "-device", "virtio-scsi-pci,id=s", "-device", "scsi-hd,drive=q,bus=s.0"]
+    _assert_offline_equals_online(argv, tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img (Debian qemu-utils) writes the images")
+@pytest.mark.parametrize("fmt,needle", [("qed", "partition table"), ("vdi", "partition table"), ("vmdk", "a vmdk image")])
+def test_offline_refuses_what_it_cannot_read_in_images(fmt: str, needle: str, tmp_path: Path) -> None:
+    """An MBR inside a QED or VDI image (read through its tables), and a format QEMU's probe knows
+    and the model does not (vmdk: never taken for raw)."""
+    raw, image = tmp_path / "mbr.img", tmp_path / f"mbr.{fmt}"
+    mbr = bytearray(512)
+    mbr[446 + 4] = 0x83
+    mbr[510:512] = b"\x55\xaa"
+    raw.write_bytes(bytes(mbr) + bytes(1 << 20))
+    subprocess.run(["qemu-img", "convert", "-O", fmt, str(raw), str(image)], check=True, timeout=60)
+    res = _qemu2dtb(tmp_path, [*Q35, "-hda", str(image)], offline=True)
+    assert res.returncode != 0 and needle in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
 def _assert_offline_equals_online(argv: list[str], tmp_path: Path) -> None:
     if shutil.which(argv[0]) is None:
         pytest.skip(f"{argv[0]} is not installed (the online oracle cannot run)")

@@ -34,9 +34,9 @@ from dtvm.qemu.offline_argv import (
     Drive,
     chardev_filename,
     image_size,
-    is_qcow2,
     parse_argv,
     port_filename,
+    probed_format,
 )
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -448,7 +448,7 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> dict[str, 
     names: dict[str, str] = {}
     buses = {b.name: b for b in _all_buses(config)}
     if args.cdrom is not None:
-        cd_fmt = "qcow2" if is_qcow2(args.cdrom, "-cdrom") else "raw"  # QEMU probes it
+        cd_fmt = probed_format(args.cdrom, "-cdrom")  # QEMU probes it
         image_size(args.cdrom, "-cdrom", cd_fmt)  # refuses what QEMU would read otherwise (a partition table)
         default = config_from_dict(model["variants"]["defaults"])
         cd = next((d for d in default.devices() if d.driver == "ide-cd"), None)
@@ -477,7 +477,7 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> dict[str, 
             raise OfflineError(f"{what}: IDE bus {bus_no} unit {unit} is taken (the CD-ROM?)")
         kind = "cd" if is_cd else "hd"
         name = f"ide{index}-{kind}0" if ahci else f"ide{bus_no}-{kind}{unit}"
-        fmt = "qcow2" if is_qcow2(image, what) else "raw"  # QEMU probes the format of -hdX
+        fmt = probed_format(image, what)  # QEMU probes the format of -hdX
         drive = Drive(name, image_size(image, what, fmt), image, fmt, is_cd, name)
         dev = device_from_dict(profile["device"], target)
         dev.address = ("ide", (target.index, unit))

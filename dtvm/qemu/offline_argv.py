@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from dtvm.qemu import images
 from dtvm.qemu.models import OfflineError
 
-__all__ = ["Args", "Drive", "chardev_filename", "image_size", "is_qcow2", "parse_argv", "port_filename"]
+__all__ = ["Args", "Drive", "chardev_filename", "image_size", "is_qcow2", "parse_argv", "port_filename", "probed_format"]
 
 
 @dataclass
@@ -114,8 +114,13 @@ _USBDEVICE = {"keyboard": "usb-kbd", "mouse": "usb-mouse", "tablet": "usb-tablet
 
 
 def is_qcow2(path: str, what: str) -> bool:
+    return probed_format(path, what) == "qcow2"
+
+
+def probed_format(path: str, what: str) -> str:
+    """The format QEMU's probe gives an image given without format= (refused: one it cannot read)."""
     try:
-        return images.is_qcow2(path, what)
+        return images.probe_format(path, what)
     except images.ImageError as exc:
         raise OfflineError(str(exc)) from None
 
@@ -138,10 +143,11 @@ def _drive_option(opts: dict[str, str], opt: str) -> Drive:
     ro = opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
     if driver in ("null-co", "null-aio"):
         return Drive(opts["id"], 1 << 30, None, driver, ro, opts["id"])
-    if "file" in opts and not (opts.get("driver") or opts.get("format")) and is_qcow2(opts["file"], opt):
-        driver = "qcow2"  # QEMU probes the format: the qcow2 magic wins
-    if driver not in ("raw", "qcow2") or "file" not in opts:
-        raise OfflineError(f"{opt}: format {driver}: only raw and qcow2 images and null-co are in the offline model (use online mode)")
+    if "file" in opts and not (opts.get("driver") or opts.get("format")):
+        driver = probed_format(opts["file"], opt)  # QEMU probes the format: a magic wins over raw
+    if driver not in images.FORMATS or "file" not in opts:
+        raise OfflineError(f"{opt}: format {driver}: only {', '.join(images.FORMATS)} images and null-co are in the offline "
+                           "model (use online mode)")
     return Drive(opts["id"], image_size(opts["file"], opt, driver), opts["file"], driver, ro, opts["id"])
 
 
@@ -156,7 +162,7 @@ def _ide_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
         index = int(opts["index"], 0)
     except ValueError:
         raise OfflineError(f"{what}: index={opts['index']}: not a number") from None
-    probed = "qcow2" if is_qcow2(opts["file"], what) else "raw"
+    probed = probed_format(opts["file"], what)
     if opts.get("format", probed) != probed:
         raise OfflineError(f"{what}: format={opts['format']} on a {probed} image is not in the offline model (use online mode)")
     if not 0 <= index < 12 or index in args.hd:
@@ -186,7 +192,7 @@ def _floppy_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
     if "file" not in opts:
         args.floppies[unit] = Drive(name, 0, None, "", ro, name)
         return
-    probed = "qcow2" if is_qcow2(opts["file"], what) else "raw"
+    probed = probed_format(opts["file"], what)
     fmt = opts.get("format", probed)
     if fmt != probed:
         raise OfflineError(f"{what}: format={fmt} on a {probed} image is not in the offline model (use online mode)")
@@ -207,7 +213,7 @@ def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, Drive] | N
         reported = f'json:{{"driver": "{driver}", "size": {size}}}' if "size" in opts else ""
         return Drive(name, size, None, driver, ro, "", reported)
     filename = opts.get("file.filename") if opts.get("file.driver") == "file" else opts.get("filename") if driver == "file" else None
-    if driver in ("raw", "qcow2") and filename is None and opts.get("file") in (nodes or {}) \
+    if driver in images.FORMATS and filename is None and opts.get("file") in (nodes or {}) \
             and set(opts) <= {"driver", "node-name", "file", "read-only"}:
         under = (nodes or {})[opts["file"]]
         if under.fmt == "file" and under.file is not None:  # a format node on a -blockdev file node
@@ -216,9 +222,10 @@ def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, Drive] | N
     if driver == "file" and filename and set(opts) <= {"driver", "node-name", "filename", "read-only"}:
         # a protocol node: what a format node on top of it sees is decided there
         return Drive(name, image_size(filename, opt), filename, "file", ro, "")
-    if driver in ("raw", "qcow2") and filename and set(opts) <= {"driver", "node-name", "file.driver", "file.filename", "filename", "read-only"}:
+    if driver in images.FORMATS and filename and set(opts) <= {"driver", "node-name", "file.driver", "file.filename", "filename", "read-only"}:
         return Drive(name, image_size(filename, opt, driver), filename, driver, ro, "")
-    raise OfflineError(f"{opt}: driver={driver}: only null-co, raw and qcow2 files are in the offline model (use online mode)")
+    raise OfflineError(f"{opt}: driver={driver}: only null-co and {', '.join(images.FORMATS)} files are in the offline model "
+                       "(use online mode)")
 
 
 def parse_argv(argv: list[str]) -> Args:
