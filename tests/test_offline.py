@@ -101,6 +101,10 @@ CASES = {
     "pseries-vga-none": ["qemu-system-ppc64", "-M", "pseries-7.2", "-vga", "none", "-net", "none"],
     "q35-nic-models": [*Q35, "-nic", "user,model=rtl8139", "-nic", "user,model=tulip", "-nic", "user,model=i82559c",
                        "-usbdevice", "keyboard"],
+    # a USB device given no port where one port is left goes behind the usb-hub QEMU plugs there
+    "pc-usb-auto-hub": [*PC, "-usbdevice", "tablet", "-usbdevice", "keyboard", "-device", "piix3-usb-uhci,id=u2",
+                        "-device", "usb-mouse", "-device", "usb-kbd,bus=u2.0", "-device", "usb-mouse,bus=u2.0",
+                        "-device", "usb-tablet,bus=u2.0"],
     "q35-nodefaults-ports": [*Q35, "-nodefaults", "-serial", "null", "-parallel", "vc"],
     "pc-chardevs": [*PC, "-serial", "null", "-chardev", "ringbuf,id=r1", "-chardev", "memory,id=m1,size=4096",
                     "-chardev", "null,id=n1", "-device", "isa-serial,chardev=n1", "-chardev", "vc,id=v1",

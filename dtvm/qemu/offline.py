@@ -217,11 +217,14 @@ def offline_config(argv: list[str]) -> Config:
             bus = _free_transport(config, requested.get("bus"), where)
             address = ("virtio", ())
         else:
+            named = bus_by_name if "bus" in requested else None
             try:
                 placement = assign.assign(config, driver, kind, requested, hotplug=False, console=driver == "virtconsole",
-                                          named=bus_by_name if "bus" in requested else None)
+                                          named=named)
             except DtvmError as exc:
-                raise OfflineError(f"{where}: {exc}") from None
+                placement = _behind_auto_hub(config, profiles, driver, kind, requested, named)
+                if placement is None:
+                    raise OfflineError(f"{where}: {exc}") from None
             bus, address = placement.bus, placement.address
         context = "nic" if from_nic else _context(bus)
         profile = profiles.get(f"{driver}@{context}")
@@ -556,6 +559,30 @@ def _floppies(config: Config, model: dict[str, Any], args: Args, attached: dict[
         if not drive.fmt:
             args.drives[drive.name] = drive  # its BlockBackend, without a medium
     bus.devices.sort(key=lambda d: d.address[1])
+
+
+def _behind_auto_hub(config: Config, profiles: dict[str, Any], driver: str, kind: str, requested: dict[str, str],
+                     named: dict[str, list[Bus]] | None) -> Any:
+    """A USB device given no port where its bus has one free port left: QEMU 7.2's usb_claim_port
+    plugs a usb-hub (as -device usb-hub makes it) into that port first and the device into the
+    hub's first port.  None where that is not the case (the assigner's refusal stands)."""
+    from dtvm.qemu import assign
+
+    hub_profile = profiles.get("usb-hub@usb-bus")
+    if kind != assign.USB or driver == "usb-hub" or "port" in requested or hub_profile is None:
+        return None
+    try:
+        hub_place = assign.assign(config, "usb-hub", kind, requested, hotplug=False, named=named)
+    except DtvmError:
+        return None
+    hub = device_from_dict(hub_profile["device"], hub_place.bus)
+    hub.address = hub_place.address
+    hub_place.bus.devices.append(hub)
+    try:
+        return assign.assign(config, driver, kind, requested, hotplug=False, named=named)
+    except DtvmError:
+        hub_place.bus.devices.remove(hub)
+        return None
 
 
 def _isa_fixed(config: Config, profile: dict[str, Any] | None, user: dict[str, str], where: str) -> tuple[Bus, tuple[str, tuple[int, ...]]]:
