@@ -154,7 +154,7 @@ def _nic_models(binary: str, mtype: str) -> list[str]:
     import subprocess
 
     out = subprocess.run([binary, "-M", mtype, "-nic", "model=help"], capture_output=True, text=True, timeout=60).stdout
-    return [line.strip() for line in out.splitlines()[1:] if line.strip()]
+    return [line.split()[0] for line in out.splitlines()[1:] if line.strip()]  # 10.0: "virtio-net-pci (aka virtio)"
 
 
 def _probe_nic(binary: str, mtype: str, device: str) -> tuple[str, dict[str, Any]]:
