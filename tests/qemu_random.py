@@ -5,8 +5,9 @@ Stages, in order (the first that fails is the case's result):
 - ``start``: QEMU starts the configuration (paused) and takes its hot-plugged devices and CPUs;
   a refusal discards the case with QEMU's words (it is not a configuration);
 - ``describe-twice``: two readings of the paused VM give byte-identical guest trees and overlays;
-- ``offline``: ``qemu2dtb --offline`` of the command line gives the same guest tree (cases without
-  hot-plug); a refusal must be one line naming what the model lacks and is counted, not failed;
+- ``offline``: ``qemu2dtb --offline`` of the command line gives the same guest tree and back-end
+  overlay (cases without hot-plug); a refusal must be one line naming what the model lacks and is
+  counted, not failed;
 - ``describe-after-run``: after the VM ran (firmware included) for ``DTVM_RANDOM_RUN`` seconds, its
   description equals the one read paused at start;
 - ``dtb2qemu``: the rebuild (probe and check start included) succeeds while A runs and holds its
@@ -151,8 +152,9 @@ def _oracle_self_migration(case: Case, argv: list[str], directory: Path, target:
             stop_vm(vm)
 
 
-def _offline(argv: list[str], guest: bytes) -> tuple[str, str]:
-    """('same'|'refused'|'differs'|'error', detail)."""
+def _offline(argv: list[str], guest: bytes, overlay: bytes | None = None) -> tuple[str, str]:
+    """('same'|'refused'|'differs'|'error', detail): the guest tree, and the back-end overlay
+    when given (what ``qemu2dtb --offline`` writes beside it)."""
     from dtvm.qemu.offline import OfflineError, offline_config
     from dtvm.vm.translate import describe, driver_compat
 
@@ -163,7 +165,11 @@ def _offline(argv: list[str], guest: bytes) -> tuple[str, str]:
         return ("refused" if "\n" not in text.strip() and text else "error"), text
     except DtvmError as exc:
         return "error", f"{type(exc).__name__}: {exc}"
-    return ("same", "") if write_dtb(desc.guest) == guest else ("differs", _first_difference(write_dtb(desc.guest), guest))
+    if write_dtb(desc.guest) != guest:
+        return "differs", _first_difference(write_dtb(desc.guest), guest)
+    if overlay is not None and write_dtb(desc.backend) != overlay:
+        return "differs", "overlay: " + _first_difference(write_dtb(desc.backend), overlay)
+    return "same", ""
 
 
 def _first_difference(got: bytes, want: bytes) -> str:
@@ -260,7 +266,7 @@ def run_case(case: Case, directory: Path, *, target: str | None = None) -> Outco
             return fail("describe-twice", "guest tree differs" if first[0] != second[0] else "overlay differs")
         out.passed.append("describe-twice")
         if not case.hotplug:
-            kind, detail = _offline(argv, first[0])
+            kind, detail = _offline(argv, first[0], first[1])
             if kind == "same":
                 out.offline = "same"
             elif kind == "refused":

@@ -115,6 +115,9 @@ _SCSI_LIMITS: Mapping[str, tuple[int, int, int]] = {
     "virtio-scsi-device": (0, 255, 16383),
     "lsi53c895a": (0, 7, 0), "lsi53c810": (0, 7, 0),
     "spapr-vscsi": (7, 63, 31),
+    # measured on QEMU 7.2 ("bad scsi device id/lun/channel id" past each)
+    "megasas": (0, 64, 255), "megasas-gen2": (0, 64, 255), "mptsas1068": (0, 8, 1),
+    "am53c974": (0, 7, 7), "dc390": (0, 7, 7), "pvscsi": (0, 64, 0),
 }
 
 #: virtio-serial's ``max_ports`` default in QEMU 7.2.

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Any
 
 from dtvm.errors import DtvmError
 
-__all__ = ["ImageError", "guest_size", "is_qcow2"]
+__all__ = ["FORMATS", "ImageError", "guest_size", "is_qcow2", "probe_format"]
+
+#: the image formats whose virtual size and first sector the offline model reads as QEMU does
+FORMATS = ("raw", "qcow2", "qed", "vdi")
 
 
 class ImageError(DtvmError):
@@ -27,6 +31,84 @@ def is_qcow2(path: str, what: str) -> bool:
             return f.read(4) == _QCOW2_MAGIC
     except OSError as exc:
         raise ImageError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image (use online mode)") from None
+
+
+#: magics of the formats QEMU's probe recognises that the offline model does not read (a file
+#: of one of them, given without format=, is not taken for raw: QEMU would not)
+_OTHER_MAGICS = ((0, b"KDMV", "vmdk"), (0, b"# Disk DescriptorFile", "vmdk"), (0, b"conectix", "vpc"),
+                 (0, b"vhdxfile", "vhdx"), (0, b"LUKS\xba\xbe", "luks"), (0, b"WithoutFreeSpace", "parallels"),
+                 (0, b"WithouFreSpacExt", "parallels"), (0, b"Bochs Virtual HD Image", "bochs"),
+                 (0, b"#!/bin/sh\n#V2.0 Format", "cloop"))
+_VDI_SIGNATURE = 0xBEDA107F
+
+
+def probe_format(path: str, what: str) -> str:
+    """The format QEMU's probe gives the image (block.c find_image_format: the drivers' magics,
+    raw when none matches); a recognised format the offline model does not read is refused."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as exc:
+        raise ImageError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image (use online mode)") from None
+    if head[:4] == _QCOW2_MAGIC:
+        return "qcow2"
+    if head[:4] == b"QED\0":
+        return "qed"
+    if len(head) >= 0x48 and struct.unpack("<I", head[0x40:0x44])[0] == _VDI_SIGNATURE:
+        return "vdi"
+    for offset, magic, fmt in _OTHER_MAGICS:
+        if head[offset:offset + len(magic)] == magic:
+            raise ImageError(f"{what}: {path}: a {fmt} image: not in the offline model (raw, qcow2, qed, vdi; use online mode)")
+    return "raw"
+
+
+def _read_at(f: Any, offset: int, size: int) -> bytes:
+    f.seek(offset)
+    return f.read(size).ljust(size, b"\0")
+
+
+def _qed_facts(path: str, what: str) -> tuple[int, bytes]:
+    """A QED image's size (its header) and the guest's first sector through its L1 and L2 tables
+    (block/qed.h: little-endian; an offset 0 is unallocated, 1 a zero cluster)."""
+    try:
+        with open(path, "rb") as f:
+            header = _read_at(f, 0, 64)
+            cluster, _, _, features, _, _, l1_offset, size, _, backing_size = struct.unpack("<IIIQQQQQII", header[4:64])
+            if header[:4] != b"QED\0" or cluster < 4096 or cluster & (cluster - 1):
+                raise ImageError(f"{what}: {path}: not a QED image the offline model reads")
+            if features & 1 or backing_size:
+                raise ImageError(f"{what}: {path}: a QED image with a backing file is not in the offline model (use online mode)")
+            first = bytes(512)
+            l2 = struct.unpack("<Q", _read_at(f, l1_offset, 8))[0]
+            if l2 > 1:
+                data = struct.unpack("<Q", _read_at(f, l2, 8))[0]
+                if data > 1:
+                    first = _read_at(f, data, 512)
+    except OSError as exc:
+        raise ImageError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image (use online mode)") from None
+    except struct.error:
+        raise ImageError(f"{what}: {path}: a truncated QED header") from None
+    return size, first
+
+
+def _vdi_facts(path: str, what: str) -> tuple[int, bytes]:
+    """A VDI image's disk size (its header; QEMU does not use the geometry stored there) and the
+    guest's first sector through the block map (block/vdi.c: little-endian; 0xffffffff and
+    0xfffffffe are blocks that read as zeros)."""
+    try:
+        with open(path, "rb") as f:
+            header = _read_at(f, 0, 0x188)
+            offset_bmap, offset_data = struct.unpack("<II", header[0x154:0x15C])
+            size, block_size = struct.unpack("<QI", header[0x170:0x17C])
+            if struct.unpack("<I", header[0x40:0x44])[0] != _VDI_SIGNATURE or not block_size:
+                raise ImageError(f"{what}: {path}: not a VDI image the offline model reads")
+            first = bytes(512)
+            entry = struct.unpack("<I", _read_at(f, offset_bmap, 4))[0]
+            if entry < 0xFFFFFFFE:
+                first = _read_at(f, offset_data + entry * block_size, 512)
+    except OSError as exc:
+        raise ImageError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image (use online mode)") from None
+    return size, first
 
 
 def _qcow2_facts(path: str, what: str) -> tuple[int, bytes]:
@@ -70,6 +152,10 @@ def guest_size(path: str, what: str, fmt: str = "raw") -> int:
     geometry)."""
     if fmt == "qcow2":
         size, first = _qcow2_facts(path, what)
+    elif fmt == "qed":
+        size, first = _qed_facts(path, what)
+    elif fmt == "vdi":
+        size, first = _vdi_facts(path, what)
     else:
         try:
             size = os.stat(path).st_size

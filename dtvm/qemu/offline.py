@@ -29,7 +29,15 @@ from dtvm.qemu.models import (
     option_deltas,
     selected_version,
 )
-from dtvm.qemu.offline_argv import Args, Drive, image_size, is_qcow2, parse_argv
+from dtvm.qemu.offline_argv import (
+    Args,
+    Drive,
+    chardev_filename,
+    image_size,
+    parse_argv,
+    port_filename,
+    probed_format,
+)
 from dtvm.qemu.offline_dt import compose as compose_dt
 from dtvm.qemu.trust import split_host_facts
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -105,17 +113,24 @@ def offline_config(argv: list[str]) -> Config:
     elif args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
         raise OfflineError(f"-cpu {args.cpu}: not a CPU model in the offline model of {machine.type} (features and "
                            "models QEMU cannot run under TCG: use online mode)")
+    fdc_from_delta = bool(args.floppies) and x86 and not _has_driver(model["variants"]["nodefaults"]["root"], "isa-fdc")
+    if args.floppies and (not x86 or _FLOPPY not in (model.get("option-variants") or {})):
+        raise OfflineError(f"-drive if=floppy: no floppy controller in the offline model of {machine.type} (use online mode)")
+    if fdc_from_delta:
+        bad.append(_FLOPPY)  # q35 makes its isa-fdc only for a floppy drive: recorded as an option
     dt_memory = re.sub(r"-\d+\.\d+$", "", machine.type) == "virt" and machine.arch in ("aarch64", "arm", "riscv64")
     turns_off = device_facts()["turns-off-default"]
-    removed = set(args.removed) | {turns_off[d] for d, _ in args.devices if d in turns_off}
+    # a -device turns its default off, but -serial/-parallel X still make their port (vl.c)
+    removed = set(args.removed) | {turns_off[d] for d, _ in args.devices if d in turns_off and turns_off[d] not in args.chardev_for}
     cdrom = "cdrom" in removed
     removed.discard("cdrom")
     tags = (["nodefaults"] if args.nodefaults else sorted(removed)) + (["usb"] if args.usb else [])
-    variant = "+".join(tags) or "defaults"
+    variant = "+".join(sorted(tags)) or "defaults"  # the models name variants by their sorted tags
     # virt: options, CPU model and -smp as QEMU's recorded DTs (offline_dt.py); None: an older model
     dt_made = compose_dt(model, variant, bad, args.smp, args.nodefaults and not args.usb) \
         if dt_memory and variant in model["variants"] else None
-    option_variant, deltas = option_deltas(model, bad, args.nodefaults and not args.usb) if dt_made is None else (None, [])
+    option_variant, deltas = option_deltas(model, bad, args.nodefaults and not args.usb and not fdc_from_delta) \
+        if dt_made is None else (None, [])
     for opt, key in ((args.memory, "m"), (args.smp, "smp")):
         if opt is not None and not x86 and not (key == "m" and dt_memory) and not (key == "smp" and dt_made):
             raise OfflineError(f"-{key} {opt}: not in the offline model of {machine.type} (use online mode)")
@@ -146,7 +161,9 @@ def offline_config(argv: list[str]) -> Config:
     if args.cdrom is not None or args.hd:
         if not x86:
             raise OfflineError("-cdrom/-hda: only x86 IDE is in the offline model (use online mode)")
-        _legacy_ide(config, model, args)
+        legacy = _legacy_ide(config, model, args)
+    else:
+        legacy = {}
     if args.memory is not None:
         _set_memory(config, _mebibytes(args.memory))
         if dt_memory:
@@ -167,6 +184,9 @@ def offline_config(argv: list[str]) -> Config:
     profiles: dict[str, Any] = model["profiles"]
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
     explicit: dict[int, set[str]] = {}
+    attached: dict[str, Device] = {}  # a drive's name: the device that took it
+    if args.floppies:
+        _floppies(config, model, args, attached, fdc_from_delta)
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
     generated = sum(1 for b in config.backends if re.fullmatch(r"#net\d+", b.id))
     for n, pairs in enumerate(args.nics):
@@ -183,9 +203,12 @@ def offline_config(argv: list[str]) -> Config:
         nic_devices.append((model_name, [("netdev", netdev), *nic_opts]))
     # NICs of -nic are made during machine init, before any -device (and made differently:
     # their own profiles)
-    for n_dev, (driver, pairs) in enumerate([*nic_devices, *args.devices]):
+    # then -usbdevice's (vl.c's usb_parse, on the machine's USB bus), then the -device options
+    usb_devices: list[tuple[str, list[tuple[str, str]]]] = [(d, []) for d in args.usb_devices]
+    for n_dev, (driver, pairs) in enumerate([*nic_devices, *usb_devices, *args.devices]):
         from_nic = n_dev < len(nic_devices)
-        where = f"-nic model={driver}" if from_nic else f"-device {driver}"
+        from_usb = not from_nic and n_dev < len(nic_devices) + len(usb_devices)
+        where = f"-nic model={driver}" if from_nic else f"-usbdevice ({driver})" if from_usb else f"-device {driver}"
         user = dict(pairs)
         if driver in device_facts()["isa-ports"] and not from_nic:
             _isa_port(config, driver, user, where, explicit)
@@ -197,15 +220,20 @@ def offline_config(argv: list[str]) -> Config:
         address: tuple[str, tuple[int, ...]]
         if kind == "ide":
             bus, address = _ide_place(config, bus_by_name, user, where)
+        elif kind == "isa":
+            bus, address = _isa_fixed(config, profiles.get(f"{driver}@ISA"), user, where)
         elif kind == "virtio-mmio":
             bus = _free_transport(config, requested.get("bus"), where)
             address = ("virtio", ())
         else:
+            named = bus_by_name if "bus" in requested else None
             try:
                 placement = assign.assign(config, driver, kind, requested, hotplug=False, console=driver == "virtconsole",
-                                          named=bus_by_name if "bus" in requested else None)
+                                          named=named)
             except DtvmError as exc:
-                raise OfflineError(f"{where}: {exc}") from None
+                placement = _behind_auto_hub(config, profiles, driver, kind, requested, named)
+                if placement is None:
+                    raise OfflineError(f"{where}: {exc}") from None
             bus, address = placement.bus, placement.address
         context = "nic" if from_nic else _context(bus)
         profile = profiles.get(f"{driver}@{context}")
@@ -241,6 +269,13 @@ def offline_config(argv: list[str]) -> Config:
             if drive is None:
                 raise OfflineError(f"{where}: drive {user['drive']!r} is not a -drive/-blockdev of this command line")
             _disk_facts(targets, drive, dev, profile)
+            if driver in (device_facts().get("makes-own-child") or {}):
+                # usb-storage: the disk it makes sees the drive, which stays the parent's
+                for child in (c for b in dev.buses for c in b.devices):
+                    _disk_facts([child], drive, dev, profile)
+                    if "drive" in child.backends:
+                        dev.backends.pop("drive", None)
+            attached[drive.name] = next((t for t in reversed(targets) if t.backends.get("drive") == drive.name), dev)
         nic = next((t for t in reversed(targets) if "mac" in t.props), None)
         if nic is not None and "mac" not in user:
             nic.props["mac"] = ":".join(f"{b:02x}" for b in mac_next.to_bytes(6, "big"))
@@ -259,7 +294,20 @@ def offline_config(argv: list[str]) -> Config:
         config.backends.append(Backend("netdev", ident, _reported_netdev(ntype, opts)))
     for head, pairs in args.chardevs:
         opts = dict(pairs)
-        config.backends.append(Backend("chardev", opts.get("id", ""), {"filename": head}))
+        filename = chardev_filename(head, set(opts), f"-chardev {head},id={opts.get('id', '')}")
+        config.backends.append(Backend("chardev", opts.get("id", ""), {"filename": filename}))
+    for port, spec in args.chardev_for.items():
+        # the chardev serial_parse makes (serial0, parallel0); under -nodefaults it is not in the
+        # variant the port's delta came from
+        if port not in args.removed and not any(b.kind == "chardev" and b.id == f"{port}0" for b in config.backends):
+            config.backends.append(Backend("chardev", f"{port}0", {}))
+        for backend in config.backends:
+            if backend.kind == "chardev" and backend.id == f"{port}0":
+                backend.options["filename"] = port_filename(spec, f"-{port}")
+    _drive_backends(config, args, attached, legacy)
+    ram = next((b for b in config.backends if b.kind == "memdev"), None)
+    for ident, qom in args.memdevs:
+        config.backends.append(_memdev(ident, qom, ram))
     for driver, prop, raw in args.globals_:
         _apply_global(config, profiles, driver, prop, raw, explicit)
     config.backends.sort(key=lambda b: (b.kind, b.id))
@@ -330,6 +378,22 @@ def _mebibytes(text: str) -> int:
     return int(m.group(1)) * scale
 
 
+def _memdev(ident: str, qom: dict[str, str], ram: Backend | None) -> Backend:
+    """A -object memory-backend-ram as query-memdev reports it: the machine RAM's defaults (the
+    same backend type) with the object's own size and flags."""
+    what = f"-object memory-backend-ram,id={ident}"
+    known = {"qom-type", "id", "size", "merge", "dump", "prealloc", "share", "reserve"}
+    extra = sorted(set(qom) - known)
+    if ram is None or extra or "size" not in qom:
+        raise OfflineError(f"{what}: {extra[0] + '=' if extra else 'this object'}: not in the offline model (use online mode)")
+    opts = dict(ram.options)
+    opts["size"] = str(_mebibytes(qom["size"]) if not qom["size"].isdigit() else int(qom["size"]))
+    for key in ("merge", "dump", "prealloc", "share", "reserve"):
+        if key in qom:
+            opts[key] = _norm(qom[key], "bool")
+    return Backend("memdev", ident, opts)
+
+
 def _set_memory(config: Config, ram: int) -> None:
     """RAM size and, on q35, the split the PCI host reports: below 4 GiB up to 2 GiB when the RAM
     reaches the 2.75 GiB PCI hole (pc_q35_init with gigabyte alignment), the rest above."""
@@ -390,12 +454,14 @@ def _set_cpus(config: Config, text: str) -> None:
         config.machine.topology.update({"socket-id": sockets, "core-id": cores, "thread-id": threads})
 
 
-def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> None:
-    """-cdrom and -hda: IDE drives the machine itself attaches (index 2 and 0), defaults or not."""
+def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> dict[str, str]:
+    """-cdrom and -hda: IDE drives the machine itself attaches (index 2 and 0), defaults or not.
+    Returns the names of their BlockBackends ("cdrom", "hd:N": the name)."""
+    names: dict[str, str] = {}
     buses = {b.name: b for b in _all_buses(config)}
     if args.cdrom is not None:
-        cd_fmt = "qcow2" if is_qcow2(args.cdrom, "-cdrom") else "raw"  # QEMU probes it
-        size = image_size(args.cdrom, "-cdrom", cd_fmt)
+        cd_fmt = probed_format(args.cdrom, "-cdrom")  # QEMU probes it
+        image_size(args.cdrom, "-cdrom", cd_fmt)  # refuses what QEMU would read otherwise (a partition table)
         default = config_from_dict(model["variants"]["defaults"])
         cd = next((d for d in default.devices() if d.driver == "ide-cd"), None)
         if cd is None or cd.parent is None or cd.parent.name not in buses:
@@ -406,11 +472,14 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> None:
             bus.devices.append(cd)
         ref = cd.backends.get("drive", "")
         config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == ref)]
-        config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": cd_fmt, "ro": "on", "removable": "on",
-                                                      "size": str(size)}))
-    profile = model["profiles"].get("ide-hd@IDE")
+        config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": cd_fmt, "ro": "on", "removable": "on"}))
+        names["cdrom"] = ref
+    if 2 in args.hd:
+        _drop_default_cdrom(config)  # vl.c makes the default CD-ROM only where index 2 is free
     for index, image in sorted(args.hd.items()):
         what = args.hd_what.get(index, f"-hd{'abcd'[index % 4]}")
+        is_cd = index in args.hd_cdrom
+        profile = model["profiles"].get("ide-cd@IDE" if is_cd else "ide-hd@IDE")
         ahci = any(d.driver == "ich9-ahci" for d in config.devices())
         bus_no, unit = (index, 0) if ahci else divmod(index, 2)
         target = buses.get(f"ide.{bus_no}")
@@ -418,14 +487,125 @@ def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> None:
             raise OfflineError(f"{what}: no IDE disk slot for it in the offline model of this machine (use online mode)")
         if any(d.address == ("ide", (target.index, unit)) for d in target.devices):
             raise OfflineError(f"{what}: IDE bus {bus_no} unit {unit} is taken (the CD-ROM?)")
-        name = f"ide{index}-hd0" if ahci else f"ide{bus_no}-hd{unit}"
-        fmt = "qcow2" if is_qcow2(image, what) else "raw"  # QEMU probes the format of -hdX
-        drive = Drive(name, image_size(image, what, fmt), image, fmt, False, name)
+        kind = "cd" if is_cd else "hd"
+        name = f"ide{index}-{kind}0" if ahci else f"ide{bus_no}-{kind}{unit}"
+        fmt = probed_format(image, what)  # QEMU probes the format of -hdX
+        drive = Drive(name, image_size(image, what, fmt), image, fmt, is_cd, name)
         dev = device_from_dict(profile["device"], target)
         dev.address = ("ide", (target.index, unit))
-        _disk_facts([dev], drive, dev, profile)
+        if is_cd:
+            dev.backends["drive"] = name
+        else:
+            _disk_facts([dev], drive, dev, profile)
         target.devices.append(dev)
-        config.backends.append(Backend("drive", name, {"file": image, "drv": fmt, "ro": "off", "removable": "off"}))
+        config.backends.append(Backend("drive", name, {"file": image, "drv": fmt, "ro": "on" if is_cd else "off",
+                                                       "removable": "on" if is_cd else "off"}))
+        names[f"hd:{index}"] = name
+    return names
+
+
+#: devices whose BlockBackend reports a removable medium (they have a change_media_cb in QEMU)
+_REMOVABLE = frozenset({"ide-cd", "scsi-cd", "floppy", "sd-card"})
+
+
+def _drive_backends(config: Config, args: Args, attached: dict[str, Device], legacy: dict[str, str]) -> None:
+    """The block back-ends as QEMU's ``query-block`` reports them (the online overlay): every
+    BlockBackend a ``-drive`` names, and each ``-blockdev`` node a device took (its anonymous
+    BlockBackend shows the node's name); QEMU numbers the node names it generates (#blockN) in
+    command-line order, which the description keeps from 0."""
+    generated = {name: f"#block{n}" for n, name in enumerate(legacy.get(k, k) for k in args.block_order)}
+    for backend in config.backends:
+        if backend.kind == "drive" and backend.id in generated:
+            backend.options["node-name"] = generated[backend.id]
+    for drive in args.drives.values():
+        dev = attached.get(drive.name)
+        if not drive.blk_name and dev is None:
+            continue  # a -blockdev node no device took has no BlockBackend
+        removable = dev is None or dev.driver in _REMOVABLE or dev.props.get("removable") == "on"
+        if not drive.fmt:  # an empty drive (-drive if=floppy without file=): no medium
+            if drive.name != "floppy0":  # the reader leaves out an empty floppy0, as every pc has one
+                config.backends.append(Backend("drive", drive.name, {"removable": "on"}))
+            continue
+        file = drive.reported or (drive.file if drive.file is not None else f"{drive.fmt}://")
+        config.backends.append(Backend("drive", drive.name, {
+            "file": file, "drv": drive.fmt, "ro": "on" if drive.readonly else "off",
+            "node-name": generated.get(drive.name, drive.name), "removable": "on" if removable else "off"}))
+
+
+_FLOPPY = "-drive if=floppy"  # the option variant that records an empty floppy drive
+
+
+def _has_driver(bus: dict[str, Any], driver: str) -> bool:
+    return any(d["driver"] == driver or any(_has_driver(b, driver) for b in d["buses"]) for d in bus["devices"])
+
+
+def _floppies(config: Config, model: dict[str, Any], args: Args, attached: dict[str, Device], fresh: bool) -> None:
+    """The floppy drives of -drive if=floppy on the machine's isa-fdc (pc's own, or the one q35
+    makes for them: ``fresh``, its recorded empty drive dropped), each unit's drive type picked
+    from the image's size as QEMU's pick_geometry does (data/devices.yaml floppy-formats)."""
+    fdc = next((d for d in config.devices() if d.driver == "isa-fdc" and d.buses), None)
+    if fdc is None:
+        raise OfflineError(f"{_FLOPPY}: no floppy controller in this variant of the offline model (use online mode)")
+    if fdc.props.get("fallback") or any(drv in ("isa-fdc", "floppy") for drv, _, _ in args.globals_):
+        raise OfflineError(f"{_FLOPPY}: with -global isa-fdc/floppy properties, not in the offline model (use online mode)")
+    recorded = config_from_dict(model["option-variants"][_FLOPPY])
+    template = device_to_dict(next(d for d in recorded.devices() if d.driver == "floppy"))
+    bus = fdc.buses[0]
+    if fresh:
+        bus.devices.clear()
+    formats = device_facts().get("floppy-formats") or []
+    for unit, drive in sorted(args.floppies.items()):
+        bus.devices = [d for d in bus.devices if d.address != ("floppy", (unit,))]
+        config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == drive.name)]
+        dev = device_from_dict(template, bus)
+        dev.address = ("floppy", (unit,))
+        sectors = drive.size // 512
+        dev.props["drive-type"] = next((str(t) for t, secs, tracks, heads in formats
+                                        if drive.fmt and secs * tracks * heads == sectors), "288")
+        dev.backends["drive"] = drive.name
+        bus.devices.append(dev)
+        attached[drive.name] = dev
+        if not drive.fmt:
+            args.drives[drive.name] = drive  # its BlockBackend, without a medium
+    bus.devices.sort(key=lambda d: d.address[1])
+
+
+def _behind_auto_hub(config: Config, profiles: dict[str, Any], driver: str, kind: str, requested: dict[str, str],
+                     named: dict[str, list[Bus]] | None) -> Any:
+    """A USB device given no port where its bus has one free port left: QEMU 7.2's usb_claim_port
+    plugs a usb-hub (as -device usb-hub makes it) into that port first and the device into the
+    hub's first port.  None where that is not the case (the assigner's refusal stands)."""
+    from dtvm.qemu import assign
+
+    hub_profile = profiles.get("usb-hub@usb-bus")
+    if kind != assign.USB or driver == "usb-hub" or "port" in requested or hub_profile is None:
+        return None
+    try:
+        hub_place = assign.assign(config, "usb-hub", kind, requested, hotplug=False, named=named)
+    except DtvmError:
+        return None
+    hub = device_from_dict(hub_profile["device"], hub_place.bus)
+    hub.address = hub_place.address
+    hub_place.bus.devices.append(hub)
+    try:
+        return assign.assign(config, driver, kind, requested, hotplug=False, named=named)
+    except DtvmError:
+        hub_place.bus.devices.remove(hub)
+        return None
+
+
+def _isa_fixed(config: Config, profile: dict[str, Any] | None, user: dict[str, str], where: str) -> tuple[Bus, tuple[str, tuple[int, ...]]]:
+    """An ISA device at its type's own place (pvpanic's and ib700's I/O port, sga's none): the
+    machine's ISA bus, the address recorded; a second one, or another port, is not modelled."""
+    bus = next((b for b in _all_buses(config) if b.type == "ISA"), None)
+    if bus is None or profile is None or set(user) - {"id"}:
+        raise OfflineError(f"{where}: this ISA device{' with ' + ', '.join(sorted(set(user) - {'id'})) if user else ''} "
+                           "is not in the offline model (use online mode)")
+    driver = profile["device"]["driver"]
+    if any(d.driver == driver for d in bus.devices):
+        raise OfflineError(f"{where}: a second {driver} is not in the offline model (use online mode)")
+    kind, values = profile["device"]["address"]
+    return bus, (str(kind), tuple(int(v) for v in values))
 
 
 def _isa_port(config: Config, driver: str, user: dict[str, str], where: str, explicit: dict[int, set[str]]) -> None:
@@ -531,8 +711,12 @@ def _reported_netdev(ntype: str, opts: dict[str, str]) -> dict[str, str]:
     """A netdev's options as ``info network`` reports them (what the online reader sees): for
     ``user``, QEMU 7.2's slirp reports only ``net=ADDR,restrict=on|off`` (net/slirp.c info_str);
     its other options (hostfwd, ...) are not shown, so the description cannot hold them either."""
+    if (ntype == "socket" and "listen" in opts) or (ntype == "stream" and _norm(opts.get("server", "off"), "bool") == "on"):
+        return {"type": ntype}  # "s0: index=0,type=socket," until a peer connects (measured, 7.2)
     if ntype != "user":
-        return {"type": ntype, **opts}
+        # the others report host state (a tap's ifname, a peer's address), or a line the reader
+        # cannot split (socket mcast/udp, a hub port)
+        raise OfflineError(f"-netdev {ntype}: what QEMU reports of it is not in the offline model (use online mode)")
     if "net" in opts:
         # slirp masks the address with a mask it may derive from the address class
         raise OfflineError(f"-netdev user,net={opts['net']}: the network QEMU derives is not in the offline model (use online mode)")
@@ -542,7 +726,10 @@ def _reported_netdev(ntype: str, opts: dict[str, str]) -> dict[str, str]:
 
 
 def _drop_default_cdrom(config: Config) -> None:
-    """The default CD-ROM (an ide-cd on its default drive ideN-cd0) and that drive."""
+    """The default CD-ROM (an ide-cd on its default drive ideN-cd0) and that drive, also where
+    the machine made no device for the drive (q35 with ``sata=off``)."""
+    config.backends = [b for b in config.backends
+                       if not (b.kind == "drive" and re.fullmatch(r"ide\d-cd\d", b.id) and "file" not in b.options)]
     for bus in _all_buses(config):
         for dev in list(bus.devices):
             ref = dev.backends.get("drive", "")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from dtvm.qemu import images
 from dtvm.qemu.models import OfflineError
 
-__all__ = ["Args", "Drive", "image_size", "is_qcow2", "parse_argv"]
+__all__ = ["Args", "Drive", "chardev_filename", "image_size", "is_qcow2", "parse_argv", "port_filename", "probed_format"]
 
 
 @dataclass
@@ -25,6 +25,9 @@ class Drive:
     fmt: str
     readonly: bool
     blk_name: str  # the BlockBackend's name (a -drive id); "" for a -blockdev node
+    #: the file name QEMU reports for the node where it is not the image's (a null-co node with
+    #: options: QEMU writes them as json:{...})
+    reported: str = ""
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Args:
     machine: str | None = None
     machine_opts: list[tuple[str, str]] = field(default_factory=list)
     memory: str | None = None
+    #: -object memory-backend-ram: (id, its options), what query-memdev lists beside the RAM
+    memdevs: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     smp: str | None = None
     cpu: str | None = None
     nodefaults: bool = False
@@ -52,6 +57,15 @@ class Args:
     vga_std: bool = False
     globals_: list[tuple[str, str, str]] = field(default_factory=list)
     chardev_for: dict[str, str] = field(default_factory=dict)
+    #: the BlockBackends with a medium that -drive and its shorthands make, in command-line order
+    #: (QEMU numbers their generated node names in that order): a drive name, "hd:N" or "cdrom"
+    block_order: list[str] = field(default_factory=list)
+    #: -usbdevice NAME: the device types, in command-line order
+    usb_devices: list[str] = field(default_factory=list)
+    #: -drive if=floppy: the drive of each floppy unit (fmt "" for an empty drive)
+    floppies: dict[int, Drive] = field(default_factory=dict)
+    #: -drive if=ide,media=cdrom: the IDE indexes that are CD-ROMs
+    hd_cdrom: set[int] = field(default_factory=set)
 
 
 _IGNORED_FLAGS = {"-S", "-nographic", "-no-reboot", "-no-shutdown"}
@@ -66,9 +80,47 @@ _NIC_USER_KEYS = frozenset({
 })
 
 
+#: chardev back-ends whose ``info chardev`` filename is their type (char.c names a chardev so when
+#: its back-end sets no filename of its own; measured on QEMU 7.2); the others (socket, pty, udp,
+#: serial, pipe, ...) report host state the command line does not decide (a pty's number)
+_PLAIN_CHARDEVS = frozenset({"null", "vc", "stdio", "file", "ringbuf", "memory", "msmouse", "wctablet", "testdev"})
+#: what a plain -chardev takes besides its id without changing what ``info chardev`` reports
+_CHARDEV_KEYS = frozenset({"backend", "id", "path", "size", "width", "height", "cols", "rows", "signal",
+                           "logfile", "logappend", "append"})
+
+
+def chardev_filename(backend: str, keys: set[str], what: str) -> str:
+    """The filename ``info chardev`` reports for a ``-chardev`` (the online overlay holds it)."""
+    if backend not in _PLAIN_CHARDEVS:
+        raise OfflineError(f"{what}: a {backend or 'typeless'} chardev reports host state to QEMU's monitor; not in the "
+                           "offline model (use online mode)")
+    extra = sorted(keys - _CHARDEV_KEYS)
+    if extra:
+        raise OfflineError(f"{what}: {extra[0]}=: not in the offline model (use online mode)")
+    return backend
+
+
+def port_filename(spec: str, what: str) -> str:
+    """The filename of the chardev ``-serial SPEC``/``-parallel SPEC`` makes (char.c's
+    qemu_chr_parse_compat), for the forms whose filename the command line decides."""
+    head = spec.split(":", 1)[0]
+    if spec in ("null", "stdio", "msmouse", "wctablet", "testdev") or head == "vc" or (head == "file" and ":" in spec):
+        return head
+    raise OfflineError(f"{what} {spec}: this back-end form is not in the offline model (use online mode)")
+
+
+#: -usbdevice's names (hw/usb/bus.c: each type's usbdevice_name) of the types with a profile
+_USBDEVICE = {"keyboard": "usb-kbd", "mouse": "usb-mouse", "tablet": "usb-tablet"}
+
+
 def is_qcow2(path: str, what: str) -> bool:
+    return probed_format(path, what) == "qcow2"
+
+
+def probed_format(path: str, what: str) -> str:
+    """The format QEMU's probe gives an image given without format= (refused: one it cannot read)."""
     try:
-        return images.is_qcow2(path, what)
+        return images.probe_format(path, what)
     except images.ImageError as exc:
         raise OfflineError(str(exc)) from None
 
@@ -91,10 +143,11 @@ def _drive_option(opts: dict[str, str], opt: str) -> Drive:
     ro = opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
     if driver in ("null-co", "null-aio"):
         return Drive(opts["id"], 1 << 30, None, driver, ro, opts["id"])
-    if "file" in opts and not (opts.get("driver") or opts.get("format")) and is_qcow2(opts["file"], opt):
-        driver = "qcow2"  # QEMU probes the format: the qcow2 magic wins
-    if driver not in ("raw", "qcow2") or "file" not in opts:
-        raise OfflineError(f"{opt}: format {driver}: only raw and qcow2 images and null-co are in the offline model (use online mode)")
+    if "file" in opts and not (opts.get("driver") or opts.get("format")):
+        driver = probed_format(opts["file"], opt)  # QEMU probes the format: a magic wins over raw
+    if driver not in images.FORMATS or "file" not in opts:
+        raise OfflineError(f"{opt}: format {driver}: only {', '.join(images.FORMATS)} images and null-co are in the offline "
+                           "model (use online mode)")
     return Drive(opts["id"], image_size(opts["file"], opt, driver), opts["file"], driver, ro, opts["id"])
 
 
@@ -102,20 +155,50 @@ def _ide_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
     """``-drive if=ide,index=N,file=F[,format=raw|qcow2]``: what ``-hdX`` is (vl.c turns -hda into
     if=ide,index=0), for any index the machine's IDE buses have."""
     extra = sorted(set(opts) - {"if", "index", "file", "format", "media"})
-    if extra or "index" not in opts or "file" not in opts or opts.get("media", "disk") != "disk":
-        raise OfflineError(f"{what}: only if=ide with index=, file= and format= (a disk) is in the offline model "
+    if extra or "index" not in opts or "file" not in opts or opts.get("media", "disk") not in ("disk", "cdrom"):
+        raise OfflineError(f"{what}: only if=ide with index=, file=, format= and media= is in the offline model "
                            "(use online mode)")
     try:
         index = int(opts["index"], 0)
     except ValueError:
         raise OfflineError(f"{what}: index={opts['index']}: not a number") from None
-    probed = "qcow2" if is_qcow2(opts["file"], what) else "raw"
+    probed = probed_format(opts["file"], what)
     if opts.get("format", probed) != probed:
         raise OfflineError(f"{what}: format={opts['format']} on a {probed} image is not in the offline model (use online mode)")
     if not 0 <= index < 12 or index in args.hd:
         raise OfflineError(f"{what}: IDE index {index} is out of range or given twice")
     args.hd[index] = opts["file"]
     args.hd_what[index] = what
+    args.block_order.append(f"hd:{index}")
+    if opts.get("media") == "cdrom":
+        args.hd_cdrom.add(index)
+
+
+def _floppy_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
+    """``-drive if=floppy[,index=N|unit=N][,file=F][,format=][,readonly=]``: the floppy drive of
+    unit N (the lowest free without one; vl.c's drive_new), named floppyN as QEMU names it."""
+    extra = sorted(set(opts) - {"if", "index", "unit", "file", "format", "readonly", "read-only", "media"})
+    if extra or opts.get("media", "disk") != "disk":
+        raise OfflineError(f"{what}: {(extra or ['media'])[0]}=: not in the offline model of a floppy drive (use online mode)")
+    given = opts.get("index", opts.get("unit"))
+    try:
+        unit = int(given, 0) if given is not None else min(u for u in (0, 1, 2) if u not in args.floppies)
+    except ValueError:
+        raise OfflineError(f"{what}: index={given}: not a number") from None
+    if not 0 <= unit <= 1 or unit in args.floppies:
+        raise OfflineError(f"{what}: floppy unit {unit} is out of range or given twice (QEMU refuses it)")
+    name = f"floppy{unit}"
+    ro = opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
+    if "file" not in opts:
+        args.floppies[unit] = Drive(name, 0, None, "", ro, name)
+        return
+    probed = probed_format(opts["file"], what)
+    fmt = opts.get("format", probed)
+    if fmt != probed:
+        raise OfflineError(f"{what}: format={fmt} on a {probed} image is not in the offline model (use online mode)")
+    args.floppies[unit] = Drive(name, image_size(opts["file"], what, fmt), opts["file"], fmt, ro, name)
+    args.drives[name] = args.floppies[unit]
+    args.block_order.append(name)
 
 
 def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, Drive] | None = None) -> Drive:
@@ -126,9 +209,11 @@ def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, Drive] | N
     ro = opts.get("read-only", "off") in ("on", "true", "yes")
     if driver in ("null-co", "null-aio") and set(opts) <= {"driver", "node-name", "size", "read-only"}:
         size = int(opts.get("size", str(1 << 30)), 0)
-        return Drive(name, size, None, driver, ro, "")
+        # block.c's bdrv_refresh_filename: a node with options of its own is named by them
+        reported = f'json:{{"driver": "{driver}", "size": {size}}}' if "size" in opts else ""
+        return Drive(name, size, None, driver, ro, "", reported)
     filename = opts.get("file.filename") if opts.get("file.driver") == "file" else opts.get("filename") if driver == "file" else None
-    if driver in ("raw", "qcow2") and filename is None and opts.get("file") in (nodes or {}) \
+    if driver in images.FORMATS and filename is None and opts.get("file") in (nodes or {}) \
             and set(opts) <= {"driver", "node-name", "file", "read-only"}:
         under = (nodes or {})[opts["file"]]
         if under.fmt == "file" and under.file is not None:  # a format node on a -blockdev file node
@@ -137,9 +222,10 @@ def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, Drive] | N
     if driver == "file" and filename and set(opts) <= {"driver", "node-name", "filename", "read-only"}:
         # a protocol node: what a format node on top of it sees is decided there
         return Drive(name, image_size(filename, opt), filename, "file", ro, "")
-    if driver in ("raw", "qcow2") and filename and set(opts) <= {"driver", "node-name", "file.driver", "file.filename", "filename", "read-only"}:
+    if driver in images.FORMATS and filename and set(opts) <= {"driver", "node-name", "file.driver", "file.filename", "filename", "read-only"}:
         return Drive(name, image_size(filename, opt, driver), filename, driver, ro, "")
-    raise OfflineError(f"{opt}: driver={driver}: only null-co, raw and qcow2 files are in the offline model (use online mode)")
+    raise OfflineError(f"{opt}: driver={driver}: only null-co and {', '.join(images.FORMATS)} files are in the offline model "
+                       "(use online mode)")
 
 
 def parse_argv(argv: list[str]) -> Args:
@@ -187,7 +273,16 @@ def parse_argv(argv: list[str]) -> Args:
                 # the default port's back-end only: the guest sees the same port
                 if norm[1:] in args.chardev_for:
                     raise OfflineError(f"{opt}: a second {norm[1:]} port is not in the offline model (use online mode)")
+                port_filename(value(), norm)
                 args.chardev_for[norm[1:]] = value()
+                i += 2
+            elif norm == "-usbdevice":
+                driver = _USBDEVICE.get(value())
+                if driver is None:
+                    raise OfflineError(f"-usbdevice {value()}: only {', '.join(sorted(_USBDEVICE))} are in the offline model "
+                                       "(use online mode)")
+                args.machine_opts.append(("usb", "on"))  # vl.c: -usbdevice turns the machine's USB on
+                args.usb_devices.append(driver)
                 i += 2
             elif norm == "-usb":
                 args.usb = True
@@ -211,7 +306,9 @@ def parse_argv(argv: list[str]) -> Args:
             elif norm == "-drive":
                 _, pairs = parse(value())
                 opts = dict(pairs)
-                if opts.get("if") == "ide":
+                if opts.get("if") == "floppy":
+                    _floppy_drive_option(args, opts, f"-drive {value()}")
+                elif opts.get("if") == "ide":
                     _ide_drive_option(args, opts, f"-drive {value()}")
                 elif opts.get("if") == "virtio" and "index" not in opts and "id" not in opts:
                     # the BlockBackend is virtioN (N counts the if=virtio drives), its disk comes last
@@ -219,9 +316,11 @@ def parse_argv(argv: list[str]) -> Args:
                     drive = _drive_option({**{k: v for k, v in opts.items() if k != "if"}, "if": "none", "id": name}, opt)
                     args.drives[name] = drive
                     args.virtio_drives.append(name)
+                    args.block_order.append(name)
                 else:
                     drive = _drive_option(opts, opt)
                     args.drives[drive.name] = drive
+                    args.block_order.append(drive.name)
                 i += 2
             elif norm == "-blockdev":
                 _, pairs = parse(value(), keyval=True)
@@ -230,6 +329,7 @@ def parse_argv(argv: list[str]) -> Args:
                 i += 2
             elif norm == "-cdrom":
                 args.cdrom = value()
+                args.block_order.append("cdrom")
                 i += 2
             elif norm in ("-hda", "-hdb", "-hdc", "-hdd"):
                 index = "abcd".index(norm[3])
@@ -237,6 +337,7 @@ def parse_argv(argv: list[str]) -> Args:
                     raise OfflineError(f"{norm}: IDE index {index} is given twice (QEMU refuses it)")
                 args.hd[index] = value()
                 args.hd_what[index] = norm
+                args.block_order.append(f"hd:{index}")
                 i += 2
             elif norm == "-vga" and value() == "std":
                 i += 2  # the x86 default; checked against the machine below
@@ -249,7 +350,13 @@ def parse_argv(argv: list[str]) -> Args:
             elif norm == "-object":
                 # host objects (rng back-ends, iothreads, memory back-ends): the guest sees them only
                 # through a device or machine option, which the model checks on its own
-                parse(value(), implied="qom-type")
+                head, pairs = parse(value(), implied="qom-type")
+                qom = dict(pairs)
+                qtype = head or qom.get("qom-type", "")
+                if qtype == "memory-backend-ram":
+                    args.memdevs.append((qom.get("id", ""), qom))
+                elif qtype.startswith("memory-backend"):
+                    raise OfflineError(f"-object {qtype}: what QEMU reports of it is not in the offline model (use online mode)")
                 i += 2
             elif norm == "-device":
                 head, pairs = parse(value(), implied="driver")
