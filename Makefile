@@ -10,7 +10,7 @@ DEB_PACKAGES := device-tree-compiler cpp graphviz qemu-system-x86 qemu-system-ar
 
 DEMO_PACKAGES := python3-venv qemu-system-arm
 
-.PHONY: demo demo-deps test test-versions venv deps qemu10 libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp check-qemu-random check-qemu-random-offline check-qemu-offline check-qemu-random-versions kernel-schemas-oracle test-kernel-schemas kernel-schemas-fill kernel-schemas-compare bench-dtbs-check
+.PHONY: demo demo-deps test test-versions venv deps qemu10 libvirt-deps test-libvirt lint parity bench clean api-docs fuzz fuzz-qmp check-qemu-random check-qemu-offline check-qemu-random-versions kernel-schemas-oracle test-kernel-schemas kernel-schemas-fill kernel-schemas-compare bench-dtbs-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -128,18 +128,12 @@ check-qemu-random: deps $(PY)
 	$(PIP) install -q -e '.[test]'
 	$(PY) -m tests.qemu_random $(N) $(SEED) $(MACHINES)
 
-# the offline stage alone (qemu2dtb --offline against QEMU where offline answers; refusals counted
-# by class), cheap: N cases of the DT machines unless MACHINES= says others
-check-qemu-random-offline: deps $(PY)
-	$(PIP) install -q -e '.[test]'
-	$(PY) -m tests.qemu_random_offline $(N) $(SEED) $(or $(MACHINES),aarch64-virt,arm-virt,riscv64-virt)
-
 # the offline stage alone (one QEMU start a case, no migration): qemu2dtb --offline against online
 # on the generated cases without hot-plug, guest DTB and back-end overlay; prints per machine how
 # many are the same, refused (grouped by what the refusal names) or different
 check-qemu-offline: deps $(PY)
 	$(PIP) install -q -e '.[test]'
-	$(PY) -m tests.qemu_offline_random $(N) $(SEED) $(MACHINES)
+	$(PY) -m tests.qemu_offline_random $(N) $(SEED) "$(MACHINES)" $(if $(FIRST),--refusals-first)
 
 # the same on QEMU 10.0 (MODE=10.0: unpinned types, 10.0's offline models) or across versions
 # (MODE=7.2-10.0 or 10.0-7.2: pinned 7.2 types, dtb2qemu --binary the other QEMU, live migration);

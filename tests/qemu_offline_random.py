@@ -3,9 +3,11 @@ generated configuration (tests/qemugen.py, cases without hot-plug) against onlin
 of the same command line, QEMU started paused.
 
 Faster than the whole round trip (one QEMU start a case, no migration), so it can run many
-cases: ``python -m tests.qemu_offline_random N SEED [MACHINES]`` (``make check-qemu-offline``)
-prints per machine how many cases offline gives online's guest tree and overlay for, how many
-it refuses (grouped by what it names) and every difference.
+cases: ``python -m tests.qemu_offline_random N SEED [MACHINES] [--refusals-first]`` (``make
+check-qemu-offline N= SEED= [MACHINES=] [FIRST=1]``) prints per machine how many cases offline
+gives online's guest tree and overlay for, how many it refuses (grouped by what it names) and
+every difference. ``--refusals-first`` asks offline before QEMU and starts QEMU only where
+offline answers (cheaper; its refusals may include configurations QEMU would not start).
 """
 
 from __future__ import annotations
@@ -44,11 +46,29 @@ def offline_both(argv: list[str]) -> tuple[bytes, bytes]:
     return write_dtb(desc.guest), write_dtb(desc.backend)
 
 
-def run_offline_case(case: Case, directory: Path) -> OfflineOutcome:
+def run_offline_case(case: Case, directory: Path, refusals_first: bool = False) -> OfflineOutcome:
+    """One case's offline outcome against QEMU's own reading of the same command line.
+
+    ``refusals_first`` asks offline first and starts QEMU only where offline answers: cheap for
+    measuring how far offline reaches, but a refusal then counts a configuration QEMU itself might
+    not start (the default starts QEMU first, so refusals are of valid configurations only)."""
     from dtvm.qemu.offline import OfflineError
 
     directory.mkdir(parents=True, exist_ok=True)
     argv = case.materialize(directory)
+
+    def offline() -> tuple[bytes, bytes] | OfflineOutcome:
+        try:
+            return offline_both(argv)
+        except OfflineError as exc:
+            text = str(exc)
+            return OfflineOutcome(case, "refused" if text and "\n" not in text.strip() else "error", text)
+        except DtvmError as exc:
+            return OfflineOutcome(case, "error", f"{type(exc).__name__}: {exc}")
+
+    got = offline() if refusals_first else None
+    if isinstance(got, OfflineOutcome):
+        return got
     try:
         vm = start_vm(argv, directory / "a", timeout=20)
     except (RuntimeError, QmpFailed) as exc:
@@ -59,13 +79,11 @@ def run_offline_case(case: Case, directory: Path) -> OfflineOutcome:
         return OfflineOutcome(case, "error", f"online: {type(exc).__name__}: {exc}")
     finally:
         stop_vm(vm)
-    try:
-        got_guest, got_overlay = offline_both(argv)
-    except OfflineError as exc:
-        text = str(exc)
-        return OfflineOutcome(case, "refused" if text and "\n" not in text.strip() else "error", text)
-    except DtvmError as exc:
-        return OfflineOutcome(case, "error", f"{type(exc).__name__}: {exc}")
+    if got is None:
+        got = offline()
+        if isinstance(got, OfflineOutcome):
+            return got
+    got_guest, got_overlay = got
     if got_guest != guest:
         return OfflineOutcome(case, "guest-differs", _first_difference(got_guest, guest))
     if got_overlay != overlay:
@@ -105,16 +123,18 @@ def report(outcomes: list[OfflineOutcome]) -> str:
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    refusals_first = "--refusals-first" in argv
+    argv = [a for a in argv if a != "--refusals-first"]
     count = int(argv[0]) if argv else 300
     seed = int(argv[1]) if len(argv) > 1 else 0
-    machines = argv[2].split(",") if len(argv) > 2 else None
+    machines = argv[2].split(",") if len(argv) > 2 and argv[2] else None
     outcomes: list[OfflineOutcome] = []
     with tempfile.TemporaryDirectory(prefix="dtvm-offline-") as tmp:
         for i in range(count):
             case = generate(seed * 100000 + i, machines[i % len(machines)] if machines else None)
             if case.machine not in MACHINES or case.hotplug:
                 continue
-            o = run_offline_case(case, Path(tmp) / case.name)
+            o = run_offline_case(case, Path(tmp) / case.name, refusals_first)
             outcomes.append(o)
             print(f"{i + 1}/{count} {case.name}: {o.result} {o.detail}"[:300], flush=True)
     print(report(outcomes))

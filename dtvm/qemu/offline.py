@@ -727,9 +727,10 @@ def _reported_netdev(ntype: str, opts: dict[str, str]) -> dict[str, str]:
 
 def _drop_default_cdrom(config: Config) -> None:
     """The default CD-ROM (an ide-cd on its default drive ideN-cd0) and that drive, also where
-    the machine made no device for the drive (q35 with ``sata=off``)."""
+    the machine made no device for the drive (q35 with ``sata=off``; riscv64 virt, whose
+    default drive is ``none2``: vl.c adds it at index 2 of the machine's default interface)."""
     config.backends = [b for b in config.backends
-                       if not (b.kind == "drive" and re.fullmatch(r"ide\d-cd\d", b.id) and "file" not in b.options)]
+                       if not (b.kind == "drive" and re.fullmatch(r"ide\d-cd\d|scsi\d-cd\d|none2", b.id) and "file" not in b.options)]
     for bus in _all_buses(config):
         for dev in list(bus.devices):
             ref = dev.backends.get("drive", "")
