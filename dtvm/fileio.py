@@ -38,6 +38,8 @@ __all__ = [
     "cleanup_temporaries",
     "is_data_error",
     "load_yaml",
+    "package_dir",
+    "package_text",
     "read_blob",
     "read_limited",
     "write_atomic",
@@ -371,6 +373,24 @@ def write_stream(stream: BinaryIO, data: bytes, name: str = "<stdout>") -> None:
         except (OSError, ValueError, AttributeError):
             pass
         raise OutputError(name, _reason(exc), exc.errno or errno.EIO) from None
+
+
+def package_dir(package: str) -> str:
+    """The directory of a dtvm package (``dtvm.qemu``), where its data files are.
+
+    dtvm is installed as files (a wheel unpacked, or the source tree): importlib.resources would
+    find the same files, and importing it (with zipfile) cost about 5 ms of every ``qemu2dtb``.
+    """
+    import importlib
+
+    module = sys.modules.get(package) or importlib.import_module(package)
+    return os.path.dirname(os.path.abspath(str(module.__file__)))
+
+
+def package_text(package: str, rel: str) -> str:
+    """The text of data file ``rel`` (``data/machines.yaml``) of a dtvm package; OSError when absent."""
+    with open(os.path.join(package_dir(package), *rel.split("/")), encoding="utf-8") as f:
+        return f.read()
 
 
 def cache_dir() -> str | None:
