@@ -44,7 +44,8 @@ T_PSIMPLE, T_NODEOPEN, T_CLOSE = scan.T_PSIMPLE, scan.T_NODEOPEN, scan.T_CLOSE
 _CELL_ITEM_RE = re.compile(r"[^ \t\n]+")
 # a fused 32-bit cell list of only hex (<= 8 digits) and decimal (<= 9, no leading 0) literals and
 # &label references: every value fits and nothing can be reported, so it is packed at once
-_PLAIN_CELLS_RE = re.compile(r"(?:[ \t\n]+|(?:0[xX][0-9a-fA-F]{1,8}|0|[1-9][0-9]{0,8}|&[a-zA-Z_][a-zA-Z0-9_]*)\b)*")
+# (lists under 4 KiB: a long one is read item by item, in bounded memory; possessive, as the scanner's)
+_PLAIN_CELLS_RE = re.compile(r"(?:[ \t\n]+|(?:0[xX][0-9a-fA-F]{1,8}|0|[1-9][0-9]{0,8}|&[a-zA-Z_][a-zA-Z0-9_]*)\b)*+")
 
 T_NAME, T_LABEL, T_NUM, T_CHAR, T_STR, T_REF = scan.T_NAME, scan.T_LABEL, scan.T_NUM, scan.T_CHAR, scan.T_STR, scan.T_REF
 T_BYTE = scan.T_BYTE
@@ -756,7 +757,7 @@ class Parser:
         if body is None:
             body = tok[1]  # type: ignore[assignment]
         assert body is not None
-        if bits == 32 and _PLAIN_CELLS_RE.fullmatch(body):
+        if bits == 32 and len(body) < 4096 and _PLAIN_CELLS_RE.fullmatch(body):
             items = body.split()
             if "&" in body:
                 at = len(data)
