@@ -96,6 +96,53 @@ def test_expression_corners(expr: str, tmp_path: Path) -> None:
     assert same(["-O", "dts", str(path)]).code == 0
 
 
+def _cell_item(rng: random.Random, n: int, clean: bool) -> str:
+    """One cell around the edges of the parser's packed path (8 hex / 9 decimal digits, a leading
+    0, references, labels) and, unless ``clean``, past them (over 32 bits, bad octal, unknown labels)."""
+    kind = rng.randrange(9)
+    if kind < 3:
+        width = rng.choice([1, 2, 7, 8, 8] if clean else [1, 2, 7, 8, 8, 9, 10, 16, 17])
+        return rng.choice(["0x", "0X"]) + "".join(rng.choice("0123456789abcdefABCDEF") for _ in range(width))
+    if kind < 6:
+        width = rng.choice([1, 1, 2, 9, 9, 10] if clean else [1, 1, 2, 9, 9, 10, 10, 11, 20])
+        return str(rng.randrange(10 ** (width - 1) if width > 1 else 0, 2**32 if clean and width == 10 else 10**width))
+    if kind == 6:
+        return "0" + "".join(rng.choice("01234567" if clean or rng.random() < 0.8 else "0123456789") for _ in range(rng.randrange(1, 11)))
+    if kind == 7:
+        return rng.choice(["&a", "&b"] if clean or rng.random() < 0.9 else ["&nosuch"])
+    return f"c{n}:"
+
+
+def cell_list_source(rng: random.Random) -> str:
+    """A node of properties whose values are fused cell lists (one token each in the scanner)."""
+    props = []
+    n = 0
+    clean = rng.random() < 0.5
+    for k in range(rng.randrange(4, 14)):
+        lists = []
+        for _ in range(rng.choice([1, 1, 1, 2, 3])):
+            items = []
+            for _ in range(rng.randrange(0, 9)):
+                n += 1
+                items.append(_cell_item(rng, n, clean))
+            sep = [rng.choice([" ", " ", "\t", "\n", "  "]) for _ in range(len(items) + 1)]
+            lists.append("<" + "".join(a + b for a, b in zip(sep, [*items, ""], strict=True)) + ">")
+        bits = rng.choice(["", "", "", "", "/bits/ 64 "] if clean else ["", "", "", "", "/bits/ 64 ", "/bits/ 16 "])
+        props.append(f"p{k} = {bits}{', '.join(lists)};")
+    return "/dts-v1/;\n/ {\n\ta: x { };\n\tb: y { };\n\tz {\n\t\t" + "\n\t\t".join(props) + "\n\t};\n};\n"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_generated_cell_lists(seed: int, tmp_path: Path) -> None:
+    """Cell lists on both sides of the parser's packed path, against dtc's blob and its DTS (markers)."""
+    rng = random.Random(BASE_SEED + 5300 + seed)
+    sources = [cell_list_source(rng) for _ in range(60)]
+    accepted, rejected = run_cases(tmp_path, sources, ["-O", "dtb", "-o", "-"])
+    assert accepted > 3 and rejected > 10, (accepted, rejected)
+    accepted, rejected = run_cases(tmp_path, sources, ["-O", "dts", "-o", "-"])
+    assert accepted > 3 and rejected > 10, (accepted, rejected)
+
+
 # -- deletions and merges -----------------------------------------------------------------------
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from dtvm import __version__
 from dtvm.bindings.load import Binding, BindingSet, NodeSpec, PropSpec, Regex, binding_files, load_yaml
+from dtvm.fileio import cache_dir
 
 __all__ = ["CodeChunk", "cache_dir", "cache_path", "dump_set", "fingerprint", "load_cached", "load_set"]
 
@@ -54,17 +55,6 @@ _HEAD = len(MAGIC) + 12  # then: index length, index CRC-32, code region length 
 RACY_NS = 2_000_000_000  # files changed more recently than this are not trusted to a cache
 MAX_FILES = 32  # cache files kept per cache directory (one per list of binding directories)
 _CODE_FILES = ("load.py", "compile.py", "cache.py", "format.schema.yaml")
-
-
-def cache_dir() -> str | None:
-    """Where cache files go, or None when caching is off (``DTVM_NO_CACHE`` set and not 0)."""
-    env = os.environ
-    if env.get("DTVM_NO_CACHE", "") not in ("", "0"):
-        return None
-    if env.get("DTVM_CACHE_DIR"):
-        return env["DTVM_CACHE_DIR"]
-    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "dtvm")
 
 
 def _dirs_id(dirs: list[str]) -> str:

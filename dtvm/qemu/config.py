@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import functools
 import re
-from importlib import resources
 from typing import Any
 
 from dtvm.errors import DtvmError
-from dtvm.fileio import load_yaml
+from dtvm.fileio import load_yaml, package_text
 from dtvm.qemu.qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_text
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import split_host_facts
@@ -47,7 +46,7 @@ __all__ = [
 @functools.cache
 def _machines_data() -> dict[str, Any]:
 
-    text = resources.files("dtvm.qemu").joinpath("data/machines.yaml").read_text(encoding="utf-8")
+    text = package_text("dtvm.qemu", "data/machines.yaml")
     data = load_yaml(text)
     return data if isinstance(data, dict) else {}
 

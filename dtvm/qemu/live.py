@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from dtvm.fileio import cache_dir
 from dtvm.qemu import process
 from dtvm.qemu.errors import (
     NotAnsweredError,
@@ -468,14 +469,9 @@ def _binary_key(binary: str) -> str | None:
 
 
 def _memo_path() -> str | None:
-    """Beside the bindings cache, by the same rules (``dtvm.bindings.cache.cache_dir``; not imported
-    here: that module and what it loads have no business in QEMU's start-up)."""
-    env = os.environ
-    if env.get("DTVM_NO_CACHE", "") not in ("", "0"):
-        return None
-    where = env.get("DTVM_CACHE_DIR") or os.path.join(
-        env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dtvm")
-    return os.path.join(where, "qemu-run-with.json")
+    """Beside the bindings cache, by the same rules (``dtvm.fileio.cache_dir``)."""
+    where = cache_dir()
+    return None if where is None else os.path.join(where, "qemu-run-with.json")
 
 
 def _run_with(binary: str) -> bool:

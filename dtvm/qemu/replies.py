@@ -17,6 +17,7 @@ deadline.  Shapes are data (a few combinators below), so adding a command is one
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any
 
 __all__ = ["ADDRESS_PROPS", "MAX_DEPTH", "MAX_DTB_BYTES", "MAX_VALUES", "ReplyMismatch", "check", "describe_command"]
@@ -69,6 +70,15 @@ def _join(where: str, key: str | int) -> str:
     return f"{where}[{key}]" if isinstance(key, int) else (f"{where}.{key}" if where else key)
 
 
+def _under(where: str, key: str | int, exc: ReplyMismatch) -> ReplyMismatch:
+    """``exc``, found in member or entry ``key`` (validated with an empty ``where``), placed at
+    ``where``: the path is built only for an answer that fails, not for every value of one that
+    does not (about 5 ms of every ``qemu2dtb``)."""
+    base = _join(where, key)
+    rel = exc.where
+    return ReplyMismatch(base + rel if rel.startswith("[") else f"{base}.{rel}" if rel else base, exc.detail)
+
+
 class Shape:
     """What one JSON value must be; ``validate`` raises :class:`ReplyMismatch`."""
 
@@ -82,8 +92,11 @@ class _Type(Shape):
     def __init__(self, what: str, *types: type) -> None:
         self.what = what
         self.types = types
+        self.exact = frozenset(types)  # what json.loads makes: the test for nearly every value
 
     def validate(self, value: Any, where: str) -> None:
+        if type(value) in self.exact:
+            return
         # bool is an int in Python, never in JSON
         if isinstance(value, bool) and bool not in self.types:
             raise ReplyMismatch(where, f"expected {self.what}, got {_kind(value)}")
@@ -126,8 +139,12 @@ class List(Shape):
             raise ReplyMismatch(where, f"expected an array, got {_kind(value)}")
         if len(value) > self.limit:
             raise ReplyMismatch(where, f"{len(value)} entries, more than the {self.limit} dtvm reads")
+        shape = self.item
         for i, item in enumerate(value):
-            self.item.validate(item, _join(where, i))
+            try:
+                shape.validate(item, "")
+            except ReplyMismatch as exc:
+                raise _under(where, i, exc) from None
 
 
 class Obj(Shape):
@@ -146,10 +163,16 @@ class Obj(Shape):
         for key, shape in self.required.items():
             if key not in value:
                 raise ReplyMismatch(where, f"member {key!r} is missing")
-            shape.validate(value[key], _join(where, key))
+            try:
+                shape.validate(value[key], "")
+            except ReplyMismatch as exc:
+                raise _under(where, key, exc) from None
         for key, shape in self.optional.items():
             if key in value:
-                shape.validate(value[key], _join(where, key))
+                try:
+                    shape.validate(value[key], "")
+                except ReplyMismatch as exc:
+                    raise _under(where, key, exc) from None
 
 
 class DictOf(Shape):
@@ -163,8 +186,12 @@ class DictOf(Shape):
     def validate(self, value: Any, where: str) -> None:
         if not isinstance(value, dict):
             raise ReplyMismatch(where, f"expected an object, got {_kind(value)}")
+        shape = self.value
         for key, item in value.items():
-            self.value.validate(item, _join(where, key))
+            try:
+                shape.validate(item, "")
+            except ReplyMismatch as exc:
+                raise _under(where, key, exc) from None
 
 
 STR = _Type("a string", str)
@@ -251,7 +278,7 @@ def _bounded(value: Any) -> None:
             continue
         if depth >= MAX_DEPTH:
             raise ReplyMismatch("", f"nested deeper than {MAX_DEPTH}")
-        stack.extend((child, depth + 1) for child in children)
+        stack.extend(zip(children, repeat(depth + 1)))
 
 
 def check(command: str, arguments: Mapping[str, object] | None, value: Any) -> Any:

@@ -14,10 +14,10 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from dtvm.errors import DtvmError, first_line
+from dtvm.fileio import package_text
 from dtvm.vm.model import Config
 
 __all__ = ["Trust", "TrustError", "split_host_facts", "trust"]
@@ -147,11 +147,9 @@ def split_host_facts(config: Config) -> None:
 @functools.lru_cache(maxsize=4)
 def trust(version: str = CATALOG_VERSION) -> Trust:
     """The trust model for a QEMU version's catalog, read once."""
-    base = resources.files("dtvm.qemu").joinpath("data")
-
     def read(name: str) -> Any:
         try:
-            return json.loads(base.joinpath(name).read_text(encoding="utf-8"))
+            return json.loads(package_text("dtvm.qemu", f"data/{name}"))
         except (OSError, ValueError) as exc:
             raise TrustError(f"dtvm's trust data: {name}: {first_line(exc)}") from None
 

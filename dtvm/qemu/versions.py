@@ -16,10 +16,10 @@ import fnmatch
 import functools
 import re
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from dtvm.errors import DtvmError
+from dtvm.fileio import package_text
 
 __all__ = [
     "Versions",
@@ -123,7 +123,7 @@ def versions() -> Versions:
     """The rules, read once."""
     import json
 
-    text = resources.files("dtvm.qemu").joinpath("data/versions.json").read_text(encoding="utf-8")
+    text = package_text("dtvm.qemu", "data/versions.json")
     try:
         data = json.loads(text)
     except ValueError as exc:

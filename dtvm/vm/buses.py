@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dtvm.errors import DtvmError, first_line
-from dtvm.fileio import load_yaml
+from dtvm.fileio import is_data_error, load_yaml, package_text
 from dtvm.vm.translators import Translator, translators
 
 if TYPE_CHECKING:
@@ -151,14 +151,11 @@ def load_bus_table(data: Any, translators: dict[str, Translator] | None = None) 
 @functools.lru_cache(maxsize=1)
 def bus_table() -> BusTable:
     """dtvm's bus table (``vm/data/buses.yaml``), read once."""
-    from importlib import resources
-
-    import yaml
-
     try:
-        text = resources.files("dtvm.vm").joinpath("data/buses.yaml").read_text(encoding="utf-8")
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C loader when built: 4x faster
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml(package_text("dtvm.vm", "data/buses.yaml"))
+    except Exception as exc:
+        if not is_data_error(exc):
+            raise
         raise CheckDataError(f"buses.yaml: {first_line(exc)}") from None
     return load_bus_table(data, translators())
 
@@ -186,13 +183,11 @@ def link_machine_chardevs(config: Config) -> None:
 @functools.lru_cache(maxsize=1)
 def device_facts() -> dict[str, Any]:
     """``data/devices.yaml`` as data (needs, turns-off-default, isa-ports), read once per process."""
-    from importlib import resources
-
-    import yaml
-
     try:
-        data = load_yaml(resources.files("dtvm.vm").joinpath("data/devices.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml(package_text("dtvm.vm", "data/devices.yaml"))
+    except Exception as exc:
+        if not is_data_error(exc):
+            raise
         raise CheckDataError(f"devices.yaml: {first_line(exc)}") from None
     if not isinstance(data, dict):
         raise CheckDataError("devices.yaml: expected a mapping")

@@ -45,7 +45,7 @@ from dtvm.vm.codec import (
     u64,
 )
 from dtvm.vm.model import Bus, Config, Device
-from dtvm.vm.translators import translators
+from dtvm.vm.translators import qemu_sections, translators
 
 __all__ = ["Description", "TranslateError", "describe", "driver_compat", "drop_seeds"]
 
@@ -425,14 +425,11 @@ def _unaddressed(dev: Device) -> bool:
 
 def driver_compat() -> dict[str, list[str]]:
     """qdev driver -> the compatibles of the bindings whose ``qemu: driver`` names it."""
-    from dtvm.bindings import load_bindings
-
     out: dict[str, list[str]] = {}
-    for binding in load_bindings(cache=True).bindings():
-        qemu = binding.qemu or {}
+    for compatible, _file, qemu in qemu_sections():
         driver = qemu.get("driver")
-        if isinstance(driver, str) and binding.compatible:
-            out.setdefault(driver, []).append(binding.compatible[0])
+        if isinstance(driver, str) and compatible:
+            out.setdefault(driver, []).append(compatible[0])
     return out
 
 

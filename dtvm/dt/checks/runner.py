@@ -160,6 +160,7 @@ class Finding:
         as "also defined at" lines), else the output file's name.
         """
         pos: SourcePos | None = None
+        spans: list[SourcePos] = []
         if self.prop is not None and self.prop.pos is not None:
             pos = self.prop.pos
         elif self.node is not None and self.node.pos is not None:
@@ -174,7 +175,7 @@ class Finding:
         if rich and pos is not None:
             text = format_source_error(text, pos.source, pos.start)
         if self.prop is None and self.node is not None and pos is not None:
-            for more in pos_spans(self.node.pos)[1:]:
+            for more in spans[1:]:
                 text += f"\n  also defined at {dtc_srcpos(more)}"
         return text
 

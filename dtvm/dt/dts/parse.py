@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+import struct
+from operator import itemgetter
 
 from dtvm.dt.dts import scan
 from dtvm.dt.dts.build import OrphanCounter, add_orphan_node, merge_nodes
@@ -35,26 +37,18 @@ BISON_STACK_LIMIT = YYMAXDEPTH
 _M64 = (1 << 64) - 1
 _NAME_RE = re.compile(r"\\?[a-zA-Z0-9,._+*#?@-]+")
 
-_TYPE_FOR_BITS = {
-    8: MarkerType.TYPE_UINT8,
-    16: MarkerType.TYPE_UINT16,
-    32: MarkerType.TYPE_UINT32,
-    64: MarkerType.TYPE_UINT64,
-}
+_TYPE_FOR_BITS = {8: MarkerType.TYPE_UINT8, 16: MarkerType.TYPE_UINT16, 32: MarkerType.TYPE_UINT32, 64: MarkerType.TYPE_UINT64}
 
 T_NAMEQ, T_CELLS = scan.T_NAMEQ, scan.T_CELLS
 T_PSIMPLE, T_NODEOPEN, T_CLOSE = scan.T_PSIMPLE, scan.T_NODEOPEN, scan.T_CLOSE
 _CELL_ITEM_RE = re.compile(r"[^ \t\n]+")
+# a fused 32-bit cell list of only hex (<= 8 digits) and decimal (<= 9, no leading 0) literals and
+# &label references: every value fits and nothing can be reported, so it is packed at once
+# (lists under 4 KiB: a long one is read item by item, in bounded memory; possessive, as the scanner's)
+_PLAIN_CELLS_RE = re.compile(r"(?:[ \t\n]+|(?:0[xX][0-9a-fA-F]{1,8}|0|[1-9][0-9]{0,8}|&[a-zA-Z_][a-zA-Z0-9_]*)\b)*+")
 
-T_NAME, T_LABEL, T_NUM, T_CHAR, T_STR, T_REF, T_BYTE = (
-    scan.T_NAME,
-    scan.T_LABEL,
-    scan.T_NUM,
-    scan.T_CHAR,
-    scan.T_STR,
-    scan.T_REF,
-    scan.T_BYTE,
-)
+T_NAME, T_LABEL, T_NUM, T_CHAR, T_STR, T_REF = scan.T_NAME, scan.T_LABEL, scan.T_NUM, scan.T_CHAR, scan.T_STR, scan.T_REF
+T_BYTE = scan.T_BYTE
 
 def _describe(tok: Token) -> str:
     kind, value = tok[0], tok[1]
@@ -410,7 +404,7 @@ class Parser:
                 self.i += 1
             pending = total + self.i - item  # the labels and /omit-if-no-ref/ wait on the stack
             # each push below is checked only near bison's limit (this runs for every item)
-            deep = pending + 3 >= YYMAXDEPTH
+            deep = pending + 5 >= YYMAXDEPTH  # a property pushes up to 5 states (parse_property)
             tok = toks[self.i]
             kind = tok[0]
             if kind == T_PSIMPLE and not deep and not omit and not frame[1]:
@@ -432,6 +426,20 @@ class Parser:
                         pdata += string.encode("latin-1")
                     pdata.append(0)
                 prop = Property(pname, bytes(pdata), pmarkers, SourcePos(tok[2], tok[3], tok[4]))
+                for name in reversed(labels):
+                    add_label(prop.labels, name)
+                node.props.append(prop)
+            elif kind == T_NAMEQ and not deep and not omit and not frame[1]:
+                # parse_property's NAME '=' propdata ';' inlined, as the fused case above
+                self.i += 1
+                value, pmarkers = self.parse_propdata(pending + 2)
+                semi = toks[self.i]
+                if semi[0] != ";":
+                    raise self.syntax_error("';'")
+                self.i += 1
+                src = tok[2]
+                prop = Property(tok[1], value, pmarkers, SourcePos(src, tok[3], semi[4]) if semi[2] is src  # type: ignore[arg-type]
+                                else SpanPos(src, tok[3], semi[2], semi[4]))
                 for name in reversed(labels):
                     add_label(prop.labels, name)
                 node.props.append(prop)
@@ -749,6 +757,15 @@ class Parser:
         if body is None:
             body = tok[1]  # type: ignore[assignment]
         assert body is not None
+        if bits == 32 and len(body) < 4096 and _PLAIN_CELLS_RE.fullmatch(body):
+            items = body.split()
+            if "&" in body:
+                at = len(data)
+                markers += [Marker(at + 4 * k, MarkerType.REF_PHANDLE, item[1:]) for k, item in enumerate(items) if item[0] == "&"]
+                data += struct.pack(f">{len(items)}I", *[0xFFFFFFFF if x[0] == "&" else int(x, 0) for x in items])
+            else:
+                data += struct.pack(f">{len(items)}I", *[int(x, 0) for x in items])
+            return
         nbytes = bits // 8
         mask = (1 << bits) - 1
         src: SourceBuffer = tok[2]
@@ -879,15 +896,8 @@ def name_sources(dt: DeviceTree, tokens: list[Token], src: SourceBuffer) -> None
     """The main file's name, and dtc's initial path (what ``-T`` shortens file names against):
     the first linemarker the lexer read, in any buffer, else the main file."""
     dt.source_name = src.name
-    # tokens come in runs per buffer: look at each buffer once, not once per token (the kernel's
-    # boards have 10^5 tokens; a getattr on each was 3% of a compile)
-    buffers: dict[int, object] = {}
-    last: object = None
-    for t in tokens:
-        if t[2] is not last:
-            last = t[2]
-            buffers.setdefault(id(last), last)
-    marks: list[tuple[int, str]] = [m for b in buffers.values() if (m := getattr(b, "first_mark", None)) is not None]
+    # each buffer once (a set by identity, built in C: the kernel's boards have 10^5 tokens)
+    marks = [m for b in set(map(itemgetter(2), tokens)) if (m := getattr(b, "first_mark", None)) is not None]
     dt.initial_path = min(marks)[1] if marks else src.name
 
 

@@ -191,18 +191,21 @@ class Scanner:
         regexes = _REGEXES
         cells_after = _CELLS_AFTER
         append = out.append
+        nocells = regexes[V1_NOCELLS]
+        regex = regexes[self.state]  # kept with self.state (which outlives this buffer: /include/)
         while True:
-            state = self.state
-            if state == V1 and out:
-                # may a '<' here open a fused cell list? only where a value starts,
-                # never inside an expression (checked inline: it runs for every token)
-                last = out[-1][0]
-                if last not in cells_after and not (last == T_NUM and len(out) > 1 and out[-2][0] == T_BITS):
-                    state = V1_NOCELLS
-            regex = regexes[state]
             m = regex.match(text, pos)
             assert m is not None  # the last alternatives match any character or the end
             kind = m.lastgroup
+            if kind == "cells" and out:
+                # a '<' opens a fused cell list only where a value starts, never inside an
+                # expression: asked only when one matched (the regex without the cell list
+                # differs from V1's only in that alternative, so it finds what V1 would have)
+                last = out[-1][0]
+                if last not in cells_after and not (last == T_NUM and len(out) > 1 and out[-2][0] == T_BITS):
+                    m = nocells.match(text, pos)
+                    assert m is not None
+                    kind = m.lastgroup
             start = m.start(kind)  # type: ignore[arg-type]
             pos = m.end()
             if kind == "psimple":
@@ -221,6 +224,7 @@ class Scanner:
                 name = m.group(kind)
                 append((T_NAMEQ, name[1:] if name[0] == "\\" else name, src, start, m.end(kind)))
                 self.state = V1
+                regex = regexes[V1]
             elif kind == "ch":
                 c = text[start]
                 append((c, c, src, start, pos))
@@ -232,12 +236,15 @@ class Scanner:
                     return
                 if c == "[":
                     self.state = BYTESTRING
+                    regex = regexes[BYTESTRING]
                 elif c == "{" or c == ";":
                     self.state = PROPNODENAME
+                    regex = regexes[PROPNODENAME]
             elif kind == "name":
                 name = m.group(kind)
                 append((T_NAME, name[1:] if name[0] == "\\" else name, src, start, pos))
                 self.state = V1
+                regex = regexes[V1]
             elif kind == "num":
                 append((T_NUM, m.group(kind), src, start, pos))
             elif kind == "lab":
@@ -254,12 +261,14 @@ class Scanner:
             elif kind == "bend":
                 append(("]", "]", src, start, pos))
                 self.state = V1
+                regex = regexes[V1]
             elif kind == "kw":
                 kw = text[start:pos]
                 append((kw, kw, src, start, pos))
                 nstate = _KW_STATE[kw]
                 if nstate is not None:
                     self.state = nstate
+                    regex = regexes[nstate]
             elif kind == "pref":
                 append((T_REF, text[start + 2 : pos - 1], src, start, pos))
             elif kind == "chr":
@@ -272,6 +281,7 @@ class Scanner:
                 self._include(src, text, start, pos, out)
                 if self.stopped:
                     return
+                regex = regexes[self.state]
             elif kind == "eof":
                 if self.depth == 0:
                     runs = list(_SKIP_RUN.finditer(text, m.start(), start))

@@ -187,8 +187,14 @@ def dtc_srcpos(pos: SourcePos, name: str | None = None) -> str:
     or ``name``: the name that file had when dtc printed (a later linemarker
     in the same file renames it for messages printed after it was read).
     """
-    _, line, col = pos.location()
-    fname, eline, ecol = pos.end_location()
+    src, start, end = pos.source, pos.start, pos.end
+    if type(pos) is SourcePos and isinstance(src, SourceBuffer) and start <= end and src.text.find("\n", start, end) < 0:
+        # one physical line (most findings): no linemarker can fall inside it, so one lookup
+        fname, line, col = src.location(start)
+        eline, ecol = line, col + end - start
+    else:
+        _, line, col = pos.location()
+        fname, eline, ecol = pos.end_location()
     if name is not None:
         fname = name
     if line != eline:

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Two dtvm trees running ``dtvm qemu2dtb -o`` of bench_qemu2dtb's q35 VM, alternately: wall and CPU.
+
+Each run is a fresh process (``python -m dtvm`` with the tree first on ``PYTHONPATH``, as a user
+runs it, with .pyc files written: ``PYTHONDONTWRITEBYTECODE`` is dropped), old and new one after
+the other, the order flipped every round. Besides the wall time, the process reports its own CPU
+time at exit (``getrusage(RUSAGE_SELF)``: Python's start-up, imports and dtvm's work, without
+QEMU's), which a loaded machine disturbs far less than the wall time. The peer is the old tree
+(``git worktree add /tmp/OLD COMMIT``); medians are printed with new / old.
+
+    python bench/ab_qemu2dtb.py /tmp/OLD . [--runs 11] [--binary qemu-system-x86_64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from _common import machine_line
+from bench_qemu2dtb import q35_argv, set_binary
+
+#: runs dtvm's command line in this process and reports the process's own CPU time at exit
+_WRAP = """
+import atexit, os, resource, runpy, sys
+def _cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    os.write(2, f"\\nSELFCPU {1e3 * (r.ru_utime + r.ru_stime):.2f}\\n".encode())
+atexit.register(_cpu)
+sys.argv = ["dtvm", *sys.argv[1:]]
+runpy.run_module("dtvm", run_name="__main__")
+"""
+
+
+def one(root: str, argv: list[str], out: str) -> tuple[float, float]:
+    env = dict(os.environ, PYTHONPATH=root)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", _WRAP, "qemu2dtb", "-o", out, "--", *argv], env=env,
+                       capture_output=True, cwd=tempfile.gettempdir())
+    wall = (time.perf_counter() - t0) * 1e3
+    m = re.search(rb"SELFCPU ([0-9.]+)", p.stderr)
+    if p.returncode != 0 or m is None:
+        raise SystemExit(f"ABORT: {root}: dtvm qemu2dtb exited {p.returncode}:\n{p.stderr.decode(errors='replace')}")
+    return wall, float(m.group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("old", help="the peer: an older dtvm tree (its repository root)")
+    ap.add_argument("new", help="the tree measured against it")
+    ap.add_argument("--runs", type=int, default=11)
+    ap.add_argument("--binary", default="qemu-system-x86_64")
+    args = ap.parse_args()
+    set_binary(args.binary)
+    roots = [os.path.abspath(args.old), os.path.abspath(args.new)]
+    with tempfile.TemporaryDirectory(prefix="dtvm-ab-qemu-") as tmp:
+        images = []
+        for i in range(4):
+            path = os.path.join(tmp, f"disk{i}.raw")
+            with open(path, "wb") as f:
+                f.truncate(1 << 20)
+            images.append(path)
+        argv = q35_argv(images)
+        out = os.path.join(tmp, "out.dtb")
+        print(machine_line())
+        for root in roots:  # warm-up: page cache, .pyc files, dtvm's caches
+            one(root, argv, out)
+        wall: dict[str, list[float]] = {r: [] for r in roots}
+        cpu: dict[str, list[float]] = {r: [] for r in roots}
+        for k in range(args.runs):
+            for root in roots if k % 2 == 0 else roots[::-1]:
+                w, c = one(root, argv, out)
+                wall[root].append(w)
+                cpu[root].append(c)
+    for label, root in zip(("old", "new"), roots, strict=True):
+        print(f"{label} {root}: wall median {statistics.median(wall[root]):.0f} ms, own CPU median "
+              f"{statistics.median(cpu[root]):.0f} ms (min {min(cpu[root]):.0f})")
+    old, new = roots
+    print(f"new/old: wall {statistics.median(wall[new]) / statistics.median(wall[old]):.3f}, own CPU "
+          f"{statistics.median(cpu[new]) / statistics.median(cpu[old]):.3f} "
+          f"(load average {os.getloadavg()[0]:.1f} at the end)")
+
+
+if __name__ == "__main__":
+    main()
