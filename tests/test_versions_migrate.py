@@ -117,6 +117,19 @@ BLOCKED = [
 ]
 
 
+def _rebuild_on(vm_factory: Any, argv: list[str], target: str, tmp_path: Path) -> tuple[Any, bytes, Any]:
+    """Start ARGV, describe it, and ask ``dtb2qemu --binary TARGET`` for its rebuild: (the VM,
+    its guest tree, dtb2qemu's completed process)."""
+    a = vm_factory(argv)
+    _, guest, backend = _describe(a)
+    (tmp_path / "a.dtb").write_bytes(guest)
+    (tmp_path / "a.backend.dtbo").write_bytes(backend)
+    res = subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(tmp_path / "a.dtb"), "-b",
+                          str(tmp_path / "a.backend.dtbo"), "--binary", target], capture_output=True, text=True,
+                         timeout=120)
+    return a, guest, res
+
+
 @pytest.mark.parametrize("name,argv,way", BLOCKED, ids=[getattr(b, "values", b)[0] for b in BLOCKED])
 def test_refuses_what_qemu_cannot_migrate(name: str, argv: list[str], way: str, vm_factory: Any, tmp_path: Path) -> None:
     """dtb2qemu --binary refuses, naming /qemu and quoting QEMU; and QEMU itself, given the
@@ -127,13 +140,7 @@ def test_refuses_what_qemu_cannot_migrate(name: str, argv: list[str], way: str, 
         pytest.skip(f"QEMU 10.0's {argv[0]} is not installed (scripts/install-qemu10 installs it)")
     old, new = argv[0], qemu10(argv[0])
     source, target = (old, new) if way == "7.2->10.0" else (new, old)
-    a = vm_factory([source, *argv[1:]])
-    _, guest, backend = _describe(a)
-    (tmp_path / "a.dtb").write_bytes(guest)
-    (tmp_path / "a.backend.dtbo").write_bytes(backend)
-    res = subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(tmp_path / "a.dtb"), "-b",
-                          str(tmp_path / "a.backend.dtbo"), "--binary", target], capture_output=True, text=True,
-                         timeout=120)
+    a, _, res = _rebuild_on(vm_factory, [source, *argv[1:]], target, tmp_path)
     assert res.returncode == 1 and res.stdout == "", res
     assert res.stderr.startswith("dtvm dtb2qemu: /qemu: QEMU cannot migrate this VM from "), res.stderr
     assert len(res.stderr.splitlines()) == 1
@@ -182,13 +189,7 @@ def test_refuses_what_the_target_builds_otherwise(name: str, argv: list[str], wa
     args = [a.replace("@IMG@", str(image)) for a in argv[1:]]
     old, new = argv[0], qemu10(argv[0])
     source, target = (old, new) if way == "7.2->10.0" else (new, old)
-    a = vm_factory([source, *args])
-    _, guest, backend = _describe(a)
-    (tmp_path / "a.dtb").write_bytes(guest)
-    (tmp_path / "a.backend.dtbo").write_bytes(backend)
-    res = subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(tmp_path / "a.dtb"), "-b",
-                          str(tmp_path / "a.backend.dtbo"), "--binary", target], capture_output=True, text=True,
-                         timeout=120)
+    a, guest, res = _rebuild_on(vm_factory, [source, *args], target, tmp_path)
     assert res.returncode == 1 and res.stdout == "", res
     assert res.stderr.startswith(f"dtvm dtb2qemu: {node}: QEMU "), res.stderr
     assert len(res.stderr.splitlines()) == 1

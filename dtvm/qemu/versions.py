@@ -198,19 +198,26 @@ def _applies(rule: dict[str, Any], arch: str, machine: str, options: dict[str, s
             and not _excepted(rule, options, cpu_type))
 
 
-def other_hardware(arch: str, machine: str, source: str, target: tuple[int, int, int] | None,
-                   options: dict[str, str] | None = None, cpu_type: str | None = None) -> str | None:
-    """Where the target version builds, for the same versioned machine type, hardware the guest
-    sees as other than what QEMU ``source`` described (``other-hardware`` in versions.json): the
-    node and what differs, or None.  QEMU may well migrate such a VM; the guest would meet another
-    machine at its next boot, which is what a description is there to prevent."""
+def _across(source: str, target: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+    """The describing QEMU's version when it and ``target`` are both known and differ in
+    major.minor (the only case the version rules speak of), else None."""
     if not source or target is None or target == (0, 0, 0):
         return None
     try:
         src = parse_version(source)
     except VersionsError:
         return None
-    if src[:2] == target[:2]:
+    return None if src[:2] == target[:2] else src
+
+
+def other_hardware(arch: str, machine: str, source: str, target: tuple[int, int, int] | None,
+                   options: dict[str, str] | None = None, cpu_type: str | None = None) -> str | None:
+    """Where the target version builds, for the same versioned machine type, hardware the guest
+    sees as other than what QEMU ``source`` described (``other-hardware`` in versions.json): the
+    node and what differs, or None.  QEMU may well migrate such a VM; the guest would meet another
+    machine at its next boot, which is what a description is there to prevent."""
+    src = _across(source, target)
+    if src is None or target is None:
         return None
     for rule in versions().other_hardware:
         if _applies(rule, arch, machine, options or {}, cpu_type, src, target):
@@ -227,26 +234,15 @@ def migration_blocker(arch: str, machine: str, user_netdevs: int, source: str,
     are known: a description without the describing QEMU's version is taken as it is.  Rules can
     hold only for some machine options and CPU models (``unless``: pseries moves 7.2 -> 10.0 with
     XIVE and a CPU model both versions have) or only when a device is there (``drivers``)."""
-    if not source or target is None or target == (0, 0, 0):
-        return None
-    try:
-        src = parse_version(source)
-    except VersionsError:
-        return None
-    if src[:2] == target[:2]:
+    src = _across(source, target)
+    if src is None or target is None:
         return None
     for rule in versions().no_migration:
-        if "arch" in rule and rule["arch"] != arch:
-            continue
-        if "machine" in rule and not fnmatch.fnmatchcase(machine, rule["machine"]):
-            continue
         if "user-netdevs" in rule and user_netdevs < int(rule["user-netdevs"]):
             continue
         if "drivers" in rule and not drivers & set(rule["drivers"]):
             continue
-        if _excepted(rule, options or {}, cpu_type):
-            continue
-        if not (_holds(rule.get("from"), src) and _holds(rule.get("to"), target)):
+        if not _applies(rule, arch, machine, options or {}, cpu_type, src, target):
             continue
         return (f"QEMU cannot migrate this VM from {version_text(src)} to {version_text(target)}: {rule['why']} "
                 f"(the receiving QEMU says: {rule['qemu']})")
