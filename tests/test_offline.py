@@ -190,6 +190,10 @@ DISK_CASES = {
     "pc-usb-backed": [*PC, "-device", "qemu-xhci,id=x", "-drive", "if=none,id=u,file={img}/small.img,format=raw",
                       "-device", "usb-storage,drive=u", "-chardev", "null,id=c9", "-device", "usb-serial,chardev=c9",
                       "-usbdevice", "tablet", "-drive", "if=none,id=spare,file={img}/cd.iso,format=raw,readonly=on"],
+    # block sizes a usb-storage hands to its disk (versions.json child-props): never on the usb-storage's node
+    "q35-usb-storage-4k": [*Q35, "-nodefaults", "-device", "piix3-usb-uhci,id=u1", "-drive",
+                           "if=none,id=u,file={img}/disk.img,format=raw", "-device",
+                           "usb-storage,drive=u,logical_block_size=4096,physical_block_size=4096"],
     "virt-blk": [*VIRT, "-blockdev", "driver=null-co,node-name=x", "-device", "virtio-blk-device,drive=x",
                  "-drive", "if=none,id=y,file={img}/disk.img,format=raw", "-device", "virtio-blk-pci,drive=y"],
 }

@@ -40,6 +40,7 @@ from dtvm.qemu.offline_argv import (
 )
 from dtvm.qemu.offline_dt import compose as compose_dt
 from dtvm.qemu.trust import split_host_facts
+from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
 from dtvm.vm.buses import device_facts, link_machine_chardevs
 
 if TYPE_CHECKING:
@@ -184,6 +185,7 @@ def offline_config(argv: list[str]) -> Config:
     profiles: dict[str, Any] = model["profiles"]
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
     explicit: dict[int, set[str]] = {}
+    rules = versions()
     attached: dict[str, Device] = {}  # a drive's name: the device that took it
     if args.floppies:
         _floppies(config, model, args, attached, fdc_from_delta)
@@ -258,6 +260,9 @@ def offline_config(argv: list[str]) -> Config:
             if ptype.startswith("link<"):
                 continue  # a QOM link (rng=, iothread=...): not a qdev property, info qtree has none
             value = _norm(raw, ptype)
+            if rules.is_derived(target.driver, key):
+                _pass_to_child(target, key, value, rules)  # never described on the device itself
+                continue
             if key in ("drive", "netdev", "chardev"):
                 target.backends[key] = value
             elif defaults.get(target.driver, {}).get(key) == value:
@@ -321,6 +326,16 @@ def offline_config(argv: list[str]) -> Config:
         for prop in state.get(dev.driver, ()):
             dev.props.pop(prop, None)
     return config
+
+
+def _pass_to_child(dev: Device, key: str, value: str, rules: Versions) -> None:
+    """A property a device hands to the device it makes (usb-storage's block sizes to its
+    scsi-hd, since QEMU 10.0: versions.json ``child-props``), set where the models' QEMU passes it
+    on; before that version the child keeps what its back-end gives, as the profile recorded."""
+    version = parse_version(selected_version() or REFERENCE)
+    for child in (c for b in dev.buses for c in b.devices):
+        if rules.passed_to_child(dev.driver, child.driver, version).get(key, "") is None:
+            child.props[key] = value
 
 
 def _derived_props(config: Config, explicit: dict[int, set[str]]) -> None:
