@@ -15,10 +15,12 @@ QEMU (scripts/gen_offline_models.py):
   num-cpu, the machine's smp property), stored once per distinct value and compressed against
   the option's own DT.
 
-A command line takes at most one DT-changing option (measured: the DT-changing options of virt
-touch the same nodes, the GIC, /psci, the memory map, and their phandles shift together, so
-their DTs do not compose from single recordings), any number of options that leave the DT alone,
-and any ``-smp`` topology of the recorded set; whatever else is an error naming it.  The DT of a
+A command line takes one DT-changing option, or two that were recorded together (``joint``, with
+fewer topologies) -- measured: the DT-changing options of virt touch the same nodes, the GIC,
+/psci, the memory map, and their phandles shift together, so their DTs do not compose from single
+recordings --, options that leave the DT alone where the recorder checked them against QEMU beside
+that DT-changing option (``checked``), and a ``-smp`` topology of the recorded set; whatever else
+is an error naming it.  The DT of a
 variant without some defaults (-net none, ...) is the -nodefaults one, which a load-time check
 holds (those defaults are PCI devices, outside QEMU's DT).
 """
