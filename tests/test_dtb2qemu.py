@@ -413,6 +413,23 @@ def test_backend_bad_options(args: list[str], needle: str, tmp_path: Path) -> No
     assert not out.exists()
 
 
+def rebuild_online_and_offline(vm_factory: Any, argv: list[str], hotplug: Any, tmp_path: Path,
+                               binary: list[str] | None = None) -> tuple[Any, Any]:
+    """Start ARGV (with its hot-plugs), describe it, and run ``dtb2qemu`` on the description
+    twice: probing QEMU (``--no-check``) and from the machine models (``--offline``); ``binary``
+    adds ``--binary PATH``.  Both runs are returned; the online one must have succeeded."""
+    a = _start(vm_factory, argv, hotplug)
+    _, guest, backend = _describe(a)
+    gpath, bpath = tmp_path / "vm.dtb", tmp_path / "vm.backend.dtbo"
+    gpath.write_bytes(guest)
+    bpath.write_bytes(backend)
+    online, offline = [subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(gpath), "-b", str(bpath),
+                                       *(binary or []), *extra], capture_output=True, text=True, timeout=180)
+                       for extra in (["--no-check"], ["--offline"])]
+    assert online.returncode == 0, online.stderr
+    return online, offline
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_offline_rebuild_equals_online(name: str, vm_factory: Any, tmp_path: Path) -> None:
     """``dtb2qemu --offline`` (no QEMU: what the machine makes comes from the machine models) gives
@@ -420,15 +437,7 @@ def test_offline_rebuild_equals_online(name: str, vm_factory: Any, tmp_path: Pat
     argv, hotplug = CASES[name]
     if shutil.which(argv[0]) is None:
         pytest.skip(f"{argv[0]} is not installed (its oracle cannot run)")
-    a = _start(vm_factory, argv, hotplug)
-    _, guest, backend = _describe(a)
-    gpath, bpath = tmp_path / "vm.dtb", tmp_path / "vm.backend.dtbo"
-    gpath.write_bytes(guest)
-    bpath.write_bytes(backend)
-    runs = [subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(gpath), "-b", str(bpath), *extra],
-                           capture_output=True, text=True, timeout=120) for extra in (["--no-check"], ["--offline"])]
-    online, offline = runs
-    assert online.returncode == 0, online.stderr
+    online, offline = rebuild_online_and_offline(vm_factory, argv, hotplug, tmp_path)
     if name in OFFLINE_REFUSES:
         # what the offline model does not cover is refused by name, never guessed
         assert offline.returncode != 0 and offline.stdout == "", offline.stdout

@@ -99,21 +99,12 @@ def _rebuild_params() -> list[Any]:
 def test_offline_rebuild_equals_online_on_10_0(name: str, vm_factory: Any, tmp_path: Path) -> None:
     """dtb2qemu --offline --binary QEMU-10.0 (the machine's own devices from 10.0's models) gives
     the argv dtb2qemu --binary gives by probing QEMU 10.0, for a VM described on 10.0 (unpinned)."""
-    from tests.test_dtb2qemu import CASES, _describe, _start
+    from tests.test_dtb2qemu import CASES, rebuild_online_and_offline
 
     argv, hotplug = CASES[name]
     argv = _on10(argv, False)
     if not Path(argv[0]).exists():
         pytest.skip(f"QEMU 10.0's {Path(argv[0]).name} is not installed ({argv[0]}; scripts/install-qemu10 installs it)")
-    a = _start(vm_factory, argv, hotplug)
-    _, guest, backend = _describe(a)
-    gpath, bpath = tmp_path / "vm.dtb", tmp_path / "vm.backend.dtbo"
-    gpath.write_bytes(guest)
-    bpath.write_bytes(backend)
-    runs = [subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(gpath), "-b", str(bpath), "--binary", argv[0],
-                            *extra], capture_output=True, text=True, timeout=180)
-            for extra in (["--no-check"], ["--offline"])]
-    online, offline = runs
-    assert online.returncode == 0, online.stderr
+    online, offline = rebuild_online_and_offline(vm_factory, argv, hotplug, tmp_path, ["--binary", argv[0]])
     assert offline.returncode == 0, offline.stderr
     assert json.loads(offline.stdout) == json.loads(online.stdout)
