@@ -62,7 +62,16 @@ def probe_format(path: str, what: str) -> str:
     return "raw"
 
 
+class _PastEnd(Exception):
+    """A table entry points past the end of the image file (damaged or crafted)."""
+
+
 def _read_at(f: Any, offset: int, size: int) -> bytes:
+    """SIZE bytes at OFFSET (zeros past the end of a short read). Offsets come from the image's own
+    tables, so one beyond the file is refused rather than given to seek (which cannot take a
+    64-bit value above its range)."""
+    if offset > os.fstat(f.fileno()).st_size:
+        raise _PastEnd
     f.seek(offset)
     return f.read(size).ljust(size, b"\0")
 
@@ -131,16 +140,13 @@ def _qcow2_facts(path: str, what: str) -> tuple[int, bytes]:
                 raise ImageError(f"{what}: {path}: qcow2 incompatible features are not in the offline model (use online mode)")
             first = bytes(512)
             if l1_size:
-                f.seek(l1_offset)
-                l2_offset = struct.unpack(">Q", f.read(8).ljust(8, b"\0"))[0] & _QCOW2_OFFSET
+                l2_offset = struct.unpack(">Q", _read_at(f, l1_offset, 8))[0] & _QCOW2_OFFSET
                 if l2_offset:
-                    f.seek(l2_offset)
-                    entry = struct.unpack(">Q", f.read(8).ljust(8, b"\0"))[0]
+                    entry = struct.unpack(">Q", _read_at(f, l2_offset, 8))[0]
                     if entry & (1 << 62):
                         raise ImageError(f"{what}: {path}: a compressed first cluster is not in the offline model (use online mode)")
                     if entry & _QCOW2_OFFSET and not (version == 3 and entry & 1):
-                        f.seek(entry & _QCOW2_OFFSET)
-                        first = f.read(512).ljust(512, b"\0")
+                        first = _read_at(f, entry & _QCOW2_OFFSET, 512)
     except OSError as exc:
         raise ImageError(f"{what}: {path}: {exc.strerror or exc}: the offline model needs the image (use online mode)") from None
     return size, first
@@ -150,12 +156,12 @@ def guest_size(path: str, what: str, fmt: str = "raw") -> int:
     """The size the guest sees of an image (raw: the file; qcow2: its header), and a refusal when
     the guest would see more than the size (an MBR whose partitions QEMU reads to guess the disk
     geometry)."""
-    if fmt == "qcow2":
-        size, first = _qcow2_facts(path, what)
-    elif fmt == "qed":
-        size, first = _qed_facts(path, what)
-    elif fmt == "vdi":
-        size, first = _vdi_facts(path, what)
+    if fmt in ("qcow2", "qed", "vdi"):
+        try:
+            size, first = {"qcow2": _qcow2_facts, "qed": _qed_facts, "vdi": _vdi_facts}[fmt](path, what)
+        except _PastEnd:
+            raise ImageError(f"{what}: {path}: a {fmt} table points past the end of the image: "
+                             "not an image the offline model reads (use online mode)") from None
     else:
         try:
             size = os.stat(path).st_size
