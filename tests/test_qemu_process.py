@@ -273,6 +273,31 @@ def test_signal_guard_restores_handlers() -> None:
     assert {s: signal.getsignal(s) for s in process.SIGNALS} == before
 
 
+def test_ctrl_c_before_the_loop_starts_leaves_no_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C can land inside ``asyncio.run`` before it has started our task (CI saw it once, 80 ms
+    after QEMU appeared): the interrupt must reach the user alone, without Python's "coroutine was
+    never awaited" warning on stderr."""
+    import asyncio
+    import gc
+    import warnings
+
+    from dtvm.qemu import qmp
+
+    def interrupted_before_start(coro: object) -> object:
+        raise KeyboardInterrupt
+
+    async def never_run() -> int:
+        return 1
+
+    monkeypatch.setattr(asyncio, "run", interrupted_before_start)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(KeyboardInterrupt):
+            qmp._run_here(never_run)
+        gc.collect()
+    assert [str(w.message) for w in seen] == []
+
+
 @needs_qemu(X86)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT], ids=lambda s: s.name)
 def test_signal_ends_qmp_sessions_cleanly(tmp_path: Path, tmpdir_env: Path, sig: signal.Signals) -> None:

@@ -297,7 +297,13 @@ def _run_here(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
                 received.extend(got)
                 return _INTERRUPTED
 
-    result = asyncio.run(main())
+    coro = main()
+    try:
+        result = asyncio.run(coro)
+    finally:
+        # Ctrl-C before the loop started the task leaves ``main`` unstarted; closing it keeps
+        # Python's "never awaited" warning off the user's terminal (a no-op once it ran)
+        coro.close()
     if result is _INTERRUPTED:
         raise Terminated(received[0])
     return result  # type: ignore[no-any-return]
