@@ -316,7 +316,7 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("argv,needle", [
-    ([*Q35, "-serial", "null", "-serial", "null"], "second serial"),
+    ([*VIRT, "-serial", "null", "-serial", "null"], "second serial"),
     ([*Q35, "-cpu", "Haswell,+avx512f"], "-cpu Haswell,+avx512f"),
     ([*Q35, "-cpu", "no-such-cpu"], "-cpu no-such-cpu"),
     ([*Q35, "-global", "ICH9-LPC.noreboot=off"], "-global ICH9-LPC.noreboot"),

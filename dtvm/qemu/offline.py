@@ -189,6 +189,7 @@ def offline_config(argv: list[str]) -> Config:
     attached: dict[str, Device] = {}  # a drive's name: the device that took it
     if args.floppies:
         _floppies(config, model, args, attached, fdc_from_delta)
+    _more_ports(config, args, x86, explicit)
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
     generated = sum(1 for b in config.backends if re.fullmatch(r"#net\d+", b.id))
     for n, pairs in enumerate(args.nics):
@@ -367,6 +368,23 @@ def _ide_serials(config: Config, explicit: dict[int, set[str]]) -> None:
             if dev.driver in ("ide-hd", "ide-cd") and serial.startswith("QM") and "serial" not in explicit.get(id(dev), ()):
                 dev.props["serial"] = f"QM{2 * ordinal + dev.address[1][-1] + 1:05d}"
         ordinal += 1
+
+
+def _more_ports(config: Config, args: Args, x86: bool, explicit: dict[int, set[str]]) -> None:
+    """The second and later ``-serial X``/``-parallel X``: the PC machines make an ISA port of each
+    at the next index (serial_hds_isa_init, parallel_hds_isa_init; before the NICs), its chardev
+    named ``serial1``, ``parallel1``, ... as vl.c names them."""
+    counts = {"serial": 0, "parallel": 0}
+    for port, spec in args.more_ports:
+        where = f"-{port} {spec}"
+        if not x86 or port in args.removed:
+            raise OfflineError(f"{where}: a second {port} port is not in the offline model of this machine (use online mode)")
+        counts[port] += 1
+        ident = f"{port}{counts[port]}"
+        if port == "parallel" or counts[port] < len(device_facts()["isa-ports"]["isa-serial"]["iobase"]):
+            _isa_port(config, f"isa-{port}", {"chardev": ident}, where, explicit)
+        # else: vl.c takes any number of -serial, the machine makes ports of the first four only
+        config.backends.append(Backend("chardev", ident, {"filename": port_filename(spec, f"-{port}")}))
 
 
 def _port_deltas(model: dict[str, Any], args: Args) -> list[tuple[str, dict[str, Any]]]:
@@ -633,6 +651,8 @@ def _isa_port(config: Config, driver: str, user: dict[str, str], where: str, exp
     extra = sorted(set(user) - {"id", "index", "chardev", "bus"})
     if extra:
         raise OfflineError(f"{where}: {extra[0]}=: not in the offline model (use online mode)")
+    if driver == "isa-parallel" and "chardev" not in user:
+        raise OfflineError(f"{where}: QEMU cannot create a parallel port without a chardev (give chardev=)")
     counter = sum(1 for d in config.devices() if d.driver == driver)
     index = int(user["index"], 0) if "index" in user else counter
     if not 0 <= index < len(table["iobase"]):

@@ -57,6 +57,9 @@ class Args:
     vga_std: bool = False
     globals_: list[tuple[str, str, str]] = field(default_factory=list)
     chardev_for: dict[str, str] = field(default_factory=dict)
+    #: the second and later -serial/-parallel X: ("serial"|"parallel", X), in command-line order
+    #: (vl.c numbers their chardevs serial1, serial2, ... and the machine makes a port of each)
+    more_ports: list[tuple[str, str]] = field(default_factory=list)
     #: the BlockBackends with a medium that -drive and its shorthands make, in command-line order
     #: (QEMU numbers their generated node names in that order): a drive name, "hd:N" or "cdrom"
     block_order: list[str] = field(default_factory=list)
@@ -271,10 +274,11 @@ def parse_argv(argv: list[str]) -> Args:
                 i += 2
             elif norm in ("-serial", "-parallel"):
                 # the default port's back-end only: the guest sees the same port
-                if norm[1:] in args.chardev_for:
-                    raise OfflineError(f"{opt}: a second {norm[1:]} port is not in the offline model (use online mode)")
                 port_filename(value(), norm)
-                args.chardev_for[norm[1:]] = value()
+                if norm[1:] in args.chardev_for:
+                    args.more_ports.append((norm[1:], value()))
+                else:
+                    args.chardev_for[norm[1:]] = value()
                 i += 2
             elif norm == "-usbdevice":
                 driver = _USBDEVICE.get(value())
