@@ -109,6 +109,27 @@ CORNERS["aarch64-uefi"] = Case("c12", "aarch64-virt", ["qemu-system-aarch64", "-
                                                         "-device", "pcie-pci-bridge,id=br1,bus=rp1"])
 
 
+# firmware in flash (UEFI's code and variable store): the drive names are host facts (inputs of
+# the overlay), the flash devices guest hardware; pc sizes its flash from the images (these are
+# OVMF_CODE_4M/OVMF_VARS_4M's sizes), virt's are 64 MiB and riscv64 virt's 32 MiB, where 7.2 has
+# no -machine pflashN to set (dtb2qemu gives -drive if=pflash,unit=N on every machine)
+CORNERS["q35-pflash"] = Case("c16", "q35", ["qemu-system-x86_64", "-M", "pc-q35-7.2",
+                                            "-drive", "if=pflash,format=raw,readonly=on,file=@IMG@code.fd",
+                                            "-drive", "if=pflash,format=raw,file=@IMG@vars.fd"],
+                             {"code.fd": ("raw", 0x37C000), "vars.fd": ("raw", 0x84000)})
+CORNERS["pc-pflash-blockdev"] = Case("c17", "pc", ["qemu-system-x86_64", "-M", "pc-i440fx-7.2,pflash0=fw", "-nodefaults",
+                                                   "-blockdev", "driver=file,filename=@IMG@fw.fd,node-name=fwf,read-only=on",
+                                                   "-blockdev", "driver=raw,file=fwf,node-name=fw,read-only=on"],
+                                     {"fw.fd": ("raw", 2 << 20)})
+CORNERS["aarch64-pflash"] = Case("c18", "aarch64-virt", ["qemu-system-aarch64", "-M", "virt-7.2", "-cpu", "max",
+                                                         "-drive", "if=pflash,format=raw,readonly=on,file=@IMG@f0.img",
+                                                         "-drive", "if=pflash,format=raw,file=@IMG@f1.img"],
+                                 {"f0.img": ("raw", 64 << 20), "f1.img": ("raw", 64 << 20)})
+CORNERS["riscv-pflash-unit1"] = Case("c19", "riscv64-virt", ["qemu-system-riscv64", "-M", "virt",
+                                                             "-drive", "if=pflash,format=raw,unit=1,file=@IMG@f1.img"],
+                                     {"f1.img": ("raw", 32 << 20)})
+
+
 @pytest.mark.parametrize("name", sorted(CORNERS))
 def test_corner(name: str, tmp_path: Path) -> None:
     case = CORNERS[name]

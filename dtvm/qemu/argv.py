@@ -31,7 +31,7 @@ from dtvm.qemu.versions import (
     version_text,
     versions,
 )
-from dtvm.vm.buses import needs_backend
+from dtvm.vm.buses import device_facts, needs_backend
 from dtvm.vm.model import MACHINE_DEVICE_OPTIONS, Config, Device
 
 __all__ = ["ArgvError", "Probe", "Prober", "Rebuild", "build_argv", "live_prober"]
@@ -318,8 +318,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
     # held to the catalog of the QEMU that will run it: what that version lacks is refused by node
     rules = trust(catalog_version(baseline.version))
     options = _machine_options(plan, baseline)
+    flash_host: list[str] = []
+    flash_real, flash_null = _flash_drives(plan, baseline, flash_host)
     try:
-        probed = _probe(plan, exe, options, prober, firmware) if options else baseline
+        probed = _probe(plan, exe, options, prober, [*firmware, *flash_null]) if options or flash_null else baseline
     except DtvmError as exc:
         raise ArgvError(f"/qemu: machine options {options} rejected: {exc}") from None
     from dtvm.vm.translate import driver_compat
@@ -463,9 +465,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         if not setting:
             checked += ["-global", item]
     real, null = _backend_args(plan, backends_used, host, named)
+    host += flash_host
     nets = _netdev_args(plan)
-    argv[1:1] = [*real, *nets]
-    checked[1:1] = [*null, *nets]
+    argv[1:1] = [*real, *flash_real, *nets]
+    checked[1:1] = [*null, *flash_null, *nets]
     argv += _input_args(plan, probed, host)
     checked += firmware
     if check:
@@ -657,6 +660,51 @@ def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tu
         # the bus alone, QEMU builds it the same
         return [("bus", bus)]
     raise ArgvError(f"{where}: cannot give {dev.driver} an address ({kind})")
+
+
+def _flash_drives(plan: Config, baseline: Probe, host: list[str]) -> tuple[list[str], list[str]]:
+    """``-drive if=pflash,unit=N`` for the flash drives the overlay's inputs name (``pflashN``): the
+    real ones, and their null stand-ins for probes and the check start, each as large as its flash
+    (pc sizes its flash device from the drive; virt requires the drive to match). The described
+    device states the size, or the machine's own where the description folds two into one node."""
+    table: dict[str, dict[str, int]] = device_facts()["machine-drives"]
+    units = {f"pflash{unit}": unit for names in table.values() for unit in names.values()}
+    wanted = sorted(k for k in plan.inputs if k in units)
+    if not wanted:
+        return [], []
+    flash: dict[int, Device] = {}
+    for config in (plan, baseline.config):
+        for dev in config.devices():
+            unit = table.get(dev.driver, {}).get(dev.props.get("name", ""))
+            if unit is not None:
+                flash.setdefault(unit, dev)
+    real: list[str] = []
+    null: list[str] = []
+    backends = plan.backend_map()
+    for key in wanted:
+        ref, unit = plan.inputs[key], units[key]
+        where = f"/qemu-backends inputs: {key}"
+        opts = backends.get(("drive", ref))
+        if opts is None or not opts.get("drv"):
+            raise ArgvError(f"{where}: drive {ref!r} is not in the back-end overlay (or has no medium)")
+        dev = flash.get(unit)
+        try:
+            size = int(dev.props["num-blocks"], 0) * int(dev.props["sector-length"], 0) if dev is not None else 0
+        except (KeyError, ValueError):
+            size = 0
+        if size <= 0:
+            raise ArgvError(f"{where}: the description has no flash device of {plan.machine.type} with its size for it")
+        head = [("if", "pflash"), ("unit", str(unit)), ("id", _backend_id("drive", ref))]
+        ro = [("read-only", "on")] if opts.get("ro") == "on" else []
+        drv = opts["drv"]
+        if drv in ("null-co", "null-aio"):
+            real += ["-drive", _render(None, [*head, ("driver", drv), ("size", str(size)), *ro], where)]
+        else:
+            real += ["-drive", _render(None, [*head, ("driver", drv), ("file.driver", "file"),
+                                              ("file.filename", opts.get("file", "")), *ro], where)]
+            host.append(f"file {opts.get('file', '')!r} (drive {ref})")
+        null += ["-drive", _render(None, [*head, ("driver", "null-co"), ("size", str(size)), *ro], where)]
+    return real, null
 
 
 def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str],

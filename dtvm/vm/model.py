@@ -61,7 +61,7 @@ MACHINE_HOST_PROPS = frozenset({
 MACHINE_DEVICE_OPTIONS = frozenset({"usb"})
 
 #: Machine properties that carry the VM's inputs from the host (kernel, firmware...).
-MACHINE_INPUT_PROPS = ("kernel", "initrd", "append", "dtb", "firmware")
+MACHINE_INPUT_PROPS = ("kernel", "initrd", "append", "dtb", "firmware", "pflash0", "pflash1")
 
 
 @dataclass
