@@ -687,9 +687,9 @@ def _flash_drives(plan: Config, baseline: Probe, host: list[str]) -> tuple[list[
         opts = backends.get(("drive", ref))
         if opts is None or not opts.get("drv"):
             raise ArgvError(f"{where}: drive {ref!r} is not in the back-end overlay (or has no medium)")
-        dev = flash.get(unit)
+        made = flash.get(unit)
         try:
-            size = int(dev.props["num-blocks"], 0) * int(dev.props["sector-length"], 0) if dev is not None else 0
+            size = int(made.props["num-blocks"], 0) * int(made.props["sector-length"], 0) if made is not None else 0
         except (KeyError, ValueError):
             size = 0
         if size <= 0:
