@@ -39,6 +39,7 @@ from dtvm.qemu.offline_argv import (
     probed_format,
 )
 from dtvm.qemu.offline_dt import compose as compose_dt
+from dtvm.qemu.offline_flash import attach_flash
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -102,7 +103,14 @@ def offline_config(argv: list[str]) -> Config:
     from dtvm.vm.model import MACHINE_HOST_PROPS
 
     for k, v in list(args.machine_opts):
-        if k == "usb":
+        if k in ("pflash0", "pflash1"):
+            if v not in args.drives or args.drives[v].blk_name:
+                raise OfflineError(f"-machine {k}={v}: not a -blockdev node of the command line")
+            if int(k[-1]) in args.pflash:  # -drive if=pflash took that unit too
+                raise OfflineError(f"-drive if=pflash,unit={k[-1]}: clashes with -machine {k}= (QEMU refuses it)")
+            args.pflash[int(k[-1])] = args.drives[v]
+            args.machine_opts.remove((k, v))
+        elif k == "usb":
             args.usb = _norm(v, "bool") == "on"
             args.machine_opts.remove((k, v))
         elif k in ("accel", "dump-guest-core", "mem-merge", "suppress-vmdesc") and k in MACHINE_HOST_PROPS | {"mem-merge", "dump-guest-core", "suppress-vmdesc"}:
@@ -189,6 +197,10 @@ def offline_config(argv: list[str]) -> Config:
     attached: dict[str, Device] = {}  # a drive's name: the device that took it
     if args.floppies:
         _floppies(config, model, args, attached, fdc_from_delta)
+    if 0 in args.pflash and machine.type in firmware_shapes_devices():
+        raise OfflineError(f"pflash0: with firmware {machine.type} makes other devices (ACPI: acpi-ged, not pl061 and "
+                           "gpio-keys); not in the offline model (use online mode)")
+    attach_flash(config, args, x86, attached)
     _more_ports(config, args, x86, explicit)
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
     generated = sum(1 for b in config.backends if re.fullmatch(r"#net\d+", b.id))

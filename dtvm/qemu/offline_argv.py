@@ -67,6 +67,8 @@ class Args:
     usb_devices: list[str] = field(default_factory=list)
     #: -drive if=floppy: the drive of each floppy unit (fmt "" for an empty drive)
     floppies: dict[int, Drive] = field(default_factory=dict)
+    #: -drive if=pflash and -machine pflashN=NODE: the drive of each flash unit
+    pflash: dict[int, Drive] = field(default_factory=dict)
     #: -drive if=ide,media=cdrom: the IDE indexes that are CD-ROMs
     hd_cdrom: set[int] = field(default_factory=set)
 
@@ -204,6 +206,31 @@ def _floppy_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
     args.block_order.append(name)
 
 
+def _pflash_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
+    """``-drive if=pflash[,unit=N|index=N],file=F[,format=][,readonly=]``: unit N (the lowest free
+    without one), its BlockBackend named pflashN as QEMU names it."""
+    extra = sorted(set(opts) - {"if", "index", "unit", "file", "format", "readonly", "read-only"})
+    if extra or "file" not in opts:
+        raise OfflineError(f"{what}: {(extra or ['file'])[0]}=: only if=pflash with file=, format=, unit= and readonly= "
+                           "is in the offline model (use online mode)")
+    given = opts.get("unit", opts.get("index"))
+    try:
+        unit = int(given, 0) if given is not None else min(u for u in (0, 1, 2) if u not in args.pflash)
+    except ValueError:
+        raise OfflineError(f"{what}: unit={given}: not a number") from None
+    if not 0 <= unit <= 1 or unit in args.pflash:
+        raise OfflineError(f"{what}: flash unit {unit} is out of range or given twice (QEMU refuses it)")
+    probed = probed_format(opts["file"], what)
+    fmt = opts.get("format", probed)
+    if fmt != probed:
+        raise OfflineError(f"{what}: format={fmt} on a {probed} image is not in the offline model (use online mode)")
+    name = f"pflash{unit}"
+    ro = opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
+    args.pflash[unit] = Drive(name, image_size(opts["file"], what, fmt), opts["file"], fmt, ro, name)
+    args.drives[name] = args.pflash[unit]
+    args.block_order.append(name)
+
+
 def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, Drive] | None = None) -> Drive:
     name = opts.get("node-name")
     driver = opts.get("driver", "")
@@ -314,6 +341,8 @@ def parse_argv(argv: list[str]) -> Args:
                     _floppy_drive_option(args, opts, f"-drive {value()}")
                 elif opts.get("if") == "ide":
                     _ide_drive_option(args, opts, f"-drive {value()}")
+                elif opts.get("if") == "pflash":
+                    _pflash_drive_option(args, opts, f"-drive {value()}")
                 elif opts.get("if") == "virtio" and "index" not in opts and "id" not in opts:
                     # the BlockBackend is virtioN (N counts the if=virtio drives), its disk comes last
                     name = f"virtio{len(args.virtio_drives)}"
