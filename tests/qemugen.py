@@ -496,4 +496,40 @@ def generate(seed: int, machine: str | None = None) -> Case:
         g.hot()
     if spec.cpu_hotplug and maxcpus > cpus and rng.random() < 0.5:
         g.hotplug.append({"driver": "cpu", "id": g.ident("cpu")})
+    # firmware in flash (UEFI's code and variable store), drawn from a stream of its own so that
+    # what the cases drew before it was added stays as it was
+    frng = random.Random(seed ^ 0x5EEDF1A5)
+    if machine in _FLASH and frng.random() < 0.15:
+        _flash(frng, machine, g)
     return Case(f"{machine}-{seed}", machine, g.args, g.images, g.hotplug)
+
+
+#: flash image sizes: pc's as OVMF's code and variable stores come (sized by the image), the
+#: fixed size of virt's flash (aarch64/arm 64 MiB, riscv64 32 MiB)
+_FLASH = {"q35": [[0x37C000, 0x200000], [0x84000, 0x20000]], "pc": [[0x37C000, 0x200000], [0x84000, 0x20000]],
+          "aarch64-virt": [[64 << 20], [64 << 20]], "arm-virt": [[64 << 20], [64 << 20]],
+          "riscv64-virt": [[32 << 20], [32 << 20]]}
+
+
+def _flash(rng: random.Random, machine: str, g: _Gen) -> None:
+    """The code flash (read-only) and often the variable store, as -drive if=pflash or as
+    libvirt writes it (-blockdev and -machine pflashN=, x86 and aarch64/arm: riscv64 virt 7.2 has
+    no -machine pflashN)."""
+    units = [0, 1] if rng.random() < 0.7 else [0]
+    by_node = False
+    for unit in units:
+        size = rng.choice(_FLASH[machine][unit])
+        fmt = "qcow2" if rng.random() < 0.2 else "raw"
+        name = f"flash{unit}.{fmt}"
+        g.images[name] = (fmt, size)
+        ro = unit == 0
+        if machine != "riscv64-virt" and rng.random() < 0.4:
+            by_node = True
+            node = g.ident("fw")
+            flag = ",read-only=on" if ro else ""
+            g.args += ["-blockdev", f"driver=file,filename=@IMG@{name},node-name={node}f{flag}",
+                       "-blockdev", f"driver={fmt},file={node}f,node-name={node}{flag}", "-machine", f"pflash{unit}={node}"]
+        else:
+            g.args += ["-drive", f"if=pflash,format={fmt},file=@IMG@{name}" + (",readonly=on" if ro else "")
+                       # unit given where -drive's own count would clash with -machine pflash0=
+                       + (f",unit={unit}" if by_node or rng.random() < 0.5 else "")]
