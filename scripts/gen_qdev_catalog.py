@@ -92,6 +92,15 @@ def _properties(binary: str, types: list[str]) -> dict[str, dict[str, str]]:
             reply = qmp.cmd_raw("device-list-properties", {"typename": name})
             if "return" in reply:
                 out[name] = {p["name"]: p["type"] for p in reply["return"]}
+                # device-list-properties skips every name starting "legacy-" (the string forms
+                # of printable properties, "legacy-addr"), and with them real ones: nvme's
+                # legacy-cmb. qom-list-properties has both; a "legacy-X" whose X is not a
+                # property of the type is a property of its own.
+                more = qmp.cmd_raw("qom-list-properties", {"typename": name})
+                for p in more.get("return", []):
+                    pname = str(p["name"])
+                    if pname.startswith("legacy-") and pname[len("legacy-"):] not in out[name]:
+                        out[name][pname] = p["type"]
         qmp.close()
         return out
     finally:

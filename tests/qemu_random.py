@@ -103,7 +103,11 @@ def _migrate(a: VM, b: VM, sock: str) -> str:
         return exc.desc
     deadline = time.monotonic() + 60
     while True:
-        st = a.qmp("query-migrate")
+        try:
+            st = a.qmp("query-migrate")
+        except (OSError, ConnectionError, QmpFailed):  # the source died (7.2 crashes on some devices)
+            code = a.proc.poll()
+            return f"source lost its monitor (exit {code}): {_last_line(a)}".strip()
         if st.get("status") in ("completed", "failed", "cancelled"):
             break
         if time.monotonic() > deadline:

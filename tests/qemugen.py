@@ -496,12 +496,107 @@ def generate(seed: int, machine: str | None = None) -> Case:
         g.hot()
     if spec.cpu_hotplug and maxcpus > cpus and rng.random() < 0.5:
         g.hotplug.append({"driver": "cpu", "id": g.ident("cpu")})
+    # more device types (NVMe, PCIe switches, PCI serial, ...), also from a stream of their own
+    xrng = random.Random(seed ^ 0xB0DE5)
+    if xrng.random() < 0.4:
+        for _ in range(xrng.randint(1, 2)):
+            _more(xrng, machine, g)
     # firmware in flash (UEFI's code and variable store), drawn from a stream of its own so that
     # what the cases drew before it was added stays as it was
     frng = random.Random(seed ^ 0x5EEDF1A5)
     if machine in _FLASH and frng.random() < 0.15:
         _flash(frng, machine, g)
     return Case(f"{machine}-{seed}", machine, g.args, g.images, g.hotplug)
+
+
+#: device types of the second stream, by where they go (tests/qemugen.py _more)
+# not drawn, as QEMU 7.2 cannot migrate them into themselves: nvme ("non-migratable device"),
+# pci-serial-2x and -4x (the source crashes), usb-net ("non-migratable device")
+_MORE_PCI = ["pci-serial", "megasas-gen2", "lsi53c810",
+             "virtio-net-pci-transitional", "virtio-blk-pci-non-transitional", "virtio-rng-pci-non-transitional",
+             "virtio-balloon-pci-transitional", "virtio-scsi-pci-non-transitional", "virtio-serial-pci-transitional",
+             "vmware-svga", "virtio-vga", "virtio-iommu-pci"]
+_MORE_PCIE = ["x3130", "ioh3420", "pxb-pcie"]
+_MORE_X86 = ["ne2k_isa", "isa-debugcon", "isa-debug-exit", "pc-testdev"]
+_MORE_MMIO = ["virtio-mouse-device", "virtio-tablet-device", "virtio-gpu-device"]
+
+
+def _more(rng: random.Random, machine: str, g: _Gen) -> None:
+    """One more device of a type the first stream does not draw, with its back-end or bus."""
+    spec = g.spec
+    choices = list(_MORE_PCI)
+    if spec.pcie:
+        choices += _MORE_PCIE
+    if machine == "q35":
+        choices.append("i82801b11-bridge")
+    if machine == "pc":
+        choices.append("pxb")
+    if spec.isa:
+        choices += _MORE_X86
+    if spec.mmio:
+        choices += _MORE_MMIO
+    dev = rng.choice(choices)
+    bus = spec.root_bus if dev == "virtio-iommu-pci" else rng.choice(g.pci_buses)  # "must be plugged on the root bus"
+    at = f",bus={bus}" if bus != spec.root_bus or rng.random() < 0.4 else ""
+    if bus in g.bridge_slots:
+        g.bridge_slots[bus] += 1
+        at += f",addr={g.bridge_slots[bus]}"
+    if dev == "pci-serial":
+        c = g.ident("c")
+        g.args += ["-chardev", f"null,id={c}", "-device", f"pci-serial,chardev={c}{at}"]
+    elif dev in ("megasas-gen2", "lsi53c810"):
+        ident = g.ident("scsi")
+        g.args += ["-device", f"{dev},id={ident}{at}"]
+        for _ in range(rng.randint(0, 2)):
+            g.args += ["-device", f"scsi-hd,bus={ident}.0,drive={g.drive_ref()}"]
+        g.scsi_buses.append(f"{ident}.0")
+    elif dev == "virtio-blk-pci-non-transitional":
+        g.args += ["-device", f"{dev},drive={g.drive_ref()}{at}"]
+    elif dev == "virtio-net-pci-transitional":
+        ident = g.ident("n")
+        g.args += ["-netdev", f"user,id={ident}", "-device", f"{dev},netdev={ident}{at}"]
+    elif dev == "x3130":
+        # a PCIe switch: upstream port on a root port, downstream ports below it, a device on one
+        g.chassis += 1
+        rp, up = g.ident("rp"), g.ident("up")
+        g.args += ["-device", f"pcie-root-port,id={rp},chassis={g.chassis}", "-device", f"x3130-upstream,id={up},bus={rp}"]
+        for n in range(rng.randint(1, 2)):
+            g.chassis += 1
+            down = g.ident("dp")
+            g.args += ["-device", f"xio3130-downstream,id={down},bus={up},chassis={g.chassis},slot={n}"]
+            if rng.random() < 0.6:
+                g.args += ["-device", f"{rng.choice(['virtio-rng-pci', 'e1000e', 'virtio-balloon-pci'])},bus={down}"]
+            else:
+                g.hot_buses.append(down)
+    elif dev == "ioh3420":
+        g.chassis += 1
+        ident = g.ident("rp")
+        g.args += ["-device", f"ioh3420,id={ident},chassis={g.chassis}"]
+        g.pci_buses.append(ident)
+    elif dev in ("pxb-pcie", "pxb"):
+        ident = g.ident("pxb")
+        g.args += ["-device", f"{dev},id={ident},bus_nr={rng.choice([32, 64, 128])}"]
+        if dev == "pxb-pcie":
+            g.chassis += 1
+            rp = g.ident("rp")
+            g.args += ["-device", f"pcie-root-port,id={rp},bus={ident},chassis={g.chassis}",
+                       "-device", f"virtio-rng-pci,bus={rp}"]
+        else:
+            g.args += ["-device", f"virtio-rng-pci,bus={ident},addr=3"]
+    elif dev == "i82801b11-bridge":
+        ident = g.ident("dmi")
+        g.args += ["-device", f"i82801b11-bridge,id={ident}{at}"]
+        g.args += ["-device", f"e1000,bus={ident},addr=2"]
+    elif dev == "ne2k_isa":
+        ident = g.ident("n")
+        g.args += ["-netdev", f"user,id={ident}", "-device", f"ne2k_isa,netdev={ident}"]
+    elif dev == "isa-debugcon":
+        c = g.ident("c")
+        g.args += ["-chardev", f"null,id={c}", "-device", f"isa-debugcon,chardev={c}"]
+    elif dev in _MORE_MMIO:
+        g.args += ["-device", dev]
+    else:
+        g.args += ["-device", f"{dev}{at}"]
 
 
 #: flash image sizes: pc's as OVMF's code and variable stores come (sized by the image), the

@@ -51,6 +51,14 @@ RESERVED = frozenset({"id", "bus", "addr", "unit", "scsi-id", "lun", "channel", 
 BACKEND_REFS = ("drive", "netdev", "chardev")
 
 
+def _ref_kind(key: str) -> str | None:
+    """The back-end kind a device property refers to (``chardev1``..``chardev4`` of pci-serial-2x/4x
+    are chardevs too), or None for a host setting that is not a reference."""
+    if key in BACKEND_REFS:
+        return key
+    return "chardev" if re.fullmatch(r"chardev[0-9]+", key) else None
+
+
 class ArgvError(DtvmError):
     """A description that cannot be rebuilt (unknown device, version, conflict, missing back-end)."""
 
@@ -403,7 +411,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         pairs += _bus_and_address(dev, made, where)
         proxy_children = [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]
         props = dict(dev.props)
-        refs = {k: dev.backends[k] for k in BACKEND_REFS if k in dev.backends}
+        refs = {k: v for k, v in dev.backends.items() if _ref_kind(k)}
         for child in proxy_children:
             for key, value in child.props.items():
                 props.setdefault(key, value)
@@ -430,9 +438,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                                     "file), not its own")
             if "drive" in child.backends and child.props.get("device_id") == child.backends["drive"]:
                 named.add(child.backends["drive"])  # scsi-hd's device_id is its drive's name
+        machine_set = device_facts().get("machine-set", {}).get(dev.driver, ())
         for key, value in sorted(props.items()):
             _not_host(rules, dev.driver, key, where)
-            if key in RESERVED:
+            if key in RESERVED or key in machine_set:
                 continue
             _trusted(rules, dev.driver, key, where)
             pairs.append((key, value))
@@ -445,7 +454,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         if needed is not None and needed not in refs:
             raise ArgvError(f"{where}: {dev.driver} needs a {needed} back-end; the back-end overlay gives it none")
         for key, ref in sorted(refs.items()):
-            kind = {"drive": "drive", "netdev": "netdev", "chardev": "chardev"}[key]
+            kind = _ref_kind(key) or key
             empty = kind == "drive" and not backends.get((kind, ref), {}).get("drv")
             if (empty or (kind, ref) not in backends) and dev.driver in ("ide-cd", "scsi-cd", "floppy"):
                 continue  # an empty CD-ROM: QEMU makes its anonymous empty drive again
@@ -509,7 +518,7 @@ _NOT_SETTINGS = frozenset({"masterbus", *BACKEND_REFS})
 def _host_settings(dev: Device) -> dict[str, str]:
     """qdev properties the back-end overlay sets on a device (a ROM file, say): host
     configuration, trusted because the user named the overlay, and reported as such."""
-    return {k: v for k, v in dev.backends.items() if k not in _NOT_SETTINGS}
+    return {k: v for k, v in dev.backends.items() if k not in _NOT_SETTINGS and not _ref_kind(k)}
 
 
 def _trusted(rules: Trust, driver: str, prop: str, where: str) -> None:

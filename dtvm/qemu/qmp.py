@@ -28,6 +28,7 @@ this module imports nothing from ``live``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import socket
@@ -51,6 +52,7 @@ from qemu.qmp.message import DeserializationError, Message, UnexpectedTypeError
 from qemu.qmp.qmp_client import GreetingError, NegotiationError, ServerParseError
 
 from dtvm.errors import first_line
+from dtvm.fileio import load_yaml, package_text
 from dtvm.qemu.errors import (
     NotAnsweredError,
     QemuError,
@@ -495,15 +497,17 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         defaults = {p["name"]: p["default-value"] for p in listed if "default-value" in p}
         return str(qom_type), defaults
 
-    async def machine_props() -> dict[str, Any]:
+    async def machine_props() -> tuple[dict[str, Any], list[str]]:
         listed = await s.execute("qom-list", {"path": "/machine"})
         names = [p["name"] for p in listed if _SCALAR_TYPE.match(str(p.get("type", "")))]
         # the -smp topology (a struct): the only place it is visible on machines without CPU hot-plug
         names += [p["name"] for p in listed if p["name"] == "smp" and p.get("type") == "SMPConfiguration"]
         _bound(s, "qom-list /machine", len(names), MAX_DEVICE_TYPES, "scalar properties")
+        later = [n for n in names if n in _getter_aborts()]  # read once the qtree shows it is safe
+        names = [n for n in names if n not in later]
         missing = object()
         values = await r.all(r.get_or("/machine", n, missing) for n in names)
-        return {n: v for n, v in zip(names, values, strict=True) if v is not missing}
+        return {n: v for n, v in zip(names, values, strict=True) if v is not missing}, later
 
     async def qtree() -> str:
         text = await s.execute("human-monitor-command", {"command-line": "info qtree"})
@@ -594,6 +598,13 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         results = dict(zip([n for n, _ in plan], await r.all(timed(n, c) for n, c in plan), strict=True))
     finally:
         r.cancel_pending()
+    machine_values, later = results["machine-props"]
+    present = set(_QTREE_DEV.findall(results["qtree+type-props"]))
+    safe = [n for n in later if not present & set(_getter_aborts()[n])]
+    missing = object()
+    for name, value in zip(safe, await r.all(r.get_or("/machine", n, missing) for n in safe), strict=True):
+        if value is not missing:
+            machine_values[name] = value
     t["read"] = _ms(t0)
     t["commands"] = s.commands - commands0
 
@@ -604,7 +615,7 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
     return Snapshot(
         arch=str(results["target"]["arch"]),
         machine_type=qom_type.removesuffix("-machine"),
-        machine_props=results["machine-props"],
+        machine_props=machine_values,
         machine_prop_defaults=defaults,
         qtree=results["qtree+type-props"],
         type_props=type_props,
@@ -624,6 +635,15 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         compat_props=compat,
         type_ancestors=_ancestors(type_props, compat, parents),
     )
+
+
+@functools.cache
+def _getter_aborts() -> dict[str, list[str]]:
+    """Machine property -> device types in whose presence its QOM getter aborts QEMU
+    (``getter-aborts`` in data/machines.yaml)."""
+    data = load_yaml(package_text("dtvm.qemu", "data/machines.yaml"))
+    section = data.get("getter-aborts") if isinstance(data, dict) else None
+    return {str(k): [str(t) for t in v] for k, v in (section or {}).items()}
 
 
 #: the first QEMU whose query-machines reports compat-props
