@@ -400,6 +400,9 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             continue
         if dev.in_dt and essential is None and dev.address[0] in ("mmio", "none"):
             raise ArgvError(f"{where}: {dev.driver} is described in QEMU's own tree but this machine does not create it")
+        maker = device_facts().get("made-by-other", {}).get(dev.driver)
+        if maker is not None:
+            raise ArgvError(f"{where}: {dev.driver} is {maker}")
         try:
             rules.device(dev.driver, where)
         except TrustError as exc:
