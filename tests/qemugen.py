@@ -519,14 +519,17 @@ _MORE_PCI = ["pci-serial", "megasas-gen2", "lsi53c810",
 # pxb and pxb-pcie (PCI expander buses) are not drawn: dtb2qemu does not rebuild them yet (their
 # pxb-host is made by the expander device, linked to it only by the bus name)
 _MORE_PCIE = ["x3130", "ioh3420"]
-_MORE_X86 = ["ne2k_isa", "isa-debugcon", "isa-debug-exit", "pc-testdev"]
+_MORE_X86 = ["ne2k_isa", "isa-debugcon", "isa-debug-exit", "pc-testdev", "isa-sound"]
+_SOUND_PCI = ["ich9-intel-hda", "intel-hda", "AC97", "ES1370"]
+_HDA_CODECS = ["hda-duplex", "hda-output", "hda-micro"]
+_SOUND_ISA = ["sb16", "adlib", "cs4231a", "gus"]  # usb-audio: "non-migratable device" (7.2)
 _MORE_MMIO = ["virtio-mouse-device", "virtio-tablet-device", "virtio-gpu-device"]
 
 
 def _more(rng: random.Random, machine: str, g: _Gen) -> None:
     """One more device of a type the first stream does not draw, with its back-end or bus."""
     spec = g.spec
-    choices = list(_MORE_PCI)
+    choices = [*_MORE_PCI, "sound"]
     if machine == "riscv64-virt" or machine == "pseries":
         # "Check your machine implements a hotplug handler for the virtio-iommu-pci device"
         choices.remove("virtio-iommu-pci")
@@ -582,6 +585,21 @@ def _more(rng: random.Random, machine: str, g: _Gen) -> None:
         ident = g.ident("dmi")
         g.args += ["-device", f"i82801b11-bridge,id={ident}{at}"]
         g.args += ["-device", f"e1000,bus={ident},addr=2"]
+    elif dev in ("sound", "isa-sound"):
+        # an audio back-end as users give it (-audiodev none), or none at all (QEMU 7.2 makes one)
+        audio = ""
+        if rng.random() < 0.7:
+            ident = g.ident("snd")
+            g.args += ["-audiodev", f"none,id={ident}"]
+            audio = f",audiodev={ident}"
+        card = rng.choice(_SOUND_ISA if dev == "isa-sound" else _SOUND_PCI)
+        if card.endswith("intel-hda"):
+            hda = g.ident("hda")
+            g.args += ["-device", f"{card},id={hda}{at}"]
+            for _ in range(rng.randint(1, 2)):
+                g.args += ["-device", f"{rng.choice(_HDA_CODECS)},bus={hda}.0{audio}"]
+        else:
+            g.args += ["-device", f"{card}{audio}{'' if dev == 'isa-sound' else at}"]
     elif dev == "ne2k_isa":
         ident = g.ident("n")
         g.args += ["-netdev", f"user,id={ident}", "-device", f"ne2k_isa,netdev={ident}"]

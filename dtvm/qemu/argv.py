@@ -54,7 +54,7 @@ BACKEND_REFS = ("drive", "netdev", "chardev")
 def _ref_kind(key: str) -> str | None:
     """The back-end kind a device property refers to (``chardev1``..``chardev4`` of pci-serial-2x/4x
     are chardevs too), or None for a host setting that is not a reference."""
-    if key in BACKEND_REFS:
+    if key in BACKEND_REFS or key == "audiodev":
         return key
     return "chardev" if re.fullmatch(r"chardev[0-9]+", key) else None
 
@@ -461,7 +461,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             empty = kind == "drive" and not backends.get((kind, ref), {}).get("drv")
             if (empty or (kind, ref) not in backends) and dev.driver in ("ide-cd", "scsi-cd", "floppy"):
                 continue  # an empty CD-ROM: QEMU makes its anonymous empty drive again
-            if (kind, ref) not in backends:
+            if (kind, ref) not in backends and kind != "audiodev":
                 raise ArgvError(f"{where}: {key} {ref!r} is not in the back-end overlay")
             pairs.append((key, _backend_id(kind, ref)))
             backends_used.append((kind, ref))
@@ -515,7 +515,7 @@ def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Sn
 
 #: host facts of a device that are not settings of it: its id, history flags, back-end references
 #: (which become -blockdev/-netdev/-chardev) and the companion's bus name (rebuilt from ids)
-_NOT_SETTINGS = frozenset({"masterbus", *BACKEND_REFS})
+_NOT_SETTINGS = frozenset({"masterbus", "audiodev", *BACKEND_REFS})
 
 
 def _host_settings(dev: Device) -> dict[str, str]:
@@ -671,6 +671,9 @@ def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tu
         # an ISA device with no I/O base property (sga; pvpanic's port is its ioport default):
         # the bus alone, QEMU builds it the same
         return [("bus", bus)]
+    if kind == "none" and parent.probe is None and dev.driver in device_facts().get("placed-by-property", {}):
+        # its place on the bus is a property of its own (an HDA codec's cad), given with the rest
+        return [("bus", bus)]
     raise ArgvError(f"{where}: cannot give {dev.driver} an address ({kind})")
 
 
@@ -734,7 +737,7 @@ def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str],
         if (kind, ref) in seen:
             continue
         seen.add((kind, ref))
-        opts = backends[(kind, ref)]
+        opts = backends.get((kind, ref), {})
         where = f"/qemu-backends {kind} {ref}"
         ident = _backend_id(kind, ref)
         if kind == "drive":
@@ -755,6 +758,12 @@ def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str],
             null += ["-blockdev", _render(None, [("driver", "null-co"), ("node-name", ident), *ro], where)]
         elif kind == "netdev":
             continue  # all of them, below
+        elif kind == "audiodev":
+            # QEMU 7.2 reports no audio back-end (no query-audiodevs): the guest's sound device is
+            # the same with any; the rebuild plays to none, and says so
+            args += ["-audiodev", _render("none", [("id", ident)], where)]
+            null += ["-audiodev", _render("none", [("id", ident)], where)]
+            host.append(f"audio back-end 'none' for audiodev {ref!r} (QEMU does not report the host's; give your own)")
         elif kind == "chardev":
             filename = opts.get("filename", "")
             null += ["-chardev", _render("null", [("id", ident)], where)]
