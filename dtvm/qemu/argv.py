@@ -44,7 +44,7 @@ BINARIES = {
 }
 
 #: device properties that are addresses or bus links: set by dtvm, never copied from the tree
-RESERVED = frozenset({"id", "bus", "addr", "unit", "scsi-id", "lun", "channel", "port", "nr", "reg",
+RESERVED = frozenset({"id", "bus", "addr", "unit", "scsi-id", "lun", "channel", "port", "nr", "cad", "reg",
                       "iobase", "address", "driver", "drive", "netdev", "chardev", "audiodev",
                       "memdev", "iothread", "hotplugged", "unplug-pending", "masterbus"})
 
@@ -634,7 +634,7 @@ def _usb_port(dev: Device, made: dict[str, _Node]) -> tuple[str, _Node | None]:
 
 #: address form -> the qdev property that carries a one-cell address (``bus`` given as well, but
 #: for VIO whose bus is the machine's one)
-_CELL_PROPS = {"nr": "nr", "floppy": "unit", "i2c": "address", "cell": "address"}
+_CELL_PROPS = {"nr": "nr", "cad": "cad", "floppy": "unit", "i2c": "address", "cell": "address"}
 
 
 def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tuple[str, str]]:
@@ -670,9 +670,6 @@ def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tu
     if kind == "none" and parent.probe is not None and bus.startswith("isa."):
         # an ISA device with no I/O base property (sga; pvpanic's port is its ioport default):
         # the bus alone, QEMU builds it the same
-        return [("bus", bus)]
-    if kind == "none" and parent.probe is None and dev.driver in device_facts().get("placed-by-property", {}):
-        # its place on the bus is a property of its own (an HDA codec's cad), given with the rest
         return [("bus", bus)]
     raise ArgvError(f"{where}: cannot give {dev.driver} an address ({kind})")
 

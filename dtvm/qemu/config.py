@@ -164,6 +164,8 @@ def _address(qdev: QDev, bus: QBus, nth: int) -> tuple[str, tuple[int, ...]]:
         return ("usb", tuple(int(x) for x in qdev.usb[0].split(".")))
     if kind == "virtio-serial-bus" and "nr" in p:
         return ("nr", (_int(p["nr"]),))
+    if kind == "HDA" and "cad" in p:
+        return ("cad", (_int(p["cad"]),))
     if kind == "spapr-vio-bus" and "reg" in p:
         return ("vio", (_int(p["reg"]),))
     if kind == "i2c-bus" and "address" in p:
@@ -504,6 +506,8 @@ def _matches_raw(dev: Device, address: dict[str, Any]) -> bool:
         return (int(address["scsi-id"]), int(address.get("lun", 0))) == values[1:]
     if kind == "nr" and "nr" in address:
         return int(address["nr"]) == values[0]
+    if kind == "cad" and "cad" in address:
+        return int(address["cad"]) == values[0]
     if kind == "vio" and "reg" in address:
         return int(address["reg"]) == values[0]
     if kind == "isa" and "iobase" in address:

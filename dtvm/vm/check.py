@@ -80,6 +80,7 @@ _FORMS: dict[str, frozenset[str]] = {
     "scsi": frozenset({"scsi"}),  # pseries' v-scsi's <id lun> reads as channel 0
     "usb": frozenset({"usb"}),
     "virtio-serial": frozenset({"nr"}),
+    "hda": frozenset({"cad"}),
     "vio": frozenset({"vio"}),
     "i2c": frozenset({"i2c"}),
     "floppy": frozenset({"floppy"}),
@@ -196,8 +197,8 @@ class _Context:
             return f"SCSI channel {values[0]} id {values[1]} lun {values[2]}"
         if kind == "usb":
             return f"USB port {values[0]}"
-        if kind in ("nr", "vio", "i2c", "floppy", "cell") and values:
-            label = {"nr": "nr {}", "vio": "reg {:#x}", "i2c": "address {:#x}", "floppy": "unit {}"}
+        if kind in ("nr", "cad", "vio", "i2c", "floppy", "cell") and values:
+            label = {"nr": "nr {}", "cad": "codec {}", "vio": "reg {:#x}", "i2c": "address {:#x}", "floppy": "unit {}"}
             return label.get(kind, "reg {:#x}").format(values[0])
         return "/".join(str(v) for v in values) or kind
 

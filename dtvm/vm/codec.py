@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 #: (form, values): ``("pci", (slot, fn))``, ``("isa", (iobase,))``, ``("ide", (bus, unit))``,
-#: ``("scsi", (channel, id, lun))``, ``("usb", (port, ...))``, ``("nr", (n,))``, ``("i2c", (a,))``,
+#: ``("scsi", (channel, id, lun))``, ``("usb", (port, ...))``, ``("nr", (n,))``, ``("cad", (n,))``, ``("i2c", (a,))``,
 #: ``("vio", (reg,))``, ``("floppy", (unit,))``, ``("mmio", (base,))``, ``("virtio", ())``,
 #: ``("nth", (n,))``; read back also ``("cell", (n,))`` (one cell, bus unknown) and ``("none", ())``.
 Address = tuple[str, tuple[int, ...]]
@@ -60,7 +60,7 @@ MACHINE_COMPATIBLE = "qemu,machine"
 
 #: QEMU bus types whose devices are addressed by cells, and the cells their controller declares.
 BUS_CELLS = {"floppy-bus": (1, 0), "PCI": (3, 2), "PCIE": (3, 2), "ISA": (2, 0), "IDE": (2, 0), "SCSI": (3, 0),
-             "usb-bus": (1, 0), "virtio-serial-bus": (1, 0), "i2c-bus": (1, 0)}
+             "usb-bus": (1, 0), "virtio-serial-bus": (1, 0), "i2c-bus": (1, 0), "HDA": (1, 0)}
 
 #: Host facts that are flags (history of a device, not hardware): present or absent.
 FLAGS = ("hotplugged", "unplug-pending")
@@ -147,7 +147,7 @@ def encode_address(address: Address, parent: Node, mmio: list[tuple[int, int]] |
         return ",".join(f"{v:x}" for v in vals), cells(*vals)
     if kind == "usb":
         return f"{values[-1]:x}", cells(values[-1])
-    if kind in ("nr", "i2c", "vio", "floppy"):
+    if kind in ("nr", "cad", "i2c", "vio", "floppy"):
         return f"{values[0]:x}", cells(values[0])
     if kind == "mmio":
         reg = b"".join(u64(base) + u64(size) for base, size in (mmio or []) if base != 0xFFFFFFFFFFFFFFFF)
@@ -158,7 +158,7 @@ def encode_address(address: Address, parent: Node, mmio: list[tuple[int, int]] |
 #: the address form of the devices on each bus kind (``data/buses.yaml``'s kinds)
 FORMS = {"pcie-root": "pci", "pci-root": "pci", "pcie-port": "pci", "pcie-switch": "pci", "pci": "pci",
          "isa": "isa", "ide": "ide", "scsi": "scsi", "usb": "usb", "virtio-serial": "nr", "virtio": "virtio",
-         "vio": "vio", "i2c": "i2c", "floppy": "floppy"}
+         "vio": "vio", "i2c": "i2c", "floppy": "floppy", "hda": "cad"}
 
 
 def decode_address(node: Node, bus_kind: str | None) -> Address:
@@ -192,7 +192,7 @@ def decode_address(node: Node, bus_kind: str | None) -> Address:
     if a == 2 and len(reg) == 2 and unit is not None and "," in unit:
         return ("ide", (reg[0], reg[1]))
     if a == 1 and len(reg) >= 1 and parent is not None and parent.parent is not None:
-        if form in ("nr", "vio", "i2c", "floppy"):
+        if form in ("nr", "cad", "vio", "i2c", "floppy"):
             return (form, (reg[0],))
         return ("cell", (reg[0],))
     if len(reg) >= 2 and a == 2:

@@ -44,6 +44,7 @@ ADDRESS_PROPS = {
     "SCSI": ("scsi-id", "lun", "channel"),
     "usb-bus": ("port",),
     "virtio-serial-bus": ("nr",),
+    "HDA": ("cad",),
     "spapr-vio-bus": ("reg",),
     "i2c-bus": ("address",),
 }
@@ -71,7 +72,7 @@ class Device:
     driver: str
     #: (kind, values): ``("pci", (slot, fn))``, ``("mmio", (base,))``, ``("isa", (iobase,))``,
     #: ``("ide", (bus, unit))``, ``("scsi", (channel, id, lun))``, ``("usb", (port, ...))``,
-    #: ``("nr", (n,))``, ``("vio", (reg,))``, ``("i2c", (addr,))``, ``("virtio", ())``,
+    #: ``("nr", (n,))``, ``("cad", (n,))``, ``("vio", (reg,))``, ``("i2c", (addr,))``, ``("virtio", ())``,
     #: ``("nth", (n,))`` for a device found only by its creation order among its kind.
     address: tuple[str, tuple[int, ...]]
     props: dict[str, str] = field(default_factory=dict)
