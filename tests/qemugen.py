@@ -533,8 +533,8 @@ def _more(rng: random.Random, machine: str, g: _Gen) -> None:
     if machine == "riscv64-virt" or machine == "pseries":
         # "Check your machine implements a hotplug handler for the virtio-iommu-pci device"
         choices.remove("virtio-iommu-pci")
-    if machine == "pseries":
-        choices.remove("virtio-vga")  # "'virtio-vga' is not a valid device model name" (ppc64)
+    if machine in ("pseries", "arm-virt"):
+        choices.remove("virtio-vga")  # "'virtio-vga' is not a valid device model name" (ppc64, arm)
     if spec.pcie:
         choices += _MORE_PCIE
     if machine == "q35":
