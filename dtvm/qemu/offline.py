@@ -191,18 +191,22 @@ def offline_config(argv: list[str]) -> Config:
         _floppies(config, model, args, attached, fdc_from_delta)
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
     generated = sum(1 for b in config.backends if re.fullmatch(r"#net\d+", b.id))
+    makes_nic = model.get("nic-makes-device", True)  # riscv64 virt 7.2: -nic makes its netdev alone
     for n, pairs in enumerate(args.nics):
         opts = dict(pairs)
         ntype = opts.pop("type")
         model_name = opts.pop("model", None) or model.get("default-nic")
-        if not model_name:
+        if not model_name and makes_nic:
             raise OfflineError(f"-nic: {machine.type} has no default NIC model: give model= (use online mode)")
         # QEMU names the netdev of an id-less -nic from its counter (the reader numbers those
         # #net0, #net1, ... in creation order, after the ones the machine's defaults made)
         netdev = opts.pop("id", None) or f"#net{generated + n}"
         nic_opts = [("mac", opts.pop("mac"))] if "mac" in opts else []
         args.netdevs.insert(n, (ntype, [("id", netdev), *opts.items()]))
-        nic_devices.append((model_name, [("netdev", netdev), *nic_opts]))
+        if makes_nic and model_name:
+            nic_devices.append((model_name, [("netdev", netdev), *nic_opts]))
+        elif not nic_opts:
+            mac_next += 1  # net_init_nic takes the NIC's MAC when it parses -nic, made or not
     # NICs of -nic are made during machine init, before any -device (and made differently:
     # their own profiles)
     # then -usbdevice's (vl.c's usb_parse, on the machine's USB bus), then the -device options

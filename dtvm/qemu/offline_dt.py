@@ -195,10 +195,26 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     if missing:
         raise OfflineError(f"{_opt(missing[0])}: not in the offline model (the options and CPU models recorded are "
                            "listed under option-variants in its file; use online mode)")
+    # an option QEMU takes only beside another (mte=on with -cpu max) is recorded with it: the
+    # partner is part of its recording, and without the partner QEMU refuses the command line
+    requires = model.get("option-requires") or {}
+    for b in list(bad):
+        partner = requires.get(b)
+        if partner is not None and partner not in bad:
+            raise OfflineError(f"{_opt(b)}: recorded only beside {_opt(partner)}, which QEMU needs with it on this machine "
+                               "(without it QEMU refuses or aborts; use online mode)")
+    partners = {requires[b] for b in bad if b in requires}
+    bad = [b for b in bad if b not in partners]
     plain = model["variants"]["nodefaults"]
     deltas = [(b, option_delta(plain, recorded[b])) for b in bad]
     changing = sorted(b for b, d in deltas if d["alone"])
-    others = [(b, d) for b, d in deltas if not d["alone"]]
+    # an option that leaves the DT alone but not beside a DT-changing one (its=off with
+    # gic-version=3) is recorded with it, as two DT-changing options are
+    joint_names = section.get("joint") or {}
+    for b, d in list(deltas):
+        if not d["alone"] and len(changing) == 1 and "&".join(sorted([*changing, b])) in joint_names:
+            changing = sorted([*changing, b])
+    others = [(b, d) for b, d in deltas if b not in changing]
     if len(changing) == 1 and not dict(deltas)[changing[0]].get("dt-only") \
             and smp_delta(plain, recorded[changing[0]]) is None:
         # it changes devices' resources or back-ends too: only its own recording, as QEMU made it
