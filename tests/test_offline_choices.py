@@ -23,7 +23,17 @@ OFFLINE_MACHINES = ["q35", "pc", "aarch64-virt", "arm-virt", "riscv64-virt"]
 #: (machine, choice) -> why offline refuses it: QEMU's own refusal (offline must not answer a
 #: command line QEMU does not start), or what the models do not hold yet.  Every entry must still
 #: be refused, every other choice answered.
-REFUSED: dict[tuple[str, str], str] = {}
+_NOT_A_NIC_MODEL = "QEMU 7.2: 'Unsupported NIC model: e1000-82540em' (-nic model=help lists it as e1000)"
+REFUSED: dict[tuple[str, str], str] = {
+    **{(m, "-nic model=e1000-82540em"): _NOT_A_NIC_MODEL for m in ("q35", "pc", "aarch64-virt", "arm-virt")},
+    ("aarch64-virt", "option mte=on"): "QEMU 7.2 without -cpu max: 'MTE requested, but not supported by the guest CPU' "
+                                       "(with it: 'option mte=on with -cpu max', answered)",
+    ("aarch64-virt", "option ras=on"): "QEMU 7.2 without firmware aborts unless acpi=off: \"virt_acpi_setup: Assertion "
+                                       "`vms->acpi_dev' failed\" (with acpi=off: answered)",
+}
+#: the options QEMU takes only beside another (measured): each is also walked with its partner
+PARTNERS: dict[tuple[str, str], list[str]] = {("aarch64-virt", "mte=on"): ["-cpu", "max"],
+                                              ("aarch64-virt", "ras=on"): ["-M", "virt-7.2,ras=on,acpi=off"]}
 
 
 def _images(directory: Path) -> dict[str, str]:
@@ -102,6 +112,9 @@ def choices(machine: str, img: dict[str, str]) -> dict[str, list[str]]:
     for key, values in sorted(spec.options.items()):
         for value in values:
             out[f"option {key}={value}"] = ["-M", f"{spec.type},{key}={value}"]
+            partner = PARTNERS.get((machine, f"{key}={value}"))
+            if partner:
+                out[f"option {key}={value} with {' '.join(partner)}"] = ["-M", f"{spec.type},{key}={value}", *partner]
     for cpu in sorted(set(spec.cpus)):
         out[f"-cpu {cpu}"] = ["-cpu", cpu]
     smp = ["1", "2"] + [f"{c},maxcpus={m}" for m in (2, 4) for c in (1, 2)]
