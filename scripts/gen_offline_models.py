@@ -368,10 +368,11 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
            requires: dict[str, str] | None = None, old: dict[str, Any] | None = None) -> dict[str, Any]:
     """``dt-smp`` of a DT machine's model (dtvm/qemu/offline_dt.py), all from QEMU under -nodefaults:
 
-    - ``joint``: each two DT-changing options together (their DTs do not compose), and each
+    - ``joint``: each two DT-changing options together (their DTs do not compose), each
       DT-changing option with an option that leaves the DT alone where the two do not compose
       (gic-version=3 with its=off: no ITS node; iommu=smmuv3 with default-bus-bypass-iommu=on:
-      an iommu-map): the device delta against the first one's (``parent``) variant, and QEMU's DT;
+      an iommu-map), and each three (a recorded pair and a third that goes with both): the device
+      delta against the variant it derives from (``parent``: one option, or a pair), and QEMU's DT;
     - ``entries``: per DT-changing option, pair of them, or none, and per topology of smp_forms(),
       what -smp makes: its DT and its device-model delta (GIC num-cpu and MMIO, smp property);
     - ``checked``: the pairs of a DT-changing option with an option that leaves the DT alone whose
@@ -486,6 +487,17 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
                 print(f"  {mtype}: {f} with {n} does not compose: recorded together", file=sys.stderr)
             else:
                 print(f"  {mtype}: {f} with {n} does not compose (refused offline)", file=sys.stderr)
+        # three together (the commonest: a CPU model with two options), each from a recorded pair
+        # and a third DT-changing option that goes with both
+        triples: dict[str, str] = {}
+        for pair in sorted(joint):
+            parts = pair.split("&")
+            for third in singles:
+                if third not in parts and all(_joinable(third, p, requires) for p in parts):
+                    triples.setdefault("&".join(sorted([*parts, third])), pair)
+        names = sorted(triples)
+        for name, variant in zip(names, pool.map(lambda n: record(argv_of(n)), names), strict=True):
+            add_joint(name, triples[name], variant)
         jobs = [(name, form) for name in features for form in smp_forms("&" in name)
                 if f"{name}|{smp_text(form)}" not in entries]
         made = list(pool.map(lambda j: record([*argv_of(j[0]), "-smp", smp_text(j[1])]), jobs))

@@ -39,6 +39,7 @@ from dtvm.qemu.offline_argv import (
     probed_format,
 )
 from dtvm.qemu.offline_dt import compose as compose_dt
+from dtvm.qemu.offline_dt import msi_lost
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -295,6 +296,12 @@ def offline_config(argv: list[str]) -> Config:
             bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
+    if dt_made is not None and msi_lost(model, dt_made[1]):
+        made_by_machine = {d["driver"] for d in model["variants"]["nodefaults"]["root"]["devices"]} | {"gpex-root"}
+        pci = sorted({d.driver for d in config.devices() if d.address[0] == "pci" and d.driver not in made_by_machine})
+        if pci:
+            raise OfflineError(f"-device {pci[0]} with {', '.join(bad)}: these options leave PCI without an MSI "
+                               "controller, where QEMU realizes PCI devices otherwise; not in the offline model (use online mode)")
     _derived_props(config, explicit)
     _ide_serials(config, explicit)
     for ntype, pairs in args.netdevs:

@@ -35,7 +35,7 @@ from typing import Any
 
 from dtvm.qemu.models import OfflineError, _index, _inflate, _same_dt, apply_deltas, option_delta
 
-__all__ = ["compose", "pack_dt", "smp_delta", "smp_key", "smp_text"]
+__all__ = ["compose", "msi_lost", "pack_dt", "smp_delta", "smp_key", "smp_text"]
 
 #: a recorded DT may not claim more than this once padded (QEMU's virt DT is 1 MiB)
 _MAX_DT = 16 << 20
@@ -170,13 +170,19 @@ def _feature(model: dict[str, Any], section: dict[str, Any], name: str) -> tuple
     if name in recorded:
         return recorded[name], _dt_of(recorded[name])
     joint = (section.get("joint") or {}).get(name)
-    if joint is None or joint.get("parent") not in recorded:
+    parent_name = joint.get("parent") if isinstance(joint, dict) else None
+    # a joint recording derives from one of its options, or (three together) from a recorded pair
+    if not isinstance(parent_name, str) or parent_name.count("&") >= name.count("&") \
+            or not set(parent_name.split("&")) < set(name.split("&")):
         return None
-    parent = recorded[joint["parent"]]
+    made = _feature(model, section, parent_name)
+    if made is None:
+        return None
+    parent, parent_dt = made
     delta = section["deltas"][joint["delta"]]
     out = apply_deltas(parent, [(name, {**delta, "alone": False})])
     _apply_mmio(out, delta.get("mmio", []))
-    return out, _unpack_dt(section["dts"][joint["dt"]], _dt_of(parent))
+    return out, _unpack_dt(section["dts"][joint["dt"]], parent_dt)
 
 
 def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None, alone_ok: bool,
@@ -212,7 +218,7 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     # gic-version=3) is recorded with it, as two DT-changing options are
     joint_names = section.get("joint") or {}
     for b, d in list(deltas):
-        if not d["alone"] and len(changing) == 1 and "&".join(sorted([*changing, b])) in joint_names:
+        if not d["alone"] and changing and "&".join(sorted([*changing, b])) in joint_names:
             changing = sorted([*changing, b])
     others = [(b, d) for b, d in deltas if b not in changing]
     if len(changing) == 1 and not dict(deltas)[changing[0]].get("dt-only") \
@@ -226,7 +232,7 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     made = _feature(model, section, feature)
     if made is None:
         raise OfflineError(f"{', '.join(_opt(b) for b in changing)}: each changes QEMU's own DT, and together they are "
-                           f"not in the offline model (one, or two recorded together, is; use online mode)")
+                           f"not in the offline model (one, or two or three recorded together, is; use online mode)")
     fdict, fdt = made
     checked = set(section.get("checked") or [])
     for name, _ in others:
@@ -267,3 +273,23 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
         _apply_mmio(out, delta.get("mmio", []))
         dtb = _unpack_dt(section["dts"][entry["dt"]], fdt)
     return out, dtb
+
+
+def _has_msi(dtb: bytes) -> bool:
+    """Whether QEMU's DT gives its PCI host an MSI controller (msi-map or msi-parent)."""
+    from dtvm.dt.dtb import read_dtb
+
+    tree = read_dtb(dtb, "an offline model's DT")
+    hosts = [n for n in tree.root.walk() if n.get_property("device_type") is not None
+             and bytes(n["device_type"].value).rstrip(b"\0") == b"pci"]
+    return any(n.get_property(p) is not None for n in hosts for p in ("msi-map", "msi-parent"))
+
+
+def msi_lost(model: dict[str, Any], dtb: bytes | None) -> bool:
+    """Whether the options of a command line take away the MSI controller the device profiles
+    were recorded with (gic-version=3 with its=off: no ITS, no GICv2m).  Measured: QEMU then
+    realizes PCI devices otherwise (virtio's vectors 0, megasas without msi/msix, no root port at
+    all: "MSI-X is not supported by interrupt controller"), which no profile holds."""
+    if dtb is None:
+        return False
+    return _has_msi(_dt_of(model["variants"]["nodefaults"])) and not _has_msi(dtb)
