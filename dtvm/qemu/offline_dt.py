@@ -235,7 +235,9 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
                            f"not in the offline model (one, or two or three recorded together, is; use online mode)")
     fdict, fdt = made
     checked = set(section.get("checked") or [])
-    for name, _ in others:
+    for name, odelta in others:
+        if not any(v for k, v in odelta.items() if k not in ("alone", "dt-only")):
+            continue  # an option at its default value: QEMU builds the same machine with or without it
         for c in changing:
             if checked_only and f"{c}&{name}" not in checked:
                 raise OfflineError(f"{_opt(name)} with {_opt(c)}: not checked against QEMU in the offline model "
