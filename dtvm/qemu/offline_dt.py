@@ -170,7 +170,9 @@ def _feature(model: dict[str, Any], section: dict[str, Any], name: str) -> tuple
     if name in recorded:
         return recorded[name], _dt_of(recorded[name])
     joint = (section.get("joint") or {}).get(name)
-    parent_name = joint.get("parent") if isinstance(joint, dict) else None
+    if not isinstance(joint, dict):
+        return None
+    parent_name = joint.get("parent")
     # a joint recording derives from one of its options, or (three together) from a recorded pair
     if not isinstance(parent_name, str) or parent_name.count("&") >= name.count("&") \
             or not set(parent_name.split("&")) < set(name.split("&")):
@@ -217,6 +219,7 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     # an option that leaves the DT alone but not beside a DT-changing one (its=off with
     # gic-version=3) is recorded with it, as two DT-changing options are
     joint_names = section.get("joint") or {}
+    dt_changing = list(changing)  # what the neutral options were checked with
     for b, d in list(deltas):
         if not d["alone"] and changing and "&".join(sorted([*changing, b])) in joint_names:
             changing = sorted([*changing, b])
@@ -238,7 +241,7 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     for name, odelta in others:
         if not any(v for k, v in odelta.items() if k not in ("alone", "dt-only")):
             continue  # an option at its default value: QEMU builds the same machine with or without it
-        for c in changing:
+        for c in dt_changing:
             if checked_only and f"{c}&{name}" not in checked:
                 raise OfflineError(f"{_opt(name)} with {_opt(c)}: not checked against QEMU in the offline model "
                                    "(it changes what the other writes into QEMU's DT; use online mode)")
