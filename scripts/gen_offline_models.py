@@ -190,10 +190,10 @@ def _nic_makes_device(binary: str, mtype: str) -> bool:
     return any(d.backends.get("netdev") for d in from_snapshot(snapshot).devices())
 
 
-def _probe_nic(binary: str, mtype: str, device: str) -> tuple[str, dict[str, Any]]:
+def _probe_nic(binary: str, mtype: str, device: str, setup: list[str] | None = None) -> tuple[str, dict[str, Any]]:
     """A NIC made by -nic (machine init, pci_nic_init): QEMU sets it up unlike -device."""
     try:
-        snapshot = read_argv([binary, "-M", mtype, "-nodefaults", "-nic", f"user,model={device}"])
+        snapshot = read_argv([binary, "-M", mtype, "-nodefaults", *(setup or []), "-nic", f"user,model={device}"])
     except DtvmError:
         if device not in ("virtio-net-pci", "e1000", "e1000e"):
             return f"{device}@nic-refused", {}
@@ -220,6 +220,55 @@ def _profile(snapshot: Any, found: Device, extra: str | None) -> dict[str, Any]:
                     for e in snapshot.type_props.get(d) or [] if "default-value" in e} for d in drivers}
     return {"kind": KIND[found.parent.type], "device": data, "types": types,
             "defaults": defaults, "props-of": {d: sorted(types[d]) for d in drivers}}
+
+
+#: machine options that leave PCI without an MSI controller (virt: GICv3 without its ITS; no
+#: GICv2m either), under which QEMU realizes PCI devices otherwise (virtio's vectors 0, megasas
+#: without msi/msix; a pcie-root-port not at all: "MSI-X is not supported by interrupt controller")
+NO_MSI: dict[str, list[str]] = {"virt-7.2": ["-machine", "gic-version=3,its=off"]}
+
+
+def no_msi_profiles(binary: str, mtype: str, jobs: list[tuple[list[str], str, str]], profiles: dict[str, Any],
+                    old: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``no-msi`` of a model: each PCI profile (root bus, behind a pcie-pci-bridge, -nic) probed
+    again without an MSI controller: ``same`` where QEMU builds the same, ``profiles`` where it
+    builds another, ``refused`` where QEMU refuses it; offline takes these where the options of
+    a command line take MSI away (dtvm/qemu/offline_dt.py msi_lost)."""
+    import re
+
+    setup = NO_MSI.get(mtype) or NO_MSI.get(re.sub(r"-\d+\.\d+$", "-7.2", mtype))
+    if not setup:
+        return None
+    out: dict[str, Any] = {"options": setup, "same": [], "profiles": {}, "refused": []}
+    kept = {k: ("same", None) for k in (old or {}).get("same", [])}
+    kept.update({k: ("refused", None) for k in (old or {}).get("refused", [])})
+    kept.update({k: ("profiles", v) for k, v in ((old or {}).get("profiles") or {}).items()})
+    todo = [j for j in jobs if j[2] in ("pci-root", "pci-bridge", "nic") and f"{j[1]}@{j[2]}" in profiles
+            and f"{j[1]}@{j[2]}" not in kept]
+
+    def one(job: tuple[list[str], str, str]) -> tuple[str, dict[str, Any] | None]:
+        _, device, context = job
+        key = f"{device}@{context}"
+        try:
+            if context == "nic":
+                got, profile = _probe_nic(binary, mtype, device, setup)
+            else:
+                bridge = ["-device", "pcie-pci-bridge,id=ctx"] if context == "pci-bridge" else []
+                got, profile = probe(binary, mtype, [*setup, *bridge], device, context)
+        except (DtvmError, SystemExit):
+            return key, None
+        return key, (None if got.endswith("-refused") else profile)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for key, profile in pool.map(one, todo):
+            kept[key] = ("refused", None) if profile is None else ("same", None) if profile == profiles[key] \
+                else ("profiles", profile)
+    for key, (how, profile) in sorted(kept.items()):
+        if how == "profiles":
+            out["profiles"][key] = profile
+        else:
+            out[how].append(key)
+    return out
 
 
 def _default_nic(variant: dict[str, Any]) -> str | None:
@@ -308,16 +357,21 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     if not devices:
         jobs = []
     kept = old.get("profiles") or {}
+    all_jobs = jobs
     jobs = [j for j in jobs if f"{j[1]}@{j[2]}" not in kept]
     with ThreadPoolExecutor(max_workers=2) as pool:
         profiles = {k: v for k, v in pool.map(lambda j: probe(binary, mtype, j[0], j[1], j[2]), jobs)
                     if not k.endswith("-refused")}
     profiles.update(kept)
+    no_msi = no_msi_profiles(binary, mtype, all_jobs, profiles, old.get("no-msi")) \
+        if _dt_machine(mtype, binary) and devices else None
     first = variants["defaults"]
     extra = {"dt-smp": dt_smp(mtype, binary, variants["nodefaults"], option_variants, requires, old.get("dt-smp"))} \
         if _dt_machine(mtype, binary) else {}
     if not nic_makes_device:
         extra["nic-makes-device"] = False
+    if no_msi is not None:
+        extra["no-msi"] = no_msi
     requires = {k: v for k, v in _option_requires(mtype).items() if k in option_variants}
     if requires:
         extra["option-requires"] = requires

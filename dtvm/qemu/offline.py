@@ -175,6 +175,15 @@ def offline_config(argv: list[str]) -> Config:
     if args.cpu is not None and x86:
         config.machine.cpu_type = model["cpu-types"][args.cpu]
 
+    # options that take the MSI controller away (gic-version=3 with its=off): PCI devices realize
+    # otherwise, from the model's no-msi profiles; a default PCI device (the NIC) has none
+    no_msi = (model.get("no-msi") or {"same": [], "profiles": {}}) \
+        if dt_made is not None and msi_lost(model, dt_made[1]) else None
+    if no_msi is not None:
+        machine_pci = {d.driver for d in config_from_dict(model["variants"]["nodefaults"]).devices() if d.address[0] == "pci"}
+        extra_pci = sorted(d.driver for d in config.devices() if d.address[0] == "pci" and d.driver not in machine_pci)
+        if extra_pci:
+            _no_msi_refusal(extra_pci[0], bad)
     ids: dict[str, Device] = {d.qdev_id: d for d in config.devices() if d.qdev_id}
     bus_by_name: dict[str, list[Bus]] = {}
     for b in _all_buses(config):
@@ -244,6 +253,11 @@ def offline_config(argv: list[str]) -> Config:
             bus, address = placement.bus, placement.address
         context = "nic" if from_nic else _context(bus)
         profile = profiles.get(f"{driver}@{context}")
+        if no_msi is not None and context in ("pci-root", "pci-port", "pci-bridge", "nic"):
+            key = f"{driver}@{context}"
+            profile = profile if key in no_msi["same"] else no_msi["profiles"].get(key)
+            if profile is None:
+                _no_msi_refusal(driver, bad)
         if profile is None:
             raise OfflineError(f"{where}: no profile for {driver} on a {context} bus in the offline model (use online mode)")
         dev = device_from_dict(profile["device"], bus)
@@ -296,12 +310,6 @@ def offline_config(argv: list[str]) -> Config:
             bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
-    if dt_made is not None and msi_lost(model, dt_made[1]):
-        made_by_machine = {d["driver"] for d in model["variants"]["nodefaults"]["root"]["devices"]} | {"gpex-root"}
-        pci = sorted({d.driver for d in config.devices() if d.address[0] == "pci" and d.driver not in made_by_machine})
-        if pci:
-            raise OfflineError(f"-device {pci[0]} with {', '.join(bad)}: these options leave PCI without an MSI "
-                               "controller, where QEMU realizes PCI devices otherwise; not in the offline model (use online mode)")
     _derived_props(config, explicit)
     _ide_serials(config, explicit)
     for ntype, pairs in args.netdevs:
@@ -337,6 +345,12 @@ def offline_config(argv: list[str]) -> Config:
         for prop in state.get(dev.driver, ()):
             dev.props.pop(prop, None)
     return config
+
+
+def _no_msi_refusal(driver: str, options: list[str]) -> None:
+    raise OfflineError(f"{driver} with {', '.join(options)}: these options leave PCI without an MSI controller, where "
+                       "QEMU realizes PCI devices otherwise (or refuses them), and the offline model has no such "
+                       "recording of it (use online mode)")
 
 
 def _pass_to_child(dev: Device, key: str, value: str, rules: Versions) -> None:
