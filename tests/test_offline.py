@@ -209,6 +209,9 @@ DISK_CASES = {
     "virt-ras-acpi-off": [VIRT[0], "-M", "virt-7.2,ras=on,acpi=off", "-cpu", "cortex-a57", "-device", "virtio-rng-pci"],
     "virt-its-off-gicv3": [VIRT[0], "-M", "virt-7.2,its=off,gic-version=3,acpi=auto", "-nodefaults", "-smp", "2",
                            "-device", "virtio-rng-device"],
+    "virt-no-msi": [VIRT[0], "-M", "virt-7.2,its=off,gic-version=3", "-nodefaults", "-smp", "2", "-device",
+                    "virtio-scsi-pci", "-device", "pcie-pci-bridge,id=b", "-device", "virtio-net-pci,bus=b,addr=2",
+                    "-device", "megasas", "-nic", "user,model=e1000", "-drive", "if=virtio,file={img}/small.img,format=raw"],
     "virt-three-options": [VIRT[0], "-M", "virt-7.2,highmem=off,secure=on", "-cpu", "cortex-a7", "-smp", "2,maxcpus=4",
                            "-device", "virtio-rng-pci"],
     "virt-blk": [*VIRT, "-blockdev", "driver=null-co,node-name=x", "-device", "virtio-blk-device,drive=x",
@@ -357,7 +360,9 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     # four options that change QEMU's DT: up to three are recorded together, not more
     ([*VIRT, "-M", "virt-7.2,highmem=off,gic-version=3,secure=on", "-cpu", "max", "-nodefaults"], "together they are not in"),
     # its=off with GICv3 leaves PCI without an MSI controller: QEMU realizes PCI devices otherwise
-    ([*VIRT, "-M", "virt-7.2,its=off,gic-version=3", "-device", "virtio-rng-pci"], "without an MSI controller"),
+    # (the model's no-msi profiles), the default NIC has none, and QEMU refuses a root port
+    ([*VIRT, "-M", "virt-7.2,its=off,gic-version=3", "-device", "virtio-rng-pci"], "virtio-net-pci with"),
+    ([*VIRT, "-M", "virt-7.2,its=off,gic-version=3", "-nodefaults", "-device", "pcie-root-port"], "without an MSI"),
     # options QEMU takes only beside another: mte=on needs -cpu max, ras=on (without firmware) acpi=off
     ([*VIRT, "-M", "virt-7.2,mte=on", "-nodefaults"], "-machine mte=on: recorded only beside -cpu max"),
     ([*VIRT, "-M", "virt-7.2,ras=on", "-nodefaults"], "-machine ras=on: recorded only beside -machine acpi=off"),

@@ -310,7 +310,7 @@ def offline_config(argv: list[str]) -> Config:
             bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
-    _derived_props(config, explicit)
+    _derived_props(config, explicit, no_msi is not None)
     _ide_serials(config, explicit)
     for ntype, pairs in args.netdevs:
         opts = dict(pairs)
@@ -363,8 +363,9 @@ def _pass_to_child(dev: Device, key: str, value: str, rules: Versions) -> None:
             child.props[key] = value
 
 
-def _derived_props(config: Config, explicit: dict[int, set[str]]) -> None:
-    """What QEMU derives at realize: virtio disks' queues from -smp, SAS addresses from the slot."""
+def _derived_props(config: Config, explicit: dict[int, set[str]], no_msi: bool = False) -> None:
+    """What QEMU derives at realize: virtio disks' queues from -smp, SAS addresses from the slot;
+    their MSI-X vectors too, unless there is no MSI controller (``no_msi``: QEMU sets them to 0)."""
     rules, by_address = device_facts().get("queues-follow-smp") or {}, device_facts().get("address-derived") or {}
     cpus = config.machine.cpus or 1
     for dev in config.devices():
@@ -377,7 +378,8 @@ def _derived_props(config: Config, explicit: dict[int, set[str]]) -> None:
             continue
         for child in (c for b in dev.buses for c in b.devices if c.driver == rule["child"]):
             child.props[str(rule["queues"])] = str(cpus)
-            dev.props["vectors"] = str(cpus + int(rule["vectors-extra"]))
+            if not no_msi:
+                dev.props["vectors"] = str(cpus + int(rule["vectors-extra"]))
 
 
 def _ide_serials(config: Config, explicit: dict[int, set[str]]) -> None:
