@@ -418,6 +418,11 @@ def _joinable(a: str, b: str, requires: dict[str, str] | None = None) -> bool:
     return not any(p is not None and key(p) == key(other) for o, p in partners.items() for other in (a, b) if other != o)
 
 
+#: the most DT-changing options recorded together (aarch64 virt 7.2: 53 pairs, 131 threes, 334
+#: fours, each with the 9 joint topologies)
+MAX_JOINT = 4
+
+
 def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict[str, dict[str, Any]],
            requires: dict[str, str] | None = None, old: dict[str, Any] | None = None) -> dict[str, Any]:
     """``dt-smp`` of a DT machine's model (dtvm/qemu/offline_dt.py), all from QEMU under -nodefaults:
@@ -425,8 +430,9 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
     - ``joint``: each two DT-changing options together (their DTs do not compose), each
       DT-changing option with an option that leaves the DT alone where the two do not compose
       (gic-version=3 with its=off: no ITS node; iommu=smmuv3 with default-bus-bypass-iommu=on:
-      an iommu-map), and each three (a recorded pair and a third that goes with both): the device
-      delta against the variant it derives from (``parent``: one option, or a pair), and QEMU's DT;
+      an iommu-map), and each three or four (a recorded joint of one fewer and one more that goes with
+      all of it): the device
+      delta against the variant it derives from (``parent``: one option, or a joint), and QEMU's DT;
     - ``entries``: per DT-changing option, pair of them, or none, and per topology of smp_forms(),
       what -smp makes: its DT and its device-model delta (GIC num-cpu and MMIO, smp property);
     - ``checked``: the pairs of a DT-changing option with an option that leaves the DT alone whose
@@ -541,17 +547,18 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
                 print(f"  {mtype}: {f} with {n} does not compose: recorded together", file=sys.stderr)
             else:
                 print(f"  {mtype}: {f} with {n} does not compose (refused offline)", file=sys.stderr)
-        # three together (the commonest: a CPU model with two options), each from a recorded pair
-        # and a third DT-changing option that goes with both
-        triples: dict[str, str] = {}
-        for pair in sorted(joint):
-            parts = pair.split("&")
-            for third in singles:
-                if third not in parts and all(_joinable(third, p, requires) for p in parts):
-                    triples.setdefault("&".join(sorted([*parts, third])), pair)
-        names = sorted(triples)
-        for name, variant in zip(names, pool.map(lambda n: record(argv_of(n)), names), strict=True):
-            add_joint(name, triples[name], variant)
+        # three and four together (a CPU model with two or three options), each from a recorded
+        # joint of one fewer and a DT-changing option that goes with all of it
+        for size in range(3, MAX_JOINT + 1):
+            grown: dict[str, str] = {}
+            for smaller in sorted(j for j in joint if j.count("&") == size - 2):
+                parts = smaller.split("&")
+                for more in singles:
+                    if more not in parts and all(_joinable(more, p, requires) for p in parts):
+                        grown.setdefault("&".join(sorted([*parts, more])), smaller)
+            names = sorted(grown)
+            for name, variant in zip(names, pool.map(lambda n: record(argv_of(n)), names), strict=True):
+                add_joint(name, grown[name], variant)
         jobs = [(name, form) for name in features for form in smp_forms("&" in name)
                 if f"{name}|{smp_text(form)}" not in entries]
         made = list(pool.map(lambda j: record([*argv_of(j[0]), "-smp", smp_text(j[1])]), jobs))

@@ -173,7 +173,7 @@ def _feature(model: dict[str, Any], section: dict[str, Any], name: str) -> tuple
     if not isinstance(joint, dict):
         return None
     parent_name = joint.get("parent")
-    # a joint recording derives from one of its options, or (three together) from a recorded pair
+    # a joint recording derives from one of its options, or (three or four) from a joint of one fewer
     if not isinstance(parent_name, str) or parent_name.count("&") >= name.count("&") \
             or not set(parent_name.split("&")) < set(name.split("&")):
         return None
@@ -235,7 +235,7 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     made = _feature(model, section, feature)
     if made is None:
         raise OfflineError(f"{', '.join(_opt(b) for b in changing)}: each changes QEMU's own DT, and together they are "
-                           f"not in the offline model (one, or two or three recorded together, is; use online mode)")
+                           f"not in the offline model (one, or up to four recorded together, is; use online mode)")
     fdict, fdt = made
     checked = set(section.get("checked") or [])
     for name, odelta in others:
