@@ -357,8 +357,9 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     ([*VIRT, "-m", "3G"], "-m 3G"),
     ([*Q35, "-device", "nvme,serial=x"], "nvme"),
     ([*Q35, "-M", "pc-q35-7.2,max-ram-below-4g=1G"], "max-ram-below-4g=1G"),
-    # four options that change QEMU's DT: up to three are recorded together, not more
-    ([*VIRT, "-M", "virt-7.2,highmem=off,gic-version=3,secure=on", "-cpu", "max", "-nodefaults"], "together they are not in"),
+    # five options that change QEMU's DT: up to four are recorded together, not more
+    ([*VIRT, "-M", "virt-7.2,highmem=off,gic-version=3,secure=on,virtualization=on", "-cpu", "max", "-nodefaults"],
+     "together they are not in"),
     # its=off with GICv3 leaves PCI without an MSI controller: QEMU realizes PCI devices otherwise
     # (the model's no-msi profiles), the default NIC has none, and QEMU refuses a root port
     ([*VIRT, "-M", "virt-7.2,its=off,gic-version=3", "-device", "virtio-rng-pci"], "virtio-net-pci with"),

@@ -15,12 +15,16 @@ QEMU (scripts/gen_offline_models.py):
   num-cpu, the machine's smp property), stored once per distinct value and compressed against
   the option's own DT.
 
-A command line takes one DT-changing option, or two that were recorded together (``joint``, with
-fewer topologies) -- measured: the DT-changing options of virt touch the same nodes, the GIC,
-/psci, the memory map, and their phandles shift together, so their DTs do not compose from single
-recordings --, options that leave the DT alone where the recorder checked them against QEMU beside
-that DT-changing option (``checked``), and a ``-smp`` topology of the recorded set; whatever else
-is an error naming it.  The DT of a
+A command line takes one DT-changing option, or up to four that were recorded together
+(``joint``, with fewer topologies; an option that leaves the DT alone but not beside one of them,
+its=off with gic-version=3, is recorded with it the same way) -- measured: the DT-changing options
+of virt touch the same nodes, the GIC, /psci, the memory map, and their phandles shift together, so
+their DTs do not compose from single recordings --, options that leave the DT alone where the
+recorder checked them against QEMU beside each DT-changing option (``checked``), options QEMU
+takes only beside another where the command line has it (``option-requires``: mte=on with -cpu
+max), and a ``-smp`` topology of the recorded set; whatever else is an error naming it.  Where the
+options take the MSI controller away (``msi_lost``), PCI devices come from the ``no-msi``
+profiles.  The DT of a
 variant without some defaults (-net none, ...) is the -nodefaults one, which a load-time check
 holds (those defaults are PCI devices, outside QEMU's DT).
 """
