@@ -306,7 +306,8 @@ def cpu_types(binary: str, mtype: str) -> dict[str, str]:
         return {n: t for n, t in pool.map(one, names) if t}
 
 
-def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: dict[str, Any] | None = None) -> dict[str, Any]:
+def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: dict[str, Any] | None = None,
+          max_joint: int = 4) -> dict[str, Any]:
     """The offline model of one machine; ``old`` (--merge): the file's model, whose variants,
     option variants, profiles and dt-smp recordings are kept, so only what it lacks is asked of
     QEMU (the recorder's jobs for the rest are the same QEMU runs with the same answers)."""
@@ -366,7 +367,8 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     no_msi = no_msi_profiles(binary, mtype, all_jobs, profiles, old.get("no-msi")) \
         if _dt_machine(mtype, binary) and devices else None
     first = variants["defaults"]
-    extra = {"dt-smp": dt_smp(mtype, binary, variants["nodefaults"], option_variants, requires, old.get("dt-smp"))} \
+    extra = {"dt-smp": dt_smp(mtype, binary, variants["nodefaults"], option_variants, requires, old.get("dt-smp"),
+                              max_joint)} \
         if _dt_machine(mtype, binary) else {}
     if not nic_makes_device:
         extra["nic-makes-device"] = False
@@ -424,7 +426,8 @@ MAX_JOINT = 4
 
 
 def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict[str, dict[str, Any]],
-           requires: dict[str, str] | None = None, old: dict[str, Any] | None = None) -> dict[str, Any]:
+           requires: dict[str, str] | None = None, old: dict[str, Any] | None = None,
+           max_joint: int = MAX_JOINT) -> dict[str, Any]:
     """``dt-smp`` of a DT machine's model (dtvm/qemu/offline_dt.py), all from QEMU under -nodefaults:
 
     - ``joint``: each two DT-changing options together (their DTs do not compose), each
@@ -549,7 +552,7 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
                 print(f"  {mtype}: {f} with {n} does not compose (refused offline)", file=sys.stderr)
         # three and four together (a CPU model with two or three options), each from a recorded
         # joint of one fewer and a DT-changing option that goes with all of it
-        for size in range(3, MAX_JOINT + 1):
+        for size in range(3, max_joint + 1):
             grown: dict[str, str] = {}
             for smaller in sorted(j for j in joint if j.count("&") == size - 2):
                 parts = smaller.split("&")
@@ -615,6 +618,9 @@ def main() -> int:
     parser.add_argument("--merge", action="store_true", help="keep what the existing model files hold and ask QEMU only "
                         "for what they lack (new profiles, option variants, dt-smp recordings): minutes instead of "
                         "tens of minutes; QEMU answers the same runs the same way, so what is kept is what it would record again")
+    parser.add_argument("--max-joint", type=int, default=MAX_JOINT, choices=range(2, MAX_JOINT + 1),
+                        help=f"the most DT-changing options recorded together on the DT machines (default {MAX_JOINT}; "
+                        "each more multiplies the QEMU runs)")
     args = parser.parse_args()
     version, machines = _machines(args.bin_dir)
     out = args.out or os.path.join(os.path.dirname(__file__), "..", "dtvm", "qemu", "machines",
@@ -630,7 +636,7 @@ def main() -> int:
         if args.merge and os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 old = json.load(f)
-        data = model(mtype, binary, pcie, mmio, devices, old)
+        data = model(mtype, binary, pcie, mmio, devices, old, args.max_joint)
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1, sort_keys=False)
             f.write("\n")
