@@ -212,6 +212,8 @@ DISK_CASES = {
     "virt-no-msi": [VIRT[0], "-M", "virt-7.2,its=off,gic-version=3", "-nodefaults", "-smp", "2", "-device",
                     "virtio-scsi-pci", "-device", "pcie-pci-bridge,id=b", "-device", "virtio-net-pci,bus=b,addr=2",
                     "-device", "megasas", "-nic", "user,model=e1000", "-drive", "if=virtio,file={img}/small.img,format=raw"],
+    "virt-no-msi-defaults": [VIRT[0], "-M", "virt-7.2,its=off,gic-version=max,highmem=off", "-cpu", "max", "-smp", "2",
+                             "-device", "virtio-mouse-pci", "-device", "megasas"],
     "virt-three-options": [VIRT[0], "-M", "virt-7.2,highmem=off,secure=on", "-cpu", "cortex-a7", "-smp", "2,maxcpus=4",
                            "-device", "virtio-rng-pci"],
     "virt-blk": [*VIRT, "-blockdev", "driver=null-co,node-name=x", "-device", "virtio-blk-device,drive=x",
@@ -361,8 +363,7 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     ([*VIRT, "-M", "virt-7.2,highmem=off,gic-version=3,secure=on,virtualization=on", "-cpu", "max", "-nodefaults"],
      "together they are not in"),
     # its=off with GICv3 leaves PCI without an MSI controller: QEMU realizes PCI devices otherwise
-    # (the model's no-msi profiles), the default NIC has none, and QEMU refuses a root port
-    ([*VIRT, "-M", "virt-7.2,its=off,gic-version=3", "-device", "virtio-rng-pci"], "virtio-net-pci with"),
+    # (the model's no-msi profiles), and QEMU refuses a root port
     ([*VIRT, "-M", "virt-7.2,its=off,gic-version=3", "-nodefaults", "-device", "pcie-root-port"], "without an MSI"),
     # options QEMU takes only beside another: mte=on needs -cpu max, ras=on (without firmware) acpi=off
     ([*VIRT, "-M", "virt-7.2,mte=on", "-nodefaults"], "-machine mte=on: recorded only beside -cpu max"),

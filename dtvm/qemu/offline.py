@@ -39,7 +39,7 @@ from dtvm.qemu.offline_argv import (
     probed_format,
 )
 from dtvm.qemu.offline_dt import compose as compose_dt
-from dtvm.qemu.offline_dt import msi_lost
+from dtvm.qemu.offline_dt import msi_lost, reprofile_without_msi
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -181,9 +181,9 @@ def offline_config(argv: list[str]) -> Config:
         if dt_made is not None and msi_lost(model, dt_made[1]) else None
     if no_msi is not None:
         machine_pci = {d.driver for d in config_from_dict(model["variants"]["nodefaults"]).devices() if d.address[0] == "pci"}
-        extra_pci = sorted(d.driver for d in config.devices() if d.address[0] == "pci" and d.driver not in machine_pci)
-        if extra_pci:
-            _no_msi_refusal(extra_pci[0], bad)
+        for dev in [d for d in config.devices() if d.address[0] == "pci" and d.driver not in machine_pci]:
+            if not reprofile_without_msi(dev, model["profiles"], no_msi):
+                _no_msi_refusal(dev.driver, bad)
     ids: dict[str, Device] = {d.qdev_id: d for d in config.devices() if d.qdev_id}
     bus_by_name: dict[str, list[Bus]] = {}
     for b in _all_buses(config):

@@ -39,7 +39,7 @@ from typing import Any
 
 from dtvm.qemu.models import OfflineError, _index, _inflate, _same_dt, apply_deltas, option_delta
 
-__all__ = ["compose", "msi_lost", "pack_dt", "smp_delta", "smp_key", "smp_text"]
+__all__ = ["compose", "msi_lost", "pack_dt", "reprofile_without_msi", "smp_delta", "smp_key", "smp_text"]
 
 #: a recorded DT may not claim more than this once padded (QEMU's virt DT is 1 MiB)
 _MAX_DT = 16 << 20
@@ -302,3 +302,33 @@ def msi_lost(model: dict[str, Any], dtb: bytes | None) -> bool:
     if dtb is None:
         return False
     return _has_msi(_dt_of(model["variants"]["nodefaults"])) and not _has_msi(dtb)
+
+
+def reprofile_without_msi(dev: Any, profiles: dict[str, Any], no_msi: dict[str, Any]) -> bool:
+    """A PCI device the machine's defaults made (virt's default NIC, which QEMU realizes as a
+    -device on the root bus, not as machine init makes -nic's) as QEMU makes it without an MSI
+    controller: what its root-bus profile changes there (``no-msi``), on it and its children;
+    False where the model does not hold that (measured: the default virtio-net-pci's vectors go
+    from 4 to 0, as a -device virtio-net-pci's do)."""
+    key = f"{dev.driver}@pci-root"
+    if key in no_msi.get("same", []):
+        return True
+    now, was = (no_msi.get("profiles") or {}).get(key), profiles.get(key)
+    if now is None or was is None:
+        return False
+    pairs: list[tuple[Any, dict[str, Any], dict[str, Any]]] = [(dev, was["device"], now["device"])]
+    while pairs:
+        target, a, b = pairs.pop()
+        if not target.driver == a["driver"] == b["driver"] or not len(target.buses) == len(a["buses"]) == len(b["buses"]):
+            return False
+        for name in set(a["props"]) | set(b["props"]):
+            if a["props"].get(name) != b["props"].get(name):
+                if name in b["props"]:
+                    target.props[name] = str(b["props"][name])
+                else:
+                    target.props.pop(name, None)
+        for bus, abus, bbus in zip(target.buses, a["buses"], b["buses"], strict=True):
+            if not len(bus.devices) == len(abus["devices"]) == len(bbus["devices"]):
+                return False
+            pairs += list(zip(bus.devices, abus["devices"], bbus["devices"], strict=True))
+    return True
