@@ -40,7 +40,8 @@ PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge"]
 USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub", "usb-ccid"]
 VSERIAL_DEVICES = ["virtconsole", "virtserialport"]
 SCSI_DEVICES = ["scsi-cd", "scsi-hd"]
-MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device", "virtio-blk-device"]
+MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device", "virtio-blk-device",
+                "virtio-serial-device", "virtio-keyboard-device", "virtio-scsi-device"]
 #: properties a probe must give, dropped from the profile (the user gives their own)
 REQUIRED = {"pci-bridge": "chassis_nr=9"}
 #: devices that need a drive: probed with a null-co block node (1 GiB, zeros), whose geometry
@@ -52,11 +53,12 @@ DRIVE_DEVICES = {"virtio-blk-pci", "virtio-blk-device", "scsi-hd", "ide-hd"}
 MACHINES = [("pc-q35-7.2", "qemu-system-x86_64", True, False, True), ("pc-i440fx-7.2", "qemu-system-x86_64", False, False, True),
             ("virt-7.2", "qemu-system-aarch64", True, True, True), ("virt-7.2", "qemu-system-arm", True, True, True),
             ("virt", "qemu-system-riscv64", True, True, True), ("pseries-7.2", "qemu-system-ppc64", False, False, False)]
-#: x86 only: -nic model= takes every model QEMU lists (``-nic model=help``), each probed; one QEMU
-#: cannot make without more (pvrdma's back-end) is left out and refused offline by name
-#: x86 only: USB devices that need a back-end (probed with a null-co node or a null chardev)
-X86_USB_BACKED = {"usb-storage": ["-blockdev", "driver=null-co,node-name=pd"], "usb-serial": ["-chardev", "null,id=pc"]}
-X86_USB_SPEC = {"usb-storage": "drive=pd", "usb-serial": "chardev=pc"}
+#: -nic model= takes every model QEMU lists (``-nic model=help``), each probed; one QEMU cannot
+#: make without more (pvrdma's back-end) is left out and refused offline by name
+#: USB devices that need a back-end (probed with a null-co node or a null chardev), on every
+#: machine with device profiles
+USB_BACKED = {"usb-storage": ["-blockdev", "driver=null-co,node-name=pd"], "usb-serial": ["-chardev", "null,id=pc"]}
+USB_SPEC = {"usb-storage": "drive=pd", "usb-serial": "chardev=pc"}
 #: x86 only: an empty floppy drive (the isa-fdc q35 makes for it, the floppy device of pc's):
 #: what -drive if=floppy adds, its image's drive type computed offline
 X86_FLOPPY = ["-drive if=floppy"]
@@ -72,6 +74,8 @@ OPTION_VARIANTS: dict[str, list[str]] = {
                  "virtualization=on", "ras=on", "acpi=off", "acpi=on", "default-bus-bypass-iommu=on",
                  # at their defaults (the same DT but for the seeds: composed with the others)
                  "secure=off", "virtualization=off", "ras=off", "mte=off", "acpi=auto", "dtb-randomness=off",
+                 # beside the partner QEMU needs (OPTION_REQUIRES)
+                 "mte=on",
                  "graphics=off", "default-bus-bypass-iommu=off",
                  # CPU models (on DT machines a CPU model is a DT of its own): "-cpu MODEL"
                  "-cpu cortex-a57", "-cpu cortex-a53", "-cpu cortex-a72", "-cpu max", "-cpu cortex-a15", "-cpu cortex-a7"],
@@ -84,9 +88,25 @@ OPTION_VARIANTS: dict[str, list[str]] = {
 }
 
 
-def _option_argv(option: str) -> list[str]:
-    """An option variant's arguments: "NAME=VALUE" is a machine option, "-cpu MODEL" a CPU model."""
-    return option.split(" ", 1) if option.startswith("-") else ["-machine", option]
+#: options QEMU takes only beside another (measured, 7.2): mte=on needs a CPU with MTE ("MTE
+#: requested, but not supported by the guest CPU" otherwise), ras=on without firmware aborts QEMU
+#: (virt_acpi_setup: "Assertion `vms->acpi_dev' failed") unless ACPI is off.  Such an option is
+#: recorded with its partner, and offline takes it only where the command line gives the partner.
+OPTION_REQUIRES: dict[str, dict[str, str]] = {"virt-7.2": {"mte=on": "-cpu max", "ras=on": "acpi=off"}}
+
+
+def _option_requires(mtype: str) -> dict[str, str]:
+    import re
+
+    return OPTION_REQUIRES.get(mtype) or OPTION_REQUIRES.get(re.sub(r"-\d+\.\d+$", "-7.2", mtype), {})
+
+
+def _option_argv(option: str, requires: dict[str, str] | None = None) -> list[str]:
+    """An option variant's arguments: "NAME=VALUE" is a machine option, "-cpu MODEL" a CPU model;
+    with the partner QEMU needs beside it (``requires``)."""
+    own = option.split(" ", 1) if option.startswith("-") else ["-machine", option]
+    partner = (requires or {}).get(option)
+    return own + (_option_argv(partner) if partner else [])
 
 
 REMOVERS = {"net": ["-net", "none"], "parallel": ["-parallel", "none"], "serial": ["-serial", "none"], "vga": ["-vga", "none"]}
@@ -127,9 +147,9 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
         return _probe_nic(binary, mtype, device)
     extra = REQUIRED.get(device)
     spec = f"{device},id=probe" + (f",{extra}" if extra else "")
-    if device in X86_USB_BACKED:
-        setup = [*setup, *X86_USB_BACKED[device]]
-        spec += "," + X86_USB_SPEC[device]
+    if device in USB_BACKED:
+        setup = [*setup, *USB_BACKED[device]]
+        spec += "," + USB_SPEC[device]
     if device in DRIVE_DEVICES:
         setup = [*setup, "-blockdev", "driver=null-co,node-name=pd"]
         spec += ",drive=pd"
@@ -163,12 +183,19 @@ def _nic_models(binary: str, mtype: str) -> list[str]:
     return [line.split()[0] for line in out.splitlines()[1:] if line.strip()]  # 10.0: "virtio-net-pci (aka virtio)"
 
 
-def _probe_nic(binary: str, mtype: str, device: str) -> tuple[str, dict[str, Any]]:
+def _nic_makes_device(binary: str, mtype: str) -> bool:
+    """Whether -nic makes a NIC on this machine: riscv64 virt (7.2) keeps the netdev and warns
+    that the NIC "was not created", for any model."""
+    snapshot = read_argv([binary, "-M", mtype, "-nodefaults", "-nic", "user,model=virtio-net-pci"])
+    return any(d.backends.get("netdev") for d in from_snapshot(snapshot).devices())
+
+
+def _probe_nic(binary: str, mtype: str, device: str, setup: list[str] | None = None) -> tuple[str, dict[str, Any]]:
     """A NIC made by -nic (machine init, pci_nic_init): QEMU sets it up unlike -device."""
     try:
-        snapshot = read_argv([binary, "-M", mtype, "-nodefaults", "-nic", f"user,model={device}"])
+        snapshot = read_argv([binary, "-M", mtype, "-nodefaults", *(setup or []), "-nic", f"user,model={device}"])
     except DtvmError:
-        if mtype.startswith("pc-") and device not in ("virtio-net-pci", "e1000", "e1000e"):
+        if device not in ("virtio-net-pci", "e1000", "e1000e"):
             return f"{device}@nic-refused", {}
         raise
     config = from_snapshot(snapshot)
@@ -193,6 +220,55 @@ def _profile(snapshot: Any, found: Device, extra: str | None) -> dict[str, Any]:
                     for e in snapshot.type_props.get(d) or [] if "default-value" in e} for d in drivers}
     return {"kind": KIND[found.parent.type], "device": data, "types": types,
             "defaults": defaults, "props-of": {d: sorted(types[d]) for d in drivers}}
+
+
+#: machine options that leave PCI without an MSI controller (virt: GICv3 without its ITS; no
+#: GICv2m either), under which QEMU realizes PCI devices otherwise (virtio's vectors 0, megasas
+#: without msi/msix; a pcie-root-port not at all: "MSI-X is not supported by interrupt controller")
+NO_MSI: dict[str, list[str]] = {"virt-7.2": ["-machine", "gic-version=3,its=off"]}
+
+
+def no_msi_profiles(binary: str, mtype: str, jobs: list[tuple[list[str], str, str]], profiles: dict[str, Any],
+                    old: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``no-msi`` of a model: each PCI profile (root bus, behind a pcie-pci-bridge, -nic) probed
+    again without an MSI controller: ``same`` where QEMU builds the same, ``profiles`` where it
+    builds another, ``refused`` where QEMU refuses it; offline takes these where the options of
+    a command line take MSI away (dtvm/qemu/offline_dt.py msi_lost)."""
+    import re
+
+    setup = NO_MSI.get(mtype) or NO_MSI.get(re.sub(r"-\d+\.\d+$", "-7.2", mtype))
+    if not setup:
+        return None
+    out: dict[str, Any] = {"options": setup, "same": [], "profiles": {}, "refused": []}
+    kept = {k: ("same", None) for k in (old or {}).get("same", [])}
+    kept.update({k: ("refused", None) for k in (old or {}).get("refused", [])})
+    kept.update({k: ("profiles", v) for k, v in ((old or {}).get("profiles") or {}).items()})
+    todo = [j for j in jobs if j[2] in ("pci-root", "pci-bridge", "nic") and f"{j[1]}@{j[2]}" in profiles
+            and f"{j[1]}@{j[2]}" not in kept]
+
+    def one(job: tuple[list[str], str, str]) -> tuple[str, dict[str, Any] | None]:
+        _, device, context = job
+        key = f"{device}@{context}"
+        try:
+            if context == "nic":
+                got, profile = _probe_nic(binary, mtype, device, setup)
+            else:
+                bridge = ["-device", "pcie-pci-bridge,id=ctx"] if context == "pci-bridge" else []
+                got, profile = probe(binary, mtype, [*setup, *bridge], device, context)
+        except (DtvmError, SystemExit):
+            return key, None
+        return key, (None if got.endswith("-refused") else profile)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for key, profile in pool.map(one, todo):
+            kept[key] = ("refused", None) if profile is None else ("same", None) if profile == profiles[key] \
+                else ("profiles", profile)
+    for key, (how, profile) in sorted(kept.items()):
+        if how == "profiles":
+            out["profiles"][key] = profile
+        else:
+            out[how].append(key)
+    return out
 
 
 def _default_nic(variant: dict[str, Any]) -> str | None:
@@ -230,17 +306,28 @@ def cpu_types(binary: str, mtype: str) -> dict[str, str]:
         return {n: t for n, t in pool.map(one, names) if t}
 
 
-def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dict[str, Any]:
+def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: dict[str, Any] | None = None,
+          max_joint: int = 4) -> dict[str, Any]:
+    """The offline model of one machine; ``old`` (--merge): the file's model, whose variants,
+    option variants, profiles and dt-smp recordings are kept, so only what it lacks is asked of
+    QEMU (the recorder's jobs for the rest are the same QEMU runs with the same answers)."""
     def variant(opts: list[str]) -> dict[str, Any] | None:
         try:
             return config_to_dict(from_snapshot(read_argv([binary, "-M", mtype, *opts])))
         except DtvmError:
             return None  # QEMU refuses the combination on this machine: not in the model
 
+    old = old or {}
+    kept_options = old.get("option-variants") or {}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        made = dict(zip(VARIANTS, pool.map(variant, VARIANTS.values()), strict=True))
-        options = _option_variants(mtype)
-        by_option = dict(zip(options, pool.map(lambda o: variant(["-nodefaults", *_option_argv(o)]), options), strict=True))
+        made = dict(old["variants"]) if old.get("variants") else \
+            dict(zip(VARIANTS, pool.map(variant, VARIANTS.values()), strict=True))
+        options = [o for o in _option_variants(mtype) if o not in kept_options]
+        requires = _option_requires(mtype)
+        by_option = {o: kept_options[o] for o in _option_variants(mtype) if o in kept_options}
+        by_option.update(zip(options, pool.map(lambda o: variant(["-nodefaults", *_option_argv(o, requires)]), options),
+                             strict=True))
+        by_option = {o: by_option[o] for o in _option_variants(mtype)}
     variants = {name: v for name, v in made.items() if v is not None}
     option_variants = {name: v for name, v in by_option.items() if v is not None}
     nics = {name: _default_nic(v) for name, v in variants.items() if name == "defaults"}
@@ -261,19 +348,35 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool) -> dic
         jobs += [([], "ide-hd", "IDE"), ([], "ide-cd", "IDE")]
     if mmio:
         jobs += [([], d, "virtio-mmio-bus") for d in MMIO_DEVICES]
-    if mtype != "virt":  # riscv64 virt makes no NICs from -nic
+    nic_makes_device = _nic_makes_device(binary, mtype) if devices else True
+    if nic_makes_device:  # riscv64 virt 7.2 makes no NICs from -nic (the netdev alone)
         jobs += [([], d, "nic") for d in ("virtio-net-pci", "e1000", "e1000e")]
-    if mtype.startswith("pc-"):
         jobs += [([], d, "nic") for d in _nic_models(binary, mtype) if d not in ("virtio-net-pci", "e1000", "e1000e")]
-        jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in X86_USB_BACKED]
+    jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in USB_BACKED]
+    if mtype.startswith("pc-"):
         jobs += [([], d, "ISA") for d in X86_ISA_DEVICES]
     if not devices:
         jobs = []
+    kept = old.get("profiles") or {}
+    all_jobs = jobs
+    jobs = [j for j in jobs if f"{j[1]}@{j[2]}" not in kept]
     with ThreadPoolExecutor(max_workers=2) as pool:
         profiles = {k: v for k, v in pool.map(lambda j: probe(binary, mtype, j[0], j[1], j[2]), jobs)
                     if not k.endswith("-refused")}
+    profiles.update(kept)
+    no_msi = no_msi_profiles(binary, mtype, all_jobs, profiles, old.get("no-msi")) \
+        if _dt_machine(mtype, binary) and devices else None
     first = variants["defaults"]
-    extra = {"dt-smp": dt_smp(mtype, binary, variants["nodefaults"], option_variants)} if _dt_machine(mtype, binary) else {}
+    extra = {"dt-smp": dt_smp(mtype, binary, variants["nodefaults"], option_variants, requires, old.get("dt-smp"),
+                              max_joint)} \
+        if _dt_machine(mtype, binary) else {}
+    if not nic_makes_device:
+        extra["nic-makes-device"] = False
+    if no_msi is not None:
+        extra["no-msi"] = no_msi
+    requires = {k: v for k, v in _option_requires(mtype).items() if k in option_variants}
+    if requires:
+        extra["option-requires"] = requires
     return {**extra, "format": 1, "type": mtype, "binary": os.path.basename(binary), "default-nic": nics.get("defaults"),
             "cpu-types": cpu_types(binary, mtype) if binary.endswith("x86_64") else {},
             "qemu": read_argv([binary, "-M", mtype, "-nodefaults"]).version.get("package", ""),
@@ -305,22 +408,43 @@ def smp_forms(joint: bool = False) -> list[tuple[int, int, int, int, int]]:
     return sorted(out)
 
 
-def _joinable(a: str, b: str) -> bool:
-    """Two DT-changing options a command line can give together (not two values of one option)."""
-    return a.split("=", 1)[0].split(" ", 1)[0] != b.split("=", 1)[0].split(" ", 1)[0]
+def _joinable(a: str, b: str, requires: dict[str, str] | None = None) -> bool:
+    """Two DT-changing options a command line can give together (not two values of one option,
+    nor one with a value other than the partner another is recorded with)."""
+    def key(o: str) -> str:
+        return o.split("=", 1)[0].split(" ", 1)[0]
+
+    partners = {a: (requires or {}).get(a), b: (requires or {}).get(b)}
+    if key(a) == key(b) or partners[a] == b or partners[b] == a:
+        return False
+    return not any(p is not None and key(p) == key(other) for o, p in partners.items() for other in (a, b) if other != o)
 
 
-def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+#: the most DT-changing options recorded together (aarch64 virt 7.2: 53 pairs, 131 threes, 334
+#: fours, each with the 9 joint topologies)
+MAX_JOINT = 4
+
+
+def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict[str, dict[str, Any]],
+           requires: dict[str, str] | None = None, old: dict[str, Any] | None = None,
+           max_joint: int = MAX_JOINT) -> dict[str, Any]:
     """``dt-smp`` of a DT machine's model (dtvm/qemu/offline_dt.py), all from QEMU under -nodefaults:
 
-    - ``joint``: each two DT-changing options together (their DTs do not compose): the device
-      delta against the first one's variant, and QEMU's DT;
+    - ``joint``: each two DT-changing options together (their DTs do not compose), each
+      DT-changing option with an option that leaves the DT alone where the two do not compose
+      (gic-version=3 with its=off: no ITS node; iommu=smmuv3 with default-bus-bypass-iommu=on:
+      an iommu-map), and each three or four (a recorded joint of one fewer and one more that goes with
+      all of it): the device
+      delta against the variant it derives from (``parent``: one option, or a joint), and QEMU's DT;
     - ``entries``: per DT-changing option, pair of them, or none, and per topology of smp_forms(),
       what -smp makes: its DT and its device-model delta (GIC num-cpu and MMIO, smp property);
     - ``checked``: the pairs of a DT-changing option with an option that leaves the DT alone whose
       composition offline_dt.compose makes QEMU's guest tree (described both ways, compared);
-      a pair that does not (default-bus-bypass-iommu=on with iommu=smmuv3 adds an iommu-map) stays
-      out, and offline refuses it by name.
+      a pair that does not is recorded under ``joint`` instead.
+
+    An option of ``requires`` is recorded beside its partner (mte=on with -cpu max), everywhere.
+    ``old``: the section of the model file being merged into (--merge): what it holds is kept, and
+    only what it lacks is asked of QEMU (QEMU answers the same each time: the same bytes).
 
     DTs are stored without QEMU's seeds, once per distinct value, compressed against the DT they
     derive from; deltas once per distinct value."""
@@ -332,6 +456,8 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
     from dtvm.qemu.models import config_from_dict, option_delta
     from dtvm.qemu.offline_dt import compose, pack_dt, smp_delta, smp_text
     from dtvm.vm.translate import describe, driver_compat, drop_seeds
+
+    old = old or {}
 
     def raw(variant: dict[str, Any]) -> bytes:
         return zlib.decompress(base64.b64decode(variant["dtb-zlib"]))
@@ -348,7 +474,7 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
             return None  # QEMU refuses the combination: not recorded
 
     def argv_of(name: str) -> list[str]:
-        return [a for part in name.split("&") if part for a in _option_argv(part)]
+        return [a for part in name.split("&") if part for a in _option_argv(part, requires)]
 
     features: dict[str, dict[str, Any]] = {"": plain}  # the recorded variant of each DT feature
     feature_dt: dict[str, bytes] = {"": raw(plain)}  # its DT as offline_dt unpacks it
@@ -360,11 +486,12 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
         elif not delta["alone"]:
             neutral.append(name)
     singles = sorted(n for n in features if n)
-    pairs = [f"{a}&{b}" for i, a in enumerate(singles) for b in singles[i + 1:] if _joinable(a, b)]
-    entries: dict[str, Any] = {}
-    dts: dict[str, Any] = {}
-    deltas: dict[str, Any] = {}
+    pairs = [f"{a}&{b}" for i, a in enumerate(singles) for b in singles[i + 1:] if _joinable(a, b, requires)]
+    entries: dict[str, Any] = dict(old.get("entries") or {})
+    dts: dict[str, Any] = dict(old.get("dts") or {})
+    deltas: dict[str, Any] = dict(old.get("deltas") or {})
     joint: dict[str, Any] = {}
+    old_checked = set(old.get("checked") or [])
 
     def store(base: dict[str, Any], base_dt: bytes, name: str, variant: dict[str, Any]) -> dict[str, str] | None:
         delta = smp_delta(base, variant)
@@ -378,44 +505,72 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
         dts.setdefault(dt_id, pack_dt(dtb, base_dt))
         return {"dt": dt_id, "delta": delta_id}
 
+    def add_joint(name: str, parent: str, variant: dict[str, Any] | None) -> bool:
+        ref = store(features[parent], feature_dt[parent], name, variant) if variant is not None else None
+        if ref is None or variant is None:
+            return False
+        joint[name] = {"parent": parent, **ref}
+        features[name], feature_dt[name] = variant, unseeded(raw(variant))
+        return True
+
+    compat = driver_compat()
+
+    def guest(config: Any) -> bytes:
+        return write_dtb(describe(config, compat).guest)
+
     with ThreadPoolExecutor(max_workers=2) as pool:
         for name, variant in zip(pairs, pool.map(lambda n: record(argv_of(n)), pairs), strict=True):
-            parent = name.split("&", 1)[0]
-            ref = store(features[parent], feature_dt[parent], name, variant) if variant is not None else None
-            if ref is not None and variant is not None:
-                joint[name] = {"parent": parent, **ref}
-                features[name], feature_dt[name] = variant, unseeded(raw(variant))
-        jobs = [(name, form) for name in features for form in smp_forms("&" in name)]
+            add_joint(name, name.split("&", 1)[0], variant)
+        # the checks: QEMU's own guest tree for each DT-changing option with each that is not
+        checks = [(f, n) for f in singles for n in neutral if _joinable(f, n, requires)
+                  and f"{f}&{n}" not in old_checked]
+        qemu = list(pool.map(lambda c: record([*argv_of(c[0]), *argv_of(c[1])]), checks))
+        section: dict[str, Any] = {"forms": [smp_text(f) for f in smp_forms()],
+                                   "joint-forms": [smp_text(f) for f in smp_forms(True)], "joint": joint,
+                                   "entries": entries, "dts": dts, "deltas": deltas}
+        model_so_far = {"variants": {"nodefaults": plain}, "option-variants": option_variants, "dt-smp": section}
+        checked = sorted(old_checked & {f"{f}&{n}" for f in singles for n in neutral})
+        for (f, n), variant in zip(checks, qemu, strict=True):
+            if variant is None:
+                continue
+            try:
+                made_here = compose(model_so_far, "nodefaults", [f, n], None, True, checked_only=False)
+            except DtvmError:
+                made_here = None
+            if made_here is not None:
+                ours = config_from_dict(made_here[0])
+                if made_here[1] is not None:
+                    ours.dtb = made_here[1]
+                if guest(ours) == guest(config_from_dict(variant)):
+                    checked.append(f"{f}&{n}")
+                    continue
+            # they do not compose: recorded together, as two DT-changing options are
+            name = "&".join(sorted((f, n)))
+            if add_joint(name, f, variant):
+                print(f"  {mtype}: {f} with {n} does not compose: recorded together", file=sys.stderr)
+            else:
+                print(f"  {mtype}: {f} with {n} does not compose (refused offline)", file=sys.stderr)
+        # three and four together (a CPU model with two or three options), each from a recorded
+        # joint of one fewer and a DT-changing option that goes with all of it
+        for size in range(3, max_joint + 1):
+            grown: dict[str, str] = {}
+            for smaller in sorted(j for j in joint if j.count("&") == size - 2):
+                parts = smaller.split("&")
+                for more in singles:
+                    if more not in parts and all(_joinable(more, p, requires) for p in parts):
+                        grown.setdefault("&".join(sorted([*parts, more])), smaller)
+            names = sorted(grown)
+            for name, variant in zip(names, pool.map(lambda n: record(argv_of(n)), names), strict=True):
+                add_joint(name, grown[name], variant)
+        jobs = [(name, form) for name in features for form in smp_forms("&" in name)
+                if f"{name}|{smp_text(form)}" not in entries]
         made = list(pool.map(lambda j: record([*argv_of(j[0]), "-smp", smp_text(j[1])]), jobs))
         for (name, form), variant in zip(jobs, made, strict=True):
             ref = store(features[name], feature_dt[name], name, variant) if variant is not None else None
             if ref is not None:
                 entries[f"{name}|{smp_text(form)}"] = ref
-        section: dict[str, Any] = {"forms": [smp_text(f) for f in smp_forms()],
-                                   "joint-forms": [smp_text(f) for f in smp_forms(True)], "joint": joint,
-                                   "entries": entries, "dts": dts, "deltas": deltas}
-        # the checks: QEMU's own guest tree for each DT-changing option with each that is not
-        checks = [(f, n) for f in singles for n in neutral if _joinable(f, n)]
-        qemu = list(pool.map(lambda c: record([*argv_of(c[0]), *argv_of(c[1])]), checks))
-    model_so_far = {"variants": {"nodefaults": plain}, "option-variants": option_variants, "dt-smp": section}
-    compat = driver_compat()
-    checked = []
-    for (f, n), variant in zip(checks, qemu, strict=True):
-        if variant is None:
-            continue
-        try:
-            made_here = compose(model_so_far, "nodefaults", [f, n], None, True, checked_only=False)
-        except DtvmError:
-            continue
-        assert made_here is not None
-        ours = config_from_dict(made_here[0])
-        if made_here[1] is not None:
-            ours.dtb = made_here[1]
-        if write_dtb(describe(ours, compat).guest) == write_dtb(describe(config_from_dict(variant), compat).guest):
-            checked.append(f"{f}&{n}")
-        else:
-            print(f"  {mtype}: {f} with {n} does not compose (refused offline)", file=sys.stderr)
     section["checked"] = sorted(checked)
+    section["joint"] = dict(sorted(joint.items()))
     section["entries"] = dict(sorted(entries.items()))
     section["dts"] = dict(sorted(dts.items()))
     section["deltas"] = dict(sorted(deltas.items()))
@@ -460,6 +615,12 @@ def main() -> int:
     parser.add_argument("--bin-dir", help="record from the QEMU binaries in this directory (e.g. QEMU 10.0's "
                         "wrappers, /opt/dtvm/qemu-10.0.2/bin) instead of those on PATH")
     parser.add_argument("--only", help="record only these machine types (comma-separated)")
+    parser.add_argument("--merge", action="store_true", help="keep what the existing model files hold and ask QEMU only "
+                        "for what they lack (new profiles, option variants, dt-smp recordings): minutes instead of "
+                        "tens of minutes; QEMU answers the same runs the same way, so what is kept is what it would record again")
+    parser.add_argument("--max-joint", type=int, default=MAX_JOINT, choices=range(2, MAX_JOINT + 1),
+                        help=f"the most DT-changing options recorded together on the DT machines (default {MAX_JOINT}; "
+                        "each more multiplies the QEMU runs)")
     args = parser.parse_args()
     version, machines = _machines(args.bin_dir)
     out = args.out or os.path.join(os.path.dirname(__file__), "..", "dtvm", "qemu", "machines",
@@ -470,8 +631,12 @@ def main() -> int:
         if args.only and mtype not in args.only.split(","):
             continue
         machine = find_machine(mtype, binary)
-        data = model(mtype, binary, pcie, mmio, devices)
         path = os.path.join(args.out, f"{machine.arch}-{machine.type}.offline.json")
+        old = None
+        if args.merge and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                old = json.load(f)
+        data = model(mtype, binary, pcie, mmio, devices, old, args.max_joint)
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1, sort_keys=False)
             f.write("\n")

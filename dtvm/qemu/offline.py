@@ -39,6 +39,7 @@ from dtvm.qemu.offline_argv import (
     probed_format,
 )
 from dtvm.qemu.offline_dt import compose as compose_dt
+from dtvm.qemu.offline_dt import msi_lost, reprofile_without_msi
 from dtvm.qemu.offline_flash import attach_flash
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
@@ -182,6 +183,15 @@ def offline_config(argv: list[str]) -> Config:
     if args.cpu is not None and x86:
         config.machine.cpu_type = model["cpu-types"][args.cpu]
 
+    # options that take the MSI controller away (gic-version=3 with its=off): PCI devices realize
+    # otherwise, from the model's no-msi profiles; a default PCI device (the NIC) has none
+    no_msi = (model.get("no-msi") or {"same": [], "profiles": {}}) \
+        if dt_made is not None and msi_lost(model, dt_made[1]) else None
+    if no_msi is not None:
+        machine_pci = {d.driver for d in config_from_dict(model["variants"]["nodefaults"]).devices() if d.address[0] == "pci"}
+        for dev in [d for d in config.devices() if d.address[0] == "pci" and d.driver not in machine_pci]:
+            if not reprofile_without_msi(dev, model["profiles"], no_msi):
+                _no_msi_refusal(dev.driver, bad)
     ids: dict[str, Device] = {d.qdev_id: d for d in config.devices() if d.qdev_id}
     bus_by_name: dict[str, list[Bus]] = {}
     for b in _all_buses(config):
@@ -204,18 +214,22 @@ def offline_config(argv: list[str]) -> Config:
     _more_ports(config, args, x86, explicit)
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
     generated = sum(1 for b in config.backends if re.fullmatch(r"#net\d+", b.id))
+    makes_nic = model.get("nic-makes-device", True)  # riscv64 virt 7.2: -nic makes its netdev alone
     for n, pairs in enumerate(args.nics):
         opts = dict(pairs)
         ntype = opts.pop("type")
         model_name = opts.pop("model", None) or model.get("default-nic")
-        if not model_name:
+        if not model_name and makes_nic:
             raise OfflineError(f"-nic: {machine.type} has no default NIC model: give model= (use online mode)")
         # QEMU names the netdev of an id-less -nic from its counter (the reader numbers those
         # #net0, #net1, ... in creation order, after the ones the machine's defaults made)
         netdev = opts.pop("id", None) or f"#net{generated + n}"
         nic_opts = [("mac", opts.pop("mac"))] if "mac" in opts else []
         args.netdevs.insert(n, (ntype, [("id", netdev), *opts.items()]))
-        nic_devices.append((model_name, [("netdev", netdev), *nic_opts]))
+        if makes_nic and model_name:
+            nic_devices.append((model_name, [("netdev", netdev), *nic_opts]))
+        elif not nic_opts:
+            mac_next += 1  # net_init_nic takes the NIC's MAC when it parses -nic, made or not
     # NICs of -nic are made during machine init, before any -device (and made differently:
     # their own profiles)
     # then -usbdevice's (vl.c's usb_parse, on the machine's USB bus), then the -device options
@@ -252,6 +266,11 @@ def offline_config(argv: list[str]) -> Config:
             bus, address = placement.bus, placement.address
         context = "nic" if from_nic else _context(bus)
         profile = profiles.get(f"{driver}@{context}")
+        if no_msi is not None and context in ("pci-root", "pci-port", "pci-bridge", "nic"):
+            key = f"{driver}@{context}"
+            profile = profile if key in no_msi["same"] else no_msi["profiles"].get(key)
+            if profile is None:
+                _no_msi_refusal(driver, bad)
         if profile is None:
             raise OfflineError(f"{where}: no profile for {driver} on a {context} bus in the offline model (use online mode)")
         dev = device_from_dict(profile["device"], bus)
@@ -304,7 +323,7 @@ def offline_config(argv: list[str]) -> Config:
             bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
-    _derived_props(config, explicit)
+    _derived_props(config, explicit, no_msi is not None)
     _ide_serials(config, explicit)
     for ntype, pairs in args.netdevs:
         opts = dict(pairs)
@@ -341,6 +360,12 @@ def offline_config(argv: list[str]) -> Config:
     return config
 
 
+def _no_msi_refusal(driver: str, options: list[str]) -> None:
+    raise OfflineError(f"{driver} with {', '.join(options)}: these options leave PCI without an MSI controller, where "
+                       "QEMU realizes PCI devices otherwise (or refuses them), and the offline model has no such "
+                       "recording of it (use online mode)")
+
+
 def _pass_to_child(dev: Device, key: str, value: str, rules: Versions) -> None:
     """A property a device hands to the device it makes (usb-storage's block sizes to its
     scsi-hd, since QEMU 10.0: versions.json ``child-props``), set where the models' QEMU passes it
@@ -351,8 +376,9 @@ def _pass_to_child(dev: Device, key: str, value: str, rules: Versions) -> None:
             child.props[key] = value
 
 
-def _derived_props(config: Config, explicit: dict[int, set[str]]) -> None:
-    """What QEMU derives at realize: virtio disks' queues from -smp, SAS addresses from the slot."""
+def _derived_props(config: Config, explicit: dict[int, set[str]], no_msi: bool = False) -> None:
+    """What QEMU derives at realize: virtio disks' queues from -smp, SAS addresses from the slot;
+    their MSI-X vectors too, unless there is no MSI controller (``no_msi``: QEMU sets them to 0)."""
     rules, by_address = device_facts().get("queues-follow-smp") or {}, device_facts().get("address-derived") or {}
     cpus = config.machine.cpus or 1
     for dev in config.devices():
@@ -365,7 +391,8 @@ def _derived_props(config: Config, explicit: dict[int, set[str]]) -> None:
             continue
         for child in (c for b in dev.buses for c in b.devices if c.driver == rule["child"]):
             child.props[str(rule["queues"])] = str(cpus)
-            dev.props["vectors"] = str(cpus + int(rule["vectors-extra"]))
+            if not no_msi:
+                dev.props["vectors"] = str(cpus + int(rule["vectors-extra"]))
 
 
 def _ide_serials(config: Config, explicit: dict[int, set[str]]) -> None:

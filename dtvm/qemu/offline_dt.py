@@ -15,12 +15,16 @@ QEMU (scripts/gen_offline_models.py):
   num-cpu, the machine's smp property), stored once per distinct value and compressed against
   the option's own DT.
 
-A command line takes one DT-changing option, or two that were recorded together (``joint``, with
-fewer topologies) -- measured: the DT-changing options of virt touch the same nodes, the GIC,
-/psci, the memory map, and their phandles shift together, so their DTs do not compose from single
-recordings --, options that leave the DT alone where the recorder checked them against QEMU beside
-that DT-changing option (``checked``), and a ``-smp`` topology of the recorded set; whatever else
-is an error naming it.  The DT of a
+A command line takes one DT-changing option, or up to four that were recorded together
+(``joint``, with fewer topologies; an option that leaves the DT alone but not beside one of them,
+its=off with gic-version=3, is recorded with it the same way) -- measured: the DT-changing options
+of virt touch the same nodes, the GIC, /psci, the memory map, and their phandles shift together, so
+their DTs do not compose from single recordings --, options that leave the DT alone where the
+recorder checked them against QEMU beside each DT-changing option (``checked``), options QEMU
+takes only beside another where the command line has it (``option-requires``: mte=on with -cpu
+max), and a ``-smp`` topology of the recorded set; whatever else is an error naming it.  Where the
+options take the MSI controller away (``msi_lost``), PCI devices come from the ``no-msi``
+profiles.  The DT of a
 variant without some defaults (-net none, ...) is the -nodefaults one, which a load-time check
 holds (those defaults are PCI devices, outside QEMU's DT).
 """
@@ -35,7 +39,7 @@ from typing import Any
 
 from dtvm.qemu.models import OfflineError, _index, _inflate, _same_dt, apply_deltas, option_delta
 
-__all__ = ["compose", "pack_dt", "smp_delta", "smp_key", "smp_text"]
+__all__ = ["compose", "msi_lost", "pack_dt", "reprofile_without_msi", "smp_delta", "smp_key", "smp_text"]
 
 #: a recorded DT may not claim more than this once padded (QEMU's virt DT is 1 MiB)
 _MAX_DT = 16 << 20
@@ -170,13 +174,21 @@ def _feature(model: dict[str, Any], section: dict[str, Any], name: str) -> tuple
     if name in recorded:
         return recorded[name], _dt_of(recorded[name])
     joint = (section.get("joint") or {}).get(name)
-    if joint is None or joint.get("parent") not in recorded:
+    if not isinstance(joint, dict):
         return None
-    parent = recorded[joint["parent"]]
+    parent_name = joint.get("parent")
+    # a joint recording derives from one of its options, or (three or four) from a joint of one fewer
+    if not isinstance(parent_name, str) or parent_name.count("&") >= name.count("&") \
+            or not set(parent_name.split("&")) < set(name.split("&")):
+        return None
+    made = _feature(model, section, parent_name)
+    if made is None:
+        return None
+    parent, parent_dt = made
     delta = section["deltas"][joint["delta"]]
     out = apply_deltas(parent, [(name, {**delta, "alone": False})])
     _apply_mmio(out, delta.get("mmio", []))
-    return out, _unpack_dt(section["dts"][joint["dt"]], _dt_of(parent))
+    return out, _unpack_dt(section["dts"][joint["dt"]], parent_dt)
 
 
 def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None, alone_ok: bool,
@@ -195,10 +207,27 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     if missing:
         raise OfflineError(f"{_opt(missing[0])}: not in the offline model (the options and CPU models recorded are "
                            "listed under option-variants in its file; use online mode)")
+    # an option QEMU takes only beside another (mte=on with -cpu max) is recorded with it: the
+    # partner is part of its recording, and without the partner QEMU refuses the command line
+    requires = model.get("option-requires") or {}
+    for b in list(bad):
+        partner = requires.get(b)
+        if partner is not None and partner not in bad:
+            raise OfflineError(f"{_opt(b)}: recorded only beside {_opt(partner)}, which QEMU needs with it on this machine "
+                               "(without it QEMU refuses or aborts; use online mode)")
+    partners = {requires[b] for b in bad if b in requires}
+    bad = [b for b in bad if b not in partners]
     plain = model["variants"]["nodefaults"]
     deltas = [(b, option_delta(plain, recorded[b])) for b in bad]
     changing = sorted(b for b, d in deltas if d["alone"])
-    others = [(b, d) for b, d in deltas if not d["alone"]]
+    # an option that leaves the DT alone but not beside a DT-changing one (its=off with
+    # gic-version=3) is recorded with it, as two DT-changing options are
+    joint_names = section.get("joint") or {}
+    dt_changing = list(changing)  # what the neutral options were checked with
+    for b, d in list(deltas):
+        if not d["alone"] and changing and "&".join(sorted([*changing, b])) in joint_names:
+            changing = sorted([*changing, b])
+    others = [(b, d) for b, d in deltas if b not in changing]
     if len(changing) == 1 and not dict(deltas)[changing[0]].get("dt-only") \
             and smp_delta(plain, recorded[changing[0]]) is None:
         # it changes devices' resources or back-ends too: only its own recording, as QEMU made it
@@ -210,11 +239,13 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     made = _feature(model, section, feature)
     if made is None:
         raise OfflineError(f"{', '.join(_opt(b) for b in changing)}: each changes QEMU's own DT, and together they are "
-                           f"not in the offline model (one, or two recorded together, is; use online mode)")
+                           f"not in the offline model (one, or up to four recorded together, is; use online mode)")
     fdict, fdt = made
     checked = set(section.get("checked") or [])
-    for name, _ in others:
-        for c in changing:
+    for name, odelta in others:
+        if not any(v for k, v in odelta.items() if k not in ("alone", "dt-only")):
+            continue  # an option at its default value: QEMU builds the same machine with or without it
+        for c in dt_changing:
             if checked_only and f"{c}&{name}" not in checked:
                 raise OfflineError(f"{_opt(name)} with {_opt(c)}: not checked against QEMU in the offline model "
                                    "(it changes what the other writes into QEMU's DT; use online mode)")
@@ -251,3 +282,53 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
         _apply_mmio(out, delta.get("mmio", []))
         dtb = _unpack_dt(section["dts"][entry["dt"]], fdt)
     return out, dtb
+
+
+def _has_msi(dtb: bytes) -> bool:
+    """Whether QEMU's DT gives its PCI host an MSI controller (msi-map or msi-parent)."""
+    from dtvm.dt.dtb import read_dtb
+
+    tree = read_dtb(dtb, "an offline model's DT")
+    hosts = [n for n in tree.root.walk() if n.get_property("device_type") is not None
+             and bytes(n["device_type"].value).rstrip(b"\0") == b"pci"]
+    return any(n.get_property(p) is not None for n in hosts for p in ("msi-map", "msi-parent"))
+
+
+def msi_lost(model: dict[str, Any], dtb: bytes | None) -> bool:
+    """Whether the options of a command line take away the MSI controller the device profiles
+    were recorded with (gic-version=3 with its=off: no ITS, no GICv2m).  Measured: QEMU then
+    realizes PCI devices otherwise (virtio's vectors 0, megasas without msi/msix, no root port at
+    all: "MSI-X is not supported by interrupt controller"), which no profile holds."""
+    if dtb is None:
+        return False
+    return _has_msi(_dt_of(model["variants"]["nodefaults"])) and not _has_msi(dtb)
+
+
+def reprofile_without_msi(dev: Any, profiles: dict[str, Any], no_msi: dict[str, Any]) -> bool:
+    """A PCI device the machine's defaults made (virt's default NIC, which QEMU realizes as a
+    -device on the root bus, not as machine init makes -nic's) as QEMU makes it without an MSI
+    controller: what its root-bus profile changes there (``no-msi``), on it and its children;
+    False where the model does not hold that (measured: the default virtio-net-pci's vectors go
+    from 4 to 0, as a -device virtio-net-pci's do)."""
+    key = f"{dev.driver}@pci-root"
+    if key in no_msi.get("same", []):
+        return True
+    now, was = (no_msi.get("profiles") or {}).get(key), profiles.get(key)
+    if now is None or was is None:
+        return False
+    pairs: list[tuple[Any, dict[str, Any], dict[str, Any]]] = [(dev, was["device"], now["device"])]
+    while pairs:
+        target, a, b = pairs.pop()
+        if not target.driver == a["driver"] == b["driver"] or not len(target.buses) == len(a["buses"]) == len(b["buses"]):
+            return False
+        for name in set(a["props"]) | set(b["props"]):
+            if a["props"].get(name) != b["props"].get(name):
+                if name in b["props"]:
+                    target.props[name] = str(b["props"][name])
+                else:
+                    target.props.pop(name, None)
+        for bus, abus, bbus in zip(target.buses, a["buses"], b["buses"], strict=True):
+            if not len(bus.devices) == len(abus["devices"]) == len(bbus["devices"]):
+                return False
+            pairs += list(zip(bus.devices, abus["devices"], bbus["devices"], strict=True))
+    return True
