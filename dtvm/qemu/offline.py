@@ -670,7 +670,7 @@ def _isa_fixed(config: Config, profile: dict[str, Any] | None, user: dict[str, s
     """An ISA device at its type's own place (pvpanic's and ib700's I/O port, sga's none): the
     machine's ISA bus, the address recorded; a second one, or another port, is not modelled."""
     bus = next((b for b in _all_buses(config) if b.type == "ISA"), None)
-    if bus is None or profile is None or set(user) - {"id"}:
+    if bus is None or profile is None or set(user) - {"id", "chardev", "netdev"}:
         raise OfflineError(f"{where}: this ISA device{' with ' + ', '.join(sorted(set(user) - {'id'})) if user else ''} "
                            "is not in the offline model (use online mode)")
     driver = profile["device"]["driver"]
