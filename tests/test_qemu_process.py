@@ -221,6 +221,54 @@ def test_sigkill_of_dtvm_kills_qemu(tmp_path: Path, tmpdir_env: Path, binary: st
             child.wait()
 
 
+_SPAWN = """
+import subprocess, sys, time
+from dtvm.qemu import process
+if sys.argv[1] == "preexec":
+    process._setpriv = lambda: None
+g = process.spawn_group(["sleep", "120"], cwd="/", stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+print(g.proc.pid, g.reaper.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("how", ["setpriv", "preexec"])
+def test_parent_death_signal_without_the_reaper(how: str) -> None:
+    """The reaper killed first, then dtvm by SIGKILL: the child dies by its parent-death signal
+    alone (set by setpriv, or by prctl in a preexec_fn where setpriv cannot be used).  Oracle: the
+    process table (the child is gone; with no parent-death signal, sleep would run for 120 s)."""
+    if how == "setpriv" and shutil.which("setpriv") is None:
+        pytest.skip("util-linux's setpriv is not installed (that path cannot run)")
+    child = subprocess.Popen([sys.executable, "-c", _SPAWN, how], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid = 0
+    try:
+        assert child.stdout is not None
+        pid, reaper = (int(x) for x in child.stdout.readline().split())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        for _ in range(200):  # setpriv executes sleep in the same process
+            if cmdline[0] == b"sleep":
+                break
+            time.sleep(0.01)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[:2] == [b"sleep", b"120"]
+        assert os.getpgid(pid) == reaper
+        os.kill(reaper, signal.SIGKILL)
+        child.kill()
+        child.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while pid_alive(pid) and _comm(pid) == "sleep" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not (pid_alive(pid) and _comm(pid) == "sleep"), "the child outlived its parent"
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if pid and pid_alive(pid) and _comm(pid) == "sleep":
+            os.kill(pid, signal.SIGKILL)
+
+
 @needs_qemu(X86)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGINT],
                          ids=lambda s: s.name)
