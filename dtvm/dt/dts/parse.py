@@ -50,25 +50,6 @@ _PLAIN_CELLS_RE = re.compile(r"(?:[ \t\n]+|(?:0[xX][0-9a-fA-F]{1,8}|0|[1-9][0-9]
 T_NAME, T_LABEL, T_NUM, T_CHAR, T_STR, T_REF = scan.T_NAME, scan.T_LABEL, scan.T_NUM, scan.T_CHAR, scan.T_STR, scan.T_REF
 T_BYTE = scan.T_BYTE
 
-def _describe(tok: Token) -> str:
-    kind, value = tok[0], tok[1]
-    if kind == scan.T_EOF:
-        return "end of input"
-    if kind == T_STR:
-        return f'string "{value}"'
-    if kind == T_NAME:
-        return f"name '{value}'"
-    if kind == T_LABEL:
-        return f"label '{value}:'"
-    if kind == T_REF:
-        return f"reference '&{value}'"
-    if kind in (T_NUM, T_CHAR):
-        return f"literal {value}"
-    if kind == T_BYTE:
-        return f"byte {value:02x}"
-    return f"'{value}'"
-
-
 class Parser:
     """One DTS compilation unit: the token list of a file and its includes."""
 
@@ -84,6 +65,7 @@ class Parser:
         self.label_nodes: dict[str, list[Node]] = {}
         self.root: Node | None = None
         self.errors: list[Message] = []  # dtc's ERROR()s so far: the parse goes on
+        self.plain_cells: dict[str, tuple[bytes, tuple[tuple[int, str], ...]]] = {}  # fast_cells' packed lists
 
     def note_label(self, node: Node, name: str) -> None:
         nodes = self.label_nodes.setdefault(name, [])
@@ -167,7 +149,7 @@ class Parser:
         if tok[0] == T_NUM or tok[0] == T_CHAR:
             # dtc's lexer judged the literal when it read it, before the parser saw it was misplaced
             self.literal(tok)
-        return self.hard_error("syntax error", self.tok_pos(tok), f"syntax error: expected {expected}, found {_describe(tok)}")
+        return self.hard_error("syntax error", self.tok_pos(tok), f"syntax error: expected {expected}, found {scan.describe_token(tok)}")
 
     def push_state(self, depth: int, tok: Token | None = None) -> None:
         """bison pushes its ``depth``-th state: at YYMAXDEPTH dtc stops with "memory exhausted"."""
@@ -757,15 +739,25 @@ class Parser:
         if body is None:
             body = tok[1]  # type: ignore[assignment]
         assert body is not None
-        if bits == 32 and len(body) < 4096 and _PLAIN_CELLS_RE.fullmatch(body):
-            items = body.split()
-            if "&" in body:
-                at = len(data)
-                markers += [Marker(at + 4 * k, MarkerType.REF_PHANDLE, item[1:]) for k, item in enumerate(items) if item[0] == "&"]
-                data += struct.pack(f">{len(items)}I", *[0xFFFFFFFF if x[0] == "&" else int(x, 0) for x in items])
-            else:
-                data += struct.pack(f">{len(items)}I", *[int(x, 0) for x in items])
-            return
+        if bits == 32:
+            # a board repeats most of its cell lists (<1>, <0>, <&gic 0 12 4>): each plain one is
+            # packed once per compilation (bounded: short lists, a few thousand of them)
+            hit = self.plain_cells.get(body)
+            if hit is None and len(body) < 4096 and _PLAIN_CELLS_RE.fullmatch(body):
+                items = body.split()
+                if "&" in body:
+                    refs = tuple((4 * k, item[1:]) for k, item in enumerate(items) if item[0] == "&")
+                    hit = (struct.pack(f">{len(items)}I", *[0xFFFFFFFF if x[0] == "&" else int(x, 0) for x in items]), refs)
+                else:
+                    hit = (struct.pack(f">{len(items)}I", *[int(x, 0) for x in items]), ())
+                if len(body) <= 256 and len(self.plain_cells) < 4096:
+                    self.plain_cells[body] = hit
+            if hit is not None:
+                if hit[1]:
+                    at = len(data)
+                    markers += [Marker(at + off, MarkerType.REF_PHANDLE, ref) for off, ref in hit[1]]
+                data += hit[0]
+                return
         nbytes = bits // 8
         mask = (1 << bits) - 1
         src: SourceBuffer = tok[2]
@@ -886,18 +878,22 @@ def parse_tokens(tokens: list[Token], include_dirs: list[str] | None = None) -> 
 
 def parse_source(src: SourceBuffer, include_dirs: list[str] | None = None) -> DeviceTree:
     """Parse a DTS source (and what it includes) into a DeviceTree, references unresolved."""
-    tokens = scan.tokenize(src, include_dirs)
+    scanner = scan.Scanner(include_dirs)
+    tokens = scanner.run(src)
     dt = parse_tokens(tokens, include_dirs)
-    name_sources(dt, tokens, src)
+    name_sources(dt, tokens, src, scanner.buffers)
     return dt
 
 
-def name_sources(dt: DeviceTree, tokens: list[Token], src: SourceBuffer) -> None:
+def name_sources(dt: DeviceTree, tokens: list[Token], src: SourceBuffer, buffers: list[SourceBuffer] | None = None) -> None:
     """The main file's name, and dtc's initial path (what ``-T`` shortens file names against):
-    the first linemarker the lexer read, in any buffer, else the main file."""
+    the first linemarker the lexer read, in any buffer a token came from, else the main file.
+    ``buffers``: the scanner's (a superset of the tokens' buffers), so that only the few with a
+    linemarker are looked for among the tokens, not each of the tokens' (10^5 in a kernel board)."""
     dt.source_name = src.name
-    # each buffer once (a set by identity, built in C: the kernel's boards have 10^5 tokens)
-    marks = [m for b in set(map(itemgetter(2), tokens)) if (m := getattr(b, "first_mark", None)) is not None]
+    if buffers is None:
+        buffers = list(set(map(itemgetter(2), tokens)))  # each buffer once (a set built in C)
+    marks = [m for b in buffers if (m := b.first_mark) is not None and b in map(itemgetter(2), tokens)]
     dt.initial_path = min(marks)[1] if marks else src.name
 
 
