@@ -123,7 +123,14 @@ def _read_upto(f: BinaryIO, want: int, limit: int | None = None, first: int = _C
     got = 0
     chunk_size = max(1, min(first, _CHUNK))
     while got < want:
-        chunk = f.read(min(chunk_size, want - got))
+        asked = min(chunk_size, want - got)
+        chunk = f.read(asked)
+        if first < _CHUNK and 0 < len(chunk) < asked:
+            # a regular file (``first`` is its size and one): a buffered read returns short only
+            # at its end; asking again would allocate a 1 MiB buffer to read nothing
+            parts.append(chunk)
+            got += len(chunk)
+            break
         chunk_size = _CHUNK
         if not chunk:
             break
