@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 import re
 import struct
+from itertools import repeat
 from operator import itemgetter
 
 from dtvm.dt.dts import scan
-from dtvm.dt.dts.build import OrphanCounter, add_orphan_node, merge_nodes
+from dtvm.dt.dts.build import OrphanCounter, add_orphan_node, guess_boot_cpuid, merge_nodes
 from dtvm.dt.dts.diag import FATAL_PARSE, FATAL_SYNTAX, DtsError, Message, ZeroPos
 from dtvm.dt.dts.expr import YYMAXDEPTH, parse_integer_prim
 from dtvm.dt.dts.scan import Token
@@ -47,6 +48,7 @@ _CELL_ITEM_RE = re.compile(r"[^ \t\n]+")
 # (lists under 4 KiB: a long one is read item by item, in bounded memory; possessive, as the scanner's)
 _PLAIN_CELLS_RE = re.compile(r"(?:[ \t\n]+|(?:0[xX][0-9a-fA-F]{1,8}|0|[1-9][0-9]{0,8}|&[a-zA-Z_][a-zA-Z0-9_]*)\b)*+")
 
+_PACK = [struct.Struct(f">{n}I").pack for n in range(17)]  # fast_cells' lists of up to 16 cells
 T_NAME, T_LABEL, T_NUM, T_CHAR, T_STR, T_REF = scan.T_NAME, scan.T_LABEL, scan.T_NUM, scan.T_CHAR, scan.T_STR, scan.T_REF
 T_BYTE = scan.T_BYTE
 
@@ -164,6 +166,13 @@ class Parser:
 
     def literal(self, tok: Token) -> int:
         """A DT_LITERAL or DT_CHAR_LITERAL's value; a bad one is dtc's lexical error, read as strtoull reads it."""
+        text: str = tok[1]  # type: ignore[assignment]
+        if tok[0] == T_NUM and len(text) <= 16 and text[-1] not in "UL":
+            # short decimal or hex, no suffix (the scanner gave only digits): in range, nothing to report
+            if text[0] != "0":
+                return int(text)
+            if text[1:2] in ("x", "X"):
+                return int(text[2:], 16)
         try:
             if tok[0] == T_NUM:
                 return parse_int_literal(tok[1], tok[2], tok[3])  # type: ignore[arg-type]
@@ -398,6 +407,13 @@ class Parser:
                 pdata = bytearray()
                 if cells is not None:
                     pmarkers = [Marker(0, MarkerType.TYPE_UINT32)]
+                    hit = self.plain_cells.get(cells)
+                    if hit is not None and not hit[1]:  # packed before, no reference: the bytes as they are
+                        prop = Property(pname, hit[0], pmarkers, SourcePos(tok[2], tok[3], tok[4]))
+                        for name in reversed(labels):
+                            add_label(prop.labels, name)
+                        node.props.append(prop)
+                        continue
                     self.fast_cells(tok, pdata, pmarkers, 32, cells)
                 else:
                     assert string is not None
@@ -724,7 +740,13 @@ class Parser:
                     self.push_state(depth + 2)
                 self.i += 1
                 return
-            if kind == T_NUM or kind == T_CHAR or kind == "(":
+            if kind == T_NUM:  # alone, a literal is the whole integer_prim (parse_integer_prim's first step)
+                if depth + 2 >= YYMAXDEPTH:
+                    self.push_state(depth + 2)
+                first = self.i
+                val = self.literal(tok)
+                self.i += 1
+            elif kind == T_CHAR or kind == "(":
                 val, first = parse_integer_prim(self, depth + 1)
             else:
                 raise self.syntax_error("a number, a reference or '>'")
@@ -732,26 +754,23 @@ class Parser:
                 self.soft_error(f"Value out of range for {bits}-bit array element", first, self.i - 1)
             data += (val & mask).to_bytes(nbytes, "big")
 
-    def fast_cells(
-        self, tok: Token, data: bytearray, markers: list[Marker], bits: int = 32, body: str | None = None
-    ) -> None:
+    def fast_cells(self, tok: Token, data: bytearray, markers: list[Marker], bits: int = 32, body: str | None = None) -> None:
         """Cells from a fused '<...>' (or whole-property) token: plain literals, &label references, labels."""
-        if body is None:
-            body = tok[1]  # type: ignore[assignment]
-        assert body is not None
+        text: str = tok[1] if body is None else body  # type: ignore[assignment]
         if bits == 32:
             # a board repeats most of its cell lists (<1>, <0>, <&gic 0 12 4>): each plain one is
             # packed once per compilation (bounded: short lists, a few thousand of them)
-            hit = self.plain_cells.get(body)
-            if hit is None and len(body) < 4096 and _PLAIN_CELLS_RE.fullmatch(body):
-                items = body.split()
-                if "&" in body:
-                    refs = tuple((4 * k, item[1:]) for k, item in enumerate(items) if item[0] == "&")
-                    hit = (struct.pack(f">{len(items)}I", *[0xFFFFFFFF if x[0] == "&" else int(x, 0) for x in items]), refs)
+            hit = self.plain_cells.get(text)
+            if hit is None and len(text) < 4096 and _PLAIN_CELLS_RE.fullmatch(text):
+                items = text.split()
+                pack = _PACK[len(items)] if len(items) < len(_PACK) else struct.Struct(f">{len(items)}I").pack
+                if "&" in text:
+                    hit = (pack(*[0xFFFFFFFF if x[0] == "&" else int(x, 0) for x in items]),
+                           tuple([(4 * k, item[1:]) for k, item in enumerate(items) if item[0] == "&"]))
                 else:
-                    hit = (struct.pack(f">{len(items)}I", *[int(x, 0) for x in items]), ())
-                if len(body) <= 256 and len(self.plain_cells) < 4096:
-                    self.plain_cells[body] = hit
+                    hit = (pack(*map(int, items, repeat(0))), ())  # int(item, 0) each
+                if len(text) <= 256 and len(self.plain_cells) < 4096:
+                    self.plain_cells[text] = hit
             if hit is not None:
                 if hit[1]:
                     at = len(data)
@@ -762,7 +781,7 @@ class Parser:
         mask = (1 << bits) - 1
         src: SourceBuffer = tok[2]
         base = -1
-        for m in _CELL_ITEM_RE.finditer(body):
+        for m in _CELL_ITEM_RE.finditer(text):
             item = m.group()
             if item[-1] == ":":  # a label inside the cells
                 markers.append(Marker(len(data), MarkerType.LABEL, item[:-1]))
@@ -858,18 +877,6 @@ def _bad_literal_value(tok: Token) -> int:
         return min(val, _M64)
     data = unescape(text, tok[2], tok[3] + 1)
     return data[0] if data else 0
-
-
-def guess_boot_cpuid(root: Node) -> int:
-    """dtc's guess_boot_cpuid: the first child of /cpus (even a deleted one) with a one-cell reg."""
-    cpus = root.get_node("/cpus")
-    if cpus is None or not cpus.children:
-        return 0
-    first = cpus.children[0]
-    reg = first.get_property("reg")
-    if reg is None or len(reg.value) != 4:
-        return 0
-    return int.from_bytes(reg.value, "big")
 
 
 def parse_tokens(tokens: list[Token], include_dirs: list[str] | None = None) -> DeviceTree:
