@@ -6,7 +6,8 @@ runs it, with .pyc files written: ``PYTHONDONTWRITEBYTECODE`` is dropped), old a
 the other, the order flipped every round. Besides the wall time, the process reports its own CPU
 time at exit (``getrusage(RUSAGE_SELF)``: Python's start-up, imports and dtvm's work, without
 QEMU's), which a loaded machine disturbs far less than the wall time. The peer is the old tree
-(``git worktree add /tmp/OLD COMMIT``); medians are printed with new / old.
+(``git worktree add /tmp/OLD COMMIT``); medians are printed with new / old, and the median
+and quartiles of the per-round ratios (each run next to its partner: less moved by a drifting load).
 
 ``--regular`` runs each as from a regular (not editable) install: ``python -S`` with the tree and
 this interpreter's site-packages on ``PYTHONPATH``, so no ``.pth`` file runs (an editable install's
@@ -91,6 +92,12 @@ def main() -> None:
     print(f"new/old: wall {statistics.median(wall[new]) / statistics.median(wall[old]):.3f}, own CPU "
           f"{statistics.median(cpu[new]) / statistics.median(cpu[old]):.3f} "
           f"(load average {os.getloadavg()[0]:.1f} at the end)")
+    # each run next to its partner of the same round: a ratio per pair, which the load's drift
+    # between rounds moves much less than it moves either median
+    for name, series in (("wall", wall), ("own CPU", cpu)):
+        pairs = sorted(n / o for n, o in zip(series[new], series[old], strict=True))
+        q1, med, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs[0],) * 3
+        print(f"new/old per pair, {name}: median {med:.3f} (quartiles {q1:.3f}-{q3:.3f}, {len(pairs)} pairs)")
 
 
 if __name__ == "__main__":

@@ -196,17 +196,14 @@ def _main() -> None:
     # until the command is found (the group resumes it there, with those objects frozen)
     collecting = gc.isenabled()
     gc.disable()
-    try:
-        if argv and argv[0] == "qemu2dtb":
-            # its common form without click (about a tenth of the process's CPU): cli/qemu2dtb.py
-            from dtvm.cli.qemu2dtb import run_fast
+    if argv and argv[0] == "qemu2dtb":
+        # its common form without click (about a tenth of the process's CPU): cli/qemu2dtb.py
+        from dtvm.cli import qemu2dtb
 
-            if run_fast(argv[1:]):
-                return
-        from dtvm.cli.group import cli
+        qemu2dtb.ENDS_PROCESS = True
+        if qemu2dtb.run_fast(argv[1:]):
+            return  # the collector stays paused: the process ends here
+    from dtvm.cli.group import cli
 
-        cli.resume_collector = collecting
-        cli.main(args=argv, prog_name="dtvm")
-    finally:
-        if collecting:
-            gc.enable()
+    cli.resume_collector = collecting
+    cli.main(args=argv, prog_name="dtvm")

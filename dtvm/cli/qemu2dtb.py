@@ -19,12 +19,17 @@ from typing import Any
 from dtvm.cli.output import interrupted_status
 from dtvm.errors import first_line
 
-__all__ = ["DEFAULT_ARGV", "describe_vm", "fast_args", "offline_version", "run_fast"]
+__all__ = ["DEFAULT_ARGV", "ENDS_PROCESS", "describe_vm", "fast_args", "offline_version", "run_fast"]
 
 DEFAULT_ARGV = ["qemu-system-aarch64", "-M", "virt"]
 
 #: the options :func:`fast_args` reads, by every spelling click takes, and their parameter
 _VALUED = {"-o": "output", "--output": "output", "-b": "backend", "--backend": "backend", "--timeout": "timeout"}
+
+#: set by ``dtvm``'s own entry point: the process ends after the command, so the collector paused
+#: for the description is not resumed (resumed, its first pass would go over everything the run
+#: made: about 6 ms); a caller's process (a test running many commands) gets its setting back
+ENDS_PROCESS = False
 
 #: click.echo's stripping of ANSI sequences on a stream that is not a terminal
 _ANSI = re.compile(r"\033\[[;?0-9]*[a-zA-Z]")
@@ -102,14 +107,14 @@ def describe_vm(output: str | None, backend: str | None, qmp: str | None, libvir
     # paused for the description, as dtvm dtc pauses it for a compile: its objects are modules
     # imported on the way (asyncio, QMP, the describer) and QMP's answers (no cycles), which the
     # cyclic collector's passes do not free (about 35 passes, 6 ms of CPU on bench_qemu2dtb's q35
-    # VM); the caller's setting comes back at the end (a test's process runs many commands)
+    # VM); the caller's setting comes back at the end, unless the process ends (ENDS_PROCESS)
     collecting = gc.isenabled()
     gc.disable()
     try:
         _describe_vm(output, backend, qmp, libvirt_domain, connect, fmt, timeout, offline, qemu_version, binary,
                      argv, echo)
     finally:
-        if collecting:
+        if collecting and not ENDS_PROCESS:
             gc.enable()
 
 
