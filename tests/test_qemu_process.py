@@ -131,6 +131,27 @@ def test_started_qemu_is_confined(tmpdir_env: Path, monkeypatch: pytest.MonkeyPa
     assert os.listdir(tmpdir_env) == []
 
 
+@needs_qemu(X86)
+def test_kill_then_close(tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """qemu2dtb kills QEMU once it is read and describes while the kernel tears QEMU down: after
+    kill() the process is dead (a zombie until close() reaps it) and the private directory still
+    there; close() then leaves no process and no directory.  Oracle: the process table."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir_env))
+    argv, marker = marked([X86, "-M", "q35"])
+    with live.start_argv(argv) as qemu:
+        qemu.read()
+        pid = qemu.pid
+        assert pid is not None and pid_alive(pid)
+        qemu.kill()
+        deadline = time.monotonic() + 5
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not pid_alive(pid)
+        assert os.path.isdir(qemu.dir)
+    assert qemu_pids_with(marker) == []
+    assert os.listdir(tmpdir_env) == []
+
+
 @needs_qemu(AARCH64)
 def test_confined_qemu_still_dumps_its_dt(tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # with -runas, QEMU writes dumpdtb as nobody: into a directory of its own inside dtvm's; a

@@ -169,6 +169,9 @@ def _describe_vm(output: str | None, backend: str | None, qmp: str | None, libvi
 
                 compat = driver_compat()
                 snapshot = proc.read()
+                proc.kill()  # QEMU dies while the description is made; leaving the block reaps it
+                desc = describe_snapshot(snapshot, compat)
+            snapshot = None
         if snapshot is not None:
             from dtvm.qemu.describe import describe_snapshot
 

@@ -51,6 +51,7 @@ __all__ = [
     "Terminated",
     "cancel_on_signal",
     "confinement",
+    "kill_group",
     "rearm",
     "runas_user",
     "signals_as_interrupt",
@@ -290,8 +291,8 @@ def spawn_group(cmd: list[str], *, cwd: str, stdout: IO[bytes], stderr: IO[bytes
     return Group(proc, reaper, write_end)
 
 
-def stop_group(group: Group, timeout: float = 10.0) -> None:
-    """Kill the whole process group (QEMU, a wrapper's children, the reaper) and reap ours."""
+def kill_group(group: Group) -> None:
+    """SIGKILL the whole process group (QEMU, a wrapper's children, the reaper), not reaped yet."""
     try:
         os.killpg(group.pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -301,6 +302,11 @@ def stop_group(group: Group, timeout: float = 10.0) -> None:
             group.proc.kill()  # a QEMU that left the group still dies
         except ProcessLookupError:
             pass
+
+
+def stop_group(group: Group, timeout: float = 10.0) -> None:
+    """Kill the whole process group (QEMU, a wrapper's children, the reaper) and reap ours."""
+    kill_group(group)
     for proc in (group.proc, group.reaper):
         if proc is None:
             continue
