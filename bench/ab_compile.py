@@ -11,7 +11,11 @@ blob. The peer is the old tree (typically an older commit checked out with ``git
 
     python bench/ab_compile.py /tmp/OLD . [--boards 300] [--rounds 3] [--phases]
 
-``--phases`` also sums load_tree (read, scan, parse), compile_tree (checks) and render.
+``--phases`` also sums load_tree (read, scan, parse), compile_tree (checks, and the text of the
+findings) and render, and the steps inside them: ``read_source``, ``scan``, ``parse``,
+``name_sources`` (the file names, where the tree has it), ``findings`` (their text, dtc's or
+dtvm's form, as the tree's dtc prints them) and ``newlines`` (the tables of line starts behind
+their positions).  ``--quiet`` passes dtc's ``-q`` (warnings not printed, so not formatted).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 from _common import DEFAULT_ARCHES, DEFAULT_CACHE, DEFAULT_CORPUS, boards, machine_line
 
 PHASES = ("load_tree", "compile_tree", "render")
+STEPS = ("read_source", "scan", "parse", "name_sources", "findings", "newlines")
 
 
 def _is_dtvm(name: str) -> bool:
@@ -54,6 +59,24 @@ class Tree:
                 setattr(mod, name, self._timed(getattr(mod, name), name, phases))
         self.modules: dict[str, Any] = {}
         Tree.current = None
+
+    def time_steps(self, phases: dict[tuple[str, str], float]) -> None:
+        """Wrap the steps inside the phases, in the modules this tree keeps (after ``keep``)."""
+        new_layout = os.path.isdir(os.path.join(self.root, "dtvm", "dt"))
+        pfx = "dtvm.dt" if new_layout else "dtvm"
+        scan = importlib.import_module(pfx + ".dts.scan")
+        parse = importlib.import_module(pfx + ".dts.parse")
+        source = importlib.import_module(pfx + ".dts.source")
+        checks = importlib.import_module("dtvm.dt.checks.runner" if new_layout else "dtvm.checks")
+        scan.Scanner.run = self._timed(scan.Scanner.run, "scan", phases)
+        parse.Parser.parse = self._timed(parse.Parser.parse, "parse", phases)
+        if hasattr(parse, "name_sources"):
+            parse.name_sources = self._timed(parse.name_sources, "name_sources", phases)
+        source.read_source = self._timed(source.read_source, "read_source", phases)
+        source.SourceBuffer._nl = self._timed(source.SourceBuffer._nl, "newlines", phases)
+        for method in ("format", "format_dtc"):
+            if hasattr(checks.Finding, method):
+                setattr(checks.Finding, method, self._timed(getattr(checks.Finding, method), "findings", phases))
 
     def _timed(self, fn: Callable[..., Any], name: str, acc: dict[tuple[str, str], float]) -> Callable[..., Any]:
         key = (self.root, name)
@@ -93,12 +116,14 @@ def main() -> None:
     ap.add_argument("--boards", type=int, default=300, help="boards, spread evenly over the corpus")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--phases", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="dtc's -q: warnings neither printed nor formatted")
     ap.add_argument("--corpus", default=DEFAULT_CORPUS)
     ap.add_argument("--cache", default=DEFAULT_CACHE)
     args = ap.parse_args()
     files, _ = boards(args.corpus, DEFAULT_ARCHES, args.cache)
     files = files[:: max(1, len(files) // args.boards)][: args.boards]
-    argvs = [[*b.inc_args(), "-I", "dts", "-O", "dtb", "-o", "-", b.pp] for b in files]
+    quiet = ["-q"] if args.quiet else []
+    argvs = [[*b.inc_args(), *quiet, "-I", "dts", "-O", "dtb", "-o", "-", b.pp] for b in files]
     here = os.path.dirname(os.path.abspath(__file__))
     base = [p for p in sys.path if os.path.abspath(p) not in (os.path.dirname(here),)]
     phases: dict[tuple[str, str], float] | None = {} if args.phases else None
@@ -107,6 +132,8 @@ def main() -> None:
         tree = Tree(root, base, phases)
         tree.compile(argvs[0])  # its lazy imports, before its modules are put aside
         tree.keep()
+        if phases is not None:
+            tree.time_steps(phases)
         trees.append(tree)
     old, new = trees
     print(machine_line())
@@ -136,10 +163,13 @@ def main() -> None:
     print(f"all rounds: old {totals[old.root]:.2f} s, new {totals[new.root]:.2f} s CPU: new/old "
           f"{totals[new.root] / totals[old.root]:.3f} (load average {os.getloadavg()[0]:.1f} at the end)")
     if phases:
-        for name in PHASES:
+        for name in PHASES + STEPS:
             a, b = phases.get((old.root, name), 0.0), phases.get((new.root, name), 0.0)
+            indent = "  " if name in PHASES else "    "
             if a:
-                print(f"  {name}: {a:.2f} -> {b:.2f} s ({b / a:.3f})")
+                print(f"{indent}{name}: {a:.2f} -> {b:.2f} s ({b / a:.3f})")
+            elif b:
+                print(f"{indent}{name}: (none) -> {b:.2f} s")
 
 
 if __name__ == "__main__":

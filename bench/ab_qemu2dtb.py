@@ -6,9 +6,14 @@ runs it, with .pyc files written: ``PYTHONDONTWRITEBYTECODE`` is dropped), old a
 the other, the order flipped every round. Besides the wall time, the process reports its own CPU
 time at exit (``getrusage(RUSAGE_SELF)``: Python's start-up, imports and dtvm's work, without
 QEMU's), which a loaded machine disturbs far less than the wall time. The peer is the old tree
-(``git worktree add /tmp/OLD COMMIT``); medians are printed with new / old.
+(``git worktree add /tmp/OLD COMMIT``); medians are printed with new / old, and the median
+and quartiles of the per-round ratios (each run next to its partner: less moved by a drifting load).
 
-    python bench/ab_qemu2dtb.py /tmp/OLD . [--runs 11] [--binary qemu-system-x86_64]
+``--regular`` runs each as from a regular (not editable) install: ``python -S`` with the tree and
+this interpreter's site-packages on ``PYTHONPATH``, so no ``.pth`` file runs (an editable install's
+finder imports pathlib and more, about 12 ms of every start here, paid by both sides alike).
+
+    python bench/ab_qemu2dtb.py /tmp/OLD . [--runs 11] [--binary qemu-system-x86_64] [--regular]
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import site
 import statistics
 import subprocess
 import sys
@@ -37,12 +43,12 @@ runpy.run_module("dtvm", run_name="__main__")
 """
 
 
-def one(root: str, argv: list[str], out: str) -> tuple[float, float]:
-    env = dict(os.environ, PYTHONPATH=root)
+def one(root: str, argv: list[str], out: str, regular: bool = False) -> tuple[float, float]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *site.getsitepackages()]) if regular else root)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", _WRAP, "qemu2dtb", "-o", out, "--", *argv], env=env,
-                       capture_output=True, cwd=tempfile.gettempdir())
+    p = subprocess.run([sys.executable, *(["-S"] if regular else []), "-c", _WRAP, "qemu2dtb", "-o", out, "--", *argv],
+                       env=env, capture_output=True, cwd=tempfile.gettempdir())
     wall = (time.perf_counter() - t0) * 1e3
     m = re.search(rb"SELFCPU ([0-9.]+)", p.stderr)
     if p.returncode != 0 or m is None:
@@ -56,6 +62,7 @@ def main() -> None:
     ap.add_argument("new", help="the tree measured against it")
     ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--binary", default="qemu-system-x86_64")
+    ap.add_argument("--regular", action="store_true", help="as from a regular install: no .pth file runs")
     args = ap.parse_args()
     set_binary(args.binary)
     roots = [os.path.abspath(args.old), os.path.abspath(args.new)]
@@ -70,12 +77,12 @@ def main() -> None:
         out = os.path.join(tmp, "out.dtb")
         print(machine_line())
         for root in roots:  # warm-up: page cache, .pyc files, dtvm's caches
-            one(root, argv, out)
+            one(root, argv, out, args.regular)
         wall: dict[str, list[float]] = {r: [] for r in roots}
         cpu: dict[str, list[float]] = {r: [] for r in roots}
         for k in range(args.runs):
             for root in roots if k % 2 == 0 else roots[::-1]:
-                w, c = one(root, argv, out)
+                w, c = one(root, argv, out, args.regular)
                 wall[root].append(w)
                 cpu[root].append(c)
     for label, root in zip(("old", "new"), roots, strict=True):
@@ -85,6 +92,12 @@ def main() -> None:
     print(f"new/old: wall {statistics.median(wall[new]) / statistics.median(wall[old]):.3f}, own CPU "
           f"{statistics.median(cpu[new]) / statistics.median(cpu[old]):.3f} "
           f"(load average {os.getloadavg()[0]:.1f} at the end)")
+    # each run next to its partner of the same round: a ratio per pair, which the load's drift
+    # between rounds moves much less than it moves either median
+    for name, series in (("wall", wall), ("own CPU", cpu)):
+        pairs = sorted(n / o for n, o in zip(series[new], series[old], strict=True))
+        q1, med, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs[0],) * 3
+        print(f"new/old per pair, {name}: median {med:.3f} (quartiles {q1:.3f}-{q3:.3f}, {len(pairs)} pairs)")
 
 
 if __name__ == "__main__":

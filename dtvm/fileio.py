@@ -113,15 +113,25 @@ class _Overflow(Exception):
     pass
 
 
-def _read_upto(f: BinaryIO, want: int, limit: int | None = None) -> bytes:
+def _read_upto(f: BinaryIO, want: int, limit: int | None = None, first: int = _CHUNK) -> bytes:
     """Up to ``want`` bytes, fewer only at end of file (a pipe or FIFO gives short reads).
 
     With ``limit``, more than ``limit`` bytes raise _Overflow before the chunks are joined, so
-    an endless input costs the cap once, not twice."""
+    an endless input costs the cap once, not twice.  ``first``: the size of the first read (a
+    regular file's size and one: a 1 MiB buffer for a 100 KiB source cost more than its read)."""
     parts: list[bytes] = []
     got = 0
+    chunk_size = max(1, min(first, _CHUNK))
     while got < want:
-        chunk = f.read(min(_CHUNK, want - got))
+        asked = min(chunk_size, want - got)
+        chunk = f.read(asked)
+        if first < _CHUNK and 0 < len(chunk) < asked:
+            # a regular file (``first`` is its size and one): a buffered read returns short only
+            # at its end; asking again would allocate a 1 MiB buffer to read nothing
+            parts.append(chunk)
+            got += len(chunk)
+            break
+        chunk_size = _CHUNK
         if not chunk:
             break
         parts.append(chunk)
@@ -132,15 +142,19 @@ def _read_upto(f: BinaryIO, want: int, limit: int | None = None) -> bytes:
     return b"".join(parts)
 
 
-def _check_regular_size(f: BinaryIO, path: str, limit: int) -> None:
+def _check_regular_size(f: BinaryIO, path: str, limit: int) -> int:
+    """A regular file's size (checked against ``limit``), else ``_CHUNK``: what to read first."""
     try:
         st = os.fstat(f.fileno())
     except (OSError, ValueError, AttributeError):
-        return
+        return _CHUNK
     if stat.S_ISDIR(st.st_mode):
         raise InputFileError(path, "Is a directory", errno.EISDIR)
-    if stat.S_ISREG(st.st_mode) and st.st_size > limit:
-        raise InputFileError(path, f"file of {st.st_size} bytes is larger than dtvm reads ({_size_text(limit)})")
+    if stat.S_ISREG(st.st_mode):
+        if st.st_size > limit:
+            raise InputFileError(path, f"file of {st.st_size} bytes is larger than dtvm reads ({_size_text(limit)})")
+        return st.st_size + 1  # one more: the end of the file is seen in the same read
+    return _CHUNK
 
 
 def read_limited(path: str, limit: int = MAX_SOURCE) -> bytes:
@@ -152,8 +166,8 @@ def read_limited(path: str, limit: int = MAX_SOURCE) -> bytes:
     """
     f = _open_input(path)
     try:
-        _check_regular_size(f, path, limit)
-        data = _read_upto(f, limit + 1, limit)
+        first = _check_regular_size(f, path, limit)
+        data = _read_upto(f, limit + 1, limit, first)
     except _Overflow:
         raise InputFileError(path, f"input is larger than dtvm reads ({_size_text(limit)})") from None
     except InputFileError:

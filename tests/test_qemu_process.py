@@ -131,6 +131,27 @@ def test_started_qemu_is_confined(tmpdir_env: Path, monkeypatch: pytest.MonkeyPa
     assert os.listdir(tmpdir_env) == []
 
 
+@needs_qemu(X86)
+def test_kill_then_close(tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """qemu2dtb kills QEMU once it is read and describes while the kernel tears QEMU down: after
+    kill() the process is dead (a zombie until close() reaps it) and the private directory still
+    there; close() then leaves no process and no directory.  Oracle: the process table."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir_env))
+    argv, marker = marked([X86, "-M", "q35"])
+    with live.start_argv(argv) as qemu:
+        qemu.read()
+        pid = qemu.pid
+        assert pid is not None and pid_alive(pid)
+        qemu.kill()
+        deadline = time.monotonic() + 5
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not pid_alive(pid)
+        assert os.path.isdir(qemu.dir)
+    assert qemu_pids_with(marker) == []
+    assert os.listdir(tmpdir_env) == []
+
+
 @needs_qemu(AARCH64)
 def test_confined_qemu_still_dumps_its_dt(tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # with -runas, QEMU writes dumpdtb as nobody: into a directory of its own inside dtvm's; a
@@ -221,6 +242,54 @@ def test_sigkill_of_dtvm_kills_qemu(tmp_path: Path, tmpdir_env: Path, binary: st
             child.wait()
 
 
+_SPAWN = """
+import subprocess, sys, time
+from dtvm.qemu import process
+if sys.argv[1] == "preexec":
+    process._setpriv = lambda: None
+g = process.spawn_group(["sleep", "120"], cwd="/", stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+print(g.proc.pid, g.reaper.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("how", ["setpriv", "preexec"])
+def test_parent_death_signal_without_the_reaper(how: str) -> None:
+    """The reaper killed first, then dtvm by SIGKILL: the child dies by its parent-death signal
+    alone (set by setpriv, or by prctl in a preexec_fn where setpriv cannot be used).  Oracle: the
+    process table (the child is gone; with no parent-death signal, sleep would run for 120 s)."""
+    if how == "setpriv" and shutil.which("setpriv") is None:
+        pytest.skip("util-linux's setpriv is not installed (that path cannot run)")
+    child = subprocess.Popen([sys.executable, "-c", _SPAWN, how], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid = 0
+    try:
+        assert child.stdout is not None
+        pid, reaper = (int(x) for x in child.stdout.readline().split())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        for _ in range(200):  # setpriv executes sleep in the same process
+            if cmdline[0] == b"sleep":
+                break
+            time.sleep(0.01)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[:2] == [b"sleep", b"120"]
+        assert os.getpgid(pid) == reaper
+        os.kill(reaper, signal.SIGKILL)
+        child.kill()
+        child.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while pid_alive(pid) and _comm(pid) == "sleep" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not (pid_alive(pid) and _comm(pid) == "sleep"), "the child outlived its parent"
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if pid and pid_alive(pid) and _comm(pid) == "sleep":
+            os.kill(pid, signal.SIGKILL)
+
+
 @needs_qemu(X86)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGINT],
                          ids=lambda s: s.name)
@@ -290,6 +359,7 @@ def test_ctrl_c_before_the_loop_starts_leaves_no_warning(monkeypatch: pytest.Mon
         return 1
 
     monkeypatch.setattr(asyncio, "run", interrupted_before_start)
+    gc.collect()  # earlier tests' garbage (their event loops) warns here, not in the block below
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         with pytest.raises(KeyboardInterrupt):

@@ -289,7 +289,7 @@ def load_tree(o: DtcOptions, deps: list[str] | None = None) -> DeviceTree:
 
         parser = Parser(tokens, o.include_dirs)
         dt = parser.parse()
-        name_sources(dt, tokens, src)
+        name_sources(dt, tokens, src, scanner.buffers)
         if deps is not None:
             deps.extend(parser.incbin_files)
         return dt

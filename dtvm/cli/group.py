@@ -33,18 +33,34 @@ class _LazyGroup(SuggestingGroup):
         "dtb2libvirt": ("dtvm.cli.libvirt", "dtb2libvirt_cmd"),
     }
 
+    #: set by ``dtvm.cli._main``, which pauses the cyclic collector for the start-up
+    resume_collector = False
+
+    def _resume_collector(self) -> None:
+        """The command's module is imported: what start-up made is frozen out of the collector's
+        passes (it lives to the end anyway) and the collector runs again for the command."""
+        if self.resume_collector:
+            import gc
+
+            self.resume_collector = False
+            gc.freeze()
+            gc.enable()
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy, *PASSTHROUGH])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.lazy:
-            import importlib
+        try:
+            if name in self.lazy:
+                import importlib
 
-            module, attr = self.lazy[name]
-            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
-        if name in PASSTHROUGH:
-            return _passthrough_command(name)
-        return super().get_command(ctx, name)
+                module, attr = self.lazy[name]
+                return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+            if name in PASSTHROUGH:
+                return _passthrough_command(name)
+            return super().get_command(ctx, name)
+        finally:
+            self._resume_collector()
 
 
 def _passthrough_command(name: str) -> click.Command:

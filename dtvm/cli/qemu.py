@@ -6,20 +6,17 @@ description was made (temporary file, then rename).
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 import click
 
 from dtvm.cli.output import interrupted_status
+from dtvm.cli.qemu2dtb import offline_version
 from dtvm.cli.suggest import SuggestingGroup
 from dtvm.errors import first_line
 
 __all__ = ["machine_group", "qemu2dtb_cmd"]
-
-DEFAULT_ARGV = ["qemu-system-aarch64", "-M", "virt"]
-
 
 def _no_such_option(given: str, command: click.Command) -> str:
     """``no such option --ofline (did you mean --offline?)``: QEMU's arguments follow ``--``."""
@@ -64,107 +61,14 @@ def qemu2dtb_cmd(output: str | None, backend: str | None, qmp: str | None, libvi
     dtvm qemu2dtb [-o OUT.dtb] [-b OUT.backend.dtbo] --libvirt DOMAIN [--connect URI]
     With no QEMU command line, describes `qemu-system-aarch64 -M virt`.
     """
-    from dtvm.dt.dtb import write_dtb
-    from dtvm.errors import DtvmError
-    from dtvm.fileio import write_atomic, write_pair
+    from dtvm.cli.qemu2dtb import describe_vm
 
     argv = list(qemu_argv)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    elif argv and argv[0].startswith("-"):
+    if argv and argv[0] != "--" and argv[0].startswith("-"):
         # not a QEMU binary: a mistyped option of ours (click passes unknown ones through here)
         _fail("qemu2dtb", _no_such_option(argv[0], qemu2dtb_cmd), 2)
-    try:
-        from dtvm.qemu import live
-        from dtvm.qemu.describe import describe_snapshot
-        from dtvm.vm.translate import driver_compat
-
-        if connect is not None and libvirt_domain is None:
-            _fail("qemu2dtb", "--connect goes with --libvirt DOMAIN", 2)
-        if qemu_version is not None and not offline:
-            _fail("qemu2dtb", "--qemu-version goes with --offline (online, the QEMU given answers for itself)", 2)
-        if libvirt_domain is not None:
-            if argv or qmp is not None or offline:
-                _fail("qemu2dtb", "--libvirt reads a running libvirt domain: no --qmp, --offline or command line", 2)
-            from dtvm.cli.libvirt import describe_libvirt_domain
-
-            desc = describe_libvirt_domain(libvirt_domain, connect, timeout)
-            snapshot = None
-        elif offline:
-            if qmp is not None:
-                _fail("qemu2dtb", "--offline reads a command line, not a running VM", 2)
-            from dtvm.qemu.models import use_version
-            from dtvm.qemu.offline import offline_config
-            from dtvm.vm.translate import describe, driver_compat
-
-            with use_version(_offline_version(argv[0] if argv else None, qemu_version)):
-                desc = describe(offline_config(argv or DEFAULT_ARGV), driver_compat())
-            snapshot = None
-        elif qmp is not None:
-            if binary is not None and not os.path.isfile(binary):
-                _fail("qemu2dtb", f"--binary {binary}: no such file", 2)
-            if argv:
-                _fail("qemu2dtb", "give either --qmp or a QEMU command line, not both", 2)
-            snapshot = live.read_socket(qmp, timeout=timeout)
-            snapshot.binary = binary
-            compat = driver_compat()
-        else:
-            # load the bindings while QEMU starts: the two costs overlap
-            with live.start_argv(argv or DEFAULT_ARGV, timeout=timeout) as proc:
-                compat = driver_compat()
-                snapshot = proc.read()
-        if snapshot is not None:
-            desc = describe_snapshot(snapshot, compat)
-        if output is None and backend is None:
-            if fmt == "dts":
-                from dtvm.dt.dts.write import write_dts
-
-                click.echo(write_dts(desc.guest), nl=False)
-            else:
-                from dtvm.cli.show import option_defaults
-                from dtvm.vm.show import render_dot, render_text
-
-                defaults = option_defaults(desc.guest)
-                text = (render_dot(desc.guest, desc.backend, option_defaults=defaults) if fmt == "dot"
-                        else render_text(desc.guest, desc.backend, option_defaults=defaults))
-                click.echo(text, nl=not text.endswith("\n"))
-            return
-        guest_blob = write_dtb(desc.guest)
-        backend_blob = write_dtb(desc.backend)
-        if output is not None and backend is None:
-            stem = output[:-4] if output.endswith(".dtb") else output
-            backend = stem + ".backend.dtbo"
-        if output is not None and backend is not None:
-            write_pair((output, guest_blob), (backend, backend_blob))  # both or neither
-        elif output is not None:
-            write_atomic(output, guest_blob)
-        elif backend is not None:
-            write_atomic(backend, backend_blob)
-    except DtvmError as exc:
-        _fail("qemu2dtb", first_line(exc), getattr(exc, "exit_code", 1) or 1)
-    except KeyboardInterrupt as exc:
-        _fail("qemu2dtb", "interrupted", interrupted_status(exc))
-    except OSError as exc:
-        _fail("qemu2dtb", f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
-
-
-def _offline_version(binary: str | None, qemu_version: str | None) -> str | None:
-    """The QEMU version --offline answers for (its models were recorded from it): --qemu-version,
-    else a binary given by path, asked with --version (no VM is built), else the reference (7.2).
-    A version without models is refused by ``use_version`` rather than described as another."""
-    import os
-
-    if qemu_version is not None:
-        from dtvm.qemu.versions import parse_version
-
-        major, minor, _ = parse_version(qemu_version)
-        return f"{major}.{minor}"
-    if binary is None or os.sep not in binary:
-        return None
-    from dtvm.qemu.live import binary_version
-
-    found = binary_version(binary)
-    return f"{found[0]}.{found[1]}" if found is not None else None
+    describe_vm(output, backend, qmp, libvirt_domain, connect, fmt, timeout, offline, qemu_version, binary, argv,
+                click.echo)
 
 
 @click.group("machine", cls=SuggestingGroup)
@@ -346,7 +250,7 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
             from dtvm.qemu.models import use_version
             from dtvm.qemu.offline import offline_prober
 
-            with use_version(_offline_version(binary, qemu_version)):
+            with use_version(offline_version(binary, qemu_version)):
                 rebuild = build_argv(plan, binary=binary, prober=offline_prober, check=False)
         else:
             from dtvm.qemu.live import binary_version

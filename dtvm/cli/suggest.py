@@ -3,8 +3,6 @@ options ("No such option '--ofline'. Did you mean '--offline'?")."""
 
 from __future__ import annotations
 
-import difflib
-
 import click
 
 __all__ = ["SuggestingGroup"]
@@ -17,6 +15,8 @@ class SuggestingGroup(click.Group):
         try:
             return super().resolve_command(ctx, args)
         except click.UsageError as exc:
+            import difflib  # only for a mistyped command (about 1 ms of every start-up otherwise)
+
             name = click.utils.make_str(args[0]) if args else ""
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=1, cutoff=0.6)
             if not close or not name or name.startswith("-") or self.get_command(ctx, name) is not None:

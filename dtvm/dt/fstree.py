@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
-from dtvm.dt.dts.parse import guess_boot_cpuid
+from dtvm.dt.dts.build import guess_boot_cpuid
 from dtvm.dt.tree import DeviceTree, Marker, MarkerType, Node, Property
 from dtvm.errors import DtvmError
 from dtvm.fileio import MAX_BLOB

@@ -1,7 +1,7 @@
 """Tree-building operations of the DTS language: merges, deletions, orphan fragments.
 
 These are the actions dtc's parser runs as it reads each top-level block
-(livetree.c: merge_nodes, delete_node, add_orphan_node), kept apart from the
+(livetree.c: merge_nodes, delete_node, add_orphan_node, guess_boot_cpuid), kept apart from the
 grammar so that the order of effects is easy to check against dtc. Merges are
 iterative: a 10,000-level tree must not exhaust Python's stack.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dtvm.dt.dts.source import extend_pos
 from dtvm.dt.tree import Marker, MarkerType, Node, Property, add_label
 
-__all__ = ["OrphanCounter", "add_orphan_node", "merge_nodes"]
+__all__ = ["OrphanCounter", "add_orphan_node", "guess_boot_cpuid", "merge_nodes"]
 
 
 def merge_nodes(old: Node, new: Node, on_label: Callable[[Node, str], None] | None = None) -> Node:
@@ -108,3 +108,15 @@ def add_orphan_node(root: Node, new_node: Node, ref: str, counter: OrphanCounter
     frag.props.append(prop)
     frag.add_child(new_node)
     root.add_child(frag)
+
+
+def guess_boot_cpuid(root: Node) -> int:
+    """dtc's guess_boot_cpuid: the first child of /cpus (even a deleted one) with a one-cell reg."""
+    cpus = root.get_node("/cpus")
+    if cpus is None or not cpus.children:
+        return 0
+    first = cpus.children[0]
+    reg = first.get_property("reg")
+    if reg is None or len(reg.value) != 4:
+        return 0
+    return int.from_bytes(reg.value, "big")

@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 import re
 import struct
+from itertools import repeat
 from operator import itemgetter
 
 from dtvm.dt.dts import scan
-from dtvm.dt.dts.build import OrphanCounter, add_orphan_node, merge_nodes
+from dtvm.dt.dts.build import OrphanCounter, add_orphan_node, guess_boot_cpuid, merge_nodes
 from dtvm.dt.dts.diag import FATAL_PARSE, FATAL_SYNTAX, DtsError, Message, ZeroPos
 from dtvm.dt.dts.expr import YYMAXDEPTH, parse_integer_prim
 from dtvm.dt.dts.scan import Token
@@ -47,27 +48,9 @@ _CELL_ITEM_RE = re.compile(r"[^ \t\n]+")
 # (lists under 4 KiB: a long one is read item by item, in bounded memory; possessive, as the scanner's)
 _PLAIN_CELLS_RE = re.compile(r"(?:[ \t\n]+|(?:0[xX][0-9a-fA-F]{1,8}|0|[1-9][0-9]{0,8}|&[a-zA-Z_][a-zA-Z0-9_]*)\b)*+")
 
+_PACK = [struct.Struct(f">{n}I").pack for n in range(17)]  # fast_cells' lists of up to 16 cells
 T_NAME, T_LABEL, T_NUM, T_CHAR, T_STR, T_REF = scan.T_NAME, scan.T_LABEL, scan.T_NUM, scan.T_CHAR, scan.T_STR, scan.T_REF
 T_BYTE = scan.T_BYTE
-
-def _describe(tok: Token) -> str:
-    kind, value = tok[0], tok[1]
-    if kind == scan.T_EOF:
-        return "end of input"
-    if kind == T_STR:
-        return f'string "{value}"'
-    if kind == T_NAME:
-        return f"name '{value}'"
-    if kind == T_LABEL:
-        return f"label '{value}:'"
-    if kind == T_REF:
-        return f"reference '&{value}'"
-    if kind in (T_NUM, T_CHAR):
-        return f"literal {value}"
-    if kind == T_BYTE:
-        return f"byte {value:02x}"
-    return f"'{value}'"
-
 
 class Parser:
     """One DTS compilation unit: the token list of a file and its includes."""
@@ -84,6 +67,7 @@ class Parser:
         self.label_nodes: dict[str, list[Node]] = {}
         self.root: Node | None = None
         self.errors: list[Message] = []  # dtc's ERROR()s so far: the parse goes on
+        self.plain_cells: dict[str, tuple[bytes, tuple[tuple[int, str], ...]]] = {}  # fast_cells' packed lists
 
     def note_label(self, node: Node, name: str) -> None:
         nodes = self.label_nodes.setdefault(name, [])
@@ -167,7 +151,7 @@ class Parser:
         if tok[0] == T_NUM or tok[0] == T_CHAR:
             # dtc's lexer judged the literal when it read it, before the parser saw it was misplaced
             self.literal(tok)
-        return self.hard_error("syntax error", self.tok_pos(tok), f"syntax error: expected {expected}, found {_describe(tok)}")
+        return self.hard_error("syntax error", self.tok_pos(tok), f"syntax error: expected {expected}, found {scan.describe_token(tok)}")
 
     def push_state(self, depth: int, tok: Token | None = None) -> None:
         """bison pushes its ``depth``-th state: at YYMAXDEPTH dtc stops with "memory exhausted"."""
@@ -182,6 +166,13 @@ class Parser:
 
     def literal(self, tok: Token) -> int:
         """A DT_LITERAL or DT_CHAR_LITERAL's value; a bad one is dtc's lexical error, read as strtoull reads it."""
+        text: str = tok[1]  # type: ignore[assignment]
+        if tok[0] == T_NUM and len(text) <= 16 and text[-1] not in "UL":
+            # short decimal or hex, no suffix (the scanner gave only digits): in range, nothing to report
+            if text[0] != "0":
+                return int(text)
+            if text[1:2] in ("x", "X"):
+                return int(text[2:], 16)
         try:
             if tok[0] == T_NUM:
                 return parse_int_literal(tok[1], tok[2], tok[3])  # type: ignore[arg-type]
@@ -416,6 +407,13 @@ class Parser:
                 pdata = bytearray()
                 if cells is not None:
                     pmarkers = [Marker(0, MarkerType.TYPE_UINT32)]
+                    hit = self.plain_cells.get(cells)
+                    if hit is not None and not hit[1]:  # packed before, no reference: the bytes as they are
+                        prop = Property(pname, hit[0], pmarkers, SourcePos(tok[2], tok[3], tok[4]))
+                        for name in reversed(labels):
+                            add_label(prop.labels, name)
+                        node.props.append(prop)
+                        continue
                     self.fast_cells(tok, pdata, pmarkers, 32, cells)
                 else:
                     assert string is not None
@@ -742,7 +740,13 @@ class Parser:
                     self.push_state(depth + 2)
                 self.i += 1
                 return
-            if kind == T_NUM or kind == T_CHAR or kind == "(":
+            if kind == T_NUM:  # alone, a literal is the whole integer_prim (parse_integer_prim's first step)
+                if depth + 2 >= YYMAXDEPTH:
+                    self.push_state(depth + 2)
+                first = self.i
+                val = self.literal(tok)
+                self.i += 1
+            elif kind == T_CHAR or kind == "(":
                 val, first = parse_integer_prim(self, depth + 1)
             else:
                 raise self.syntax_error("a number, a reference or '>'")
@@ -750,27 +754,34 @@ class Parser:
                 self.soft_error(f"Value out of range for {bits}-bit array element", first, self.i - 1)
             data += (val & mask).to_bytes(nbytes, "big")
 
-    def fast_cells(
-        self, tok: Token, data: bytearray, markers: list[Marker], bits: int = 32, body: str | None = None
-    ) -> None:
+    def fast_cells(self, tok: Token, data: bytearray, markers: list[Marker], bits: int = 32, body: str | None = None) -> None:
         """Cells from a fused '<...>' (or whole-property) token: plain literals, &label references, labels."""
-        if body is None:
-            body = tok[1]  # type: ignore[assignment]
-        assert body is not None
-        if bits == 32 and len(body) < 4096 and _PLAIN_CELLS_RE.fullmatch(body):
-            items = body.split()
-            if "&" in body:
-                at = len(data)
-                markers += [Marker(at + 4 * k, MarkerType.REF_PHANDLE, item[1:]) for k, item in enumerate(items) if item[0] == "&"]
-                data += struct.pack(f">{len(items)}I", *[0xFFFFFFFF if x[0] == "&" else int(x, 0) for x in items])
-            else:
-                data += struct.pack(f">{len(items)}I", *[int(x, 0) for x in items])
-            return
+        text: str = tok[1] if body is None else body  # type: ignore[assignment]
+        if bits == 32:
+            # a board repeats most of its cell lists (<1>, <0>, <&gic 0 12 4>): each plain one is
+            # packed once per compilation (bounded: short lists, a few thousand of them)
+            hit = self.plain_cells.get(text)
+            if hit is None and len(text) < 4096 and _PLAIN_CELLS_RE.fullmatch(text):
+                items = text.split()
+                pack = _PACK[len(items)] if len(items) < len(_PACK) else struct.Struct(f">{len(items)}I").pack
+                if "&" in text:
+                    hit = (pack(*[0xFFFFFFFF if x[0] == "&" else int(x, 0) for x in items]),
+                           tuple([(4 * k, item[1:]) for k, item in enumerate(items) if item[0] == "&"]))
+                else:
+                    hit = (pack(*map(int, items, repeat(0))), ())  # int(item, 0) each
+                if len(text) <= 256 and len(self.plain_cells) < 4096:
+                    self.plain_cells[text] = hit
+            if hit is not None:
+                if hit[1]:
+                    at = len(data)
+                    markers += [Marker(at + off, MarkerType.REF_PHANDLE, ref) for off, ref in hit[1]]
+                data += hit[0]
+                return
         nbytes = bits // 8
         mask = (1 << bits) - 1
         src: SourceBuffer = tok[2]
         base = -1
-        for m in _CELL_ITEM_RE.finditer(body):
+        for m in _CELL_ITEM_RE.finditer(text):
             item = m.group()
             if item[-1] == ":":  # a label inside the cells
                 markers.append(Marker(len(data), MarkerType.LABEL, item[:-1]))
@@ -868,36 +879,28 @@ def _bad_literal_value(tok: Token) -> int:
     return data[0] if data else 0
 
 
-def guess_boot_cpuid(root: Node) -> int:
-    """dtc's guess_boot_cpuid: the first child of /cpus (even a deleted one) with a one-cell reg."""
-    cpus = root.get_node("/cpus")
-    if cpus is None or not cpus.children:
-        return 0
-    first = cpus.children[0]
-    reg = first.get_property("reg")
-    if reg is None or len(reg.value) != 4:
-        return 0
-    return int.from_bytes(reg.value, "big")
-
-
 def parse_tokens(tokens: list[Token], include_dirs: list[str] | None = None) -> DeviceTree:
     return Parser(tokens, include_dirs).parse()
 
 
 def parse_source(src: SourceBuffer, include_dirs: list[str] | None = None) -> DeviceTree:
     """Parse a DTS source (and what it includes) into a DeviceTree, references unresolved."""
-    tokens = scan.tokenize(src, include_dirs)
+    scanner = scan.Scanner(include_dirs)
+    tokens = scanner.run(src)
     dt = parse_tokens(tokens, include_dirs)
-    name_sources(dt, tokens, src)
+    name_sources(dt, tokens, src, scanner.buffers)
     return dt
 
 
-def name_sources(dt: DeviceTree, tokens: list[Token], src: SourceBuffer) -> None:
+def name_sources(dt: DeviceTree, tokens: list[Token], src: SourceBuffer, buffers: list[SourceBuffer] | None = None) -> None:
     """The main file's name, and dtc's initial path (what ``-T`` shortens file names against):
-    the first linemarker the lexer read, in any buffer, else the main file."""
+    the first linemarker the lexer read, in any buffer a token came from, else the main file.
+    ``buffers``: the scanner's (a superset of the tokens' buffers), so that only the few with a
+    linemarker are looked for among the tokens, not each of the tokens' (10^5 in a kernel board)."""
     dt.source_name = src.name
-    # each buffer once (a set by identity, built in C: the kernel's boards have 10^5 tokens)
-    marks = [m for b in set(map(itemgetter(2), tokens)) if (m := getattr(b, "first_mark", None)) is not None]
+    if buffers is None:
+        buffers = list(set(map(itemgetter(2), tokens)))  # each buffer once (a set built in C)
+    marks = [m for b in buffers if (m := b.first_mark) is not None and b in map(itemgetter(2), tokens)]
     dt.initial_path = min(marks)[1] if marks else src.name
 
 

@@ -151,6 +151,26 @@ def _find_include(name: str, current_dir: str, include_dirs: list[str]) -> str |
     return None
 
 
+def describe_token(tok: Token) -> str:
+    """How a syntax error names the token it stopped at."""
+    kind, value = tok[0], tok[1]
+    if kind == T_EOF:
+        return "end of input"
+    if kind == T_STR:
+        return f'string "{value}"'
+    if kind == T_NAME:
+        return f"name '{value}'"
+    if kind == T_LABEL:
+        return f"label '{value}:'"
+    if kind == T_REF:
+        return f"reference '&{value}'"
+    if kind in (T_NUM, T_CHAR):
+        return f"literal {value}"
+    if kind == T_BYTE:
+        return f"byte {value:02x}"
+    return f"'{value}'"
+
+
 class Scanner:
     """Tokenizes a source and the files it /include/s into one token list."""
 
@@ -159,6 +179,7 @@ class Scanner:
         self.state = INITIAL
         self.depth = 0
         self.files: list[str] = []
+        self.buffers: list[SourceBuffer] = []  # every buffer scanned, the main one first
         # set when scanning ends early: a NUL byte (flex returns it as token 0,
         # the end of input for bison) or a fatal error
         self.stopped = False
@@ -186,6 +207,7 @@ class Scanner:
         return out
 
     def _scan(self, src: SourceBuffer, out: list[Token]) -> None:
+        self.buffers.append(src)
         text = src.text
         pos = 0
         regexes = _REGEXES

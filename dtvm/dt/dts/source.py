@@ -24,13 +24,17 @@ _MARK_SEQ = itertools.count()
 class SourceBuffer:
     """One file's text plus linemarker remappings."""
 
-    __slots__ = ("_chains", "_entries", "_mark_offsets", "_marks", "_newlines", "dir", "first_mark", "included_from", "name", "text")
+    __slots__ = ("_chains", "_entries", "_mark_offsets", "_marks", "_newlines", "_seen", "_seen_lines", "dir", "first_mark",
+                 "included_from", "name", "text")
 
     def __init__(self, name: str, text: str, directory: str | None = None) -> None:
         self.name = name
         self.text = text
         self.dir = directory if directory is not None else os.path.dirname(name)
         self._newlines: list[int] | None = None
+        # offsets whose line was counted, sorted, and their 0-based lines (see _line_index)
+        self._seen: list[int] = []
+        self._seen_lines: list[tuple[int, int]] = []
         # linemarkers: (offset where the mapping starts, file name, line number at that offset)
         self._marks: list[tuple[int, str, int]] = []
         self._mark_offsets: list[int] = []
@@ -97,19 +101,40 @@ class SourceBuffer:
         start = nl[idx - 1] + 1 if idx > 0 else 0
         return idx, offset - start + 1
 
+    def _line(self, offset: int) -> tuple[int, int]:
+        """(0-based physical line, offset of that line's start) of ``offset``: the newlines before
+        it, counted in C from the nearest offset counted before.  A compile asks this for a few
+        hundred offsets (its findings), for which counting costs a tenth of building the table
+        of every newline (``_nl``); past 256 lookups the table is built and used from then on."""
+        nl = self._newlines
+        if nl is not None:
+            idx = bisect.bisect_left(nl, offset)
+            return idx, nl[idx - 1] + 1 if idx else 0
+        text = self.text
+        seen = self._seen
+        k = bisect.bisect_right(seen, offset)
+        base = seen[k - 1] if k else 0
+        line, start = self._seen_lines[k - 1] if k else (0, 0)
+        n = text.count("\n", base, offset)
+        if n:
+            line += n
+            start = text.rfind("\n", base, offset) + 1
+        if len(seen) >= 256:
+            self._nl()
+        elif base != offset or not k:
+            seen.insert(k, offset)
+            self._seen_lines.insert(k, (line, start))
+        return line, start
+
     def location(self, offset: int) -> tuple[str, int, int]:
         """(file name, line, column) after linemarkers, 1-based line and column."""
-        # physical() inlined: every finding of every compile asks this twice
-        nl = self._newlines
-        if nl is None:
-            nl = self._nl()
-        line_idx = bisect.bisect_left(nl, offset)
-        col = offset - (nl[line_idx - 1] + 1 if line_idx else 0) + 1
+        line_idx, start = self._line(offset)
+        col = offset - start + 1
         k = bisect.bisect_right(self._mark_offsets, offset) - 1
         if k < 0:
             return self.name, line_idx + 1, col
         moff, mname, mline = self._marks[k]
-        return mname, mline + (line_idx - bisect.bisect_left(nl, moff)), col
+        return mname, mline + (line_idx - self._line(moff)[0]), col
 
     def line_text(self, offset: int) -> tuple[str, int] | None:
         """The physical line holding ``offset`` (without newline) and the column."""
@@ -188,10 +213,13 @@ def dtc_srcpos(pos: SourcePos, name: str | None = None) -> str:
     in the same file renames it for messages printed after it was read).
     """
     src, start, end = pos.source, pos.start, pos.end
-    if type(pos) is SourcePos and isinstance(src, SourceBuffer) and start <= end and src.text.find("\n", start, end) < 0:
-        # one physical line (most findings): no linemarker can fall inside it, so one lookup
+    if type(pos) is SourcePos and isinstance(src, SourceBuffer) and start <= end:
         fname, line, col = src.location(start)
-        eline, ecol = line, col + end - start
+        if src.text.find("\n", start, end) < 0:
+            # one physical line (most property findings): no linemarker can fall inside it
+            eline, ecol = line, col + end - start
+        else:  # a node's span: the end's line is counted on from the start's
+            fname, eline, ecol = src.location(end)
     else:
         _, line, col = pos.location()
         fname, eline, ecol = pos.end_location()
