@@ -207,7 +207,8 @@ def _stop_and_ask_qemu(vms: list[Any], case: Case, argv: list[str], directory: P
 
 
 #: dtb2qemu --binary's refusals of what the target QEMU itself cannot do (held to QEMU each time)
-_TARGET_CANNOT = ("QEMU cannot migrate this VM", "is not one QEMU", "has no such property in QEMU")
+_TARGET_CANNOT = ("QEMU cannot migrate this VM", "is not one QEMU", "has no such property in QEMU",
+                  "QEMU refuses this device")
 #: its refusals of a machine type the target builds as other hardware (held to the identical
 #: command line described on the target: it must differ from A at the node refused)
 _TARGET_DIFFERS = re.compile(r"^(/\S*): QEMU \S+ builds .*? other than ")

@@ -520,6 +520,8 @@ _MORE_PCI = ["pci-serial", "megasas-gen2", "lsi53c810",
 # pxb-host is made by the expander device, linked to it only by the bus name)
 _MORE_PCIE = ["x3130", "ioh3420"]
 _MORE_X86 = ["ne2k_isa", "isa-debugcon", "isa-debug-exit", "pc-testdev", "isa-sound"]
+#: display devices with the legacy VGA state (one per VM)
+_LEGACY_VGA = {"VGA", "cirrus-vga", "ati-vga", "vmware-svga", "virtio-vga"}
 _SOUND_PCI = ["ich9-intel-hda", "intel-hda", "AC97", "ES1370"]
 _HDA_CODECS = ["hda-duplex", "hda-output", "hda-micro"]
 _SOUND_ISA = ["sb16", "adlib", "cs4231a", "gus"]  # usb-audio: "non-migratable device" (7.2)
@@ -533,8 +535,8 @@ def _more(rng: random.Random, machine: str, g: _Gen) -> None:
     if machine == "riscv64-virt" or machine == "pseries":
         # "Check your machine implements a hotplug handler for the virtio-iommu-pci device"
         choices.remove("virtio-iommu-pci")
-    if machine in ("pseries", "arm-virt"):
-        choices.remove("virtio-vga")  # "'virtio-vga' is not a valid device model name" (ppc64, arm)
+    if machine not in ("q35", "pc"):
+        choices.remove("virtio-vga")  # "'virtio-vga' is not a valid device model name" (ppc64, arm, aarch64, riscv64)
     if spec.pcie:
         choices += _MORE_PCIE
     if machine == "q35":
@@ -544,6 +546,8 @@ def _more(rng: random.Random, machine: str, g: _Gen) -> None:
     if spec.mmio:
         choices += _MORE_MMIO
     dev = rng.choice(choices)
+    if dev in ("vmware-svga", "virtio-vga") and any(a.split(",")[0] in _LEGACY_VGA for a in g.args):
+        return  # two legacy VGAs: QEMU 10.0 refuses them ("duplicate SaveStateEntry: id=vga"), 7.2 cannot migrate them
     bus = spec.root_bus if dev == "virtio-iommu-pci" else rng.choice(g.pci_buses)  # "must be plugged on the root bus"
     at = f",bus={bus}" if bus != spec.root_bus or rng.random() < 0.4 else ""
     if bus in g.bridge_slots:

@@ -31,6 +31,28 @@ REFUSED: dict[tuple[str, str], str] = {
     ("aarch64-virt", "option ras=on"): "QEMU 7.2 without firmware aborts unless acpi=off: \"virt_acpi_setup: Assertion "
                                        "`vms->acpi_dev' failed\" (with acpi=off: answered)",
 }
+_NOT_YET = "the offline models hold no profile of it yet (online describes and rebuilds it)"
+_SOUND_NOT_YET = "-audiodev and sound devices: not in the offline models yet (online describes and rebuilds them)"
+_FIRMWARE = "aarch64/arm virt-7.2 with firmware in flash makes other devices (ACPI); not recorded offline yet"
+_PC_FLASH1 = "QEMU 7.2: 'pflash1 requires pflash0'"
+REFUSED.update({
+    **{(m, "more x3130"): _NOT_YET for m in ("q35", "aarch64-virt", "arm-virt", "riscv64-virt")},
+    **{(m, "more virtio-iommu-pci @root"): "it changes QEMU's own DT (a virtio,pci-iommu node, the PCIe host's "
+       "iommu-map): no profile on the DT machines" for m in ("aarch64-virt", "arm-virt")},
+    **{(m, "flash 0 drive"): _FIRMWARE for m in ("aarch64-virt", "arm-virt")},
+    **{(m, "flash 0 blockdev"): _FIRMWARE for m in ("aarch64-virt", "arm-virt")},
+    **{(m, "flash 1 drive"): _PC_FLASH1 for m in ("q35", "pc")},
+    **{(m, "flash 1 blockdev"): _PC_FLASH1 for m in ("q35", "pc")},
+})
+for _m in OFFLINE_MACHINES:
+    for _card in qemugen._SOUND_PCI:
+        for _audio in ("", ",audiodev=a"):
+            for _codec in (qemugen._HDA_CODECS if _card.endswith("intel-hda") else [""]):
+                REFUSED[(_m, f"sound {_card}{' ' + _codec if _codec else ''}{_audio}")] = _SOUND_NOT_YET
+    if MACHINES[_m].isa:
+        for _card in qemugen._SOUND_ISA:
+            REFUSED[(_m, f"sound {_card}")] = _SOUND_NOT_YET
+
 #: the options QEMU takes only beside another (measured): each is also walked with its partner
 PARTNERS: dict[tuple[str, str], list[str]] = {("aarch64-virt", "mte=on"): ["-cpu", "max"],
                                               ("aarch64-virt", "ras=on"): ["-M", "virt-7.2,ras=on,acpi=off"]}
@@ -146,6 +168,66 @@ def choices(machine: str, img: dict[str, str]) -> dict[str, list[str]]:
         out["ahci ide-cd"] = ["-device", "ich9-ahci,id=a", "-device", "ide-cd,bus=a.1"]
     if spec.ide:
         out["-drive if=floppy"] = ["-drive", f"if=floppy,file={img['raw']},format=raw"]
+    out.update(_second_stream(machine, img, contexts))
+    return out
+
+
+def _second_stream(machine: str, img: dict[str, str], contexts: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The choices of qemugen's second stream (_more: device types the first does not draw) and
+    of its firmware flash (_flash)."""
+    spec = MACHINES[machine]
+    out: dict[str, list[str]] = {}
+    plain = [d for d in qemugen._MORE_PCI if not d.startswith(("pci-serial", "virtio-blk-pci", "virtio-net-pci"))]
+    for where, setup in contexts.items():
+        bus = {"root": "", "root-port": ",bus=rp1", "bridge": ",bus=br1,addr=1"}[where]
+        for dev in plain:
+            if dev == "virtio-iommu-pci" and where != "root":
+                continue  # the generator puts it on the root bus only ("must be plugged on the root bus")
+            if (dev == "virtio-iommu-pci" and machine in ("riscv64-virt", "pseries")) or \
+                    (dev == "virtio-vga" and machine not in ("q35", "pc")):
+                continue  # not drawn there (QEMU has none, or refuses it)
+            out[f"more {dev} @{where}"] = [*setup, "-device", dev + bus]
+        out[f"more pci-serial @{where}"] = [*setup, "-chardev", "null,id=c", "-device", f"pci-serial,chardev=c{bus}"]
+        out[f"more virtio-blk-pci-non-transitional @{where}"] = [*setup, *_drive(img), "-device",
+                                                                f"virtio-blk-pci-non-transitional,drive=d0{bus}"]
+        out[f"more virtio-net-pci-transitional @{where}"] = [*setup, "-netdev", "user,id=n", "-device",
+                                                            f"virtio-net-pci-transitional,netdev=n{bus}"]
+    for card in qemugen._SOUND_PCI:
+        for audio in ("", ",audiodev=a"):
+            head = ["-audiodev", "none,id=a"] if audio else []
+            if card.endswith("intel-hda"):
+                for codec in qemugen._HDA_CODECS:
+                    out[f"sound {card} {codec}{audio}"] = [*head, "-device", f"{card},id=h", "-device",
+                                                           f"{codec},bus=h.0{audio}"]
+            else:
+                out[f"sound {card}{audio}"] = [*head, "-device", card + audio]
+    if spec.pcie:
+        out["more x3130"] = ["-device", "pcie-root-port,id=rp,chassis=1", "-device", "x3130-upstream,id=up,bus=rp",
+                             "-device", "xio3130-downstream,id=dp,bus=up,chassis=2,slot=0",
+                             "-device", "virtio-rng-pci,bus=dp"]
+        out["more ioh3420"] = ["-device", "ioh3420,id=r,chassis=3", "-device", "virtio-rng-pci,bus=r"]
+    if machine == "q35":
+        out["more i82801b11-bridge"] = ["-device", "i82801b11-bridge,id=dmi", "-device", "e1000,bus=dmi,addr=2"]
+    if spec.isa:
+        out["more ne2k_isa"] = ["-netdev", "user,id=n", "-device", "ne2k_isa,netdev=n"]
+        out["more isa-debugcon"] = ["-chardev", "null,id=c", "-device", "isa-debugcon,chardev=c"]
+        for dev in ("isa-debug-exit", "pc-testdev"):
+            out[f"more {dev}"] = ["-device", dev]
+        for card in qemugen._SOUND_ISA:
+            out[f"sound {card}"] = ["-audiodev", "none,id=a", "-device", f"{card},audiodev=a"]
+    if spec.mmio:
+        for dev in qemugen._MORE_MMIO:
+            out[f"more {dev}"] = ["-device", dev]
+    if machine in qemugen._FLASH:
+        for unit in (0, 1):
+            size = qemugen._FLASH[machine][unit][0]
+            path = Path(img["raw"]).parent / f"flash{unit}-{size}.raw"
+            write_raw(path, size)
+            out[f"flash {unit} drive"] = ["-drive", f"if=pflash,format=raw,unit={unit},file={path}"]
+            if machine != "riscv64-virt":
+                out[f"flash {unit} blockdev"] = ["-blockdev", f"driver=file,filename={path},node-name=ff",
+                                                 "-blockdev", "driver=raw,file=ff,node-name=fw", "-M",
+                                                 f"{spec.type},pflash{unit}=fw"]
     return out
 
 

@@ -452,3 +452,14 @@ def test_signal_inside_a_finalizer_still_interrupts(sig: signal.Signals) -> None
     assert "Exception ignored" not in res.stderr and "Traceback" not in res.stderr, res.stderr
     expected = "SIGINT" if sig == signal.SIGINT else str(int(sig))
     assert res.stdout.strip() == f"interrupted {expected}", (res.stdout, res.stderr)
+
+
+@needs_qemu(X86)
+def test_messages_name_qemu_not_its_launcher(tmp_path: Path) -> None:
+    """QEMU may be started through util-linux's setpriv (its parent-death signal): what dtvm says
+    about the process names the QEMU binary the user gave, never the launcher."""
+    res = subprocess.run([sys.executable, "-m", "dtvm", "qemu2dtb", "-o", str(tmp_path / "x.dtb"), "--timeout", "1", "--",
+                          X86, "-M", "q35", "-chardev", f"socket,id=w,path={tmp_path / 'w.sock'},server=on,wait=on"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0
+    assert res.stderr.startswith(f"dtvm qemu2dtb: {X86} did not answer on its QMP socket within 1 s"), res.stderr

@@ -278,6 +278,7 @@ def spawn_group(cmd: list[str], *, cwd: str, stdout: IO[bytes], stderr: IO[bytes
         if setpriv is not None and reaper is not None and _execs_as_popen(cmd[0], cwd):
             proc = subprocess.Popen([*setpriv, *cmd], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                     close_fds=True, cwd=cwd, process_group=group)
+            proc.args = cmd  # setpriv executes QEMU in this process: messages name QEMU, not setpriv
         else:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, close_fds=True,
                                     cwd=cwd, process_group=group, preexec_fn=_die_with_parent(os.getpid()))
