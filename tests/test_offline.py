@@ -368,7 +368,7 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     # options QEMU takes only beside another: mte=on needs -cpu max, ras=on (without firmware) acpi=off
     ([*VIRT, "-M", "virt-7.2,mte=on", "-nodefaults"], "-machine mte=on: recorded only beside -cpu max"),
     ([*VIRT, "-M", "virt-7.2,ras=on", "-nodefaults"], "-machine ras=on: recorded only beside -machine acpi=off"),
-    ([*VIRT, "-bios", "/dev/null", "-nodefaults"], "with firmware virt-7.2 makes other devices"),
+    ([*VIRT, "-bios", "/dev/null", "-nodefaults"], "with firmware virt-7.2 makes other hardware"),
     ([*Q35, "-device", "e1000,bus=nope"], "nope"),
     ([*Q35, "-nodefaults", "-device", "e1000,addr=3.0", "-device", "e1000e,addr=3.0"], "3"),
     (["qemu-system-ppc64", "-M", "pseries-7.2", "-device", "spapr-vty"], "spapr-vty"),

@@ -33,7 +33,7 @@ REFUSED: dict[tuple[str, str], str] = {
 }
 _NOT_YET = "the offline models hold no profile of it yet (online describes and rebuilds it)"
 _SOUND_NOT_YET = "-audiodev and sound devices: not in the offline models yet (online describes and rebuilds them)"
-_FIRMWARE = "aarch64/arm virt-7.2 with firmware in flash makes other devices (ACPI); not recorded offline yet"
+_FIRMWARE = "aarch64/arm virt with firmware in flash makes other hardware (ACPI, or the ECAM); not recorded offline yet"
 _PC_FLASH1 = "QEMU 7.2: 'pflash1 requires pflash0'"
 REFUSED.update({
     **{(m, "more x3130"): _NOT_YET for m in ("q35", "aarch64-virt", "arm-virt", "riscv64-virt")},

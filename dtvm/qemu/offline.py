@@ -99,8 +99,8 @@ def offline_config(argv: list[str]) -> Config:
         raise OfflineError(f"-machine {args.machine}: a machine of {machine.binary}, not of {os.path.basename(argv[0])}")
     model = load_model(machine)
     if "firmware" in args.inputs and machine.type in firmware_shapes_devices():
-        raise OfflineError(f"-bios: with firmware {machine.type} makes other devices (ACPI: acpi-ged, not pl061 and gpio-keys); "
-                           "not in the offline model (use online mode)")
+        raise OfflineError(f"-bios: with firmware {machine.type} makes other hardware (ACPI devices, or a 32-bit CPU's ECAM "
+                           "below 4 GiB); not in the offline model (use online mode)")
     from dtvm.vm.model import MACHINE_HOST_PROPS
 
     for k, v in list(args.machine_opts):
@@ -208,8 +208,8 @@ def offline_config(argv: list[str]) -> Config:
     if args.floppies:
         _floppies(config, model, args, attached, fdc_from_delta)
     if 0 in args.pflash and machine.type in firmware_shapes_devices():
-        raise OfflineError(f"pflash0: with firmware {machine.type} makes other devices (ACPI: acpi-ged, not pl061 and "
-                           "gpio-keys); not in the offline model (use online mode)")
+        raise OfflineError(f"pflash0: with firmware {machine.type} makes other hardware (ACPI devices, or a 32-bit CPU's "
+                           "ECAM below 4 GiB); not in the offline model (use online mode)")
     attach_flash(config, args, x86, attached)
     _more_ports(config, args, x86, explicit)
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
