@@ -54,7 +54,11 @@ MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device
                 "virtio-serial-device", "virtio-keyboard-device", "virtio-scsi-device", "virtio-mouse-device",
                 "virtio-tablet-device", "virtio-gpu-device"]
 #: properties a probe must give, dropped from the profile (the user gives their own)
-REQUIRED = {"pci-bridge": "chassis_nr=9"}
+REQUIRED = {"pci-bridge": "chassis_nr=9", "xio3130-downstream": "chassis=9"}
+#: a PCIe switch: its upstream port on a root port, its downstream ports on the upstream port's
+#: bus (both a PCIe port's link to offline: the "pci-port" context)
+SWITCH = [(["-device", "pcie-root-port,id=ctx,chassis=1"], "x3130-upstream"),
+          (["-device", "pcie-root-port,id=rp0,chassis=1", "-device", "x3130-upstream,id=ctx,bus=rp0"], "xio3130-downstream")]
 #: devices that need a drive: probed with a null-co block node (1 GiB, zeros), whose geometry
 #: the offline model recomputes for the user's image
 DRIVE_DEVICES = {"virtio-blk-pci", "virtio-blk-device", "scsi-hd", "ide-hd", "virtio-blk-pci-non-transitional"}
@@ -358,6 +362,8 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
             jobs.append((port, dev, "pci-port"))
         if dev not in PCIE_ONLY:
             jobs.append((bridge, dev, "pci-bridge"))
+    if pcie:
+        jobs += [(setup, dev, "pci-port") for setup, dev in SWITCH]
     jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in USB_DEVICES]
     jobs += [(["-device", "virtio-serial-pci,id=ctx"], d, "virtio-serial-bus") for d in VSERIAL_DEVICES]
     jobs += [(["-device", "virtio-scsi-pci,id=ctx"], d, "SCSI") for d in SCSI_DEVICES]

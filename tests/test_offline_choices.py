@@ -31,12 +31,10 @@ REFUSED: dict[tuple[str, str], str] = {
     ("aarch64-virt", "option ras=on"): "QEMU 7.2 without firmware aborts unless acpi=off: \"virt_acpi_setup: Assertion "
                                        "`vms->acpi_dev' failed\" (with acpi=off: answered)",
 }
-_NOT_YET = "the offline models hold no profile of it yet (online describes and rebuilds it)"
 _SOUND_NOT_YET = "-audiodev and sound devices: not in the offline models yet (online describes and rebuilds them)"
 _FIRMWARE = "aarch64/arm virt with firmware in flash makes other hardware (ACPI, or the ECAM); not recorded offline yet"
 _PC_FLASH1 = "QEMU 7.2: 'pflash1 requires pflash0'"
 REFUSED.update({
-    **{(m, "more x3130"): _NOT_YET for m in ("q35", "aarch64-virt", "arm-virt", "riscv64-virt")},
     **{(m, "more virtio-iommu-pci @root"): "it changes QEMU's own DT (a virtio,pci-iommu node, the PCIe host's "
        "iommu-map): no profile on the DT machines" for m in ("aarch64-virt", "arm-virt")},
     **{(m, "flash 0 drive"): _FIRMWARE for m in ("aarch64-virt", "arm-virt")},
