@@ -441,10 +441,9 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                                     "file), not its own")
             if "drive" in child.backends and child.props.get("device_id") == child.backends["drive"]:
                 named.add(child.backends["drive"])  # scsi-hd's device_id is its drive's name
-        machine_set = device_facts().get("machine-set", {}).get(dev.driver, ())
         for key, value in sorted(props.items()):
             _not_host(rules, dev.driver, key, where)
-            if key in RESERVED or key in machine_set:
+            if key in RESERVED:
                 continue
             _trusted(rules, dev.driver, key, where)
             pairs.append((key, value))
