@@ -222,3 +222,20 @@ def test_refuses_a_property_the_older_version_lacks(vm_factory: Any, tmp_path: P
     oracle = subprocess.run(["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", "-S", "-display", "none",
                              "-device", "virtio-net-pci,guest_uso4=on"], capture_output=True, text=True, timeout=60)
     assert oracle.returncode != 0 and "guest_uso4" in oracle.stderr, oracle
+
+
+def test_refuses_a_migration_that_changes_the_hardware(vm_factory: Any, tmp_path: Path) -> None:
+    """sb16 from 10.0 to 7.2: QEMU's identical migration completes, and the 7.2 guest then has
+    its sb16 at I/O port 0 with other DMA channels and version (its migration state holds the
+    properties). dtb2qemu --binary refuses it by /qemu; the oracle is QEMU doing exactly that.
+    Found by tests/qemugen.py's second stream (seed 7506)."""
+    argv = ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", "-audiodev", "none,id=snd", "-device",
+            "sb16,audiodev=snd"]
+    if not Path(qemu10(argv[0])).exists():
+        pytest.skip(f"QEMU 10.0's {argv[0]} is not installed (scripts/install-qemu10 installs it)")
+    a, guest, res = _rebuild_on(vm_factory, [qemu10(argv[0]), *argv[1:]], argv[0], tmp_path)
+    assert res.returncode == 1 and res.stderr.startswith("dtvm dtb2qemu: /qemu: QEMU cannot migrate this VM from "), res
+    b = vm_factory([argv[0], *argv[1:], "-incoming", "defer"])
+    assert _migrate(a, b, tmp_path).get("status") == "completed"
+    _, after, _ = _describe(b)
+    assert after != guest and b"sb16@i220" in guest and b"sb16@i220" not in after
