@@ -338,3 +338,27 @@ def qemu_vm(tmp_path: Path) -> Iterator[Callable[..., VM]]:
     pool = VMs(tmp_path)
     yield pool.start
     pool.stop_all()
+
+
+def qemu2dtb_run(argv: list[str], out: Path, offline: bool) -> subprocess.CompletedProcess[str]:
+    """``dtvm qemu2dtb [--offline] -o OUT -- ARGV`` in a process of its own (its messages and exit)."""
+    import sys
+
+    flags = ["--offline"] if offline else []
+    return subprocess.run([sys.executable, "-m", "dtvm", "qemu2dtb", *flags, "-o", str(out), "--", *argv],
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_offline_matches_online(argv: list[str], directory: Path) -> None:
+    """Offline writes what online reads from QEMU (guest tree and back-end overlay, byte for
+    byte); where QEMU refuses the command line, offline refuses it too, in one line."""
+    online = qemu2dtb_run(argv, directory / "on.dtb", offline=False)
+    offline = qemu2dtb_run(argv, directory / "off.dtb", offline=True)
+    assert "Traceback" not in offline.stderr
+    if online.returncode != 0:
+        assert offline.returncode != 0, (argv, online.stderr)
+        assert len(offline.stderr.strip().splitlines()) == 1, offline.stderr
+        return
+    assert offline.returncode == 0, (argv, offline.stderr)
+    assert (directory / "off.dtb").read_bytes() == (directory / "on.dtb").read_bytes(), argv
+    assert (directory / "off.backend.dtbo").read_bytes() == (directory / "on.backend.dtbo").read_bytes(), argv

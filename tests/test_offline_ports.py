@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from .qemu_helpers import assert_offline_matches_online
 
 X86 = "qemu-system-x86_64"
 SEED = 2612
@@ -40,27 +40,11 @@ def _case(n: int, directory: Path) -> list[str]:
     return argv
 
 
-def _run(argv: list[str], out: Path, offline: bool) -> subprocess.CompletedProcess[str]:
-    flags = ["--offline"] if offline else []
-    return subprocess.run([sys.executable, "-m", "dtvm", "qemu2dtb", *flags, "-o", str(out), "--", *argv],
-                          capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.skipif(shutil.which(X86) is None, reason="qemu-system-x86_64 (the online oracle) is not installed")
 @pytest.mark.parametrize("n", range(CASES))
 def test_more_ports_offline_equal_online(n: int, tmp_path: Path) -> None:
     argv = _case(n, tmp_path)
-    online = _run(argv, tmp_path / "on.dtb", offline=False)
-    offline = _run(argv, tmp_path / "off.dtb", offline=True)
-    assert "Traceback" not in offline.stderr
-    if online.returncode != 0:
-        # QEMU refuses the command line (too many parallel ports, or ports at taken addresses)
-        assert offline.returncode != 0, (argv, online.stderr)
-        assert len(offline.stderr.strip().splitlines()) == 1, offline.stderr
-        return
-    assert offline.returncode == 0, (argv, offline.stderr)
-    assert (tmp_path / "off.dtb").read_bytes() == (tmp_path / "on.dtb").read_bytes(), argv
-    assert (tmp_path / "off.backend.dtbo").read_bytes() == (tmp_path / "on.backend.dtbo").read_bytes(), argv
+    assert_offline_matches_online(argv, tmp_path)
 
 
 def test_generated_cases_reach_the_corners() -> None:

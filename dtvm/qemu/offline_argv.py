@@ -185,25 +185,41 @@ def _floppy_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
     extra = sorted(set(opts) - {"if", "index", "unit", "file", "format", "readonly", "read-only", "media"})
     if extra or opts.get("media", "disk") != "disk":
         raise OfflineError(f"{what}: {(extra or ['media'])[0]}=: not in the offline model of a floppy drive (use online mode)")
+    unit = _unit(opts, args.floppies, "floppy", what)
+    name = f"floppy{unit}"
+    if "file" not in opts:
+        args.floppies[unit] = Drive(name, 0, None, "", _readonly(opts), name)
+        return
+    args.floppies[unit] = _unit_drive(args, name, opts, what)
+
+
+def _unit(opts: dict[str, str], taken: dict[int, Drive], kind: str, what: str) -> int:
+    """The unit of a -drive with two (floppy, pflash): index= or unit=, else the lowest free."""
     given = opts.get("index", opts.get("unit"))
     try:
-        unit = int(given, 0) if given is not None else min(u for u in (0, 1, 2) if u not in args.floppies)
+        unit = int(given, 0) if given is not None else min(u for u in (0, 1, 2) if u not in taken)
     except ValueError:
         raise OfflineError(f"{what}: index={given}: not a number") from None
-    if not 0 <= unit <= 1 or unit in args.floppies:
-        raise OfflineError(f"{what}: floppy unit {unit} is out of range or given twice (QEMU refuses it)")
-    name = f"floppy{unit}"
-    ro = opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
-    if "file" not in opts:
-        args.floppies[unit] = Drive(name, 0, None, "", ro, name)
-        return
+    if not 0 <= unit <= 1 or unit in taken:
+        raise OfflineError(f"{what}: {kind} unit {unit} is out of range or given twice (QEMU refuses it)")
+    return unit
+
+
+def _readonly(opts: dict[str, str]) -> bool:
+    return opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
+
+
+def _unit_drive(args: Args, name: str, opts: dict[str, str], what: str) -> Drive:
+    """The image of a machine's unit drive (floppy, flash), named as QEMU names it; the format as
+    QEMU probes it (another given is refused)."""
     probed = probed_format(opts["file"], what)
     fmt = opts.get("format", probed)
     if fmt != probed:
         raise OfflineError(f"{what}: format={fmt} on a {probed} image is not in the offline model (use online mode)")
-    args.floppies[unit] = Drive(name, image_size(opts["file"], what, fmt), opts["file"], fmt, ro, name)
-    args.drives[name] = args.floppies[unit]
+    drive = Drive(name, image_size(opts["file"], what, fmt), opts["file"], fmt, _readonly(opts), name)
+    args.drives[name] = drive
     args.block_order.append(name)
+    return drive
 
 
 def _pflash_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
@@ -213,22 +229,8 @@ def _pflash_drive_option(args: Args, opts: dict[str, str], what: str) -> None:
     if extra or "file" not in opts:
         raise OfflineError(f"{what}: {(extra or ['file'])[0]}=: only if=pflash with file=, format=, unit= and readonly= "
                            "is in the offline model (use online mode)")
-    given = opts.get("unit", opts.get("index"))
-    try:
-        unit = int(given, 0) if given is not None else min(u for u in (0, 1, 2) if u not in args.pflash)
-    except ValueError:
-        raise OfflineError(f"{what}: unit={given}: not a number") from None
-    if not 0 <= unit <= 1 or unit in args.pflash:
-        raise OfflineError(f"{what}: flash unit {unit} is out of range or given twice (QEMU refuses it)")
-    probed = probed_format(opts["file"], what)
-    fmt = opts.get("format", probed)
-    if fmt != probed:
-        raise OfflineError(f"{what}: format={fmt} on a {probed} image is not in the offline model (use online mode)")
-    name = f"pflash{unit}"
-    ro = opts.get("readonly", opts.get("read-only", "off")) in ("on", "true", "yes")
-    args.pflash[unit] = Drive(name, image_size(opts["file"], what, fmt), opts["file"], fmt, ro, name)
-    args.drives[name] = args.pflash[unit]
-    args.block_order.append(name)
+    unit = _unit(opts, args.pflash, "flash", what)
+    args.pflash[unit] = _unit_drive(args, f"pflash{unit}", opts, what)
 
 
 def _blockdev_option(opts: dict[str, str], opt: str, nodes: dict[str, Drive] | None = None) -> Drive:
