@@ -463,3 +463,20 @@ def test_messages_name_qemu_not_its_launcher(tmp_path: Path) -> None:
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode != 0
     assert res.stderr.startswith(f"dtvm qemu2dtb: {X86} did not answer on its QMP socket within 1 s"), res.stderr
+
+
+def test_ctrl_c_wrapped_by_class_creation_is_still_an_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C landing in a lazy import's class creation reaches dtvm as Python 3.11's RuntimeError
+    ("Error calling __set_name__") caused by KeyboardInterrupt (CI, 0 ms after QEMU appeared): one
+    line, exit 130, no traceback."""
+    from dtvm.cli import qemu2dtb
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Error calling __set_name__ on 'Field' instance") from KeyboardInterrupt()
+
+    monkeypatch.setattr(live, "start_argv", interrupted)
+    said: list[str] = []
+    with pytest.raises(SystemExit) as info:
+        qemu2dtb.describe_vm(None, None, None, None, None, "text", 5.0, False, None, None, [X86, "-M", "q35"],
+                             lambda text="", err=False, **kw: said.append(str(text)))
+    assert info.value.code == 130 and said == ["dtvm qemu2dtb: interrupted"], (info.value.code, said)

@@ -205,6 +205,12 @@ def _describe_vm(output: str | None, backend: str | None, qmp: str | None, libvi
         _fail(first_line(exc), getattr(exc, "exit_code", 1) or 1, echo)
     except KeyboardInterrupt as exc:
         _fail("interrupted", interrupted_status(exc), echo)
+    except RuntimeError as exc:
+        # Ctrl-C (or a signal raised as one) inside a lazy import's class creation: Python 3.11
+        # wraps it ("Error calling __set_name__ ..."); it is still the interrupt (CI saw it at 0 ms)
+        if not isinstance(exc.__cause__, KeyboardInterrupt):
+            raise
+        _fail("interrupted", interrupted_status(exc.__cause__), echo)
     except OSError as exc:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1, echo)
 
