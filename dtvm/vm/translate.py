@@ -404,13 +404,19 @@ def _backend_overlay(builder: _Builder, config: Config) -> DeviceTree:
 
 def _described_props(dev: Device) -> dict[str, str]:
     """The device's properties but those the machine places itself that some QEMU versions no
-    longer have (``undescribed`` in data/devices.yaml)."""
+    longer have (``undescribed`` in data/devices.yaml), and fixed-size strings cut to the bytes
+    the guest sees (``fixed-length-strings``: read back, they run on into memory)."""
     if not dev.props:
         return dev.props
     from dtvm.vm.buses import device_facts
 
-    drop = (device_facts().get("undescribed") or {}).get(dev.driver)
-    return {k: v for k, v in dev.props.items() if k not in drop} if drop else dev.props
+    facts = device_facts()
+    drop = (facts.get("undescribed") or {}).get(dev.driver)
+    props = {k: v for k, v in dev.props.items() if k not in drop} if drop else dev.props
+    fixed = (facts.get("fixed-length-strings") or {}).get(dev.driver)
+    if fixed:
+        props = {k: v[:fixed[k]] if k in fixed else v for k, v in props.items()}
+    return props
 
 
 def _unaddressed(dev: Device) -> bool:
