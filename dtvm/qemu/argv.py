@@ -645,6 +645,10 @@ def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tu
         if controller is None:
             raise ArgvError(f"{where}: a USB device without its controller")
         return [("bus", _bus_name(controller, dev, where)), ("port", port)]
+    if parent is None and parent_path is None and kind == "none":
+        # a device on no bus (vmcoreinfo, vmgenid) or a system-bus device without MMIO (ramfb):
+        # nothing to address; QEMU refuses a type that cannot be created this way
+        return []
     if parent is None:
         if kind in ("none", "mmio"):
             raise ArgvError(f"{where}: {dev.driver} is a system-bus device this machine does not create")

@@ -439,6 +439,7 @@ def _stable_block_names(config: Config) -> None:
 def from_snapshot(snapshot: Snapshot) -> Config:
     """Understand what QEMU answered: the precise device model of that VM."""
     qroot = parse_qtree(snapshot.qtree)
+    qroot.devices += _busless(snapshot)
     root = _build_bus(snapshot, qroot, 0, None, 0)
     machine, inputs = _machine(snapshot)
     config = Config(machine, root, _backends(snapshot), inputs, snapshot.dtb)
@@ -451,6 +452,19 @@ def from_snapshot(snapshot: Snapshot) -> Config:
     link_machine_chardevs(config)
     split_host_facts(config)
     return config
+
+
+def _busless(snapshot: Snapshot) -> list[QDev]:
+    """The user's devices on no bus (vmcoreinfo, vmgenid, an IPMI BMC simulator), which ``info
+    qtree`` never shows, as devices of the machine's root: they hold guest-visible state (vmgenid's
+    GUID) and migration sections of their own, so a rebuild without them cannot take the VM.
+    Their values come from QOM, spelled as ``info qtree`` quotes a string."""
+    out: list[QDev] = []
+    for per in snapshot.peripherals:
+        if per.parent_bus is None:
+            props = {k: '"' + _json_text(v) + '"' for k, v in sorted(per.props.items())}
+            out.append(QDev(per.type, per.id or "", props))
+    return out
 
 
 def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
@@ -467,7 +481,7 @@ def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
     for per in snapshot.peripherals:
         dev: Device | None = by_id.get(per.id) if per.id else None
         if dev is None:
-            bus = (per.parent_bus or "").rsplit("/", 1)[-1]
+            bus = (per.parent_bus or config.root.name).rsplit("/", 1)[-1]
             for cand in config.devices():
                 if cand.driver != per.type or cand.parent is None or cand.parent.name != bus or cand.user:
                     continue

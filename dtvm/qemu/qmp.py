@@ -681,6 +681,13 @@ async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> P
     wanted = [n for n in (*ADDRESS_PROPS, "chardev") if n in names]
     missing = object()
     values = await r.all(r.get_or(path, n, missing) for n in wanted)
+    own: dict[str, Any] = {}
+    if not bus and props is not None:
+        # on no bus, info qtree never shows the device: its settings come from QOM, one by one
+        settable = [str(p["name"]) for p in props
+                    if not str(p.get("type", "")).startswith(("link<", "child<")) and p.get("name") != "parent_bus"]
+        got = await r.all(r.get_or(path, n, missing) for n in settable)
+        own = {n: v for n, v in zip(settable, got, strict=True) if v is not missing and not isinstance(v, (dict, list))}
     return Peripheral(
         qom_path=path,
         id=name if container == "/machine/peripheral" else None,
@@ -688,6 +695,7 @@ async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> P
         hotplugged=bool(hotplugged),
         parent_bus=bus or None,
         address={n: v for n, v in zip(wanted, values, strict=True) if v is not missing},
+        props=own,
     )
 
 

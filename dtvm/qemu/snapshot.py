@@ -30,6 +30,8 @@ class Peripheral:
     values of the bus address properties the device has (``addr``, ``port``, ``unit``, ``scsi-id``,
     ``lun``, ``nr``, ``reg``, ``iobase``, ``index``) as QEMU returned them, and ``chardev`` where the
     type has one (not an address: isa-serial's is an alias ``info qtree`` does not show).
+    ``props`` holds, for a device on no bus (vmcoreinfo, vmgenid: ``info qtree`` never shows
+    them), the ``qom-get`` value of each of its type's qdev properties but links.
     """
 
     qom_path: str
@@ -38,6 +40,7 @@ class Peripheral:
     hotplugged: bool
     parent_bus: str | None
     address: dict[str, Any] = field(default_factory=dict)
+    props: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
