@@ -141,3 +141,22 @@ def test_sound_offline_equals_online_on_10_0(machine: str, seed: int, tmp_path: 
         pytest.skip(f"QEMU 10.0's {Path(argv[0]).name} is not installed ({argv[0]}; scripts/install-qemu10 installs it)")
     argv[argv.index("-M") + 1] = {"pc-q35-7.2": "q35", "virt-7.2": "virt"}[argv[argv.index("-M") + 1]]
     assert_offline_matches_online(argv, tmp_path)
+
+
+def test_no_default_audiodev_on_10_0(tmp_path: Path) -> None:
+    """QEMU 10.0 gives a device without audiodev= the host's default driver even beside an
+    -audiodev (7.2 took the first -audiodev): offline refuses it by name, and QEMU shows why (it
+    refuses where no driver starts, else names another back-end than the command line's)."""
+    argv = [qemu10("qemu-system-x86_64"), "-M", "q35", "-nodefaults", "-audiodev", "none,id=a", "-device", "AC97"]
+    if not Path(argv[0]).exists():
+        pytest.skip(f"QEMU 10.0's {Path(argv[0]).name} is not installed ({argv[0]}; scripts/install-qemu10 installs it)")
+    online = qemu2dtb_run(argv, tmp_path / "on.dtb", offline=False)
+    if online.returncode != 0:
+        assert "no default audio driver available" in online.stderr, online.stderr
+    else:
+        overlay = subprocess.run(["dtc", "-I", "dtb", "-O", "dts", str(tmp_path / "on.backend.dtbo")],
+                                 capture_output=True, text=True, check=True).stdout
+        assert 'qemu,audiodev = "a"' not in overlay
+    offline = qemu2dtb_run(argv, tmp_path / "off.dtb", offline=True)
+    assert offline.returncode != 0 and len(offline.stderr.strip().splitlines()) == 1, offline.stderr
+    assert "QEMU 10.0 takes no -audiodev as a default" in offline.stderr
