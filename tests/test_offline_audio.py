@@ -160,3 +160,18 @@ def test_no_default_audiodev_on_10_0(tmp_path: Path) -> None:
     offline = qemu2dtb_run(argv, tmp_path / "off.dtb", offline=True)
     assert offline.returncode != 0 and len(offline.stderr.strip().splitlines()) == 1, offline.stderr
     assert "QEMU 10.0 takes no -audiodev as a default" in offline.stderr
+
+
+@pytest.mark.parametrize("tail", [
+    # -audiodev given after the device: QEMU makes the back-ends first (measured: the device has it)
+    ["-device", "AC97,audiodev=late", "-audiodev", "none,id=late"],
+    # a -global naming an audiodev that does not exist: QEMU refuses, offline must not answer
+    ["-audiodev", "none,id=s", "-global", "AC97.audiodev=zz", "-device", "AC97"],
+    # an audiodev= on a device type without one (the HDA controller): QEMU refuses it
+    ["-audiodev", "none,id=s", "-device", "intel-hda,audiodev=s"],
+])
+def test_sound_corners(tail: list[str], tmp_path: Path) -> None:
+    argv = ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", *tail]
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} (the online oracle) is not installed")
+    assert_offline_matches_online(argv, tmp_path)

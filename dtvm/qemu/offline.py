@@ -717,7 +717,7 @@ def _apply_global(config: Config, profiles: dict[str, Any], driver: str, prop: s
     if profile is None or not any(prop in names for names in profile["props-of"].values()):
         raise OfflineError(f"{where}: not in the offline model (use online mode)")
     ptype = next((t[prop] for t in profile["types"].values() if prop in t), "")
-    if ptype.startswith("link<") or prop in _ADDRESS_KEYS or prop in ("drive", "netdev", "chardev"):
+    if ptype.startswith("link<") or prop in _ADDRESS_KEYS or prop in ("drive", "netdev", "chardev", "audiodev"):
         raise OfflineError(f"{where}: not a guest property the offline model sets (use online mode)")
     value = _norm(raw, ptype)
     default = profile["defaults"].get(driver, {}).get(prop)
