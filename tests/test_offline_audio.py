@@ -165,6 +165,9 @@ def test_no_default_audiodev_on_10_0(tmp_path: Path) -> None:
 @pytest.mark.parametrize("tail", [
     # -audiodev given after the device: QEMU makes the back-ends first (measured: the device has it)
     ["-device", "AC97,audiodev=late", "-audiodev", "none,id=late"],
+    # libvirt's JSON form, and a JSON member of the wrong type (QEMU refuses it)
+    ["-audiodev", '{"id":"a","driver":"none","timer-period":5000}', "-device", "ES1370,audiodev=a"],
+    ["-audiodev", '{"id":"a","driver":"none","timer-period":"5000"}', "-device", "ES1370,audiodev=a"],
     # a -global naming an audiodev that does not exist: QEMU refuses, offline must not answer
     ["-audiodev", "none,id=s", "-global", "AC97.audiodev=zz", "-device", "AC97"],
     # an audiodev= on a device type without one (the HDA controller): QEMU refuses it

@@ -29,16 +29,47 @@ __all__ = ["parse_audiodev", "set_audiodev"]
 _KEYS = frozenset({"driver", "id", "timer-period"})
 
 
+#: the longest JSON -audiodev read (libvirt's are under 100 characters)
+_JSON_LIMIT = 4096
+
+
+def _json_options(text: str, where: str) -> dict[str, str]:
+    """A JSON ``-audiodev`` (libvirt's form; QEMU's visitor takes an object where the text starts
+    with ``{``): its members as keyval would give them, integers as QAPI takes them."""
+    import json
+
+    if len(text) > _JSON_LIMIT:
+        raise OfflineError(f"{where[:80]}...: longer than {_JSON_LIMIT} characters, not in the offline model")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OfflineError(f"{where}: not valid JSON ({exc.msg}; QEMU refuses it)") from None
+    if not isinstance(data, dict):
+        raise OfflineError(f"{where}: not a JSON object (QEMU refuses it)")
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if key == "timer-period" and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise OfflineError(f"{where}: Parameter 'timer-period' expects uint64 (QEMU refuses it)")
+        if key != "timer-period" and not isinstance(value, str):
+            raise OfflineError(f"{where}: {key}: not in the offline model as JSON {type(value).__name__} (use online mode)")
+        out[key] = str(value)
+    return out
+
+
 def parse_audiodev(text: str, where: str) -> str:
     """The id of an ``-audiodev`` (keyval syntax, QEMU's qobject input visitor: the last of a
-    repeated key wins); OfflineError for what QEMU refuses and for what offline cannot know."""
+    repeated key wins; or JSON); OfflineError for what QEMU refuses and what offline cannot know."""
     from dtvm.qemu.opts import OptionError, parse
 
-    try:
-        head, pairs = parse(text, implied="driver", keyval=True)
-    except OptionError as exc:
-        raise OfflineError(f"{where}: {exc}") from None
-    opts = dict(pairs)
+    head: str | None = None
+    if text.lstrip().startswith("{"):
+        opts = _json_options(text, where)
+    else:
+        try:
+            head, pairs = parse(text, implied="driver", keyval=True)
+        except OptionError as exc:
+            raise OfflineError(f"{where}: {exc}") from None
+        opts = dict(pairs)
     driver = opts.get("driver", head)
     if not driver:
         raise OfflineError(f"{where}: Parameter 'driver' is missing (QEMU refuses it)")
