@@ -37,7 +37,7 @@ The rules, from QEMU 7.2's sources and checked against ``qemu-system-*`` 7.2 (te
 - **HDA** (``hda_codec_dev_realize``): a codec without ``cad`` takes the bus's next codec address,
   one above the codec realized last (not the lowest free: ``cad=2`` after ``cad=5`` gives the next
   one 3); addresses stop at 14 ("HDA audio codec address is full").  QEMU 7.2 and 10.0 take a
-  ``cad`` in use without a word, and their description shows one of the two: dtvm refuses it.
+  ``cad`` in use without a word (both codecs are described, one node named ``-1``), so does dtvm.
   Codecs are never hot-plugged (HDA buses take none), so the creation order is the bus's list.
 
 Known difference: after a USB device was unplugged, QEMU puts the freed port at the *end* of its
@@ -499,12 +499,8 @@ _HDA_CADS = 15
 
 
 def _assign_hda(bus: Bus, requested: Mapping[str, str], where: str) -> tuple[tuple[str, tuple[int, ...]], dict[str, str]]:
-    used = {dev.address[1][0]: dev for dev in bus.devices if dev.address[0] == "cad"}
     if "cad" in requested:
-        cad = qemu_int(requested["cad"], "cad")
-        if cad in used:
-            raise AssignError(f"{where}: HDA codec address {cad} is in use by {_who(used[cad])} (QEMU takes it, and "
-                              "describes only one of the two)")
+        cad = qemu_int(requested["cad"], "cad")  # one in use too: QEMU takes it without a word
     else:
         last = [dev.address[1][0] for dev in bus.devices if dev.address[0] == "cad"]
         cad = last[-1] + 1 if last else 0
