@@ -308,7 +308,7 @@ def assign(config: Config, driver: str, kind: str, requested: Mapping[str, str],
     ``virtconsole`` (port 0 is its).  Raises :class:`AssignError` naming the bus and address.
     """
     if kind not in KIND_BUS_TYPE:
-        raise AssignError(f"dtvm assigns addresses on PCI, USB, SCSI, virtio-serial and HDA buses, not for {driver}")
+        raise AssignError(f"dtvm assigns addresses on PCI, USB, SCSI and virtio-serial buses (and offline on HDA), not for {driver}")
     bus, chosen = _select_bus(config, kind, driver, requested, parents, named)
     where = f"bus {bus.name}" + (f" (QEMU's choice for {driver} without bus=)" if chosen else "")
     if kind == PCI:
