@@ -102,6 +102,8 @@ def set_audiodev(targets: list[Device], profile: dict[str, Any], user: dict[str,
     if target is None:
         return
     if "audiodev" in user:
+        if not user["audiodev"]:  # QEMU takes an empty one: what it then picks is not measured
+            raise OfflineError(f"{where}: an empty audiodev= is not in the offline model (use online mode)")
         if user["audiodev"] not in audiodevs:
             raise OfflineError(f"{where}: audiodev {user['audiodev']!r} is not an -audiodev of this command line "
                                "(QEMU refuses it)")
