@@ -81,6 +81,14 @@ X86_FLOPPY = ["-drive if=floppy"]
 X86_ISA_DEVICES = ["pvpanic", "ib700", "sga", "isa-debug-exit", "pc-testdev", "ne2k_isa", "isa-debugcon"]
 #: ISA devices that need a back-end to be made (probed with a null chardev)
 ISA_BACKED = {"isa-debugcon": (["-chardev", "null,id=pc"], "chardev=pc")}
+#: sound devices (tests/qemugen.py _more) that take an audio back-end, probed with one (-audiodev
+#: none: QEMU reports only its id, the user's offline): PCI cards on every machine with device
+#: profiles, HDA codecs on an HDA controller's bus, and on x86 the ISA cards at their default
+#: I/O ports, IRQs and DMA (the HDA controllers take no back-end: PCI_DEVICES)
+SOUND_PCI = ["AC97", "ES1370"]
+HDA_CODECS = ["hda-duplex", "hda-output", "hda-micro"]
+X86_ISA_SOUND = ["sb16", "adlib", "cs4231a", "gus"]
+AUDIO_BACKED = (["-audiodev", "none,id=pa"], "audiodev=pa")
 _X86_OPTIONS = [*(f"{o}={v}" for o in ("i8042", "hpet", "graphics", "default-bus-bypass-iommu", "sata", "smbus")
                   for v in ("on", "off")),
                 *(f"{o}={v}" for o in ("vmport", "pit", "pic", "smm", "acpi") for v in ("on", "off", "auto"))]
@@ -145,7 +153,7 @@ def _variants() -> dict[str, list[str]]:
 
 VARIANTS = _variants()
 KIND = {"PCI": "pci", "PCIE": "pci", "usb-bus": "usb", "SCSI": "scsi", "virtio-serial-bus": "virtio-serial",
-        "virtio-mmio-bus": "virtio-mmio", "IDE": "ide", "ISA": "isa"}
+        "virtio-mmio-bus": "virtio-mmio", "IDE": "ide", "ISA": "isa", "HDA": "hda"}
 
 
 def _find(dev: Device, qid: str) -> Device | None:
@@ -170,12 +178,15 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if device in ISA_BACKED:
         setup = [*setup, *ISA_BACKED[device][0]]
         spec += "," + ISA_BACKED[device][1]
+    if device in SOUND_PCI or device in HDA_CODECS or device in X86_ISA_SOUND:
+        setup = [*setup, *AUDIO_BACKED[0]]
+        spec += "," + AUDIO_BACKED[1]
     if device in DRIVE_DEVICES:
         setup = [*setup, "-blockdev", "driver=null-co,node-name=pd"]
         spec += ",drive=pd"
     if context not in ("pci-root", "virtio-mmio-bus", "ISA"):
         spec += ",bus=" + {"pci-port": "ctx", "pci-bridge": "ctx", "usb-bus": "ctx.0",
-                           "virtio-serial-bus": "ctx.0", "SCSI": "ctx.0", "IDE": "ide.0"}[context]
+                           "virtio-serial-bus": "ctx.0", "SCSI": "ctx.0", "IDE": "ide.0", "HDA": "ctx.0"}[context]
     if context == "pci-bridge":
         spec += ",addr=1"  # slot 0 of a bridge with an SHPC is refused on virt
     try:
@@ -234,6 +245,7 @@ def _profile(snapshot: Any, found: Device, extra: str | None) -> dict[str, Any]:
     for d in [data] + [c for b in data["buses"] for c in b["devices"]]:
         d["backends"].pop("drive", None)
         d["backends"].pop("chardev", None)  # the probe's own (usb-serial): the user gives theirs
+        d["backends"].pop("audiodev", None)  # the probe's -audiodev none: the user gives theirs
     drivers = {found.driver} | {c.driver for b in found.buses for c in b.devices}
     types = {d: {e["name"]: e.get("type", "") for e in snapshot.type_props.get(d) or []} for d in drivers}
     defaults = {d: {e["name"]: ("on" if e["default-value"] is True else "off" if e["default-value"] is False else str(e["default-value"]))
@@ -378,6 +390,7 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in USB_BACKED]
     if mtype.startswith("pc-"):
         jobs += [([], d, "ISA") for d in X86_ISA_DEVICES]
+    jobs += _sound_jobs(mtype, pcie, port, bridge)
     if not devices:
         jobs = []
     wanted = {f"{j[1]}@{j[2]}" for j in jobs}
@@ -406,6 +419,19 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
             "qemu": read_argv([binary, "-M", mtype, "-nodefaults"]).version.get("package", ""),
             "machine-options": first["machine"]["options"], "accepts": {}, "first-mac": 0x525400123456,
             "variants": variants, "option-variants": option_variants, "profiles": dict(sorted(profiles.items()))}
+
+
+def _sound_jobs(mtype: str, pcie: bool, port: list[str], bridge: list[str]) -> list[tuple[list[str], str, str]]:
+    """The sound devices' probes: the PCI cards where PCI_DEVICES go, the HDA codecs on an HDA
+    controller's bus (the codec is the same on either controller: offline takes the HDA context
+    for both, tests/test_offline_audio.py holds it to QEMU), the ISA cards on x86."""
+    jobs: list[tuple[list[str], str, str]] = []
+    for dev in SOUND_PCI:
+        jobs += [([], dev, "pci-root"), (bridge, dev, "pci-bridge")] + ([(port, dev, "pci-port")] if pcie else [])
+    jobs += [(["-device", "intel-hda,id=ctx"], d, "HDA") for d in HDA_CODECS]
+    if mtype.startswith("pc-"):
+        jobs += [([], d, "ISA") for d in X86_ISA_SOUND]
+    return jobs
 
 
 def _dt_machine(mtype: str, binary: str) -> bool:

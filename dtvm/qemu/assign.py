@@ -34,6 +34,11 @@ The rules, from QEMU 7.2's sources and checked against ``qemu-system-*`` 7.2 (te
 - **virtio-serial** (``virtser_port_device_realize``): a ``virtconsole`` takes port 0 if it is
   free; otherwise (and for every ``virtserialport``) the lowest free port from 1, below the
   device's ``max_ports`` (31).  Port 0 is reserved for consoles.
+- **HDA** (``hda_codec_dev_realize``): a codec without ``cad`` takes the bus's next codec address,
+  one above the codec realized last (not the lowest free: ``cad=2`` after ``cad=5`` gives the next
+  one 3); addresses stop at 14 ("HDA audio codec address is full").  QEMU 7.2 and 10.0 take a
+  ``cad`` in use without a word (both codecs are described, one node named ``-1``), so does dtvm.
+  Codecs are never hot-plugged (HDA buses take none), so the creation order is the bus's list.
 
 Known difference: after a USB device was unplugged, QEMU puts the freed port at the *end* of its
 free list, so QEMU's own next choice depends on history that no description holds; dtvm chooses
@@ -51,6 +56,7 @@ from dtvm.vm.model import Bus, Config, Device
 
 __all__ = [
     "BUS_PARENTS",
+    "HDA",
     "KIND_BUS_TYPE",
     "PCI",
     "PCIE_SLOT_DRIVERS",
@@ -73,12 +79,13 @@ PCI = "pci"
 USB = "usb"
 SCSI = "scsi"
 VSERIAL = "virtio-serial"
+HDA = "hda"
 
 #: The bus type each kind of device plugs into (QEMU's ``DeviceClass.bus_type``).
-KIND_BUS_TYPE = {PCI: "PCI", USB: "usb-bus", SCSI: "SCSI", VSERIAL: "virtio-serial-bus"}
+KIND_BUS_TYPE = {PCI: "PCI", USB: "usb-bus", SCSI: "SCSI", VSERIAL: "virtio-serial-bus", HDA: "HDA"}
 
 #: The device options that state an address, per kind (what ``device_add`` gets from dtvm).
-_ADDRESS_KEYS = {PCI: ("addr",), USB: ("port",), SCSI: ("channel", "scsi-id", "lun"), VSERIAL: ("nr",)}
+_ADDRESS_KEYS = {PCI: ("addr",), USB: ("port",), SCSI: ("channel", "scsi-id", "lun"), VSERIAL: ("nr",), HDA: ("cad",)}
 
 #: QOM parents of QEMU 7.2's bus types below ``PCI`` (``qom-list-types implements=bus``, the same
 #: on x86_64, aarch64, ppc64 and riscv64): a device that needs a ``PCI`` bus goes on all of them.
@@ -301,7 +308,7 @@ def assign(config: Config, driver: str, kind: str, requested: Mapping[str, str],
     ``virtconsole`` (port 0 is its).  Raises :class:`AssignError` naming the bus and address.
     """
     if kind not in KIND_BUS_TYPE:
-        raise AssignError(f"dtvm assigns addresses on PCI, USB, SCSI and virtio-serial buses, not for {driver}")
+        raise AssignError(f"dtvm assigns addresses on PCI, USB, SCSI and virtio-serial buses (and offline on HDA), not for {driver}")
     bus, chosen = _select_bus(config, kind, driver, requested, parents, named)
     where = f"bus {bus.name}" + (f" (QEMU's choice for {driver} without bus=)" if chosen else "")
     if kind == PCI:
@@ -310,6 +317,8 @@ def assign(config: Config, driver: str, kind: str, requested: Mapping[str, str],
         address, opts = _assign_usb(bus, driver, requested, where)
     elif kind == SCSI:
         address, opts = _assign_scsi(bus, driver, requested, where)
+    elif kind == HDA:
+        address, opts = _assign_hda(bus, requested, where)
     else:
         address, opts = _assign_vserial(bus, driver, requested, console, where)
     return Placement(kind, bus, address, {"bus": bus.name, **opts}, chosen)
@@ -483,3 +492,18 @@ def _assign_vserial(bus: Bus, driver: str, requested: Mapping[str, str], console
             raise AssignError(f"{where}: no free virtio-serial port (max_ports {max_ports})")
         nr = free[0]
     return ("nr", (nr,)), {"nr": str(nr)}
+
+
+#: HDA codec addresses QEMU takes: 0 to 14 (``hda_codec_dev_realize``: 15 and up are "full")
+_HDA_CADS = 15
+
+
+def _assign_hda(bus: Bus, requested: Mapping[str, str], where: str) -> tuple[tuple[str, tuple[int, ...]], dict[str, str]]:
+    if "cad" in requested:
+        cad = qemu_int(requested["cad"], "cad")  # one in use too: QEMU takes it without a word
+    else:
+        last = [dev.address[1][0] for dev in bus.devices if dev.address[0] == "cad"]
+        cad = last[-1] + 1 if last else 0
+    if not 0 <= cad < _HDA_CADS:
+        raise AssignError(f"{where}: HDA audio codec address is full (cad {cad}: QEMU takes 0 to {_HDA_CADS - 1})")
+    return ("cad", (cad,)), {"cad": str(cad)}

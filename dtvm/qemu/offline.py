@@ -38,6 +38,7 @@ from dtvm.qemu.offline_argv import (
     port_filename,
     probed_format,
 )
+from dtvm.qemu.offline_audio import set_audiodev
 from dtvm.qemu.offline_dt import compose as compose_dt
 from dtvm.qemu.offline_dt import msi_lost, reprofile_without_msi
 from dtvm.qemu.offline_flash import attach_flash
@@ -83,7 +84,7 @@ def _norm(value: str, kind: str | None) -> str:
     return value
 
 
-_ADDRESS_KEYS = {"addr", "bus", "id", "port", "unit", "scsi-id", "lun", "channel", "nr", "iobase", "reg"}
+_ADDRESS_KEYS = {"addr", "bus", "id", "port", "unit", "scsi-id", "lun", "channel", "nr", "iobase", "reg", "cad"}
 
 
 def offline_config(argv: list[str]) -> Config:
@@ -245,7 +246,7 @@ def offline_config(argv: list[str]) -> Config:
         kind = kind_of.get(driver)
         if kind is None:
             raise OfflineError(f"{where}: {driver} is not in the offline model (use online mode)")
-        requested = {k: v for k, v in user.items() if k in ("bus", "addr", "multifunction", "port", "channel", "scsi-id", "lun", "nr")}
+        requested = {k: v for k, v in user.items() if k in ("bus", "addr", "multifunction", "port", "channel", "scsi-id", "lun", "nr", "cad")}
         address: tuple[str, tuple[int, ...]]
         if kind == "ide":
             bus, address = _ide_place(config, bus_by_name, user, where)
@@ -295,12 +296,13 @@ def offline_config(argv: list[str]) -> Config:
             if rules.is_derived(target.driver, key):
                 _pass_to_child(target, key, value, rules)  # never described on the device itself
                 continue
-            if key in ("drive", "netdev", "chardev"):
+            if key in ("drive", "netdev", "chardev", "audiodev"):
                 target.backends[key] = value
             elif defaults.get(target.driver, {}).get(key) == value:
                 target.props.pop(key, None)
             else:
                 target.props[key] = value
+        set_audiodev(targets, profile, user, args.audiodevs, selected_version(), where)  # offline_audio.py
         if "drive" in user:
             drive = args.drives.get(user["drive"])
             if drive is None:
@@ -670,7 +672,7 @@ def _isa_fixed(config: Config, profile: dict[str, Any] | None, user: dict[str, s
     """An ISA device at its type's own place (pvpanic's and ib700's I/O port, sga's none): the
     machine's ISA bus, the address recorded; a second one, or another port, is not modelled."""
     bus = next((b for b in _all_buses(config) if b.type == "ISA"), None)
-    if bus is None or profile is None or set(user) - {"id", "chardev", "netdev"}:
+    if bus is None or profile is None or set(user) - {"id", "chardev", "netdev", "audiodev"}:
         raise OfflineError(f"{where}: this ISA device{' with ' + ', '.join(sorted(set(user) - {'id'})) if user else ''} "
                            "is not in the offline model (use online mode)")
     driver = profile["device"]["driver"]
@@ -715,7 +717,7 @@ def _apply_global(config: Config, profiles: dict[str, Any], driver: str, prop: s
     if profile is None or not any(prop in names for names in profile["props-of"].values()):
         raise OfflineError(f"{where}: not in the offline model (use online mode)")
     ptype = next((t[prop] for t in profile["types"].values() if prop in t), "")
-    if ptype.startswith("link<") or prop in _ADDRESS_KEYS or prop in ("drive", "netdev", "chardev"):
+    if ptype.startswith("link<") or prop in _ADDRESS_KEYS or prop in ("drive", "netdev", "chardev", "audiodev"):
         raise OfflineError(f"{where}: not a guest property the offline model sets (use online mode)")
     value = _norm(raw, ptype)
     default = profile["defaults"].get(driver, {}).get(prop)
@@ -857,8 +859,6 @@ def _rename_buses(dev: Device, qid: str | None) -> None:
                 bus.name = qid
             else:
                 bus.name = f"{qid}.{bus.index}"
-
-
 
 
 #: -cpu, -smp and -m create no qdev device on the machines with a DT (their CPUs and RAM are not

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from dtvm.qemu import images
 from dtvm.qemu.models import OfflineError
+from dtvm.qemu.offline_audio import parse_audiodev
 
 __all__ = ["Args", "Drive", "chardev_filename", "image_size", "is_qcow2", "parse_argv", "port_filename", "probed_format"]
 
@@ -71,6 +72,8 @@ class Args:
     pflash: dict[int, Drive] = field(default_factory=dict)
     #: -drive if=ide,media=cdrom: the IDE indexes that are CD-ROMs
     hd_cdrom: set[int] = field(default_factory=set)
+    #: -audiodev none: the ids, in command-line order (QEMU 7.2's first is a sound device's default)
+    audiodevs: list[str] = field(default_factory=list)
 
 
 _IGNORED_FLAGS = {"-S", "-nographic", "-no-reboot", "-no-shutdown"}
@@ -405,6 +408,9 @@ def parse_argv(argv: list[str]) -> Args:
                 if not head:
                     raise OfflineError(f"-netdev {value()}: no type")
                 args.netdevs.append((head, pairs))  # host side only: any type
+                i += 2
+            elif norm == "-audiodev":
+                args.audiodevs.append(parse_audiodev(value(), f"-audiodev {value()}"))
                 i += 2
             elif norm == "-chardev":
                 head, pairs = parse(value(), implied="backend")
