@@ -71,7 +71,7 @@ _ON = frozenset({"on", "yes", "true", "y"})
 _REMOVABLE = frozenset({"ide-cd", "scsi-cd", "floppy"})
 _REFS = ("drive", "netdev", "chardev")
 #: the PCI bus kinds (their devices have PCI addresses)
-_PCI_KINDS = frozenset({"pcie-root", "pci-root", "pcie-port", "pcie-switch", "pci"})
+_PCI_KINDS = frozenset({"pcie-root", "pci-root", "pcie-port", "pcie-switch", "pci", "pxb-pcie-root", "pxb-root"})
 #: address forms (plan's decoded kinds) each bus kind's devices may have; unlisted kinds: any
 _FORMS: dict[str, frozenset[str]] = {
     **{k: frozenset({"pci"}) for k in _PCI_KINDS},
