@@ -488,12 +488,12 @@ def fold_made_devices(snapshot: Snapshot, qroot: QBus) -> None:
                 break
     for host in hosts:
         if id(host) not in pairs:
-            maker = next((m for m in free if m.type in rules[host.type].get("makers", ())), None)
-            if maker is None:
+            left = next((m for m in free if m.type in rules[host.type].get("makers", ())), None)
+            if left is None:
                 raise DtvmError(f"{host.type} on the system bus: no {' or '.join(rules[host.type]['makers'])} "
                                 "made it (QEMU's answer does not hold together)")
-            pairs[id(host)] = maker
-            free.remove(maker)
+            pairs[id(host)] = left
+            free.remove(left)
     for host in hosts:
         maker = pairs[id(host)]
         copies = rules[host.type].get("copies") or {}
