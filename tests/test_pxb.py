@@ -14,6 +14,7 @@ device hot-plugged into a root port behind a pxb-pcie.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,8 @@ pytest.importorskip("qemu.qmp")
 
 from dtvm.dt.dtb import read_dtb, write_dtb
 from dtvm.dt.tree import Node
+from tests import qemugen
+from tests.qemu_helpers import assert_offline_matches_online
 from tests.test_dtb2qemu import _describe, _positions, _rebuild_and_migrate, _start
 
 Q35 = ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults"]
@@ -121,3 +124,52 @@ def test_pxb_host_node_alone_is_refused(vm_factory: Any, tmp_path: Path) -> None
                           str(tmp_path / "vm.backend.dtbo")], capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("dtvm dtb2qemu: /pxb-host: pxb-host is made by a pxb or pxb-pcie"), res.stderr
+
+
+def _expander_argv(seed: int, machine: str, directory: Path) -> list[str]:
+    """The generator's expander stream alone (tests/qemugen.py _expanders) on a bare machine."""
+    spec = qemugen.MACHINES[machine]
+    rng = random.Random(seed)
+    g = qemugen._Gen(rng, spec, machine)
+    g.args = [spec.binary, "-M", spec.type, "-nodefaults"]
+    qemugen._expanders(rng, machine, g)
+    return qemugen.Case(f"{machine}-{seed}", machine, g.args, g.images).materialize(directory)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_offline_equals_online_generated(seed: int, tmp_path: Path) -> None:
+    """Expanders as the generator draws them, 3 seeds per machine: qemu2dtb --offline writes the
+    guest tree and back-end overlay online qemu2dtb reads from QEMU, byte for byte."""
+    machine = sorted(qemugen._EXPANDERS)[seed % len(qemugen._EXPANDERS)]
+    argv = _expander_argv(7130 + seed, machine, tmp_path)
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed (its oracle cannot run)")
+    assert any(a.startswith(("pxb,", "pxb-pcie,")) for a in argv)
+    assert_offline_matches_online(argv, tmp_path)
+
+
+@pytest.mark.parametrize("tail", [
+    # QEMU puts a device given without bus= on the newest expander's root bus: a root port is taken
+    ["-device", "pxb-pcie,id=px,bus_nr=32", "-device", "pcie-root-port,id=rp,chassis=1", "-device", "e1000e,bus=rp"],
+    # an endpoint is refused there, offline in QEMU's words
+    ["-device", "pxb-pcie,id=px,bus_nr=32", "-device", "e1000e"],
+    # a pxb without bus_nr: QEMU refuses its bridge's chassis number 0
+    ["-device", "pxb-pcie,id=px,bus_nr=32", "-device", "pxb-pcie,id=py,bus=pcie.0"],
+], ids=["root-port-placed-by-qemu", "endpoint-refused", "second-without-bus-nr"])
+def test_offline_expander_corners(tail: list[str], tmp_path: Path) -> None:
+    argv = [*Q35, *tail]
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed (its oracle cannot run)")
+    assert_offline_matches_online(argv, tmp_path)
+
+
+@pytest.mark.parametrize("tail", [
+    ["-device", "pxb,id=p1,bus_nr=16", "-device", "e1000"],
+    ["-device", "pxb,id=p1"],
+    ["-device", "pxb,id=p1,bus_nr=16", "-device", "pci-bridge,id=b,chassis_nr=3", "-device", "e1000,bus=b,addr=1"],
+], ids=["endpoint-refused", "without-bus-nr", "bridge-placed-by-qemu"])
+def test_offline_pxb_corners(tail: list[str], tmp_path: Path) -> None:
+    argv = [*PC, *tail]
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed (its oracle cannot run)")
+    assert_offline_matches_online(argv, tmp_path)
