@@ -472,7 +472,8 @@ def fold_made_devices(snapshot: Snapshot, qroot: QBus) -> None:
     QEMU links the two only by names and numbers (the bus is named after the expander's id, its
     functions carry the expander's bus number); an expander with neither (no id, nothing on its
     bus) is paired in creation order, which QEMU keeps for both: such hosts differ in nothing.
-    A made device with a property its maker does not explain is refused by name.
+    A made device with a property its maker does not explain is refused by name; one whose maker
+    is not listed (a pxb-cxl's) stays as it is, and dtb2qemu refuses it by node.
     """
     rules = device_facts().get("made-by-other") or {}
     hosts = [d for d in qroot.devices if isinstance(rules.get(d.type), dict)]
@@ -489,12 +490,12 @@ def fold_made_devices(snapshot: Snapshot, qroot: QBus) -> None:
     for host in hosts:
         if id(host) not in pairs:
             left = next((m for m in free if m.type in rules[host.type].get("makers", ())), None)
-            if left is None:
-                raise DtvmError(f"{host.type} on the system bus: no {' or '.join(rules[host.type]['makers'])} "
-                                "made it (QEMU's answer does not hold together)")
-            pairs[id(host)] = left
-            free.remove(left)
+            if left is not None:
+                pairs[id(host)] = left
+                free.remove(left)
     for host in hosts:
+        if id(host) not in pairs:
+            continue
         maker = pairs[id(host)]
         copies = rules[host.type].get("copies") or {}
         own = _defaults(snapshot, host.type) or {}
