@@ -335,6 +335,8 @@ class _Context:
             elif self.table.hotplug_self.get(parent.driver) is not None and \
                     parent.props.get(self.table.hotplug_self[parent.driver], "").lower() in ("off", "no", "false", "n"):
                 why = f"its qemu,{self.table.hotplug_self[parent.driver]} is off"
+            elif (maker := self.parent(parent)) is not None and self.table.hotplug_made.get(maker.driver) == parent.driver:
+                why = f"the {parent.driver} a {maker.driver} makes takes none"
             else:
                 root = self.table.hotplug_root.get(parent.driver)
                 if root is not None:
