@@ -54,7 +54,11 @@ MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device
                 "virtio-serial-device", "virtio-keyboard-device", "virtio-scsi-device", "virtio-mouse-device",
                 "virtio-tablet-device", "virtio-gpu-device"]
 #: properties a probe must give, dropped from the profile (the user gives their own)
-REQUIRED = {"pci-bridge": "chassis_nr=9", "xio3130-downstream": "chassis=9"}
+REQUIRED = {"pci-bridge": "chassis_nr=9", "xio3130-downstream": "chassis=9", "pxb": "bus_nr=9", "pxb-pcie": "bus_nr=9"}
+#: the PCI expander of each machine type with device profiles (QEMU 7.2: pxb "cannot reside on a
+#: PCIe bus", pxb-pcie "cannot reside on a PCI bus"; riscv64 virt has neither): recorded on the
+#: root bus ("PXB devices can be attached only to root bus"), its new root bus folded into it
+EXPANDERS = {"pc-i440fx": "pxb", "pc-q35": "pxb-pcie", "virt": "pxb-pcie"}
 #: a PCIe switch: its upstream port on a root port, its downstream ports on the upstream port's
 #: bus (both a PCIe port's link to offline: the "pci-port" context)
 SWITCH = [(["-device", "pcie-root-port,id=ctx,chassis=1"], "x3130-upstream"),
@@ -376,6 +380,9 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
             jobs.append((bridge, dev, "pci-bridge"))
     if pcie:
         jobs += [(setup, dev, "pci-port") for setup, dev in SWITCH]
+    expander = EXPANDERS.get(mtype.rsplit("-", 1)[0]) if not binary.endswith("riscv64") else None
+    if expander is not None:
+        jobs.append(([], expander, "pci-root"))
     jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in USB_DEVICES]
     jobs += [(["-device", "virtio-serial-pci,id=ctx"], d, "virtio-serial-bus") for d in VSERIAL_DEVICES]
     jobs += [(["-device", "virtio-scsi-pci,id=ctx"], d, "SCSI") for d in SCSI_DEVICES]

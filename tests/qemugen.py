@@ -506,6 +506,11 @@ def generate(seed: int, machine: str | None = None) -> Case:
     frng = random.Random(seed ^ 0x5EEDF1A5)
     if machine in _FLASH and frng.random() < 0.15:
         _flash(frng, machine, g)
+    # PCI expander buses, from a stream of their own too (last: a device given without bus= after
+    # an expander lands on the expander's root bus, which takes bridges only)
+    xprng = random.Random(seed ^ 0xE8A4D3B5)
+    if machine in _EXPANDERS and xprng.random() < 0.15 and not any("if=virtio" in a for a in g.args):
+        _expanders(xprng, machine, g)
     return Case(f"{machine}-{seed}", machine, g.args, g.images, g.hotplug)
 
 
@@ -516,8 +521,6 @@ _MORE_PCI = ["pci-serial", "megasas-gen2", "lsi53c810",
              "virtio-net-pci-transitional", "virtio-blk-pci-non-transitional", "virtio-rng-pci-non-transitional",
              "virtio-balloon-pci-transitional", "virtio-scsi-pci-non-transitional", "virtio-serial-pci-transitional",
              "vmware-svga", "virtio-vga", "virtio-iommu-pci"]
-# pxb and pxb-pcie (PCI expander buses) are not drawn: dtb2qemu does not rebuild them yet (their
-# pxb-host is made by the expander device, linked to it only by the bus name)
 _MORE_PCIE = ["x3130", "ioh3420"]
 _MORE_X86 = ["ne2k_isa", "isa-debugcon", "isa-debug-exit", "pc-testdev", "isa-sound"]
 #: display devices with the legacy VGA state (one per VM)
@@ -645,3 +648,65 @@ def _flash(rng: random.Random, machine: str, g: _Gen) -> None:
             g.args += ["-drive", f"if=pflash,format={fmt},file=@IMG@{name}" + (",readonly=on" if ro else "")
                        # unit given where -drive's own count would clash with -machine pflash0=
                        + (f",unit={unit}" if by_node or rng.random() < 0.5 else "")]
+
+
+#: the PCI expander each machine has (QEMU 7.2: pxb "cannot reside on a PCIe bus", pxb-pcie
+#: "cannot reside on a PCI bus"; riscv64 and ppc64 have neither)
+_EXPANDERS = {"q35": "pxb-pcie", "pc": "pxb", "aarch64-virt": "pxb-pcie", "arm-virt": "pxb-pcie"}
+# (no virtio-balloon-pci: "Only one balloon device is supported", and the other streams draw one)
+_BEHIND_EXPANDER = ["e1000e", "virtio-rng-pci", "virtio-net-pci", "virtio-blk-pci",
+                    "virtio-scsi-pci", "e1000", "rtl8139"]
+
+
+def _expanders(rng: random.Random, machine: str, g: _Gen) -> None:
+    """One or two PCI expanders on the root bus (each a new PCI root bus with its own number), with
+    what sits behind them: root ports (some left for hot-plug) on a pxb-pcie, endpoints and PCI
+    bridges on a pxb; sometimes an empty one without an id."""
+    kind = _EXPANDERS[machine]
+    root = g.spec.root_bus
+    numbers = rng.sample(range(16, 248, 8), 3)
+    for n in range(rng.choice([1, 1, 2])):
+        ident = g.ident("px")
+        # only the first may leave bus= out: a later one would land on the first's root bus
+        at = "" if n == 0 and rng.random() < 0.4 else f",bus={root}"
+        g.args += ["-device", f"{kind},id={ident},bus_nr={numbers[n]}{at}"]
+        if kind == "pxb-pcie":
+            for _ in range(rng.randint(1, 2)):
+                g.chassis += 1
+                rp = g.ident("xrp")
+                g.args += ["-device", f"pcie-root-port,id={rp},bus={ident},chassis={g.chassis}"]
+                form = rng.random()
+                if form < 0.5:
+                    g.args += ["-device", f"{_behind(rng, g)},bus={rp}"]
+                elif form < 0.7:
+                    br = g.ident("br")
+                    g.args += ["-device", f"pcie-pci-bridge,id={br},bus={rp}",
+                               "-device", f"{rng.choice(['e1000', 'virtio-rng-pci', 'rtl8139'])},bus={br},addr=1"]
+                else:
+                    g.hotplug.append({"driver": rng.choice(["virtio-net-pci", "virtio-rng-pci", "e1000e"]),
+                                      "bus": rp, "id": g.ident("hot")})
+        else:
+            slot = 0
+            for _ in range(rng.randint(1, 3)):
+                slot += rng.randint(1, 3)
+                if rng.random() < 0.3:
+                    g.chassis += 1
+                    br = g.ident("br")
+                    g.args += ["-device", f"pci-bridge,id={br},bus={ident},addr={slot},chassis_nr={g.chassis}",
+                               "-device", f"{_behind(rng, g)},bus={br},addr={rng.randint(1, 4)}"]
+                else:
+                    g.args += ["-device", f"{_behind(rng, g)},bus={ident},addr={slot}"]
+    if rng.random() < 0.2:
+        g.args += ["-device", f"{kind},bus={root},bus_nr={numbers[2]}"]  # empty, without an id
+
+
+def _behind(rng: random.Random, g: _Gen) -> str:
+    """An endpoint for a bus behind an expander, with the back-end it needs (no bus= yet)."""
+    dev = rng.choice(_BEHIND_EXPANDER)
+    if dev == "virtio-blk-pci":
+        return f"{dev},drive={g.drive_ref()}"
+    if dev == "virtio-net-pci" and rng.random() < 0.5:
+        ident = g.ident("n")
+        g.args += ["-netdev", f"user,id={ident}"]
+        return f"{dev},netdev={ident}"
+    return dev

@@ -597,6 +597,28 @@ def test_pc_root_hotplug_switched_off(described: Described) -> None:
         assert _findings(write_dtb(g), write_dtb(b)) == expected
 
 
+def test_pxb_bridge_takes_no_hotplug(described: Described, vm_factory: Any) -> None:
+    """The pci-bridge a pxb makes takes no hot-plug, a pci-bridge behind it does (QEMU 7.2's
+    device_add: "Bus 'px' does not support hotplugging" on the first, accepted on the second):
+    a device marked hot-plugged on the first is a finding, on the second none."""
+    argv = [*PC, "-nodefaults", "-device", "pxb,id=px,bus_nr=32", "-device", "pci-bridge,id=b,bus=px,addr=2,chassis_nr=3"]
+    vm = vm_factory(argv)
+    mon = vm.qmp()
+    try:
+        with pytest.raises(Exception, match="does not support hotplugging"):
+            mon.cmd("device_add", driver="e1000", bus="px", addr="3", id="e1")
+        mon.cmd("device_add", driver="e1000", bus="b", addr="3", id="e2")
+    finally:
+        mon.close()
+        vm.stop()
+    guest, backend = described([*argv, "-device", "e1000,bus=px,addr=3", "-device", "rtl8139,bus=b,addr=3"])
+    g, b = read_dtb(guest), read_dtb(backend)
+    on_made, behind = _one(g, "e1000"), _one(g, "rtl8139")
+    _fragment(b, _path(on_made)).set_property("qemu,hotplugged", b"")
+    _fragment(b, _path(behind)).set_property("qemu,hotplugged", b"")
+    assert _findings(write_dtb(g), write_dtb(b)) == {(_path(on_made), "hotplug-bus", "error")}
+
+
 # -- unusable input: exit 2, one line ----------------------------------------------------------
 
 
@@ -783,6 +805,10 @@ def _hotplug_trials() -> list[tuple[str, list[str], dict[str, Any]]]:
         ("i2c", q35, {"driver": "i2c-ddc", "bus": "i2c", "address": "0x70"}),
         ("pci-root", [*PC, "-nodefaults"], {"driver": "virtio-rng-pci", "bus": "pci.0", "addr": "9"}),
         ("floppy", [*PC, "-nodefaults", "-device", "isa-fdc,id=fdc"], {"driver": "floppy", "bus": "floppy-bus.0"}),
+        ("pxb-pcie-root", [*Q35, "-nodefaults", "-device", "pxb-pcie,id=px,bus_nr=32"],
+         {"driver": "pcie-root-port", "bus": "px", "chassis": "9"}),
+        ("pxb-root", [*PC, "-nodefaults", "-device", "pxb,id=px,bus_nr=32"],
+         {"driver": "pci-bridge", "bus": "pxb-internal", "chassis_nr": "9"}),
         ("virtio", [*VIRT64, "-nodefaults"], {"driver": "virtio-rng-device"}),
         ("pci-root", [*PSERIES, "-nodefaults"], {"driver": "virtio-rng-pci", "addr": "9"}),
         ("vio", [*PSERIES, "-nodefaults", "-chardev", "null,id=c0"], {"driver": "spapr-vty", "chardev": "c0"}),

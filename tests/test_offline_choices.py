@@ -167,6 +167,40 @@ def choices(machine: str, img: dict[str, str]) -> dict[str, list[str]]:
     if spec.ide:
         out["-drive if=floppy"] = ["-drive", f"if=floppy,file={img['raw']},format=raw"]
     out.update(_second_stream(machine, img, contexts))
+    out.update(_expander_stream(machine, img))
+    return out
+
+
+def _expander_stream(machine: str, img: dict[str, str]) -> dict[str, list[str]]:
+    """The choices of qemugen's expander stream (_expanders): a PCI expander on the root bus and
+    what it draws behind one (root ports on a pxb-pcie, endpoints and bridges on a pxb)."""
+    kind = qemugen._EXPANDERS.get(machine)
+    if kind is None:
+        return {}
+    root = MACHINES[machine].root_bus
+    out: dict[str, list[str]] = {f"expander {kind}": ["-device", f"{kind},id=px,bus_nr=32"],
+                                 f"expander {kind} empty without id": ["-device", f"{kind},bus={root},bus_nr=40"]}
+
+    def endpoint(dev: str, at: str) -> list[str]:
+        if dev == "virtio-blk-pci":
+            return [*_drive(img), "-device", f"{dev},drive=d0{at}"]
+        return ["-device", dev + at]
+
+    head = ["-device", f"{kind},id=px,bus_nr=32,bus={root}"]
+    for dev in [*qemugen._BEHIND_EXPANDER, "virtio-net-pci,netdev=n"]:
+        net = ["-netdev", "user,id=n"] if "netdev" in dev else []
+        if kind == "pxb-pcie":
+            port = [*head, "-device", "pcie-root-port,id=xrp,bus=px,chassis=1"]
+            out[f"expander {dev} behind a root port"] = [*port, *net, *endpoint(dev, ",bus=xrp")]
+        else:
+            out[f"expander {dev} on it"] = [*head, *net, *endpoint(dev, ",bus=px,addr=1")]
+            out[f"expander {dev} behind a bridge"] = [*head, "-device", "pci-bridge,id=b,bus=px,addr=2,chassis_nr=1",
+                                                      *net, *endpoint(dev, ",bus=b,addr=1")]
+    if kind == "pxb-pcie":
+        for dev in ("e1000", "virtio-rng-pci", "rtl8139"):
+            out[f"expander {dev} behind a pcie-pci-bridge"] = [
+                *head, "-device", "pcie-root-port,id=xrp,bus=px,chassis=1", "-device", "pcie-pci-bridge,id=b,bus=xrp",
+                "-device", f"{dev},bus=b,addr=1"]
     return out
 
 

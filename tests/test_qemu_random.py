@@ -158,6 +158,23 @@ CORNERS["q35-busless"] = Case("c31", "q35", ["qemu-system-x86_64", "-M", "pc-q35
 CORNERS["aarch64-busless"] = Case("c32", "aarch64-virt", ["qemu-system-aarch64", "-M", "virt-7.2", "-nodefaults",
                                                           "-device", "vmcoreinfo", "-device", "ramfb"])
 
+# PCI expander buses: the pxb-host QEMU makes is folded into its expander; read before and after
+# the firmware ran (it numbers the buses behind them), and with UEFI on aarch64
+CORNERS["q35-pxb-pcie"] = Case("c24", "q35", ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults",
+                                              "-device", "pxb-pcie,id=px,bus_nr=32", "-device", "pcie-root-port,id=rp,bus=px,chassis=1",
+                                              "-device", "virtio-net-pci,bus=rp", "-device", "pxb-pcie,bus=pcie.0,bus_nr=64",
+                                              "-device", "pcie-root-port,id=rp2,chassis=2"],
+                               {}, [{"driver": "e1000e", "bus": "rp2", "id": "hot1"}])
+CORNERS["pc-pxb"] = Case("c25", "pc", ["qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-device", "pxb,id=p1,bus_nr=16,bus=pci.0",
+                                       "-device", "e1000,bus=p1,addr=3", "-device", "pci-bridge,id=b,bus=p1,addr=4,chassis_nr=1",
+                                       "-device", "virtio-rng-pci,bus=b,addr=1"])
+CORNERS["aarch64-uefi-pxb-pcie"] = Case("c26", "aarch64-virt", ["qemu-system-aarch64", "-M", "virt-7.2", "-cpu", "cortex-a57",
+                                                                "-bios", str(AAVMF), "-nodefaults",
+                                                                "-device", "pxb-pcie,id=px,bus_nr=8",
+                                                                "-device", "pcie-root-port,id=rp,bus=px,chassis=1",
+                                                                "-device", "pcie-pci-bridge,id=br,bus=rp",
+                                                                "-device", "virtio-rng-pci,bus=br,addr=1"])
+
 
 @pytest.mark.parametrize("name", sorted(CORNERS))
 def test_corner(name: str, tmp_path: Path) -> None:

@@ -395,14 +395,21 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         parent_dev = dev.parent_device
         if parent_dev is not None and dev.driver in _own_children().get(parent_dev.driver, ()) \
                 and parent_path in made and made[parent_path].probe is None:
-            # the disk a usb-storage makes on its own SCSI bus from its drive: its -device makes it
+            # the disk a usb-storage makes on its own SCSI bus from its drive, the bridge a pxb
+            # makes on its root bus: the parent's -device makes it (and a bridge's bus is named
+            # after the parent's id, which QEMU gives the bridge it makes)
+            siblings = [c for c in dev.parent.devices if c.driver == dev.driver] if dev.parent is not None else []
+            if len(siblings) > 1:
+                raise ArgvError(f"{where}: a {parent_dev.driver} makes one {dev.driver} on its bus; "
+                                "another one there cannot be given")
             made[where] = _Node(dev, None, made[parent_path].qid)
             continue
         if dev.in_dt and essential is None and dev.address[0] in ("mmio", "none"):
             raise ArgvError(f"{where}: {dev.driver} is described in QEMU's own tree but this machine does not create it")
         maker = device_facts().get("made-by-other", {}).get(dev.driver)
         if maker is not None:
-            raise ArgvError(f"{where}: {dev.driver} is {maker}")
+            raise ArgvError(f"{where}: {dev.driver} is made by a {' or '.join(maker.get('makers', ()))}, never "
+                            "given alone: its bus's devices belong inside the node of the device that makes it")
         try:
             rules.device(dev.driver, where)
         except TrustError as exc:

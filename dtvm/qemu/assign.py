@@ -56,6 +56,7 @@ from dtvm.vm.model import Bus, Config, Device
 
 __all__ = [
     "BUS_PARENTS",
+    "EXPANDER_BUSES",
     "HDA",
     "KIND_BUS_TYPE",
     "PCI",
@@ -218,17 +219,30 @@ def is_bus_type(bus_type: str, wanted: str, parents: Mapping[str, str] = BUS_PAR
     return False
 
 
+#: the root buses of PCI expanders (pxb, pxb-pcie), which QEMU hangs on a pxb-host it makes on the
+#: system bus and the description folds into the expander (dtvm/vm/data/devices.yaml made-by-other)
+EXPANDER_BUSES = frozenset({"pxb-bus", "pxb-pcie-bus"})
+
+
 def bus_search_order(config: Config) -> Iterator[Bus]:
     """Every bus in the order QEMU's ``qbus_find_recursive`` looks at them: a bus, then for each of
-    its devices newest first, that device's child buses newest first, recursively."""
-    stack: list[Bus] = [config.root]
-    while stack:
-        bus = stack.pop()
-        yield bus
-        below: list[Bus] = []
-        for dev in reversed(bus.devices):
-            below.extend(reversed(dev.buses))
-        stack.extend(reversed(below))
+    its devices newest first, that device's child buses newest first, recursively.
+
+    An expander's root bus sits on its pxb-host, the newest devices of the system bus: those come
+    right after the system bus, newest first (a PCI device given without bus= after an expander
+    lands there, and QEMU refuses it unless it is a bridge)."""
+    expanders = [b for d in config.devices() for b in d.buses if b.type in EXPANDER_BUSES]
+    yield config.root
+    for start in [*reversed(expanders), config.root]:
+        stack: list[Bus] = [start]
+        while stack:
+            bus = stack.pop()
+            if bus is not start or start is not config.root:
+                yield bus
+            below: list[Bus] = []
+            for dev in reversed(bus.devices):
+                below.extend(b for b in reversed(dev.buses) if start is not config.root or b.type not in EXPANDER_BUSES)
+            stack.extend(reversed(below))
 
 
 def _full(bus: Bus) -> bool:

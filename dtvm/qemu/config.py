@@ -17,13 +17,14 @@ from dtvm.qemu.qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_t
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import version_text, versions
-from dtvm.vm.buses import link_machine_chardevs
+from dtvm.vm.buses import device_facts, link_machine_chardevs
 from dtvm.vm.model import (
     ADDRESS_PROPS,
     BACKEND_PROPS,
     MACHINE_DEVICE_OPTIONS,
     MACHINE_HOST_PROPS,
     MACHINE_INPUT_PROPS,
+    PCI_BUSES,
     Backend,
     Bus,
     Config,
@@ -152,7 +153,7 @@ def _pci_addr(text: str) -> tuple[int, int]:
 def _address(qdev: QDev, bus: QBus, nth: int) -> tuple[str, tuple[int, ...]]:
     kind = bus.type
     p = qdev.props
-    if kind in ("PCI", "PCIE") and "addr" in p:
+    if kind in PCI_BUSES and "addr" in p:
         return ("pci", _pci_addr(p["addr"]))
     if kind == "IDE" and "unit" in p:
         return ("ide", (bus_index(bus), _int(p["unit"])))
@@ -436,9 +437,89 @@ def _stable_block_names(config: Config) -> None:
             b.options["node-name"] = names[b.options["node-name"]]
 
 
+def _walk_qdevs(bus: QBus) -> list[QDev]:
+    """Every device below a bus, depth first in creation order."""
+    out: list[QDev] = []
+    stack = list(reversed(bus.devices))
+    while stack:
+        dev = stack.pop()
+        out.append(dev)
+        for child in reversed(dev.buses):
+            stack.extend(reversed(child.devices))
+    return out
+
+
+def _made_here(host: QDev, maker: QDev) -> bool:
+    """Whether a made device's bus is its maker's: named after the maker's id (pxb-pcie), holding
+    the bridge the maker made with the maker's id (pxb), or holding functions whose PCI bus number
+    (info qtree's ``addr BB:DD.F``) is the maker's ``bus_nr``."""
+    bus_nr = maker.props.get("bus_nr")
+    for bus in host.buses:
+        if maker.id and bus.name == maker.id:
+            return True
+        for dev in bus.devices:
+            if maker.id and dev.id == maker.id:
+                return True
+            if bus_nr is not None and dev.pci is not None and str(dev.pci[1]) == prop_text(bus_nr):
+                return True
+    return False
+
+
+def fold_made_devices(snapshot: Snapshot, qroot: QBus) -> None:
+    """Fold each device another device made on the system bus (``made-by-other`` in
+    dtvm/vm/data/devices.yaml: a PCI expander's pxb-host) into its maker, whose buses it takes.
+
+    QEMU links the two only by names and numbers (the bus is named after the expander's id, its
+    functions carry the expander's bus number); an expander with neither (no id, nothing on its
+    bus) is paired in creation order, which QEMU keeps for both: such hosts differ in nothing.
+    A made device with a property its maker does not explain is refused by name; one whose maker
+    is not listed (a pxb-cxl's) stays as it is, and dtb2qemu refuses it by node.
+    """
+    rules = device_facts().get("made-by-other") or {}
+    hosts = [d for d in qroot.devices if isinstance(rules.get(d.type), dict)]
+    if not hosts:
+        return
+    free = [d for d in _walk_qdevs(qroot) if any(d.type in rules[h.type].get("makers", ()) for h in hosts)]
+    pairs: dict[int, QDev] = {}
+    for host in hosts:
+        for maker in free:
+            if maker.type in rules[host.type].get("makers", ()) and _made_here(host, maker):
+                pairs[id(host)] = maker
+                free.remove(maker)
+                break
+    for host in hosts:
+        if id(host) not in pairs:
+            left = next((m for m in free if m.type in rules[host.type].get("makers", ())), None)
+            if left is not None:
+                pairs[id(host)] = left
+                free.remove(left)
+    for host in hosts:
+        if id(host) not in pairs:
+            continue
+        maker = pairs[id(host)]
+        copies = rules[host.type].get("copies") or {}
+        own = _defaults(snapshot, host.type) or {}
+        for name, raw in host.props.items():
+            value = prop_text(raw)
+            source = copies.get(name)
+            if source is not None and source in maker.props and prop_text(maker.props[source]) == value:
+                continue
+            if name in own and own[name] == value:
+                continue
+            raise DtvmError(f"{host.type} of {maker.type} {maker.id or '(no id)'}: {name}={value} is not what "
+                            f"its {maker.type} makes (set with -global?): dtvm cannot describe it")
+        for bus in host.buses:
+            for dev in bus.devices:
+                if maker.id and dev.id == maker.id:
+                    dev.id = ""  # the bridge a pxb makes takes the pxb's id: one id, the maker's
+        maker.buses = host.buses
+        qroot.devices.remove(host)
+
+
 def from_snapshot(snapshot: Snapshot) -> Config:
     """Understand what QEMU answered: the precise device model of that VM."""
     qroot = parse_qtree(snapshot.qtree)
+    fold_made_devices(snapshot, qroot)
     qroot.devices += _busless(snapshot)
     root = _build_bus(snapshot, qroot, 0, None, 0)
     machine, inputs = _machine(snapshot)

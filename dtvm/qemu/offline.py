@@ -41,6 +41,7 @@ from dtvm.qemu.offline_argv import (
 from dtvm.qemu.offline_audio import set_audiodev
 from dtvm.qemu.offline_dt import compose as compose_dt
 from dtvm.qemu.offline_dt import msi_lost, reprofile_without_msi
+from dtvm.qemu.offline_expander import EXPANDER_BUS_NAMES, bridges_only, own_child_follows
 from dtvm.qemu.offline_flash import attach_flash
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
@@ -48,7 +49,7 @@ from dtvm.vm.buses import device_facts, link_machine_chardevs
 
 if TYPE_CHECKING:
     from dtvm.qemu.argv import Probe
-from dtvm.vm.model import Backend, Bus, Config, Device
+from dtvm.vm.model import PCI_BUSES, Backend, Bus, Config, Device
 
 __all__ = ["OfflineError", "device_from_dict", "device_to_dict", "load_model", "offline_config", "offline_prober"]
 
@@ -275,6 +276,7 @@ def offline_config(argv: list[str]) -> Config:
         if profile is None:
             raise OfflineError(f"{where}: no profile for {driver} on a {context} bus in the offline model (use online mode)")
         dev = device_from_dict(profile["device"], bus)
+        bridges_only(bus, dev, where, "bus" in requested)
         explicit[id(dev)] = set(user)
         qid = user.get("id")
         dev.qdev_id = qid
@@ -303,6 +305,7 @@ def offline_config(argv: list[str]) -> Config:
             else:
                 target.props[key] = value
         set_audiodev(targets, profile, user, args.audiodevs, selected_version(), where)  # offline_audio.py
+        own_child_follows(dev, defaults, where)
         if "drive" in user:
             drive = args.drives.get(user["drive"])
             if drive is None:
@@ -816,11 +819,11 @@ def _drop_default_cdrom(config: Config) -> None:
 
 
 def _context(bus: Bus) -> str:
-    """The bus a profile was recorded on: a PCI bus by what owns it (host, PCIe port, bridge),
-    because QEMU resolves some properties by it (virtio's disable-legacy)."""
+    """The bus a profile was recorded on: a PCI bus by what owns it (host, PCIe port, bridge; an
+    expander's is a root bus), because QEMU resolves some properties by it (virtio's disable-legacy)."""
     owner = bus.parent
-    if bus.type in ("PCI", "PCIE"):
-        if owner is None or owner.address[0] != "pci":
+    if bus.type in PCI_BUSES:
+        if owner is None or owner.address[0] != "pci" or bus.type not in ("PCI", "PCIE"):
             return "pci-root"
         return "pci-port" if bus.type == "PCIE" else "pci-bridge"
     return bus.type
@@ -849,14 +852,13 @@ def _walk_buses(dev: Device) -> list[Bus]:
 
 def _rename_buses(dev: Device, qid: str | None) -> None:
     """Child buses are named after the device's id (a bridge's bus is the id itself)."""
+    own = device_facts().get("makes-own-child") or {}
     for d in _walk(dev):
-        for bus in d.buses:
-            if bus.type == "virtio-pci-bus":
-                continue  # a virtio proxy's own bus is always "virtio-bus"
-            if qid is None:
-                bus.name = f"{dev.driver}.{bus.index}@anon{id(dev)}"
-            elif bus.type in ("PCI", "PCIE") and d is dev:
-                bus.name = qid
+        for bus in (b for b in d.buses if b.type != "virtio-pci-bus"):  # a virtio proxy's is always "virtio-bus"
+            if bus.type in EXPANDER_BUS_NAMES or qid is None:
+                bus.name = EXPANDER_BUS_NAMES.get(bus.type) or f"{dev.driver}.{bus.index}@anon{id(dev)}"
+            elif bus.type in PCI_BUSES and (d is dev or d.driver in own.get(dev.driver, ())):
+                bus.name = qid  # (a bridge a device makes itself takes its maker's id: a pxb's)
             else:
                 bus.name = f"{qid}.{bus.index}"
 

@@ -53,6 +53,8 @@ class BusTable:
     placement: dict[str, frozenset[str]]
     hotplug_self: dict[str, str]
     hotplug_root: dict[str, tuple[str, str]]
+    #: maker -> the bridge it makes itself, whose bus takes no hot-plug (a pxb's pci-bridge)
+    hotplug_made: dict[str, str]
     ide_units: dict[str, tuple[int, int]]
     #: device type -> QEMU bus type it needs (``-device help`` plus the machine-made ones)
     needs: dict[str, str]
@@ -132,6 +134,7 @@ def load_bus_table(data: Any, translators: dict[str, Translator] | None = None) 
         if len(items) != 2:
             raise CheckDataError(f"buses.yaml: hotplug-off.root.{d}: expected [device type, property]")
         hotplug_root[d] = (items[0], items[1])
+    hotplug_made = {d: str(m) for d, m in _map(off.get("made") or {}, "hotplug-off.made").items()}
     ide_units: dict[str, tuple[int, int]] = {}
     for d, pair in _map(top.get("ide-units"), "ide-units").items():
         if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(n, int) for n in pair):
@@ -145,7 +148,8 @@ def load_bus_table(data: Any, translators: dict[str, Translator] | None = None) 
     for bus, names in _map(top.get("machine-made"), "machine-made").items():
         for n in _strs(names, f"machine-made.{bus}"):
             needs.setdefault(n, bus)
-    return BusTable(kinds, provides, tuple(patterns), placement, hotplug_self, hotplug_root, ide_units, needs, user)
+    return BusTable(kinds, provides, tuple(patterns), placement, hotplug_self, hotplug_root, hotplug_made, ide_units,
+                    needs, user)
 
 
 @functools.lru_cache(maxsize=1)

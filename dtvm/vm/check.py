@@ -71,7 +71,7 @@ _ON = frozenset({"on", "yes", "true", "y"})
 _REMOVABLE = frozenset({"ide-cd", "scsi-cd", "floppy"})
 _REFS = ("drive", "netdev", "chardev")
 #: the PCI bus kinds (their devices have PCI addresses)
-_PCI_KINDS = frozenset({"pcie-root", "pci-root", "pcie-port", "pcie-switch", "pci"})
+_PCI_KINDS = frozenset({"pcie-root", "pci-root", "pcie-port", "pcie-switch", "pci", "pxb-pcie-root", "pxb-root"})
 #: address forms (plan's decoded kinds) each bus kind's devices may have; unlisted kinds: any
 _FORMS: dict[str, frozenset[str]] = {
     **{k: frozenset({"pci"}) for k in _PCI_KINDS},
@@ -335,6 +335,8 @@ class _Context:
             elif self.table.hotplug_self.get(parent.driver) is not None and \
                     parent.props.get(self.table.hotplug_self[parent.driver], "").lower() in ("off", "no", "false", "n"):
                 why = f"its qemu,{self.table.hotplug_self[parent.driver]} is off"
+            elif (maker := self.parent(parent)) is not None and self.table.hotplug_made.get(maker.driver) == parent.driver:
+                why = f"the {parent.driver} a {maker.driver} makes takes none"
             else:
                 root = self.table.hotplug_root.get(parent.driver)
                 if root is not None:

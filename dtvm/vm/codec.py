@@ -59,7 +59,8 @@ MACHINE_NODE = "qemu"
 MACHINE_COMPATIBLE = "qemu,machine"
 
 #: QEMU bus types whose devices are addressed by cells, and the cells their controller declares.
-BUS_CELLS = {"floppy-bus": (1, 0), "PCI": (3, 2), "PCIE": (3, 2), "ISA": (2, 0), "IDE": (2, 0), "SCSI": (3, 0),
+BUS_CELLS = {"floppy-bus": (1, 0), "PCI": (3, 2), "PCIE": (3, 2), "pxb-bus": (3, 2), "pxb-pcie-bus": (3, 2),
+             "ISA": (2, 0), "IDE": (2, 0), "SCSI": (3, 0),
              "usb-bus": (1, 0), "virtio-serial-bus": (1, 0), "i2c-bus": (1, 0), "HDA": (1, 0)}
 
 #: Host facts that are flags (history of a device, not hardware): present or absent.
@@ -156,7 +157,7 @@ def encode_address(address: Address, parent: Node, mmio: list[tuple[int, int]] |
 
 
 #: the address form of the devices on each bus kind (``data/buses.yaml``'s kinds)
-FORMS = {"pcie-root": "pci", "pci-root": "pci", "pcie-port": "pci", "pcie-switch": "pci", "pci": "pci",
+FORMS = {"pcie-root": "pci", "pci-root": "pci", "pxb-pcie-root": "pci", "pxb-root": "pci", "pcie-port": "pci", "pcie-switch": "pci", "pci": "pci",
          "isa": "isa", "ide": "ide", "scsi": "scsi", "usb": "usb", "virtio-serial": "nr", "virtio": "virtio",
          "vio": "vio", "i2c": "i2c", "floppy": "floppy", "hda": "cad"}
 

@@ -22,6 +22,7 @@ __all__ = [
     "MACHINE_DEVICE_OPTIONS",
     "MACHINE_HOST_PROPS",
     "MACHINE_INPUT_PROPS",
+    "PCI_BUSES",
     "Backend",
     "Bus",
     "Config",
@@ -39,6 +40,8 @@ BACKEND_PROPS = frozenset({"drive", "netdev", "chardev", "audiodev", "memdev", "
 ADDRESS_PROPS = {
     "PCI": ("addr",),
     "PCIE": ("addr",),
+    "pxb-bus": ("addr",),
+    "pxb-pcie-bus": ("addr",),
     "IDE": ("unit",),
     "floppy-bus": ("unit",),
     "SCSI": ("scsi-id", "lun", "channel"),
@@ -48,6 +51,10 @@ ADDRESS_PROPS = {
     "spapr-vio-bus": ("reg",),
     "i2c-bus": ("address",),
 }
+
+#: QEMU bus types that are PCI buses, and the plain kind each is: a PCI expander's new root bus
+#: (QEMU 7.2's pxb-bus, pxb-pcie-bus) holds PCI functions as PCI and PCIE buses do.
+PCI_BUSES = {"PCI": "PCI", "PCIE": "PCIE", "pxb-bus": "PCI", "pxb-pcie-bus": "PCIE"}
 
 #: Machine properties that are host inputs, not guest hardware: they go to the back-end overlay.
 MACHINE_HOST_PROPS = frozenset({

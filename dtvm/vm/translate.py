@@ -44,7 +44,7 @@ from dtvm.vm.codec import (
     strings,
     u64,
 )
-from dtvm.vm.model import Bus, Config, Device
+from dtvm.vm.model import PCI_BUSES, Bus, Config, Device
 from dtvm.vm.translators import qemu_sections, translators
 
 __all__ = ["Description", "TranslateError", "describe", "driver_compat", "drop_seeds"]
@@ -162,8 +162,9 @@ class _Builder:
         return node
 
     def node_name(self, dev: Device) -> str:
-        if any(b.type in ("PCI", "PCIE") for b in dev.buses):
-            return "pcie" if any(b.type == "PCIE" for b in dev.buses) else "pci"
+        kinds = {PCI_BUSES.get(b.type) for b in dev.buses}
+        if kinds & {"PCI", "PCIE"}:
+            return "pcie" if "PCIE" in kinds else "pci"
         translator = translators().get(dev.driver)
         if translator is not None and translator.node_name:
             return translator.node_name
@@ -183,9 +184,10 @@ class _Builder:
             if node.get_property("#address-cells") is None:
                 _set(node, "#address-cells", cells(acells))
                 _set(node, "#size-cells", cells(scells))
-            if any(b.type in ("PCI", "PCIE") for b in dev.buses) and dev.address[0] == "pci":
-                # a PCI-PCI bridge: same address space on both sides (an x86 host bridge's
-                # windows are not reported by QEMU, so it gets neither device_type nor ranges)
+            if any(b.type in PCI_BUSES for b in dev.buses) and dev.address[0] == "pci":
+                # a PCI-PCI bridge or a PCI expander (its new root bus shares the address space
+                # of the bus it sits on): same address space on both sides (an x86 host
+                # bridge's windows are not reported by QEMU, so it gets neither device_type nor ranges)
                 if node.get_property("device_type") is None:
                     _set(node, "device_type", strings("pci"))
                 if node.get_property("ranges") is None:
