@@ -155,6 +155,13 @@ CORNERS["q35-applesmc"] = Case("c30", "q35", ["qemu-system-x86_64", "-M", "pc-q3
 # vmgenid's GUID is drawn at random unless given (found by tests/device_census.py)
 CORNERS["q35-busless"] = Case("c31", "q35", ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults",
                                              "-device", "vmcoreinfo", "-device", "vmgenid,id=gen", "-device", "ramfb"])
+# a USB device QEMU never attached (usb-redir waits for its chardev's peer: no port) and a smart
+# card on a usb-ccid have no address: dtb2qemu refused them (found by tests/device_census.py)
+CORNERS["q35-usb-unattached"] = Case("c33", "q35", ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults",
+                                                    "-device", "qemu-xhci,id=x", "-chardev", "null,id=r",
+                                                    "-device", "usb-redir,bus=x.0,chardev=r", "-device",
+                                                    "usb-ccid,id=cc,bus=x.0", "-chardev", "null,id=p",
+                                                    "-device", "ccid-card-passthru,bus=cc.0,chardev=p"])
 CORNERS["aarch64-busless"] = Case("c32", "aarch64-virt", ["qemu-system-aarch64", "-M", "virt-7.2", "-nodefaults",
                                                           "-device", "vmcoreinfo", "-device", "ramfb"])
 

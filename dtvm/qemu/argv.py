@@ -677,9 +677,11 @@ def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tu
         return [("bus", bus), ("channel", str(channel)), ("scsi-id", str(sid)), ("lun", str(lun))]
     if kind in _CELL_PROPS:
         return [("bus", bus), (_CELL_PROPS[kind], str(values[0]))]
-    if kind == "none" and parent.probe is not None and bus.startswith("isa."):
-        # an ISA device with no I/O base property (sga; pvpanic's port is its ioport default):
-        # the bus alone, QEMU builds it the same
+    if kind == "none" and (parent.probe is None or bus.startswith("isa.")):
+        # an ISA device with no I/O base property (sga; pvpanic's port is its ioport default), a
+        # USB device QEMU never attached (usb-redir waits for its chardev's peer: no port), a
+        # smart card on a usb-ccid: the bus alone, QEMU builds it the same (the check start and
+        # the description of the rebuild hold it to that)
         return [("bus", bus)]
     raise ArgvError(f"{where}: cannot give {dev.driver} an address ({kind})")
 
