@@ -540,9 +540,11 @@ def _busless(snapshot: Snapshot) -> list[QDev]:
     qtree`` never shows, as devices of the machine's root: they hold guest-visible state (vmgenid's
     GUID) and migration sections of their own, so a rebuild without them cannot take the VM.
     Their values come from QOM, spelled as ``info qtree`` quotes a string."""
+    cpus = {str(c.get("qom-path")) for c in snapshot.cpus} | {str(c.get("qom-path"))
+                                                             for c in snapshot.hotpluggable_cpus}
     out: list[QDev] = []
     for per in snapshot.peripherals:
-        if per.parent_bus is None:
+        if per.parent_bus is None and per.qom_path not in cpus and per.type not in snapshot.cpu_types.values():
             props = {k: '"' + _json_text(v) + '"' for k, v in sorted(per.props.items())}
             out.append(QDev(per.type, per.id or "", props))
     return out

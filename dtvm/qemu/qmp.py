@@ -682,10 +682,13 @@ async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> P
     missing = object()
     values = await r.all(r.get_or(path, n, missing) for n in wanted)
     own: dict[str, Any] = {}
-    if not bus and props is not None:
+    if not bus and props is not None and "core-id" not in names:
         # on no bus, info qtree never shows the device: its settings come from QOM, one by one
+        # (a hot-plugged CPU is on no bus either: read as a CPU, never here); lists and links are
+        # not settings a -device takes
         settable = [str(p["name"]) for p in props
-                    if not str(p.get("type", "")).startswith(("link<", "child<")) and p.get("name") != "parent_bus"]
+                    if not str(p.get("type", "")).startswith(("link<", "child<"))
+                    and not str(p.get("type", "")).endswith("List") and p.get("name") != "parent_bus"]
         got = await r.all(r.get_or(path, n, missing) for n in settable)
         own = {n: v for n, v in zip(settable, got, strict=True) if v is not missing and not isinstance(v, (dict, list))}
     return Peripheral(
