@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .qemugen_census import census_draw
+
 __all__ = ["MACHINES", "Case", "generate", "write_qcow2", "write_raw"]
 
 
@@ -454,8 +456,9 @@ def _smp(rng: random.Random, spec: MachineSpec, machine: str) -> tuple[list[str]
     return ["-smp", text], cpus, maxcpus
 
 
-def generate(seed: int, machine: str | None = None) -> Case:
-    """The case of ``seed`` (on ``machine``, or one drawn by the seed)."""
+def generate(seed: int, machine: str | None = None, census: bool = True) -> Case:
+    """The case of ``seed`` (on ``machine``, or one drawn by the seed); ``census=False`` leaves out
+    the census stream (what the team's own streams draw, which the census measures against)."""
     rng = random.Random(seed)
     machine = machine or rng.choice(sorted(MACHINES))
     spec = MACHINES[machine]
@@ -506,6 +509,10 @@ def generate(seed: int, machine: str | None = None) -> Case:
     frng = random.Random(seed ^ 0x5EEDF1A5)
     if machine in _FLASH and frng.random() < 0.15:
         _flash(frng, machine, g)
+    # the device types only the census reaches (tests/qemugen_census.py), from a stream of its own
+    crng = random.Random(seed ^ 0xCE2505)
+    if census and crng.random() < 0.25:
+        g.args += census_draw(crng, machine, g.ident("z"))
     # PCI expander buses, from a stream of their own too (last: a device given without bus= after
     # an expander lands on the expander's root bus, which takes bridges only)
     xprng = random.Random(seed ^ 0xE8A4D3B5)

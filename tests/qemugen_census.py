@@ -1,0 +1,56 @@
+"""The generator's census stream: the device types QEMU creates and migrates that the team's own
+streams do not draw (tests/device_census.py found them, type by type, and ran each through every
+stage alone), drawn into generated cases with the back-ends and controllers the census gave them.
+
+Only types whose census round trip passed are drawn: the others fail a stage alone, and are
+listed with the stage and the words in fixtures/qemu-census/round-trip-7.2.json.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shlex
+from functools import cache
+from pathlib import Path
+
+__all__ = ["census_draw", "census_pool"]
+
+_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "qemu-census"
+#: ids the census gives its controllers and back-ends (tests/device_census.py _PARENT, _NEEDS)
+_IDS = ("cx", "cs", "ch", "ca", "cv", "cn", "cc", "cf", "bk", "chr", "mem", "net", "snd", "bmc", "canbus", "fs",
+        "cr", "io", "tpm")
+
+
+@cache
+def census_pool(machine: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(type, the census's argv for it after the machine) of each type to draw on ``machine``."""
+    try:
+        census = json.loads((_DIR / "7.2.json").read_text())[machine]
+        trips = json.loads((_DIR / "round-trip-7.2.json").read_text()).get(machine, {})
+    except (OSError, KeyError, ValueError):
+        return ()
+    out = []
+    for dtype, record in sorted(trips.items()):
+        if record.get("result") != "passed":
+            continue
+        argv = shlex.split(census[dtype]["argv"])
+        # the census's head: -machine TYPE -nodefaults [-m SIZE]; the case has its own
+        rest = argv[3:]
+        if rest[:1] == ["-m"]:
+            rest = rest[2:]
+        if "-m" in rest or "-M" in rest:
+            continue  # memory slots or a machine option of its own: not composable with a case's
+        out.append((dtype, tuple(rest)))
+    return tuple(out)
+
+
+def census_draw(rng: random.Random, machine: str, token: str) -> list[str]:
+    """The argv of one census type for a case, its ids suffixed with ``token`` (unique in the case)."""
+    pool = census_pool(machine)
+    if not pool:
+        return []
+    _dtype, argv = rng.choice(pool)
+    ids = "|".join(_IDS)
+    return [re.sub(rf"(?<=[=,])({ids})(?=[,.]|$)", rf"\g<1>{token}", a) for a in argv]
