@@ -34,8 +34,6 @@ REFUSED: dict[tuple[str, str], str] = {
 _SOUND_NOT_YET = "-audiodev and sound devices: not in the offline models yet (online describes and rebuilds them)"
 _PC_FLASH1 = "QEMU 7.2: 'pflash1 requires pflash0'"
 REFUSED.update({
-    **{(m, "more virtio-iommu-pci @root"): "it changes QEMU's own DT (a virtio,pci-iommu node, the PCIe host's "
-       "iommu-map): no profile on the DT machines" for m in ("aarch64-virt", "arm-virt")},
     **{(m, "flash 1 drive"): _PC_FLASH1 for m in ("q35", "pc")},
     **{(m, "flash 1 blockdev"): _PC_FLASH1 for m in ("q35", "pc")},
 })
