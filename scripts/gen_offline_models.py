@@ -50,6 +50,10 @@ MAY_BE_REFUSED = {"virtio-vga", "virtio-iommu-pci", "vmware-svga"}
 #: checked against QEMU for each DT feature of up to this many options (dt_smp ``virtio-iommu``)
 DT_CHANGING_DEVICES = {"virtio-iommu-pci"}
 VIRTIO_IOMMU_MAX_JOINT = 2
+#: options of OPTION_REQUIRES that QEMU takes without their partner where firmware is loaded
+#: (ras=on: "Assertion `vms->acpi_dev' failed" without firmware and acpi=off; with firmware, an
+#: AArch64 CPU and ACPI, QEMU makes the acpi-ged it needs)
+WAIVED_BESIDE_FIRMWARE = ["ras=on"]
 USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub", "usb-ccid"]
 VSERIAL_DEVICES = ["virtconsole", "virtserialport"]
 SCSI_DEVICES = ["scsi-cd", "scsi-hd"]
@@ -616,6 +620,35 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
             elif variant is not None and not add_joint("&".join(sorted([*j.split("&"), n])), j, variant):
                 print(f"  {mtype}: {n} with {j} does not compose (refused offline)", file=sys.stderr)
         checked += sorted(c for c in old_checked if FIRMWARE in c.split("&") and c.count("&") > 1)
+        # an option QEMU takes without its partner beside firmware (ras=on: an AArch64 CPU with
+        # firmware and ACPI has the acpi-ged it needs): per DT feature with firmware, where it is one
+        # machine option more (held to QEMU's guest tree), ``waived``
+        waivable = [o for o in WAIVED_BESIDE_FIRMWARE if o in (requires or {})] if "aarch64" in binary else []
+        tries = [(o, f) for o in waivable for f in sorted(features) if FIRMWARE in f.split("&")
+                 and not any(p.split("=")[0] in (o.split("=")[0], (requires or {})[o].split("=")[0]) for p in f.split("&"))]
+        qemu = list(pool.map(lambda t: record([*argv_of(t[1]), "-machine", t[0]]), tries))
+        waived: dict[str, list[str]] = {}
+        for (o, f), variant in zip(tries, qemu, strict=True):
+            if variant is None:
+                continue  # QEMU refuses or aborts (a 32-bit CPU: no acpi-ged)
+            try:
+                made_here = compose(model_so_far, "nodefaults", f.split("&"), None, True, checked_only=False)
+            except DtvmError:
+                made_here = None
+            if made_here is None:
+                continue
+            key, _, value = o.partition("=")
+            made_here[0]["machine"]["options"] = dict(sorted({**made_here[0]["machine"]["options"], key: value}.items()))
+            ours = config_from_dict(made_here[0])
+            if made_here[1] is not None:
+                ours.dtb = made_here[1]
+            if guest(ours) == guest(config_from_dict(variant)):
+                waived.setdefault(o, []).append(f)
+            else:
+                print(f"  {mtype}: {o} beside {f} without {(requires or {})[o]}: not one option more (refused offline)",
+                      file=sys.stderr)
+        if waived:
+            section["waived"] = waived
         # what a virtio-iommu-pci writes into QEMU's DT, per DT feature (plug_virtio_iommu)
         iommu_names = sorted(n for n in features if n.count("&") < VIRTIO_IOMMU_MAX_JOINT) \
             if "aarch64" in binary or binary.endswith("arm") else []

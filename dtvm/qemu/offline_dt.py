@@ -215,9 +215,17 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     # an option QEMU takes only beside another (mte=on with -cpu max) is recorded with it: the
     # partner is part of its recording, and without the partner QEMU refuses the command line
     requires = model.get("option-requires") or {}
+    # beside firmware QEMU may take it alone (ras=on with an AArch64 CPU's acpi-ged): recorded per
+    # DT feature (``waived``), where it is then one machine option more
+    waivers = section.get("waived") or {}
+    waived = []
     for b in list(bad):
         partner = requires.get(b)
         if partner is not None and partner not in bad:
+            if FIRMWARE in bad and b in waivers:
+                waived.append(b)
+                bad.remove(b)
+                continue
             raise OfflineError(f"{_opt(b)}: recorded only beside {_opt(partner)}, which QEMU needs with it on this machine "
                                "(without it QEMU refuses or aborts; use online mode)")
     partners = {requires[b] for b in bad if b in requires}
@@ -236,7 +244,7 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     if len(changing) == 1 and not dict(deltas)[changing[0]].get("dt-only") \
             and smp_delta(plain, recorded[changing[0]]) is None:
         # it changes devices' resources or back-ends too: only its own recording, as QEMU made it
-        if others or smp is not None or not alone_ok:
+        if others or smp is not None or not alone_ok or waived:
             raise OfflineError(f"{_opt(changing[0])} changes QEMU's own DT and back-ends or resources: in the offline "
                                "model alone under -nodefaults only (use online mode)")
         return copy.deepcopy(recorded[changing[0]]), None, changing[0]
@@ -246,6 +254,10 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
         raise OfflineError(f"{', '.join(_opt(b) for b in changing)}: each changes QEMU's own DT, and together they are "
                            f"not in the offline model (one, or up to four recorded together, is; use online mode)")
     fdict, fdt = made
+    for b in waived:
+        if feature not in waivers[b]:
+            raise OfflineError(f"{_opt(b)}: recorded only beside {_opt(requires[b])}, which QEMU needs with it here "
+                               "(without it QEMU refuses or aborts; use online mode)")
     checked = set(section.get("checked") or [])
     for name, odelta in others:
         if not any(v for k, v in odelta.items() if k not in ("alone", "dt-only")):
@@ -291,6 +303,9 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
         out = apply_deltas(out, [(f"-smp {smp}", {**delta, "alone": False})])
         _apply_mmio(out, delta.get("mmio", []))
         dtb = _unpack_dt(section["dts"][entry["dt"]], fdt)
+    for b in waived:
+        key, _, value = b.partition("=")
+        out["machine"]["options"] = dict(sorted({**out["machine"]["options"], key: value}.items()))
     return out, dtb, feature
 
 
