@@ -47,9 +47,9 @@ PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge", "ioh3420", "i82801b11-bridge"]
 MAY_BE_REFUSED = {"virtio-vga", "virtio-iommu-pci", "vmware-svga"}
 #: devices that change QEMU's own DT on the DT machines when plugged (virtio-iommu-pci: a
 #: virtio,pci-iommu node and the PCIe host's iommu-map; offline_dt.plug_virtio_iommu writes them),
-#: checked against QEMU for each DT feature of up to this many options (dt_smp ``virtio-iommu``)
+#: checked against QEMU for each DT feature of up to this many options (dt_smp ``virtio-iommu``: each)
 DT_CHANGING_DEVICES = {"virtio-iommu-pci"}
-VIRTIO_IOMMU_MAX_JOINT = 2
+VIRTIO_IOMMU_MAX_JOINT = 5  # every feature (joints of up to four and an option checked beside one)
 #: options of OPTION_REQUIRES that QEMU takes without their partner where firmware is loaded
 #: (ras=on: "Assertion `vms->acpi_dev' failed" without firmware and acpi=off; with firmware, an
 #: AArch64 CPU and ACPI, QEMU makes the acpi-ged it needs)
