@@ -24,6 +24,7 @@ from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.live import read_argv
 from dtvm.qemu.machine import find_machine
 from dtvm.qemu.models import config_to_dict, device_to_dict
+from dtvm.qemu.offline_flash import FIRMWARE, RECORDED_FIRMWARE, without_recorded_firmware
 from dtvm.vm.model import Device
 
 PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio-serial-pci", "virtio-scsi-pci",
@@ -44,9 +45,15 @@ PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge", "ioh3420", "i82801b11-bridge"]
 #: devices QEMU cannot make in some of the contexts probed (virtio-vga on qemu-system-arm,
 #: virtio-iommu-pci off the root bus): recorded as refused there, and refused offline by name
 MAY_BE_REFUSED = {"virtio-vga", "virtio-iommu-pci", "vmware-svga"}
-#: devices that change QEMU's own DT on the DT machines (virtio-iommu-pci: a virtio,pci-iommu node
-#: and the PCIe host's iommu-map): no profile there, refused offline by name
+#: devices that change QEMU's own DT on the DT machines when plugged (virtio-iommu-pci: a
+#: virtio,pci-iommu node and the PCIe host's iommu-map; offline_dt.plug_virtio_iommu writes them),
+#: checked against QEMU for each DT feature of up to this many options (dt_smp ``virtio-iommu``: each)
 DT_CHANGING_DEVICES = {"virtio-iommu-pci"}
+VIRTIO_IOMMU_MAX_JOINT = 5  # every feature (joints of up to four and an option checked beside one)
+#: options of OPTION_REQUIRES that QEMU takes without their partner where firmware is loaded
+#: (ras=on: "Assertion `vms->acpi_dev' failed" without firmware and acpi=off; with firmware, an
+#: AArch64 CPU and ACPI, QEMU makes the acpi-ged it needs)
+WAIVED_BESIDE_FIRMWARE = ["ras=on"]
 USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub", "usb-ccid"]
 VSERIAL_DEVICES = ["virtconsole", "virtserialport"]
 SCSI_DEVICES = ["scsi-cd", "scsi-hd"]
@@ -107,7 +114,9 @@ OPTION_VARIANTS: dict[str, list[str]] = {
                  "mte=on",
                  "graphics=off", "default-bus-bypass-iommu=off",
                  # CPU models (on DT machines a CPU model is a DT of its own): "-cpu MODEL"
-                 "-cpu cortex-a57", "-cpu cortex-a53", "-cpu cortex-a72", "-cpu max", "-cpu cortex-a15", "-cpu cortex-a7"],
+                 "-cpu cortex-a57", "-cpu cortex-a53", "-cpu cortex-a72", "-cpu max", "-cpu cortex-a15", "-cpu cortex-a7",
+                 # firmware in pflash0 (or -bios): QEMU builds other hardware with it (offline_flash.py)
+                 FIRMWARE],
     "virt": ["aia=aplic", "aia=aplic-imsic", "acpi=off", "aia=none", "aclint=off", "aclint=on", "-cpu rv64",
              "-cpu sifive-u54"],
     "pseries-7.2": ["-cpu power9", "-cpu power8", "-cpu power10"],
@@ -130,10 +139,17 @@ def _option_requires(mtype: str) -> dict[str, str]:
     return OPTION_REQUIRES.get(mtype) or OPTION_REQUIRES.get(re.sub(r"-\d+\.\d+$", "-7.2", mtype), {})
 
 
+def _recorded(variant: dict[str, Any], opts: list[str]) -> dict[str, Any]:
+    """A recording as the model keeps it: made with firmware (RECORDED_FIRMWARE), without its
+    null drive (offline attaches the user's)."""
+    return without_recorded_firmware(variant) if RECORDED_FIRMWARE[-1] in opts else variant
+
+
 def _option_argv(option: str, requires: dict[str, str] | None = None) -> list[str]:
     """An option variant's arguments: "NAME=VALUE" is a machine option, "-cpu MODEL" a CPU model;
     with the partner QEMU needs beside it (``requires``)."""
-    own = option.split(" ", 1) if option.startswith("-") else ["-machine", option]
+    own = list(RECORDED_FIRMWARE) if option == FIRMWARE else \
+        option.split(" ", 1) if option.startswith("-") else ["-machine", option]
     partner = (requires or {}).get(option)
     return own + (_option_argv(partner) if partner else [])
 
@@ -349,7 +365,7 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     QEMU (the recorder's jobs for the rest are the same QEMU runs with the same answers)."""
     def variant(opts: list[str]) -> dict[str, Any] | None:
         try:
-            return config_to_dict(from_snapshot(read_argv([binary, "-M", mtype, *opts])))
+            return _recorded(config_to_dict(from_snapshot(read_argv([binary, "-M", mtype, *opts]))), opts)
         except DtvmError:
             return None  # QEMU refuses the combination on this machine: not in the model
 
@@ -371,7 +387,8 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     bridge = (["-device", "pcie-root-port,id=rp9,chassis=9", "-device", "pcie-pci-bridge,id=ctx,bus=rp9"] if pcie
               else ["-device", "pci-bridge,id=ctx,chassis_nr=8"])
     jobs: list[tuple[list[str], str, str]] = []
-    dt_changing = DT_CHANGING_DEVICES if _dt_machine(mtype, binary) else set()
+    riscv = os.path.basename(binary).endswith("riscv64")  # "a hotplug handler for the virtio-iommu-pci device"
+    dt_changing = DT_CHANGING_DEVICES if _dt_machine(mtype, binary) and riscv else set()
     for dev in [d for d in PCI_DEVICES + (PCIE_ONLY if pcie else []) if d not in dt_changing]:
         jobs.append(([], dev, "pci-root"))
         if pcie and dev != "pcie-root-port":
@@ -526,7 +543,7 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
 
     def record(opts: list[str]) -> dict[str, Any] | None:
         try:
-            return config_to_dict(from_snapshot(read_argv([binary, "-M", mtype, "-nodefaults", *opts])))
+            return _recorded(config_to_dict(from_snapshot(read_argv([binary, "-M", mtype, "-nodefaults", *opts]))), opts)
         except DtvmError:
             return None  # QEMU refuses the combination: not recorded
 
@@ -587,20 +604,24 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
                                    "entries": entries, "dts": dts, "deltas": deltas}
         model_so_far = {"variants": {"nodefaults": plain}, "option-variants": option_variants, "dt-smp": section}
         checked = sorted(old_checked & {f"{f}&{n}" for f in singles for n in neutral})
+        def _composes(f: str, n: str, variant: dict[str, Any]) -> bool:
+            try:
+                made_here = compose(model_so_far, "nodefaults", [*f.split("&"), n], None, True, checked_only=False)
+            except DtvmError:
+                return False
+            if made_here is None:
+                return False
+            ours = config_from_dict(made_here[0])
+            if made_here[1] is not None:
+                ours.dtb = made_here[1]
+            return guest(ours) == guest(config_from_dict(variant))
+
         for (f, n), variant in zip(checks, qemu, strict=True):
             if variant is None:
                 continue
-            try:
-                made_here = compose(model_so_far, "nodefaults", [f, n], None, True, checked_only=False)
-            except DtvmError:
-                made_here = None
-            if made_here is not None:
-                ours = config_from_dict(made_here[0])
-                if made_here[1] is not None:
-                    ours.dtb = made_here[1]
-                if guest(ours) == guest(config_from_dict(variant)):
-                    checked.append(f"{f}&{n}")
-                    continue
+            if _composes(f, n, variant):
+                checked.append(f"{f}&{n}")
+                continue
             # they do not compose: recorded together, as two DT-changing options are
             name = "&".join(sorted((f, n)))
             if add_joint(name, f, variant):
@@ -619,6 +640,55 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
             names = sorted(grown)
             for name, variant in zip(names, pool.map(lambda n: record(argv_of(n)), names), strict=True):
                 add_joint(name, grown[name], variant)
+        # firmware makes options depend on each other (acpi with an AArch64 CPU: the acpi-ged or the
+        # GPIO): each option that leaves the DT alone is checked beside each joint with firmware,
+        # and recorded with it where it does not compose (offline_dt.compose asks for either)
+        fw_checks = [(j, n) for j in sorted(joint) if FIRMWARE in j.split("&") for n in neutral
+                     if n not in j.split("&") and all(_joinable(n, p, requires) for p in j.split("&"))
+                     and f"{j}&{n}" not in old_checked]
+        qemu = list(pool.map(lambda c: record([*argv_of(c[0]), *argv_of(c[1])]), fw_checks))
+        for (j, n), variant in zip(fw_checks, qemu, strict=True):
+            if variant is not None and _composes(j, n, variant):
+                checked.append(f"{j}&{n}")
+            elif variant is not None and not add_joint("&".join(sorted([*j.split("&"), n])), j, variant):
+                print(f"  {mtype}: {n} with {j} does not compose (refused offline)", file=sys.stderr)
+        checked += sorted(c for c in old_checked if FIRMWARE in c.split("&") and c.count("&") > 1)
+        # an option QEMU takes without its partner beside firmware (ras=on: an AArch64 CPU with
+        # firmware and ACPI has the acpi-ged it needs): per DT feature with firmware, where it is one
+        # machine option more (held to QEMU's guest tree), ``waived``
+        waivable = [o for o in WAIVED_BESIDE_FIRMWARE if o in (requires or {})] if "aarch64" in binary else []
+        tries = [(o, f) for o in waivable for f in sorted(features) if FIRMWARE in f.split("&")
+                 and not any(p.split("=")[0] in (o.split("=")[0], (requires or {})[o].split("=")[0]) for p in f.split("&"))]
+        qemu = list(pool.map(lambda t: record([*argv_of(t[1]), "-machine", t[0]]), tries))
+        waived: dict[str, list[str]] = {}
+        for (o, f), variant in zip(tries, qemu, strict=True):
+            if variant is None:
+                continue  # QEMU refuses or aborts (a 32-bit CPU: no acpi-ged)
+            try:
+                made_here = compose(model_so_far, "nodefaults", f.split("&"), None, True, checked_only=False)
+            except DtvmError:
+                made_here = None
+            if made_here is None:
+                continue
+            key, _, value = o.partition("=")
+            made_here[0]["machine"]["options"] = dict(sorted({**made_here[0]["machine"]["options"], key: value}.items()))
+            ours = config_from_dict(made_here[0])
+            if made_here[1] is not None:
+                ours.dtb = made_here[1]
+            if guest(ours) == guest(config_from_dict(variant)):
+                waived.setdefault(o, []).append(f)
+            else:
+                print(f"  {mtype}: {o} beside {f} without {(requires or {})[o]}: not one option more (refused offline)",
+                      file=sys.stderr)
+        if waived:
+            section["waived"] = waived
+        # what a virtio-iommu-pci writes into QEMU's DT, per DT feature (plug_virtio_iommu)
+        iommu_names = sorted(n for n in features if n.count("&") < VIRTIO_IOMMU_MAX_JOINT) \
+            if "aarch64" in binary or binary.endswith("arm") else []
+        qemu = list(pool.map(lambda n: record([*argv_of(n), "-device", f"virtio-iommu-pci,addr={_IOMMU_SLOT}"]),
+                             iommu_names))
+        section["virtio-iommu"] = [n for n, variant in zip(iommu_names, qemu, strict=True) if variant is not None
+                                   and _iommu_rule_holds(features[n], feature_dt[n], raw(variant), unseeded)]
         jobs = [(name, form) for name in features for form in smp_forms("&" in name)
                 if f"{name}|{smp_text(form)}" not in entries]
         made = list(pool.map(lambda j: record([*argv_of(j[0]), "-smp", smp_text(j[1])]), jobs))
@@ -632,6 +702,17 @@ def dt_smp(mtype: str, binary: str, plain: dict[str, Any], option_variants: dict
     section["dts"] = dict(sorted(dts.items()))
     section["deltas"] = dict(sorted(deltas.items()))
     return section
+
+
+#: the slot the virtio-iommu-pci checks plug it into (not the first free one: the devfn is in its DT)
+_IOMMU_SLOT = 5
+
+
+def _iommu_rule_holds(feature: dict[str, Any], dtb: bytes, qemu: bytes, unseeded: Any) -> bool:
+    from dtvm.qemu.offline_dt import plug_virtio_iommu
+
+    bypass = feature["machine"]["options"].get("default-bus-bypass-iommu") == "on"
+    return bool(unseeded(plug_virtio_iommu(dtb, _IOMMU_SLOT << 3, bypass)) == unseeded(qemu))
 
 
 def _option_variants(mtype: str) -> list[str]:

@@ -368,7 +368,9 @@ def test_offline_equals_online(name: str, tmp_path: Path) -> None:
     # options QEMU takes only beside another: mte=on needs -cpu max, ras=on (without firmware) acpi=off
     ([*VIRT, "-M", "virt-7.2,mte=on", "-nodefaults"], "-machine mte=on: recorded only beside -cpu max"),
     ([*VIRT, "-M", "virt-7.2,ras=on", "-nodefaults"], "-machine ras=on: recorded only beside -machine acpi=off"),
-    ([*VIRT, "-bios", "/dev/null", "-nodefaults"], "with firmware virt-7.2 makes other hardware"),
+    # firmware is one more DT-changing condition (tests/test_offline_firmware.py): with four more, five
+    ([*VIRT, "-M", "virt-7.2,highmem=off,gic-version=3,secure=on", "-cpu", "max", "-bios", "/dev/null", "-nodefaults"],
+     "firmware (pflash0 or -bios), -machine gic-version=3"),
     ([*Q35, "-device", "e1000,bus=nope"], "nope"),
     ([*Q35, "-nodefaults", "-device", "e1000,addr=3.0", "-device", "e1000e,addr=3.0"], "3"),
     (["qemu-system-ppc64", "-M", "pseries-7.2", "-device", "spapr-vty"], "spapr-vty"),

@@ -33,13 +33,8 @@ REFUSED: dict[tuple[str, str], str] = {
 }
 _HOST_AUDIO = ("a sound device without audiodev= and no -audiodev: QEMU 7.2 gives it the first audio driver that starts "
                "on the host, named after it (alsa here), which the description holds: the host's, refused by name")
-_FIRMWARE = "aarch64/arm virt with firmware in flash makes other hardware (ACPI, or the ECAM); not recorded offline yet"
 _PC_FLASH1 = "QEMU 7.2: 'pflash1 requires pflash0'"
 REFUSED.update({
-    **{(m, "more virtio-iommu-pci @root"): "it changes QEMU's own DT (a virtio,pci-iommu node, the PCIe host's "
-       "iommu-map): no profile on the DT machines" for m in ("aarch64-virt", "arm-virt")},
-    **{(m, "flash 0 drive"): _FIRMWARE for m in ("aarch64-virt", "arm-virt")},
-    **{(m, "flash 0 blockdev"): _FIRMWARE for m in ("aarch64-virt", "arm-virt")},
     **{(m, "flash 1 drive"): _PC_FLASH1 for m in ("q35", "pc")},
     **{(m, "flash 1 blockdev"): _PC_FLASH1 for m in ("q35", "pc")},
 })

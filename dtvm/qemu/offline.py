@@ -16,7 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from dtvm.errors import DtvmError
-from dtvm.qemu.config import firmware_shapes_devices, guest_state
+from dtvm.qemu.config import guest_state
 from dtvm.qemu.models import (
     OfflineError,
     apply_deltas,
@@ -40,9 +40,9 @@ from dtvm.qemu.offline_argv import (
 )
 from dtvm.qemu.offline_audio import set_audiodev
 from dtvm.qemu.offline_dt import compose as compose_dt
-from dtvm.qemu.offline_dt import msi_lost, reprofile_without_msi
+from dtvm.qemu.offline_dt import msi_lost, plug_dt_devices, reprofile_without_msi
 from dtvm.qemu.offline_expander import EXPANDER_BUS_NAMES, bridges_only, own_child_follows
-from dtvm.qemu.offline_flash import attach_flash
+from dtvm.qemu.offline_flash import attach_flash, firmware_options
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -100,9 +100,6 @@ def offline_config(argv: list[str]) -> Config:
     if machine.binary != os.path.basename(argv[0]):
         raise OfflineError(f"-machine {args.machine}: a machine of {machine.binary}, not of {os.path.basename(argv[0])}")
     model = load_model(machine)
-    if "firmware" in args.inputs and machine.type in firmware_shapes_devices():
-        raise OfflineError(f"-bios: with firmware {machine.type} makes other hardware (ACPI devices, or a 32-bit CPU's ECAM "
-                           "below 4 GiB); not in the offline model (use online mode)")
     from dtvm.vm.model import MACHINE_HOST_PROPS
 
     for k, v in list(args.machine_opts):
@@ -120,6 +117,7 @@ def offline_config(argv: list[str]) -> Config:
             args.machine_opts.remove((k, v))  # host behaviour, nothing the guest sees
     x86 = machine.arch in ("x86_64", "i386")
     bad = [f"{k}={_norm(v, None)}" for k, v in args.machine_opts if model["machine-options"].get(k) != _norm(v, None)]
+    bad += firmware_options(args, machine.type, model)  # virt: firmware makes other hardware (offline_flash)
     if args.cpu is not None and not x86 and f"-cpu {args.cpu}" in (model.get("option-variants") or {}):
         bad.append(f"-cpu {args.cpu}")  # on a DT machine a CPU model is a recorded DT of its own
     elif args.cpu is not None and args.cpu not in model.get("cpu-types", {}):
@@ -209,9 +207,6 @@ def offline_config(argv: list[str]) -> Config:
     attached: dict[str, Device] = {}  # a drive's name: the device that took it
     if args.floppies:
         _floppies(config, model, args, attached, fdc_from_delta)
-    if 0 in args.pflash and machine.type in firmware_shapes_devices():
-        raise OfflineError(f"pflash0: with firmware {machine.type} makes other hardware (ACPI devices, or a 32-bit CPU's "
-                           "ECAM below 4 GiB); not in the offline model (use online mode)")
     attach_flash(config, args, x86, attached)
     _more_ports(config, args, x86, explicit)
     nic_devices: list[tuple[str, list[tuple[str, str]]]] = []
@@ -328,6 +323,8 @@ def offline_config(argv: list[str]) -> Config:
             bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
+    if dt_made is not None:
+        plug_dt_devices(config, model, dt_made[2])  # virtio-iommu-pci writes into QEMU's DT
     _derived_props(config, explicit, no_msi is not None)
     _ide_serials(config, explicit)
     for ntype, pairs in args.netdevs:

@@ -38,8 +38,10 @@ import zlib
 from typing import Any
 
 from dtvm.qemu.models import OfflineError, _index, _inflate, _same_dt, apply_deltas, option_delta
+from dtvm.qemu.offline_flash import FIRMWARE
 
-__all__ = ["compose", "msi_lost", "pack_dt", "reprofile_without_msi", "smp_delta", "smp_key", "smp_text"]
+__all__ = ["compose", "msi_lost", "pack_dt", "plug_dt_devices", "plug_virtio_iommu", "reprofile_without_msi", "smp_delta",
+           "smp_key", "smp_text"]
 
 #: a recorded DT may not claim more than this once padded (QEMU's virt DT is 1 MiB)
 _MAX_DT = 16 << 20
@@ -161,6 +163,8 @@ def _dt_of(variant: dict[str, Any]) -> bytes:
 
 
 def _opt(name: str) -> str:
+    if name == FIRMWARE:
+        return "firmware (pflash0 or -bios)"
     return name if name.startswith("-") else f"-machine {name}"
 
 
@@ -192,8 +196,9 @@ def _feature(model: dict[str, Any], section: dict[str, Any], name: str) -> tuple
 
 
 def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None, alone_ok: bool,
-            checked_only: bool = True) -> tuple[dict[str, Any], bytes | None] | None:
-    """The device model (as data) and QEMU's DT (None: the model's own) for a DT machine's variant
+            checked_only: bool = True) -> tuple[dict[str, Any], bytes | None, str] | None:
+    """The device model (as data), QEMU's DT (None: the model's own) and the DT feature they come
+    from ("" none, an option, or options joined by "&", as ``joint`` names them) for a DT machine's variant
     of removed defaults, the options not at their defaults (``bad``: "NAME=VALUE" and "-cpu MODEL")
     and ``-smp``; None when the model file predates ``dt-smp`` (the caller's own, narrower rules
     then answer).  OfflineError naming what is not recorded.  ``checked_only=False`` lets an option
@@ -210,9 +215,17 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     # an option QEMU takes only beside another (mte=on with -cpu max) is recorded with it: the
     # partner is part of its recording, and without the partner QEMU refuses the command line
     requires = model.get("option-requires") or {}
+    # beside firmware QEMU may take it alone (ras=on with an AArch64 CPU's acpi-ged): recorded per
+    # DT feature (``waived``), where it is then one machine option more
+    waivers = section.get("waived") or {}
+    waived = []
     for b in list(bad):
         partner = requires.get(b)
         if partner is not None and partner not in bad:
+            if FIRMWARE in bad and b in waivers:
+                waived.append(b)
+                bad.remove(b)
+                continue
             raise OfflineError(f"{_opt(b)}: recorded only beside {_opt(partner)}, which QEMU needs with it on this machine "
                                "(without it QEMU refuses or aborts; use online mode)")
     partners = {requires[b] for b in bad if b in requires}
@@ -231,16 +244,20 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
     if len(changing) == 1 and not dict(deltas)[changing[0]].get("dt-only") \
             and smp_delta(plain, recorded[changing[0]]) is None:
         # it changes devices' resources or back-ends too: only its own recording, as QEMU made it
-        if others or smp is not None or not alone_ok:
+        if others or smp is not None or not alone_ok or waived:
             raise OfflineError(f"{_opt(changing[0])} changes QEMU's own DT and back-ends or resources: in the offline "
                                "model alone under -nodefaults only (use online mode)")
-        return copy.deepcopy(recorded[changing[0]]), None
+        return copy.deepcopy(recorded[changing[0]]), None, changing[0]
     feature = "&".join(changing)
     made = _feature(model, section, feature)
     if made is None:
         raise OfflineError(f"{', '.join(_opt(b) for b in changing)}: each changes QEMU's own DT, and together they are "
                            f"not in the offline model (one, or up to four recorded together, is; use online mode)")
     fdict, fdt = made
+    for b in waived:
+        if feature not in waivers[b]:
+            raise OfflineError(f"{_opt(b)}: recorded only beside {_opt(requires[b])}, which QEMU needs with it here "
+                               "(without it QEMU refuses or aborts; use online mode)")
     checked = set(section.get("checked") or [])
     for name, odelta in others:
         if not any(v for k, v in odelta.items() if k not in ("alone", "dt-only")):
@@ -249,6 +266,11 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
             if checked_only and f"{c}&{name}" not in checked:
                 raise OfflineError(f"{_opt(name)} with {_opt(c)}: not checked against QEMU in the offline model "
                                    "(it changes what the other writes into QEMU's DT; use online mode)")
+        # with firmware, what one option makes depends on others (ACPI takes the GPIO away only with
+        # an AArch64 CPU): beside firmware and more, an option is checked beside all of them
+        if checked_only and FIRMWARE in changing and "&" in feature and f"{feature}&{name}" not in checked:
+            raise OfflineError(f"{_opt(name)} with {', '.join(_opt(b) for b in changing)}: not checked against QEMU "
+                               "together in the offline model (use online mode)")
     dtb: bytes | None = fdt if feature else None
     if feature and alone_ok and not others:
         out = copy.deepcopy(fdict)
@@ -281,7 +303,10 @@ def compose(model: dict[str, Any], variant: str, bad: list[str], smp: str | None
         out = apply_deltas(out, [(f"-smp {smp}", {**delta, "alone": False})])
         _apply_mmio(out, delta.get("mmio", []))
         dtb = _unpack_dt(section["dts"][entry["dt"]], fdt)
-    return out, dtb
+    for b in waived:
+        key, _, value = b.partition("=")
+        out["machine"]["options"] = dict(sorted({**out["machine"]["options"], key: value}.items()))
+    return out, dtb, feature
 
 
 def _has_msi(dtb: bytes) -> bool:
@@ -332,3 +357,69 @@ def reprofile_without_msi(dev: Any, profiles: dict[str, Any], no_msi: dict[str, 
                 return False
             pairs += list(zip(bus.devices, abus["devices"], bbus["devices"], strict=True))
     return True
+
+
+#: what virt writes into its DT when a virtio-iommu-pci is plugged (hw/arm/virt.c
+#: create_virtio_iommu_dt_bindings, at plug time, after the DT was built)
+_VIOMMU_COMPAT = b"virtio,pci-iommu\0pci1af4,1057\0"
+
+
+def plug_virtio_iommu(dtb: bytes, devfn: int, bypass: bool) -> bytes:
+    """QEMU's DT once a virtio-iommu-pci is plugged at ``devfn`` of the root bus: a
+    ``virtio_iommu@S,F`` node under the PCIe host with the next phandle QEMU allocates (one past
+    the highest: qemu_fdt_alloc_phandle counts up from 0x8000), and, unless the root bus
+    bypasses IOMMUs, the host's ``iommu-map`` around the IOMMU's own id.  libfdt puts a property
+    it adds first in its node, and the node last under its parent.  The recorder holds this to
+    QEMU (``virtio-iommu`` in the DT machines' models) for each DT-changing option."""
+    from dtvm.dt.dtb import read_dtb, write_dtb
+    from dtvm.dt.tree import Node, Property
+
+    tree = read_dtb(dtb, "QEMU's DT")
+    hosts = [n for n in tree.root.walk() if n.get_property("device_type") is not None
+             and bytes(n["device_type"].value).rstrip(b"\0") == b"pci"]
+    if len(hosts) != 1:
+        raise OfflineError("virtio-iommu-pci: QEMU's DT has no single PCIe host here (use online mode)")
+    host = hosts[0]
+    phandles = [n["phandle"].as_u32() for n in tree.root.walk() if n.get_property("phandle") is not None]
+    phandle = max([0x7FFF, *phandles]) + 1
+    node = Node(f"virtio_iommu@{devfn >> 3:x},{devfn & 7:x}")
+
+    def cells(*values: int) -> bytes:
+        return b"".join(v.to_bytes(4, "big") for v in values)
+
+    for name, value in (("compatible", _VIOMMU_COMPAT), ("reg", cells(devfn << 8, 0, 0, 0, 0)),
+                        ("#iommu-cells", cells(1)), ("phandle", cells(phandle))):
+        node.props.insert(0, Property(name, value))
+    host.add_child(node)
+    if not bypass:
+        host.props.insert(0, Property("iommu-map", cells(0, phandle, 0, devfn, devfn + 1, phandle, devfn + 1,
+                                                         0xFFFF - devfn)))
+    out = write_dtb(tree)
+    return out.ljust(len(dtb), b"\0") if len(out) <= len(dtb) else out
+
+
+def plug_dt_devices(config: Any, model: dict[str, Any], feature: str) -> None:
+    """What plugging devices writes into QEMU's own DT on virt: a virtio-iommu-pci's node and the
+    host's ``iommu-map`` (plug_virtio_iommu), where the recorder checked that against QEMU with
+    the command line's DT feature (``virtio-iommu`` in ``dt-smp``); the machine's ``iommu``
+    option is then not described, as online (its getter aborts QEMU: data/machines.yaml
+    ``getter-aborts``)."""
+    iommus = [d for d in config.devices() if d.driver == "virtio-iommu-pci"]
+    if not iommus:
+        return
+    options = config.machine.options
+    if len(iommus) > 1 or options.get("iommu", "none") != "none":
+        raise OfflineError("-device virtio-iommu-pci: a second IOMMU (QEMU refuses it: \"virt machine does not support "
+                           "multiple IOMMUs\")")
+    checked = (model.get("dt-smp") or {}).get("virtio-iommu") or []
+    if feature not in checked:
+        with_what = f" with {', '.join(_opt(b) for b in feature.split('&'))}" if feature else ""
+        raise OfflineError(f"-device virtio-iommu-pci{with_what}: what it writes into QEMU's DT is not checked against "
+                           "QEMU in the offline model (the DT features checked are listed under dt-smp virtio-iommu; "
+                           "use online mode)")
+    dev = iommus[0]
+    if dev.address[0] != "pci" or config.dtb is None:
+        raise OfflineError("-device virtio-iommu-pci: not on the PCIe root bus (QEMU refuses it)")
+    slot, func = dev.address[1][-2:]
+    config.dtb = plug_virtio_iommu(config.dtb, slot << 3 | func, options.get("default-bus-bypass-iommu") == "on")
+    options.pop("iommu", None)
