@@ -26,6 +26,7 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
+from qemu.qmp.protocol import ConnectError
 
 BINARIES = ["qemu-system-x86_64", "qemu-system-aarch64", "qemu-system-arm", "qemu-system-riscv64", "qemu-system-ppc64"]
 
@@ -81,11 +82,15 @@ def _properties(binary: str, types: list[str]) -> dict[str, dict[str, str]]:
         while not os.path.exists(sock) and time.monotonic() < deadline:
             time.sleep(0.01)
         qmp = QEMUMonitorProtocol(sock)
-        for _ in range(100):
+        for attempt in range(500):
             try:
                 qmp.connect()
                 break
-            except OSError:
+            except (OSError, ConnectError):
+                # the socket file exists from bind(), before QEMU listens: refused until then
+                # (qemu.qmp wraps the refusal in a ConnectError; seen under load in CI)
+                if attempt == 499:
+                    raise
                 time.sleep(0.02)
         out: dict[str, dict[str, str]] = {}
         for name in types:
