@@ -40,11 +40,19 @@ PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio
                # tests/qemugen.py's second stream (_more)
                "pci-serial", "megasas-gen2", "lsi53c810", "virtio-net-pci-transitional", "virtio-blk-pci-non-transitional",
                "virtio-rng-pci-non-transitional", "virtio-balloon-pci-transitional", "virtio-scsi-pci-non-transitional",
-               "virtio-serial-pci-transitional", "vmware-svga", "virtio-vga", "virtio-iommu-pci"]
+               "virtio-serial-pci-transitional", "vmware-svga", "virtio-vga", "virtio-iommu-pci",
+               # the census stream's plain PCI types (tests/qemugen_census.py: types whose census
+               # round trip passes; fixtures/qemu-census/round-trip-7.2.json)
+               *(CENSUS_PCI := ["i82557a", "i82557c", "i82558a", "i82558b", "i82559a", "i82559b", "i82562",
+                                "ich9-usb-uhci2", "ich9-usb-uhci3", "ich9-usb-uhci4", "ich9-usb-uhci5", "ich9-usb-uhci6",
+                                "pci-bridge-seat", "pci-serial-4x", "piix3-ide", "piix4-ide", "qxl", "qxl-vga", "tpci200",
+                                "virtio-balloon-pci-non-transitional", "virtio-net-pci-non-transitional",
+                                "virtio-rng-pci-transitional", "virtio-scsi-pci-transitional",
+                                "virtio-serial-pci-non-transitional", "virtio-blk-pci-transitional"])]
 PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge", "ioh3420", "i82801b11-bridge"]
 #: devices QEMU cannot make in some of the contexts probed (virtio-vga on qemu-system-arm,
 #: virtio-iommu-pci off the root bus): recorded as refused there, and refused offline by name
-MAY_BE_REFUSED = {"virtio-vga", "virtio-iommu-pci", "vmware-svga"}
+MAY_BE_REFUSED = {"virtio-vga", "virtio-iommu-pci", "vmware-svga", *CENSUS_PCI}
 #: devices that change QEMU's own DT on the DT machines when plugged (virtio-iommu-pci: a
 #: virtio,pci-iommu node and the PCIe host's iommu-map; offline_dt.plug_virtio_iommu writes them),
 #: checked against QEMU for each DT feature of up to this many options (dt_smp ``virtio-iommu``: each)
@@ -61,7 +69,7 @@ MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device
                 "virtio-serial-device", "virtio-keyboard-device", "virtio-scsi-device", "virtio-mouse-device",
                 "virtio-tablet-device", "virtio-gpu-device"]
 #: properties a probe must give, dropped from the profile (the user gives their own)
-REQUIRED = {"pci-bridge": "chassis_nr=9", "xio3130-downstream": "chassis=9", "pxb": "bus_nr=9", "pxb-pcie": "bus_nr=9"}
+REQUIRED = {"pci-bridge": "chassis_nr=9", "pci-bridge-seat": "chassis_nr=9", "xio3130-downstream": "chassis=9", "pxb": "bus_nr=9", "pxb-pcie": "bus_nr=9"}
 #: the PCI expander of each machine type with device profiles (QEMU 7.2: pxb "cannot reside on a
 #: PCIe bus", pxb-pcie "cannot reside on a PCI bus"; riscv64 virt has neither): recorded on the
 #: root bus ("PXB devices can be attached only to root bus"), its new root bus folded into it
@@ -72,7 +80,8 @@ SWITCH = [(["-device", "pcie-root-port,id=ctx,chassis=1"], "x3130-upstream"),
           (["-device", "pcie-root-port,id=rp0,chassis=1", "-device", "x3130-upstream,id=ctx,bus=rp0"], "xio3130-downstream")]
 #: devices that need a drive: probed with a null-co block node (1 GiB, zeros), whose geometry
 #: the offline model recomputes for the user's image
-DRIVE_DEVICES = {"virtio-blk-pci", "virtio-blk-device", "scsi-hd", "ide-hd", "virtio-blk-pci-non-transitional"}
+DRIVE_DEVICES = {"virtio-blk-pci", "virtio-blk-device", "scsi-hd", "ide-hd", "virtio-blk-pci-non-transitional",
+                 "virtio-blk-pci-transitional"}
 
 #: (type, binary, PCI Express, virtio-mmio, device profiles): pseries gets none, because a device
 #: added there changes QEMU's own DT (PCI and VIO nodes), which the offline model cannot write
