@@ -162,8 +162,8 @@ def offline_config(argv: list[str]) -> Config:
         config = config_from_dict(apply_deltas(model["variants"][variant], deltas))
     else:
         config = config_from_dict(model["variants"][variant])
-    if cdrom and not args.nodefaults:
-        _drop_default_cdrom(config)
+    if (cdrom or args.none_drives > 2) and not args.nodefaults:
+        _drop_default_cdrom(config, None if cdrom else "none2")
     if args.vga_std and not any(d.driver == "VGA" for d in config_from_dict(model["variants"]["defaults"]).devices()):
         raise OfflineError("-vga std: not this machine's default display (use online mode)")
     if args.hda is not None:
@@ -801,13 +801,15 @@ def _reported_netdev(ntype: str, opts: dict[str, str]) -> dict[str, str]:
     return {"type": "user", "net": net, "restrict": restrict}
 
 
-def _drop_default_cdrom(config: Config) -> None:
+def _drop_default_cdrom(config: Config, only: str | None = None) -> None:
     """The default CD-ROM (an ide-cd on its default drive ideN-cd0) and that drive, also where
     the machine made no device for the drive (q35 with ``sata=off``; riscv64 virt, whose
-    default drive is ``none2``: vl.c adds it at index 2 of the machine's default interface)."""
+    default drive is ``none2``: vl.c adds it at index 2 of the machine's default interface, so a
+    third -drive if=none, which takes unit 2, leaves it out too: ``only`` names that drive)."""
     config.backends = [b for b in config.backends
-                       if not (b.kind == "drive" and re.fullmatch(r"ide\d-cd\d|scsi\d-cd\d|none2", b.id) and "file" not in b.options)]
-    for bus in _all_buses(config):
+                       if not (b.kind == "drive" and re.fullmatch(only or r"ide\d-cd\d|scsi\d-cd\d|none2", b.id)
+                               and "file" not in b.options)]
+    for bus in [] if only else _all_buses(config):
         for dev in list(bus.devices):
             ref = dev.backends.get("drive", "")
             if dev.driver == "ide-cd" and re.fullmatch(r"ide\d-cd\d", ref):

@@ -64,6 +64,9 @@ class Args:
     #: the BlockBackends with a medium that -drive and its shorthands make, in command-line order
     #: (QEMU numbers their generated node names in that order): a drive name, "hd:N" or "cdrom"
     block_order: list[str] = field(default_factory=list)
+    #: -drive if=none: how many (each takes the next unit of that interface's bus 0, and vl.c adds
+    #: a machine's default CD-ROM drive at its index only where no drive took it: riscv64 virt's none2)
+    none_drives: int = 0
     #: -usbdevice NAME: the device types, in command-line order
     usb_devices: list[str] = field(default_factory=list)
     #: -drive if=floppy: the drive of each floppy unit (fmt "" for an empty drive)
@@ -358,6 +361,7 @@ def parse_argv(argv: list[str]) -> Args:
                 else:
                     drive = _drive_option(opts, opt)
                     args.drives[drive.name] = drive
+                    args.none_drives += 1
                     args.block_order.append(drive.name)
                 i += 2
             elif norm == "-blockdev":
