@@ -110,6 +110,8 @@ def _last(message: str) -> str:
     lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
     own = [ln for ln in lines if re.match(r"(QEMU exited with -?\d+: )?qemu-system-\w+: ", ln)]
     text = (own or lines or [message])[-1]
+    # a crashed source: whether its exit status is in yet is a race (None or -11), not QEMU's words
+    text = re.sub(r" \(exit (?:None|-?\d+)\)", "", text)
     return re.sub(r"/tmp/[^ ,:'\"]+", "<tmp>", text)
 
 

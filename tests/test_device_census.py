@@ -88,4 +88,8 @@ def test_census_still_what_qemu_says(machine: str, tmp_path: Path) -> None:
     for i, dtype in enumerate(_sample(machine, 2)):
         got = census_type(machine, dtype, tmp_path / f"t{i}")
         want = _census()[machine][dtype]
-        assert (got["result"], got["words"]) == (want["result"], want["words"]), (dtype, got, want)
+        assert got["result"] == want["result"], (dtype, got, want)
+        if want["result"] == "create" or want["words"].startswith(("State blocked", "Migration is disabled")):
+            # QEMU's refusal and its migration blockers say the same each run; how a crashing
+            # source or destination ends (monitor lost, exited, its last line) is a race
+            assert got["words"] == want["words"], (dtype, got, want)
