@@ -27,6 +27,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +80,22 @@ _NEEDS: list[tuple[str, list[str], list[str]]] = [
 ]
 
 
+@cache
+def _catalog() -> dict[str, Any]:
+    """The 7.2 catalog's types, read once (every census question asks it)."""
+    types: dict[str, Any] = json.loads(CATALOG.read_text())["types"]
+    return types
+
+
 def listed_types(binary: str) -> list[str]:
     """The user-creatable types QEMU lists for ``binary`` (``-device help``), from the catalog."""
-    types = json.loads(CATALOG.read_text())["types"]
+    types = _catalog()
     arch = ARCH[binary]
     return sorted(k for k, v in types.items() if v.get("user") and arch in v.get("arches", []))
 
 
 def _bus_kind(dtype: str) -> str | None:
-    kind: str | None = json.loads(CATALOG.read_text())["types"][dtype].get("bus")
+    kind: str | None = _catalog()[dtype].get("bus")
     return kind
 
 
@@ -97,7 +105,7 @@ def _prop_name(dtype: str, prop: str) -> str:
     if "@" not in prop:
         return prop
     name, value = prop.split("@=", 1)
-    links = json.loads(CATALOG.read_text())["types"][dtype].get("props", {})
+    links = _catalog()[dtype].get("props", {})
     names = {n for kind, ns in links.items() if kind.startswith("link<") for n in ns}
     if name in names:
         return f"{name}={value}"
@@ -170,7 +178,7 @@ def _migrates(a: VM, argv: list[str], directory: Path) -> dict[str, Any]:
 
 
 def _shown(argv: list[str]) -> str:
-    return " ".join(argv[1:])
+    return shlex.join(argv[1:])  # census_case splits it back
 
 
 def census_machine(machine: str, types: list[str] | None = None, jobs: int = 2,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from .qemu_helpers import assert_offline_matches_online, needs_qemu
+from .qemugen import write_raw
 
 MACHINES = {"riscv64": ["qemu-system-riscv64", "-M", "virt"], "q35": ["qemu-system-x86_64", "-M", "pc-q35-7.2"],
             "aarch64": ["qemu-system-aarch64", "-M", "virt-7.2"]}
@@ -26,9 +27,7 @@ def test_if_none_drives_and_the_default_cdrom(machine: str, count: int, tmp_path
     argv = list(head)
     for i in range(count):
         image = tmp_path / f"d{i}.raw"
-        image.write_bytes(b"")
-        with open(image, "r+b") as f:
-            f.truncate(1 << 20)
+        write_raw(image, 1 << 20)
         argv += ["-drive", f"if=none,id=d{i},file={image},format=raw"]
     argv += ["-device", "virtio-blk-pci,drive=d0"]
     assert_offline_matches_online(argv, tmp_path)

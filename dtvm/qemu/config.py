@@ -539,12 +539,13 @@ def _busless(snapshot: Snapshot) -> list[QDev]:
     """The user's devices on no bus (vmcoreinfo, vmgenid, an IPMI BMC simulator), which ``info
     qtree`` never shows, as devices of the machine's root: they hold guest-visible state (vmgenid's
     GUID) and migration sections of their own, so a rebuild without them cannot take the VM.
-    Their values come from QOM, spelled as ``info qtree`` quotes a string."""
+    Their values come from QOM, spelled as ``info qtree`` quotes a string. A hot-plugged CPU is on
+    no bus too: the CPU reader has it (query-cpus-fast, query-hotpluggable-cpus name its path)."""
     cpus = {str(c.get("qom-path")) for c in snapshot.cpus} | {str(c.get("qom-path"))
                                                              for c in snapshot.hotpluggable_cpus}
     out: list[QDev] = []
     for per in snapshot.peripherals:
-        if per.parent_bus is None and per.qom_path not in cpus and per.type not in snapshot.cpu_types.values():
+        if per.parent_bus is None and per.qom_path not in cpus:
             props = {k: '"' + _json_text(v) + '"' for k, v in sorted(per.props.items())}
             out.append(QDev(per.type, per.id or "", props))
     return out
