@@ -22,7 +22,7 @@ from typing import Any
 from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot, version_of
-from dtvm.qemu.trust import Trust, TrustError, trust
+from dtvm.qemu.trust import GuestLink, Trust, TrustError, trust
 from dtvm.qemu.versions import (
     catalog_version,
     known_versions,
@@ -353,6 +353,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
     made: dict[str, _Node] = {}
     backends_used: list[tuple[str, str]] = []
     named: set[str] = set()  # drives whose BlockBackend name the guest sees (a made child's device_id)
+    objects: dict[str, str] = {}  # -object the guest tree's links describe (a CAN bus, acpi-erst's RAM): id -> options
     globals_: list[tuple[str, bool]] = []  # (-global value, whether it is a host setting)
 
     # machine-made devices the description has at another address than the probe (pseries' NVRAM
@@ -449,6 +450,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             if "drive" in child.backends and child.props.get("device_id") == child.backends["drive"]:
                 named.add(child.backends["drive"])  # scsi-hd's device_id is its drive's name
         for key, value in sorted(props.items()):
+            link = rules.link_of(dev.driver, key)
+            if link is not None:
+                pairs.append((key, _link_object(link, value, f"{where}: qemu,{key}", objects)))
+                continue
             _not_host(rules, dev.driver, key, where)
             if key in RESERVED:
                 continue
@@ -485,8 +490,9 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
     real, null = _backend_args(plan, backends_used, host, named)
     host += flash_host
     nets = _netdev_args(plan)
-    argv[1:1] = [*real, *flash_real, *nets]
-    checked[1:1] = [*null, *flash_null, *nets]
+    made_objects = [arg for text in objects.values() for arg in ("-object", text)]
+    argv[1:1] = [*real, *flash_real, *nets, *made_objects]
+    checked[1:1] = [*null, *flash_null, *nets, *made_objects]
     argv += _input_args(plan, probed, host)
     checked += firmware
     if check:
@@ -528,6 +534,19 @@ def _host_settings(dev: Device) -> dict[str, str]:
     """qdev properties the back-end overlay sets on a device (a ROM file, say): host
     configuration, trusted because the user named the overlay, and reported as such."""
     return {k: v for k, v in dev.backends.items() if k not in _NOT_SETTINGS and not _ref_kind(k)}
+
+
+def _link_object(link: GuestLink, value: str, where: str, objects: dict[str, str]) -> str:
+    """The id a described link names, its object added to ``objects`` (the guest tree's: only what
+    the trust model's rule allows; one id, one object)."""
+    try:
+        ident, options = link.parse(value, where)
+    except TrustError as exc:
+        raise ArgvError(str(exc)) from None
+    text = _render(link.object, [("id", ident), *options], where, implied="qom-type")
+    if objects.setdefault(ident, text) != text:
+        raise ArgvError(f"{where}: object {ident!r} is described twice, differently ({objects[ident]!r} and {text!r})")
+    return ident
 
 
 def _trusted(rules: Trust, driver: str, prop: str, where: str) -> None:

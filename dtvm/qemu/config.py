@@ -13,6 +13,7 @@ from typing import Any
 
 from dtvm.errors import DtvmError
 from dtvm.fileio import load_yaml, package_text
+from dtvm.qemu.qom_links import describe_links
 from dtvm.qemu.qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_text
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import split_host_facts
@@ -532,6 +533,7 @@ def from_snapshot(snapshot: Snapshot) -> Config:
     _stable_block_names(config)
     link_machine_chardevs(config)
     split_host_facts(config)
+    describe_links(config, snapshot)
     return config
 
 

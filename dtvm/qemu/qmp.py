@@ -532,6 +532,12 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         found.sort(key=lambda c: (c[0], _natural(c[1])))
         return await r.all(_peripheral(r, *c) for c in found)
 
+    async def objects() -> dict[str, str]:
+        listed = await s.execute("qom-list", {"path": "/objects"})
+        found = {str(p["name"]): str(p["type"])[6:-1] for p in listed if str(p.get("type", "")).startswith("child<")}
+        _bound(s, "qom-list /objects", len(found), MAX_PERIPHERALS, "objects")
+        return found
+
     async def cpus() -> tuple[list[dict[str, Any]], dict[str, str]]:
         listed = await s.execute("query-cpus-fast")
         paths = [c["qom-path"] for c in listed if "qom-path" in c]
@@ -589,6 +595,7 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         ("version+compat", version_compat()),
         ("memory", simple("query-memory-size-summary")),
         ("memdevs", simple("query-memdev")),
+        ("objects", objects()),
         ("block", simple("query-block")),
         ("block-nodes", simple("query-named-block-nodes")),
         ("chardevs", simple("query-chardev")),
@@ -634,6 +641,7 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         version=version,
         compat_props=compat,
         type_ancestors=_ancestors(type_props, compat, parents),
+        objects=results["objects"],
     )
 
 
@@ -691,6 +699,12 @@ async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> P
                     and not str(p.get("type", "")).endswith("List") and p.get("name") != "parent_bus"]
         got = await r.all(r.get_or(path, n, missing) for n in settable)
         own = {n: v for n, v in zip(settable, got, strict=True) if v is not missing and not isinstance(v, (dict, list))}
+    # its QOM links (a CAN card's canbus, acpi-erst's memdev): info qtree never shows them
+    link_types = {str(p["name"]): str(p.get("type", "")) for p in props or ()
+                  if str(p.get("type", "")).startswith("link<") and p.get("name") != "parent_bus"}
+    targets = await r.all(r.get_or(path, n, "") for n in link_types)
+    links = {n: {"type": t, "target": v if isinstance(v, str) else ""}
+             for (n, t), v in zip(link_types.items(), targets, strict=True)}
     return Peripheral(
         qom_path=path,
         id=name if container == "/machine/peripheral" else None,
@@ -699,6 +713,7 @@ async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> P
         parent_bus=bus or None,
         address={n: v for n, v in zip(wanted, values, strict=True) if v is not missing},
         props=own,
+        links=links,
     )
 
 

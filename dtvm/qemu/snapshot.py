@@ -32,6 +32,8 @@ class Peripheral:
     type has one (not an address: isa-serial's is an alias ``info qtree`` does not show).
     ``props`` holds, for a device on no bus (vmcoreinfo, vmgenid: ``info qtree`` never shows
     them), the ``qom-get`` value of each of its type's qdev properties but links.
+    ``links`` holds each QOM link property of its type (``canbus``, ``memdev``): its QOM type
+    (``link<can-bus>``) and the ``qom-get`` answer, the linked object's path ("" when unset).
     """
 
     qom_path: str
@@ -41,6 +43,7 @@ class Peripheral:
     parent_bus: str | None
     address: dict[str, Any] = field(default_factory=dict)
     props: dict[str, Any] = field(default_factory=dict)
+    links: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,6 +74,8 @@ class Snapshot:
     compat_props: list[dict[str, Any]] = field(default_factory=list)
     #: QOM ancestors of the device types in the qtree that a compat property names (qom-list-types)
     type_ancestors: dict[str, list[str]] = field(default_factory=dict)
+    #: the user's QOM objects (``qom-list /objects``): id -> QOM type ("can-bus", "memory-backend-ram")
+    objects: dict[str, str] = field(default_factory=dict)
 
     # A saved snapshot replays a VM without QEMU (tests, bug reports).  Every field is already JSON
     # except the DT blob: it is stored as base64 of its bytes up to the last non-zero byte plus its
@@ -99,7 +104,7 @@ class Snapshot:
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in data:
-                if f.name in ("argv", "binary", "version", "compat_props", "type_ancestors"):
+                if f.name in ("argv", "binary", "version", "compat_props", "type_ancestors", "objects"):
                     continue
                 raise SnapshotFormatError(f"snapshot: missing field {f.name!r}")
             value = data[f.name]
@@ -132,7 +137,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "type_props": dict, "peripherals": list, "cpus": list, "cpu_types": dict, "hotpluggable_cpus": list,
     "memory": dict, "memdevs": list, "block": list, "block_nodes": list, "chardevs": list, "network": str,
     "dtb": (dict, type(None)), "argv": (list, type(None)), "binary": (str, type(None)), "version": dict, "compat_props": list,
-    "type_ancestors": dict,
+    "type_ancestors": dict, "objects": dict,
 }
 
 

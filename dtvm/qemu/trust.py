@@ -5,6 +5,11 @@ host configuration: it may state only device types and qdev properties that QEMU
 has (``data/qdev-VERSION.json``, generated from QEMU), less what ``data/trust.json`` keeps for the
 host (host devices, files, sockets, other host-side objects).  The back-end overlay is the host's
 own configuration: trusted because the user names it, and reported (``host_resources``).
+
+A QOM link a device needs (a CAN card's ``canbus``, acpi-erst's ``memdev``) is a host fact unless
+``guest-links`` in ``trust.json`` says which objects a guest tree may make for it: then the link's
+value is the object itself in ``-object`` syntax (``can-bus,id=can0``), the only type and
+options the rule allows, which dtb2qemu creates before the device.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dtvm.errors import DtvmError, first_line
 from dtvm.fileio import package_text
 from dtvm.vm.model import Config
 
-__all__ = ["Trust", "TrustError", "split_host_facts", "trust"]
+__all__ = ["GuestLink", "Trust", "TrustError", "split_host_facts", "trust"]
 
 #: the catalog this dtvm reads (one per QEMU version it knows)
 CATALOG_VERSION = "7.2"
@@ -40,6 +45,72 @@ class TrustError(DtvmError):
 class _Rule:
     pattern: re.Pattern[str]
     why: str
+
+
+#: a QOM object id a guest tree may give (QEMU's id_wellformed, bounded)
+OBJECT_ID = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True)
+class GuestLink:
+    """A QOM link whose object a guest tree may describe (``guest-links`` in trust.json).
+
+    ``id`` says where the object's id comes from: ``numbered`` (the reader numbers the objects,
+    ``can0``, ``can1``..., in the order of the devices' positions: the user's ids are invisible to
+    the guest and to migration), or ``kept`` (migration names the object's RAM block by its id).
+    """
+
+    link: str
+    drivers: re.Pattern[str] | None
+    object: str
+    options: tuple[str, ...]
+    id: str
+    max_size: int | None
+    why: str
+
+    def value(self, ident: str, options: dict[str, str]) -> str:
+        """The link's description: the object in -object syntax, the rule's options only."""
+        from dtvm.qemu.opts import render
+
+        return render(self.object, [("id", ident), *((k, options[k]) for k in self.options)], "qom link",
+                      implied="qom-type")
+
+    def parse(self, value: str, where: str) -> tuple[str, list[tuple[str, str]]]:
+        """(id, options) of a described object; TrustError unless it is what the rule allows."""
+        from dtvm.qemu.opts import parse
+
+        try:
+            head, pairs = parse(value, implied="qom-type", where=where)
+        except DtvmError as exc:
+            raise TrustError(f"{where}: {first_line(exc)}") from None
+        given = dict(pairs)
+        if head != self.object or len(given) != len(pairs) or set(given) != {"id", *self.options}:
+            raise TrustError(f"{where}: {value!r}: a guest tree may state only -object "
+                             f"{self.object},id=ID{''.join(',' + k + '=...' for k in self.options)} here")
+        ident = given.pop("id")
+        if not OBJECT_ID.fullmatch(ident) or (self.id == "numbered" and not re.fullmatch(r"can[0-9]{1,4}", ident)):
+            raise TrustError(f"{where}: {value!r}: not an object id dtvm gives")
+        if "size" in given:
+            size = given["size"]
+            if not re.fullmatch(r"[1-9][0-9]{0,19}", size) or (self.max_size is not None and int(size) > self.max_size):
+                raise TrustError(f"{where}: {value!r}: size must be a byte count up to {self.max_size}")
+        return ident, list(given.items())
+
+
+def _links(data: Any) -> tuple[GuestLink, ...]:
+    items = data.get("guest-links", []) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise TrustError("trust.json: guest-links: expected a list")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            drivers = item.get("drivers")
+            out.append(GuestLink(str(item["link"]), re.compile(drivers) if isinstance(drivers, str) else None,
+                                 str(item["object"]), tuple(str(o) for o in item["options"]), str(item["id"]),
+                                 int(item["max-size"]) if "max-size" in item else None, str(item["why"])))
+        except (KeyError, TypeError, ValueError, AttributeError, re.error):
+            raise TrustError(f"trust.json: guest-links[{i}]: expected {{link, object, options, id, why}}") from None
+    return tuple(out)
 
 
 def _rules(data: Any, key: str) -> tuple[_Rule, ...]:
@@ -66,6 +137,7 @@ class Trust:
         self.deny_types = _rules(rules, "deny-types")
         self.host_props = _rules(rules, "host-props")
         self.host_prop_types = _rules(rules, "host-prop-types")
+        self.guest_links = _links(rules)
 
     @property
     def types(self) -> dict[str, dict[str, str]]:
@@ -106,8 +178,22 @@ class Trust:
         if driver not in self.types:
             raise TrustError(f"{where}: device type {driver!r} is not one QEMU {self.version} has (dtvm's catalog)")
 
+    def guest_link(self, driver: str, link_type: str) -> GuestLink | None:
+        """The rule that lets a guest tree describe the object of a link of this QOM type, or None."""
+        for rule in self.guest_links:
+            if rule.link == link_type and (rule.drivers is None or rule.drivers.search(driver)):
+                return rule
+        return None
+
+    def link_of(self, driver: str, prop: str) -> GuestLink | None:
+        """The guest-link rule of a device type's property (from the catalog), or None."""
+        kind = self.types.get(driver, {}).get(prop)
+        return self.guest_link(driver, kind) if kind is not None else None
+
     def host_reason(self, driver: str, prop: str) -> str | None:
         """Why a property is the host's to state, or None when it is the guest's."""
+        if self.link_of(driver, prop) is not None:
+            return None
         why = self.host_name(prop)
         if why is not None:
             return why

@@ -1,0 +1,68 @@
+"""The QOM links of the user's devices to objects of their own (``-object``), as the description states them.
+
+``info qtree`` shows qdev properties, never links: a CAN card's ``canbus`` (which ``can-bus``
+object its controller sends on) and acpi-erst's ``memdev`` (the RAM that holds its records) are
+read from QOM (``qom-get``, in ``qmp``) and would otherwise be lost, so the rebuilt card is
+refused ("can_sja_connect_to_bus failed", "'memdev' property is not set").  Which links a guest
+tree may carry, and which objects, is the trust model's ``guest-links`` (``data/trust.json``):
+the link's value becomes the object in ``-object`` syntax (``can-bus,id=can0``), so that the guest
+tree alone rebuilds it and ``dtvm dtb2qemu`` creates nothing a rule does not allow.
+
+Ids: a CAN bus's id is seen by neither the guest nor migration, so the buses are numbered
+``can0``, ``can1``... in the order of the positions of the devices that link them (two readings
+of one VM, and the VM rebuilt from its description, read the same); a RAM back-end keeps its id,
+because migration names its RAM block by it.
+"""
+
+from __future__ import annotations
+
+from dtvm.errors import DtvmError
+from dtvm.qemu.snapshot import Snapshot
+from dtvm.qemu.trust import trust
+from dtvm.vm.model import Config
+
+__all__ = ["describe_links"]
+
+#: QOM types under /objects that connect a VM's devices to the host and that no description holds yet
+_HOST_OBJECTS = {"can-host-socketcan": "connects a CAN bus to a host CAN interface"}
+
+
+def describe_links(config: Config, snapshot: Snapshot) -> None:
+    """Set each user device's described links (``dev.props[link] = "-object options"``); DtvmError
+    naming the device for a link to an object the trust model keeps for the host."""
+    for ident, qom_type in sorted(snapshot.objects.items()):
+        if qom_type in _HOST_OBJECTS:
+            raise DtvmError(f"-object {qom_type},id={ident}: {_HOST_OBJECTS[qom_type]}; dtvm does not describe "
+                            "host CAN interfaces yet")
+    by_path = {p.qom_path: p for p in snapshot.peripherals}
+    memdevs = {str(m.get("id")): m for m in snapshot.memdevs}
+    rules = trust()
+    numbered: dict[str, str] = {}
+    for dev in sorted(config.devices(), key=lambda d: d.key()):
+        per = by_path.get(dev.qom_path or "")
+        if per is None:
+            continue
+        for name, link in sorted(per.links.items()):
+            target = link.get("target", "")
+            rule = rules.guest_link(dev.driver, link.get("type", ""))
+            if rule is None or not target:
+                continue  # a link the description does not hold (an unset one: QEMU refused no device)
+            where = f"{dev.driver} at {dev.key()}: {name}"
+            ident = target.removeprefix("/objects/")
+            qom_type = snapshot.objects.get(ident)
+            if not target.startswith("/objects/") or qom_type is None:
+                raise DtvmError(f"{where}: links {target!r}, not an object of -object")
+            if qom_type != rule.object:
+                raise DtvmError(f"{where}: links a {qom_type} ({ident}); only a {rule.object} is described "
+                                f"here ({rule.why})")
+            options: dict[str, str] = {}
+            if rule.id == "numbered":
+                ident = numbered.setdefault(ident, f"can{len(numbered)}")
+            else:
+                memdev = memdevs.get(ident, {})
+                options = {k: str(memdev[k]) for k in rule.options if k in memdev}
+                missing = [k for k in rule.options if k not in options]
+                if missing:
+                    raise DtvmError(f"{where}: query-memdev does not report {missing[0]} of {ident}")
+            dev.props[name] = rule.value(ident, options)
+            dev.backends.pop(name, None)
