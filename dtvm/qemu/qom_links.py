@@ -30,9 +30,9 @@ _HOST_OBJECTS = {"can-host-socketcan": "connects a CAN bus to a host CAN interfa
 def describe_links(config: Config, snapshot: Snapshot) -> None:
     """Set each user device's described links (``dev.props[link] = "-object options"``); DtvmError
     naming the device for a link to an object the trust model keeps for the host."""
-    for ident, qom_type in sorted(snapshot.objects.items()):
+    for name, qom_type in sorted(snapshot.objects.items()):
         if qom_type in _HOST_OBJECTS:
-            raise DtvmError(f"-object {qom_type},id={ident}: {_HOST_OBJECTS[qom_type]}; dtvm does not describe "
+            raise DtvmError(f"-object {qom_type},id={name}: {_HOST_OBJECTS[qom_type]}; dtvm does not describe "
                             "host CAN interfaces yet")
     by_path = {p.qom_path: p for p in snapshot.peripherals}
     memdevs = {str(m.get("id")): m for m in snapshot.memdevs}
@@ -49,11 +49,11 @@ def describe_links(config: Config, snapshot: Snapshot) -> None:
                 continue  # a link the description does not hold (an unset one: QEMU refused no device)
             where = f"{dev.driver} at {dev.key()}: {name}"
             ident = target.removeprefix("/objects/")
-            qom_type = snapshot.objects.get(ident)
-            if not target.startswith("/objects/") or qom_type is None:
+            found = snapshot.objects.get(ident)
+            if not target.startswith("/objects/") or found is None:
                 raise DtvmError(f"{where}: links {target!r}, not an object of -object")
-            if qom_type != rule.object:
-                raise DtvmError(f"{where}: links a {qom_type} ({ident}); only a {rule.object} is described "
+            if found != rule.object:
+                raise DtvmError(f"{where}: links a {found} ({ident}); only a {rule.object} is described "
                                 f"here ({rule.why})")
             options: dict[str, str] = {}
             if rule.id == "numbered":
