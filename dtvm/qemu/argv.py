@@ -370,7 +370,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                     globals_.append((_global(dev.driver, "reg", f"{dev.address[1][0]:#x}", _path(dev)), False))
                     break
 
-    for dev in _masters_first(devices):
+    for dev in _self_placed_first(_masters_first(devices)):
         where = _path(dev)
         parent_path = _parent_path(dev)
         essential = moved.get(where) or probe_by_path.get(where)
@@ -610,6 +610,22 @@ def _companion_master(dev: Device, ids: dict[str, str], where: str) -> str:
     raise ArgvError(f"{where}: masterbus: no EHCI controller in this slot to be the companion of")
 
 
+def _self_placed() -> dict[str, str]:
+    """System-bus types a -device makes at an MMIO base the machine gives (``self-placed`` in
+    dtvm/vm/data/devices.yaml): no address to give, and given before every other device."""
+    from dtvm.vm.buses import device_facts
+
+    section = device_facts().get("self-placed", {})
+    return {str(k): str(v) for k, v in section.items()} if isinstance(section, dict) else {}
+
+
+def _self_placed_first(devices: list[Device]) -> list[Device]:
+    """An IOMMU before the PCI devices whose DMA it translates: each takes its DMA address space
+    when it is realized."""
+    placed = _self_placed()
+    return sorted(devices, key=lambda d: 0 if d.driver in placed and d.parent_device is None else 1)
+
+
 def _own_children() -> dict[str, list[str]]:
     """Device type -> the device types it creates itself on its child bus (``makes-own-child`` in
     dtvm/vm/data/devices.yaml): described as nodes, rebuilt by the parent's ``-device``."""
@@ -675,6 +691,8 @@ def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tu
         # a device on no bus (vmcoreinfo, vmgenid) or a system-bus device without MMIO (ramfb):
         # nothing to address; QEMU refuses a type that cannot be created this way
         return []
+    if parent is None and parent_path is None and kind == "mmio" and dev.driver in _self_placed():
+        return []  # the machine's plug handler maps it at its own base (intel-iommu on q35)
     if parent is None:
         if kind in ("none", "mmio"):
             raise ArgvError(f"{where}: {dev.driver} is a system-bus device this machine does not create")
