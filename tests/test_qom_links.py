@@ -1,0 +1,177 @@
+"""Devices linked to QOM objects of their own (CAN cards to can-bus, acpi-erst to its RAM) and the
+self-placed intel-iommu: held to QEMU 7.2 by live migration (tests/qemu_random.py's stages).
+
+The oracle is QEMU: the configuration starts, is read twice and after running, is rebuilt by
+``dtb2qemu`` while it runs, the rebuild starts as a migration destination, the VM migrates into it
+(completed on both sides), and the rebuild reads byte-identical.  Offline refuses these types by
+name (another model's job); the refusal is counted by the runner, never a failure.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dtvm.dt.dtb import read_dtb, write_dtb
+from dtvm.errors import DtvmError
+
+from .qemu_helpers import VMs, needs_qemu
+from .qemu_random import STAGES, _describe, _migrate, run_case
+from .qemugen import Case
+
+X86 = "qemu-system-x86_64"
+
+
+@pytest.fixture
+def vms(tmp_path: Path) -> Any:
+    pool = VMs(tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def _round_trip(tmp_path: Path, machine: str, argv: list[str], hotplug: list[dict[str, Any]] | None = None) -> None:
+    out = run_case(Case(tmp_path.name, machine, argv, hotplug=hotplug or []), tmp_path / "case")
+    assert out.discarded is None, out.discarded
+    assert out.failed is None, f"{out.failed}: {out.message}"
+    assert out.passed == STAGES
+    assert out.offline == "skipped" or out.offline.startswith("refused: -"), out.offline  # by name
+
+
+@needs_qemu(X86)
+def test_can_buses_shared_and_hotplugged_round_trip(tmp_path: Path) -> None:
+    """Two buses shared by a one-channel and a two-channel card, a card hot-plugged onto one bus
+    on both channels: which controllers share a bus survives the rebuild and migration."""
+    _round_trip(tmp_path, "pc", [
+        X86, "-machine", "pc-i440fx-7.2", "-nodefaults", "-m", "128M",
+        "-object", "can-bus,id=zbus", "-object", "can-bus,id=abus",
+        "-device", "ctucan_pci,canbus0=zbus,canbus1=abus,addr=6.0",
+        "-device", "kvaser_pci,canbus=abus,addr=4.0",
+        "-device", "pcm3680_pci,canbus0=abus,canbus1=abus,addr=5.0",
+    ], [{"driver": "mioe3680_pci", "canbus0": "zbus", "canbus1": "zbus", "id": "hot"}])
+
+
+@needs_qemu(X86)
+def test_can_bus_ids_and_order_are_not_described(vms: VMs) -> None:
+    """The same topology made with other ids and in another order reads the same: neither the
+    guest nor migration sees a can-bus id, so the description numbers the buses by position."""
+    def read(argv: list[str]) -> tuple[bytes, bytes]:
+        return _describe(vms.start([X86, "-machine", "pc-q35-7.2", "-nodefaults", "-m", "128M", *argv]))
+
+    first = read(["-object", "can-bus,id=one", "-object", "can-bus,id=two",
+                  "-device", "kvaser_pci,canbus=one,addr=3.0", "-device", "mioe3680_pci,canbus0=two,canbus1=one,addr=2.0"])
+    second = read(["-object", "can-bus,id=b9", "-object", "can-bus,id=a1",
+                   "-device", "mioe3680_pci,canbus0=a1,canbus1=b9,addr=2.0", "-device", "kvaser_pci,canbus=b9,addr=3.0"])
+    assert first == second
+    other = read(["-object", "can-bus,id=one", "-object", "can-bus,id=two",
+                  "-device", "kvaser_pci,canbus=two,addr=3.0", "-device", "mioe3680_pci,canbus0=two,canbus1=one,addr=2.0"])
+    assert other[0] != first[0]  # the kvaser on the other bus: other topology, another description
+
+
+@needs_qemu(X86, "qemu-system-aarch64")
+@pytest.mark.parametrize("machine", ["q35", "aarch64-virt"])
+def test_acpi_erst_memory_backend_round_trip(tmp_path: Path, machine: str) -> None:
+    """acpi-erst's RAM back-end (its id, its size) and a record size of its own."""
+    base = {"q35": [X86, "-machine", "pc-q35-7.2"],
+            "aarch64-virt": ["qemu-system-aarch64", "-machine", "virt-7.2", "-cpu", "cortex-a57"]}[machine]
+    _round_trip(tmp_path, machine, [
+        *base, "-nodefaults", "-m", "256M", "-object", "memory-backend-ram,id=erstram,size=64M",
+        "-device", "acpi-erst,memdev=erstram,record_size=16384",
+    ])
+
+
+@needs_qemu(X86)
+def test_memory_backend_id_is_what_migration_matches(vms: VMs) -> None:
+    """Why the RAM back-end's id is described (``kept`` in trust.json's guest-links): QEMU
+    migrates its RAM block by that id, so the same VM with another id cannot receive it."""
+    argv = [X86, "-machine", "pc-q35-7.2", "-nodefaults", "-m", "128M", "-device", "acpi-erst,memdev=m1"]
+    a = vms.start([*argv, "-object", "memory-backend-ram,id=m1,size=16M"])
+    b = vms.start([*[x.replace("m1", "m2") for x in argv], "-object", "memory-backend-ram,id=m2,size=16M",
+                   "-incoming", "defer"])
+    status = _migrate(a, b, str(vms.directory / "mig.sock"))
+    assert status != "completed"
+
+
+@needs_qemu(X86)
+@pytest.mark.parametrize("argv", [
+    ["-machine", "pc-q35-7.2,kernel-irqchip=split", "-device", "e1000e,netdev=n", "-netdev", "user,id=n",
+     "-device", "intel-iommu,intremap=on,caching-mode=on,aw-bits=48,device-iotlb=on"],
+    ["-machine", "pc-q35-7.2", "-device", "intel-iommu,x-scalable-mode=on,intremap=off",
+     "-device", "virtio-net-pci,disable-legacy=on,iommu_platform=on,ats=on,addr=5.0"],
+], ids=["intremap", "scalable"])
+def test_intel_iommu_round_trip(tmp_path: Path, argv: list[str]) -> None:
+    _round_trip(tmp_path, "q35", [X86, "-nodefaults", "-m", "128M", *argv])
+
+
+def _qemu2dtb(argv: list[str], out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dtvm", "qemu2dtb", "-o", str(out), "--", *argv],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def _refused(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@needs_qemu(X86)
+def test_erst_on_a_host_file_is_refused_by_name(tmp_path: Path) -> None:
+    """A memory-backend-file maps a host file: not described (neither in the guest tree nor as a
+    guess); qemu2dtb says so and writes nothing."""
+    proc = _qemu2dtb([X86, "-machine", "pc-q35-7.2", "-nodefaults", "-m", "128M",
+                      "-object", f"memory-backend-file,id=f,size=1M,mem-path={tmp_path / 'erst.img'}",
+                      "-device", "acpi-erst,memdev=f"], tmp_path / "vm.dtb")
+    _refused(proc, "acpi-erst", "memory-backend-file")
+    assert not (tmp_path / "vm.dtb").exists()
+
+
+@needs_qemu(X86)
+def test_host_can_interface_is_refused_by_name(vms: VMs) -> None:
+    """A can-host-socketcan connects a CAN bus to a host interface: refused by name (this machine
+    has no CAN interface for QEMU to open, so QEMU's own answer about a CAN VM gets one added)."""
+    from dtvm.qemu.config import from_snapshot
+    from dtvm.qemu.live import read_socket
+
+    vm = vms.start([X86, "-machine", "pc-q35-7.2", "-nodefaults", "-object", "can-bus,id=c",
+                    "-device", "kvaser_pci,canbus=c"])
+    snapshot = read_socket(vm.address, timeout=30)
+    from_snapshot(snapshot)  # as QEMU answered: described
+    snapshot.objects["host"] = "can-host-socketcan"
+    with pytest.raises(DtvmError, match=r"can-host-socketcan,id=host: connects a CAN bus to a host CAN interface"):
+        from_snapshot(snapshot)
+
+
+def _dtb2qemu(guest: Path, overlay: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(guest), "-b", str(overlay), "--no-check"],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@needs_qemu(X86)
+@pytest.mark.parametrize(("node", "prop", "value", "words"), [
+    ("pci-device@2", "qemu,memdev", "memory-backend-file,id=erst,size=4096,mem-path=/etc/passwd",
+     "may state only -object memory-backend-ram,id=ID,size=..."),
+    ("pci-device@2", "qemu,memdev", "memory-backend-ram,id=erst,size=68719476736", "size must be a byte count"),
+    ("pci-device@2", "qemu,memdev", "memory-backend-ram,id=erst,size=4096,prealloc=on", "may state only"),
+    ("pci-device@3", "qemu,canbus", "can-host-socketcan,id=can0,if=eth0", "may state only -object can-bus,id=ID"),
+    ("pci-device@3", "qemu,canbus", "can-bus,id=mine", "not an object id dtvm gives"),
+    ("pci-device@3", "qemu,drive", "erst", "names a host back-end: only the back-end overlay may state it"),
+])
+def test_guest_tree_links_are_held_to_the_trust_model(tmp_path: Path, node: str, prop: str, value: str,
+                                                      words: str) -> None:
+    """A guest tree comes from anyone: a link it states makes only the object its rule allows."""
+    proc = _qemu2dtb([X86, "-machine", "pc-q35-7.2", "-nodefaults", "-m", "128M",
+                      "-object", "memory-backend-ram,id=erst,size=1M", "-device", "acpi-erst,memdev=erst,addr=2.0",
+                      "-object", "can-bus,id=c", "-device", "kvaser_pci,canbus=c,addr=3.0"], tmp_path / "vm.dtb")
+    assert proc.returncode == 0, proc.stderr
+    good = _dtb2qemu(tmp_path / "vm.dtb", tmp_path / "vm.backend.dtbo")
+    assert good.returncode == 0, good.stderr
+    tree = read_dtb((tmp_path / "vm.dtb").read_bytes())
+    target = tree.get_node(f"/pcie/{node}")
+    target.set_property(prop, value.encode() + b"\0")
+    (tmp_path / "bad.dtb").write_bytes(write_dtb(tree))
+    _refused(_dtb2qemu(tmp_path / "bad.dtb", tmp_path / "vm.backend.dtbo"), f"/pcie/{node}", words)
