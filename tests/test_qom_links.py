@@ -175,3 +175,23 @@ def test_guest_tree_links_are_held_to_the_trust_model(tmp_path: Path, node: str,
     target.set_property(prop, value.encode() + b"\0")
     (tmp_path / "bad.dtb").write_bytes(write_dtb(tree))
     _refused(_dtb2qemu(tmp_path / "bad.dtb", tmp_path / "vm.backend.dtbo"), f"/pcie/{node}", words)
+
+
+@needs_qemu(X86)
+def test_diff_sees_a_described_link(tmp_path: Path) -> None:
+    """``dtvm diff`` ignores back-end references (bare ids), not the objects a guest tree
+    describes: acpi-erst with another RAM size is other hardware."""
+    proc = _qemu2dtb([X86, "-machine", "pc-q35-7.2", "-nodefaults", "-m", "128M",
+                      "-object", "memory-backend-ram,id=erst,size=1M", "-device", "acpi-erst,memdev=erst,addr=2.0"],
+                     tmp_path / "vm.dtb")
+    assert proc.returncode == 0, proc.stderr
+    tree = read_dtb((tmp_path / "vm.dtb").read_bytes())
+    tree.get_node("/pcie/pci-device@2").set_property("qemu,memdev", b"memory-backend-ram,id=erst,size=2097152\0")
+    (tmp_path / "other.dtb").write_bytes(write_dtb(tree))
+
+    def diff(a: str, b: str) -> int:
+        return subprocess.run([sys.executable, "-m", "dtvm", "diff", str(tmp_path / a), str(tmp_path / b)],
+                              capture_output=True, text=True, timeout=60, check=False).returncode
+
+    assert diff("vm.dtb", "vm.dtb") == 0
+    assert diff("vm.dtb", "other.dtb") == 1

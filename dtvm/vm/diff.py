@@ -236,8 +236,14 @@ def _ignored_child(parent: Node, child: Node) -> bool:
 
 
 def _ignored_prop(node: Node, name: str) -> bool:
-    if name in PHANDLE_PROPS or name in BACKEND_FACTS:
+    if name in PHANDLE_PROPS:
         return True
+    if name in BACKEND_FACTS:
+        # a link the guest tree describes is its object in -object syntax (qemu,memdev =
+        # "memory-backend-ram,id=erst,size=..." on acpi-erst): guest-visible; a back-end
+        # reference is a bare id, which never holds a comma
+        prop = node.get_property(name)
+        return prop is None or b"," not in prop.value
     return name in CHOSEN_SEEDS and node.name in ("chosen", "secure-chosen") and node.parent is not None \
         and node.parent.parent is None
 
