@@ -64,5 +64,7 @@ def describe_links(config: Config, snapshot: Snapshot) -> None:
                 missing = [k for k in rule.options if k not in options]
                 if missing:
                     raise DtvmError(f"{where}: query-memdev does not report {missing[0]} of {ident}")
-            dev.props[name] = rule.value(ident, options)
+            value = rule.value(ident, options)
+            rule.parse(value, where)  # what dtb2qemu would refuse is refused here, by name
+            dev.props[name] = value
             dev.backends.pop(name, None)

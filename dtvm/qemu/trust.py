@@ -48,7 +48,7 @@ class _Rule:
 
 
 #: a QOM object id a guest tree may give (QEMU's id_wellformed, bounded)
-OBJECT_ID = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+OBJECT_ID = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass(frozen=True)
