@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dtvm.errors import DtvmError, first_line
+from dtvm.qemu.argv_objects import link_object, self_placed, self_placed_first
 from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot, version_of
-from dtvm.qemu.trust import GuestLink, Trust, TrustError, trust
+from dtvm.qemu.trust import Trust, TrustError, trust
 from dtvm.qemu.versions import (
     catalog_version,
     known_versions,
@@ -370,7 +371,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                     globals_.append((_global(dev.driver, "reg", f"{dev.address[1][0]:#x}", _path(dev)), False))
                     break
 
-    for dev in _self_placed_first(_masters_first(devices)):
+    for dev in self_placed_first(_masters_first(devices)):
         where = _path(dev)
         parent_path = _parent_path(dev)
         essential = moved.get(where) or probe_by_path.get(where)
@@ -452,7 +453,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         for key, value in sorted(props.items()):
             link = rules.link_of(dev.driver, key)
             if link is not None:
-                pairs.append((key, _link_object(link, value, f"{where}: qemu,{key}", objects)))
+                try:
+                    pairs.append((key, link_object(link, value, f"{where}: qemu,{key}", objects)))
+                except DtvmError as exc:
+                    raise ArgvError(str(exc)) from None
                 continue
             _not_host(rules, dev.driver, key, where)
             if key in RESERVED:
@@ -536,19 +540,6 @@ def _host_settings(dev: Device) -> dict[str, str]:
     return {k: v for k, v in dev.backends.items() if k not in _NOT_SETTINGS and not _ref_kind(k)}
 
 
-def _link_object(link: GuestLink, value: str, where: str, objects: dict[str, str]) -> str:
-    """The id a described link names, its object added to ``objects`` (the guest tree's: only what
-    the trust model's rule allows; one id, one object)."""
-    try:
-        ident, options = link.parse(value, where)
-    except TrustError as exc:
-        raise ArgvError(str(exc)) from None
-    text = _render(link.object, [("id", ident), *options], where, implied="qom-type")
-    if objects.setdefault(ident, text) != text:
-        raise ArgvError(f"{where}: object {ident!r} is described twice, differently ({objects[ident]!r} and {text!r})")
-    return ident
-
-
 def _trusted(rules: Trust, driver: str, prop: str, where: str) -> None:
     try:
         rules.prop(driver, prop, where)
@@ -608,22 +599,6 @@ def _companion_master(dev: Device, ids: dict[str, str], where: str) -> str:
             if _slot(other) == slot and "ehci" in other.driver and other.node in ids:
                 return f"{ids[_path(other)]}.0"
     raise ArgvError(f"{where}: masterbus: no EHCI controller in this slot to be the companion of")
-
-
-def _self_placed() -> dict[str, str]:
-    """System-bus types a -device makes at an MMIO base the machine gives (``self-placed`` in
-    dtvm/vm/data/devices.yaml): no address to give, and given before every other device."""
-    from dtvm.vm.buses import device_facts
-
-    section = device_facts().get("self-placed", {})
-    return {str(k): str(v) for k, v in section.items()} if isinstance(section, dict) else {}
-
-
-def _self_placed_first(devices: list[Device]) -> list[Device]:
-    """An IOMMU before the PCI devices whose DMA it translates: each takes its DMA address space
-    when it is realized."""
-    placed = _self_placed()
-    return sorted(devices, key=lambda d: 0 if d.driver in placed and d.parent_device is None else 1)
 
 
 def _own_children() -> dict[str, list[str]]:
@@ -691,7 +666,7 @@ def _bus_and_address(dev: Device, made: dict[str, _Node], where: str) -> list[tu
         # a device on no bus (vmcoreinfo, vmgenid) or a system-bus device without MMIO (ramfb):
         # nothing to address; QEMU refuses a type that cannot be created this way
         return []
-    if parent is None and parent_path is None and kind == "mmio" and dev.driver in _self_placed():
+    if parent is None and parent_path is None and kind == "mmio" and dev.driver in self_placed():
         return []  # the machine's plug handler maps it at its own base (intel-iommu on q35)
     if parent is None:
         if kind in ("none", "mmio"):
