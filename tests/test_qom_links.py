@@ -120,13 +120,40 @@ def _refused(proc: subprocess.CompletedProcess[str], *words: str) -> None:
 
 
 @needs_qemu(X86)
-def test_erst_on_a_host_file_is_refused_by_name(tmp_path: Path) -> None:
-    """A memory-backend-file maps a host file: not described (neither in the guest tree nor as a
-    guess); qemu2dtb says so and writes nothing."""
+@pytest.mark.parametrize("share", ["on", "off"])
+def test_acpi_erst_on_a_host_file_round_trip(tmp_path: Path, share: str) -> None:
+    """ERST records kept in a host file: the guest tree holds the RAM the guest sees, the overlay
+    the file (the rebuild maps the source's own file, as a destination on the same host does)."""
+    _round_trip(tmp_path, "q35", [
+        X86, "-machine", "pc-q35-7.2", "-nodefaults", "-m", "128M",
+        "-object", f"memory-backend-file,id=erstfile,size=2M,mem-path=@IMG@erst.img,share={share}",
+        "-device", "acpi-erst,memdev=erstfile",
+    ])
+
+
+@needs_qemu(X86)
+def test_host_file_comes_only_from_the_overlay(tmp_path: Path) -> None:
+    """Without the overlay the rebuild makes the guest tree's RAM: no host file is named."""
     proc = _qemu2dtb([X86, "-machine", "pc-q35-7.2", "-nodefaults", "-m", "128M",
                       "-object", f"memory-backend-file,id=f,size=1M,mem-path={tmp_path / 'erst.img'}",
                       "-device", "acpi-erst,memdev=f"], tmp_path / "vm.dtb")
-    _refused(proc, "acpi-erst", "memory-backend-file")
+    assert proc.returncode == 0, proc.stderr
+    alone = subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(tmp_path / "vm.dtb")],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert alone.returncode == 0, alone.stderr
+    assert "memory-backend-ram,id=f,size=1048576" in alone.stdout and "erst.img" not in alone.stdout
+    both = _dtb2qemu(tmp_path / "vm.dtb", tmp_path / "vm.backend.dtbo")
+    assert both.returncode == 0, both.stderr
+    assert f"mem-path={tmp_path / 'erst.img'}" in both.stdout and "erst.img" in both.stderr
+
+
+@needs_qemu(X86)
+def test_erst_on_memfd_is_refused_by_name(tmp_path: Path) -> None:
+    """A back-end type the rule does not name: qemu2dtb says so and writes nothing."""
+    proc = _qemu2dtb([X86, "-machine", "pc-q35-7.2", "-nodefaults", "-m", "128M",
+                      "-object", "memory-backend-memfd,id=f,size=1M", "-device", "acpi-erst,memdev=f"],
+                     tmp_path / "vm.dtb")
+    _refused(proc, "acpi-erst", "memory-backend-memfd")
     assert not (tmp_path / "vm.dtb").exists()
 
 
@@ -141,7 +168,7 @@ def test_host_can_interface_is_refused_by_name(vms: VMs) -> None:
                     "-device", "kvaser_pci,canbus=c"])
     snapshot = read_socket(vm.address, timeout=30)
     from_snapshot(snapshot)  # as QEMU answered: described
-    snapshot.objects["host"] = "can-host-socketcan"
+    snapshot.objects["host"] = {"type": "can-host-socketcan"}
     with pytest.raises(DtvmError, match=r"can-host-socketcan,id=host: connects a CAN bus to a host CAN interface"):
         from_snapshot(snapshot)
 

@@ -354,7 +354,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
     made: dict[str, _Node] = {}
     backends_used: list[tuple[str, str]] = []
     named: set[str] = set()  # drives whose BlockBackend name the guest sees (a made child's device_id)
-    objects: dict[str, str] = {}  # -object the guest tree's links describe (a CAN bus, acpi-erst's RAM): id -> options
+    objects: dict[str, tuple[str, str]] = {}  # -object of the guest tree's links: id -> (to run, to check)
     globals_: list[tuple[str, bool]] = []  # (-global value, whether it is a host setting)
 
     # machine-made devices the description has at another address than the probe (pseries' NVRAM
@@ -454,7 +454,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             link = rules.link_of(dev.driver, key)
             if link is not None:
                 try:
-                    pairs.append((key, link_object(link, value, f"{where}: qemu,{key}", objects)))
+                    pairs.append((key, link_object(link, value, f"{where}: qemu,{key}", objects, backends, host)))
                 except DtvmError as exc:
                     raise ArgvError(str(exc)) from None
                 continue
@@ -494,9 +494,8 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
     real, null = _backend_args(plan, backends_used, host, named)
     host += flash_host
     nets = _netdev_args(plan)
-    made_objects = [arg for text in objects.values() for arg in ("-object", text)]
-    argv[1:1] = [*real, *flash_real, *nets, *made_objects]
-    checked[1:1] = [*null, *flash_null, *nets, *made_objects]
+    argv[1:1] = [*real, *flash_real, *nets, *(a for run, _ in objects.values() for a in ("-object", run))]
+    checked[1:1] = [*null, *flash_null, *nets, *(a for _, check in objects.values() for a in ("-object", check))]
     argv += _input_args(plan, probed, host)
     checked += firmware
     if check:

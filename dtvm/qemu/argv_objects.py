@@ -18,13 +18,32 @@ from dtvm.vm.model import Device
 __all__ = ["link_object", "self_placed", "self_placed_first"]
 
 
-def link_object(link: GuestLink, value: str, where: str, objects: dict[str, str]) -> str:
-    """The id a described link names, its object added to ``objects`` (id -> -object text): only
-    what the trust model's rule allows, one object per id.  DtvmError naming ``where`` otherwise."""
+#: a memory back-end's host settings the back-end overlay gives back with its host side (a file)
+_HOST_MEMORY_OPTIONS = ("mem-path", "share", "readonly", "pmem", "discard-data", "align", "prealloc", "dump",
+                        "merge", "reserve")
+
+
+def link_object(link: GuestLink, value: str, where: str, objects: dict[str, tuple[str, str]],
+                backends: dict[tuple[str, str], dict[str, str]], host: list[str]) -> str:
+    """The id a described link names, its object added to ``objects`` (id -> the -object text to
+    run, and the one to check with): only what the trust model's rule allows, one object per id.
+    Where the back-end overlay (the host's own configuration) gives that memory back-end a host
+    side of a type the rule names (``host-objects``: a file), the object to run is that, with its
+    host settings (listed in ``host``); the check start keeps the guest tree's RAM, so that it
+    opens no host file.  DtvmError naming ``where`` otherwise."""
     ident, options = link.parse(value, where)
-    text = render(link.object, [("id", ident), *options], where, implied="qom-type")
-    if objects.setdefault(ident, text) != text:
-        raise DtvmError(f"{where}: object {ident!r} is described twice, differently ({objects[ident]!r} and {text!r})")
+    checked = render(link.object, [("id", ident), *options], where, implied="qom-type")
+    real = checked
+    side = backends.get(("memdev", ident), {})
+    qom_type = side.get("qom-type")
+    if qom_type is not None and qom_type in link.host_objects:
+        settings = [(k, side[k]) for k in _HOST_MEMORY_OPTIONS if k in side]
+        real = render(qom_type, [("id", ident), *options, *settings], where, implied="qom-type")
+        if "mem-path" in side:
+            host.append(f"mem-path {side['mem-path']!r} ({qom_type} {ident})")
+    if objects.setdefault(ident, (real, checked)) != (real, checked):
+        raise DtvmError(f"{where}: object {ident!r} is described twice, differently ({objects[ident][1]!r} and "
+                        f"{checked!r})")
     return ident
 
 

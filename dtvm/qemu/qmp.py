@@ -90,6 +90,8 @@ _SCALAR_TYPE = re.compile(r"(bool|str|string|size|OnOffAuto|OnOffSplit|u?int(8|1
 _QTREE_DEV = re.compile(r'^[ \t]*dev: ([^\s,]+), id "', re.MULTILINE)
 
 _PERIPHERAL_CONTAINERS = ("/machine/peripheral", "/machine/peripheral-anon")
+#: a memory-backend-file's own properties (the rest are every memory back-end's: query-memdev)
+_FILE_BACKEND_PROPS = ("mem-path", "align", "discard-data", "pmem", "readonly")
 _CONNECT_POLL = 0.001  # seconds between attempts while QEMU creates its socket
 
 
@@ -532,11 +534,20 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         found.sort(key=lambda c: (c[0], _natural(c[1])))
         return await r.all(_peripheral(r, *c) for c in found)
 
-    async def objects() -> dict[str, str]:
+    async def objects() -> dict[str, dict[str, Any]]:
         listed = await s.execute("qom-list", {"path": "/objects"})
         found = {str(p["name"]): str(p["type"])[6:-1] for p in listed if str(p.get("type", "")).startswith("child<")}
         _bound(s, "qom-list /objects", len(found), MAX_PERIPHERALS, "objects")
-        return found
+        out: dict[str, dict[str, Any]] = {name: {"type": kind} for name, kind in found.items()}
+        # a file back-end's own settings, which query-memdev does not report (the host file)
+        files = [(name, prop) for name, kind in found.items() if kind == "memory-backend-file"
+                 for prop in _FILE_BACKEND_PROPS]
+        missing = object()
+        values = await r.all(r.get_or(f"/objects/{name}", prop, missing) for name, prop in files)
+        for (name, prop), value in zip(files, values, strict=True):
+            if value is not missing and not isinstance(value, (dict, list)):
+                out[name][prop] = value
+        return out
 
     async def cpus() -> tuple[list[dict[str, Any]], dict[str, str]]:
         listed = await s.execute("query-cpus-fast")

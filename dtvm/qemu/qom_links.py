@@ -16,12 +16,17 @@ because migration names its RAM block by it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dtvm.errors import DtvmError
 from dtvm.qemu.snapshot import Snapshot
 from dtvm.qemu.trust import trust
 from dtvm.vm.model import Config
 
 __all__ = ["describe_links"]
+
+#: the option under which a memory back-end's host side keeps its QOM type in the overlay
+QOM_TYPE = "qom-type"
 
 #: QOM types under /objects that connect a VM's devices to the host and that no description holds yet
 _HOST_OBJECTS = {"can-host-socketcan": "connects a CAN bus to a host CAN interface"}
@@ -30,7 +35,8 @@ _HOST_OBJECTS = {"can-host-socketcan": "connects a CAN bus to a host CAN interfa
 def describe_links(config: Config, snapshot: Snapshot) -> None:
     """Set each user device's described links (``dev.props[link] = "-object options"``); DtvmError
     naming the device for a link to an object the trust model keeps for the host."""
-    for name, qom_type in sorted(snapshot.objects.items()):
+    for name, held in sorted(snapshot.objects.items()):
+        qom_type = str(held.get("type", ""))
         if qom_type in _HOST_OBJECTS:
             raise DtvmError(f"-object {qom_type},id={name}: {_HOST_OBJECTS[qom_type]}; dtvm does not describe "
                             "host CAN interfaces yet")
@@ -49,12 +55,16 @@ def describe_links(config: Config, snapshot: Snapshot) -> None:
                 continue  # a link the description does not hold (an unset one: QEMU refused no device)
             where = f"{dev.driver} at {dev.key()}: {name}"
             ident = target.removeprefix("/objects/")
-            found = snapshot.objects.get(ident)
-            if not target.startswith("/objects/") or found is None:
+            info = snapshot.objects.get(ident)
+            if not target.startswith("/objects/") or info is None:
                 raise DtvmError(f"{where}: links {target!r}, not an object of -object")
-            if found != rule.object:
-                raise DtvmError(f"{where}: links a {found} ({ident}); only a {rule.object} is described "
-                                f"here ({rule.why})")
+            found = str(info.get("type", ""))
+            if found in rule.host_objects:
+                _host_side(config, ident, info)
+            elif found != rule.object:
+                known = " or ".join((rule.object, *rule.host_objects))
+                raise DtvmError(f"{where}: links a {found} ({ident}); only a {known} is described here "
+                                "(dtvm/qemu/data/trust.json guest-links says why)")
             options: dict[str, str] = {}
             if rule.id == "numbered":
                 ident = numbered.setdefault(ident, f"can{len(numbered)}")
@@ -68,3 +78,16 @@ def describe_links(config: Config, snapshot: Snapshot) -> None:
             rule.parse(value, where)  # what dtb2qemu would refuse is refused here, by name
             dev.props[name] = value
             dev.backends.pop(name, None)
+
+
+def _host_side(config: Config, ident: str, info: dict[str, Any]) -> None:
+    """A back-end whose host side (a file) the guest does not see: the overlay's memory back-end of
+    that id gets its QOM type and own settings (mem-path, ...), the guest tree keeps what the guest
+    sees (the rule's object, RAM of that size)."""
+    backend = next((b for b in config.backends if b.kind == "memdev" and b.id == ident), None)
+    if backend is None:
+        raise DtvmError(f"-object {info.get('type')},id={ident}: query-memdev does not list it")
+    backend.options[QOM_TYPE] = str(info.get("type"))
+    for key, value in info.items():
+        if key != "type":
+            backend.options[key] = ("on" if value else "off") if isinstance(value, bool) else str(value)

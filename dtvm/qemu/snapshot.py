@@ -74,8 +74,9 @@ class Snapshot:
     compat_props: list[dict[str, Any]] = field(default_factory=list)
     #: QOM ancestors of the device types in the qtree that a compat property names (qom-list-types)
     type_ancestors: dict[str, list[str]] = field(default_factory=dict)
-    #: the user's QOM objects (``qom-list /objects``): id -> QOM type ("can-bus", "memory-backend-ram")
-    objects: dict[str, str] = field(default_factory=dict)
+    #: the user's QOM objects (``qom-list /objects``): id -> {"type": QOM type ("can-bus",
+    #: "memory-backend-ram")}, and a memory-backend-file's own properties (``qom-get``: mem-path, ...)
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # A saved snapshot replays a VM without QEMU (tests, bug reports).  Every field is already JSON
     # except the DT blob: it is stored as base64 of its bytes up to the last non-zero byte plus its

@@ -67,6 +67,9 @@ class GuestLink:
     id: str
     max_size: int | None
     why: str
+    #: back-ends of other QOM types a reader may find behind the link: described in the guest tree
+    #: as ``object`` (what the guest sees), their host side (a file) in the back-end overlay
+    host_objects: tuple[str, ...] = ()
 
     def value(self, ident: str, options: dict[str, str]) -> str:
         """The link's description: the object in -object syntax, the rule's options only."""
@@ -107,7 +110,8 @@ def _links(data: Any) -> tuple[GuestLink, ...]:
             drivers = item.get("drivers")
             out.append(GuestLink(str(item["link"]), re.compile(drivers) if isinstance(drivers, str) else None,
                                  str(item["object"]), tuple(str(o) for o in item["options"]), str(item["id"]),
-                                 int(item["max-size"]) if "max-size" in item else None, str(item["why"])))
+                                 int(item["max-size"]) if "max-size" in item else None, str(item["why"]),
+                                 tuple(str(o) for o in item.get("host-objects", ()))))
         except (KeyError, TypeError, ValueError, AttributeError, re.error):
             raise TrustError(f"trust.json: guest-links[{i}]: expected {{link, object, options, id, why}}") from None
     return tuple(out)
