@@ -83,6 +83,34 @@ def test_acpi_erst_memory_backend_round_trip(tmp_path: Path, machine: str) -> No
     ])
 
 
+@needs_qemu("qemu-system-aarch64")
+def test_virtio_mem_on_ram_round_trip(tmp_path: Path) -> None:
+    """A virtio-mem on a virtio-mmio transport with its RAM back-end: trust.json lets a guest tree
+    make RAM for it (anonymous, bounded: no host resource), as for acpi-erst."""
+    _round_trip(tmp_path, "aarch64-virt", [
+        "qemu-system-aarch64", "-machine", "virt-7.2", "-cpu", "cortex-a57", "-nodefaults", "-m", "128M",
+        "-object", "memory-backend-ram,id=vmem,size=128M", "-device", "virtio-mem,memdev=vmem,requested-size=64M",
+    ])
+
+
+def test_memory_device_trust_decisions() -> None:
+    """RAM is rebuilt from a guest tree for acpi-erst, pc-dimm and virtio-mem (the same rule: a
+    memory-backend-ram of at most 16 GiB, no host option); persistent memory (nvdimm,
+    virtio-pmem), whose point is a host file, stays a type no guest tree creates."""
+    from dtvm.qemu.trust import TrustError, trust
+
+    t = trust()
+    rules = {t.link_of(d, "memdev") for d in ("acpi-erst", "pc-dimm", "virtio-mem", "virtio-mem-pci")}
+    assert len(rules) == 1
+    (rule,) = rules
+    assert rule is not None and rule.object == "memory-backend-ram" and rule.options == ("size",)
+    for driver in ("nvdimm", "virtio-pmem-pci"):
+        with pytest.raises(TrustError, match="persistent memory"):
+            t.device(driver, "/x")
+    for driver in ("pc-dimm", "virtio-mem-pci"):
+        t.device(driver, "/x")
+
+
 @needs_qemu(X86)
 def test_memory_backend_id_is_what_migration_matches(vms: VMs) -> None:
     """Why the RAM back-end's id is described (``kept`` in trust.json's guest-links): QEMU

@@ -389,9 +389,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                     globals_.append((_global(dev.driver, key, value, where), True))
                     host.append(f"{key} {value!r} ({dev.driver} at {where})")
             continue
-        if dev.driver.startswith("virtio-") and dev.driver.endswith("-device") and parent_path in made \
+        if dev.address[0] == "virtio" and parent_path in made \
                 and made[parent_path].desc is not None and made[parent_path].probe is None:
-            # the virtio device inside a virtio-pci proxy: created by the proxy's -device
+            # the virtio device inside a virtio-pci proxy: created by the proxy's -device (the
+            # proxy's child on its virtio bus; virtio-mem's and virtio-pmem's have no "-device" suffix)
             made[where] = _Node(dev, None, made[parent_path].qid)
             continue
         parent_dev = dev.parent_device
