@@ -475,7 +475,8 @@ def fold_made_devices(snapshot: Snapshot, qroot: QBus) -> None:
     A made device with a property its maker does not explain is refused by name; one whose maker
     is not listed (a pxb-cxl's) stays as it is, and dtb2qemu refuses it by node.
     """
-    rules = device_facts().get("made-by-other") or {}
+    rules = {t: r for t, r in (device_facts().get("made-by-other") or {}).items()
+             if isinstance(r, dict) and r.get("buses")}
     hosts = [d for d in qroot.devices if isinstance(rules.get(d.type), dict)]
     if not hosts:
         return
@@ -516,6 +517,53 @@ def fold_made_devices(snapshot: Snapshot, qroot: QBus) -> None:
         qroot.devices.remove(host)
 
 
+def _users(dev: Device) -> bool:
+    """Whether the user made this device: by -device or device_add, or its maker was so made."""
+    each: Device | None = dev
+    while each is not None:
+        if each.user:
+            return True
+        each = each.parent_device
+    return False
+
+
+def fold_unlinked_made(config: Config) -> None:
+    """Leave out the system-bus devices that devices the user made have made, and that nothing
+    QEMU shows links to their maker (``made-by-other`` rules without ``buses`` in
+    dtvm/vm/data/devices.yaml: an i8042's PS/2 keyboard and mouse): the maker's -device makes them
+    again, so the description states them once, as its maker's node.
+
+    They differ in nothing but the properties their maker gives them (``sets``), so which of a
+    kind are the user's makers' is immaterial: as many as those makers made are left out, the last
+    of that kind, and the rest (the machine's makers') keep their names and places. Any other
+    property is one dtvm could not rebuild: refused by name.
+    """
+    rules = {t: r for t, r in (device_facts().get("made-by-other") or {}).items()
+             if isinstance(r, dict) and not r.get("buses")}
+    if not rules:
+        return
+    devices = config.devices()
+    for made, rule in sorted(rules.items()):
+        makers = [d for d in devices if d.driver in rule.get("makers", ()) and _users(d)]
+        if not makers:
+            continue
+        found = [d for d in config.root.devices if d.driver == made]
+        if len(found) < len(makers):
+            raise DtvmError(f"{makers[0].key()}: a {makers[0].driver} makes a {made}, and QEMU shows "
+                            f"{len(found)} {made} for {len(makers)} such makers: dtvm cannot describe it")
+        sets = {str(k): str(v) for k, v in (rule.get("sets") or {}).items()}
+        for dev in found[len(found) - len(makers):]:
+            for name, value in sorted(dev.props.items()):
+                if sets.get(name) != value:
+                    raise DtvmError(f"{made} of {makers[0].driver} at {makers[0].key()}: {name}={value} is not "
+                                    f"what its {makers[0].driver} makes (set with -global?): dtvm cannot describe it")
+            for name, value in sets.items():
+                if dev.props.get(name) != value:
+                    raise DtvmError(f"{made} of {makers[0].driver} at {makers[0].key()}: {name} is not {value}, "
+                                    f"what its {makers[0].driver} makes: dtvm cannot describe it")
+            config.root.devices.remove(dev)
+
+
 def from_snapshot(snapshot: Snapshot) -> Config:
     """Understand what QEMU answered: the precise device model of that VM."""
     qroot = parse_qtree(snapshot.qtree)
@@ -528,6 +576,7 @@ def from_snapshot(snapshot: Snapshot) -> Config:
         # major.minor: what migration compatibility goes by (a point release keeps it)
         config.qemu_version = version_text(version_of(snapshot)).rsplit(".", 1)[0]
     _mark_peripherals(config, snapshot)
+    fold_unlinked_made(config)
     _stable_generated_ids(config)
     _stable_block_names(config)
     link_machine_chardevs(config)
