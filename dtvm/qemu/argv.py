@@ -419,6 +419,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         ids[where] = qid
         pairs: list[tuple[str, str]] = [("id", qid)]
         pairs += _bus_and_address(dev, made, where)
+        pairs += _device_links(dev, ids, made, where)
         proxy_children = [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]
         props = dict(dev.props)
         refs = {k: v for k, v in dev.backends.items() if _ref_kind(k)}
@@ -589,6 +590,24 @@ def _companion_master(dev: Device, ids: dict[str, str], where: str) -> str:
             if _slot(other) == slot and "ehci" in other.driver and other.node in ids:
                 return f"{ids[_path(other)]}.0"
     raise ArgvError(f"{where}: masterbus: no EHCI controller in this slot to be the companion of")
+
+
+def _device_links(dev: Device, ids: dict[str, str], made: dict[str, _Node], where: str) -> list[tuple[str, str]]:
+    """The links to other devices a -device must be given (``device-links`` in
+    dtvm/vm/data/devices.yaml: a vmmouse's i8042): the one device of that type given with -device
+    on its bus, before it (QEMU resolves the link when it creates the device)."""
+    from dtvm.vm.buses import device_facts
+
+    out: list[tuple[str, str]] = []
+    for name, target in sorted(((device_facts().get("device-links") or {}).get(dev.driver) or {}).items()):
+        mates = [c for c in (dev.parent.devices if dev.parent is not None else []) if c.driver == target]
+        given = [ids[c.node] for c in mates if c.node in ids]
+        later = [c for c in mates if c.node not in made]  # given with -device after it
+        if len(given) != 1 or later:
+            raise ArgvError(f"{where}: a {dev.driver} needs its {name}: the one {target} given with -device on its "
+                            f"bus, before it; this bus has {len(given)} such")
+        out.append((name, given[0]))
+    return out
 
 
 def _own_children() -> dict[str, list[str]]:

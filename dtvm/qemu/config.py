@@ -576,6 +576,7 @@ def from_snapshot(snapshot: Snapshot) -> Config:
         # major.minor: what migration compatibility goes by (a point release keeps it)
         config.qemu_version = version_text(version_of(snapshot)).rsplit(".", 1)[0]
     _mark_peripherals(config, snapshot)
+    _check_device_links(config, snapshot)
     fold_unlinked_made(config)
     _stable_generated_ids(config)
     _stable_block_names(config)
@@ -628,6 +629,31 @@ def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
             chardev = per.address.get("chardev")
             if isinstance(chardev, str) and chardev and "chardev" not in dev.backends:
                 dev.backends["chardev"] = chardev  # an alias qtree does not show (isa-serial)
+
+
+def _check_device_links(config: Config, snapshot: Snapshot) -> None:
+    """Hold each link a -device was given to another device (``device-links`` in
+    dtvm/vm/data/devices.yaml: a vmmouse's i8042) to the rule the rebuild follows: the link names
+    the one device of that type given with -device on the linking device's bus. The description
+    then says it by saying both devices; any other link is refused by name."""
+    rules = device_facts().get("device-links") or {}
+    if not rules:
+        return
+    by_path = {d.qom_path: d for d in config.devices() if d.qom_path}
+    for per in snapshot.peripherals:
+        links = rules.get(per.type) or {}
+        dev = by_path.get(per.qom_path)
+        if not links or dev is None:
+            continue
+        for name, target_type in sorted(links.items()):
+            value = per.address.get(name)
+            target = by_path.get(value) if isinstance(value, str) else None
+            mates = [d for d in (dev.parent.devices if dev.parent is not None else [])
+                     if d.driver == target_type and d.user]
+            if target is None or mates != [target]:
+                raise DtvmError(f"{per.type} {per.id or per.qom_path}: its {name} link names {value!r}: dtvm "
+                                f"describes a {per.type} linked to the one {target_type} given with -device on its "
+                                "bus, and cannot describe another")
 
 
 def _matches(dev: Device, address: dict[str, Any]) -> bool:
