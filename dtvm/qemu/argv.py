@@ -354,6 +354,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
     backends_used: list[tuple[str, str]] = []
     named: set[str] = set()  # drives whose BlockBackend name the guest sees (a made child's device_id)
     globals_: list[tuple[str, bool]] = []  # (-global value, whether it is a host setting)
+    own_made: list[Device] = []  # the children makers make themselves (makes-own-child), held to QEMU's
 
     # machine-made devices the description has at another address than the probe (pseries' NVRAM
     # takes the next free VIO reg, which depends on the devices before it): same device, and its
@@ -399,10 +400,12 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             # makes on its root bus: the parent's -device makes it (and a bridge's bus is named
             # after the parent's id, which QEMU gives the bridge it makes)
             siblings = [c for c in dev.parent.devices if c.driver == dev.driver] if dev.parent is not None else []
-            if len(siblings) > 1:
-                raise ArgvError(f"{where}: a {parent_dev.driver} makes one {dev.driver} on its bus; "
-                                "another one there cannot be given")
+            times = _own_children()[parent_dev.driver].count(dev.driver)
+            if len(siblings) > times:
+                raise ArgvError(f"{where}: a {parent_dev.driver} makes {'one' if times == 1 else times} "
+                                f"{dev.driver} on its bus; another one there cannot be given")
             made[where] = _Node(dev, None, made[parent_path].qid)
+            own_made.append(dev)
             continue
         if dev.in_dt and essential is None and dev.address[0] in ("mmio", "none"):
             raise ArgvError(f"{where}: {dev.driver} is described in QEMU's own tree but this machine does not create it")
@@ -496,15 +499,17 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
 
             def verify(argv: list[str]) -> Snapshot:
                 return read_argv(argv, incoming=True)
-        _verify(checked, ids, verify)
+        _verify(checked, ids, verify, plan, own_made)
     return Rebuild(argv, ids, host, notes)
 
 
-def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Snapshot]) -> None:
+def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Snapshot],
+            plan: Config | None = None, own_made: list[Device] | None = None) -> None:
     """Start the result once, paused, so that what QEMU refuses (a device type this QEMU lacks, an
-    address conflict, a bad property) is reported now and by the node, not at migration time."""
+    address conflict, a bad property) is reported now and by the node, not at migration time; and
+    hold the children makers make themselves to what QEMU made (``_own_children_made``)."""
     try:
-        read(argv)
+        snapshot = read(argv)
     except DtvmError as exc:
         message = first_line(exc)
         # QEMU names the option it was creating ("-device DRIVER,id=X,...: ..."): that device is
@@ -518,6 +523,45 @@ def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Sn
             if re.search(rf"[,=]id={re.escape(qid)}(,|:|\s|$)", message) or f"'{qid}'" in message:
                 raise ArgvError(f"{path}: QEMU refuses this device: {message}") from None
         raise ArgvError(f"QEMU refuses the rebuilt command line: {message}") from None
+    if plan is not None and own_made:
+        _own_children_made(plan, own_made, snapshot)
+
+
+def _own_children_made(plan: Config, own_made: list[Device], snapshot: Snapshot) -> None:
+    """The described children a maker makes itself against those the rebuilt maker made (QEMU's
+    answer on the checked command line): a child it does not make, one it makes that is not
+    described, or one with another property is refused by node, since the maker's -device cannot
+    say it. A child that holds a back-end (usb-storage's disk) follows the drive, which the check
+    replaces by a null one: its maker's rules say what it takes (``passed_to_child``)."""
+    from dtvm.vm.translate import describe, driver_compat
+
+    try:
+        rebuilt = from_snapshot(snapshot)
+    except DtvmError:
+        return  # what the rebuilt VM reads as is qemu2dtb's to say, on the running VM
+    nodes = describe(rebuilt, driver_compat()).nodes
+    got = {nodes[d.key()]: d for d in rebuilt.devices() if d.key() in nodes}
+    makers = {_path(p) for p in (d.parent_device for d in own_made) if p is not None}
+    for dev in own_made:
+        if dev.backends:
+            continue
+        where = _path(dev)
+        other = got.get(where)
+        if other is None or other.driver != dev.driver:
+            raise ArgvError(f"{where}: its {dev.parent_device.driver if dev.parent_device else 'maker'} makes "
+                            f"no {dev.driver} here (QEMU made {other.driver if other else 'nothing'})")
+        for key in sorted(set(dev.props) | set(other.props)):
+            if dev.props.get(key) != other.props.get(key):
+                raise ArgvError(f"{where}: qemu,{key} {dev.props.get(key, '(the default)')!r}: its maker "
+                                f"makes it with {other.props.get(key, '(the default)')!r}, and its -device "
+                                "cannot say otherwise")
+    described = {_path(d) for d in plan.devices() if d.node is not None}
+    for path, other in sorted(got.items()):
+        parent = other.parent_device
+        if parent is not None and parent.key() in nodes and nodes[parent.key()] in makers and path not in described \
+                and other.driver in _own_children().get(parent.driver, ()):
+            raise ArgvError(f"{path}: the {parent.driver} makes a {other.driver} here that the description "
+                            "does not list")
 
 
 #: host facts of a device that are not settings of it: its id, history flags, back-end references
