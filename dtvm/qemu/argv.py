@@ -21,6 +21,7 @@ from typing import Any
 
 from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.config import from_snapshot
+from dtvm.qemu.made import MadeError, device_links, own_children, own_children_made
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import Trust, TrustError, trust
 from dtvm.qemu.versions import (
@@ -394,13 +395,13 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             made[where] = _Node(dev, None, made[parent_path].qid)
             continue
         parent_dev = dev.parent_device
-        if parent_dev is not None and dev.driver in _own_children().get(parent_dev.driver, ()) \
+        if parent_dev is not None and dev.driver in own_children().get(parent_dev.driver, ()) \
                 and parent_path in made and made[parent_path].probe is None:
             # the disk a usb-storage makes on its own SCSI bus from its drive, the bridge a pxb
             # makes on its root bus: the parent's -device makes it (and a bridge's bus is named
             # after the parent's id, which QEMU gives the bridge it makes)
             siblings = [c for c in dev.parent.devices if c.driver == dev.driver] if dev.parent is not None else []
-            times = _own_children()[parent_dev.driver].count(dev.driver)
+            times = own_children()[parent_dev.driver].count(dev.driver)
             if len(siblings) > times:
                 raise ArgvError(f"{where}: a {parent_dev.driver} makes {'one' if times == 1 else times} "
                                 f"{dev.driver} on its bus; another one there cannot be given")
@@ -422,7 +423,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         ids[where] = qid
         pairs: list[tuple[str, str]] = [("id", qid)]
         pairs += _bus_and_address(dev, made, where)
-        pairs += _device_links(dev, ids, made, where)
+        try:
+            pairs += device_links(dev, ids, set(made), where)
+        except MadeError as exc:
+            raise ArgvError(str(exc)) from None
         proxy_children = [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]
         props = dict(dev.props)
         refs = {k: v for k, v in dev.backends.items() if _ref_kind(k)}
@@ -432,7 +436,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             for k in BACKEND_REFS:
                 if k in child.backends:
                     refs.setdefault(k, child.backends[k])
-        own = _own_children().get(dev.driver, ())
+        own = own_children().get(dev.driver, ())
         for child in (c for b in dev.buses for c in b.devices if c.driver in own):
             # its properties follow from the drive, and from those the parent passes on (on the
             # target's version); only the drive and those go to the parent's -device
@@ -507,7 +511,7 @@ def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Sn
             plan: Config | None = None, own_made: list[Device] | None = None) -> None:
     """Start the result once, paused, so that what QEMU refuses (a device type this QEMU lacks, an
     address conflict, a bad property) is reported now and by the node, not at migration time; and
-    hold the children makers make themselves to what QEMU made (``_own_children_made``)."""
+    hold the children makers make themselves to what QEMU made (dtvm.qemu.made)."""
     try:
         snapshot = read(argv)
     except DtvmError as exc:
@@ -524,44 +528,10 @@ def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Sn
                 raise ArgvError(f"{path}: QEMU refuses this device: {message}") from None
         raise ArgvError(f"QEMU refuses the rebuilt command line: {message}") from None
     if plan is not None and own_made:
-        _own_children_made(plan, own_made, snapshot)
-
-
-def _own_children_made(plan: Config, own_made: list[Device], snapshot: Snapshot) -> None:
-    """The described children a maker makes itself against those the rebuilt maker made (QEMU's
-    answer on the checked command line): a child it does not make, one it makes that is not
-    described, or one with another property is refused by node, since the maker's -device cannot
-    say it. A child that holds a back-end (usb-storage's disk) follows the drive, which the check
-    replaces by a null one: its maker's rules say what it takes (``passed_to_child``)."""
-    from dtvm.vm.translate import describe, driver_compat
-
-    try:
-        rebuilt = from_snapshot(snapshot)
-    except DtvmError:
-        return  # what the rebuilt VM reads as is qemu2dtb's to say, on the running VM
-    nodes = describe(rebuilt, driver_compat()).nodes
-    got = {nodes[d.key()]: d for d in rebuilt.devices() if d.key() in nodes}
-    makers = {_path(p) for p in (d.parent_device for d in own_made) if p is not None}
-    for dev in own_made:
-        if dev.backends:
-            continue
-        where = _path(dev)
-        other = got.get(where)
-        if other is None or other.driver != dev.driver:
-            raise ArgvError(f"{where}: its {dev.parent_device.driver if dev.parent_device else 'maker'} makes "
-                            f"no {dev.driver} here (QEMU made {other.driver if other else 'nothing'})")
-        for key in sorted(set(dev.props) | set(other.props)):
-            if dev.props.get(key) != other.props.get(key):
-                raise ArgvError(f"{where}: qemu,{key} {dev.props.get(key, '(the default)')!r}: its maker "
-                                f"makes it with {other.props.get(key, '(the default)')!r}, and its -device "
-                                "cannot say otherwise")
-    described = {_path(d) for d in plan.devices() if d.node is not None}
-    for path, other in sorted(got.items()):
-        parent = other.parent_device
-        if parent is not None and parent.key() in nodes and nodes[parent.key()] in makers and path not in described \
-                and other.driver in _own_children().get(parent.driver, ()):
-            raise ArgvError(f"{path}: the {parent.driver} makes a {other.driver} here that the description "
-                            "does not list")
+        try:
+            own_children_made(plan, own_made, snapshot)
+        except MadeError as exc:
+            raise ArgvError(str(exc)) from None
 
 
 #: host facts of a device that are not settings of it: its id, history flags, back-end references
@@ -634,33 +604,6 @@ def _companion_master(dev: Device, ids: dict[str, str], where: str) -> str:
             if _slot(other) == slot and "ehci" in other.driver and other.node in ids:
                 return f"{ids[_path(other)]}.0"
     raise ArgvError(f"{where}: masterbus: no EHCI controller in this slot to be the companion of")
-
-
-def _device_links(dev: Device, ids: dict[str, str], made: dict[str, _Node], where: str) -> list[tuple[str, str]]:
-    """The links to other devices a -device must be given (``device-links`` in
-    dtvm/vm/data/devices.yaml: a vmmouse's i8042): the one device of that type given with -device
-    on its bus, before it (QEMU resolves the link when it creates the device)."""
-    from dtvm.vm.buses import device_facts
-
-    out: list[tuple[str, str]] = []
-    for name, target in sorted(((device_facts().get("device-links") or {}).get(dev.driver) or {}).items()):
-        mates = [c for c in (dev.parent.devices if dev.parent is not None else []) if c.driver == target]
-        given = [ids[c.node] for c in mates if c.node in ids]
-        later = [c for c in mates if c.node not in made]  # given with -device after it
-        if len(given) != 1 or later:
-            raise ArgvError(f"{where}: a {dev.driver} needs its {name}: the one {target} given with -device on its "
-                            f"bus, before it; this bus has {len(given)} such")
-        out.append((name, given[0]))
-    return out
-
-
-def _own_children() -> dict[str, list[str]]:
-    """Device type -> the device types it creates itself on its child bus (``makes-own-child`` in
-    dtvm/vm/data/devices.yaml): described as nodes, rebuilt by the parent's ``-device``."""
-    from dtvm.vm.buses import device_facts
-
-    section = device_facts().get("makes-own-child", {})
-    return {str(k): [str(x) for x in v] for k, v in section.items()} if isinstance(section, dict) else {}
 
 
 def _backend_id(kind: str, ref: str) -> str:

@@ -1,0 +1,85 @@
+"""The rebuild of devices that other devices make (dtvm/vm/data/devices.yaml): which children a
+maker makes on its own buses (``makes-own-child``), the links to other devices a ``-device`` must
+be given (``device-links``), and the check of the children a rebuilt maker made against the
+described ones. :mod:`dtvm.qemu.argv` asks these while it builds the argv; the reading side (the
+folding of made devices into their makers) is :mod:`dtvm.qemu.config`'s.
+"""
+
+from __future__ import annotations
+
+from dtvm.errors import DtvmError
+from dtvm.qemu.config import from_snapshot
+from dtvm.qemu.snapshot import Snapshot
+from dtvm.vm.buses import device_facts
+from dtvm.vm.model import Config, Device
+from dtvm.vm.translate import describe, driver_compat
+
+__all__ = ["MadeError", "device_links", "own_children", "own_children_made"]
+
+
+class MadeError(DtvmError):
+    """A made device or a device link the rebuild cannot give: the message names the node."""
+
+
+def _node_path(dev: Device) -> str:
+    if dev.node is None:
+        raise MadeError(f"{dev.key()}: a device without a description node")
+    return dev.node
+
+
+def own_children() -> dict[str, list[str]]:
+    """Device type -> the device types it creates itself on its child bus (``makes-own-child`` in
+    dtvm/vm/data/devices.yaml): described as nodes, rebuilt by the parent's ``-device``."""
+    section = device_facts().get("makes-own-child", {})
+    return {str(k): [str(x) for x in v] for k, v in section.items()} if isinstance(section, dict) else {}
+
+
+def device_links(dev: Device, ids: dict[str, str], made: set[str], where: str) -> list[tuple[str, str]]:
+    """The links to other devices a -device must be given (``device-links`` in
+    dtvm/vm/data/devices.yaml: a vmmouse's i8042): the one device of that type given with -device
+    on its bus, before it (QEMU resolves the link when it creates the device)."""
+    out: list[tuple[str, str]] = []
+    for name, target in sorted(((device_facts().get("device-links") or {}).get(dev.driver) or {}).items()):
+        mates = [c for c in (dev.parent.devices if dev.parent is not None else []) if c.driver == target]
+        given = [ids[c.node] for c in mates if c.node in ids]
+        later = [c for c in mates if c.node not in made]  # given with -device after it
+        if len(given) != 1 or later:
+            raise MadeError(f"{where}: a {dev.driver} needs its {name}: the one {target} given with -device on its "
+                            f"bus, before it; this bus has {len(given)} such")
+        out.append((name, given[0]))
+    return out
+
+
+def own_children_made(plan: Config, own_made: list[Device], snapshot: Snapshot) -> None:
+    """The described children a maker makes itself against those the rebuilt maker made (QEMU's
+    answer on the checked command line): a child it does not make, one it makes that is not
+    described, or one with another property is refused by node, since the maker's -device cannot
+    say it. A child that holds a back-end (usb-storage's disk) follows the drive, which the check
+    replaces by a null one: its maker's rules say what it takes (``passed_to_child``)."""
+    try:
+        rebuilt = from_snapshot(snapshot)
+    except DtvmError:
+        return  # what the rebuilt VM reads as is qemu2dtb's to say, on the running VM
+    nodes = describe(rebuilt, driver_compat()).nodes
+    got = {nodes[d.key()]: d for d in rebuilt.devices() if d.key() in nodes}
+    makers = {_node_path(p) for p in (d.parent_device for d in own_made) if p is not None}
+    for dev in own_made:
+        if dev.backends:
+            continue
+        where = _node_path(dev)
+        other = got.get(where)
+        if other is None or other.driver != dev.driver:
+            raise MadeError(f"{where}: its {dev.parent_device.driver if dev.parent_device else 'maker'} makes "
+                            f"no {dev.driver} here (QEMU made {other.driver if other else 'nothing'})")
+        for key in sorted(set(dev.props) | set(other.props)):
+            if dev.props.get(key) != other.props.get(key):
+                raise MadeError(f"{where}: qemu,{key} {dev.props.get(key, '(the default)')!r}: its maker "
+                                f"makes it with {other.props.get(key, '(the default)')!r}, and its -device "
+                                "cannot say otherwise")
+    described = {_node_path(d) for d in plan.devices() if d.node is not None}
+    for path, other in sorted(got.items()):
+        parent = other.parent_device
+        if parent is not None and parent.key() in nodes and nodes[parent.key()] in makers and path not in described \
+                and other.driver in own_children().get(parent.driver, ()):
+            raise MadeError(f"{path}: the {parent.driver} makes a {other.driver} here that the description "
+                            "does not list")
