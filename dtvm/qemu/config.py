@@ -260,6 +260,10 @@ _OFF_IS_NOT_DEFAULT = frozenset({"acpi"})
 
 
 def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
+    if snapshot.machine_props.get("cxl-fmw"):
+        # a list option (-M cxl-fmw.N.targets.M=...,cxl-fmw.N.size=...) the guest sees in its ACPI
+        # CEDT: a rebuild without it would lose the windows, and dtvm does not describe them yet
+        raise DtvmError("/qemu: machine option cxl-fmw (CXL fixed memory windows): dtvm does not describe it")
     options: dict[str, str] = {}
     inputs: dict[str, str] = {}
     for name, value in sorted(snapshot.machine_props.items()):

@@ -503,6 +503,8 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         names = [p["name"] for p in listed if _SCALAR_TYPE.match(str(p.get("type", "")))]
         # the -smp topology (a struct): the only place it is visible on machines without CPU hot-plug
         names += [p["name"] for p in listed if p["name"] == "smp" and p.get("type") == "SMPConfiguration"]
+        # CXL fixed memory windows (a list): read so that a machine with them is refused by name
+        names += [p["name"] for p in listed if p["name"] == "cxl-fmw"]
         _bound(s, "qom-list /machine", len(names), MAX_DEVICE_TYPES, "scalar properties")
         later = [n for n in names if n in _getter_aborts()]  # read once the qtree shows it is safe
         names = [n for n in names if n not in later]
