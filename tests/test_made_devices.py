@@ -38,6 +38,12 @@ CASES: dict[str, tuple[list[str], list[str], int]] = {
     # the machine's i8042 (and its vmmouse) beside one given with -device and a vmmouse linked to it
     "q35-i8042-vmmouse": ([*Q35, "-device", "i8042,id=kbc", "-device", "vmmouse,i8042=kbc"],
                           ["i8042", "vmmouse,"], 1),
+    # three i8042s, the vmmouse linked to the middle one, which has no id (QOM numbers it anonymously)
+    "q35-vmmouse-anonymous-link": ([*Q35, "-device", "i8042", "-device", "vmmouse,i8042=/machine/peripheral-anon/device[0]",
+                                    "-device", "i8042,id=k2"], ["i8042", "vmmouse,"], 1),
+    # the pair the census draws, after another i8042 given with -device
+    "pc-vmmouse-after-i8042": ([*PC, "-device", "i8042", "-device", "i8042,id=kbc", "-device", "vmmouse,i8042=kbc"],
+                               ["i8042", "vmmouse,"], 1),
     # no i8042 of the machine's (and so no vmport, which a vmmouse needs: QEMU refuses one): the one
     # given with -device, without an id, makes the only PS/2 pair
     "pc-i8042-alone": ([*PC, "-M", "i8042=off", "-device", "i8042"], ["i8042"], 0),
@@ -123,15 +129,11 @@ def test_cxl_fixed_memory_windows_are_refused(tmp_path: Path) -> None:
     assert "/qemu: machine option cxl-fmw" in err, err
 
 
-@pytest.mark.parametrize("tail", [
-    # linked to one of two i8042s given with -device: the rule cannot say which
-    ["-device", "i8042,id=k1", "-device", "i8042,id=k2", "-device", "vmmouse,i8042=k1"],
-    # linked to the machine's own i8042, which a -device cannot name
-    ["-device", "vmmouse,i8042=/machine/unattached/device[11]"],
-], ids=["two-i8042", "machine-i8042"])
-def test_vmmouse_link_other_than_the_rule_is_refused(tail: list[str], tmp_path: Path) -> None:
-    err = _qemu2dtb_refuses([*Q35, *tail], tmp_path)
-    assert "its i8042 link names '/machine/" in err, err
+def test_vmmouse_linked_to_the_machines_i8042_is_refused(tmp_path: Path) -> None:
+    """A vmmouse given with -device and linked to the machine's own i8042 (by its QOM path): no
+    -device of the rebuild can name that i8042, so qemu2dtb refuses it by name."""
+    err = _qemu2dtb_refuses([*Q35, "-device", "vmmouse,i8042=/machine/unattached/device[11]"], tmp_path)
+    assert "its i8042 link names '/machine/unattached/device[11]': not a i8042 given with -device" in err, err
 
 
 def _dtb2qemu(guest: bytes, backend: bytes, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -159,6 +161,25 @@ def _set_prop(name: str, value: str) -> Callable[[Node], None]:
 
 def _drop(node: Node) -> None:
     node.delete()
+
+
+def test_vmmouse_link_edited_to_the_machines_i8042_is_refused(vm_factory: Any, tmp_path: Path) -> None:
+    """A description whose vmmouse names the machine's i8042 (position 0) is refused by its node."""
+    a = _start(vm_factory, [*Q35, "-device", "i8042,id=kbc", "-device", "vmmouse,i8042=kbc"], [])
+    _, guest, backend = _describe(a)
+    dt = read_dtb(guest)
+    node = next(n for n in _nodes(guest) if n.get_property("qemu,i8042") is not None)
+    target = dt.root
+    for part in node.path.strip("/").split("/"):
+        child = target.get_child(part)
+        assert child is not None
+        target = child
+    assert target.get_property("qemu,i8042") is not None and target["qemu,i8042"].as_string() == "1"
+    target.set_property("qemu,i8042", b"0\0")
+    res = _dtb2qemu(write_dtb(dt), backend, tmp_path)
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert f"{node.path}: qemu,i8042 '0': the i8042 it names is the machine's own" in res.stderr, res.stderr
 
 
 @pytest.mark.parametrize("driver,change,words", [

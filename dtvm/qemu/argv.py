@@ -21,7 +21,7 @@ from typing import Any
 
 from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.config import from_snapshot
-from dtvm.qemu.made import MadeError, device_links, own_children, own_children_made
+from dtvm.qemu.made import MadeError, device_links, link_props, own_children, own_children_made
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import Trust, TrustError, trust
 from dtvm.qemu.versions import (
@@ -456,7 +456,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                                     "file), not its own")
             if "drive" in child.backends and child.props.get("device_id") == child.backends["drive"]:
                 named.add(child.backends["drive"])  # scsi-hd's device_id is its drive's name
+        linked = link_props(dev.driver)  # given as the target's id (device_links above)
         for key, value in sorted(props.items()):
+            if key in linked:
+                continue
             _not_host(rules, dev.driver, key, where)
             if key in RESERVED:
                 continue

@@ -580,7 +580,7 @@ def from_snapshot(snapshot: Snapshot) -> Config:
         # major.minor: what migration compatibility goes by (a point release keeps it)
         config.qemu_version = version_text(version_of(snapshot)).rsplit(".", 1)[0]
     _mark_peripherals(config, snapshot)
-    _check_device_links(config, snapshot)
+    _read_device_links(config, snapshot)
     fold_unlinked_made(config)
     _stable_generated_ids(config)
     _stable_block_names(config)
@@ -635,29 +635,61 @@ def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
                 dev.backends["chardev"] = chardev  # an alias qtree does not show (isa-serial)
 
 
-def _check_device_links(config: Config, snapshot: Snapshot) -> None:
-    """Hold each link a -device was given to another device (``device-links`` in
-    dtvm/vm/data/devices.yaml: a vmmouse's i8042) to the rule the rebuild follows: the link names
-    the one device of that type given with -device on the linking device's bus. The description
-    then says it by saying both devices; any other link is refused by name."""
+def _read_device_links(config: Config, snapshot: Snapshot) -> None:
+    """The link each -device was given to another device (``device-links`` in
+    dtvm/vm/data/devices.yaml: a vmmouse's i8042), as a property of the linking device: the
+    position of its target among the devices of that type on the linking device's bus (``0`` the
+    first), which are nodes of the description as well. A target elsewhere, or one the machine made
+    (which no -device can name), is refused by name.
+
+    Devices of one type without an id differ in nothing qtree shows, so QOM's paths are mapped to
+    them by creation order, which qtree keeps: the machine's own first, then those given with
+    -device (QOM numbers the anonymous ones in the order they were made)."""
     rules = device_facts().get("device-links") or {}
     if not rules:
         return
-    by_path = {d.qom_path: d for d in config.devices() if d.qom_path}
+    by_qom = {d.qom_path: d for d in config.devices() if d.qom_path}
     for per in snapshot.peripherals:
         links = rules.get(per.type) or {}
-        dev = by_path.get(per.qom_path)
-        if not links or dev is None:
+        matched = by_qom.get(per.qom_path)  # on the right bus; which of identical ones, creation order says
+        if not links or matched is None or matched.parent is None:
             continue
+        dev = _link_target([d for d in matched.parent.devices if d.driver == per.type], snapshot, per.qom_path)
+        if dev is None or dev.parent is None:
+            raise DtvmError(f"{per.type} {per.id or per.qom_path}: not found among the {per.type} on its bus")
         for name, target_type in sorted(links.items()):
             value = per.address.get(name)
-            target = by_path.get(value) if isinstance(value, str) else None
-            mates = [d for d in (dev.parent.devices if dev.parent is not None else [])
-                     if d.driver == target_type and d.user]
-            if target is None or mates != [target]:
-                raise DtvmError(f"{per.type} {per.id or per.qom_path}: its {name} link names {value!r}: dtvm "
-                                f"describes a {per.type} linked to the one {target_type} given with -device on its "
-                                "bus, and cannot describe another")
+            mates = [d for d in dev.parent.devices if d.driver == target_type]
+            target = _link_target(mates, snapshot, value) if isinstance(value, str) else None
+            if target is None:
+                raise DtvmError(f"{per.type} {per.id or per.qom_path}: its {name} link names {value!r}: not a "
+                                f"{target_type} given with -device on its bus, which alone a -device can name: "
+                                "dtvm cannot describe it")
+            dev.props[name] = str(mates.index(target))
+
+
+def _link_target(mates: list[Device], snapshot: Snapshot, path: str) -> Device | None:
+    """Which of ``mates`` (devices of one type on one bus, in creation order) has QOM path ``path``,
+    when it is one given with -device; None otherwise."""
+    if path.startswith("/machine/peripheral/"):
+        ident = path.removeprefix("/machine/peripheral/")
+        return next((d for d in mates if d.qdev_id == ident), None)
+    if not path.startswith("/machine/peripheral-anon/"):
+        return None
+    driver = mates[0].driver if mates else ""
+    bus = mates[0].parent.name if mates and mates[0].parent is not None else ""
+    anon = sorted((p.qom_path for p in snapshot.peripherals if p.type == driver and p.id is None
+                   and (p.parent_bus or "").rsplit("/", 1)[-1] == bus), key=_natural_key)
+    unnamed = [d for d in mates if not d.qdev_id]
+    machine_made = len(unnamed) - len(anon)
+    if path not in anon or machine_made < 0:
+        return None
+    return unnamed[machine_made + anon.index(path)]
+
+
+def _natural_key(text: str) -> tuple[Any, ...]:
+    """device[2] before device[10], as QEMU numbered them."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text))
 
 
 def _matches(dev: Device, address: dict[str, Any]) -> bool:

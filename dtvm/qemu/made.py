@@ -14,7 +14,7 @@ from dtvm.vm.buses import device_facts
 from dtvm.vm.model import Config, Device
 from dtvm.vm.translate import describe, driver_compat
 
-__all__ = ["MadeError", "device_links", "own_children", "own_children_made"]
+__all__ = ["MadeError", "device_links", "link_props", "own_children", "own_children_made"]
 
 
 class MadeError(DtvmError):
@@ -34,19 +34,34 @@ def own_children() -> dict[str, list[str]]:
     return {str(k): [str(x) for x in v] for k, v in section.items()} if isinstance(section, dict) else {}
 
 
+def link_props(driver: str) -> dict[str, str]:
+    """The links to other devices a -device of ``driver`` is given (``device-links`` in
+    dtvm/vm/data/devices.yaml): link property -> the type it names. The description states each as
+    a property holding the target's position among the devices of that type on the same bus."""
+    section = (device_facts().get("device-links") or {}).get(driver) or {}
+    return {str(k): str(v) for k, v in section.items()} if isinstance(section, dict) else {}
+
+
 def device_links(dev: Device, ids: dict[str, str], made: set[str], where: str) -> list[tuple[str, str]]:
-    """The links to other devices a -device must be given (``device-links`` in
-    dtvm/vm/data/devices.yaml: a vmmouse's i8042): the one device of that type given with -device
-    on its bus, before it (QEMU resolves the link when it creates the device)."""
+    """The links a -device must be given (a vmmouse's i8042): the id of the device of that type on
+    its bus at the described position, which must be given with -device before it (QEMU resolves
+    the link when it creates the device)."""
     out: list[tuple[str, str]] = []
-    for name, target in sorted(((device_facts().get("device-links") or {}).get(dev.driver) or {}).items()):
+    for name, target in sorted(link_props(dev.driver).items()):
+        value = dev.props.get(name)
+        if value is None:
+            raise MadeError(f"{where}: a {dev.driver} needs its {name}: qemu,{name} (the position of its {target} "
+                            "among those on its bus) is missing")
         mates = [c for c in (dev.parent.devices if dev.parent is not None else []) if c.driver == target]
-        given = [ids[c.node] for c in mates if c.node in ids]
-        later = [c for c in mates if c.node not in made]  # given with -device after it
-        if len(given) != 1 or later:
-            raise MadeError(f"{where}: a {dev.driver} needs its {name}: the one {target} given with -device on its "
-                            f"bus, before it; this bus has {len(given)} such")
-        out.append((name, given[0]))
+        index = int(value) if value.isdigit() else -1
+        mate = mates[index] if 0 <= index < len(mates) else None
+        if mate is None or mate.node not in ids:
+            what = "no such device" if mate is None else "the machine's own, which no -device can name" \
+                if mate.node in made else "given with -device after it"
+            raise MadeError(f"{where}: qemu,{name} {value!r}: the {target} it names is {what}")
+        # by its absolute QOM path: a bare id is a partial path, which another object's child of
+        # that name makes ambiguous (QEMU: "Path 'i8042' does not uniquely identify an object")
+        out.append((name, f"/machine/peripheral/{ids[mate.node]}"))
     return out
 
 
