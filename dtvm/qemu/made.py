@@ -12,7 +12,6 @@ from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot
 from dtvm.vm.buses import device_facts
 from dtvm.vm.model import Config, Device
-from dtvm.vm.translate import describe, driver_compat
 
 __all__ = ["MadeError", "device_links", "link_props", "own_children", "own_children_made"]
 
@@ -71,6 +70,8 @@ def own_children_made(plan: Config, own_made: list[Device], snapshot: Snapshot) 
     described, or one with another property is refused by node, since the maker's -device cannot
     say it. A child that holds a back-end (usb-storage's disk) follows the drive, which the check
     replaces by a null one: its maker's rules say what it takes (``passed_to_child``)."""
+    from dtvm.vm.translate import describe, driver_compat  # as argv.py: only when a rebuild is checked
+
     try:
         rebuilt = from_snapshot(snapshot)
     except DtvmError:
