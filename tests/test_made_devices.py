@@ -168,7 +168,7 @@ def test_vmmouse_link_edited_to_the_machines_i8042_is_refused(vm_factory: Any, t
     a = _start(vm_factory, [*Q35, "-device", "i8042,id=kbc", "-device", "vmmouse,i8042=kbc"], [])
     _, guest, backend = _describe(a)
     dt = read_dtb(guest)
-    node = next(n for n in _nodes(guest) if n.get_property("qemu,i8042") is not None)
+    node = next(n for n in _nodes(guest) if _driver(n) == "vmmouse" and n.get_property("qemu,i8042") is not None)
     target = dt.root
     for part in node.path.strip("/").split("/"):
         child = target.get_child(part)
@@ -217,3 +217,18 @@ def test_ps2_node_alone_is_refused(vm_factory: Any, tmp_path: Path) -> None:
     res = _dtb2qemu(write_dtb(dt), backend, tmp_path)
     assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.strip().startswith("dtvm dtb2qemu: /ps2-kbd-1: ps2-kbd is made by a i8042"), res.stderr
+
+
+@pytest.mark.parametrize("value", ["²", "9" * 5000, "-1", "7"])
+def test_vmmouse_link_position_is_bounded(value: str, vm_factory: Any, tmp_path: Path) -> None:
+    """qemu,i8042 comes from an untrusted tree: anything but the position of an i8042 on the bus
+    is refused by the vmmouse's node, in one line, without a traceback."""
+    a = _start(vm_factory, [*PC, "-device", "i8042,id=kbc", "-device", "vmmouse,i8042=kbc"], [])
+    _, guest, backend = _describe(a)
+    dt = read_dtb(guest)
+    node = next(n for n in dt.root.walk() if _driver(n) == "vmmouse" and n.get_property("qemu,i8042") is not None)
+    node.set_property("qemu,i8042", value.encode() + b"\0")
+    res = _dtb2qemu(write_dtb(dt), backend, tmp_path)
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert f"{node.path}: qemu,i8042" in res.stderr and "no such device" in res.stderr, res.stderr

@@ -52,7 +52,8 @@ def device_links(dev: Device, ids: dict[str, str], made: set[str], where: str) -
             raise MadeError(f"{where}: a {dev.driver} needs its {name}: qemu,{name} (the position of its {target} "
                             "among those on its bus) is missing")
         mates = [c for c in (dev.parent.devices if dev.parent is not None else []) if c.driver == target]
-        index = int(value) if value.isdigit() else -1
+        # a position, from an untrusted tree: ASCII digits, bounded (int() refuses '²' and 5,000 digits)
+        index = int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else -1
         mate = mates[index] if 0 <= index < len(mates) else None
         if mate is None or mate.node not in ids:
             what = "no such device" if mate is None else "the machine's own, which no -device can name" \
