@@ -456,7 +456,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                                     "file), not its own")
             if "drive" in child.backends and child.props.get("device_id") == child.backends["drive"]:
                 named.add(child.backends["drive"])  # scsi-hd's device_id is its drive's name
-        linked = link_props(dev.driver)  # given as the target's id (device_links above)
+        linked = link_props(dev.driver)  # given as the target's QOM path (device_links above)
         for key, value in sorted(props.items()):
             if key in linked:
                 continue

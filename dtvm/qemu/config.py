@@ -477,7 +477,7 @@ def fold_made_devices(snapshot: Snapshot, qroot: QBus) -> None:
     functions carry the expander's bus number); an expander with neither (no id, nothing on its
     bus) is paired in creation order, which QEMU keeps for both: such hosts differ in nothing.
     A made device with a property its maker does not explain is refused by name; one whose maker
-    is not listed (a pxb-cxl's) stays as it is, and dtb2qemu refuses it by node.
+    is not listed stays as it is, and dtb2qemu refuses it by node.
     """
     rules = {t: r for t, r in (device_facts().get("made-by-other") or {}).items()
              if isinstance(r, dict) and r.get("buses")}
@@ -688,8 +688,10 @@ def _link_target(mates: list[Device], snapshot: Snapshot, path: str) -> Device |
 
 
 def _natural_key(text: str) -> tuple[Any, ...]:
-    """device[2] before device[10], as QEMU numbered them."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text))
+    """device[2] before device[10], as QEMU numbered them (by length, then digits: no int() of a
+    number from QEMU's reply, however long)."""
+    return tuple((0, len(part.lstrip("0")), part.lstrip("0")) if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"([0-9]+)", text))
 
 
 def _matches(dev: Device, address: dict[str, Any]) -> bool:
