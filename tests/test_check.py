@@ -809,6 +809,8 @@ def _hotplug_trials() -> list[tuple[str, list[str], dict[str, Any]]]:
          {"driver": "pcie-root-port", "bus": "px", "chassis": "9"}),
         ("pxb-root", [*PC, "-nodefaults", "-device", "pxb,id=px,bus_nr=32"],
          {"driver": "pci-bridge", "bus": "pxb-internal", "chassis_nr": "9"}),
+        ("pxb-cxl-root", [*Q35, "-nodefaults", "-M", "cxl=on", "-device", "pxb-cxl,id=cx,bus_nr=32,bus=pcie.0"],
+         {"driver": "pcie-root-port", "bus": "cx", "chassis": "9"}),
         ("virtio", [*VIRT64, "-nodefaults"], {"driver": "virtio-rng-device"}),
         ("pci-root", [*PSERIES, "-nodefaults"], {"driver": "virtio-rng-pci", "addr": "9"}),
         ("vio", [*PSERIES, "-nodefaults", "-chardev", "null,id=c0"], {"driver": "spapr-vty", "chardev": "c0"}),

@@ -22,6 +22,7 @@ from typing import Any
 from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.argv_objects import link_object, self_placed, self_placed_first
 from dtvm.qemu.config import from_snapshot
+from dtvm.qemu.made import MadeError, device_links, link_props, own_children, own_children_made
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import Trust, TrustError, trust
 from dtvm.qemu.versions import (
@@ -356,6 +357,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
     named: set[str] = set()  # drives whose BlockBackend name the guest sees (a made child's device_id)
     objects: dict[str, tuple[str, str]] = {}  # -object of the guest tree's links: id -> (to run, to check)
     globals_: list[tuple[str, bool]] = []  # (-global value, whether it is a host setting)
+    own_made: list[Device] = []  # the children makers make themselves (makes-own-child), held to QEMU's
 
     # machine-made devices the description has at another address than the probe (pseries' NVRAM
     # takes the next free VIO reg, which depends on the devices before it): same device, and its
@@ -396,16 +398,18 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             made[where] = _Node(dev, None, made[parent_path].qid)
             continue
         parent_dev = dev.parent_device
-        if parent_dev is not None and dev.driver in _own_children().get(parent_dev.driver, ()) \
+        if parent_dev is not None and dev.driver in own_children().get(parent_dev.driver, ()) \
                 and parent_path in made and made[parent_path].probe is None:
             # the disk a usb-storage makes on its own SCSI bus from its drive, the bridge a pxb
             # makes on its root bus: the parent's -device makes it (and a bridge's bus is named
             # after the parent's id, which QEMU gives the bridge it makes)
             siblings = [c for c in dev.parent.devices if c.driver == dev.driver] if dev.parent is not None else []
-            if len(siblings) > 1:
-                raise ArgvError(f"{where}: a {parent_dev.driver} makes one {dev.driver} on its bus; "
-                                "another one there cannot be given")
+            times = own_children()[parent_dev.driver].count(dev.driver)
+            if len(siblings) > times:
+                raise ArgvError(f"{where}: a {parent_dev.driver} makes {'one' if times == 1 else times} "
+                                f"{dev.driver} on its bus; another one there cannot be given")
             made[where] = _Node(dev, None, made[parent_path].qid)
+            own_made.append(dev)
             continue
         if dev.in_dt and essential is None and dev.address[0] in ("mmio", "none"):
             raise ArgvError(f"{where}: {dev.driver} is described in QEMU's own tree but this machine does not create it")
@@ -422,6 +426,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         ids[where] = qid
         pairs: list[tuple[str, str]] = [("id", qid)]
         pairs += _bus_and_address(dev, made, where)
+        try:
+            pairs += device_links(dev, ids, set(made), where)
+        except MadeError as exc:
+            raise ArgvError(str(exc)) from None
         proxy_children = [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]
         props = dict(dev.props)
         refs = {k: v for k, v in dev.backends.items() if _ref_kind(k)}
@@ -431,7 +439,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             for k in BACKEND_REFS:
                 if k in child.backends:
                     refs.setdefault(k, child.backends[k])
-        own = _own_children().get(dev.driver, ())
+        own = own_children().get(dev.driver, ())
         for child in (c for b in dev.buses for c in b.devices if c.driver in own):
             # its properties follow from the drive, and from those the parent passes on (on the
             # target's version); only the drive and those go to the parent's -device
@@ -451,7 +459,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                                     "file), not its own")
             if "drive" in child.backends and child.props.get("device_id") == child.backends["drive"]:
                 named.add(child.backends["drive"])  # scsi-hd's device_id is its drive's name
+        linked = link_props(dev.driver)  # given as the target's QOM path (device_links above)
         for key, value in sorted(props.items()):
+            if key in linked:
+                continue
             link = rules.link_of(dev.driver, key)
             if link is not None:
                 try:
@@ -505,15 +516,17 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
 
             def verify(argv: list[str]) -> Snapshot:
                 return read_argv(argv, incoming=True)
-        _verify(checked, ids, verify)
+        _verify(checked, ids, verify, plan, own_made)
     return Rebuild(argv, ids, host, notes)
 
 
-def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Snapshot]) -> None:
+def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Snapshot],
+            plan: Config | None = None, own_made: list[Device] | None = None) -> None:
     """Start the result once, paused, so that what QEMU refuses (a device type this QEMU lacks, an
-    address conflict, a bad property) is reported now and by the node, not at migration time."""
+    address conflict, a bad property) is reported now and by the node, not at migration time; and
+    hold the children makers make themselves to what QEMU made (dtvm.qemu.made)."""
     try:
-        read(argv)
+        snapshot = read(argv)
     except DtvmError as exc:
         message = first_line(exc)
         # QEMU names the option it was creating ("-device DRIVER,id=X,...: ..."): that device is
@@ -527,6 +540,11 @@ def _verify(argv: list[str], ids: dict[str, str], read: Callable[[list[str]], Sn
             if re.search(rf"[,=]id={re.escape(qid)}(,|:|\s|$)", message) or f"'{qid}'" in message:
                 raise ArgvError(f"{path}: QEMU refuses this device: {message}") from None
         raise ArgvError(f"QEMU refuses the rebuilt command line: {message}") from None
+    if plan is not None and own_made:
+        try:
+            own_children_made(plan, own_made, snapshot)
+        except MadeError as exc:
+            raise ArgvError(str(exc)) from None
 
 
 #: host facts of a device that are not settings of it: its id, history flags, back-end references
@@ -599,15 +617,6 @@ def _companion_master(dev: Device, ids: dict[str, str], where: str) -> str:
             if _slot(other) == slot and "ehci" in other.driver and other.node in ids:
                 return f"{ids[_path(other)]}.0"
     raise ArgvError(f"{where}: masterbus: no EHCI controller in this slot to be the companion of")
-
-
-def _own_children() -> dict[str, list[str]]:
-    """Device type -> the device types it creates itself on its child bus (``makes-own-child`` in
-    dtvm/vm/data/devices.yaml): described as nodes, rebuilt by the parent's ``-device``."""
-    from dtvm.vm.buses import device_facts
-
-    section = device_facts().get("makes-own-child", {})
-    return {str(k): [str(x) for x in v] for k, v in section.items()} if isinstance(section, dict) else {}
 
 
 def _backend_id(kind: str, ref: str) -> str:

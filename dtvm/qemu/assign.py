@@ -219,9 +219,9 @@ def is_bus_type(bus_type: str, wanted: str, parents: Mapping[str, str] = BUS_PAR
     return False
 
 
-#: the root buses of PCI expanders (pxb, pxb-pcie), which QEMU hangs on a pxb-host it makes on the
+#: the root buses of PCI expanders (pxb, pxb-pcie, pxb-cxl), which QEMU hangs on a pxb-host it makes on the
 #: system bus and the description folds into the expander (dtvm/vm/data/devices.yaml made-by-other)
-EXPANDER_BUSES = frozenset({"pxb-bus", "pxb-pcie-bus"})
+EXPANDER_BUSES = frozenset({"pxb-bus", "pxb-pcie-bus", "pxb-cxl-bus"})
 
 
 def bus_search_order(config: Config) -> Iterator[Bus]:

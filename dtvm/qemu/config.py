@@ -261,6 +261,10 @@ _OFF_IS_NOT_DEFAULT = frozenset({"acpi"})
 
 
 def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
+    if snapshot.machine_props.get("cxl-fmw"):
+        # a list option (-M cxl-fmw.N.targets.M=...,cxl-fmw.N.size=...) the guest sees in its ACPI
+        # CEDT: a rebuild without it would lose the windows, and dtvm does not describe them yet
+        raise DtvmError("/qemu: machine option cxl-fmw (CXL fixed memory windows): dtvm does not describe it")
     options: dict[str, str] = {}
     inputs: dict[str, str] = {}
     for name, value in sorted(snapshot.machine_props.items()):
@@ -474,9 +478,10 @@ def fold_made_devices(snapshot: Snapshot, qroot: QBus) -> None:
     functions carry the expander's bus number); an expander with neither (no id, nothing on its
     bus) is paired in creation order, which QEMU keeps for both: such hosts differ in nothing.
     A made device with a property its maker does not explain is refused by name; one whose maker
-    is not listed (a pxb-cxl's) stays as it is, and dtb2qemu refuses it by node.
+    is not listed stays as it is, and dtb2qemu refuses it by node.
     """
-    rules = device_facts().get("made-by-other") or {}
+    rules = {t: r for t, r in (device_facts().get("made-by-other") or {}).items()
+             if isinstance(r, dict) and r.get("buses")}
     hosts = [d for d in qroot.devices if isinstance(rules.get(d.type), dict)]
     if not hosts:
         return
@@ -517,6 +522,53 @@ def fold_made_devices(snapshot: Snapshot, qroot: QBus) -> None:
         qroot.devices.remove(host)
 
 
+def _users(dev: Device) -> bool:
+    """Whether the user made this device: by -device or device_add, or its maker was so made."""
+    each: Device | None = dev
+    while each is not None:
+        if each.user:
+            return True
+        each = each.parent_device
+    return False
+
+
+def fold_unlinked_made(config: Config) -> None:
+    """Leave out the system-bus devices that devices the user made have made, and that nothing
+    QEMU shows links to their maker (``made-by-other`` rules without ``buses`` in
+    dtvm/vm/data/devices.yaml: an i8042's PS/2 keyboard and mouse): the maker's -device makes them
+    again, so the description states them once, as its maker's node.
+
+    They differ in nothing but the properties their maker gives them (``sets``), so which of a
+    kind are the user's makers' is immaterial: as many as those makers made are left out, the last
+    of that kind, and the rest (the machine's makers') keep their names and places. Any other
+    property is one dtvm could not rebuild: refused by name.
+    """
+    rules = {t: r for t, r in (device_facts().get("made-by-other") or {}).items()
+             if isinstance(r, dict) and not r.get("buses")}
+    if not rules:
+        return
+    devices = config.devices()
+    for made, rule in sorted(rules.items()):
+        makers = [d for d in devices if d.driver in rule.get("makers", ()) and _users(d)]
+        if not makers:
+            continue
+        found = [d for d in config.root.devices if d.driver == made]
+        if len(found) < len(makers):
+            raise DtvmError(f"{makers[0].key()}: a {makers[0].driver} makes a {made}, and QEMU shows "
+                            f"{len(found)} {made} for {len(makers)} such makers: dtvm cannot describe it")
+        sets = {str(k): str(v) for k, v in (rule.get("sets") or {}).items()}
+        for dev in found[len(found) - len(makers):]:
+            for name, value in sorted(dev.props.items()):
+                if sets.get(name) != value:
+                    raise DtvmError(f"{made} of {makers[0].driver} at {makers[0].key()}: {name}={value} is not "
+                                    f"what its {makers[0].driver} makes (set with -global?): dtvm cannot describe it")
+            for name, value in sets.items():
+                if dev.props.get(name) != value:
+                    raise DtvmError(f"{made} of {makers[0].driver} at {makers[0].key()}: {name} is not {value}, "
+                                    f"what its {makers[0].driver} makes: dtvm cannot describe it")
+            config.root.devices.remove(dev)
+
+
 def from_snapshot(snapshot: Snapshot) -> Config:
     """Understand what QEMU answered: the precise device model of that VM."""
     qroot = parse_qtree(snapshot.qtree)
@@ -529,6 +581,8 @@ def from_snapshot(snapshot: Snapshot) -> Config:
         # major.minor: what migration compatibility goes by (a point release keeps it)
         config.qemu_version = version_text(version_of(snapshot)).rsplit(".", 1)[0]
     _mark_peripherals(config, snapshot)
+    _read_device_links(config, snapshot)
+    fold_unlinked_made(config)
     _stable_generated_ids(config)
     _stable_block_names(config)
     link_machine_chardevs(config)
@@ -581,6 +635,65 @@ def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
             chardev = per.address.get("chardev")
             if isinstance(chardev, str) and chardev and "chardev" not in dev.backends:
                 dev.backends["chardev"] = chardev  # an alias qtree does not show (isa-serial)
+
+
+def _read_device_links(config: Config, snapshot: Snapshot) -> None:
+    """The link each -device was given to another device (``device-links`` in
+    dtvm/vm/data/devices.yaml: a vmmouse's i8042), as a property of the linking device: the
+    position of its target among the devices of that type on the linking device's bus (``0`` the
+    first), which are nodes of the description as well. A target elsewhere, or one the machine made
+    (which no -device can name), is refused by name.
+
+    Devices of one type without an id differ in nothing qtree shows, so QOM's paths are mapped to
+    them by creation order, which qtree keeps: the machine's own first, then those given with
+    -device (QOM numbers the anonymous ones in the order they were made)."""
+    rules = device_facts().get("device-links") or {}
+    if not rules:
+        return
+    by_qom = {d.qom_path: d for d in config.devices() if d.qom_path}
+    for per in snapshot.peripherals:
+        links = rules.get(per.type) or {}
+        matched = by_qom.get(per.qom_path)  # on the right bus; which of identical ones, creation order says
+        if not links or matched is None or matched.parent is None:
+            continue
+        dev = _link_target([d for d in matched.parent.devices if d.driver == per.type], snapshot, per.qom_path)
+        if dev is None or dev.parent is None:
+            raise DtvmError(f"{per.type} {per.id or per.qom_path}: not found among the {per.type} on its bus")
+        for name, target_type in sorted(links.items()):
+            value = per.address.get(name)
+            mates = [d for d in dev.parent.devices if d.driver == target_type]
+            target = _link_target(mates, snapshot, value) if isinstance(value, str) else None
+            if target is None:
+                raise DtvmError(f"{per.type} {per.id or per.qom_path}: its {name} link names {value!r}: not a "
+                                f"{target_type} given with -device on its bus, which alone a -device can name: "
+                                "dtvm cannot describe it")
+            dev.props[name] = str(mates.index(target))
+
+
+def _link_target(mates: list[Device], snapshot: Snapshot, path: str) -> Device | None:
+    """Which of ``mates`` (devices of one type on one bus, in creation order) has QOM path ``path``,
+    when it is one given with -device; None otherwise."""
+    if path.startswith("/machine/peripheral/"):
+        ident = path.removeprefix("/machine/peripheral/")
+        return next((d for d in mates if d.qdev_id == ident), None)
+    if not path.startswith("/machine/peripheral-anon/"):
+        return None
+    driver = mates[0].driver if mates else ""
+    bus = mates[0].parent.name if mates and mates[0].parent is not None else ""
+    anon = sorted((p.qom_path for p in snapshot.peripherals if p.type == driver and p.id is None
+                   and (p.parent_bus or "").rsplit("/", 1)[-1] == bus), key=_natural_key)
+    unnamed = [d for d in mates if not d.qdev_id]
+    machine_made = len(unnamed) - len(anon)
+    if path not in anon or machine_made < 0:
+        return None
+    return unnamed[machine_made + anon.index(path)]
+
+
+def _natural_key(text: str) -> tuple[Any, ...]:
+    """device[2] before device[10], as QEMU numbered them (by length, then digits: no int() of a
+    number from QEMU's reply, however long)."""
+    return tuple((0, len(part.lstrip("0")), part.lstrip("0")) if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"([0-9]+)", text))
 
 
 def _matches(dev: Device, address: dict[str, Any]) -> bool:

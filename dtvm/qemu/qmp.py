@@ -64,6 +64,7 @@ from dtvm.qemu.errors import (
 from dtvm.qemu.process import Terminated, cancel_on_signal, signals_as_interrupt
 from dtvm.qemu.replies import ADDRESS_PROPS, MAX_DTB_BYTES, ReplyMismatch, check, describe_command
 from dtvm.qemu.snapshot import Peripheral, Snapshot
+from dtvm.vm.buses import device_facts
 
 __all__ = ["ADDRESS_PROPS", "MAX_DTB_BYTES", "MAX_REPLY_BYTES", "QmpSession", "read_address", "read_process",
            "read_snapshot", "run"]
@@ -504,6 +505,8 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         names = [p["name"] for p in listed if _SCALAR_TYPE.match(str(p.get("type", "")))]
         # the -smp topology (a struct): the only place it is visible on machines without CPU hot-plug
         names += [p["name"] for p in listed if p["name"] == "smp" and p.get("type") == "SMPConfiguration"]
+        # CXL fixed memory windows (a list): read so that a machine with them is refused by name
+        names += [p["name"] for p in listed if p["name"] == "cxl-fmw"]
         _bound(s, "qom-list /machine", len(names), MAX_DEVICE_TYPES, "scalar properties")
         later = [n for n in names if n in _getter_aborts()]  # read once the qtree shows it is safe
         names = [n for n in names if n not in later]
@@ -697,7 +700,9 @@ async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> P
     else:  # QEMU would not list the type's properties: ask the instance
         names = {p.get("name") for p in await r.s.execute("qom-list", {"path": path})}
     # chardev: on isa-serial an alias of the inner UART's property, which qtree does not show
-    wanted = [n for n in (*ADDRESS_PROPS, "chardev") if n in names]
+    # and the links to other devices a type's -device must be given (vmmouse's i8042): devices.yaml
+    links = (device_facts().get("device-links") or {}).get(typename) or {}
+    wanted = [n for n in (*ADDRESS_PROPS, "chardev", *links) if n in names]
     missing = object()
     values = await r.all(r.get_or(path, n, missing) for n in wanted)
     own: dict[str, Any] = {}

@@ -237,6 +237,7 @@ SHAPES: dict[str, Shape] = {
 #: qom-get: the properties dtvm reads by name, and the scalar machine properties for the rest
 _QOM_GET = {"type": STR, "parent_bus": STR, "hotplugged": BOOL, "chardev": STR,
             **{name: _AnyOf(INT, STR) for name in ADDRESS_PROPS},
+            "cxl-fmw": List(OBJ),
             "smp": Obj(optional={k: INT for k in ("cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads")})}
 
 

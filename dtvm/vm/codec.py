@@ -59,7 +59,7 @@ MACHINE_NODE = "qemu"
 MACHINE_COMPATIBLE = "qemu,machine"
 
 #: QEMU bus types whose devices are addressed by cells, and the cells their controller declares.
-BUS_CELLS = {"floppy-bus": (1, 0), "PCI": (3, 2), "PCIE": (3, 2), "pxb-bus": (3, 2), "pxb-pcie-bus": (3, 2),
+BUS_CELLS = {"floppy-bus": (1, 0), "PCI": (3, 2), "PCIE": (3, 2), "pxb-bus": (3, 2), "pxb-pcie-bus": (3, 2), "pxb-cxl-bus": (3, 2),
              "ISA": (2, 0), "IDE": (2, 0), "SCSI": (3, 0),
              "usb-bus": (1, 0), "virtio-serial-bus": (1, 0), "i2c-bus": (1, 0), "HDA": (1, 0)}
 

@@ -42,6 +42,7 @@ ADDRESS_PROPS = {
     "PCIE": ("addr",),
     "pxb-bus": ("addr",),
     "pxb-pcie-bus": ("addr",),
+    "pxb-cxl-bus": ("addr",),
     "IDE": ("unit",),
     "floppy-bus": ("unit",),
     "SCSI": ("scsi-id", "lun", "channel"),
@@ -53,8 +54,8 @@ ADDRESS_PROPS = {
 }
 
 #: QEMU bus types that are PCI buses, and the plain kind each is: a PCI expander's new root bus
-#: (QEMU 7.2's pxb-bus, pxb-pcie-bus) holds PCI functions as PCI and PCIE buses do.
-PCI_BUSES = {"PCI": "PCI", "PCIE": "PCIE", "pxb-bus": "PCI", "pxb-pcie-bus": "PCIE"}
+#: (QEMU 7.2's pxb-bus, pxb-pcie-bus, pxb-cxl-bus) holds PCI functions as PCI and PCIE buses do.
+PCI_BUSES = {"PCI": "PCI", "PCIE": "PCIE", "pxb-bus": "PCI", "pxb-pcie-bus": "PCIE", "pxb-cxl-bus": "PCIE"}
 
 #: Machine properties that are host inputs, not guest hardware: they go to the back-end overlay.
 MACHINE_HOST_PROPS = frozenset({
