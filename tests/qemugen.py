@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .qemugen_census import census_draw
+from .qemugen_census import census_draw, with_memory_slots
 
 __all__ = ["MACHINES", "Case", "generate", "write_qcow2", "write_raw"]
 
@@ -512,7 +512,10 @@ def generate(seed: int, machine: str | None = None, census: bool = True) -> Case
     # the device types only the census reaches (tests/qemugen_census.py), from a stream of its own
     crng = random.Random(seed ^ 0xCE2505)
     if census and crng.random() < 0.25:
-        g.args += census_draw(crng, machine, g.ident("z"))
+        drawn, slots = census_draw(crng, machine, g.ident("z"))
+        if slots:
+            with_memory_slots(g.args, slots)
+        g.args += drawn
     # PCI expander buses, from a stream of their own too (last: a device given without bus= after
     # an expander lands on the expander's root bus, which takes bridges only)
     xprng = random.Random(seed ^ 0xE8A4D3B5)

@@ -24,8 +24,9 @@ _IDS = ("cx", "cs", "ch", "ca", "cv", "cn", "cc", "cf", "bk", "chr", "mem", "net
 
 
 @cache
-def census_pool(machine: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """(type, the census's argv for it after the machine) of each type to draw on ``machine``."""
+def census_pool(machine: str) -> tuple[tuple[str, tuple[str, ...], str], ...]:
+    """(type, the census's argv for it after the machine, the memory hot-plug options its -m
+    needs: ``slots=2,maxmem=1G`` or empty) of each type to draw on ``machine``."""
     try:
         census = json.loads((_DIR / "7.2.json").read_text())[machine]
         trips = json.loads((_DIR / "round-trip-7.2.json").read_text()).get(machine, {})
@@ -36,21 +37,36 @@ def census_pool(machine: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
         if record.get("result") != "passed":
             continue
         argv = shlex.split(census[dtype]["argv"])
-        # the census's head: -machine TYPE -nodefaults [-m SIZE]; the case has its own
+        # the census's head: -machine TYPE -nodefaults; its -m (anywhere): the case has its own
+        # size, and takes the census's memory hot-plug slots (pc-dimm, virtio-mem-pci need them)
         rest = argv[3:]
-        if rest[:1] == ["-m"]:
-            rest = rest[2:]
+        slots = ""
+        if "-m" in rest:
+            at = rest.index("-m")
+            slots = rest[at + 1].partition(",")[2]
+            rest = rest[:at] + rest[at + 2:]
         if "-m" in rest or "-M" in rest:
-            continue  # memory slots or a machine option of its own: not composable with a case's
-        out.append((dtype, tuple(rest)))
+            continue  # a machine option of its own: not composable with a case's
+        out.append((dtype, tuple(rest), slots))
     return tuple(out)
 
 
-def census_draw(rng: random.Random, machine: str, token: str) -> list[str]:
-    """The argv of one census type for a case, its ids suffixed with ``token`` (unique in the case)."""
+def census_draw(rng: random.Random, machine: str, token: str) -> tuple[list[str], str]:
+    """The argv of one census type for a case, its ids suffixed with ``token`` (unique in the case),
+    and the memory hot-plug options (``slots=...,maxmem=...``) the case's -m must take for it."""
     pool = census_pool(machine)
     if not pool:
-        return []
-    _dtype, argv = rng.choice(pool)
+        return [], ""
+    _dtype, argv, slots = rng.choice(pool)
     ids = "|".join(_IDS)
-    return [re.sub(rf"(?<=[=,])({ids})(?=[,.]|$)", rf"\g<1>{token}", a) for a in argv]
+    return [re.sub(rf"(?<=[=,])({ids})(?=[,.]|$)", rf"\g<1>{token}", a) for a in argv], slots
+
+
+def with_memory_slots(args: list[str], slots: str, size: str = "128M") -> None:
+    """Give a case's -m the memory hot-plug options ``slots`` (its size stays; without -m, the
+    census's ``size``): the case sizes are all below the census's maxmem."""
+    if "-m" in args:
+        at = args.index("-m") + 1
+        args[at] = f"{args[at]},{slots}"
+    else:
+        args[1:1] = ["-m", f"{size},{slots}"]

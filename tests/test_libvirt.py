@@ -461,3 +461,22 @@ def _migrate(a: Any, b: Any, tmp: Path) -> dict[str, Any]:
                 mon.close()
             except Exception:  # the destination exits when the incoming migration fails
                 pass
+
+
+def test_memory_hotplug_slots_refused_as_libvirt_refuses(libvirt_uri: str, tmp_path: Path) -> None:
+    """A VM with memory hot-plug slots (-m slots=,maxmem=) has no domain XML without NUMA cells,
+    which would add a NUMA node the guest sees: libvirt refuses <maxMemory> alone (held here, so the
+    refusal is revisited if libvirt ever takes it), and dtb2libvirt refuses it by name."""
+    alone = tmp_path / "maxmem.xml"
+    alone.write_text(f"<domain type='qemu'><name>{PREFIX}maxmem</name><maxMemory slots='3' unit='KiB'>2097152"
+                     "</maxMemory><memory unit='KiB'>262144</memory><os><type arch='x86_64' machine='pc-q35-7.2'>"
+                     "hvm</type></os></domain>")
+    out = dtvm_cmd("libvirt2dtb", str(alone), "--connect", libvirt_uri, "-o", str(tmp_path / "a.dtb"))
+    _one_line_error(out, "numa node has to be configured when enabling memory hotplug")
+    described = dtvm_cmd("qemu2dtb", "-o", str(tmp_path / "vm.dtb"), "--", "qemu-system-x86_64", "-M", "pc-q35-7.2",
+                         "-nodefaults", "-m", "256M,slots=3,maxmem=2G")
+    assert described.returncode == 0, described.stderr
+    out = dtvm_cmd("dtb2libvirt", str(tmp_path / "vm.dtb"), "--name", f"{PREFIX}maxmem", "-o", str(tmp_path / "vm.xml"))
+    _one_line_error(out, "memory hot-plug slots (3, maxmem 2147483648)", "NUMA")
+    assert not (tmp_path / "vm.xml").exists()
+    assert leftover_domains(libvirt_uri) == []

@@ -93,6 +93,34 @@ def test_virtio_mem_on_ram_round_trip(tmp_path: Path) -> None:
     ])
 
 
+@needs_qemu(X86)
+@pytest.mark.parametrize(("machine", "devices", "cpu"), [
+    ("pc", ["-object", "memory-backend-ram,id=dimm0,size=128M", "-device", "pc-dimm,memdev=dimm0,id=d0"], False),
+    ("q35", ["-object", "memory-backend-ram,id=vmem0,size=256M",
+             "-device", "virtio-mem-pci,memdev=vmem0,requested-size=128M,addr=3.0"], False),
+    # a hot-plugged x86 CPU has a link named `memory` too, a path, where the machine's is -m's struct
+    ("q35", ["-smp", "1,maxcpus=2"], True),
+])
+def test_memory_hotplug_slots_round_trip(tmp_path: Path, machine: str, devices: list[str], cpu: bool) -> None:
+    """-m slots=,maxmem= (the memory hot-plug range the guest's ACPI shows) is described and given
+    back, with a pc-dimm or virtio-mem-pci plugged into it: without it QEMU refuses them ("please
+    specify the maxmem option") and the rebuild would lose the range."""
+    mtype = {"pc": "pc-i440fx-7.2", "q35": "pc-q35-7.2"}[machine]
+    _round_trip(tmp_path, machine, [X86, "-machine", mtype, "-nodefaults", "-m", "256M,slots=3,maxmem=2G", *devices],
+                [{"driver": "cpu", "id": "cpu9"}] if cpu else None)
+
+
+@needs_qemu(X86)
+def test_memory_hotplug_range_is_hardware(vms: VMs) -> None:
+    """Another maxmem, or another slot count, is other hardware: another description."""
+    def read(memory: str) -> bytes:
+        return _describe(vms.start([X86, "-machine", "pc-q35-7.2", "-nodefaults", "-m", memory]))[0]
+
+    plain, hotplug = read("256M"), read("256M,slots=2,maxmem=1G")
+    assert plain == read("256M,maxmem=256M")  # maxmem equal to the RAM: no hot-plug range, as QEMU's default
+    assert len({plain, hotplug, read("256M,slots=3,maxmem=1G"), read("256M,slots=2,maxmem=2G")}) == 4
+
+
 def test_memory_device_trust_decisions() -> None:
     """RAM is rebuilt from a guest tree for acpi-erst, pc-dimm and virtio-mem (the same rule: a
     memory-backend-ram of at most 16 GiB, no host option); persistent memory (nvdimm,

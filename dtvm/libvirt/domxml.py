@@ -201,6 +201,12 @@ class _Builder:
             _sub(dom, "uuid", uuid)
         if m.memory <= 0 or m.memory % 1024:
             raise DomainXmlError(f"/qemu: memory size {m.memory} is not a whole number of KiB")
+        if m.max_memory:
+            # libvirt takes <maxMemory slots=> only with NUMA cells ("At least one numa node has to
+            # be configured when enabling memory hotplug"), and a cell is a -numa node the guest
+            # sees (SRAT): no domain XML makes the same hardware
+            raise DomainXmlError(f"/qemu: memory hot-plug slots ({m.memory_slots}, maxmem {m.max_memory}): libvirt "
+                                 "takes them only with a NUMA topology, which this VM does not have")
         _sub(dom, "memory", str(m.memory // 1024), unit="KiB")
         vcpu_attrs = {"placement": "static"}
         if m.max_cpus and m.max_cpus != m.cpus:

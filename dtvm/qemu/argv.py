@@ -114,7 +114,10 @@ def _machine_base(plan: Config, binary: str) -> list[str]:
         if key in m.topology:
             smp.append(f"{key}={m.topology[key]}")
     args += ["-smp", ",".join(smp)]
-    args += ["-m", f"{m.memory}B"]
+    memory = f"{m.memory}B"
+    if m.max_memory:
+        memory += f",slots={m.memory_slots},maxmem={m.max_memory}B"
+    args += ["-m", memory]
     return args
 
 

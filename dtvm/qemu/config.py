@@ -325,6 +325,11 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
         memory=int(snapshot.memory.get("base-memory", 0)),
         device_cpus=device_cpus,
     )
+    sizes = snapshot.machine_props.get("memory")
+    if isinstance(sizes, dict) and isinstance(sizes.get("slots"), int) and isinstance(sizes.get("max-size"), int) \
+            and sizes["max-size"] > machine.memory:
+        # maxmem equal to the RAM (QEMU's default when -m has no maxmem) gives no hot-plug range
+        machine.memory_slots, machine.max_memory = sizes["slots"], sizes["max-size"]
     return machine, inputs
 
 

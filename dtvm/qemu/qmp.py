@@ -505,6 +505,8 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         names = [p["name"] for p in listed if _SCALAR_TYPE.match(str(p.get("type", "")))]
         # the -smp topology (a struct): the only place it is visible on machines without CPU hot-plug
         names += [p["name"] for p in listed if p["name"] == "smp" and p.get("type") == "SMPConfiguration"]
+        # -m's size, slots and maxmem (a struct): slots and maxmem are visible nowhere else
+        names += [p["name"] for p in listed if p["name"] == "memory" and p.get("type") == "MemorySizeConfiguration"]
         # CXL fixed memory windows (a list): read so that a machine with them is refused by name
         names += [p["name"] for p in listed if p["name"] == "cxl-fmw"]
         _bound(s, "qom-list /machine", len(names), MAX_DEVICE_TYPES, "scalar properties")

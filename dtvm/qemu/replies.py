@@ -238,6 +238,8 @@ SHAPES: dict[str, Shape] = {
 _QOM_GET = {"type": STR, "parent_bus": STR, "hotplugged": BOOL, "chardev": STR,
             **{name: _AnyOf(INT, STR) for name in ADDRESS_PROPS},
             "cxl-fmw": List(OBJ),
+            # the machine's -m (a struct); a device's link of that name (an x86 CPU's) is a path
+            "memory": _AnyOf(Obj(optional={k: INT for k in ("size", "slots", "max-size")}), STR),
             "smp": Obj(optional={k: INT for k in ("cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads")})}
 
 

@@ -219,6 +219,9 @@ def encode_machine(root: Node, machine: Machine) -> Node:
         if key in machine.topology:
             node.set_property(key[:-3] + "s", cells(machine.topology[key]))
     node.set_property("memory-size", u64(machine.memory))
+    if machine.max_memory:
+        node.set_property("memory-slots", cells(machine.memory_slots))
+        node.set_property("max-memory-size", u64(machine.max_memory))
     if machine.device_cpus:
         # CPUs made as devices: one string of topology ids each (QEMU's -device spelling)
         node.set_property("device-cpus", strings(*(",".join(f"{k}={v}" for k, v in ids.items())
@@ -249,8 +252,15 @@ def decode_machine(root: Node) -> Machine:
     topology = {key: read_number(node, key, where) for key in TOPOLOGY if node.get_property(key) is not None}
     cpus = read_number(node, "cpus", where)
     max_cpus = read_number(node, "max-cpus", where) if node.get_property("max-cpus") is not None else cpus
+    memory = read_number(node, "memory-size", where)
+    slots = max_memory = 0
+    if node.get_property("max-memory-size") is not None or node.get_property("memory-slots") is not None:
+        slots = read_number(node, "memory-slots", where)
+        max_memory = read_number(node, "max-memory-size", where)
+        if max_memory <= memory:
+            raise CodecError(f"{where}: max-memory-size {max_memory} is not above memory-size {memory}")
     return Machine(type=mtype, arch=arch, options=options, cpu_type=read_string(node, "cpu-type"), cpus=cpus,
-                   max_cpus=max_cpus, topology=topology, memory=read_number(node, "memory-size", where),
+                   max_cpus=max_cpus, topology=topology, memory=memory, memory_slots=slots, max_memory=max_memory,
                    device_cpus=_device_cpus(node, where, cpus))
 
 

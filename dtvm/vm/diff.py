@@ -106,6 +106,7 @@ MACHINE_WORDS = {
     "machine": "machine type", "arch": "architecture", "cpu-type": "CPU type", "cpus": "CPUs",
     "max-cpus": "maximum CPUs", "sockets": "sockets", "dies": "dies", "clusters": "clusters",
     "cores": "cores", "threads": "threads", "memory-size": "memory",
+    "memory-slots": "memory hot-plug slots", "max-memory-size": "maximum memory",
 }
 
 
@@ -660,7 +661,7 @@ def _machine_value(name: str, prop: Property | None) -> str:
     if prop is None:
         return "(default)" if name.startswith("qemu,") else "(none)"
     value = prop.value
-    if name == "memory-size" and len(value) in (4, 8):
+    if name in ("memory-size", "max-memory-size") and len(value) in (4, 8):
         return _size(int.from_bytes(value, "big"))
     if name in MACHINE_WORDS and name not in ("machine", "arch", "cpu-type") and len(value) == 4:
         return str(int.from_bytes(value, "big"))

@@ -146,6 +146,11 @@ class Machine:
     max_cpus: int = 0
     topology: dict[str, int] = field(default_factory=dict)
     memory: int = 0
+    #: ``-m slots=,maxmem=``: the memory hot-plug slots and the most RAM they may bring (0: none);
+    #: guest-visible (the ACPI memory hot-plug range, the DIMM slots) and needed by pc-dimm and
+    #: virtio-mem, which QEMU refuses without them
+    memory_slots: int = 0
+    max_memory: int = 0
     #: CPUs created as devices (``-device``/``device_add``): their topology ids.  Counted in
     #: ``cpus`` (the guest sees them) and rebuilt as devices, so they stay unpluggable.
     device_cpus: list[dict[str, int]] = field(default_factory=list)

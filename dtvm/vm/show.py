@@ -476,7 +476,9 @@ def _machine_lines(guest: DeviceTree, option_defaults: Mapping[str, str] | None 
             text += f" (/cpus lists {len(cpu_nodes)})"
         parts.append(text)
     if memory is not None:
-        parts.append(f"memory {_size(memory)}")
+        max_memory = _uint(qnode, "max-memory-size") if qnode is not None else None
+        slots = _uint(qnode, "memory-slots") if qnode is not None else None
+        parts.append(f"memory {_size(memory)}" + (f" (max {_size(max_memory)} in {slots} slots)" if max_memory else ""))
     lines.append(", ".join(parts))
     at_default = 0
     pairs = [(clean(p.name[5:], 40), value_text(p)) for p in options]
