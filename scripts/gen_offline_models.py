@@ -48,11 +48,15 @@ PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio
                                 "pci-bridge-seat", "pci-serial-4x", "piix3-ide", "piix4-ide", "qxl", "qxl-vga", "tpci200",
                                 "virtio-balloon-pci-non-transitional", "virtio-net-pci-non-transitional",
                                 "virtio-rng-pci-transitional", "virtio-scsi-pci-transitional",
-                                "virtio-serial-pci-non-transitional", "virtio-blk-pci-transitional"])]
+                                "virtio-serial-pci-non-transitional", "virtio-blk-pci-transitional",
+                                "cxl-rp", "cxl-upstream", "cxl-downstream"])]
 PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge", "ioh3420", "i82801b11-bridge"]
+#: the census stream draws these on the root bus of a PCI (not Express) machine too, where QEMU
+#: 7.2 makes them (pc: -device i82801b11-bridge, pcie-root-port, x3130-upstream, ...)
+PCIE_ON_PCI = [*PCIE_ONLY, "x3130-upstream", "xio3130-downstream"]
 #: devices QEMU cannot make in some of the contexts probed (virtio-vga on qemu-system-arm,
 #: virtio-iommu-pci off the root bus): recorded as refused there, and refused offline by name
-MAY_BE_REFUSED = {"virtio-vga", "virtio-iommu-pci", "vmware-svga", *CENSUS_PCI}
+MAY_BE_REFUSED = {"virtio-vga", "virtio-iommu-pci", "vmware-svga", *CENSUS_PCI, *PCIE_ON_PCI}
 #: devices that change QEMU's own DT on the DT machines when plugged (virtio-iommu-pci: a
 #: virtio,pci-iommu node and the PCIe host's iommu-map; offline_dt.plug_virtio_iommu writes them),
 #: checked against QEMU for each DT feature of up to this many options (dt_smp ``virtio-iommu``: each)
@@ -62,7 +66,7 @@ VIRTIO_IOMMU_MAX_JOINT = 5  # every feature (joints of up to four and an option 
 #: (ras=on: "Assertion `vms->acpi_dev' failed" without firmware and acpi=off; with firmware, an
 #: AArch64 CPU and ACPI, QEMU makes the acpi-ged it needs)
 WAIVED_BESIDE_FIRMWARE = ["ras=on"]
-USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub", "usb-ccid"]
+USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub", "usb-ccid", "usb-bot"]
 VSERIAL_DEVICES = ["virtconsole", "virtserialport"]
 SCSI_DEVICES = ["scsi-cd", "scsi-hd"]
 MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device", "virtio-blk-device",
@@ -92,8 +96,19 @@ MACHINES = [("pc-q35-7.2", "qemu-system-x86_64", True, False, True), ("pc-i440fx
 #: make without more (pvrdma's back-end) is left out and refused offline by name
 #: USB devices that need a back-end (probed with a null-co node or a null chardev), on every
 #: machine with device profiles
-USB_BACKED = {"usb-storage": ["-blockdev", "driver=null-co,node-name=pd"], "usb-serial": ["-chardev", "null,id=pc"]}
-USB_SPEC = {"usb-storage": "drive=pd", "usb-serial": "chardev=pc"}
+USB_BACKED = {"usb-storage": ["-blockdev", "driver=null-co,node-name=pd"], "usb-serial": ["-chardev", "null,id=pc"],
+              "usb-redir": ["-chardev", "null,id=pc"]}
+USB_SPEC = {"usb-storage": "drive=pd", "usb-serial": "chardev=pc", "usb-redir": "chardev=pc"}
+#: smart cards, on a usb-ccid's ccid bus (its one slot), probed with a null chardev
+CCID_CARDS = {"ccid-card-passthru": (["-chardev", "null,id=pc"], "chardev=pc")}
+CCID_SETUP = ["-device", "qemu-xhci,id=cx", "-device", "usb-ccid,id=ctx,bus=cx.0"]
+#: devices on no bus (``info qtree`` never shows them; the online reader takes them from QOM):
+#: recorded where the machine's QEMU has them (the clock models on the Arm binaries, vmgenid on
+#: x86), refused elsewhere by name
+BUSLESS = ["vmcoreinfo", "vmgenid", "nvme-subsys", "npcm7xx-clock-sel", "npcm7xx-clock-pll", "npcm7xx-clock-divider",
+           "bcm2835-cprman-clock-mux", "bcm2835-cprman-dsi0hsck-mux", "bcm2835-cprman-pll", "bcm2835-cprman-pll-channel"]
+#: IDE devices on an AHCI the user adds (the machines without IDE of their own)
+AHCI_SETUP = ["-device", "ich9-ahci,id=ctx"]
 #: x86 only: an empty floppy drive (the isa-fdc q35 makes for it, the floppy device of pc's):
 #: what -drive if=floppy adds, its image's drive type computed offline
 X86_FLOPPY = ["-drive if=floppy"]
@@ -182,7 +197,7 @@ def _variants() -> dict[str, list[str]]:
 
 VARIANTS = _variants()
 KIND = {"PCI": "pci", "PCIE": "pci", "usb-bus": "usb", "SCSI": "scsi", "virtio-serial-bus": "virtio-serial",
-        "virtio-mmio-bus": "virtio-mmio", "IDE": "ide", "ISA": "isa", "HDA": "hda"}
+        "virtio-mmio-bus": "virtio-mmio", "IDE": "ide", "ISA": "isa", "HDA": "hda", "ccid-bus": "ccid", "System": "busless"}
 
 
 def _find(dev: Device, qid: str) -> Device | None:
@@ -207,21 +222,25 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if device in ISA_BACKED:
         setup = [*setup, *ISA_BACKED[device][0]]
         spec += "," + ISA_BACKED[device][1]
+    if device in CCID_CARDS:
+        setup = [*setup, *CCID_CARDS[device][0]]
+        spec += "," + CCID_CARDS[device][1]
     if device in SOUND_PCI or device in HDA_CODECS or device in X86_ISA_SOUND:
         setup = [*setup, *AUDIO_BACKED[0]]
         spec += "," + AUDIO_BACKED[1]
     if device in DRIVE_DEVICES:
         setup = [*setup, "-blockdev", "driver=null-co,node-name=pd"]
         spec += ",drive=pd"
-    if context not in ("pci-root", "virtio-mmio-bus", "ISA"):
-        spec += ",bus=" + {"pci-port": "ctx", "pci-bridge": "ctx", "usb-bus": "ctx.0",
-                           "virtio-serial-bus": "ctx.0", "SCSI": "ctx.0", "IDE": "ide.0", "HDA": "ctx.0"}[context]
+    if context not in ("pci-root", "virtio-mmio-bus", "ISA", "System"):
+        spec += ",bus=" + {"pci-port": "ctx", "pci-bridge": "ctx", "usb-bus": "ctx.0", "ccid-bus": "ctx.0",
+                           "virtio-serial-bus": "ctx.0", "SCSI": "ctx.0", "HDA": "ctx.0",
+                           "IDE": "ctx.0" if AHCI_SETUP[1] in setup else "ide.0"}[context]
     if context == "pci-bridge":
         spec += ",addr=1"  # slot 0 of a bridge with an SHPC is refused on virt
     try:
         snapshot = read_argv([binary, "-M", mtype, "-nodefaults", *setup, "-device", spec])
     except DtvmError:
-        if device in X86_ISA_DEVICES or device in MAY_BE_REFUSED:  # QEMU 10.0 has no sga: left out, refused offline by name
+        if device in X86_ISA_DEVICES or device in MAY_BE_REFUSED or context == "System":  # QEMU 10.0 has no sga: left out, refused offline by name
             return f"{device}@{context}-refused", {}
         raise
     config = from_snapshot(snapshot)
@@ -414,6 +433,12 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     jobs += [(["-device", "virtio-scsi-pci,id=ctx"], d, "SCSI") for d in SCSI_DEVICES]
     if mtype.startswith("pc-"):
         jobs += [([], "ide-hd", "IDE"), ([], "ide-cd", "IDE")]
+    else:
+        jobs += [(AHCI_SETUP, "ide-hd", "IDE"), (AHCI_SETUP, "ide-cd", "IDE")]
+    if not pcie:
+        jobs += [([], d, "pci-root") for d in PCIE_ON_PCI]
+    jobs += [(CCID_SETUP, d, "ccid-bus") for d in CCID_CARDS]
+    jobs += [([], d, "System") for d in BUSLESS]
     if mmio:
         jobs += [([], d, "virtio-mmio-bus") for d in MMIO_DEVICES]
     nic_makes_device = _nic_makes_device(binary, mtype) if devices else True

@@ -36,6 +36,7 @@ from dtvm.qemu.offline_argv import (
     port_filename,
 )
 from dtvm.qemu.offline_audio import set_audiodev
+from dtvm.qemu.offline_busless import BUSLESS, busless_place, busless_values
 from dtvm.qemu.offline_dt import compose as compose_dt
 from dtvm.qemu.offline_dt import msi_lost, plug_dt_devices, reprofile_without_msi
 from dtvm.qemu.offline_expander import EXPANDER_BUS_NAMES, bridges_only, own_child_follows
@@ -48,6 +49,7 @@ from dtvm.qemu.offline_ide import (
     ide_serials,
     legacy_ide,
 )
+from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -203,6 +205,7 @@ def offline_config(argv: list[str]) -> Config:
     explicit: dict[int, set[str]] = {}
     rules = versions()
     attached: dict[str, Device] = {}  # a drive's name: the device that took it
+    unattached: list[Device] = []  # USB devices QEMU does not attach (offline_usb.py)
     if args.floppies:
         _floppies(config, model, args, attached, fdc_from_delta)
     attach_flash(config, args, x86, attached)
@@ -249,6 +252,10 @@ def offline_config(argv: list[str]) -> Config:
         elif kind == "virtio-mmio":
             bus = _free_transport(config, requested.get("bus"), where)
             address = ("virtio", ())
+        elif kind == BUSLESS:
+            bus, address = busless_place(config, driver, where)
+        elif kind == CCID:
+            bus, address = ccid_place(config, bus_by_name, user, where)
         else:
             named = bus_by_name if "bus" in requested else None
             try:
@@ -298,6 +305,10 @@ def offline_config(argv: list[str]) -> Config:
             else:
                 target.props[key] = value
         set_audiodev(targets, profile, user, args.audiodevs, selected_version(), where)  # offline_audio.py
+        if kind == BUSLESS:
+            busless_values(driver, user, dev.props, profile, where)
+        elif never_attached(profile):
+            unattached.append(dev)  # its port stays claimed until every device is placed
         own_child_follows(dev, defaults, where)
         if "drive" in user:
             drive = args.drives.get(user["drive"])
@@ -321,6 +332,7 @@ def offline_config(argv: list[str]) -> Config:
             bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
+    number_unattached(unattached)
     if dt_made is not None:
         plug_dt_devices(config, model, dt_made[2])  # virtio-iommu-pci writes into QEMU's DT
     _derived_props(config, explicit, no_msi is not None)
