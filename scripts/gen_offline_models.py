@@ -49,7 +49,7 @@ PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio
                                 "virtio-balloon-pci-non-transitional", "virtio-net-pci-non-transitional",
                                 "virtio-rng-pci-transitional", "virtio-scsi-pci-transitional",
                                 "virtio-serial-pci-non-transitional", "virtio-blk-pci-transitional",
-                                "cxl-rp", "cxl-upstream", "cxl-downstream"])]
+                                "cxl-rp", "cxl-upstream", "cxl-downstream", "AMDVI-PCI"])]
 PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge", "ioh3420", "i82801b11-bridge"]
 #: the census stream draws these on the root bus of a PCI (not Express) machine too, where QEMU
 #: 7.2 makes them (pc: -device i82801b11-bridge, pcie-root-port, x3130-upstream, ...)
@@ -105,7 +105,7 @@ CCID_SETUP = ["-device", "qemu-xhci,id=cx", "-device", "usb-ccid,id=ctx,bus=cx.0
 #: devices on no bus (``info qtree`` never shows them; the online reader takes them from QOM):
 #: recorded where the machine's QEMU has them (the clock models on the Arm binaries, vmgenid on
 #: x86), refused elsewhere by name
-BUSLESS = ["vmcoreinfo", "vmgenid", "nvme-subsys", "npcm7xx-clock-sel", "npcm7xx-clock-pll", "npcm7xx-clock-divider",
+BUSLESS = ["vmcoreinfo", "vmgenid", "nvme-subsys", "ramfb", "npcm7xx-clock-sel", "npcm7xx-clock-pll", "npcm7xx-clock-divider",
            "bcm2835-cprman-clock-mux", "bcm2835-cprman-dsi0hsck-mux", "bcm2835-cprman-pll", "bcm2835-cprman-pll-channel"]
 #: IDE devices on an AHCI the user adds (the machines without IDE of their own)
 AHCI_SETUP = ["-device", "ich9-ahci,id=ctx"]
@@ -113,7 +113,13 @@ AHCI_SETUP = ["-device", "ich9-ahci,id=ctx"]
 #: what -drive if=floppy adds, its image's drive type computed offline
 X86_FLOPPY = ["-drive if=floppy"]
 #: x86 only: ISA devices at the I/O base of their type (pvpanic, ib700) or at none (sga)
-X86_ISA_DEVICES = ["pvpanic", "ib700", "sga", "isa-debug-exit", "pc-testdev", "ne2k_isa", "isa-debugcon"]
+X86_ISA_DEVICES = ["pvpanic", "ib700", "sga", "isa-debug-exit", "pc-testdev", "ne2k_isa", "isa-debugcon",
+                   # the census stream's (tests/qemugen_census.py)
+                   "isa-fdc", "isa-ide", "isa-vga", "hyperv-testdev"]
+#: x86 only: the census stream's devices on the machine's I2C bus (its SMBus), at their type's address
+X86_I2C_DEVICES = ["i2c-ddc"]
+#: x86 only: a floppy drive on the isa-fdc the user adds
+FDC_SETUP = ["-device", "isa-fdc,id=ctx"]
 #: ISA devices that need a back-end to be made (probed with a null chardev)
 ISA_BACKED = {"isa-debugcon": (["-chardev", "null,id=pc"], "chardev=pc")}
 #: sound devices (tests/qemugen.py _more) that take an audio back-end, probed with one (-audiodev
@@ -197,7 +203,8 @@ def _variants() -> dict[str, list[str]]:
 
 VARIANTS = _variants()
 KIND = {"PCI": "pci", "PCIE": "pci", "usb-bus": "usb", "SCSI": "scsi", "virtio-serial-bus": "virtio-serial",
-        "virtio-mmio-bus": "virtio-mmio", "IDE": "ide", "ISA": "isa", "HDA": "hda", "ccid-bus": "ccid", "System": "busless"}
+        "virtio-mmio-bus": "virtio-mmio", "IDE": "ide", "ISA": "isa", "HDA": "hda", "ccid-bus": "ccid", "System": "busless",
+        "i2c-bus": "i2c", "floppy-bus": "floppy"}
 
 
 def _find(dev: Device, qid: str) -> Device | None:
@@ -231,8 +238,9 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if device in DRIVE_DEVICES:
         setup = [*setup, "-blockdev", "driver=null-co,node-name=pd"]
         spec += ",drive=pd"
-    if context not in ("pci-root", "virtio-mmio-bus", "ISA", "System"):
+    if context not in ("pci-root", "virtio-mmio-bus", "ISA", "System", "i2c-bus"):
         spec += ",bus=" + {"pci-port": "ctx", "pci-bridge": "ctx", "usb-bus": "ctx.0", "ccid-bus": "ctx.0",
+                           "floppy-bus": "ctx.0",
                            "virtio-serial-bus": "ctx.0", "SCSI": "ctx.0", "HDA": "ctx.0",
                            "IDE": "ctx.0" if AHCI_SETUP[1] in setup else "ide.0"}[context]
     if context == "pci-bridge":
@@ -448,6 +456,8 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in USB_BACKED]
     if mtype.startswith("pc-"):
         jobs += [([], d, "ISA") for d in X86_ISA_DEVICES]
+        jobs += [([], d, "i2c-bus") for d in X86_I2C_DEVICES]
+        jobs += [(FDC_SETUP, "floppy", "floppy-bus")]
     jobs += _sound_jobs(mtype, pcie, port, bridge)
     if not devices:
         jobs = []

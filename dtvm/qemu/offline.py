@@ -49,6 +49,7 @@ from dtvm.qemu.offline_ide import (
     ide_serials,
     legacy_ide,
 )
+from dtvm.qemu.offline_isa import FLOPPY, I2C, floppy_place, i2c_place
 from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
@@ -256,6 +257,10 @@ def offline_config(argv: list[str]) -> Config:
             bus, address = busless_place(config, driver, where)
         elif kind == CCID:
             bus, address = ccid_place(config, bus_by_name, user, where)
+        elif kind == FLOPPY:
+            bus, address = floppy_place(config, bus_by_name, user, where)
+        elif kind == I2C:
+            bus, address = i2c_place(config, profiles[f"{driver}@i2c-bus"], user, where)
         else:
             named = bus_by_name if "bus" in requested else None
             try:

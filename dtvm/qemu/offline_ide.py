@@ -91,11 +91,20 @@ def drop_default_cdrom(config: Config, only: str | None = None) -> None:
 
 def ide_serials(config: Config, explicit: dict[int, set[str]]) -> None:
     """IDE default serials (``QM<n>``) come from one counter over every IDE bus in creation order (two
-    per bus, hw/ide/core.c ide_init1): a second AHCI's ports continue after the machine's."""
+    per bus, hw/ide/core.c ide_init1): the machine's buses first, then those of the controllers
+    the command line adds, in its order (``explicit`` holds its devices in that order): a second
+    AHCI's ports continue after the machine's, an isa-ide's bus after piix's and AHCI's although
+    the ISA bridge comes first in the tree."""
+    made = {dev: n for n, dev in enumerate(explicit)}
+
+    def created(bus: Bus) -> tuple[int, int]:
+        owner = bus.parent
+        while owner is not None and id(owner) not in made:
+            owner = owner.parent.parent if owner.parent is not None else None
+        return (1, made[id(owner)]) if owner is not None else (0, 0)
+
     ordinal = 0
-    for bus in all_buses(config):
-        if bus.type != "IDE":
-            continue
+    for bus in sorted((b for b in all_buses(config) if b.type == "IDE"), key=created):
         for dev in bus.devices:
             serial = dev.props.get("serial", "")
             if dev.driver in ("ide-hd", "ide-cd") and serial.startswith("QM") and "serial" not in explicit.get(id(dev), ()):
