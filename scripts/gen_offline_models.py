@@ -115,7 +115,7 @@ X86_FLOPPY = ["-drive if=floppy"]
 #: x86 only: ISA devices at the I/O base of their type (pvpanic, ib700) or at none (sga)
 X86_ISA_DEVICES = ["pvpanic", "ib700", "sga", "isa-debug-exit", "pc-testdev", "ne2k_isa", "isa-debugcon",
                    # the census stream's (tests/qemugen_census.py)
-                   "isa-fdc", "isa-ide", "isa-vga", "hyperv-testdev"]
+                   "isa-fdc", "isa-ide", "isa-vga", "hyperv-testdev", "mc146818rtc"]
 #: x86 only: the census stream's devices on the machine's I2C bus (its SMBus), at their type's address
 X86_I2C_DEVICES = ["i2c-ddc"]
 #: x86 only: a floppy drive on the isa-fdc the user adds

@@ -49,7 +49,7 @@ from dtvm.qemu.offline_ide import (
     ide_serials,
     legacy_ide,
 )
-from dtvm.qemu.offline_isa import FLOPPY, I2C, floppy_place, i2c_place
+from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
 from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
@@ -133,8 +133,8 @@ def offline_config(argv: list[str]) -> Config:
     turns_off = device_facts()["turns-off-default"]
     # a -device turns its default off, but -serial/-parallel X still make their port (vl.c)
     removed = set(args.removed) | {turns_off[d] for d, _ in args.devices if d in turns_off and turns_off[d] not in args.chardev_for}
-    cdrom = "cdrom" in removed
-    removed.discard("cdrom")
+    cdrom, floppy = "cdrom" in removed, "floppy" in removed
+    removed -= {"cdrom", "floppy"}
     tags = (["nodefaults"] if args.nodefaults else sorted(removed)) + (["usb"] if args.usb else [])
     variant = "+".join(sorted(tags)) or "defaults"  # the models name variants by their sorted tags
     # virt: options, CPU model and -smp as QEMU's recorded DTs (offline_dt.py); None: an older model
@@ -165,6 +165,8 @@ def offline_config(argv: list[str]) -> Config:
         config = config_from_dict(model["variants"][variant])
     if (cdrom or args.none_drives > 2) and not args.nodefaults:
         drop_default_cdrom(config, None if cdrom else "none2")
+    if floppy and not args.nodefaults:
+        drop_default_floppy(config, args)
     if args.vga_std and not any(d.driver == "VGA" for d in config_from_dict(model["variants"]["defaults"]).devices()):
         raise OfflineError("-vga std: not this machine's default display (use online mode)")
     if args.hda is not None:
@@ -249,7 +251,8 @@ def offline_config(argv: list[str]) -> Config:
         if kind == "ide":
             bus, address = ide_place(config, bus_by_name, user, where)
         elif kind == "isa":
-            bus, address = _isa_fixed(config, profiles.get(f"{driver}@ISA"), user, where)
+            bus, address = _isa_fixed(config, profiles.get(f"{driver}@ISA"), user, where,
+                                      _count_driver(model["variants"]["nodefaults"]["root"], driver))
         elif kind == "virtio-mmio":
             bus = _free_transport(config, requested.get("bus"), where)
             address = ("virtio", ())
@@ -563,7 +566,11 @@ _FLOPPY = "-drive if=floppy"  # the option variant that records an empty floppy 
 
 
 def _has_driver(bus: dict[str, Any], driver: str) -> bool:
-    return any(d["driver"] == driver or any(_has_driver(b, driver) for b in d["buses"]) for d in bus["devices"])
+    return _count_driver(bus, driver) > 0
+
+
+def _count_driver(bus: dict[str, Any], driver: str) -> int:
+    return sum((d["driver"] == driver) + sum(_count_driver(b, driver) for b in d["buses"]) for d in bus["devices"])
 
 
 def _floppies(config: Config, model: dict[str, Any], args: Args, attached: dict[str, Device], fresh: bool) -> None:
@@ -621,15 +628,18 @@ def _behind_auto_hub(config: Config, profiles: dict[str, Any], driver: str, kind
         return None
 
 
-def _isa_fixed(config: Config, profile: dict[str, Any] | None, user: dict[str, str], where: str) -> tuple[Bus, tuple[str, tuple[int, ...]]]:
+def _isa_fixed(config: Config, profile: dict[str, Any] | None, user: dict[str, str], where: str,
+               machine_made: int = 0) -> tuple[Bus, tuple[str, tuple[int, ...]]]:
     """An ISA device at its type's own place (pvpanic's and ib700's I/O port, sga's none): the
-    machine's ISA bus, the address recorded; a second one, or another port, is not modelled."""
+    machine's ISA bus, the address recorded; another port is not modelled, nor more of the type
+    than the profile's probe made: one beside the ``machine_made`` the bare machine has (pc's
+    isa-fdc, every PC's mc146818rtc: QEMU makes the user's at the same port)."""
     bus = next((b for b in all_buses(config) if b.type == "ISA"), None)
     if bus is None or profile is None or set(user) - {"id", "chardev", "netdev", "audiodev"}:
         raise OfflineError(f"{where}: this ISA device{' with ' + ', '.join(sorted(set(user) - {'id'})) if user else ''} "
                            "is not in the offline model (use online mode)")
     driver = profile["device"]["driver"]
-    if any(d.driver == driver for d in bus.devices):
+    if sum(d.driver == driver for d in bus.devices) > machine_made:
         raise OfflineError(f"{where}: a second {driver} is not in the offline model (use online mode)")
     kind, values = profile["device"]["address"]
     return bus, (str(kind), tuple(int(v) for v in values))

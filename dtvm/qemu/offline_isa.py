@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from dtvm.qemu.models import OfflineError
+from dtvm.qemu.offline_argv import Args
 from dtvm.vm.model import Bus, Config
 
-__all__ = ["FLOPPY", "I2C", "floppy_place", "i2c_place"]
+__all__ = ["FLOPPY", "I2C", "drop_default_floppy", "floppy_place", "i2c_place"]
 
 #: the profiles' kinds (the recorder's KIND of "floppy-bus" and "i2c-bus")
 FLOPPY = "floppy"
@@ -55,3 +56,12 @@ def i2c_place(config: Config, profile: dict[str, Any], user: dict[str, str],
     if any(d.address == address for d in found[0].devices):
         raise OfflineError(f"{where}: I2C address {address[1][0]} of {found[0].name} is taken")
     return found[0], address
+
+
+def drop_default_floppy(config: Config, args: Args) -> None:
+    """A -device isa-fdc or floppy turns the default floppy drive off (vl.c's default_list), so
+    the machine's isa-fdc (pc's) has no floppy device for an empty floppy0 then."""
+    if args.floppies:
+        raise OfflineError("-drive if=floppy beside -device isa-fdc/floppy: not in the offline model (use online mode)")
+    for bus in _buses(config, "floppy-bus"):
+        bus.devices = [d for d in bus.devices if d.backends.get("drive") != "floppy0"]
