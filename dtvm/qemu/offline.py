@@ -50,6 +50,7 @@ from dtvm.qemu.offline_ide import (
     legacy_ide,
 )
 from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
+from dtvm.qemu.offline_pcie import check_pcie_slots
 from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
@@ -341,6 +342,7 @@ def offline_config(argv: list[str]) -> Config:
         if qid:
             ids[qid] = dev
     number_unattached(unattached)
+    check_pcie_slots(config, profiles)
     if dt_made is not None:
         plug_dt_devices(config, model, dt_made[2])  # virtio-iommu-pci writes into QEMU's DT
     _derived_props(config, explicit, no_msi is not None)
