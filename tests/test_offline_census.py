@@ -6,8 +6,8 @@ address: numbered per bus), a smart card sits in a usb-ccid's one slot, the devi
 parts a user adds come at their type's port (a second isa-fdc or RTC beside the machine's one,
 the default floppy turned off by them), an isa-ide's disks count their serials after the
 machine's IDE buses, and the CXL and PCIe port types are plain PCI profiles, on pc too.  One
-command line per machine holds every class together (the default run is near its budget: six
-QEMU starts); QEMU 7.2 is the oracle (online qemu2dtb of the same command line, byte for byte).
+command line per machine holds every class together (the default run is near its budget: eight
+QEMU starts, two of them QEMU 10.0's); QEMU 7.2 is the oracle (online qemu2dtb of the same command line, byte for byte).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .qemu_helpers import assert_offline_matches_online
+from .qemu_helpers import assert_offline_matches_online, qemu10_prefix
 
 _GUID = "C6E408C0-ADE9-4D62-951E-E5CC95573A80"
 
@@ -63,11 +63,25 @@ CASES: dict[str, list[str]] = {
 }
 
 
+#: QEMU 10.0's x86 models hold the same types (recorded with --bin-dir): its own machine types,
+#: the q35 case, and the pinned 7.2 type, the pc case (offline takes the binary's version)
+CASES_10 = {"q35": "pc-q35-10.0", "pc": "pc-i440fx-7.2"}
+
+
 @pytest.mark.parametrize("machine", sorted(CASES))
 def test_census_classes_offline_equal_online(machine: str, tmp_path: Path) -> None:
     argv = CASES[machine]
     if shutil.which(argv[0]) is None:
         pytest.skip(f"{argv[0]} (the online oracle) is not installed")
+    assert_offline_matches_online(argv, tmp_path)
+
+
+@pytest.mark.parametrize("machine", sorted(CASES_10))
+def test_census_classes_offline_equal_online_on_qemu10(machine: str, tmp_path: Path) -> None:
+    binary = Path(qemu10_prefix()) / "bin" / "qemu-system-x86_64"
+    if not binary.exists():
+        pytest.skip(f"{binary} (QEMU 10.0, the online oracle: scripts/install-qemu10) is not installed")
+    argv = [str(binary), "-M", CASES_10[machine], *CASES[machine][3:]]
     assert_offline_matches_online(argv, tmp_path)
 
 
