@@ -73,7 +73,9 @@ MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device
                 "virtio-serial-device", "virtio-keyboard-device", "virtio-scsi-device", "virtio-mouse-device",
                 "virtio-tablet-device", "virtio-gpu-device"]
 #: properties a probe must give, dropped from the profile (the user gives their own)
-REQUIRED = {"pci-bridge": "chassis_nr=9", "pci-bridge-seat": "chassis_nr=9", "xio3130-downstream": "chassis=9", "pxb": "bus_nr=9", "pxb-pcie": "bus_nr=9"}
+REQUIRED = {"pci-bridge": "chassis_nr=9", "pci-bridge-seat": "chassis_nr=9", "xio3130-downstream": "chassis=9", "pxb": "bus_nr=9", "pxb-pcie": "bus_nr=9",
+            # (QEMU draws a random GUID without it: offline takes vmgenid only with the user's)
+            "vmgenid": "guid=c6e408c0-ade9-4d62-951e-e5cc95573a80"}
 #: the PCI expander of each machine type with device profiles (QEMU 7.2: pxb "cannot reside on a
 #: PCIe bus", pxb-pcie "cannot reside on a PCI bus"; riscv64 virt has neither): recorded on the
 #: root bus ("PXB devices can be attached only to root bus"), its new root bus folded into it
@@ -259,7 +261,20 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
             break
     if found is None or found.parent is None:
         raise SystemExit(f"{mtype}: probe {device} on {context}: not found")
-    return f"{device}@{context}", _profile(snapshot, found, extra)
+    profile = _profile(snapshot, found, extra)
+    if context == "System":
+        profile["several"] = _takes_several(binary, mtype, setup, device)
+    return f"{device}@{context}", profile
+
+
+def _takes_several(binary: str, mtype: str, setup: list[str], device: str) -> bool:
+    """Whether QEMU makes a second device of a type on no bus (vmcoreinfo, vmgenid: "at most one
+    ... is permitted"; nvme-subsys and the clock models: as many as given)."""
+    try:
+        read_argv([binary, "-M", mtype, "-nodefaults", *setup, "-device", device, "-device", device])
+    except DtvmError:
+        return False
+    return True
 
 
 def _nic_models(binary: str, mtype: str) -> list[str]:
@@ -462,7 +477,9 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     if not devices:
         jobs = []
     wanted = {f"{j[1]}@{j[2]}" for j in jobs}
-    kept = {k: v for k, v in (old.get("profiles") or {}).items() if k in wanted}  # a type no longer probed goes
+    kept = {k: v for k, v in (old.get("profiles") or {}).items() if k in wanted  # a type no longer probed goes
+            and (not k.endswith("@System") or "several" in v)  # (recorded before "several" was)
+            and REQUIRED.get(k.split("@", 1)[0], "=").split("=")[0] not in v["device"]["props"]}  # (or with a drawn value)
     all_jobs = jobs
     jobs = [j for j in jobs if f"{j[1]}@{j[2]}" not in kept]
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -36,7 +36,7 @@ from dtvm.qemu.offline_argv import (
     port_filename,
 )
 from dtvm.qemu.offline_audio import set_audiodev
-from dtvm.qemu.offline_busless import BUSLESS, busless_place, busless_values
+from dtvm.qemu.offline_busless import BUSLESS, busless_place, busless_values, number_busless
 from dtvm.qemu.offline_dt import compose as compose_dt
 from dtvm.qemu.offline_dt import msi_lost, plug_dt_devices, reprofile_without_msi
 from dtvm.qemu.offline_expander import EXPANDER_BUS_NAMES, bridges_only, own_child_follows
@@ -210,6 +210,7 @@ def offline_config(argv: list[str]) -> Config:
     rules = versions()
     attached: dict[str, Device] = {}  # a drive's name: the device that took it
     unattached: list[Device] = []  # USB devices QEMU does not attach (offline_usb.py)
+    busless: list[Device] = []  # devices on no bus (offline_busless.py)
     if args.floppies:
         _floppies(config, model, args, attached, fdc_from_delta)
     attach_flash(config, args, x86, attached)
@@ -258,7 +259,7 @@ def offline_config(argv: list[str]) -> Config:
             bus = _free_transport(config, requested.get("bus"), where)
             address = ("virtio", ())
         elif kind == BUSLESS:
-            bus, address = busless_place(config, driver, where)
+            bus, address = busless_place(config, driver, profiles[f"{driver}@System"], where)
         elif kind == CCID:
             bus, address = ccid_place(config, bus_by_name, user, where)
         elif kind == FLOPPY:
@@ -316,6 +317,7 @@ def offline_config(argv: list[str]) -> Config:
         set_audiodev(targets, profile, user, args.audiodevs, selected_version(), where)  # offline_audio.py
         if kind == BUSLESS:
             busless_values(driver, user, dev.props, profile, where)
+            busless.append(dev)
         elif never_attached(profile):
             unattached.append(dev)  # its port stays claimed until every device is placed
         own_child_follows(dev, defaults, where)
@@ -342,6 +344,7 @@ def offline_config(argv: list[str]) -> Config:
         if qid:
             ids[qid] = dev
     number_unattached(unattached)
+    number_busless(config, busless)
     check_pcie_slots(config, profiles)
     if dt_made is not None:
         plug_dt_devices(config, model, dt_made[2])  # virtio-iommu-pci writes into QEMU's DT
