@@ -44,6 +44,7 @@ CASES: dict[str, list[str]] = {
                      *(a for d in ("npcm7xx-clock-sel", "bcm2835-cprman-clock-mux", "npcm7xx-clock-pll",
                                    "npcm7xx-clock-divider", "bcm2835-cprman-pll-channel", "bcm2835-cprman-pll",
                                    "bcm2835-cprman-dsi0hsck-mux", "nvme-subsys", "vmcoreinfo") for a in ("-device", d)),
+                     "-device", "npcm7xx-clock-sel,id=b", "-device", "npcm7xx-clock-sel,id=a",
                      "-device", "ich9-ahci,id=ca", "-device", "ide-cd,bus=ca.0",
                      "-blockdev", "driver=null-co,node-name=bk,size=16777216", "-device", "ide-hd,bus=ca.1,drive=bk",
                      "-device", "qemu-xhci", "-chardev", "null,id=c", "-device", "usb-redir,chardev=c",
