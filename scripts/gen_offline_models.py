@@ -48,11 +48,15 @@ PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio
                                 "pci-bridge-seat", "pci-serial-4x", "piix3-ide", "piix4-ide", "qxl", "qxl-vga", "tpci200",
                                 "virtio-balloon-pci-non-transitional", "virtio-net-pci-non-transitional",
                                 "virtio-rng-pci-transitional", "virtio-scsi-pci-transitional",
-                                "virtio-serial-pci-non-transitional", "virtio-blk-pci-transitional"])]
+                                "virtio-serial-pci-non-transitional", "virtio-blk-pci-transitional",
+                                "cxl-rp", "cxl-upstream", "cxl-downstream", "AMDVI-PCI"])]
 PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge", "ioh3420", "i82801b11-bridge"]
+#: the census stream draws these on the root bus of a PCI (not Express) machine too, where QEMU
+#: 7.2 makes them (pc: -device i82801b11-bridge, pcie-root-port, x3130-upstream, ...)
+PCIE_ON_PCI = [*PCIE_ONLY, "x3130-upstream", "xio3130-downstream"]
 #: devices QEMU cannot make in some of the contexts probed (virtio-vga on qemu-system-arm,
 #: virtio-iommu-pci off the root bus): recorded as refused there, and refused offline by name
-MAY_BE_REFUSED = {"virtio-vga", "virtio-iommu-pci", "vmware-svga", *CENSUS_PCI}
+MAY_BE_REFUSED = {"virtio-vga", "virtio-iommu-pci", "vmware-svga", *CENSUS_PCI, *PCIE_ON_PCI}
 #: devices that change QEMU's own DT on the DT machines when plugged (virtio-iommu-pci: a
 #: virtio,pci-iommu node and the PCIe host's iommu-map; offline_dt.plug_virtio_iommu writes them),
 #: checked against QEMU for each DT feature of up to this many options (dt_smp ``virtio-iommu``: each)
@@ -62,14 +66,16 @@ VIRTIO_IOMMU_MAX_JOINT = 5  # every feature (joints of up to four and an option 
 #: (ras=on: "Assertion `vms->acpi_dev' failed" without firmware and acpi=off; with firmware, an
 #: AArch64 CPU and ACPI, QEMU makes the acpi-ged it needs)
 WAIVED_BESIDE_FIRMWARE = ["ras=on"]
-USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub", "usb-ccid"]
+USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub", "usb-ccid", "usb-bot"]
 VSERIAL_DEVICES = ["virtconsole", "virtserialport"]
 SCSI_DEVICES = ["scsi-cd", "scsi-hd"]
 MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device", "virtio-blk-device",
                 "virtio-serial-device", "virtio-keyboard-device", "virtio-scsi-device", "virtio-mouse-device",
                 "virtio-tablet-device", "virtio-gpu-device"]
 #: properties a probe must give, dropped from the profile (the user gives their own)
-REQUIRED = {"pci-bridge": "chassis_nr=9", "pci-bridge-seat": "chassis_nr=9", "xio3130-downstream": "chassis=9", "pxb": "bus_nr=9", "pxb-pcie": "bus_nr=9"}
+REQUIRED = {"pci-bridge": "chassis_nr=9", "pci-bridge-seat": "chassis_nr=9", "xio3130-downstream": "chassis=9", "pxb": "bus_nr=9", "pxb-pcie": "bus_nr=9",
+            # (QEMU draws a random GUID without it: offline takes vmgenid only with the user's)
+            "vmgenid": "guid=c6e408c0-ade9-4d62-951e-e5cc95573a80"}
 #: the PCI expander of each machine type with device profiles (QEMU 7.2: pxb "cannot reside on a
 #: PCIe bus", pxb-pcie "cannot reside on a PCI bus"; riscv64 virt has neither): recorded on the
 #: root bus ("PXB devices can be attached only to root bus"), its new root bus folded into it
@@ -92,13 +98,30 @@ MACHINES = [("pc-q35-7.2", "qemu-system-x86_64", True, False, True), ("pc-i440fx
 #: make without more (pvrdma's back-end) is left out and refused offline by name
 #: USB devices that need a back-end (probed with a null-co node or a null chardev), on every
 #: machine with device profiles
-USB_BACKED = {"usb-storage": ["-blockdev", "driver=null-co,node-name=pd"], "usb-serial": ["-chardev", "null,id=pc"]}
-USB_SPEC = {"usb-storage": "drive=pd", "usb-serial": "chardev=pc"}
+USB_BACKED = {"usb-storage": ["-blockdev", "driver=null-co,node-name=pd"], "usb-serial": ["-chardev", "null,id=pc"],
+              "usb-redir": ["-chardev", "null,id=pc"]}
+USB_SPEC = {"usb-storage": "drive=pd", "usb-serial": "chardev=pc", "usb-redir": "chardev=pc"}
+#: smart cards, on a usb-ccid's ccid bus (its one slot), probed with a null chardev
+CCID_CARDS = {"ccid-card-passthru": (["-chardev", "null,id=pc"], "chardev=pc")}
+CCID_SETUP = ["-device", "qemu-xhci,id=cx", "-device", "usb-ccid,id=ctx,bus=cx.0"]
+#: devices on no bus (``info qtree`` never shows them; the online reader takes them from QOM):
+#: recorded where the machine's QEMU has them (the clock models on the Arm binaries, vmgenid on
+#: x86), refused elsewhere by name
+BUSLESS = ["vmcoreinfo", "vmgenid", "nvme-subsys", "ramfb", "npcm7xx-clock-sel", "npcm7xx-clock-pll", "npcm7xx-clock-divider",
+           "bcm2835-cprman-clock-mux", "bcm2835-cprman-dsi0hsck-mux", "bcm2835-cprman-pll", "bcm2835-cprman-pll-channel"]
+#: IDE devices on an AHCI the user adds (the machines without IDE of their own)
+AHCI_SETUP = ["-device", "ich9-ahci,id=ctx"]
 #: x86 only: an empty floppy drive (the isa-fdc q35 makes for it, the floppy device of pc's):
 #: what -drive if=floppy adds, its image's drive type computed offline
 X86_FLOPPY = ["-drive if=floppy"]
 #: x86 only: ISA devices at the I/O base of their type (pvpanic, ib700) or at none (sga)
-X86_ISA_DEVICES = ["pvpanic", "ib700", "sga", "isa-debug-exit", "pc-testdev", "ne2k_isa", "isa-debugcon"]
+X86_ISA_DEVICES = ["pvpanic", "ib700", "sga", "isa-debug-exit", "pc-testdev", "ne2k_isa", "isa-debugcon",
+                   # the census stream's (tests/qemugen_census.py)
+                   "isa-fdc", "isa-ide", "isa-vga", "hyperv-testdev", "mc146818rtc"]
+#: x86 only: the census stream's devices on the machine's I2C bus (its SMBus), at their type's address
+X86_I2C_DEVICES = ["i2c-ddc"]
+#: x86 only: a floppy drive on the isa-fdc the user adds
+FDC_SETUP = ["-device", "isa-fdc,id=ctx"]
 #: ISA devices that need a back-end to be made (probed with a null chardev)
 ISA_BACKED = {"isa-debugcon": (["-chardev", "null,id=pc"], "chardev=pc")}
 #: sound devices (tests/qemugen.py _more) that take an audio back-end, probed with one (-audiodev
@@ -182,7 +205,8 @@ def _variants() -> dict[str, list[str]]:
 
 VARIANTS = _variants()
 KIND = {"PCI": "pci", "PCIE": "pci", "usb-bus": "usb", "SCSI": "scsi", "virtio-serial-bus": "virtio-serial",
-        "virtio-mmio-bus": "virtio-mmio", "IDE": "ide", "ISA": "isa", "HDA": "hda"}
+        "virtio-mmio-bus": "virtio-mmio", "IDE": "ide", "ISA": "isa", "HDA": "hda", "ccid-bus": "ccid", "System": "busless",
+        "i2c-bus": "i2c", "floppy-bus": "floppy"}
 
 
 def _find(dev: Device, qid: str) -> Device | None:
@@ -207,21 +231,26 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if device in ISA_BACKED:
         setup = [*setup, *ISA_BACKED[device][0]]
         spec += "," + ISA_BACKED[device][1]
+    if device in CCID_CARDS:
+        setup = [*setup, *CCID_CARDS[device][0]]
+        spec += "," + CCID_CARDS[device][1]
     if device in SOUND_PCI or device in HDA_CODECS or device in X86_ISA_SOUND:
         setup = [*setup, *AUDIO_BACKED[0]]
         spec += "," + AUDIO_BACKED[1]
     if device in DRIVE_DEVICES:
         setup = [*setup, "-blockdev", "driver=null-co,node-name=pd"]
         spec += ",drive=pd"
-    if context not in ("pci-root", "virtio-mmio-bus", "ISA"):
-        spec += ",bus=" + {"pci-port": "ctx", "pci-bridge": "ctx", "usb-bus": "ctx.0",
-                           "virtio-serial-bus": "ctx.0", "SCSI": "ctx.0", "IDE": "ide.0", "HDA": "ctx.0"}[context]
+    if context not in ("pci-root", "virtio-mmio-bus", "ISA", "System", "i2c-bus"):
+        spec += ",bus=" + {"pci-port": "ctx", "pci-bridge": "ctx", "usb-bus": "ctx.0", "ccid-bus": "ctx.0",
+                           "floppy-bus": "ctx.0",
+                           "virtio-serial-bus": "ctx.0", "SCSI": "ctx.0", "HDA": "ctx.0",
+                           "IDE": "ctx.0" if AHCI_SETUP[1] in setup else "ide.0"}[context]
     if context == "pci-bridge":
         spec += ",addr=1"  # slot 0 of a bridge with an SHPC is refused on virt
     try:
         snapshot = read_argv([binary, "-M", mtype, "-nodefaults", *setup, "-device", spec])
     except DtvmError:
-        if device in X86_ISA_DEVICES or device in MAY_BE_REFUSED:  # QEMU 10.0 has no sga: left out, refused offline by name
+        if device in X86_ISA_DEVICES or device in MAY_BE_REFUSED or context == "System":  # QEMU 10.0 has no sga: left out, refused offline by name
             return f"{device}@{context}-refused", {}
         raise
     config = from_snapshot(snapshot)
@@ -232,7 +261,20 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
             break
     if found is None or found.parent is None:
         raise SystemExit(f"{mtype}: probe {device} on {context}: not found")
-    return f"{device}@{context}", _profile(snapshot, found, extra)
+    profile = _profile(snapshot, found, extra)
+    if context == "System":
+        profile["several"] = _takes_several(binary, mtype, setup, device)
+    return f"{device}@{context}", profile
+
+
+def _takes_several(binary: str, mtype: str, setup: list[str], device: str) -> bool:
+    """Whether QEMU makes a second device of a type on no bus (vmcoreinfo, vmgenid: "at most one
+    ... is permitted"; nvme-subsys and the clock models: as many as given)."""
+    try:
+        read_argv([binary, "-M", mtype, "-nodefaults", *setup, "-device", device, "-device", device])
+    except DtvmError:
+        return False
+    return True
 
 
 def _nic_models(binary: str, mtype: str) -> list[str]:
@@ -414,6 +456,12 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     jobs += [(["-device", "virtio-scsi-pci,id=ctx"], d, "SCSI") for d in SCSI_DEVICES]
     if mtype.startswith("pc-"):
         jobs += [([], "ide-hd", "IDE"), ([], "ide-cd", "IDE")]
+    else:
+        jobs += [(AHCI_SETUP, "ide-hd", "IDE"), (AHCI_SETUP, "ide-cd", "IDE")]
+    if not pcie:
+        jobs += [([], d, "pci-root") for d in PCIE_ON_PCI]
+    jobs += [(CCID_SETUP, d, "ccid-bus") for d in CCID_CARDS]
+    jobs += [([], d, "System") for d in BUSLESS]
     if mmio:
         jobs += [([], d, "virtio-mmio-bus") for d in MMIO_DEVICES]
     nic_makes_device = _nic_makes_device(binary, mtype) if devices else True
@@ -423,11 +471,15 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in USB_BACKED]
     if mtype.startswith("pc-"):
         jobs += [([], d, "ISA") for d in X86_ISA_DEVICES]
+        jobs += [([], d, "i2c-bus") for d in X86_I2C_DEVICES]
+        jobs += [(FDC_SETUP, "floppy", "floppy-bus")]
     jobs += _sound_jobs(mtype, pcie, port, bridge)
     if not devices:
         jobs = []
     wanted = {f"{j[1]}@{j[2]}" for j in jobs}
-    kept = {k: v for k, v in (old.get("profiles") or {}).items() if k in wanted}  # a type no longer probed goes
+    kept = {k: v for k, v in (old.get("profiles") or {}).items() if k in wanted  # a type no longer probed goes
+            and (not k.endswith("@System") or "several" in v)  # (recorded before "several" was)
+            and REQUIRED.get(k.split("@", 1)[0], "=").split("=")[0] not in v["device"]["props"]}  # (or with a drawn value)
     all_jobs = jobs
     jobs = [j for j in jobs if f"{j[1]}@{j[2]}" not in kept]
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -31,18 +31,27 @@ from dtvm.qemu.models import (
 )
 from dtvm.qemu.offline_argv import (
     Args,
-    Drive,
     chardev_filename,
-    image_size,
     parse_argv,
     port_filename,
-    probed_format,
 )
 from dtvm.qemu.offline_audio import set_audiodev
+from dtvm.qemu.offline_busless import BUSLESS, busless_place, busless_values, number_busless
 from dtvm.qemu.offline_dt import compose as compose_dt
 from dtvm.qemu.offline_dt import msi_lost, plug_dt_devices, reprofile_without_msi
 from dtvm.qemu.offline_expander import EXPANDER_BUS_NAMES, bridges_only, own_child_follows
 from dtvm.qemu.offline_flash import attach_flash, firmware_options
+from dtvm.qemu.offline_ide import (
+    all_buses,
+    disk_facts,
+    drop_default_cdrom,
+    ide_place,
+    ide_serials,
+    legacy_ide,
+)
+from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
+from dtvm.qemu.offline_pcie import check_pcie_slots
+from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
 from dtvm.vm.buses import device_facts, link_machine_chardevs
@@ -60,13 +69,6 @@ def _walk(dev: Device) -> list[Device]:
     for bus in dev.buses:
         for child in bus.devices:
             out.extend(_walk(child))
-    return out
-
-
-def _all_buses(config: Config) -> list[Bus]:
-    out = [config.root]
-    for dev in config.devices():
-        out.extend(dev.buses)
     return out
 
 
@@ -132,8 +134,8 @@ def offline_config(argv: list[str]) -> Config:
     turns_off = device_facts()["turns-off-default"]
     # a -device turns its default off, but -serial/-parallel X still make their port (vl.c)
     removed = set(args.removed) | {turns_off[d] for d, _ in args.devices if d in turns_off and turns_off[d] not in args.chardev_for}
-    cdrom = "cdrom" in removed
-    removed.discard("cdrom")
+    cdrom, floppy = "cdrom" in removed, "floppy" in removed
+    removed -= {"cdrom", "floppy"}
     tags = (["nodefaults"] if args.nodefaults else sorted(removed)) + (["usb"] if args.usb else [])
     variant = "+".join(sorted(tags)) or "defaults"  # the models name variants by their sorted tags
     # virt: options, CPU model and -smp as QEMU's recorded DTs (offline_dt.py); None: an older model
@@ -163,7 +165,9 @@ def offline_config(argv: list[str]) -> Config:
     else:
         config = config_from_dict(model["variants"][variant])
     if (cdrom or args.none_drives > 2) and not args.nodefaults:
-        _drop_default_cdrom(config, None if cdrom else "none2")
+        drop_default_cdrom(config, None if cdrom else "none2")
+    if floppy and not args.nodefaults:
+        drop_default_floppy(config, args)
     if args.vga_std and not any(d.driver == "VGA" for d in config_from_dict(model["variants"]["defaults"]).devices()):
         raise OfflineError("-vga std: not this machine's default display (use online mode)")
     if args.hda is not None:
@@ -171,7 +175,7 @@ def offline_config(argv: list[str]) -> Config:
     if args.cdrom is not None or args.hd:
         if not x86:
             raise OfflineError("-cdrom/-hda: only x86 IDE is in the offline model (use online mode)")
-        legacy = _legacy_ide(config, model, args)
+        legacy = legacy_ide(config, model, args)
     else:
         legacy = {}
     if args.memory is not None:
@@ -194,7 +198,7 @@ def offline_config(argv: list[str]) -> Config:
                 _no_msi_refusal(dev.driver, bad)
     ids: dict[str, Device] = {d.qdev_id: d for d in config.devices() if d.qdev_id}
     bus_by_name: dict[str, list[Bus]] = {}
-    for b in _all_buses(config):
+    for b in all_buses(config):
         bus_by_name.setdefault(b.name, []).append(b)
     # the default NIC (-net nic) takes its MAC when parsed, also where the machine makes no NIC of
     # it (riscv64 virt): the next NIC gets the next one
@@ -205,6 +209,8 @@ def offline_config(argv: list[str]) -> Config:
     explicit: dict[int, set[str]] = {}
     rules = versions()
     attached: dict[str, Device] = {}  # a drive's name: the device that took it
+    unattached: list[Device] = []  # USB devices QEMU does not attach (offline_usb.py)
+    busless: list[Device] = []  # devices on no bus (offline_busless.py)
     if args.floppies:
         _floppies(config, model, args, attached, fdc_from_delta)
     attach_flash(config, args, x86, attached)
@@ -245,12 +251,21 @@ def offline_config(argv: list[str]) -> Config:
         requested = {k: v for k, v in user.items() if k in ("bus", "addr", "multifunction", "port", "channel", "scsi-id", "lun", "nr", "cad")}
         address: tuple[str, tuple[int, ...]]
         if kind == "ide":
-            bus, address = _ide_place(config, bus_by_name, user, where)
+            bus, address = ide_place(config, bus_by_name, user, where)
         elif kind == "isa":
-            bus, address = _isa_fixed(config, profiles.get(f"{driver}@ISA"), user, where)
+            bus, address = _isa_fixed(config, profiles.get(f"{driver}@ISA"), user, where,
+                                      _count_driver(model["variants"]["nodefaults"]["root"], driver))
         elif kind == "virtio-mmio":
             bus = _free_transport(config, requested.get("bus"), where)
             address = ("virtio", ())
+        elif kind == BUSLESS:
+            bus, address = busless_place(config, driver, profiles[f"{driver}@System"], where)
+        elif kind == CCID:
+            bus, address = ccid_place(config, bus_by_name, user, where)
+        elif kind == FLOPPY:
+            bus, address = floppy_place(config, bus_by_name, user, where)
+        elif kind == I2C:
+            bus, address = i2c_place(config, profiles[f"{driver}@i2c-bus"], user, where)
         else:
             named = bus_by_name if "bus" in requested else None
             try:
@@ -300,16 +315,21 @@ def offline_config(argv: list[str]) -> Config:
             else:
                 target.props[key] = value
         set_audiodev(targets, profile, user, args.audiodevs, selected_version(), where)  # offline_audio.py
+        if kind == BUSLESS:
+            busless_values(driver, user, dev.props, profile, where)
+            busless.append(dev)
+        elif never_attached(profile):
+            unattached.append(dev)  # its port stays claimed until every device is placed
         own_child_follows(dev, defaults, where)
         if "drive" in user:
             drive = args.drives.get(user["drive"])
             if drive is None:
                 raise OfflineError(f"{where}: drive {user['drive']!r} is not a -drive/-blockdev of this command line")
-            _disk_facts(targets, drive, dev, profile)
+            disk_facts(targets, drive, dev, profile)
             if driver in (device_facts().get("makes-own-child") or {}):
                 # usb-storage: the disk it makes sees the drive, which stays the parent's
                 for child in (c for b in dev.buses for c in b.devices):
-                    _disk_facts([child], drive, dev, profile)
+                    disk_facts([child], drive, dev, profile)
                     if "drive" in child.backends:
                         dev.backends.pop("drive", None)
             attached[drive.name] = next((t for t in reversed(targets) if t.backends.get("drive") == drive.name), dev)
@@ -323,10 +343,13 @@ def offline_config(argv: list[str]) -> Config:
             bus_by_name.setdefault(b.name, []).append(b)
         if qid:
             ids[qid] = dev
+    number_unattached(unattached)
+    number_busless(config, busless)
+    check_pcie_slots(config, profiles)
     if dt_made is not None:
         plug_dt_devices(config, model, dt_made[2])  # virtio-iommu-pci writes into QEMU's DT
     _derived_props(config, explicit, no_msi is not None)
-    _ide_serials(config, explicit)
+    ide_serials(config, explicit)
     for ntype, pairs in args.netdevs:
         opts = dict(pairs)
         ident = opts.pop("id", "")
@@ -396,19 +419,6 @@ def _derived_props(config: Config, explicit: dict[int, set[str]], no_msi: bool =
             if not no_msi:
                 dev.props["vectors"] = str(cpus + int(rule["vectors-extra"]))
 
-
-def _ide_serials(config: Config, explicit: dict[int, set[str]]) -> None:
-    """IDE default serials (``QM<n>``) come from one counter over every IDE bus in creation order (two
-    per bus, hw/ide/core.c ide_init1): a second AHCI's ports continue after the machine's."""
-    ordinal = 0
-    for bus in _all_buses(config):
-        if bus.type != "IDE":
-            continue
-        for dev in bus.devices:
-            serial = dev.props.get("serial", "")
-            if dev.driver in ("ide-hd", "ide-cd") and serial.startswith("QM") and "serial" not in explicit.get(id(dev), ()):
-                dev.props["serial"] = f"QM{2 * ordinal + dev.address[1][-1] + 1:05d}"
-        ordinal += 1
 
 
 def _more_ports(config: Config, args: Args, x86: bool, explicit: dict[int, set[str]]) -> None:
@@ -528,55 +538,6 @@ def _set_cpus(config: Config, text: str) -> None:
         config.machine.topology.update({"socket-id": sockets, "core-id": cores, "thread-id": threads})
 
 
-def _legacy_ide(config: Config, model: dict[str, Any], args: Args) -> dict[str, str]:
-    """-cdrom and -hda: IDE drives the machine itself attaches (index 2 and 0), defaults or not.
-    Returns the names of their BlockBackends ("cdrom", "hd:N": the name)."""
-    names: dict[str, str] = {}
-    buses = {b.name: b for b in _all_buses(config)}
-    if args.cdrom is not None:
-        cd_fmt = probed_format(args.cdrom, "-cdrom")  # QEMU probes it
-        image_size(args.cdrom, "-cdrom", cd_fmt)  # refuses what QEMU would read otherwise (a partition table)
-        default = config_from_dict(model["variants"]["defaults"])
-        cd = next((d for d in default.devices() if d.driver == "ide-cd"), None)
-        if cd is None or cd.parent is None or cd.parent.name not in buses:
-            raise OfflineError("-cdrom: this machine has no default CD-ROM slot in the offline model (use online mode)")
-        bus = buses[cd.parent.name]
-        if not any(d.driver == "ide-cd" and d.address == cd.address for d in bus.devices):
-            cd.parent = bus
-            bus.devices.append(cd)
-        ref = cd.backends.get("drive", "")
-        config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == ref)]
-        config.backends.append(Backend("drive", ref, {"file": args.cdrom, "drv": cd_fmt, "ro": "on", "removable": "on"}))
-        names["cdrom"] = ref
-    if 2 in args.hd:
-        _drop_default_cdrom(config)  # vl.c makes the default CD-ROM only where index 2 is free
-    for index, image in sorted(args.hd.items()):
-        what = args.hd_what.get(index, f"-hd{'abcd'[index % 4]}")
-        is_cd = index in args.hd_cdrom
-        profile = model["profiles"].get("ide-cd@IDE" if is_cd else "ide-hd@IDE")
-        ahci = any(d.driver == "ich9-ahci" for d in config.devices())
-        bus_no, unit = (index, 0) if ahci else divmod(index, 2)
-        target = buses.get(f"ide.{bus_no}")
-        if profile is None or target is None:
-            raise OfflineError(f"{what}: no IDE disk slot for it in the offline model of this machine (use online mode)")
-        if any(d.address == ("ide", (target.index, unit)) for d in target.devices):
-            raise OfflineError(f"{what}: IDE bus {bus_no} unit {unit} is taken (the CD-ROM?)")
-        kind = "cd" if is_cd else "hd"
-        name = f"ide{index}-{kind}0" if ahci else f"ide{bus_no}-{kind}{unit}"
-        fmt = probed_format(image, what)  # QEMU probes the format of -hdX
-        drive = Drive(name, image_size(image, what, fmt), image, fmt, is_cd, name)
-        dev = device_from_dict(profile["device"], target)
-        dev.address = ("ide", (target.index, unit))
-        if is_cd:
-            dev.backends["drive"] = name
-        else:
-            _disk_facts([dev], drive, dev, profile)
-        target.devices.append(dev)
-        config.backends.append(Backend("drive", name, {"file": image, "drv": fmt, "ro": "on" if is_cd else "off",
-                                                       "removable": "on" if is_cd else "off"}))
-        names[f"hd:{index}"] = name
-    return names
-
 
 #: devices whose BlockBackend reports a removable medium (they have a change_media_cb in QEMU)
 _REMOVABLE = frozenset({"ide-cd", "scsi-cd", "floppy", "sd-card"})
@@ -610,7 +571,11 @@ _FLOPPY = "-drive if=floppy"  # the option variant that records an empty floppy 
 
 
 def _has_driver(bus: dict[str, Any], driver: str) -> bool:
-    return any(d["driver"] == driver or any(_has_driver(b, driver) for b in d["buses"]) for d in bus["devices"])
+    return _count_driver(bus, driver) > 0
+
+
+def _count_driver(bus: dict[str, Any], driver: str) -> int:
+    return sum((d["driver"] == driver) + sum(_count_driver(b, driver) for b in d["buses"]) for d in bus["devices"])
 
 
 def _floppies(config: Config, model: dict[str, Any], args: Args, attached: dict[str, Device], fresh: bool) -> None:
@@ -668,15 +633,18 @@ def _behind_auto_hub(config: Config, profiles: dict[str, Any], driver: str, kind
         return None
 
 
-def _isa_fixed(config: Config, profile: dict[str, Any] | None, user: dict[str, str], where: str) -> tuple[Bus, tuple[str, tuple[int, ...]]]:
+def _isa_fixed(config: Config, profile: dict[str, Any] | None, user: dict[str, str], where: str,
+               machine_made: int = 0) -> tuple[Bus, tuple[str, tuple[int, ...]]]:
     """An ISA device at its type's own place (pvpanic's and ib700's I/O port, sga's none): the
-    machine's ISA bus, the address recorded; a second one, or another port, is not modelled."""
-    bus = next((b for b in _all_buses(config) if b.type == "ISA"), None)
+    machine's ISA bus, the address recorded; another port is not modelled, nor more of the type
+    than the profile's probe made: one beside the ``machine_made`` the bare machine has (pc's
+    isa-fdc, every PC's mc146818rtc: QEMU makes the user's at the same port)."""
+    bus = next((b for b in all_buses(config) if b.type == "ISA"), None)
     if bus is None or profile is None or set(user) - {"id", "chardev", "netdev", "audiodev"}:
         raise OfflineError(f"{where}: this ISA device{' with ' + ', '.join(sorted(set(user) - {'id'})) if user else ''} "
                            "is not in the offline model (use online mode)")
     driver = profile["device"]["driver"]
-    if any(d.driver == driver for d in bus.devices):
+    if sum(d.driver == driver for d in bus.devices) > machine_made:
         raise OfflineError(f"{where}: a second {driver} is not in the offline model (use online mode)")
     kind, values = profile["device"]["address"]
     return bus, (str(kind), tuple(int(v) for v in values))
@@ -685,7 +653,7 @@ def _isa_fixed(config: Config, profile: dict[str, Any] | None, user: dict[str, s
 def _isa_port(config: Config, driver: str, user: dict[str, str], where: str, explicit: dict[int, set[str]]) -> None:
     """An ISA serial or parallel port: index from the type's counter unless given, then its base."""
     table = device_facts()["isa-ports"][driver]
-    isa = [b for b in _all_buses(config) if b.type == "ISA"]
+    isa = [b for b in all_buses(config) if b.type == "ISA"]
     if len(isa) != 1:
         raise OfflineError(f"{where}: no ISA bus on this machine")
     bus = isa[0]
@@ -734,53 +702,7 @@ def _apply_global(config: Config, profiles: dict[str, Any], driver: str, prop: s
             target.props[prop] = value
 
 
-def _geometry(size: int) -> tuple[int, int, int]:
-    """QEMU's guess for a disk without a partition table (hd-geometry.c guess_chs_for_size)."""
-    cyls = (size // 512) // (16 * 63)
-    return max(2, min(cyls, 16383)), 16, 63
 
-
-def _disk_facts(targets: list[Device], drive: Drive, dev: Device, profile: dict[str, Any]) -> None:
-    """What the guest sees of the drive behind a disk: its geometry, and what QEMU derives from
-    the drive's name and position (scsi device_id, IDE serial)."""
-    cyls, heads, secs = _geometry(drive.size)
-    disk = next((t for t in reversed(targets) if "cyls" in t.props), None)
-    if disk is None:
-        return
-    disk.props.update(cyls=str(cyls), heads=str(heads), secs=str(secs))
-    disk.backends["drive"] = drive.name
-    if disk.driver == "ide-hd":
-        disk.props["bios-chs-trans"] = "none" if cyls <= 1024 else "lba"
-        if "serial" not in disk.props or disk.props["serial"].startswith("QM"):
-            bus_index, unit = dev.address[1]
-            disk.props["serial"] = f"QM{2 * bus_index + unit + 1:05d}"
-    if disk.driver == "scsi-hd":
-        if drive.blk_name:
-            disk.props["device_id"] = drive.blk_name
-        else:
-            disk.props.pop("device_id", None)
-
-
-def _ide_place(config: Config, buses: dict[str, list[Bus]], user: dict[str, str], where: str) -> tuple[Bus, tuple[str, tuple[int, ...]]]:
-    """IDE: the bus given (ide.N), the unit given or the lowest free (AHCI ports have one)."""
-    name = user.get("bus")
-    named = buses.get(name or "", [])
-    if name is None or len(named) != 1 or named[0].type != "IDE":
-        raise OfflineError(f"{where}: give bus=ide.N (an IDE bus of this machine) in the offline model")
-    bus = named[0]
-    units = 1 if bus.parent is not None and "ahci" in bus.parent.driver else 2
-    used = {d.address[1][1] for d in bus.devices if d.address[0] == "ide"}
-    if "unit" in user:
-        unit = int(user["unit"], 0)
-        if unit in used or unit >= units:
-            raise OfflineError(f"{where}: unit {unit} on {name} is taken or does not exist")
-    else:
-        free = [u for u in range(units) if u not in used]
-        if not free:
-            raise OfflineError(f"{where}: {name} is full")
-        unit = free[0]
-    index = bus.index
-    return bus, ("ide", (index, unit))
 
 
 def _reported_netdev(ntype: str, opts: dict[str, str]) -> dict[str, str]:
@@ -801,21 +723,6 @@ def _reported_netdev(ntype: str, opts: dict[str, str]) -> dict[str, str]:
     return {"type": "user", "net": net, "restrict": restrict}
 
 
-def _drop_default_cdrom(config: Config, only: str | None = None) -> None:
-    """The default CD-ROM (an ide-cd on its default drive ideN-cd0) and that drive, also where
-    the machine made no device for the drive (q35 with ``sata=off``; riscv64 virt, whose
-    default drive is ``none2``: vl.c adds it at index 2 of the machine's default interface, so a
-    third -drive if=none, which takes unit 2, leaves it out too: ``only`` names that drive)."""
-    config.backends = [b for b in config.backends
-                       if not (b.kind == "drive" and re.fullmatch(only or r"ide\d-cd\d|scsi\d-cd\d|none2", b.id)
-                               and "file" not in b.options)]
-    for bus in [] if only else _all_buses(config):
-        for dev in list(bus.devices):
-            ref = dev.backends.get("drive", "")
-            if dev.driver == "ide-cd" and re.fullmatch(r"ide\d-cd\d", ref):
-                bus.devices.remove(dev)
-                config.backends = [b for b in config.backends if not (b.kind == "drive" and b.id == ref)]
-
 
 def _context(bus: Bus) -> str:
     """The bus a profile was recorded on: a PCI bus by what owns it (host, PCIe port, bridge; an
@@ -830,7 +737,7 @@ def _context(bus: Bus) -> str:
 
 def _free_transport(config: Config, name: str | None, where: str) -> Bus:
     """virtio-mmio: the first virtio-*-device takes the highest free transport (NOTES)."""
-    buses = [b for b in _all_buses(config) if b.type == "virtio-mmio-bus"]
+    buses = [b for b in all_buses(config) if b.type == "virtio-mmio-bus"]
     if name is not None:
         named = [b for b in buses if b.name == name]
         if not named or named[0].devices:
