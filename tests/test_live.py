@@ -101,11 +101,15 @@ def test_read_argv_machines(binary: str, args: list[str], mtype: str, has_dt: bo
     # device-list-properties for every device type in the qtree (QEMU lists them all for these)
     assert qtree_types(snap) <= set(snap.type_props)
     assert all(isinstance(p, list) for p in snap.type_props.values())
-    # machine properties: scalar values, plus the one struct read, -smp's topology (virt shows it
-    # nowhere else); type is the QOM type of the machine
+    # machine properties: scalar values, plus the structs read: -smp's topology (virt shows it
+    # nowhere else), -m's size, slots and maxmem, and q35/pc's CXL windows (a list, refused when set);
+    # type is the QOM type of the machine
     assert snap.machine_props["type"] == snap.machine_type + "-machine"
-    assert all(isinstance(v, bool | int | str) for k, v in snap.machine_props.items() if k != "smp")
+    assert all(isinstance(v, bool | int | str) for k, v in snap.machine_props.items() if k not in ("smp", "memory", "cxl-fmw"))
     assert snap.machine_props["smp"]["cpus"] == len(snap.cpus) and snap.machine_props["smp"]["maxcpus"] >= 1
+    assert snap.machine_props["memory"]["size"] == snap.memory["base-memory"]
+    # no -numa: the node pseries makes by itself (data/machines.yaml auto-numa-node), none elsewhere
+    assert snap.numa.startswith("1 nodes" if binary.endswith("ppc64") else "0 nodes"), snap.numa
     assert snap.peripherals == []  # no -device
     # CPUs: one type per CPU, read from its QOM path
     assert snap.cpus and set(snap.cpu_types) == {c["qom-path"] for c in snap.cpus}

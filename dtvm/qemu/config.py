@@ -330,7 +330,24 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
             and sizes["max-size"] > machine.memory:
         # maxmem equal to the RAM (QEMU's default when -m has no maxmem) gives no hot-plug range
         machine.memory_slots, machine.max_memory = sizes["slots"], sizes["max-size"]
+    _no_user_numa(snapshot, machine)
     return machine, inputs
+
+
+def _no_user_numa(snapshot: Snapshot, machine: Machine) -> None:
+    """Refuse NUMA nodes given with -numa: the guest sees them (ACPI SRAT/SLIT, the DT's
+    numa-node-id), and the description does not hold them yet, so a rebuild would lose them. The
+    one node a machine makes by itself (``auto-numa-node`` in data/machines.yaml) is the machine's,
+    made again by the rebuild."""
+    found = re.match(r"(\d{1,4}) nodes?\b", snapshot.numa)
+    if not found:
+        return
+    nodes = int(found.group(1))
+    auto = (_machines_data().get("auto-numa-node") or {}).get(snapshot.arch)
+    own = 1 if auto == "always" or (auto == "memory-hotplug" and machine.max_memory) else 0
+    if nodes != own:
+        raise DtvmError(f"/qemu: NUMA nodes (-numa: {nodes} in 'info numa', where this machine makes {own}): "
+                        "dtvm does not describe them yet")
 
 
 def _smp_topology(smp: dict[str, Any]) -> dict[str, int]:

@@ -616,6 +616,7 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         ("block-nodes", simple("query-named-block-nodes")),
         ("chardevs", simple("query-chardev")),
         ("network", simple("human-monitor-command", hmp_network)),
+        ("numa", simple("human-monitor-command", {"command-line": "info numa"})),
     ]
     try:
         results = dict(zip([n for n, _ in plan], await r.all(timed(n, c) for n, c in plan), strict=True))
@@ -652,6 +653,7 @@ async def read_snapshot(session: QmpSession, tmp: str, t: dict[str, float], *,
         block_nodes=results["block-nodes"],
         chardevs=results["chardevs"],
         network=str(results["network"]),
+        numa=str(results["numa"]),
         dtb=results["dtb"],
         argv=None,
         version=version,

@@ -77,6 +77,9 @@ class Snapshot:
     #: the user's QOM objects (``qom-list /objects``): id -> {"type": QOM type ("can-bus",
     #: "memory-backend-ram")}, and a memory-backend-file's own properties (``qom-get``: mem-path, ...)
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: HMP "info numa" ("0 nodes" without -numa): read so that a VM with NUMA nodes, which the
+    #: description does not hold yet, is refused by name instead of rebuilt without them
+    numa: str = ""
 
     # A saved snapshot replays a VM without QEMU (tests, bug reports).  Every field is already JSON
     # except the DT blob: it is stored as base64 of its bytes up to the last non-zero byte plus its
@@ -105,7 +108,7 @@ class Snapshot:
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in data:
-                if f.name in ("argv", "binary", "version", "compat_props", "type_ancestors", "objects"):
+                if f.name in ("argv", "binary", "version", "compat_props", "type_ancestors", "objects", "numa"):
                     continue
                 raise SnapshotFormatError(f"snapshot: missing field {f.name!r}")
             value = data[f.name]
@@ -138,7 +141,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "type_props": dict, "peripherals": list, "cpus": list, "cpu_types": dict, "hotpluggable_cpus": list,
     "memory": dict, "memdevs": list, "block": list, "block_nodes": list, "chardevs": list, "network": str,
     "dtb": (dict, type(None)), "argv": (list, type(None)), "binary": (str, type(None)), "version": dict, "compat_props": list,
-    "type_ancestors": dict, "objects": dict,
+    "type_ancestors": dict, "objects": dict, "numa": str,
 }
 
 
