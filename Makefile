@@ -59,7 +59,7 @@ api-docs: $(PY)
 # .venv/bin on PATH: the oracles installed from PyPI (dtschema's dt-validate) are found there
 test: deps libvirt-deps qemu10 kernel-schemas-oracle $(PY)
 	$(PIP) install -q -e '.[test]'
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q --durations=25
 
 # every generated domain through the real libvirt daemon (the default run takes a few)
 test-libvirt: deps libvirt-deps $(PY)
