@@ -50,6 +50,7 @@ from dtvm.qemu.offline_ide import (
     legacy_ide,
 )
 from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
+from dtvm.qemu.offline_memhp import set_memory_slots
 from dtvm.qemu.offline_pcie import check_pcie_slots
 from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
 from dtvm.qemu.trust import split_host_facts
@@ -182,6 +183,8 @@ def offline_config(argv: list[str]) -> Config:
         _set_memory(config, _mebibytes(args.memory))
         if dt_memory:
             _set_dt_memory(config, _mebibytes(args.memory), args.memory)
+        if args.memory_option is not None:
+            set_memory_slots(config, args.memory_option, _mebibytes(args.memory), dt_memory)
     if args.smp is not None and dt_made is None:
         _set_cpus(config, args.smp)
     if args.cpu is not None and x86:

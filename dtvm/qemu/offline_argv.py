@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from dtvm.qemu import images
 from dtvm.qemu.models import OfflineError
 from dtvm.qemu.offline_audio import parse_audiodev
+from dtvm.qemu.offline_memhp import MemoryOption, parse_memory
 
 __all__ = ["Args", "Drive", "chardev_filename", "image_size", "is_qcow2", "parse_argv", "port_filename", "probed_format"]
 
@@ -36,6 +37,8 @@ class Args:
     machine: str | None = None
     machine_opts: list[tuple[str, str]] = field(default_factory=list)
     memory: str | None = None
+    #: -m's hot-plug slots and ceiling (slots=, maxmem=), None without them
+    memory_option: MemoryOption | None = None
     #: -object memory-backend-ram: (id, its options), what query-memdev lists beside the RAM
     memdevs: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     smp: str | None = None
@@ -293,7 +296,8 @@ def parse_argv(argv: list[str]) -> Args:
                         args.machine_opts.append((k, v))
                 i += 2
             elif norm == "-m":
-                args.memory = value()
+                args.memory_option = parse_memory(value())
+                args.memory = args.memory_option.size
                 i += 2
             elif norm == "-smp":
                 args.smp = value()
