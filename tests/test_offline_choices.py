@@ -56,6 +56,27 @@ REFUSED.update({
                                    "start (measured), not a value of the command line" for m in ("q35", "pc")},
 })
 
+#: devices linked to QOM objects of their own (-object can-bus, memory-backend-ram): online
+#: describes them (dtvm/qemu/qom_links.py); the offline models hold no profile of them yet
+_LINKED_NOT_YET = "a device linked to an -object of its own: no offline profile recorded yet (online describes it)"
+REFUSED.update({
+    **{(m, f"census {t}"): _LINKED_NOT_YET for m in OFFLINE_MACHINES
+       for t in ("ctucan_pci", "kvaser_pci", "mioe3680_pci", "pcm3680_pci")},
+    **{(m, f"census {t}"): _LINKED_NOT_YET for m in ("q35", "pc", "aarch64-virt", "arm-virt")
+       for t in ("acpi-erst", "virtio-mem-pci")},
+    **{(m, "census pc-dimm"): _LINKED_NOT_YET for m in ("q35", "pc")},
+    **{(m, "census virtio-mem"): _LINKED_NOT_YET for m in ("aarch64-virt", "arm-virt")},
+})
+
+#: census types the offline models do not hold yet, found when this walk ran again (it stopped
+#: at the census stream's new (type, argv, slots) triples before): other items of issue 13
+_CENSUS_NOT_YET = "a census type with no offline profile recorded yet (online describes it)"
+REFUSED.update({
+    **{(m, f"census {t}"): _CENSUS_NOT_YET for m in ("q35", "pc") for t in ("i8042", "vmmouse")},
+    ("q35", "census intel-iommu"): _CENSUS_NOT_YET,
+    **{(m, "census pxb-cxl"): _CENSUS_NOT_YET for m in ("aarch64-virt", "arm-virt")},
+})
+
 #: the options QEMU takes only beside another (measured): each is also walked with its partner
 PARTNERS: dict[tuple[str, str], list[str]] = {("aarch64-virt", "mte=on"): ["-cpu", "max"],
                                               ("aarch64-virt", "ras=on"): ["-M", "virt-7.2,ras=on,acpi=off"]}
@@ -179,8 +200,10 @@ def choices(machine: str, img: dict[str, str]) -> dict[str, list[str]]:
 
 def _census_stream(machine: str) -> dict[str, list[str]]:
     """The choices of the census stream (tests/qemugen_census.py): each type whose census round
-    trip passed, with the controllers and back-ends the census gave it."""
-    return {f"census {dtype}": list(argv) for dtype, argv in census_pool(machine)}
+    trip passed, with the controllers and back-ends the census gave it, and the memory hot-plug
+    slots the case's -m then takes (qemugen_census.with_memory_slots: 128M without -m)."""
+    return {f"census {dtype}": (["-m", f"128M,{slots}"] if slots else []) + list(argv)
+            for dtype, argv, slots in census_pool(machine)}
 
 
 def _expander_stream(machine: str, img: dict[str, str]) -> dict[str, list[str]]:
