@@ -50,6 +50,7 @@ from dtvm.qemu.offline_ide import (
     legacy_ide,
 )
 from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
+from dtvm.qemu.offline_links import LinkNotes, describe_offline_links
 from dtvm.qemu.offline_memhp import set_memory_slots
 from dtvm.qemu.offline_pcie import check_pcie_slots
 from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
@@ -210,6 +211,7 @@ def offline_config(argv: list[str]) -> Config:
     profiles: dict[str, Any] = model["profiles"]
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
     explicit: dict[int, set[str]] = {}
+    links: LinkNotes = {}
     rules = versions()
     attached: dict[str, Device] = {}  # a drive's name: the device that took it
     unattached: list[Device] = []  # USB devices QEMU does not attach (offline_usb.py)
@@ -306,7 +308,10 @@ def offline_config(argv: list[str]) -> Config:
                 raise OfflineError(f"{where}: property {key!r} is not in the offline model of {driver} (use online mode)")
             ptype = types.get(target.driver, {}).get(key) or ""
             if ptype.startswith("link<"):
-                continue  # a QOM link (rng=, iothread=...): not a qdev property, info qtree has none
+                # a QOM link (rng=, iothread=...): info qtree has none; the trust model's guest
+                # links (canbus, memdev) are described (offline_links.py)
+                links.setdefault(id(target), (target, {}))[1][key] = (ptype, raw, where)
+                continue
             value = _norm(raw, ptype)
             if rules.is_derived(target.driver, key):
                 _pass_to_child(target, key, value, rules)  # never described on the device itself
@@ -373,6 +378,7 @@ def offline_config(argv: list[str]) -> Config:
     ram = next((b for b in config.backends if b.kind == "memdev"), None)
     for ident, qom in args.memdevs:
         config.backends.append(_memdev(ident, qom, ram))
+    describe_offline_links(config, links, args.objects)
     for driver, prop, raw in args.globals_:
         _apply_global(config, profiles, driver, prop, raw, explicit)
     config.backends.sort(key=lambda b: (b.kind, b.id))
