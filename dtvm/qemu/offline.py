@@ -50,7 +50,7 @@ from dtvm.qemu.offline_ide import (
     legacy_ide,
 )
 from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
-from dtvm.qemu.offline_links import LinkNotes, describe_offline_links
+from dtvm.qemu.offline_links import LinkNotes, describe_offline_links, note_links
 from dtvm.qemu.offline_memhp import set_memory_slots
 from dtvm.qemu.offline_pcie import check_pcie_slots
 from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
@@ -323,6 +323,7 @@ def offline_config(argv: list[str]) -> Config:
             else:
                 target.props[key] = value
         set_audiodev(targets, profile, user, args.audiodevs, selected_version(), where)  # offline_audio.py
+        note_links(links, targets, types, where)  # offline_links.py
         if kind == BUSLESS:
             busless_values(driver, user, dev.props, profile, where)
             busless.append(dev)
@@ -378,13 +379,13 @@ def offline_config(argv: list[str]) -> Config:
     ram = next((b for b in config.backends if b.kind == "memdev"), None)
     for ident, qom in args.memdevs:
         config.backends.append(_memdev(ident, qom, ram))
-    describe_offline_links(config, links, args.objects)
     for driver, prop, raw in args.globals_:
         _apply_global(config, profiles, driver, prop, raw, explicit)
     config.backends.sort(key=lambda b: (b.kind, b.id))
     config.inputs.update(args.inputs)
     link_machine_chardevs(config)
     split_host_facts(config)
+    describe_offline_links(config, links, args.objects)  # after the split, as online (config.py)
     # registers the guest programs are not described (the models were read before guest-state
     # was data: the online reader drops the same properties)
     state = guest_state()

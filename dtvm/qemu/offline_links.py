@@ -15,10 +15,21 @@ from dtvm.qemu.qom_links import HOST_OBJECTS, link_value
 from dtvm.qemu.trust import trust
 from dtvm.vm.model import Config, Device
 
-__all__ = ["LinkNotes", "check_object", "describe_offline_links"]
+__all__ = ["LinkNotes", "check_object", "describe_offline_links", "note_links"]
 
 #: id(device) -> (device, {property: (link type, the user's object id, where)})
 LinkNotes = dict[int, tuple[Device, dict[str, tuple[str, str, str]]]]
+
+
+def note_links(notes: LinkNotes, targets: list[Device], types: dict[str, dict[str, str]], where: str) -> None:
+    """Each device with guest links (its profile's link properties a trust rule describes)
+    noted, given or not: QEMU 7.2 refuses the CAN cards and acpi-erst without every one of them
+    (measured: "can_sja_connect_to_bus failed", "'memdev' property is not set")."""
+    rules = trust()
+    for dev in targets:
+        for name, ptype in types.get(dev.driver, {}).items():
+            if ptype.startswith("link<") and rules.guest_link(dev.driver, ptype) is not None:
+                notes.setdefault(id(dev), (dev, {}))[1].setdefault(name, (ptype, "", where))
 
 
 def check_object(qom_type: str, ident: str, objects: dict[str, str]) -> None:
@@ -44,6 +55,8 @@ def describe_offline_links(config: Config, notes: LinkNotes, objects: dict[str, 
             rule = rules.guest_link(dev.driver, link_type)
             if rule is None:
                 continue  # a link online does not describe either (rng=, iothread=)
+            if not ident:
+                raise OfflineError(f"{where}: no {name}= (QEMU refuses the device without it)")
             found = objects.get(ident)
             if found is None:
                 raise OfflineError(f"{where}: {name}={ident}: no -object of that id (QEMU refuses it)")
