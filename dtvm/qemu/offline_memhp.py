@@ -7,7 +7,8 @@ changes; on riscv64 virt neither (7.2 has no device-memory region there); on aar
 machine turns NUMA on by itself (``auto_enable_numa_with_memhp``), so QEMU's DT gives the /memory
 node and every CPU node ``numa-node-id = <0>``, and a device-memory region that reaches past
 256 GiB moves the high PCIe windows (measured: maxmem=300G moves the high ECAM), which this model
-refuses by name rather than guess.
+refuses by name rather than guess; with highmem=off QEMU refuses device memory past 4 GiB
+(measured: "Addressing limited to 32 bits").
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def set_memory_slots(config: Config, option: MemoryOption, ram: int, virt_dt: bo
     if virt_dt and arch in ("aarch64", "arm"):
         # hw/arm/virt.c virt_set_memmap: device memory from RAM's end (rounded to a GiB), one GiB per slot
         top = -(-(GiB + ram) // GiB) * GiB + -(-(option.maxmem - ram + option.slots * GiB) // GiB) * GiB
+        if config.machine.options.get("highmem") == "off" and top > 4 * GiB:
+            raise OfflineError(f"{where}: device memory up to {top >> 30} GiB with highmem=off: QEMU refuses it "
+                               "('Addressing limited to 32 bits')")
         if top > _VIRT_HIGH_IO:
             raise OfflineError(f"{where}: device memory up to {top >> 30} GiB moves virt's high PCIe windows, which "
                             "the offline model does not (use online mode)")
