@@ -109,6 +109,10 @@ CCID_CARDS = {"ccid-card-passthru": (["-chardev", "null,id=pc"], "chardev=pc")}
 LINKED_PCI = {**{card: (["-object", "can-bus,id=pcb"], "canbus=pcb" if card == "kvaser_pci" else "canbus0=pcb,canbus1=pcb")
                  for card in ("kvaser_pci", "pcm3680_pci", "mioe3680_pci", "ctucan_pci")},
               "acpi-erst": (["-object", "memory-backend-ram,id=pmem,size=64M"], "memdev=pmem")}
+#: memory devices on no bus (x86), probed on a machine with hot-plug slots and a RAM back-end
+#: of their own (taken out of the profile, as LINKED_PCI's); QEMU plugs several, one a slot
+LINKED_BUSLESS = {"pc-dimm": (["-m", "128M,slots=2,maxmem=1G", "-object", "memory-backend-ram,id=pmem,size=64M"],
+                              "memdev=pmem")}
 CCID_SETUP = ["-device", "qemu-xhci,id=cx", "-device", "usb-ccid,id=ctx,bus=cx.0"]
 #: devices on no bus (``info qtree`` never shows them; the online reader takes them from QOM):
 #: recorded where the machine's QEMU has them (the clock models on the Arm binaries, vmgenid on
@@ -243,9 +247,10 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if device in SOUND_PCI or device in HDA_CODECS or device in X86_ISA_SOUND:
         setup = [*setup, *AUDIO_BACKED[0]]
         spec += "," + AUDIO_BACKED[1]
-    if device in LINKED_PCI:
-        setup = [*setup, *LINKED_PCI[device][0]]
-        spec += "," + LINKED_PCI[device][1]
+    linked = LINKED_PCI.get(device) or LINKED_BUSLESS.get(device)
+    if linked is not None:
+        setup = [*setup, *linked[0]]
+        spec += "," + linked[1]
     if device in DRIVE_DEVICES:
         setup = [*setup, "-blockdev", "driver=null-co,node-name=pd"]
         spec += ",drive=pd"
@@ -271,10 +276,10 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if found is None or found.parent is None:
         raise SystemExit(f"{mtype}: probe {device} on {context}: not found")
     profile = _profile(snapshot, found, extra)
-    for pair in LINKED_PCI.get(device, ([], ""))[1].split(","):
+    for pair in (LINKED_PCI.get(device) or LINKED_BUSLESS.get(device) or ([], ""))[1].split(","):
         profile["device"]["props"].pop(pair.split("=")[0], None)  # the probe's object (offline_links.py)
     if context == "System":
-        profile["several"] = _takes_several(binary, mtype, setup, device)
+        profile["several"] = device in LINKED_BUSLESS or _takes_several(binary, mtype, setup, device)
     return f"{device}@{context}", profile
 
 
@@ -473,6 +478,8 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
         jobs += [([], d, "pci-root") for d in PCIE_ON_PCI]
     jobs += [(CCID_SETUP, d, "ccid-bus") for d in CCID_CARDS]
     jobs += [([], d, "System") for d in BUSLESS]
+    if mtype.startswith("pc-"):
+        jobs += [([], d, "System") for d in LINKED_BUSLESS]
     if mmio:
         jobs += [([], d, "virtio-mmio-bus") for d in MMIO_DEVICES]
     nic_makes_device = _nic_makes_device(binary, mtype) if devices else True

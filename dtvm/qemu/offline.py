@@ -51,6 +51,7 @@ from dtvm.qemu.offline_ide import (
 )
 from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
 from dtvm.qemu.offline_links import LinkNotes, describe_offline_links, note_links
+from dtvm.qemu.offline_memdev import place_dimms
 from dtvm.qemu.offline_memhp import set_memory_slots
 from dtvm.qemu.offline_pcie import check_pcie_slots
 from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
@@ -386,6 +387,7 @@ def offline_config(argv: list[str]) -> Config:
     link_machine_chardevs(config)
     split_host_facts(config)
     describe_offline_links(config, links, args.objects)  # after the split, as online (config.py)
+    place_dimms(config, args.memory_option)  # offline_memdev.py
     # registers the guest programs are not described (the models were read before guest-state
     # was data: the online reader drops the same properties)
     state = guest_state()
