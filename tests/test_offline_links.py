@@ -2,9 +2,9 @@
 
 Seeded cases: ``-m SIZE,slots=N,maxmem=M`` in both spellings on the five offline machines
 (virt's NUMA node in its DT, highmem=off's 32-bit limit, maxmem below the RAM that QEMU
-refuses), and CAN cards on one or two ``-object can-bus`` with acpi-erst on a
+refuses), CAN cards on one or two ``-object can-bus`` with acpi-erst on a
 ``memory-backend-ram``, at the root, behind a port or a bridge (the buses numbered by the cards'
-positions).  QEMU 7.2 is the oracle: online qemu2dtb of the same command line, byte for byte,
+positions), and pc-dimms on q35 and pc (their slots and addresses).  QEMU 7.2 is the oracle: online qemu2dtb of the same command line, byte for byte,
 or both refuse.  What offline does not model is refused by name, and the oracle shows why.
 """
 
@@ -24,6 +24,7 @@ from .qemugen import MACHINES
 SEED = 1313
 SLOT_CASES = 8
 LINK_CASES = 6
+DIMM_CASES = 6
 _MACHINES = ["q35", "pc", "aarch64-virt", "arm-virt", "riscv64-virt"]
 _CARDS = {"kvaser_pci": ["canbus"], "pcm3680_pci": ["canbus0", "canbus1"], "mioe3680_pci": ["canbus0", "canbus1"],
           "ctucan_pci": ["canbus0", "canbus1"]}
@@ -81,6 +82,21 @@ def _links_case(n: int) -> list[str]:
     return argv
 
 
+def _dimm_case(n: int) -> list[str]:
+    """pc-dimms on q35/pc: several, of sizes whole and not whole GiB, RAM above 4 GiB on q35 (the
+    region's base moves), sometimes more dimms than slots or than maxmem holds (QEMU refuses)."""
+    rng = random.Random(SEED * 3000 + n)
+    machine = ["q35", "pc"][n % 2]
+    argv = _head(machine, rng)
+    ram = rng.choice(["256M", "128M"] + (["3G"] if machine == "q35" else []))
+    slots = rng.choice([1, 2, 3])
+    argv += ["-m", f"{ram},slots={slots},maxmem={rng.choice(['1G', '2G', '8G'])}"]
+    for i in range(rng.choice([1, 2, 2, 3])):
+        argv += ["-object", f"memory-backend-ram,id=dm{i},size={rng.choice(['2M', '64M', '130M', '512M'])}",
+                 "-device", f"pc-dimm,memdev=dm{i}" + (f",id=d{i}" if rng.random() < 0.5 else "")]
+    return argv
+
+
 def _need(binary: str) -> None:
     if shutil.which(binary) is None:
         pytest.skip(f"{binary} (the online oracle) is not installed")
@@ -100,6 +116,13 @@ def test_linked_devices_offline_equal_online(n: int, tmp_path: Path) -> None:
     assert_offline_matches_online(argv, tmp_path)
 
 
+@pytest.mark.parametrize("n", range(DIMM_CASES))
+def test_dimms_offline_equal_online(n: int, tmp_path: Path) -> None:
+    argv = _dimm_case(n)
+    _need(argv[0])
+    assert_offline_matches_online(argv, tmp_path)
+
+
 def test_cases_reach_the_corners() -> None:
     """The seeds draw both -m spellings, every machine, virt's -smp and highmem=off, a maxmem
     QEMU refuses, several CAN buses and cards behind a port or bridge, and acpi-erst."""
@@ -113,6 +136,9 @@ def test_cases_reach_the_corners() -> None:
     assert any(c.count("can-bus") == 2 for c in links) and any("acpi-erst" in c for c in links)
     assert any(",bus=" in c.split("pcie-root-port")[-1].split("pci-bridge")[-1] for c in links)
     assert len({d for c in links for d in _CARDS if d in c}) >= 3
+    dimms = [" ".join(_dimm_case(n)) for n in range(DIMM_CASES)]
+    assert any(c.count("pc-dimm") > int(c.split("slots=")[1][0]) for c in dimms)  # more than slots
+    assert any(c.count("pc-dimm") > 1 for c in dimms) and any("-m 3G" in c for c in dimms)
 
 
 def _offline(argv: list[str], out: Path) -> subprocess.CompletedProcess[str]:
