@@ -108,7 +108,10 @@ CCID_CARDS = {"ccid-card-passthru": (["-chardev", "null,id=pc"], "chardev=pc")}
 #: words the user's own: dtvm/qemu/offline_links.py).  acpi-erst: no such type on riscv64 7.2
 LINKED_PCI = {**{card: (["-object", "can-bus,id=pcb"], "canbus=pcb" if card == "kvaser_pci" else "canbus0=pcb,canbus1=pcb")
                  for card in ("kvaser_pci", "pcm3680_pci", "mioe3680_pci", "ctucan_pci")},
-              "acpi-erst": (["-object", "memory-backend-ram,id=pmem,size=64M"], "memdev=pmem")}
+              "acpi-erst": (["-object", "memory-backend-ram,id=pmem,size=64M"], "memdev=pmem"),
+              # on a machine with hot-plug memory (riscv64 7.2 has none: refused, left out)
+              "virtio-mem-pci": (["-m", "128M,slots=2,maxmem=1G", "-object", "memory-backend-ram,id=pmem,size=64M"],
+                                 "memdev=pmem")}
 #: memory devices on no bus (x86), probed on a machine with hot-plug slots and a RAM back-end
 #: of their own (taken out of the profile, as LINKED_PCI's); QEMU plugs several, one a slot
 LINKED_BUSLESS = {"pc-dimm": (["-m", "128M,slots=2,maxmem=1G", "-object", "memory-backend-ram,id=pmem,size=64M"],

@@ -51,7 +51,7 @@ from dtvm.qemu.offline_ide import (
 )
 from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
 from dtvm.qemu.offline_links import LinkNotes, describe_offline_links, note_links
-from dtvm.qemu.offline_memdev import place_dimms
+from dtvm.qemu.offline_memdev import check_memory_options, place_memory_devices
 from dtvm.qemu.offline_memhp import set_memory_slots
 from dtvm.qemu.offline_pcie import check_pcie_slots
 from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
@@ -311,7 +311,7 @@ def offline_config(argv: list[str]) -> Config:
             if ptype.startswith("link<"):
                 # a QOM link (rng=, iothread=...): info qtree has none; the trust model's guest
                 # links (canbus, memdev) are described (offline_links.py)
-                links.setdefault(id(target), (target, {}))[1][key] = (ptype, raw, where)
+                links.setdefault(id(dev), (dev, {}))[1][key] = (ptype, raw, where)  # online: the user's device's
                 continue
             value = _norm(raw, ptype)
             if rules.is_derived(target.driver, key):
@@ -324,7 +324,8 @@ def offline_config(argv: list[str]) -> Config:
             else:
                 target.props[key] = value
         set_audiodev(targets, profile, user, args.audiodevs, selected_version(), where)  # offline_audio.py
-        note_links(links, targets, types, where)  # offline_links.py
+        note_links(links, dev, types, where)  # offline_links.py
+        check_memory_options(driver, user, where)  # offline_memdev.py
         if kind == BUSLESS:
             busless_values(driver, user, dev.props, profile, where)
             busless.append(dev)
@@ -387,7 +388,7 @@ def offline_config(argv: list[str]) -> Config:
     link_machine_chardevs(config)
     split_host_facts(config)
     describe_offline_links(config, links, args.objects)  # after the split, as online (config.py)
-    place_dimms(config, args.memory_option)  # offline_memdev.py
+    place_memory_devices(config, [d for d, _ in links.values()], args.memory_option)  # offline_memdev.py
     # registers the guest programs are not described (the models were read before guest-state
     # was data: the online reader drops the same properties)
     state = guest_state()

@@ -13,7 +13,6 @@ import re
 from typing import Any
 
 from dtvm.qemu.models import OfflineError
-from dtvm.qemu.offline_memdev import DIMM, check_dimm_options
 from dtvm.vm.model import Bus, Config, Device
 
 __all__ = ["BUSLESS", "busless_place", "busless_values", "number_busless"]
@@ -58,8 +57,6 @@ def busless_values(driver: str, user: dict[str, str], props: dict[str, str], pro
     """What QEMU draws for the device when it realizes it, as online reads it back from QOM:
     vmgenid's ``guid=auto`` (its default) is a fresh random GUID each start, which no offline
     answer can be; a GUID the user gives is reported as QEMU prints a UUID (lower case)."""
-    if driver == DIMM:
-        check_dimm_options(user, where)  # its slot and address: offline_memdev.place_dimms
     defaults = profile["defaults"].get(driver, {})
     if driver == "vmgenid":
         given = user.get("guid", defaults.get("guid", "auto"))

@@ -21,15 +21,15 @@ __all__ = ["LinkNotes", "check_object", "describe_offline_links", "note_links"]
 LinkNotes = dict[int, tuple[Device, dict[str, tuple[str, str, str]]]]
 
 
-def note_links(notes: LinkNotes, targets: list[Device], types: dict[str, dict[str, str]], where: str) -> None:
-    """Each device with guest links (its profile's link properties a trust rule describes)
-    noted, given or not: QEMU 7.2 refuses the CAN cards and acpi-erst without every one of them
-    (measured: "can_sja_connect_to_bus failed", "'memdev' property is not set")."""
+def note_links(notes: LinkNotes, dev: Device, types: dict[str, dict[str, str]], where: str) -> None:
+    """A user's device with guest links (its profile's link properties a trust rule describes;
+    online reads those of the user's device, a virtio proxy's too) noted, given or not: QEMU 7.2
+    refuses the CAN cards, acpi-erst and the memory devices without every one of them (measured:
+    "can_sja_connect_to_bus failed", "'memdev' property is not set")."""
     rules = trust()
-    for dev in targets:
-        for name, ptype in types.get(dev.driver, {}).items():
-            if ptype.startswith("link<") and rules.guest_link(dev.driver, ptype) is not None:
-                notes.setdefault(id(dev), (dev, {}))[1].setdefault(name, (ptype, "", where))
+    for name, ptype in types.get(dev.driver, {}).items():
+        if ptype.startswith("link<") and rules.guest_link(dev.driver, ptype) is not None:
+            notes.setdefault(id(dev), (dev, {}))[1].setdefault(name, (ptype, "", where))
 
 
 def check_object(qom_type: str, ident: str, objects: dict[str, str]) -> None:
