@@ -4,7 +4,8 @@ Seeded cases: ``-m SIZE,slots=N,maxmem=M`` in both spellings on the five offline
 (virt's NUMA node in its DT, highmem=off's 32-bit limit, maxmem below the RAM that QEMU
 refuses), CAN cards on one or two ``-object can-bus`` with acpi-erst on a
 ``memory-backend-ram``, at the root, behind a port or a bridge (the buses numbered by the cards'
-positions), and pc-dimms on q35 and pc (their slots and addresses).  QEMU 7.2 is the oracle: online qemu2dtb of the same command line, byte for byte,
+positions), pc-dimms on q35 and pc (their slots and addresses) and virtio-mem-pci with them
+and on virt (its memaddr).  QEMU 7.2 is the oracle: online qemu2dtb of the same command line, byte for byte,
 or both refuse.  What offline does not model is refused by name, and the oracle shows why.
 """
 
@@ -24,7 +25,8 @@ from .qemugen import MACHINES
 SEED = 1313
 SLOT_CASES = 8
 LINK_CASES = 6
-DIMM_CASES = 6
+DIMM_CASES = 8
+DIMM_SEED = 1315
 _MACHINES = ["q35", "pc", "aarch64-virt", "arm-virt", "riscv64-virt"]
 _CARDS = {"kvaser_pci": ["canbus"], "pcm3680_pci": ["canbus0", "canbus1"], "mioe3680_pci": ["canbus0", "canbus1"],
           "ctucan_pci": ["canbus0", "canbus1"]}
@@ -83,17 +85,20 @@ def _links_case(n: int) -> list[str]:
 
 
 def _dimm_case(n: int) -> list[str]:
-    """pc-dimms on q35/pc: several, of sizes whole and not whole GiB, RAM above 4 GiB on q35 (the
-    region's base moves), sometimes more dimms than slots or than maxmem holds (QEMU refuses)."""
-    rng = random.Random(SEED * 3000 + n)
-    machine = ["q35", "pc"][n % 2]
+    """pc-dimms (q35/pc) and virtio-mem-pci (also aarch64/arm virt), mixed, in one
+    device-memory region: sizes whole and not whole GiB, RAM above 4 GiB on q35 (the region's
+    base moves), sometimes more dimms than slots or than maxmem holds (QEMU refuses)."""
+    rng = random.Random(DIMM_SEED * 3000 + n)
+    machine = ["q35", "pc", "aarch64-virt", "arm-virt"][n % 4]
     argv = _head(machine, rng)
     ram = rng.choice(["256M", "128M"] + (["3G"] if machine == "q35" else []))
-    slots = rng.choice([1, 2, 3])
+    slots = rng.choice([1, 1, 2, 3])
     argv += ["-m", f"{ram},slots={slots},maxmem={rng.choice(['1G', '2G', '8G'])}"]
-    for i in range(rng.choice([1, 2, 2, 3])):
+    dimm_first = rng.random() < 0.6
+    for i in range(rng.choice([1, 2, 3, 3])):
+        kind = "pc-dimm" if machine in ("q35", "pc") and (i % 2 == 0) == dimm_first else "virtio-mem-pci"
         argv += ["-object", f"memory-backend-ram,id=dm{i},size={rng.choice(['2M', '64M', '130M', '512M'])}",
-                 "-device", f"pc-dimm,memdev=dm{i}" + (f",id=d{i}" if rng.random() < 0.5 else "")]
+                 "-device", f"{kind},memdev=dm{i}" + (f",id=d{i}" if rng.random() < 0.5 else "")]
     return argv
 
 
@@ -138,6 +143,8 @@ def test_cases_reach_the_corners() -> None:
     assert len({d for c in links for d in _CARDS if d in c}) >= 3
     dimms = [" ".join(_dimm_case(n)) for n in range(DIMM_CASES)]
     assert any(c.count("pc-dimm") > int(c.split("slots=")[1][0]) for c in dimms)  # more than slots
+    assert any("pc-dimm" in c and "virtio-mem-pci" in c for c in dimms)
+    assert any("virtio-mem-pci" in c and "aarch64" in c for c in dimms)
     assert any(c.count("pc-dimm") > 1 for c in dimms) and any("-m 3G" in c for c in dimms)
 
 
