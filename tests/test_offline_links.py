@@ -128,6 +128,18 @@ def test_dimms_offline_equal_online(n: int, tmp_path: Path) -> None:
     assert_offline_matches_online(argv, tmp_path)
 
 
+@pytest.mark.parametrize("argv", [
+    ["qemu-system-aarch64", "-M", "virt-7.2", "-m", "256M,slots=2,maxmem=2G", "-object", "memory-backend-ram,id=v,size=130M",
+     "-device", "virtio-mem,memdev=v", "-object", "memory-backend-ram,id=w,size=64M",
+     "-device", "virtio-mem-pci,memdev=w,id=p"],
+    ["qemu-system-arm", "-M", "virt-7.2", "-nodefaults", "-m", "128M,slots=1,maxmem=1G", "-object",
+     "memory-backend-ram,id=v,size=2M", "-device", "virtio-mem,memdev=v,id=m"]], ids=["aarch64", "arm"])
+def test_virtio_mem_on_mmio_offline_equal_online(argv: list[str], tmp_path: Path) -> None:
+    """virtio-mem on a virtio-mmio transport, beside a virtio-mem-pci: one region, in order."""
+    _need(argv[0])
+    assert_offline_matches_online(argv, tmp_path)
+
+
 def test_cases_reach_the_corners() -> None:
     """The seeds draw both -m spellings, every machine, virt's -smp and highmem=off, a maxmem
     QEMU refuses, several CAN buses and cards behind a port or bridge, and acpi-erst."""

@@ -4,7 +4,8 @@ A pc-dimm is on no bus (offline_busless.py places it); what QEMU works out for i
 (the first free of ``-m slots=``) and its guest-physical ``addr`` (memory_device_get_free_addr:
 the first gap of the region, from its base, aligned to its RAM back-end's alignment, 2 MiB for
 anonymous RAM on this host), both described online; a virtio-mem-pci's ``memaddr`` (its virtio-mem's) is placed the same,
-in the same region, without a slot (aligned to its block size: the host's THP size, 2 MiB here).  The region's base on q35 and pc is the
+in the same region, without a slot (aligned to its block size: the host's THP size, 2 MiB here),
+and so is a virtio-mem's on a virtio-mmio transport.  The region's base on q35 and pc is the
 first GiB boundary at or above the end of RAM above 4 GiB (pc_memory_init).  Measured: two dimms
 of 128 MiB and 64 MiB at 4 GiB and 4 GiB + 128 MiB, slots 0 and 1.  What it does not model (an
 ``addr=``/``slot=``/``node=`` of the user's, another machine's region, a size not whole 2 MiB)
@@ -22,6 +23,7 @@ __all__ = ["check_memory_options", "place_memory_devices"]
 
 DIMM = "pc-dimm"
 VIRTIO_MEM_PCI = "virtio-mem-pci"
+VIRTIO_MEM = "virtio-mem"  # on a virtio-mmio transport, or the child of a virtio-mem-pci
 GiB = 1 << 30
 _ALIGN = 2 << 20  # QEMU_VMALLOC_ALIGN: the alignment of an anonymous RAM block on x86_64/aarch64 hosts
 _MACHINES = ("q35-pcihost", "i440FX-pcihost")
@@ -30,9 +32,9 @@ _MACHINES = ("q35-pcihost", "i440FX-pcihost")
 def check_memory_options(driver: str, user: dict[str, str], where: str) -> None:
     """A memory device's own options the model takes: memdev (and id, a virtio-mem-pci's PCI
     place); QEMU's choice of the rest (a requested-size online does not describe either)."""
-    if driver not in (DIMM, VIRTIO_MEM_PCI):
+    if driver not in (DIMM, VIRTIO_MEM_PCI, VIRTIO_MEM):
         return
-    allowed = {"memdev", "id", "driver"} | ({"bus", "addr"} if driver == VIRTIO_MEM_PCI else set())
+    allowed = {"memdev", "id", "driver"} | {VIRTIO_MEM_PCI: {"bus", "addr"}, VIRTIO_MEM: {"bus"}}.get(driver, set())
     extra = sorted(set(user) - allowed)
     if extra:
         raise OfflineError(f"{where}: {extra[0]}=: not in the offline model of {driver} (use online mode)")
@@ -42,7 +44,7 @@ def place_memory_devices(config: Config, made: list[Device], option: MemoryOptio
     """Each pc-dimm's slot and addr and each virtio-mem-pci's memaddr, in the order they were made
     (``made``: the command line's); OfflineError as QEMU refuses (no hot-plug memory, no free
     slot, not enough space) or naming what is not modelled."""
-    devices = [d for d in made if d.driver in (DIMM, VIRTIO_MEM_PCI)]
+    devices = [d for d in made if d.driver in (DIMM, VIRTIO_MEM_PCI, VIRTIO_MEM)]
     if not devices:
         return
     where = f"-device {devices[0].driver}"
@@ -68,8 +70,10 @@ def place_memory_devices(config: Config, made: list[Device], option: MemoryOptio
                 raise OfflineError(f"{where}: no free slot of the {option.slots} of -m (QEMU refuses it)")
             dev.props["addr"], dev.props["slot"] = str(at), str(slot)
             slot += 1
+        elif dev.driver == VIRTIO_MEM:
+            dev.props["memaddr"] = str(at)
         else:
-            child = next((c for b in dev.buses for c in b.devices if c.driver == "virtio-mem"), None)
+            child = next((c for b in dev.buses for c in b.devices if c.driver == VIRTIO_MEM), None)
             if child is None:
                 raise OfflineError(f"{where}: its profile has no virtio-mem (use online mode)")
             child.props["memaddr"] = str(at)
