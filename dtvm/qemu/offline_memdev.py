@@ -4,8 +4,8 @@ A pc-dimm is on no bus (offline_busless.py places it); what QEMU works out for i
 (the first free of ``-m slots=``) and its guest-physical ``addr`` (memory_device_get_free_addr:
 the first gap of the region, from its base, aligned to its RAM back-end's alignment, 2 MiB for
 anonymous RAM on this host), both described online; a virtio-mem-pci's ``memaddr`` (its virtio-mem's) is placed the same,
-in the same region, without a slot (aligned to its block size: the host's THP size, 2 MiB here),
-and so is a virtio-mem's on a virtio-mmio transport.  The region's base on q35 and pc is the
+in the same region, without a slot (aligned to its block size: the host's THP size, 2 MiB here);
+a virtio-mem on a virtio-mmio transport takes none of it (its memaddr stays 0, measured).  The region's base on q35 and pc is the
 first GiB boundary at or above the end of RAM above 4 GiB (pc_memory_init).  Measured: two dimms
 of 128 MiB and 64 MiB at 4 GiB and 4 GiB + 128 MiB, slots 0 and 1.  What it does not model (an
 ``addr=``/``slot=``/``node=`` of the user's, another machine's region, a size not whole 2 MiB)
@@ -44,7 +44,11 @@ def place_memory_devices(config: Config, made: list[Device], option: MemoryOptio
     """Each pc-dimm's slot and addr and each virtio-mem-pci's memaddr, in the order they were made
     (``made``: the command line's); OfflineError as QEMU refuses (no hot-plug memory, no free
     slot, not enough space) or naming what is not modelled."""
-    devices = [d for d in made if d.driver in (DIMM, VIRTIO_MEM_PCI, VIRTIO_MEM)]
+    if any(d.driver == VIRTIO_MEM for d in made) and (option is None or option.slots is None):
+        raise OfflineError(f"-device {VIRTIO_MEM}: without -m slots=,maxmem= not in the offline model (use online mode)")
+    # a virtio-mem on virtio-mmio is no memory device of the machine in 7.2 (measured: its
+    # memaddr stays 0, none of the region taken): its profile's values stand
+    devices = [d for d in made if d.driver in (DIMM, VIRTIO_MEM_PCI)]
     if not devices:
         return
     where = f"-device {devices[0].driver}"
@@ -70,8 +74,6 @@ def place_memory_devices(config: Config, made: list[Device], option: MemoryOptio
                 raise OfflineError(f"{where}: no free slot of the {option.slots} of -m (QEMU refuses it)")
             dev.props["addr"], dev.props["slot"] = str(at), str(slot)
             slot += 1
-        elif dev.driver == VIRTIO_MEM:
-            dev.props["memaddr"] = str(at)
         else:
             child = next((c for b in dev.buses for c in b.devices if c.driver == VIRTIO_MEM), None)
             if child is None:
