@@ -44,10 +44,8 @@ def place_memory_devices(config: Config, made: list[Device], option: MemoryOptio
     """Each pc-dimm's slot and addr and each virtio-mem-pci's memaddr, in the order they were made
     (``made``: the command line's); OfflineError as QEMU refuses (no hot-plug memory, no free
     slot, not enough space) or naming what is not modelled."""
-    if any(d.driver == VIRTIO_MEM for d in made) and (option is None or option.slots is None):
-        raise OfflineError(f"-device {VIRTIO_MEM}: without -m slots=,maxmem= not in the offline model (use online mode)")
     # a virtio-mem on virtio-mmio is no memory device of the machine in 7.2 (measured: its
-    # memaddr stays 0, none of the region taken): its profile's values stand
+    # memaddr stays 0, none of the region taken, with or without -m slots=): its profile's values stand
     devices = [d for d in made if d.driver in (DIMM, VIRTIO_MEM_PCI)]
     if not devices:
         return
