@@ -56,11 +56,6 @@ REFUSED.update({
                                    "start (measured), not a value of the command line" for m in ("q35", "pc")},
 })
 
-#: virtio-mem on a virtio-mmio transport: no profile recorded yet (the CAN cards, acpi-erst,
-#: pc-dimm and virtio-mem-pci are answered: tests/test_offline_links.py)
-_MEMORY_NOT_YET = "virtio-mem on virtio-mmio: no offline profile recorded yet (online describes it)"
-REFUSED.update({(m, "census virtio-mem"): _MEMORY_NOT_YET for m in ("aarch64-virt", "arm-virt")})
-
 #: census types the offline models do not hold yet, found when this walk ran again (it stopped
 #: at the census stream's new (type, argv, slots) triples before): other items of issue 13
 _CENSUS_NOT_YET = "a census type with no offline profile recorded yet (online describes it)"
