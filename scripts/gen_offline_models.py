@@ -103,6 +103,21 @@ USB_BACKED = {"usb-storage": ["-blockdev", "driver=null-co,node-name=pd"], "usb-
 USB_SPEC = {"usb-storage": "drive=pd", "usb-serial": "chardev=pc", "usb-redir": "chardev=pc"}
 #: smart cards, on a usb-ccid's ccid bus (its one slot), probed with a null chardev
 CCID_CARDS = {"ccid-card-passthru": (["-chardev", "null,id=pc"], "chardev=pc")}
+#: PCI devices linked to objects of their own (online: dtvm/qemu/qom_links.py), probed with one
+#: such object; the link's described value is the probe's, taken out of the profile (offline
+#: words the user's own: dtvm/qemu/offline_links.py).  acpi-erst: no such type on riscv64 7.2
+LINKED_PCI = {**{card: (["-object", "can-bus,id=pcb"], "canbus=pcb" if card == "kvaser_pci" else "canbus0=pcb,canbus1=pcb")
+                 for card in ("kvaser_pci", "pcm3680_pci", "mioe3680_pci", "ctucan_pci")},
+              "acpi-erst": (["-object", "memory-backend-ram,id=pmem,size=64M"], "memdev=pmem"),
+              # on a machine with hot-plug memory (riscv64 7.2 has none: refused, left out)
+              "virtio-mem-pci": (["-m", "128M,slots=2,maxmem=1G", "-object", "memory-backend-ram,id=pmem,size=64M"],
+                                 "memdev=pmem")}
+#: memory devices on no bus (x86), probed on a machine with hot-plug slots and a RAM back-end
+#: of their own (taken out of the profile, as LINKED_PCI's); QEMU plugs several, one a slot
+LINKED_BUSLESS = {"pc-dimm": (["-m", "128M,slots=2,maxmem=1G", "-object", "memory-backend-ram,id=pmem,size=64M"],
+                              "memdev=pmem")}
+#: virtio-mem on a virtio-mmio transport (arm/aarch64 virt), probed as virtio-mem-pci is
+LINKED_MMIO = {"virtio-mem": LINKED_PCI["virtio-mem-pci"]}
 CCID_SETUP = ["-device", "qemu-xhci,id=cx", "-device", "usb-ccid,id=ctx,bus=cx.0"]
 #: devices on no bus (``info qtree`` never shows them; the online reader takes them from QOM):
 #: recorded where the machine's QEMU has them (the clock models on the Arm binaries, vmgenid on
@@ -220,6 +235,11 @@ def _find(dev: Device, qid: str) -> Device | None:
     return None
 
 
+def _linked(device: str) -> tuple[list[str], str] | None:
+    """The object setup and link options a linked type is probed with, None for the others."""
+    return LINKED_PCI.get(device) or LINKED_BUSLESS.get(device) or LINKED_MMIO.get(device)
+
+
 def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) -> tuple[str, dict[str, Any]]:
     if context == "nic":
         return _probe_nic(binary, mtype, device)
@@ -237,6 +257,10 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if device in SOUND_PCI or device in HDA_CODECS or device in X86_ISA_SOUND:
         setup = [*setup, *AUDIO_BACKED[0]]
         spec += "," + AUDIO_BACKED[1]
+    linked = _linked(device)
+    if linked is not None:
+        setup = [*setup, *linked[0]]
+        spec += "," + linked[1]
     if device in DRIVE_DEVICES:
         setup = [*setup, "-blockdev", "driver=null-co,node-name=pd"]
         spec += ",drive=pd"
@@ -250,7 +274,7 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     try:
         snapshot = read_argv([binary, "-M", mtype, "-nodefaults", *setup, "-device", spec])
     except DtvmError:
-        if device in X86_ISA_DEVICES or device in MAY_BE_REFUSED or context == "System":  # QEMU 10.0 has no sga: left out, refused offline by name
+        if device in X86_ISA_DEVICES or device in MAY_BE_REFUSED or _linked(device) is not None or context == "System":  # QEMU 10.0 has no sga: left out, refused offline by name
             return f"{device}@{context}-refused", {}
         raise
     config = from_snapshot(snapshot)
@@ -262,8 +286,10 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if found is None or found.parent is None:
         raise SystemExit(f"{mtype}: probe {device} on {context}: not found")
     profile = _profile(snapshot, found, extra)
+    for pair in (_linked(device) or ([], ""))[1].split(","):
+        profile["device"]["props"].pop(pair.split("=")[0], None)  # the probe's object (offline_links.py)
     if context == "System":
-        profile["several"] = _takes_several(binary, mtype, setup, device)
+        profile["several"] = device in LINKED_BUSLESS or _takes_several(binary, mtype, setup, device)
     return f"{device}@{context}", profile
 
 
@@ -440,7 +466,7 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     jobs: list[tuple[list[str], str, str]] = []
     riscv = os.path.basename(binary).endswith("riscv64")  # "a hotplug handler for the virtio-iommu-pci device"
     dt_changing = DT_CHANGING_DEVICES if _dt_machine(mtype, binary) and riscv else set()
-    for dev in [d for d in PCI_DEVICES + (PCIE_ONLY if pcie else []) if d not in dt_changing]:
+    for dev in [d for d in PCI_DEVICES + (PCIE_ONLY if pcie else []) + list(LINKED_PCI) if d not in dt_changing]:
         jobs.append(([], dev, "pci-root"))
         if pcie and dev != "pcie-root-port":
             jobs.append((port, dev, "pci-port"))
@@ -462,8 +488,11 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
         jobs += [([], d, "pci-root") for d in PCIE_ON_PCI]
     jobs += [(CCID_SETUP, d, "ccid-bus") for d in CCID_CARDS]
     jobs += [([], d, "System") for d in BUSLESS]
+    if mtype.startswith("pc-"):
+        jobs += [([], d, "System") for d in LINKED_BUSLESS]
     if mmio:
         jobs += [([], d, "virtio-mmio-bus") for d in MMIO_DEVICES]
+        jobs += [([], d, "virtio-mmio-bus") for d in LINKED_MMIO if not riscv]  # riscv64 7.2: no device memory
     nic_makes_device = _nic_makes_device(binary, mtype) if devices else True
     if nic_makes_device:  # riscv64 virt 7.2 makes no NICs from -nic (the netdev alone)
         jobs += [([], d, "nic") for d in ("virtio-net-pci", "e1000", "e1000e")]

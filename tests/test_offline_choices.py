@@ -56,18 +56,13 @@ REFUSED.update({
                                    "start (measured), not a value of the command line" for m in ("q35", "pc")},
 })
 
-#: census-stream types online rebuilds since 2026-12-07 whose offline profiles are not recorded yet:
-#: refused by name (devices a device makes, devices linked to QOM objects, memory hot-plug)
-_NOT_RECORDED = "not recorded in the offline models yet (online rebuilds it)"
+#: census types the offline models do not hold yet, found when this walk ran again (it stopped
+#: at the census stream's new (type, argv, slots) triples before): other items of issue 13
+_CENSUS_NOT_YET = "a census type with no offline profile recorded yet (online describes it)"
 REFUSED.update({
-    **{(m, f"census {t}"): _NOT_RECORDED for m in ("q35", "pc") for t in ("i8042", "vmmouse")},
-    ("q35", "census intel-iommu"): _NOT_RECORDED,
-    **{(m, "census pxb-cxl"): _NOT_RECORDED for m in ("aarch64-virt", "arm-virt")},
-    **{(m, f"census {t}"): _NOT_RECORDED for m in OFFLINE_MACHINES
-       for t in ("acpi-erst", "ctucan_pci", "kvaser_pci", "mioe3680_pci", "pcm3680_pci")
-       if t != "acpi-erst" or m != "riscv64-virt"},
-    **{(m, f"census {t}"): _NOT_RECORDED for m in ("q35", "pc") for t in ("pc-dimm", "virtio-mem-pci")},
-    **{(m, f"census {t}"): _NOT_RECORDED for m in ("aarch64-virt", "arm-virt") for t in ("virtio-mem", "virtio-mem-pci")},
+    **{(m, f"census {t}"): _CENSUS_NOT_YET for m in ("q35", "pc") for t in ("i8042", "vmmouse")},
+    ("q35", "census intel-iommu"): _CENSUS_NOT_YET,
+    **{(m, "census pxb-cxl"): _CENSUS_NOT_YET for m in ("aarch64-virt", "arm-virt")},
 })
 
 #: the options QEMU takes only beside another (measured): each is also walked with its partner
@@ -193,9 +188,9 @@ def choices(machine: str, img: dict[str, str]) -> dict[str, list[str]]:
 
 def _census_stream(machine: str) -> dict[str, list[str]]:
     """The choices of the census stream (tests/qemugen_census.py): each type whose census round
-    trip passed, with the controllers and back-ends the census gave it."""
-    # a type that needs memory hot-plug slots takes them on the case's -m (qemugen_census.with_memory_slots)
-    return {f"census {dtype}": ["-m", f"128M,{slots}", *argv] if slots else list(argv)
+    trip passed, with the controllers and back-ends the census gave it, and the memory hot-plug
+    slots the case's -m then takes (qemugen_census.with_memory_slots: 128M without -m)."""
+    return {f"census {dtype}": (["-m", f"128M,{slots}"] if slots else []) + list(argv)
             for dtype, argv, slots in census_pool(machine)}
 
 

@@ -50,6 +50,9 @@ from dtvm.qemu.offline_ide import (
     legacy_ide,
 )
 from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
+from dtvm.qemu.offline_links import LinkNotes, describe_offline_links, note_links
+from dtvm.qemu.offline_memdev import check_memory_options, place_memory_devices
+from dtvm.qemu.offline_memhp import set_memory_slots
 from dtvm.qemu.offline_pcie import check_pcie_slots
 from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
 from dtvm.qemu.trust import split_host_facts
@@ -182,6 +185,8 @@ def offline_config(argv: list[str]) -> Config:
         _set_memory(config, _mebibytes(args.memory))
         if dt_memory:
             _set_dt_memory(config, _mebibytes(args.memory), args.memory)
+        if args.memory_option is not None:
+            set_memory_slots(config, args.memory_option, _mebibytes(args.memory), dt_memory)
     if args.smp is not None and dt_made is None:
         _set_cpus(config, args.smp)
     if args.cpu is not None and x86:
@@ -207,6 +212,7 @@ def offline_config(argv: list[str]) -> Config:
     profiles: dict[str, Any] = model["profiles"]
     kind_of = {key.split("@", 1)[0]: p["kind"] for key, p in profiles.items()}
     explicit: dict[int, set[str]] = {}
+    links: LinkNotes = {}
     rules = versions()
     attached: dict[str, Device] = {}  # a drive's name: the device that took it
     unattached: list[Device] = []  # USB devices QEMU does not attach (offline_usb.py)
@@ -303,7 +309,10 @@ def offline_config(argv: list[str]) -> Config:
                 raise OfflineError(f"{where}: property {key!r} is not in the offline model of {driver} (use online mode)")
             ptype = types.get(target.driver, {}).get(key) or ""
             if ptype.startswith("link<"):
-                continue  # a QOM link (rng=, iothread=...): not a qdev property, info qtree has none
+                # a QOM link (rng=, iothread=...): info qtree has none; the trust model's guest
+                # links (canbus, memdev) are described (offline_links.py)
+                links.setdefault(id(dev), (dev, {}))[1][key] = (ptype, raw, where)  # online: the user's device's
+                continue
             value = _norm(raw, ptype)
             if rules.is_derived(target.driver, key):
                 _pass_to_child(target, key, value, rules)  # never described on the device itself
@@ -315,6 +324,8 @@ def offline_config(argv: list[str]) -> Config:
             else:
                 target.props[key] = value
         set_audiodev(targets, profile, user, args.audiodevs, selected_version(), where)  # offline_audio.py
+        note_links(links, dev, types, where)  # offline_links.py
+        check_memory_options(driver, user, where)  # offline_memdev.py
         if kind == BUSLESS:
             busless_values(driver, user, dev.props, profile, where)
             busless.append(dev)
@@ -376,6 +387,8 @@ def offline_config(argv: list[str]) -> Config:
     config.inputs.update(args.inputs)
     link_machine_chardevs(config)
     split_host_facts(config)
+    describe_offline_links(config, links, args.objects)  # after the split, as online (config.py)
+    place_memory_devices(config, [d for d, _ in links.values()], args.memory_option)  # offline_memdev.py
     # registers the guest programs are not described (the models were read before guest-state
     # was data: the online reader drops the same properties)
     state = guest_state()

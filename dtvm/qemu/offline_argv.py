@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from dtvm.qemu import images
 from dtvm.qemu.models import OfflineError
 from dtvm.qemu.offline_audio import parse_audiodev
+from dtvm.qemu.offline_links import check_object
+from dtvm.qemu.offline_memhp import MemoryOption, parse_memory
 
 __all__ = ["Args", "Drive", "chardev_filename", "image_size", "is_qcow2", "parse_argv", "port_filename", "probed_format"]
 
@@ -36,8 +38,12 @@ class Args:
     machine: str | None = None
     machine_opts: list[tuple[str, str]] = field(default_factory=list)
     memory: str | None = None
+    #: -m's hot-plug slots and ceiling (slots=, maxmem=), None without them
+    memory_option: MemoryOption | None = None
     #: -object memory-backend-ram: (id, its options), what query-memdev lists beside the RAM
     memdevs: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    #: every -object's QOM type by id (what a device's link may name: offline_links.py)
+    objects: dict[str, str] = field(default_factory=dict)
     smp: str | None = None
     cpu: str | None = None
     nodefaults: bool = False
@@ -293,7 +299,8 @@ def parse_argv(argv: list[str]) -> Args:
                         args.machine_opts.append((k, v))
                 i += 2
             elif norm == "-m":
-                args.memory = value()
+                args.memory_option = parse_memory(value())
+                args.memory = args.memory_option.size
                 i += 2
             elif norm == "-smp":
                 args.smp = value()
@@ -395,6 +402,7 @@ def parse_argv(argv: list[str]) -> Args:
                 head, pairs = parse(value(), implied="qom-type")
                 qom = dict(pairs)
                 qtype = head or qom.get("qom-type", "")
+                check_object(qtype, qom.get("id", ""), args.objects)
                 if qtype == "memory-backend-ram":
                     args.memdevs.append((qom.get("id", ""), qom))
                 elif qtype.startswith("memory-backend"):

@@ -20,16 +20,16 @@ from typing import Any
 
 from dtvm.errors import DtvmError
 from dtvm.qemu.snapshot import Snapshot
-from dtvm.qemu.trust import trust
+from dtvm.qemu.trust import GuestLink, trust
 from dtvm.vm.model import Config
 
-__all__ = ["describe_links"]
+__all__ = ["HOST_OBJECTS", "describe_links", "link_value"]
 
 #: the option under which a memory back-end's host side keeps its QOM type in the overlay
 QOM_TYPE = "qom-type"
 
 #: QOM types under /objects that connect a VM's devices to the host and that no description holds yet
-_HOST_OBJECTS = {"can-host-socketcan": "connects a CAN bus to a host CAN interface"}
+HOST_OBJECTS = {"can-host-socketcan": "connects a CAN bus to a host CAN interface"}
 
 
 def describe_links(config: Config, snapshot: Snapshot) -> None:
@@ -37,8 +37,8 @@ def describe_links(config: Config, snapshot: Snapshot) -> None:
     naming the device for a link to an object the trust model keeps for the host."""
     for name, held in sorted(snapshot.objects.items()):
         qom_type = str(held.get("type", ""))
-        if qom_type in _HOST_OBJECTS:
-            raise DtvmError(f"-object {qom_type},id={name}: {_HOST_OBJECTS[qom_type]}; dtvm does not describe "
+        if qom_type in HOST_OBJECTS:
+            raise DtvmError(f"-object {qom_type},id={name}: {HOST_OBJECTS[qom_type]}; dtvm does not describe "
                             "host CAN interfaces yet")
     by_path = {p.qom_path: p for p in snapshot.peripherals}
     memdevs = {str(m.get("id")): m for m in snapshot.memdevs}
@@ -65,19 +65,26 @@ def describe_links(config: Config, snapshot: Snapshot) -> None:
                 known = " or ".join((rule.object, *rule.host_objects))
                 raise DtvmError(f"{where}: links a {found} ({ident}); only a {known} is described here "
                                 "(dtvm/qemu/data/trust.json guest-links says why)")
-            options: dict[str, str] = {}
-            if rule.id == "numbered":
-                ident = numbered.setdefault(ident, f"can{len(numbered)}")
-            else:
-                memdev = memdevs.get(ident, {})
-                options = {k: str(memdev[k]) for k in rule.options if k in memdev}
-                missing = [k for k in rule.options if k not in options]
-                if missing:
-                    raise DtvmError(f"{where}: query-memdev does not report {missing[0]} of {ident}")
-            value = rule.value(ident, options)
-            rule.parse(value, where)  # what dtb2qemu would refuse is refused here, by name
-            dev.props[name] = value
+            dev.props[name] = link_value(rule, ident, numbered, memdevs.get(ident, {}), where)
             dev.backends.pop(name, None)
+
+
+def link_value(rule: GuestLink, ident: str, numbered: dict[str, str], memdev: dict[str, Any], where: str) -> str:
+    """A link's described value (offline describes its links with it too): a CAN bus numbered
+    by the order ``numbered`` has met them in (the devices' positions), a RAM back-end under its
+    own id with what query-memdev reports of it (``memdev``); DtvmError naming ``where`` for what
+    dtb2qemu would refuse."""
+    options: dict[str, str] = {}
+    if rule.id == "numbered":
+        ident = numbered.setdefault(ident, f"can{len(numbered)}")
+    else:
+        options = {k: str(memdev[k]) for k in rule.options if k in memdev}
+        missing = [k for k in rule.options if k not in options]
+        if missing:
+            raise DtvmError(f"{where}: query-memdev does not report {missing[0]} of {ident}")
+    value = rule.value(ident, options)
+    rule.parse(value, where)  # what dtb2qemu would refuse is refused here, by name
+    return value
 
 
 def _host_side(config: Config, ident: str, info: dict[str, Any]) -> None:
