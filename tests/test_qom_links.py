@@ -122,6 +122,17 @@ def test_memory_hotplug_range_is_hardware(vms: VMs) -> None:
     assert len({plain, hotplug, read("256M,slots=3,maxmem=1G"), read("256M,slots=2,maxmem=2G")}) == 4
 
 
+def test_maxmem_without_slots_refused_by_name(tmp_path: Path) -> None:
+    """QEMU 7.2 answers -m 256M,slots=0,maxmem=1G with the size alone, yet makes the NUMA node of
+    memory hot-plug for it (and the hot-plug range): what dtvm cannot read it refuses by name,
+    never describing a VM without the range."""
+    out = subprocess.run([sys.executable, "-m", "dtvm", "qemu2dtb", "-o", str(tmp_path / "vm.dtb"), "--", X86, "-M",
+                          "pc-q35-7.2", "-nodefaults", "-m", "256M,slots=0,maxmem=1G"], capture_output=True, text=True)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "maxmem without memory slots" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "vm.dtb").exists()
+
+
 def test_memory_device_trust_decisions() -> None:
     """RAM is rebuilt from a guest tree for acpi-erst, pc-dimm and virtio-mem (the same rule: a
     memory-backend-ram of at most 16 GiB, no host option); persistent memory (nvdimm,

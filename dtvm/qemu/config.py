@@ -326,10 +326,10 @@ def _machine(snapshot: Snapshot) -> tuple[Machine, dict[str, str]]:
         device_cpus=device_cpus,
     )
     sizes = snapshot.machine_props.get("memory")
-    if isinstance(sizes, dict) and isinstance(sizes.get("slots"), int) and isinstance(sizes.get("max-size"), int) \
-            and sizes["max-size"] > machine.memory:
+    if isinstance(sizes, dict) and isinstance(sizes.get("max-size"), int) and sizes["max-size"] > machine.memory:
         # maxmem equal to the RAM (QEMU's default when -m has no maxmem) gives no hot-plug range
-        machine.memory_slots, machine.max_memory = sizes["slots"], sizes["max-size"]
+        slots = sizes.get("slots", 0)
+        machine.memory_slots, machine.max_memory = slots if isinstance(slots, int) else 0, sizes["max-size"]
     _no_user_numa(snapshot, machine)
     return machine, inputs
 
@@ -345,6 +345,11 @@ def _no_user_numa(snapshot: Snapshot, machine: Machine) -> None:
     nodes = int(found.group(1))
     auto = (_machines_data().get("auto-numa-node") or {}).get(snapshot.arch)
     own = 1 if auto == "always" or (auto == "memory-hotplug" and machine.max_memory) else 0
+    if nodes == 1 and own == 0 and auto == "memory-hotplug":
+        # QEMU 7.2 reports maxmem only with slots (-m 256M,slots=0,maxmem=1G answers {size} alone),
+        # yet makes the node of memory hot-plug for it: the answers do not tell that from -numa
+        raise DtvmError("/qemu: one NUMA node, from -numa or from a maxmem without memory slots (-m ...,slots=0,"
+                        "maxmem=...): QEMU's answers do not tell them apart, and dtvm describes neither")
     if nodes != own:
         raise DtvmError(f"/qemu: NUMA nodes (-numa: {nodes} in 'info numa', where this machine makes {own}): "
                         "dtvm does not describe them yet")
