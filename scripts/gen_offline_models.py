@@ -25,6 +25,7 @@ from dtvm.qemu.live import read_argv
 from dtvm.qemu.machine import find_machine
 from dtvm.qemu.models import config_to_dict, device_to_dict
 from dtvm.qemu.offline_flash import FIRMWARE, RECORDED_FIRMWARE, without_recorded_firmware
+from dtvm.vm.buses import device_facts
 from dtvm.vm.model import Device
 
 PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio-serial-pci", "virtio-scsi-pci",
@@ -132,13 +133,19 @@ X86_FLOPPY = ["-drive if=floppy"]
 #: x86 only: ISA devices at the I/O base of their type (pvpanic, ib700) or at none (sga)
 X86_ISA_DEVICES = ["pvpanic", "ib700", "sga", "isa-debug-exit", "pc-testdev", "ne2k_isa", "isa-debugcon",
                    # the census stream's (tests/qemugen_census.py)
-                   "isa-fdc", "isa-ide", "isa-vga", "hyperv-testdev", "mc146818rtc"]
+                   "isa-fdc", "isa-ide", "isa-vga", "hyperv-testdev", "mc146818rtc",
+                   # a second i8042 (its PS/2 keyboard and mouse folded into it, as online folds them),
+                   # and a vmmouse linked to one given with -device (ISA_BACKED)
+                   "i8042", "vmmouse"]
 #: x86 only: the census stream's devices on the machine's I2C bus (its SMBus), at their type's address
 X86_I2C_DEVICES = ["i2c-ddc"]
 #: x86 only: a floppy drive on the isa-fdc the user adds
 FDC_SETUP = ["-device", "isa-fdc,id=ctx"]
 #: ISA devices that need a back-end to be made (probed with a null chardev)
-ISA_BACKED = {"isa-debugcon": (["-chardev", "null,id=pc"], "chardev=pc")}
+ISA_BACKED = {"isa-debugcon": (["-chardev", "null,id=pc"], "chardev=pc"),
+              # its i8042 link (devices.yaml device-links): the probe's, taken out of the profile
+              # (offline words the user's own: offline_made.py)
+              "vmmouse": (["-device", "i8042,id=pk"], "i8042=pk")}
 #: sound devices (tests/qemugen.py _more) that take an audio back-end, probed with one (-audiodev
 #: none: QEMU reports only its id, the user's offline): PCI cards on every machine with device
 #: profiles, HDA codecs on an HDA controller's bus, and on x86 the ISA cards at their default
@@ -286,6 +293,8 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if found is None or found.parent is None:
         raise SystemExit(f"{mtype}: probe {device} on {context}: not found")
     profile = _profile(snapshot, found, extra)
+    for name in (device_facts().get("device-links") or {}).get(device) or {}:
+        profile["device"]["props"].pop(name, None)  # the probe's target (offline_made.py)
     for pair in (_linked(device) or ([], ""))[1].split(","):
         profile["device"]["props"].pop(pair.split("=")[0], None)  # the probe's object (offline_links.py)
     if context == "System":

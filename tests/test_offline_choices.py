@@ -60,7 +60,6 @@ REFUSED.update({
 #: at the census stream's new (type, argv, slots) triples before): other items of issue 13
 _CENSUS_NOT_YET = "a census type with no offline profile recorded yet (online describes it)"
 REFUSED.update({
-    **{(m, f"census {t}"): _CENSUS_NOT_YET for m in ("q35", "pc") for t in ("i8042", "vmmouse")},
     ("q35", "census intel-iommu"): _CENSUS_NOT_YET,
     **{(m, "census pxb-cxl"): _CENSUS_NOT_YET for m in ("aarch64-virt", "arm-virt")},
 })
