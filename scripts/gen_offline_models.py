@@ -81,6 +81,9 @@ REQUIRED = {"pci-bridge": "chassis_nr=9", "pci-bridge-seat": "chassis_nr=9", "xi
 #: PCIe bus", pxb-pcie "cannot reside on a PCI bus"; riscv64 virt has neither): recorded on the
 #: root bus ("PXB devices can be attached only to root bus"), its new root bus folded into it
 EXPANDERS = {"pc-i440fx": "pxb", "pc-q35": "pxb-pcie", "virt": "pxb-pcie"}
+#: the CXL expander the census stream draws on arm/aarch64 virt (QEMU 7.2 makes it there without
+#: cxl=on: its pxb-cxl-host folded into it as pxb-pcie's pxb-host is), recorded like EXPANDERS'
+CXL_EXPANDERS = {"virt": "pxb-cxl"}
 #: a PCIe switch: its upstream port on a root port, its downstream ports on the upstream port's
 #: bus (both a PCIe port's link to offline: the "pci-port" context)
 SWITCH = [(["-device", "pcie-root-port,id=ctx,chassis=1"], "x3130-upstream"),
@@ -486,6 +489,9 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     expander = EXPANDERS.get(mtype.rsplit("-", 1)[0]) if not binary.endswith("riscv64") else None
     if expander is not None:
         jobs.append(([], expander, "pci-root"))
+    cxl_expander = CXL_EXPANDERS.get(mtype.rsplit("-", 1)[0]) if not binary.endswith("riscv64") else None
+    if cxl_expander is not None:
+        jobs.append(([], cxl_expander, "pci-root"))
     jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in USB_DEVICES]
     jobs += [(["-device", "virtio-serial-pci,id=ctx"], d, "virtio-serial-bus") for d in VSERIAL_DEVICES]
     jobs += [(["-device", "virtio-scsi-pci,id=ctx"], d, "SCSI") for d in SCSI_DEVICES]

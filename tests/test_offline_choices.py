@@ -61,7 +61,6 @@ REFUSED.update({
 _CENSUS_NOT_YET = "a census type with no offline profile recorded yet (online describes it)"
 REFUSED.update({
     ("q35", "census intel-iommu"): _CENSUS_NOT_YET,
-    **{(m, "census pxb-cxl"): _CENSUS_NOT_YET for m in ("aarch64-virt", "arm-virt")},
 })
 
 #: the options QEMU takes only beside another (measured): each is also walked with its partner

@@ -1,6 +1,7 @@
 """Offline for the census types online rebuilds through what the machine or another device makes
 (issue 13 item 3): a second i8042 (its PS/2 keyboard and mouse folded into it), a vmmouse linked
-to an i8042 given with -device (the link worded as the position of its i8042).
+to an i8042 given with -device (the link worded as the position of its i8042), a pxb-cxl on
+arm/aarch64 virt (its pxb-cxl-host folded into it, as pxb-pcie's pxb-host is).
 
 QEMU 7.2 is the oracle: online qemu2dtb of the same command line, byte for byte; where QEMU
 refuses the command line (no vmport on the machine, no link), offline refuses it in one line.
@@ -24,6 +25,10 @@ CASES: dict[str, list[str]] = {
     # the machine's own i8042 off: the user's is the first, and QEMU makes no vmport (refused)
     "q35-i8042-off": ["qemu-system-x86_64", "-M", "pc-q35-7.2,i8042=off", "-device", "i8042"],
     "q35-no-vmport": ["qemu-system-x86_64", "-M", "pc-q35-7.2,vmport=off", *_KBC],
+    # a CXL expander (its pxb-cxl-host folded into it, as online folds it), a root port behind it
+    "aarch64-virt": ["qemu-system-aarch64", "-M", "virt-7.2", "-device", "pxb-cxl,id=cx",
+                     "-device", "cxl-rp,bus=cx,chassis=3", "-device", "pxb-cxl,id=cy,bus_nr=9"],
+    "arm-virt": ["qemu-system-arm", "-M", "virt-7.2", "-device", "pxb-cxl"],
     "pc-no-link": ["qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-device", "vmmouse"],
 }
 
