@@ -128,6 +128,9 @@ CCID_SETUP = ["-device", "qemu-xhci,id=cx", "-device", "usb-ccid,id=ctx,bus=cx.0
 #: x86), refused elsewhere by name
 BUSLESS = ["vmcoreinfo", "vmgenid", "nvme-subsys", "ramfb", "npcm7xx-clock-sel", "npcm7xx-clock-pll", "npcm7xx-clock-divider",
            "bcm2835-cprman-clock-mux", "bcm2835-cprman-dsi0hsck-mux", "bcm2835-cprman-pll", "bcm2835-cprman-pll-channel"]
+#: x86 only: system-bus devices the machine's plug handler maps at their own base (devices.yaml
+#: self-placed: intel-iommu, which q35 alone takes), recorded in the System context at that address
+X86_SELF_PLACED = ["intel-iommu"]
 #: IDE devices on an AHCI the user adds (the machines without IDE of their own)
 AHCI_SETUP = ["-device", "ich9-ahci,id=ctx"]
 #: x86 only: an empty floppy drive (the isa-fdc q35 makes for it, the floppy device of pc's):
@@ -505,6 +508,7 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     jobs += [([], d, "System") for d in BUSLESS]
     if mtype.startswith("pc-"):
         jobs += [([], d, "System") for d in LINKED_BUSLESS]
+        jobs += [([], d, "System") for d in X86_SELF_PLACED]
     if mmio:
         jobs += [([], d, "virtio-mmio-bus") for d in MMIO_DEVICES]
         jobs += [([], d, "virtio-mmio-bus") for d in LINKED_MMIO if not riscv]  # riscv64 7.2: no device memory

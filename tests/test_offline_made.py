@@ -1,7 +1,8 @@
 """Offline for the census types online rebuilds through what the machine or another device makes
 (issue 13 item 3): a second i8042 (its PS/2 keyboard and mouse folded into it), a vmmouse linked
 to an i8042 given with -device (the link worded as the position of its i8042), a pxb-cxl on
-arm/aarch64 virt (its pxb-cxl-host folded into it, as pxb-pcie's pxb-host is).
+arm/aarch64 virt (its pxb-cxl-host folded into it, as pxb-pcie's pxb-host is), an intel-iommu on
+q35 (a system-bus device the machine maps at its own base; one vIOMMU a PC).
 
 QEMU 7.2 is the oracle: online qemu2dtb of the same command line, byte for byte; where QEMU
 refuses the command line (no vmport on the machine, no link), offline refuses it in one line.
@@ -20,7 +21,15 @@ from .qemu_helpers import assert_offline_matches_online
 _KBC = ["-device", "i8042,id=kbc", "-device", "vmmouse,i8042=kbc"]
 
 CASES: dict[str, list[str]] = {
-    "q35": ["qemu-system-x86_64", "-M", "pc-q35-7.2", *_KBC, "-device", "isa-fdc"],
+    # intel-iommu: a self-placed system-bus device (q35 maps it at its base), beside a device on no bus
+    "q35": ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-device", "e1000", *_KBC, "-device", "isa-fdc",
+            "-device", "intel-iommu,id=io,caching-mode=on", "-device", "vmcoreinfo"],
+    "q35-nodefaults-iommu": ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", "-device", "intel-iommu"],
+    # QEMU 7.2 plugs one vIOMMU on a PC, in either order; pc takes no intel-iommu
+    "q35-two-viommus": ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-device", "intel-iommu", "-device", "virtio-iommu-pci"],
+    "q35-two-viommus-2": ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-device", "virtio-iommu-pci",
+                          "-device", "intel-iommu"],
+    "pc-intel-iommu": ["qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-device", "intel-iommu"],
     "pc": ["qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-device", "pvpanic", *_KBC],
     # the machine's own i8042 off: the user's is the first, and QEMU makes no vmport (refused)
     "q35-i8042-off": ["qemu-system-x86_64", "-M", "pc-q35-7.2,i8042=off", "-device", "i8042"],

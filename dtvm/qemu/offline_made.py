@@ -20,6 +20,9 @@ __all__ = ["check_device_links", "device_link_names", "device_link_value"]
 #: the machine-made device a linking type's realize looks for (QEMU 7.2's vmmouse_realizefn:
 #: "vmmouse needs a machine with vmport"; a PC makes none with vmport=off or i8042=off), and QEMU's words
 _NEEDS = {"vmmouse": ("vmport", "vmmouse needs a machine with vmport")}
+#: the vIOMMUs of a PC, of which QEMU 7.2 plugs one (pc.c's pre-plug handlers, measured in either
+#: order: "QEMU does not support multiple vIOMMUs for x86 yet.")
+_X86_VIOMMUS = frozenset({"intel-iommu", "virtio-iommu-pci"})
 
 
 def device_link_names(driver: str) -> dict[str, str]:
@@ -33,6 +36,9 @@ def check_device_links(config: Config, driver: str, user: dict[str, str], where:
     for name in sorted(device_link_names(driver)):
         if name not in user:
             raise OfflineError(f"{where}: no {name}= (QEMU refuses it: its {name!r} link is not set)")
+    if driver in _X86_VIOMMUS and config.machine.arch == "x86_64" and \
+            any(d.driver in _X86_VIOMMUS for d in config.devices()):
+        raise OfflineError(f"{where}: QEMU does not support multiple vIOMMUs for x86 yet (QEMU refuses it)")
     need = _NEEDS.get(driver)
     if need is not None and not any(d.driver == need[0] for d in config.devices()):
         raise OfflineError(f"{where}: {need[1]} (QEMU refuses it)")
