@@ -51,9 +51,6 @@ for _m in OFFLINE_MACHINES:
 REFUSED.update({
     **{(m, "census vmgenid"): "QEMU draws vmgenid's GUID at random each start unless guid= is given (the census gives "
                               "none): no offline answer can be QEMU's" for m in ("q35", "pc")},
-    **{(m, "census isa-applesmc"): "QEMU 7.2 reports its 64-byte default osk read past its end (applesmc.c's "
-                                   "default_osk has no NUL): the bytes after it hold a pointer, different each "
-                                   "start (measured), not a value of the command line" for m in ("q35", "pc")},
 })
 
 #: the options QEMU takes only beside another (measured): each is also walked with its partner

@@ -2,7 +2,9 @@
 (issue 13 item 3): a second i8042 (its PS/2 keyboard and mouse folded into it), a vmmouse linked
 to an i8042 given with -device (the link worded as the position of its i8042), a pxb-cxl on
 arm/aarch64 virt (its pxb-cxl-host folded into it, as pxb-pcie's pxb-host is), an intel-iommu on
-q35 (a system-bus device the machine maps at its own base; one vIOMMU a PC).
+q35 (a system-bus device the machine maps at its own base; one vIOMMU a PC), an isa-applesmc with
+its default key (QEMU reads back its 64 bytes and the memory after them: the description and the
+recorded profile hold the 64 bytes alone, devices.yaml fixed-length-strings).
 
 QEMU 7.2 is the oracle: online qemu2dtb of the same command line, byte for byte; where QEMU
 refuses the command line (no vmport on the machine, no link), offline refuses it in one line.
@@ -30,7 +32,8 @@ CASES: dict[str, list[str]] = {
     "q35-two-viommus-2": ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-device", "virtio-iommu-pci",
                           "-device", "intel-iommu"],
     "pc-intel-iommu": ["qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-device", "intel-iommu"],
-    "pc": ["qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-device", "pvpanic", *_KBC],
+    # isa-applesmc: its default osk cut to its 64 bytes, as the description cuts it
+    "pc": ["qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-device", "pvpanic", *_KBC, "-device", "isa-applesmc"],
     # the machine's own i8042 off: the user's is the first, and QEMU makes no vmport (refused)
     "q35-i8042-off": ["qemu-system-x86_64", "-M", "pc-q35-7.2,i8042=off", "-device", "i8042"],
     "q35-no-vmport": ["qemu-system-x86_64", "-M", "pc-q35-7.2,vmport=off", *_KBC],
@@ -56,6 +59,8 @@ REFUSED = [
     (["-device", "i8042,id=a", "-device", "vmmouse,i8042=b"], r"^-device vmmouse: i8042=b: not a i8042 given"),
     (["-device", "isa-fdc,id=a", "-device", "vmmouse,i8042=a"], r"^-device vmmouse: i8042=a: not a i8042 given"),
     (["-device", "i8042", "-device", "i8042"], r"^-device i8042: a second i8042"),
+    # QEMU takes a key of 64 characters and puts its default in place of any other (a warning)
+    (["-device", "isa-applesmc,osk=short"], r"^-device isa-applesmc: this ISA device with osk is not in the offline"),
 ]
 
 
