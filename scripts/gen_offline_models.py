@@ -25,6 +25,7 @@ from dtvm.qemu.live import read_argv
 from dtvm.qemu.machine import find_machine
 from dtvm.qemu.models import config_to_dict, device_to_dict
 from dtvm.qemu.offline_flash import FIRMWARE, RECORDED_FIRMWARE, without_recorded_firmware
+from dtvm.vm.buses import device_facts
 from dtvm.vm.model import Device
 
 PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio-serial-pci", "virtio-scsi-pci",
@@ -80,6 +81,9 @@ REQUIRED = {"pci-bridge": "chassis_nr=9", "pci-bridge-seat": "chassis_nr=9", "xi
 #: PCIe bus", pxb-pcie "cannot reside on a PCI bus"; riscv64 virt has neither): recorded on the
 #: root bus ("PXB devices can be attached only to root bus"), its new root bus folded into it
 EXPANDERS = {"pc-i440fx": "pxb", "pc-q35": "pxb-pcie", "virt": "pxb-pcie"}
+#: the CXL expander the census stream draws on arm/aarch64 virt (QEMU 7.2 makes it there without
+#: cxl=on: its pxb-cxl-host folded into it as pxb-pcie's pxb-host is), recorded like EXPANDERS'
+CXL_EXPANDERS = {"virt": "pxb-cxl"}
 #: a PCIe switch: its upstream port on a root port, its downstream ports on the upstream port's
 #: bus (both a PCIe port's link to offline: the "pci-port" context)
 SWITCH = [(["-device", "pcie-root-port,id=ctx,chassis=1"], "x3130-upstream"),
@@ -124,6 +128,9 @@ CCID_SETUP = ["-device", "qemu-xhci,id=cx", "-device", "usb-ccid,id=ctx,bus=cx.0
 #: x86), refused elsewhere by name
 BUSLESS = ["vmcoreinfo", "vmgenid", "nvme-subsys", "ramfb", "npcm7xx-clock-sel", "npcm7xx-clock-pll", "npcm7xx-clock-divider",
            "bcm2835-cprman-clock-mux", "bcm2835-cprman-dsi0hsck-mux", "bcm2835-cprman-pll", "bcm2835-cprman-pll-channel"]
+#: x86 only: system-bus devices the machine's plug handler maps at their own base (devices.yaml
+#: self-placed: intel-iommu, which q35 alone takes), recorded in the System context at that address
+X86_SELF_PLACED = ["intel-iommu"]
 #: IDE devices on an AHCI the user adds (the machines without IDE of their own)
 AHCI_SETUP = ["-device", "ich9-ahci,id=ctx"]
 #: x86 only: an empty floppy drive (the isa-fdc q35 makes for it, the floppy device of pc's):
@@ -132,13 +139,22 @@ X86_FLOPPY = ["-drive if=floppy"]
 #: x86 only: ISA devices at the I/O base of their type (pvpanic, ib700) or at none (sga)
 X86_ISA_DEVICES = ["pvpanic", "ib700", "sga", "isa-debug-exit", "pc-testdev", "ne2k_isa", "isa-debugcon",
                    # the census stream's (tests/qemugen_census.py)
-                   "isa-fdc", "isa-ide", "isa-vga", "hyperv-testdev", "mc146818rtc"]
+                   "isa-fdc", "isa-ide", "isa-vga", "hyperv-testdev", "mc146818rtc",
+                   # a second i8042 (its PS/2 keyboard and mouse folded into it, as online folds them),
+                   # and a vmmouse linked to one given with -device (ISA_BACKED)
+                   "i8042", "vmmouse",
+                   # its default osk read back runs past its 64 bytes: recorded cut as the
+                   # description cuts it (devices.yaml fixed-length-strings)
+                   "isa-applesmc"]
 #: x86 only: the census stream's devices on the machine's I2C bus (its SMBus), at their type's address
 X86_I2C_DEVICES = ["i2c-ddc"]
 #: x86 only: a floppy drive on the isa-fdc the user adds
 FDC_SETUP = ["-device", "isa-fdc,id=ctx"]
 #: ISA devices that need a back-end to be made (probed with a null chardev)
-ISA_BACKED = {"isa-debugcon": (["-chardev", "null,id=pc"], "chardev=pc")}
+ISA_BACKED = {"isa-debugcon": (["-chardev", "null,id=pc"], "chardev=pc"),
+              # its i8042 link (devices.yaml device-links): the probe's, taken out of the profile
+              # (offline words the user's own: offline_made.py)
+              "vmmouse": (["-device", "i8042,id=pk"], "i8042=pk")}
 #: sound devices (tests/qemugen.py _more) that take an audio back-end, probed with one (-audiodev
 #: none: QEMU reports only its id, the user's offline): PCI cards on every machine with device
 #: profiles, HDA codecs on an HDA controller's bus, and on x86 the ISA cards at their default
@@ -286,6 +302,11 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if found is None or found.parent is None:
         raise SystemExit(f"{mtype}: probe {device} on {context}: not found")
     profile = _profile(snapshot, found, extra)
+    for name, size in ((device_facts().get("fixed-length-strings") or {}).get(device) or {}).items():
+        if name in profile["device"]["props"]:  # the tail after the array is the memory behind it
+            profile["device"]["props"][name] = profile["device"]["props"][name][:size]
+    for name in (device_facts().get("device-links") or {}).get(device) or {}:
+        profile["device"]["props"].pop(name, None)  # the probe's target (offline_made.py)
     for pair in (_linked(device) or ([], ""))[1].split(","):
         profile["device"]["props"].pop(pair.split("=")[0], None)  # the probe's object (offline_links.py)
     if context == "System":
@@ -477,6 +498,9 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     expander = EXPANDERS.get(mtype.rsplit("-", 1)[0]) if not binary.endswith("riscv64") else None
     if expander is not None:
         jobs.append(([], expander, "pci-root"))
+    cxl_expander = CXL_EXPANDERS.get(mtype.rsplit("-", 1)[0]) if not binary.endswith("riscv64") else None
+    if cxl_expander is not None:
+        jobs.append(([], cxl_expander, "pci-root"))
     jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in USB_DEVICES]
     jobs += [(["-device", "virtio-serial-pci,id=ctx"], d, "virtio-serial-bus") for d in VSERIAL_DEVICES]
     jobs += [(["-device", "virtio-scsi-pci,id=ctx"], d, "SCSI") for d in SCSI_DEVICES]
@@ -490,6 +514,7 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
     jobs += [([], d, "System") for d in BUSLESS]
     if mtype.startswith("pc-"):
         jobs += [([], d, "System") for d in LINKED_BUSLESS]
+        jobs += [([], d, "System") for d in X86_SELF_PLACED]
     if mmio:
         jobs += [([], d, "virtio-mmio-bus") for d in MMIO_DEVICES]
         jobs += [([], d, "virtio-mmio-bus") for d in LINKED_MMIO if not riscv]  # riscv64 7.2: no device memory

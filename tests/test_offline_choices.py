@@ -51,18 +51,6 @@ for _m in OFFLINE_MACHINES:
 REFUSED.update({
     **{(m, "census vmgenid"): "QEMU draws vmgenid's GUID at random each start unless guid= is given (the census gives "
                               "none): no offline answer can be QEMU's" for m in ("q35", "pc")},
-    **{(m, "census isa-applesmc"): "QEMU 7.2 reports its 64-byte default osk read past its end (applesmc.c's "
-                                   "default_osk has no NUL): the bytes after it hold a pointer, different each "
-                                   "start (measured), not a value of the command line" for m in ("q35", "pc")},
-})
-
-#: census types the offline models do not hold yet, found when this walk ran again (it stopped
-#: at the census stream's new (type, argv, slots) triples before): other items of issue 13
-_CENSUS_NOT_YET = "a census type with no offline profile recorded yet (online describes it)"
-REFUSED.update({
-    **{(m, f"census {t}"): _CENSUS_NOT_YET for m in ("q35", "pc") for t in ("i8042", "vmmouse")},
-    ("q35", "census intel-iommu"): _CENSUS_NOT_YET,
-    **{(m, "census pxb-cxl"): _CENSUS_NOT_YET for m in ("aarch64-virt", "arm-virt")},
 })
 
 #: the options QEMU takes only beside another (measured): each is also walked with its partner

@@ -51,6 +51,7 @@ from dtvm.qemu.offline_ide import (
 )
 from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
 from dtvm.qemu.offline_links import LinkNotes, describe_offline_links, note_links
+from dtvm.qemu.offline_made import check_device_links, device_link_names, device_link_value
 from dtvm.qemu.offline_memdev import check_memory_options, place_memory_devices
 from dtvm.qemu.offline_memhp import set_memory_slots
 from dtvm.qemu.offline_pcie import check_pcie_slots
@@ -252,6 +253,8 @@ def offline_config(argv: list[str]) -> Config:
             _isa_port(config, driver, user, where, explicit)
             continue
         kind = kind_of.get(driver)
+        if kind is not None:
+            check_device_links(config, driver, user, where)  # offline_made.py
         if kind is None:
             raise OfflineError(f"{where}: {driver} is not in the offline model (use online mode)")
         requested = {k: v for k, v in user.items() if k in ("bus", "addr", "multifunction", "port", "channel", "scsi-id", "lun", "nr", "cad")}
@@ -259,7 +262,8 @@ def offline_config(argv: list[str]) -> Config:
         if kind == "ide":
             bus, address = ide_place(config, bus_by_name, user, where)
         elif kind == "isa":
-            bus, address = _isa_fixed(config, profiles.get(f"{driver}@ISA"), user, where,
+            bus, address = _isa_fixed(config, profiles.get(f"{driver}@ISA"), {k: v for k, v in user.items()
+                                      if k not in device_link_names(driver)}, where,
                                       _count_driver(model["variants"]["nodefaults"]["root"], driver))
         elif kind == "virtio-mmio":
             bus = _free_transport(config, requested.get("bus"), where)
@@ -308,6 +312,9 @@ def offline_config(argv: list[str]) -> Config:
             if target is None:
                 raise OfflineError(f"{where}: property {key!r} is not in the offline model of {driver} (use online mode)")
             ptype = types.get(target.driver, {}).get(key) or ""
+            if key in device_link_names(driver):  # a vmmouse's i8042 (offline_made.py)
+                dev.props[key] = device_link_value(bus, driver, key, raw, ids, where)
+                continue
             if ptype.startswith("link<"):
                 # a QOM link (rng=, iothread=...): info qtree has none; the trust model's guest
                 # links (canbus, memdev) are described (offline_links.py)

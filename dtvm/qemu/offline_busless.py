@@ -1,5 +1,6 @@
 """Offline: the devices ``-device`` makes on no bus (vmcoreinfo, vmgenid, nvme-subsys, the clock
-models npcm7xx-clock-* and bcm2835-cprman-*).
+models npcm7xx-clock-* and bcm2835-cprman-*), and the system-bus devices the machine maps at
+their own base (intel-iommu on q35: its profile's address).
 
 ``info qtree`` never shows them; the online reader takes them from QOM (``config._busless``) and
 describes each as a device of the machine's root, numbered per type in the order QMP lists the
@@ -28,6 +29,9 @@ def busless_place(config: Config, driver: str, profile: dict[str, Any],
     ``several``, recorded from QEMU) is refused, as QEMU refuses it."""
     if not profile.get("several") and any(d.driver == driver for d in config.root.devices):
         raise OfflineError(f"{where}: a second {driver}: QEMU makes one of this type (it refuses another)")
+    kind, values = profile["device"]["address"]
+    if kind == "mmio":  # a self-placed device (intel-iommu: q35 maps it at its own base)
+        return config.root, (str(kind), tuple(int(v) for v in values))
     return config.root, ("nth", (0,))
 
 
@@ -41,6 +45,7 @@ def number_busless(config: Config, made: list[Device]) -> None:
     for dev in config.root.devices:
         if id(dev) not in ours:
             counts[dev.driver] = counts.get(dev.driver, 0) + 1
+    made = [d for d in made if d.address[0] == "nth"]  # (not a self-placed one, at its base)
     listed = sorted((d for d in made if d.qdev_id), key=lambda d: _natural(d.qdev_id or ""))
     for dev in [*listed, *(d for d in made if not d.qdev_id)]:
         dev.address = ("nth", (counts.get(dev.driver, 0),))
