@@ -71,3 +71,15 @@ def test_what_offline_does_not_model_is_refused_by_name(tail: list[str], pattern
     with pytest.raises(OfflineError, match=pattern) as err:
         offline_config(["qemu-system-x86_64", "-M", "pc-q35-7.2", *tail])
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("prop", ["disable-legacy=on", "disable-modern=on"])
+def test_pci_id_changing_virtio_properties_refused_by_name(prop: str) -> None:
+    """A virtio PCI device's disable-legacy/disable-modern change the PCI ids QEMU gives it (online:
+    device-id 0x1041 for a modern-only virtio-net on q35's root bus, 0x1000 recorded): offline
+    answered with the recorded ids before (found by tests/test_qom_links.py's scalable intel-iommu
+    case); it refuses by name instead of guessing."""
+    from dtvm.qemu.offline import OfflineError, offline_config
+
+    with pytest.raises(OfflineError, match=f"{prop}: it changes the PCI ids"):
+        offline_config(["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", "-device", f"virtio-net-pci,{prop}"])
