@@ -351,7 +351,10 @@ def qemu2dtb_run(argv: list[str], out: Path, offline: bool) -> subprocess.Comple
 
 def assert_offline_matches_online(argv: list[str], directory: Path) -> None:
     """Offline writes what online reads from QEMU (guest tree and back-end overlay, byte for
-    byte); where QEMU refuses the command line, offline refuses it too, in one line."""
+    byte); where QEMU refuses the command line, offline refuses it too, in one line. Skipped
+    where the QEMU binary, the online oracle, is not installed."""
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} (the online oracle) is not installed")
     online = qemu2dtb_run(argv, directory / "on.dtb", offline=False)
     offline = qemu2dtb_run(argv, directory / "off.dtb", offline=True)
     assert "Traceback" not in offline.stderr

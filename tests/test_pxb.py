@@ -142,8 +142,6 @@ def test_offline_equals_online_generated(seed: int, tmp_path: Path) -> None:
     guest tree and back-end overlay online qemu2dtb reads from QEMU, byte for byte."""
     machine = sorted(qemugen._EXPANDERS)[seed % len(qemugen._EXPANDERS)]
     argv = _expander_argv(7130 + seed, machine, tmp_path)
-    if shutil.which(argv[0]) is None:
-        pytest.skip(f"{argv[0]} is not installed (its oracle cannot run)")
     assert any(a.startswith(("pxb,", "pxb-pcie,")) for a in argv)
     assert_offline_matches_online(argv, tmp_path)
 
@@ -158,8 +156,6 @@ def test_offline_equals_online_generated(seed: int, tmp_path: Path) -> None:
 ], ids=["root-port-placed-by-qemu", "endpoint-refused", "second-without-bus-nr"])
 def test_offline_expander_corners(tail: list[str], tmp_path: Path) -> None:
     argv = [*Q35, *tail]
-    if shutil.which(argv[0]) is None:
-        pytest.skip(f"{argv[0]} is not installed (its oracle cannot run)")
     assert_offline_matches_online(argv, tmp_path)
 
 
@@ -170,6 +166,4 @@ def test_offline_expander_corners(tail: list[str], tmp_path: Path) -> None:
 ], ids=["endpoint-refused", "without-bus-nr", "bridge-placed-by-qemu"])
 def test_offline_pxb_corners(tail: list[str], tmp_path: Path) -> None:
     argv = [*PC, *tail]
-    if shutil.which(argv[0]) is None:
-        pytest.skip(f"{argv[0]} is not installed (its oracle cannot run)")
     assert_offline_matches_online(argv, tmp_path)
