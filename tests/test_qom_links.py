@@ -290,3 +290,25 @@ def test_diff_sees_a_described_link(tmp_path: Path) -> None:
 
     assert diff("vm.dtb", "vm.dtb") == 0
     assert diff("vm.dtb", "other.dtb") == 1
+
+
+@needs_qemu(X86)
+def test_virtio_mem_requested_size_is_described(vms: VMs, tmp_path: Path) -> None:
+    """virtio-mem's requested-size (the size the host asks the guest to plug, in the config space
+    the guest reads) is no qdev property: info qtree never shows it, and a cold rebuild would ask
+    for 0. The operator's qom-set of it is read from QOM, and the VM rebuilt without migration
+    (a plain start of dtb2qemu's command line) reads the same."""
+    from dtvm.qemu.argv import build_argv
+    from dtvm.vm.readback import read_config
+
+    argv = [X86, "-machine", "pc-q35-7.2", "-nodefaults", "-m", "256M,slots=2,maxmem=2G",
+            "-object", "memory-backend-ram,id=vmem0,size=256M", "-device", "virtio-mem-pci,memdev=vmem0,id=vm0,addr=3.0"]
+    a = vms.start(argv)
+    default = _describe(a)
+    assert b"requested-size" not in default[0]  # the default (0) is not written
+    a.qmp("qom-set", {"path": "/machine/peripheral/vm0", "property": "requested-size", "value": 64 << 20})
+    asked = _describe(a)
+    node = next(n for n in read_dtb(asked[0]).root.walk() if n.name == "virtio" and n.get_property("qemu,requested-size"))
+    assert node["qemu,requested-size"].as_string() == str(64 << 20)
+    rebuild = build_argv(read_config(read_dtb(asked[0]), read_dtb(asked[1])))
+    assert _describe(vms.start(rebuild.argv)) == asked

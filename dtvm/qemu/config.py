@@ -608,6 +608,7 @@ def from_snapshot(snapshot: Snapshot) -> Config:
         # major.minor: what migration compatibility goes by (a point release keeps it)
         config.qemu_version = version_text(version_of(snapshot)).rsplit(".", 1)[0]
     _mark_peripherals(config, snapshot)
+    _read_qom_settings(config, snapshot)
     _read_device_links(config, snapshot)
     fold_unlinked_made(config)
     _stable_generated_ids(config)
@@ -662,6 +663,27 @@ def _mark_peripherals(config: Config, snapshot: Snapshot) -> None:
             chardev = per.address.get("chardev")
             if isinstance(chardev, str) and chardev and "chardev" not in dev.backends:
                 dev.backends["chardev"] = chardev  # an alias qtree does not show (isa-serial)
+
+
+def _read_qom_settings(config: Config, snapshot: Snapshot) -> None:
+    """The settings of the user's devices that no qdev property holds (``qom-settings`` in
+    dtvm/vm/data/devices.yaml: virtio-mem's requested-size), read from QOM, on the node of the type
+    that has them: a virtio proxy's alias goes to its virtio device, where info qtree puts the
+    proxy's other aliased properties (so offline, which sets them there, and the rebuild agree)."""
+    rules = device_facts().get("qom-settings") or {}
+    by_qom = {d.qom_path: d for d in config.devices() if d.qom_path}
+    for per in snapshot.peripherals:
+        dev = by_qom.get(per.qom_path)
+        if dev is None or per.parent_bus is None:
+            continue
+        owners = [dev] + [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]
+        for name, value in sorted(per.props.items()):
+            owner = next((o for o in owners if name in (rules.get(o.driver) or {})), None)
+            if owner is None:
+                continue
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            if text != str(rules[owner.driver][name]):
+                owner.props[name] = text
 
 
 def _read_device_links(config: Config, snapshot: Snapshot) -> None:

@@ -52,7 +52,7 @@ from dtvm.qemu.offline_ide import (
 from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
 from dtvm.qemu.offline_links import LinkNotes, describe_offline_links, note_links
 from dtvm.qemu.offline_made import check_device_links, device_link_names, device_link_value
-from dtvm.qemu.offline_memdev import check_memory_options, place_memory_devices
+from dtvm.qemu.offline_memdev import check_memory_options, place_memory_devices, requested_sizes
 from dtvm.qemu.offline_memhp import set_memory_slots
 from dtvm.qemu.offline_pcie import check_pcie_slots
 from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
@@ -405,6 +405,7 @@ def offline_config(argv: list[str]) -> Config:
     split_host_facts(config)
     describe_offline_links(config, links, args.objects)  # after the split, as online (config.py)
     place_memory_devices(config, [d for d, _ in links.values()], args.memory_option)  # offline_memdev.py
+    requested_sizes(config)  # offline_memdev.py
     # registers the guest programs are not described (the models were read before guest-state
     # was data: the online reader drops the same properties)
     state = guest_state()

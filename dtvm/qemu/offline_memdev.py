@@ -15,11 +15,11 @@ is refused by name.
 from __future__ import annotations
 
 from dtvm.qemu.models import OfflineError
-from dtvm.qemu.offline_memhp import MemoryOption
+from dtvm.qemu.offline_memhp import MemoryOption, size_bytes
 from dtvm.qemu.trust import trust
 from dtvm.vm.model import Config, Device
 
-__all__ = ["check_memory_options", "place_memory_devices"]
+__all__ = ["check_memory_options", "place_memory_devices", "requested_sizes"]
 
 DIMM = "pc-dimm"
 VIRTIO_MEM_PCI = "virtio-mem-pci"
@@ -31,10 +31,11 @@ _MACHINES = ("q35-pcihost", "i440FX-pcihost")
 
 def check_memory_options(driver: str, user: dict[str, str], where: str) -> None:
     """A memory device's own options the model takes: memdev (and id, a virtio-mem-pci's PCI
-    place); QEMU's choice of the rest (a requested-size online does not describe either)."""
+    place, virtio-mem's requested-size); QEMU's choice of the rest."""
     if driver not in (DIMM, VIRTIO_MEM_PCI, VIRTIO_MEM):
         return
-    allowed = {"memdev", "id", "driver"} | {VIRTIO_MEM_PCI: {"bus", "addr"}, VIRTIO_MEM: {"bus"}}.get(driver, set())
+    allowed = {"memdev", "id", "driver"} | {VIRTIO_MEM_PCI: {"bus", "addr", "requested-size"},
+                                            VIRTIO_MEM: {"bus", "requested-size"}}.get(driver, set())
     extra = sorted(set(user) - allowed)
     if extra:
         raise OfflineError(f"{where}: {extra[0]}=: not in the offline model of {driver} (use online mode)")
@@ -92,3 +93,24 @@ def _region_base(config: Config, where: str) -> int:
                            "(use online mode)")
     above = int(host.props.get("above-4g-mem-size", "0"))
     return -(-(4 * GiB + above) // GiB) * GiB
+
+
+def requested_sizes(config: Config) -> None:
+    """Each virtio-mem's requested-size as online reads it (QOM's byte count, left out at 0, the
+    default: devices.yaml qom-settings); OfflineError where QEMU 7.2 refuses it
+    (virtio_mem_device_realize: not a multiple of the block size, 2 MiB for anonymous RAM on this
+    host as ``_ALIGN``) or the size is not a plain one.  One past the memdev's size is taken as
+    QEMU takes it at realize (measured: 1G on a 512M back-end is kept and read back as given)."""
+    for dev in config.devices():
+        raw = dev.props.get("requested-size")
+        if dev.driver != VIRTIO_MEM or raw is None:
+            continue
+        proxy = dev.parent.parent if dev.parent is not None and dev.parent.parent is not None else dev
+        where = f"-device {proxy.driver},requested-size={raw}"
+        size = size_bytes(raw, where)
+        if size % _ALIGN:
+            raise OfflineError(f"{where}: not a multiple of the 2 MiB block size (QEMU refuses it)")
+        if size:
+            dev.props["requested-size"] = str(size)
+        else:
+            dev.props.pop("requested-size")

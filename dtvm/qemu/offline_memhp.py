@@ -18,7 +18,7 @@ import re
 from dtvm.qemu.models import OfflineError
 from dtvm.vm.model import Config
 
-__all__ = ["MemoryOption", "parse_memory", "set_memory_slots"]
+__all__ = ["MemoryOption", "parse_memory", "set_memory_slots", "size_bytes"]
 
 GiB = 1 << 30
 #: ACPI_MAX_RAM_SLOTS: the most slots q35, pc and arm virt take
@@ -35,8 +35,8 @@ class MemoryOption:
         self.size, self.slots, self.maxmem, self.text = size, slots, maxmem, text
 
 
-def _bytes(text: str, where: str) -> int:
-    """A QemuOpts size (maxmem): bytes without a suffix, else one B/K/M/G/T suffix."""
+def size_bytes(text: str, where: str) -> int:
+    """A QemuOpts size (maxmem, requested-size): bytes without a suffix, else one B/K/M/G/T suffix."""
     m = re.fullmatch(r"(\d+)([BKMGT]?)", text.strip(), re.IGNORECASE)
     if not m:
         raise OfflineError(f"{where}: only a whole size (1G, 1073741824) is in the offline model (use online mode)")
@@ -61,7 +61,7 @@ def parse_memory(text: str) -> MemoryOption:
             raise OfflineError(f"-m {text}: slots and maxmem only together are in the offline model (use online mode)")
         if not found["slots"].isdigit():
             raise OfflineError(f"-m {text}: slots={found['slots']}: not a number (QEMU refuses it)")
-        slots, maxmem = int(found["slots"]), _bytes(found["maxmem"], f"-m {text}: maxmem")
+        slots, maxmem = int(found["slots"]), size_bytes(found["maxmem"], f"-m {text}: maxmem")
     return MemoryOption(found["size"], slots, maxmem, text)
 
 

@@ -710,6 +710,12 @@ async def _peripheral(r: _Reader, container: str, name: str, typename: str) -> P
     missing = object()
     values = await r.all(r.get_or(path, n, missing) for n in wanted)
     own: dict[str, Any] = {}
+    # settings no qdev property holds (virtio-mem's requested-size, virtio-mem-pci's alias of it):
+    # devices.yaml qom-settings; info qtree never shows them
+    settings = sorted({n for each in (device_facts().get("qom-settings") or {}).values() for n in each or ()} & names)
+    if bus and settings:
+        got = await r.all(r.get_or(path, n, missing) for n in settings)
+        own = {n: v for n, v in zip(settings, got, strict=True) if isinstance(v, (int, str, bool))}
     if not bus and props is not None and "core-id" not in names:
         # on no bus, info qtree never shows the device: its settings come from QOM, one by one
         # (a hot-plugged CPU is on no bus either: read as a CPU, never here); lists and links are

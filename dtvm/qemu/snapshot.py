@@ -31,7 +31,8 @@ class Peripheral:
     ``lun``, ``nr``, ``reg``, ``iobase``, ``index``) as QEMU returned them, and ``chardev`` where the
     type has one (not an address: isa-serial's is an alias ``info qtree`` does not show).
     ``props`` holds, for a device on no bus (vmcoreinfo, vmgenid: ``info qtree`` never shows
-    them), the ``qom-get`` value of each of its type's qdev properties but links.
+    them), the ``qom-get`` value of each of its type's qdev properties but links; for a device on
+    a bus, those of its settings no qdev property holds (``qom-settings`` in devices.yaml).
     ``links`` holds each QOM link property of its type (``canbus``, ``memdev``): its QOM type
     (``link<can-bus>``) and the ``qom-get`` answer, the linked object's path ("" when unset).
     """
