@@ -111,3 +111,18 @@ def vm_factory() -> Iterator[Any]:
         assert vm.proc.poll() is not None
 
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_models_stay_read_only() -> Iterator[None]:
+    """Each offline model is parsed once per process and shared (dtvm.qemu.models.MODELS): an
+    answer that changed it would change every later answer. At the end of the session every model
+    still held must equal its file, or the session fails here (naming the model)."""
+    yield
+    import json
+
+    from dtvm.qemu.models import MODELS
+    from dtvm.qemu.schemafiles import machine_file
+
+    changed = [name for name, data in list(MODELS.items()) if data != json.loads(machine_file(name))]
+    assert not changed, f"offline models changed by the code that read them: {changed}"

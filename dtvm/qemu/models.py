@@ -190,8 +190,20 @@ def _model_name(machine: MachineInfo) -> str:
     return (f"{version}/" if version else "") + f"{machine.arch}-{machine.type}.offline.json"
 
 
+#: the models read in this process, by file name: parsing one (up to 5 MB of JSON) took half of an
+#: offline answer's time, and a process that answers many (the tests, the API) read each again.
+#: Shared, so read-only by contract: the offline reader copies what it changes (config_from_dict,
+#: apply_deltas), and tests/conftest.py checks every model a test session read against its file.
+MODELS: dict[str, dict[str, Any]] = {}
+_MAX_MODELS = 8
+
+
 def load_model(machine: MachineInfo) -> dict[str, Any]:
+    """The offline model of ``machine`` (the selected QEMU version's), parsed once per process;
+    never to be changed by the caller (see ``MODELS``)."""
     name = _model_name(machine)
+    if name in MODELS:
+        return MODELS[name]
     try:
         text = machine_file(name)
     except OSError:
@@ -201,6 +213,9 @@ def load_model(machine: MachineInfo) -> dict[str, Any]:
     data = json.loads(text)
     if not isinstance(data, dict) or data.get("format") != 1:
         raise OfflineError(f"dtvm/qemu/machines/{name}: not a format-1 offline model")
+    if len(MODELS) >= _MAX_MODELS:
+        MODELS.clear()
+    MODELS[name] = data
     return data
 
 
