@@ -232,3 +232,38 @@ def test_vmmouse_link_position_is_bounded(value: str, vm_factory: Any, tmp_path:
     assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert f"{node.path}: qemu,i8042" in res.stderr and "no such device" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    # an i2c-ddc given without bus= lands on the ati-vga's DDC bus, at address 0 (measured)
+    [*PC, "-device", "ati-vga", "-device", "i2c-ddc"],
+    [*PSERIES, "-device", "sm501,id=fb", "-device", "i2c-ddc,address=0x51,id=mine"],
+], ids=["pc-ati-vga", "pseries-sm501"])
+def test_users_device_on_a_makers_named_bus_round_trip(argv: list[str], vm_factory: Any, tmp_path: Path) -> None:
+    """A maker's own I2C bus has a name QEMU gives it (ati-vga.ddc, sm501.i2c: devices.yaml
+    own-child-buses): the user's i2c-ddc beside the maker's own DDC is given with -device on that
+    bus, the maker's own is not (it would be made twice: refused before, found by QEMU 10.0's
+    generated case pc-950100047)."""
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed (its oracle cannot run)")
+    a = _start(vm_factory, argv, [])
+    _, guest_a, backend_a = _describe(a)
+    assert [_driver(n) for n in _nodes(guest_a)].count("i2c-ddc") == 2
+    rebuilt, b, status, before = _rebuild_and_migrate(vm_factory, tmp_path, a, guest_a, backend_a)
+    assert status.get("status") == "completed", (status, rebuilt)
+    devices = [rebuilt[i + 1] for i, x in enumerate(rebuilt) if x == "-device"]
+    assert len([d for d in devices if d.startswith("i2c-ddc,")]) == 1, devices
+    _, guest_b, _ = before if before is not None else _describe(b)
+    assert guest_b == guest_a, rebuilt
+
+
+def test_users_device_on_one_of_two_alike_named_buses_is_refused(vm_factory: Any, tmp_path: Path) -> None:
+    """Two ati-vga name their DDC buses alike: bus=ati-vga.ddc cannot say which, so a description
+    with the user's i2c-ddc on one of them is refused by its node, never rebuilt on the other."""
+    argv = [*PC, "-device", "ati-vga", "-device", "ati-vga", "-device", "i2c-ddc"]
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed (its oracle cannot run)")
+    _, guest, backend = _describe(_start(vm_factory, argv, []))
+    res = _dtb2qemu(guest, backend, tmp_path)
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert "i2c-ddc@0: i2c-ddc on the bus of one of 2 ati-vga, whose buses QEMU names alike (ati-vga.ddc)" in res.stderr

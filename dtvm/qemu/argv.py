@@ -22,7 +22,7 @@ from typing import Any
 from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.argv_objects import link_object, self_placed, self_placed_first
 from dtvm.qemu.config import from_snapshot
-from dtvm.qemu.made import MadeError, device_links, link_props, own_children, own_children_made
+from dtvm.qemu.made import MadeError, device_links, link_props, own_child_bus, own_children, own_children_made
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import Trust, TrustError, trust
 from dtvm.qemu.versions import (
@@ -401,12 +401,20 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             made[where] = _Node(dev, None, made[parent_path].qid)
             continue
         parent_dev = dev.parent_device
-        if parent_dev is not None and dev.driver in own_children().get(parent_dev.driver, ()) \
+        fixed = own_child_bus(parent_dev.driver) if parent_dev is not None else None
+        if fixed is not None and parent_dev is not None and not _made_there(dev, fixed[1]):
+            # the user's device on a maker's named bus (an i2c-ddc beside ati-vga's own DDC)
+            makers = [d for d in devices if d.driver == parent_dev.driver]
+            if len(makers) > 1:
+                raise ArgvError(f"{where}: {dev.driver} on the bus of one of {len(makers)} {parent_dev.driver}, "
+                                f"whose buses QEMU names alike ({fixed[0]}): no -device can name it")
+        elif parent_dev is not None and dev.driver in own_children().get(parent_dev.driver, ()) \
                 and parent_path in made and made[parent_path].probe is None:
             # the disk a usb-storage makes on its own SCSI bus from its drive, the bridge a pxb
             # makes on its root bus: the parent's -device makes it (and a bridge's bus is named
             # after the parent's id, which QEMU gives the bridge it makes)
-            siblings = [c for c in dev.parent.devices if c.driver == dev.driver] if dev.parent is not None else []
+            siblings = [c for c in dev.parent.devices if c.driver == dev.driver
+                        and (fixed is None or _made_there(c, fixed[1]))] if dev.parent is not None else []
             times = own_children()[parent_dev.driver].count(dev.driver)
             if len(siblings) > times:
                 raise ArgvError(f"{where}: a {parent_dev.driver} makes {'one' if times == 1 else times} "
@@ -631,6 +639,11 @@ def _backend_id(kind: str, ref: str) -> str:
     return check_id("x" + re.sub(r"[^A-Za-z0-9_.-]", "_", ref), f"{kind} {ref}")
 
 
+def _made_there(dev: Device, made_at: dict[str, list[int]]) -> bool:
+    """Whether ``dev`` is at an address where its maker makes one of its type (own-child-buses)."""
+    return dev.driver in made_at and bool(dev.address[1]) and dev.address[1][0] in made_at[dev.driver]
+
+
 def _bus_name(parent: _Node, child: Device, where: str) -> str:
     if parent.probe is not None:
         buses = parent.probe.buses
@@ -644,6 +657,9 @@ def _bus_name(parent: _Node, child: Device, where: str) -> str:
         return buses[0].name
     assert parent.qid is not None
     pdesc = parent.desc
+    fixed = own_child_bus(pdesc.driver) if pdesc is not None else None
+    if fixed is not None:
+        return fixed[0]  # QEMU names the bus itself (argv's loop refused two such makers)
     if pdesc is not None and pdesc.address[0] == "pci" and child.address[0] == "pci":
         return parent.qid  # a bridge's secondary bus is named after the bridge
     index = child.address[1][0] if child.address[0] == "ide" else 0

@@ -13,7 +13,7 @@ from dtvm.qemu.snapshot import Snapshot
 from dtvm.vm.buses import device_facts
 from dtvm.vm.model import Config, Device
 
-__all__ = ["MadeError", "device_links", "link_props", "own_children", "own_children_made"]
+__all__ = ["MadeError", "device_links", "link_props", "own_child_bus", "own_children", "own_children_made"]
 
 
 class MadeError(DtvmError):
@@ -31,6 +31,17 @@ def own_children() -> dict[str, list[str]]:
     dtvm/vm/data/devices.yaml): described as nodes, rebuilt by the parent's ``-device``."""
     section = device_facts().get("makes-own-child", {})
     return {str(k): [str(x) for x in v] for k, v in section.items()} if isinstance(section, dict) else {}
+
+
+def own_child_bus(driver: str) -> tuple[str, dict[str, list[int]]] | None:
+    """The fixed name of the child bus a maker of ``driver`` makes, and the addresses of the
+    children it makes there, by type (``own-child-buses`` in dtvm/vm/data/devices.yaml); None
+    for a maker whose bus is named after its id."""
+    entry = (device_facts().get("own-child-buses") or {}).get(driver)
+    if not isinstance(entry, dict):
+        return None
+    made_at = {str(k): [int(a) for a in v] for k, v in (entry.get("made-at") or {}).items()}
+    return str(entry["bus"]), made_at
 
 
 def link_props(driver: str) -> dict[str, str]:
