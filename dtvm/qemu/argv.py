@@ -401,20 +401,20 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             made[where] = _Node(dev, None, made[parent_path].qid)
             continue
         parent_dev = dev.parent_device
-        fixed = own_child_bus(parent_dev.driver) if parent_dev is not None else None
-        if fixed is not None and parent_dev is not None and not _made_there(dev, fixed[1]):
+        named_bus = own_child_bus(parent_dev.driver) if parent_dev is not None else None
+        if named_bus is not None and parent_dev is not None and not _made_there(dev, named_bus[1]):
             # the user's device on a maker's named bus (an i2c-ddc beside ati-vga's own DDC)
             makers = [d for d in devices if d.driver == parent_dev.driver]
             if len(makers) > 1:
                 raise ArgvError(f"{where}: {dev.driver} on the bus of one of {len(makers)} {parent_dev.driver}, "
-                                f"whose buses QEMU names alike ({fixed[0]}): no -device can name it")
+                                f"whose buses QEMU names alike ({named_bus[0]}): no -device can name it")
         elif parent_dev is not None and dev.driver in own_children().get(parent_dev.driver, ()) \
                 and parent_path in made and made[parent_path].probe is None:
             # the disk a usb-storage makes on its own SCSI bus from its drive, the bridge a pxb
             # makes on its root bus: the parent's -device makes it (and a bridge's bus is named
             # after the parent's id, which QEMU gives the bridge it makes)
             siblings = [c for c in dev.parent.devices if c.driver == dev.driver
-                        and (fixed is None or _made_there(c, fixed[1]))] if dev.parent is not None else []
+                        and (named_bus is None or _made_there(c, named_bus[1]))] if dev.parent is not None else []
             times = own_children()[parent_dev.driver].count(dev.driver)
             if len(siblings) > times:
                 raise ArgvError(f"{where}: a {parent_dev.driver} makes {'one' if times == 1 else times} "
