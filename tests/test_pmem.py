@@ -142,3 +142,49 @@ def test_memdev_as_a_plain_property_is_refused(described: Path) -> None:
     proc = _dtb2qemu(described / "drive.dtb", "--no-check")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "/nvdimm" in proc.stderr and "names a host back-end" in proc.stderr
+
+
+_Q35 = [X86, "-M", "pc-q35-7.2,nvdimm=on", "-nodefaults"]
+_PC = [X86, "-M", "pc-i440fx-7.2,nvdimm=on"]
+
+
+def _ram(ident: str, size: str) -> list[str]:
+    return ["-object", f"memory-backend-ram,id={ident},size={size}"]
+
+
+@pytest.mark.parametrize("argv", [
+    # nvdimms and virtio-pmem-pcis with a pc-dimm between them: one slot count, one region (an
+    # nvdimm takes its back-end less the label, aligned down to 2 MiB), uuid in QEMU's case
+    [*_Q35, "-m", "128M,slots=4,maxmem=2G", *_ram("a", "64M"),
+     "-device", "nvdimm,memdev=a,label-size=128K,uuid=ABCDEF00-0000-0000-0000-000000000001",
+     *_ram("b", "128M"), "-device", "pc-dimm,memdev=b", *_ram("c", "34M"), "-device", "virtio-pmem-pci,memdev=c",
+     *_ram("d", "32M"), "-device", "nvdimm,memdev=d,unarmed=on,id=nv1", *_ram("e", "32M"),
+     "-device", "virtio-pmem-pci,memdev=e,addr=5.0"],
+    [*_PC, "-m", "256M,slots=2,maxmem=1G", *_ram("p", "16M"), "-device", "virtio-pmem-pci,memdev=p",
+     *_ram("n", "20M"), "-device", "nvdimm,memdev=n,label-size=1M,uuid=00000000-0000-0000-0000-000000000000"],
+    # what QEMU refuses, offline refuses
+    [X86, "-M", "pc-q35-7.2", "-m", "128M,slots=2,maxmem=1G", *_ram("a", "16M"), "-device", "nvdimm,memdev=a"],
+    [*_Q35, "-m", "128M,slots=2,maxmem=1G", *_ram("a", "16M"), "-device", "nvdimm,memdev=a,label-size=64K"],
+    [*_Q35, "-m", "128M,slots=2,maxmem=1G", *_ram("a", "2M"), "-device", "nvdimm,memdev=a,label-size=1M"],
+    [*_PC, "-m", "128M", *_ram("a", "16M"), "-device", "virtio-pmem-pci,memdev=a"],
+], ids=["q35-mixed", "pc-label", "no-nvdimm-option", "small-label", "too-small", "no-slots"])
+def test_offline_is_online(argv: list[str], tmp_path: Path) -> None:
+    """qemu2dtb --offline writes online's guest tree and overlay byte for byte (QEMU 7.2 is the
+    oracle), or refuses in one line where QEMU refuses."""
+    from .qemu_helpers import assert_offline_matches_online
+
+    assert_offline_matches_online(argv, tmp_path)
+
+
+def test_offline_refuses_a_host_file_by_name(tmp_path: Path) -> None:
+    """A file behind persistent memory: what QEMU reports of it (its file's page size, ...) is
+    not in the offline model, so offline names it and writes nothing."""
+    from .qemu_helpers import qemu2dtb_run
+
+    argv = [*_Q35, "-m", "128M,slots=2,maxmem=1G",
+            "-object", f"memory-backend-file,id=f,size=16M,mem-path={tmp_path / 'pm.img'}",
+            "-device", "nvdimm,memdev=f"]
+    proc = qemu2dtb_run(argv, tmp_path / "off.dtb", offline=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "memory-backend-file" in proc.stderr, proc.stderr
+    assert not (tmp_path / "off.dtb").exists() and not (tmp_path / "pm.img").exists()
