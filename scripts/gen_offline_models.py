@@ -171,7 +171,9 @@ X86_ISA_SOUND = ["sb16", "adlib", "cs4231a", "gus"]
 AUDIO_BACKED = (["-audiodev", "none,id=pa"], "audiodev=pa")
 _X86_OPTIONS = [*(f"{o}={v}" for o in ("i8042", "hpet", "graphics", "default-bus-bypass-iommu", "sata", "smbus", "nvdimm")
                   for v in ("on", "off")),
-                *(f"{o}={v}" for o in ("vmport", "pit", "pic", "smm", "acpi") for v in ("on", "off", "auto"))]
+                *(f"{o}={v}" for o in ("vmport", "pit", "pic", "smm", "acpi") for v in ("on", "off", "auto")),
+                # what the NFIT tells the guest flushes its persistent memory (with nvdimm=on)
+                "nvdimm-persistence=mem-ctrl", "nvdimm-persistence=cpu"]
 #: machine options recorded one at a time under -nodefaults (the machine-made devices and DT they
 #: change): what dtb2qemu --offline probes (always -nodefaults) and qemu2dtb --offline accept
 OPTION_VARIANTS: dict[str, list[str]] = {

@@ -154,8 +154,10 @@ def _ram(ident: str, size: str) -> list[str]:
 
 @pytest.mark.parametrize("argv", [
     # nvdimms and virtio-pmem-pcis with a pc-dimm between them: one slot count, one region (an
-    # nvdimm takes its back-end less the label, aligned down to 2 MiB), uuid in QEMU's case
-    [*_Q35, "-m", "128M,slots=4,maxmem=2G", *_ram("a", "64M"),
+    # nvdimm takes its back-end less the label, aligned down to 2 MiB), uuid in QEMU's case; the
+    # NFIT's flush domain (nvdimm-persistence)
+    [X86, "-M", "pc-q35-7.2,nvdimm=on,nvdimm-persistence=cpu", "-nodefaults", "-m", "128M,slots=4,maxmem=2G",
+     *_ram("a", "64M"),
      "-device", "nvdimm,memdev=a,label-size=128K,uuid=ABCDEF00-0000-0000-0000-000000000001",
      *_ram("b", "128M"), "-device", "pc-dimm,memdev=b", *_ram("c", "34M"), "-device", "virtio-pmem-pci,memdev=c",
      *_ram("d", "32M"), "-device", "nvdimm,memdev=d,unarmed=on,id=nv1", *_ram("e", "32M"),
