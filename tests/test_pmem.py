@@ -138,21 +138,25 @@ def test_guest_tree_holds_ram_and_overlay_the_files(described: Path) -> None:
     assert both.stderr.count("QEMU will open mem-path") == 2
 
 
-@pytest.mark.parametrize(("node", "value", "words"), [
-    ("/nvdimm", "memory-backend-file,id=nv0,size=16777216,mem-path=/etc/passwd",
+@pytest.mark.parametrize(("node", "prop", "value", "words"), [
+    ("/nvdimm", "memdev", "memory-backend-file,id=nv0,size=16777216,mem-path=/etc/passwd",
      "may state only -object memory-backend-ram,id=ID,size=..."),
-    ("/nvdimm", "memory-backend-ram,id=nv0,size=16777216,share=on", "may state only"),
-    ("/nvdimm", "memory-backend-ram,id=nv0,size=34359738368", "size must be a byte count"),
-    ("/pcie/pci-device@4", "memory-backend-file,id=pm0,size=16777216,mem-path=/dev/pmem0",
+    ("/nvdimm", "memdev", "memory-backend-ram,id=nv0,size=16777216,share=on", "may state only"),
+    ("/nvdimm", "memdev", "memory-backend-ram,id=nv0,size=34359738368", "size must be a byte count"),
+    ("/nvdimm", "mem-path", "/etc/passwd", "nvdimm has no such property"),
+    ("/pcie/pci-device@4", "memdev", "memory-backend-file,id=pm0,size=16777216,mem-path=/dev/pmem0",
      "may state only -object memory-backend-ram,id=ID,size=..."),
-    ("/pcie/pci-device@4", "memory-backend-memfd,id=pm0,size=16777216", "may state only"),
+    ("/pcie/pci-device@4", "memdev", "memory-backend-memfd,id=pm0,size=16777216", "may state only"),
+    ("/pcie/pci-device@4", "memdev", "pm0", "may state only -object memory-backend-ram"),
 ])
-def test_guest_tree_naming_a_host_file_is_refused(described: Path, node: str, value: str, words: str) -> None:
+def test_guest_tree_naming_a_host_file_is_refused(described: Path, node: str, prop: str, value: str,
+                                                  words: str) -> None:
     """A guest tree comes from anyone: persistent memory's file is the host's, so a tree that
-    names one (or another back-end type, a host option, RAM past the rule's bound) is refused in
-    one line naming the node, the overlay given or not."""
+    names one (as the link's object or as a property of its own), another back-end type, a host
+    option, a bare back-end id or RAM past the rule's bound is refused in one line naming the
+    node, the overlay given or not."""
     tree = read_dtb((described / "vm.dtb").read_bytes())
-    tree.get_node(node).set_property("qemu,memdev", value.encode() + b"\0")
+    tree.get_node(node).set_property(f"qemu,{prop}", value.encode() + b"\0")
     bad = described / f"bad{abs(hash((node, value)))}.dtb"
     bad.write_bytes(write_dtb(tree))
     for more in ([], ["-b", str(described / "vm.backend.dtbo")]):
