@@ -115,11 +115,17 @@ LINKED_PCI = {**{card: (["-object", "can-bus,id=pcb"], "canbus=pcb" if card == "
               "acpi-erst": (["-object", "memory-backend-ram,id=pmem,size=64M"], "memdev=pmem"),
               # on a machine with hot-plug memory (riscv64 7.2 has none: refused, left out)
               "virtio-mem-pci": (["-m", "128M,slots=2,maxmem=1G", "-object", "memory-backend-ram,id=pmem,size=64M"],
-                                 "memdev=pmem")}
+                                 "memdev=pmem"),
+              # persistent memory (x86 only in 7.2: refused elsewhere, left out)
+              "virtio-pmem-pci": (["-m", "128M,slots=2,maxmem=1G", "-object", "memory-backend-ram,id=pmem,size=64M"],
+                                  "memdev=pmem")}
 #: memory devices on no bus (x86), probed on a machine with hot-plug slots and a RAM back-end
 #: of their own (taken out of the profile, as LINKED_PCI's); QEMU plugs several, one a slot
 LINKED_BUSLESS = {"pc-dimm": (["-m", "128M,slots=2,maxmem=1G", "-object", "memory-backend-ram,id=pmem,size=64M"],
-                              "memdev=pmem")}
+                              "memdev=pmem"),
+                  # beside the machine option QEMU makes it only with (merged into the probe's -M)
+                  "nvdimm": (["-M", "nvdimm=on", "-m", "128M,slots=2,maxmem=1G",
+                              "-object", "memory-backend-ram,id=pmem,size=64M"], "memdev=pmem")}
 #: virtio-mem on a virtio-mmio transport (arm/aarch64 virt), probed as virtio-mem-pci is
 LINKED_MMIO = {"virtio-mem": LINKED_PCI["virtio-mem-pci"]}
 CCID_SETUP = ["-device", "qemu-xhci,id=cx", "-device", "usb-ccid,id=ctx,bus=cx.0"]
@@ -163,9 +169,11 @@ SOUND_PCI = ["AC97", "ES1370"]
 HDA_CODECS = ["hda-duplex", "hda-output", "hda-micro"]
 X86_ISA_SOUND = ["sb16", "adlib", "cs4231a", "gus"]
 AUDIO_BACKED = (["-audiodev", "none,id=pa"], "audiodev=pa")
-_X86_OPTIONS = [*(f"{o}={v}" for o in ("i8042", "hpet", "graphics", "default-bus-bypass-iommu", "sata", "smbus")
+_X86_OPTIONS = [*(f"{o}={v}" for o in ("i8042", "hpet", "graphics", "default-bus-bypass-iommu", "sata", "smbus", "nvdimm")
                   for v in ("on", "off")),
-                *(f"{o}={v}" for o in ("vmport", "pit", "pic", "smm", "acpi") for v in ("on", "off", "auto"))]
+                *(f"{o}={v}" for o in ("vmport", "pit", "pic", "smm", "acpi") for v in ("on", "off", "auto")),
+                # what the NFIT tells the guest flushes its persistent memory (with nvdimm=on)
+                "nvdimm-persistence=mem-ctrl", "nvdimm-persistence=cpu"]
 #: machine options recorded one at a time under -nodefaults (the machine-made devices and DT they
 #: change): what dtb2qemu --offline probes (always -nodefaults) and qemu2dtb --offline accept
 OPTION_VARIANTS: dict[str, list[str]] = {

@@ -81,7 +81,7 @@ class VM:
 
 #: markers of opt-in runs (minutes of oracle work each): deselected unless ``-m`` names them, so
 #: that `make test` stays short and each has its own make target
-OPT_IN = ("versions_full", "libvirt_slow", "kernel_all")
+OPT_IN = ("versions_full", "libvirt_slow", "kernel_all", "pmem_full")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

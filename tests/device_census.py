@@ -62,7 +62,7 @@ _NEEDS: list[tuple[str, list[str], list[str]]] = [
      ["drive=bk"]),
     (r"chardev|[Cc]har(acter)? device", ["-chardev", "null,id=chr"], ["chardev=chr"]),
     (r"memdev|memory backend", ["-object", "memory-backend-ram,id=mem,size=128M"], ["memdev=mem"]),
-    (r"maxmem|memory hotplug|slots", ["-m", "128M,slots=2,maxmem=1G"], []),
+    (r"maxmem|memory hotplug|slots", ["-m", "@MEM@,slots=2,maxmem=1G"], []),  # the machine's first size
     (r"netdev", ["-netdev", "user,id=net"], ["netdev=net"]),
     (r"audiodev|audio voice|No voice", ["-audiodev", "none,id=snd"], ["audiodev=snd"]),
     (r"serial", [], ["serial=census"]),
@@ -75,6 +75,15 @@ _NEEDS: list[tuple[str, list[str], list[str]]] = [
     (r"'cryptodev'", ["-object", "cryptodev-backend-builtin,id=cr"], ["cryptodev=cr"]),
     (r"guest-cid", [], ["guest-cid=3"]),
     (r"missing 'nvdimm' in '-M'", ["-M", "nvdimm=on"], []),
+    # pseries' persistent memory (PAPR): a label area, a UUID, and 256 MiB of it beside the label
+    # (the memory back-end given before, resized: an -object of the same id is replaced)
+    (r"NVDIMM devices to have label-size set", [], ["label-size=128K"]),
+    (r"NVDIMM memory size \(excluding label\) to be a multiple of 256MB",
+     ["-object", "memory-backend-ram,id=mem,size=268566528"], []),
+    (r"NVDIMM device requires the uuid to be set", [], ["uuid=7c3e1f5a-2b4d-4e6f-8a9b-0c1d2e3f4a5b"]),
+    # spapr-nvdimm: a file (in the directory of the question, @IMG@ as tests/qemugen.py spells it)
+    (r"requires the memdev \w+ to be of memory-backend-file type",
+     ["-object", "memory-backend-file,id=mem,size=268566528,mem-path=@IMG@mem.img"], []),
     (r"bmc attribute", ["-device", "ipmi-bmc-sim,id=bmc"], ["bmc=bmc"]),
     (r"iothread", ["-object", "iothread,id=io"], ["iothread=io"]),
 ]
@@ -139,21 +148,37 @@ def census_type(machine: str, dtype: str, directory: Path) -> dict[str, Any]:
         if "-m" in extra:  # the memory option with slots replaces the plain one
             argv = [spec.binary, "-machine", spec.type, "-nodefaults", *extra, "-device", ",".join([dtype, *props])]
         shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        run = [a.replace("@IMG@", f"{directory}/") for a in argv]  # (a file back-end's, in the question's directory)
         try:
-            a = start_vm(argv, directory / "a", timeout=20)
+            a = start_vm(run, directory / "a", timeout=20)
         except RuntimeError as exc:
             words = _last(str(exc))
             for i, (pattern, more, more_props) in enumerate(_NEEDS):
                 if i not in applied and re.search(pattern, words):
                     applied.add(i)
-                    extra += more
+                    _add_setup(extra, [a.replace("@MEM@", spec.memory[0]) for a in more])
                     props += [_prop_name(dtype, p) for p in more_props]
                     break
             else:
                 return {"result": "create", "words": words, "argv": _shown(argv)}
             continue
-        return {**_migrates(a, argv, directory), "argv": _shown(argv)}
+        return {**_migrates(a, run, directory), "argv": _shown(argv)}
     return {"result": "create", "words": words, "argv": _shown(argv)}
+
+
+def _add_setup(extra: list[str], more: list[str]) -> None:
+    """``more`` after ``extra``, but an ``-object`` of an id ``extra`` has already replaces it
+    (a back-end a later need resizes)."""
+    for i in range(0, len(more), 2):
+        option, value = more[i:i + 2]
+        ident = re.search(r"(?:^|,)id=([^,]+)", value) if option == "-object" else None
+        same = [j for j in range(0, len(extra) - 1) if extra[j] == "-object" and ident
+                and re.search(rf"(?:^|,)id={re.escape(ident.group(1))}(?:,|$)", extra[j + 1])]
+        if same:
+            extra[same[0] + 1] = value
+        else:
+            extra += [option, value]
 
 
 def _migrates(a: VM, argv: list[str], directory: Path) -> dict[str, Any]:

@@ -514,7 +514,7 @@ def generate(seed: int, machine: str | None = None, census: bool = True) -> Case
     if census and crng.random() < 0.25:
         drawn, slots = census_draw(crng, machine, g.ident("z"))
         if slots:
-            with_memory_slots(g.args, slots)
+            with_memory_slots(g.args, slots, spec.memory[0])  # (pseries takes whole 256 MiB)
         g.args += drawn
     # PCI expander buses, from a stream of their own too (last: a device given without bus= after
     # an expander lands on the expander's root bus, which takes bridges only)

@@ -23,6 +23,14 @@ _IDS = ("cx", "cs", "ch", "ca", "cv", "cn", "cc", "cf", "bk", "chr", "mem", "net
         "cr", "io", "tpm")
 
 
+#: machine options a census type needs that no case draws: kept as the census gave them (QEMU
+#: merges a second -M into the case's -machine)
+_MERGED_MACHINE_OPTIONS = ("nvdimm=on",)
+#: types whose memory back-end is drawn as a host file half the time (persistent memory's usual
+#: back-end; the description keeps it in the overlay), in the case's directory
+_FILE_BACKED = ("nvdimm", "spapr-nvdimm", "virtio-pmem-pci")
+
+
 @cache
 def census_pool(machine: str) -> tuple[tuple[str, tuple[str, ...], str], ...]:
     """(type, the census's argv for it after the machine, the memory hot-plug options its -m
@@ -45,7 +53,7 @@ def census_pool(machine: str) -> tuple[tuple[str, tuple[str, ...], str], ...]:
             at = rest.index("-m")
             slots = rest[at + 1].partition(",")[2]
             rest = rest[:at] + rest[at + 2:]
-        if "-m" in rest or "-M" in rest:
+        if "-m" in rest or ("-M" in rest and rest[rest.index("-M") + 1] not in _MERGED_MACHINE_OPTIONS):
             continue  # a machine option of its own: not composable with a case's
         out.append((dtype, tuple(rest), slots))
     return tuple(out)
@@ -57,15 +65,19 @@ def census_draw(rng: random.Random, machine: str, token: str) -> tuple[list[str]
     pool = census_pool(machine)
     if not pool:
         return [], ""
-    _dtype, argv, slots = rng.choice(pool)
+    dtype, argv, slots = rng.choice(pool)
     ids = "|".join(_IDS)
-    out = [re.sub(rf"(?<=[=,])({ids})(?=[,.]|$)", rf"\g<1>{token}", a) for a in argv]
-    for i, arg in enumerate(out):
+    drawn = [re.sub(rf"(?<=[=,])({ids})(?=[,.]|$)", rf"\g<1>{token}", a) for a in argv]
+    if dtype in _FILE_BACKED and rng.random() < 0.5:
+        share = rng.choice(["on", "off"])
+        drawn = [re.sub(r"^memory-backend-ram,id=([^,]+)", rf"memory-backend-file,id=\1,mem-path=@IMG@\1.img,share={share}", a)
+                 for a in drawn]
+    for i, arg in enumerate(drawn):
         if arg.startswith(("virtio-mem,", "virtio-mem-pci,")) and rng.random() < 0.5:
             # the size the host asks the guest to plug (a setting info qtree does not show): whole
             # blocks of the census's 128M back-end, or past it, as QEMU takes it at realize
-            out[i] += ",requested-size=" + rng.choice(("0", "2M", "64M", "128M", "256M"))
-    return out, slots
+            drawn[i] += ",requested-size=" + rng.choice(("0", "2M", "64M", "128M", "256M"))
+    return drawn, slots
 
 
 def with_memory_slots(args: list[str], slots: str, size: str = "128M") -> None:

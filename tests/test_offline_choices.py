@@ -286,7 +286,8 @@ def _ask(machine: str, tail: list[str]) -> str | None:
 
     spec = MACHINES[machine]
     # the command line's own -M (an option under test) replaces the plain one
-    head = [spec.binary] + ([] if "-M" in tail else ["-M", spec.type]) + ["-nodefaults"]
+    own = "-M" in tail and "=" not in tail[tail.index("-M") + 1].split(",")[0]  # not -M nvdimm=on: merged
+    head = [spec.binary] + ([] if own else ["-M", spec.type]) + ["-nodefaults"]
     try:
         offline_config([*head, *tail])
     except OfflineError as exc:

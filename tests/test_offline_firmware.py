@@ -118,3 +118,17 @@ def test_ras_beside_firmware(cpu: str, tmp_path: Path) -> None:
     assert_offline_matches_online(argv, tmp_path)
     answered = qemu2dtb_run(argv, tmp_path / "again.dtb", offline=True).returncode == 0
     assert answered == (cpu != "cortex-a15")
+
+
+@pytest.mark.parametrize("devices", [[], ["-object", "memory-backend-ram,id=m,size=128M", "-device", "virtio-mem-pci,memdev=m"]],
+                         ids=["slots", "virtio-mem-pci"])
+def test_memory_slots_beside_firmware(devices: list[str], tmp_path: Path) -> None:
+    """With firmware and an AArch64 CPU virt's acpi-ged signals memory hot-plug too when -m has
+    slots (its ged-event gains the memory hot-plug bit): offline wrote the event without it, found
+    while adding persistent memory (an nvdimm on virt needs this acpi-ged)."""
+    flash = tmp_path / "code.raw"
+    with open(flash, "wb") as f:
+        f.truncate(_FLASH)
+    assert_offline_matches_online(["qemu-system-aarch64", "-M", "virt-7.2", "-cpu", "cortex-a57", "-nodefaults",
+                                   "-m", "256M,slots=2,maxmem=1G", "-drive", f"if=pflash,format=raw,file={flash}",
+                                   *devices], tmp_path)

@@ -189,14 +189,14 @@ def _type_props(binary: str, names: list[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
-@needs_qemu10(X86, "qemu-system-riscv64")
+@needs_qemu10(X86, "qemu-system-riscv64", "qemu-system-ppc64")
 def test_version_data_names_real_10_0_properties() -> None:
     data = json.loads((REPO / "dtvm" / "qemu" / "data" / "versions.json").read_text())
     catalog = json.loads((REPO / "dtvm" / "qemu" / "data" / "qdev-7.2.json").read_text())["types"]
     entries = [e for e in data["derived"] + data["instance-defaults"] if "driver" in e]
     by_binary: dict[str, list[str]] = {}
     for e in entries:
-        binary = "qemu-system-riscv64" if e["driver"] == "gpex-pcihost" else X86
+        binary = {"gpex-pcihost": "qemu-system-riscv64", "spapr-nvdimm": "qemu-system-ppc64"}.get(e["driver"], X86)
         by_binary.setdefault(binary, []).append(e["driver"])
     props = {}
     for binary, names in by_binary.items():

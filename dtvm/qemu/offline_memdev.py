@@ -10,9 +10,18 @@ first GiB boundary at or above the end of RAM above 4 GiB (pc_memory_init).  Mea
 of 128 MiB and 64 MiB at 4 GiB and 4 GiB + 128 MiB, slots 0 and 1.  What it does not model (an
 ``addr=``/``slot=``/``node=`` of the user's, another machine's region, a size not whole 2 MiB)
 is refused by name.
+
+Persistent memory is placed the same (measured on QEMU 7.2): an nvdimm takes a slot of the same
+count as the pc-dimms and, of the region, its back-end less its label area aligned down to 2 MiB
+(nvdimm_prepare_memory_region: a 64 MiB back-end with a 128 KiB label takes 62 MiB); a
+virtio-pmem-pci's memaddr (its virtio-pmem's) is placed as a virtio-mem-pci's.  An nvdimm needs the
+machine's ``nvdimm=on``; its label-size (at least 128 KiB), uuid (reported in lower case) and
+unarmed are the user's, as online describes them.
 """
 
 from __future__ import annotations
+
+import re
 
 from dtvm.qemu.models import OfflineError
 from dtvm.qemu.offline_memhp import MemoryOption, size_bytes
@@ -22,23 +31,56 @@ from dtvm.vm.model import Config, Device
 __all__ = ["check_memory_options", "place_memory_devices", "requested_sizes"]
 
 DIMM = "pc-dimm"
+NVDIMM = "nvdimm"
 VIRTIO_MEM_PCI = "virtio-mem-pci"
 VIRTIO_MEM = "virtio-mem"  # on a virtio-mmio transport, or the child of a virtio-mem-pci
+VIRTIO_PMEM_PCI = "virtio-pmem-pci"
+#: the memory device a PCI proxy makes on its virtio bus, whose memaddr QEMU places
+_PROXIED = {VIRTIO_MEM_PCI: VIRTIO_MEM, VIRTIO_PMEM_PCI: "virtio-pmem"}
 GiB = 1 << 30
 _ALIGN = 2 << 20  # QEMU_VMALLOC_ALIGN: the alignment of an anonymous RAM block on x86_64/aarch64 hosts
+_MIN_LABEL = 128 << 10  # MIN_NAMESPACE_LABEL_SIZE: "is required at least 0x20000"
 _MACHINES = ("q35-pcihost", "i440FX-pcihost")
+_SUFFIX = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_NIL_UUID = "00000000-0000-0000-0000-000000000000"
 
 
 def check_memory_options(driver: str, user: dict[str, str], where: str) -> None:
-    """A memory device's own options the model takes: memdev (and id, a virtio-mem-pci's PCI
-    place, virtio-mem's requested-size); QEMU's choice of the rest."""
-    if driver not in (DIMM, VIRTIO_MEM_PCI, VIRTIO_MEM):
+    """A memory device's own options the model takes: memdev (and id, a PCI proxy's place,
+    virtio-mem's requested-size, an nvdimm's label-size, uuid and unarmed); QEMU's choice of the rest."""
+    if driver not in (DIMM, NVDIMM, VIRTIO_MEM_PCI, VIRTIO_MEM, VIRTIO_PMEM_PCI):
         return
     allowed = {"memdev", "id", "driver"} | {VIRTIO_MEM_PCI: {"bus", "addr", "requested-size"},
-                                            VIRTIO_MEM: {"bus", "requested-size"}}.get(driver, set())
+                                            VIRTIO_PMEM_PCI: {"bus", "addr"}, VIRTIO_MEM: {"bus", "requested-size"},
+                                            NVDIMM: {"label-size", "uuid", "unarmed"}}.get(driver, set())
     extra = sorted(set(user) - allowed)
     if extra:
         raise OfflineError(f"{where}: {extra[0]}=: not in the offline model of {driver} (use online mode)")
+
+
+def _nvdimm_options(dev: Device, where: str) -> int:
+    """An nvdimm's label-size in bytes (QEMU's size syntax; what online reads) and its uuid as
+    QEMU reports it, both set on ``dev`` as online describes them (the nil UUID and no label are
+    the defaults, undescribed); OfflineError as QEMU refuses them."""
+    label = 0
+    raw = dev.props.pop("label-size", None)
+    if raw is not None:
+        found = re.fullmatch(r"(\d+)([bkmgt]?)", raw.strip().lower())
+        if found is None:
+            raise OfflineError(f"{where}: label-size={raw}: only a whole byte count (with K, M, G) is in the "
+                               "offline model (use online mode)")
+        label = int(found.group(1)) * _SUFFIX[found.group(2)]
+        if label < _MIN_LABEL:
+            raise OfflineError(f"{where}: label-size={raw}: QEMU requires at least 128 KiB (it refuses it)")
+        dev.props["label-size"] = str(label)
+    uuid = dev.props.pop("uuid", None)
+    if uuid is not None:
+        if not _UUID.fullmatch(uuid.lower()):
+            raise OfflineError(f"{where}: uuid={uuid}: not a UUID (QEMU refuses it)")
+        if uuid.lower() != _NIL_UUID:
+            dev.props["uuid"] = uuid.lower()
+    return label
 
 
 def place_memory_devices(config: Config, made: list[Device], option: MemoryOption | None) -> None:
@@ -47,10 +89,12 @@ def place_memory_devices(config: Config, made: list[Device], option: MemoryOptio
     slot, not enough space) or naming what is not modelled."""
     # a virtio-mem on virtio-mmio is no memory device of the machine in 7.2 (measured: its
     # memaddr stays 0, none of the region taken, with or without -m slots=): its profile's values stand
-    devices = [d for d in made if d.driver in (DIMM, VIRTIO_MEM_PCI)]
+    devices = [d for d in made if d.driver in (DIMM, NVDIMM, *_PROXIED)]
     if not devices:
         return
     where = f"-device {devices[0].driver}"
+    if any(d.driver == NVDIMM for d in devices) and config.machine.options.get("nvdimm") != "on":
+        raise OfflineError("-device nvdimm: no -machine nvdimm=on (QEMU refuses it: \"nvdimm is not enabled\")")
     if option is None or option.slots is None or option.maxmem is None:
         raise OfflineError(f"{where}: no -m slots=,maxmem=: QEMU refuses a memory device without them")
     base = _region_base(config, where)
@@ -62,21 +106,27 @@ def place_memory_devices(config: Config, made: list[Device], option: MemoryOptio
         where = f"-device {dev.driver}"
         _, options = rule.parse(dev.props.get("memdev", ""), where)
         size = int(dict(options).get("size", "0"))
+        if dev.driver == NVDIMM:
+            label = _nvdimm_options(dev, where)
+            size = (size - label) // _ALIGN * _ALIGN if size > label else 0  # its PMEM, aligned down
+            if size <= 0:
+                raise OfflineError(f"{where}: its back-end is too small to contain its label and 2 MiB of "
+                                   "persistent memory (QEMU refuses it)")
         if size <= 0 or size % _ALIGN:
             raise OfflineError(f"{where}: a back-end of {size} bytes: only whole 2 MiB are in the offline model "
                                "(use online mode)")
         if used + size > option.maxmem - config.machine.memory:
             raise OfflineError(f"{where}: not enough space below -m maxmem (QEMU refuses it)")
         at = -(-at // _ALIGN) * _ALIGN
-        if dev.driver == DIMM:
+        if dev.driver in (DIMM, NVDIMM):
             if slot >= option.slots:
                 raise OfflineError(f"{where}: no free slot of the {option.slots} of -m (QEMU refuses it)")
             dev.props["addr"], dev.props["slot"] = str(at), str(slot)
             slot += 1
         else:
-            child = next((c for b in dev.buses for c in b.devices if c.driver == VIRTIO_MEM), None)
+            child = next((c for b in dev.buses for c in b.devices if c.driver == _PROXIED[dev.driver]), None)
             if child is None:
-                raise OfflineError(f"{where}: its profile has no virtio-mem (use online mode)")
+                raise OfflineError(f"{where}: its profile has no {_PROXIED[dev.driver]} (use online mode)")
             child.props["memaddr"] = str(at)
         at, used = at + size, used + size
 

@@ -8,7 +8,8 @@ machine turns NUMA on by itself (``auto_enable_numa_with_memhp``), so QEMU's DT 
 node and every CPU node ``numa-node-id = <0>``, and a device-memory region that reaches past
 256 GiB moves the high PCIe windows (measured: maxmem=300G moves the high ECAM), which this model
 refuses by name rather than guess; with highmem=off QEMU refuses device memory past 4 GiB
-(measured: "Addressing limited to 32 bits").
+(measured: "Addressing limited to 32 bits"); the acpi-ged virt makes beside firmware signals
+memory hot-plug too (its ``ged-event``).
 """
 
 from __future__ import annotations
@@ -87,7 +88,21 @@ def set_memory_slots(config: Config, option: MemoryOption, ram: int, virt_dt: bo
             raise OfflineError(f"{where}: device memory up to {top >> 30} GiB moves virt's high PCIe windows, which "
                             "the offline model does not (use online mode)")
         _numa_node_zero(config, where)
+        _ged_memory_hotplug(config)
     config.machine.memory_slots, config.machine.max_memory = option.slots, option.maxmem
+
+
+#: ACPI_GED_MEM_HOTPLUG_EVT: the event virt's acpi-ged signals memory hot-plug with
+_GED_MEM_HOTPLUG = 1
+
+
+def _ged_memory_hotplug(config: Config) -> None:
+    """virt's acpi-ged (made with firmware and an AArch64 CPU) gains the memory hot-plug event
+    with slots (hw/arm/virt.c create_acpi_ged: ``if (ms->ram_slots)``; measured: ``ged-event``
+    3 for 2 with -m slots=2,maxmem=1G beside firmware)."""
+    for dev in config.devices():
+        if dev.driver == "acpi-ged":
+            dev.props["ged-event"] = str(int(dev.props.get("ged-event", "0"), 0) | _GED_MEM_HOTPLUG)
 
 
 def _numa_node_zero(config: Config, where: str) -> None:
