@@ -25,6 +25,7 @@ pytest.importorskip("qemu.qmp")
 
 from dtvm.dt.dtb import read_dtb, write_dtb
 from dtvm.dt.tree import DeviceTree, Node
+from tests.qemu_helpers import assert_offline_matches_online, qemu2dtb_run
 from tests.test_dtb2qemu import _describe, _positions, _rebuild_and_migrate, _start
 
 PC = ["qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-nodefaults", "-m", "128M"]
@@ -177,3 +178,56 @@ def test_link_missing_is_refused(described: tuple[bytes, bytes], tmp_path: Path)
     node = _nodes(dt, "smbus-ipmi")[0]
     node.delete_property("qemu,bmc")
     _refused(_dtb2qemu(write_dtb(dt), described[1], tmp_path), f"{node.path}: a smbus-ipmi needs its bmc")
+
+
+#: offline against online: BMCs named by id (the BMCs' order is by type, then id), the link given
+#: by id or by /machine/peripheral/ID, a GUID in capitals (QEMU prints it in lower case), properties
+#: the simulated BMC's realize sets whatever -device says (device_id, ipmi_version), an all-zero GUID
+OFFLINE_CASES = {
+    "pc-three-bmcs": [*PC, "-chardev", "null,id=c0",
+                      "-device", "ipmi-bmc-sim,id=s2,guid=5C1B2F0E-0B1A-4E7E-9D62-1A2B3C4D5E6F,device_id=5,fwrev1=3",
+                      "-device", "ipmi-bmc-extern,chardev=c0,id=zz,slave_addr=0x24", "-device", "ipmi-bmc-sim,id=aa",
+                      "-device", "isa-ipmi-kcs,bmc=s2", "-device", "smbus-ipmi,bmc=zz",
+                      "-device", "pci-ipmi-bt,bmc=/machine/peripheral/aa"],
+    "q35-two-interfaces": [*Q35, "-device", "ipmi-bmc-sim,id=b,ipmi_version=1,guid=00000000-0000-0000-0000-000000000000",
+                           "-device", "isa-ipmi-bt,bmc=/machine/peripheral/b", "-device", "ipmi-bmc-sim,id=b2",
+                           "-device", "pci-ipmi-kcs,bmc=b2"],
+    # QEMU refuses both: one interface a BMC ("BMC object is already in use"), and a bare id equal
+    # to the link's name once an interface has that link ("Path 'bmc' does not uniquely identify")
+    "pc-bmc-shared": [*PC, "-device", "ipmi-bmc-sim,id=b1", "-device", "isa-ipmi-kcs,bmc=b1",
+                      "-device", "pci-ipmi-kcs,bmc=b1"],
+    "pc-bmc-ambiguous": [*PC, "-device", "ipmi-bmc-sim,id=bmc", "-device", "ipmi-bmc-sim,id=b2",
+                         "-device", "isa-ipmi-kcs,bmc=b2", "-device", "isa-ipmi-bt,bmc=bmc"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFLINE_CASES))
+def test_offline_is_online(name: str, tmp_path: Path) -> None:
+    assert_offline_matches_online(OFFLINE_CASES[name], tmp_path)
+
+
+@pytest.mark.parametrize("option,words", [
+    ("guid=auto", "guid=auto: QEMU draws a random GUID each start"),
+], ids=["random-guid"])
+def test_offline_refuses_by_name(option: str, words: str, tmp_path: Path) -> None:
+    res = qemu2dtb_run([*Q35, "-device", f"ipmi-bmc-sim,id=b,{option}", "-device", "isa-ipmi-kcs,bmc=b"],
+                       tmp_path / "vm.dtb", offline=True)
+    _refused(res, "-device ipmi-bmc-sim", words)
+
+
+def test_offline_refuses_an_anonymous_bmcs_path(tmp_path: Path) -> None:
+    """QOM numbers anonymous devices across every type: offline refuses such a link by name."""
+    res = qemu2dtb_run([*PC, "-device", "ipmi-bmc-sim", "-device", "isa-ipmi-kcs,bmc=/machine/peripheral-anon/device[0]"],
+                       tmp_path / "vm.dtb", offline=True)
+    _refused(res, "-device isa-ipmi-kcs: bmc=/machine/peripheral-anon/device[0]: a QOM path", "use online mode")
+
+
+def test_bmc_linked_twice_is_refused(described: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """QEMU links a BMC to one interface ("BMC object is already in use"): a tree giving two
+    interfaces one BMC is refused by the second's node."""
+    dt = read_dtb(described[0])
+    kcs = _nodes(dt, "isa-ipmi-kcs")[0]
+    smbus = _nodes(dt, "smbus-ipmi")[0]
+    smbus.set_property("qemu,bmc", kcs["qemu,bmc"].value)
+    _refused(_dtb2qemu(write_dtb(dt), described[1], tmp_path), f"{smbus.path}: qemu,bmc '2'",
+             f"linked by {kcs.path} already")

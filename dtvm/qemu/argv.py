@@ -368,6 +368,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
     objects: dict[str, tuple[str, str]] = {}  # -object of the guest tree's links: id -> (to run, to check)
     globals_: list[tuple[str, bool]] = []  # (-global value, whether it is a host setting)
     own_made: list[Device] = []  # the children makers make themselves (makes-own-child), held to QEMU's
+    linked_once: dict[int, str] = {}  # devices on no bus a link names (an IPMI BMC): the node linking each
 
     # machine-made devices the description has at another address than the probe (pseries' NVRAM
     # takes the next free VIO reg, which depends on the devices before it): same device, and its
@@ -437,7 +438,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         pairs: list[tuple[str, str]] = [("id", qid)]
         pairs += _bus_and_address(dev, made, where)
         try:
-            pairs += device_links(dev, ids, set(made), where, plan.root)
+            pairs += device_links(dev, ids, set(made), where, plan.root, linked_once)
         except MadeError as exc:
             raise ArgvError(str(exc)) from None
         proxy_children = [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]

@@ -51,10 +51,13 @@ def link_targets_first(devices: list[Device]) -> list[Device]:
                   and d.parent.parent is None else 1)
 
 
-def device_links(dev: Device, ids: dict[str, str], made: set[str], where: str, root: Bus) -> list[tuple[str, str]]:
+def device_links(dev: Device, ids: dict[str, str], made: set[str], where: str, root: Bus,
+                 linked: dict[int, str] | None = None) -> list[tuple[str, str]]:
     """The links a -device must be given (a vmmouse's i8042, an IPMI interface's BMC): the id of
     the device at the described position among those the link may name, which must be given with
-    -device before it (QEMU resolves the link when it creates the device)."""
+    -device before it (QEMU resolves the link when it creates the device). ``linked`` holds the
+    devices on no bus already linked (QEMU links a BMC to one interface: "BMC object is already in
+    use"), by the node that links each."""
     out: list[tuple[str, str]] = []
     for name, rule in sorted(link_props(dev.driver).items()):
         value = dev.props.get(name)
@@ -70,6 +73,11 @@ def device_links(dev: Device, ids: dict[str, str], made: set[str], where: str, r
             what = "no such device" if mate is None else "the machine's own, which no -device can name" \
                 if mate.node in made else "given with -device after it"
             raise MadeError(f"{where}: qemu,{name} {value!r}: the {rule.describe()} it names is {what}")
+        if rule.no_bus and linked is not None:
+            if id(mate) in linked:
+                raise MadeError(f"{where}: qemu,{name} {value!r}: the {mate.driver} it names is linked by "
+                                f"{linked[id(mate)]} already (QEMU links it to one device)")
+            linked[id(mate)] = where
         # by its absolute QOM path: a bare id is a partial path, which another object's child of
         # that name makes ambiguous (QEMU: "Path 'i8042' does not uniquely identify an object")
         out.append((name, f"/machine/peripheral/{ids[mate.node]}"))
