@@ -55,7 +55,7 @@ def device_link_value(bus: Bus, dev: Device, name: str, target_id: str, ids: dic
     on no bus: noted in ``pending``, counted by ``resolve_device_links``)."""
     rule = device_links_of(dev.driver)[name]
     ident = target_id.removeprefix("/machine/peripheral/") if rule.no_bus else target_id
-    if target_id.startswith("/") and (not rule.no_bus or "/" in ident):
+    if rule.no_bus and target_id.startswith("/") and "/" in ident:
         # an anonymous device's QOM path counts every id-less -device QEMU made before (use online mode)
         raise OfflineError(f"{where}: {name}={target_id}: a QOM path other than /machine/peripheral/ID is not "
                            "in the offline model (use online mode)")
