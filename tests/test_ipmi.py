@@ -233,3 +233,13 @@ def test_bmc_linked_twice_is_refused(described: tuple[bytes, bytes], tmp_path: P
     smbus.set_property("qemu,bmc", kcs["qemu,bmc"].value)
     _refused(_dtb2qemu(write_dtb(dt), described[1], tmp_path), f"{smbus.path}: qemu,bmc '2'",
              f"linked by {kcs.path} already")
+
+
+def test_external_bmc_without_its_socket_is_refused(described: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """Without the overlay an external BMC has no chardev, which QEMU cannot make it without
+    (bindings/qemu/qemu,ipmi-bmc-extern.yaml needs:): refused by its node, even unchecked."""
+    (tmp_path / "e.dtb").write_bytes(described[0])
+    res = subprocess.run([sys.executable, "-m", "dtvm", "dtb2qemu", str(tmp_path / "e.dtb"), "--no-check"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert "/ipmi-bmc-extern: ipmi-bmc-extern needs a chardev back-end" in res.stderr, res.stderr
