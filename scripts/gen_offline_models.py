@@ -150,7 +150,7 @@ X86_ISA_DEVICES = ["pvpanic", "ib700", "sga", "isa-debug-exit", "pc-testdev", "n
                    "isa-ipmi-kcs", "isa-ipmi-bt"]
 #: x86 only: the census stream's devices on the machine's I2C bus (its SMBus), at their type's address
 X86_I2C_DEVICES = ["i2c-ddc", "smbus-ipmi"]
-X86_PCI_DEVICES = ["pci-ipmi-kcs", "pci-ipmi-bt"]  #: x86 only (QEMU's PCI IPMI interfaces), PCI contexts
+X86_PCI_DEVICES = ["pci-ipmi-kcs", "pci-ipmi-bt"]  # x86 only (QEMU's PCI IPMI interfaces), PCI contexts
 #: IPMI: an external BMC probed with a null chardev, each interface with a BMC of the probe's for
 #: its bmc link (device-links: taken out of the profile, as a vmmouse's i8042)
 IPMI_BACKED = {"ipmi-bmc-extern": (["-chardev", "null,id=pc"], "chardev=pc"),
