@@ -132,7 +132,7 @@ CCID_SETUP = ["-device", "qemu-xhci,id=cx", "-device", "usb-ccid,id=ctx,bus=cx.0
 #: devices on no bus (``info qtree`` never shows them; the online reader takes them from QOM):
 #: recorded where the machine's QEMU has them (the clock models on the Arm binaries, vmgenid on
 #: x86), refused elsewhere by name
-BUSLESS = ["vmcoreinfo", "vmgenid", "nvme-subsys", "ramfb", "npcm7xx-clock-sel", "npcm7xx-clock-pll", "npcm7xx-clock-divider",
+BUSLESS = ["vmcoreinfo", "vmgenid", "nvme-subsys", "ramfb", "ipmi-bmc-sim", "ipmi-bmc-extern", "npcm7xx-clock-sel", "npcm7xx-clock-pll", "npcm7xx-clock-divider",
            "bcm2835-cprman-clock-mux", "bcm2835-cprman-dsi0hsck-mux", "bcm2835-cprman-pll", "bcm2835-cprman-pll-channel"]
 #: x86 only: system-bus devices the machine's plug handler maps at their own base (devices.yaml
 #: self-placed: intel-iommu, which q35 alone takes), recorded in the System context at that address
@@ -151,9 +151,17 @@ X86_ISA_DEVICES = ["pvpanic", "ib700", "sga", "isa-debug-exit", "pc-testdev", "n
                    "i8042", "vmmouse",
                    # its default osk read back runs past its 64 bytes: recorded cut as the
                    # description cuts it (devices.yaml fixed-length-strings)
-                   "isa-applesmc"]
+                   "isa-applesmc",
+                   # IPMI interfaces, each linked to a BMC of the probe's (IPMI_BACKED)
+                   "isa-ipmi-kcs", "isa-ipmi-bt"]
 #: x86 only: the census stream's devices on the machine's I2C bus (its SMBus), at their type's address
-X86_I2C_DEVICES = ["i2c-ddc"]
+X86_I2C_DEVICES = ["i2c-ddc", "smbus-ipmi"]
+X86_PCI_DEVICES = ["pci-ipmi-kcs", "pci-ipmi-bt"]  # x86 only (QEMU's PCI IPMI interfaces), PCI contexts
+#: IPMI: an external BMC probed with a null chardev, each interface with a BMC of the probe's for
+#: its bmc link (device-links: taken out of the profile, as a vmmouse's i8042)
+IPMI_BACKED = {"ipmi-bmc-extern": (["-chardev", "null,id=pc"], "chardev=pc"),
+               **{d: (["-device", "ipmi-bmc-sim,id=pb"], "bmc=pb")
+                  for d in ("isa-ipmi-kcs", "isa-ipmi-bt", "smbus-ipmi", "pci-ipmi-kcs", "pci-ipmi-bt")}}
 #: x86 only: a floppy drive on the isa-fdc the user adds
 FDC_SETUP = ["-device", "isa-fdc,id=ctx"]
 #: ISA devices that need a back-end to be made (probed with a null chardev)
@@ -275,6 +283,9 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if device in ISA_BACKED:
         setup = [*setup, *ISA_BACKED[device][0]]
         spec += "," + ISA_BACKED[device][1]
+    if device in IPMI_BACKED:
+        setup = [*setup, *IPMI_BACKED[device][0]]
+        spec += "," + IPMI_BACKED[device][1]
     if device in CCID_CARDS:
         setup = [*setup, *CCID_CARDS[device][0]]
         spec += "," + CCID_CARDS[device][1]
@@ -325,8 +336,12 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
 def _takes_several(binary: str, mtype: str, setup: list[str], device: str) -> bool:
     """Whether QEMU makes a second device of a type on no bus (vmcoreinfo, vmgenid: "at most one
     ... is permitted"; nvme-subsys and the clock models: as many as given)."""
+    first = second = device
+    if device in IPMI_BACKED:  # an external BMC: each with a chardev of its own (one takes a chardev)
+        setup = [*setup, "-chardev", "null,id=pc2"]
+        first, second = f"{device},chardev=pc", f"{device},chardev=pc2"
     try:
-        read_argv([binary, "-M", mtype, "-nodefaults", *setup, "-device", device, "-device", device])
+        read_argv([binary, "-M", mtype, "-nodefaults", *setup, "-device", first, "-device", second])
     except DtvmError:
         return False
     return True
@@ -532,6 +547,8 @@ def model(mtype: str, binary: str, pcie: bool, mmio: bool, devices: bool, old: d
         jobs += [([], d, "nic") for d in _nic_models(binary, mtype) if d not in ("virtio-net-pci", "e1000", "e1000e")]
     jobs += [(["-device", "qemu-xhci,id=ctx"], d, "usb-bus") for d in USB_BACKED]
     if mtype.startswith("pc-"):
+        for dev in X86_PCI_DEVICES:
+            jobs += [([], dev, "pci-root"), (bridge, dev, "pci-bridge"), *([(port, dev, "pci-port")] if pcie else [])]
         jobs += [([], d, "ISA") for d in X86_ISA_DEVICES]
         jobs += [([], d, "i2c-bus") for d in X86_I2C_DEVICES]
         jobs += [(FDC_SETUP, "floppy", "floppy-bus")]

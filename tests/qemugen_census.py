@@ -15,7 +15,7 @@ import shlex
 from functools import cache
 from pathlib import Path
 
-__all__ = ["census_draw", "census_pool"]
+__all__ = ["NOT_DRAWN", "census_draw", "census_pool"]
 
 _DIR = Path(__file__).resolve().parent.parent / "fixtures" / "qemu-census"
 #: ids the census gives its controllers and back-ends (tests/device_census.py _PARENT, _NEEDS)
@@ -29,6 +29,15 @@ _MERGED_MACHINE_OPTIONS = ("nvdimm=on",)
 #: types whose memory back-end is drawn as a host file half the time (persistent memory's usual
 #: back-end; the description keeps it in the overlay), in the case's directory
 _FILE_BACKED = ("nvdimm", "spapr-nvdimm", "virtio-pmem-pci")
+#: types whose census configuration QEMU 7.2 itself does not always migrate into itself, left out
+#: of the draw (tests/test_device_census.py counts them as measured), each with what was measured
+NOT_DRAWN = {
+    "ipmi-bmc-extern": "alone (no interface links it), QEMU 7.2's destination dereferences the BMC's NULL "
+                       "interface in its post_load (SIGSEGV in object_get_class under vmstate_load_state) when "
+                       "the source had a response pending: the identical command line migrated into itself "
+                       "crashed its destination 1 of 8 times (source run 1 s, read, 2.5 s more); its census round trip "
+                       "on pc failed at migrate 7 of 34 runs; linked to an isa-ipmi-kcs, 8 of 8 passed",
+}
 
 
 @cache
@@ -42,7 +51,7 @@ def census_pool(machine: str) -> tuple[tuple[str, tuple[str, ...], str], ...]:
         return ()
     out = []
     for dtype, record in sorted(trips.items()):
-        if record.get("result") != "passed":
+        if record.get("result") != "passed" or dtype in NOT_DRAWN:
             continue
         argv = shlex.split(census[dtype]["argv"])
         # the census's head: -machine TYPE -nodefaults; its -m (anywhere): the case has its own

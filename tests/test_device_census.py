@@ -21,6 +21,7 @@ import pytest
 from .device_census import CENSUS_FILE, ROUND_TRIP_FILE, census_type, drawn_types, listed_types
 from .qemu_helpers import have_qemu
 from .qemugen import MACHINES
+from .qemugen_census import NOT_DRAWN
 
 
 @cache
@@ -54,11 +55,12 @@ def test_census_asks_every_listed_type(machine: str) -> None:
 def test_every_migrating_type_is_drawn_or_measured(machine: str) -> None:
     """A type QEMU migrates is drawn by the generator (the team's streams, or the census stream,
     which draws each type whose census round trip passed), or its census round trip failed and
-    says at which stage and why: the list of what dtvm does not rebuild yet."""
+    says at which stage and why: the list of what dtvm does not rebuild yet; or QEMU itself does
+    not always migrate its census configuration (qemugen_census.NOT_DRAWN says what was measured)."""
     migrating = {t for t, a in _census()[machine].items() if a["result"] == "migrates"}
     trips = _round_trips().get(machine, {})
     failing = {t for t, r in trips.items() if r["result"] != "passed"}
-    unaccounted = migrating - _drawn(machine, True) - failing
+    unaccounted = migrating - _drawn(machine, True) - failing - set(NOT_DRAWN)
     assert not unaccounted, f"{machine}: migrate, neither drawn nor measured: {sorted(unaccounted)}"
     # a failing record of a type the team's streams draw is stale: the random round trip measures it
     stale = failing & _drawn(machine, False)

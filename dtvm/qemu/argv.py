@@ -22,7 +22,15 @@ from typing import Any
 from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.argv_objects import link_object, self_placed, self_placed_first
 from dtvm.qemu.config import from_snapshot
-from dtvm.qemu.made import MadeError, device_links, link_props, own_child_bus, own_children, own_children_made
+from dtvm.qemu.made import (
+    MadeError,
+    device_links,
+    link_props,
+    link_targets_first,
+    own_child_bus,
+    own_children,
+    own_children_made,
+)
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import Trust, TrustError, trust
 from dtvm.qemu.versions import (
@@ -361,6 +369,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
     objects: dict[str, tuple[str, str]] = {}  # -object of the guest tree's links: id -> (to run, to check)
     globals_: list[tuple[str, bool]] = []  # (-global value, whether it is a host setting)
     own_made: list[Device] = []  # the children makers make themselves (makes-own-child), held to QEMU's
+    linked_once: dict[int, str] = {}  # devices on no bus a link names (an IPMI BMC): the node linking each
 
     # machine-made devices the description has at another address than the probe (pseries' NVRAM
     # takes the next free VIO reg, which depends on the devices before it): same device, and its
@@ -376,7 +385,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                     globals_.append((_global(dev.driver, "reg", f"{dev.address[1][0]:#x}", _path(dev)), False))
                     break
 
-    for dev in self_placed_first(_masters_first(devices)):
+    for dev in self_placed_first(link_targets_first(_masters_first(devices))):
         where = _path(dev)
         parent_path = _parent_path(dev)
         essential = moved.get(where) or probe_by_path.get(where)
@@ -438,7 +447,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         pairs: list[tuple[str, str]] = [("id", qid)]
         pairs += _bus_and_address(dev, made, where)
         try:
-            pairs += device_links(dev, ids, set(made), where)
+            pairs += device_links(dev, ids, set(made), where, plan.root, linked_once)
         except MadeError as exc:
             raise ArgvError(str(exc)) from None
         proxy_children = [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]

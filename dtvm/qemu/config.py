@@ -18,7 +18,7 @@ from dtvm.qemu.qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_t
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import split_host_facts
 from dtvm.qemu.versions import version_text, versions
-from dtvm.vm.buses import device_facts, link_machine_chardevs
+from dtvm.vm.buses import device_facts, device_links_of, link_machine_chardevs, link_mates
 from dtvm.vm.model import (
     ADDRESS_PROPS,
     BACKEND_PROPS,
@@ -688,33 +688,35 @@ def _read_qom_settings(config: Config, snapshot: Snapshot) -> None:
 
 def _read_device_links(config: Config, snapshot: Snapshot) -> None:
     """The link each -device was given to another device (``device-links`` in
-    dtvm/vm/data/devices.yaml: a vmmouse's i8042), as a property of the linking device: the
-    position of its target among the devices of that type on the linking device's bus (``0`` the
-    first), which are nodes of the description as well. A target elsewhere, or one the machine made
-    (which no -device can name), is refused by name.
+    dtvm/vm/data/devices.yaml: a vmmouse's i8042, an IPMI interface's BMC), as a property of the
+    linking device: the position of its target among the devices the link may name (``0`` the
+    first), in the description's order (buses.link_mates), which are nodes of the description as
+    well. A target elsewhere, or one the machine made (which no -device can name), is refused by name.
 
     Devices of one type without an id differ in nothing qtree shows, so QOM's paths are mapped to
     them by creation order, which qtree keeps: the machine's own first, then those given with
     -device (QOM numbers the anonymous ones in the order they were made)."""
-    rules = device_facts().get("device-links") or {}
-    if not rules:
+    if not device_facts().get("device-links"):
         return
     by_qom = {d.qom_path: d for d in config.devices() if d.qom_path}
     for per in snapshot.peripherals:
-        links = rules.get(per.type) or {}
+        links = device_links_of(per.type)
         matched = by_qom.get(per.qom_path)  # on the right bus; which of identical ones, creation order says
         if not links or matched is None or matched.parent is None:
             continue
         dev = _link_target([d for d in matched.parent.devices if d.driver == per.type], snapshot, per.qom_path)
         if dev is None or dev.parent is None:
             raise DtvmError(f"{per.type} {per.id or per.qom_path}: not found among the {per.type} on its bus")
-        for name, target_type in sorted(links.items()):
+        for name, rule in sorted(links.items()):
             value = per.address.get(name)
-            mates = [d for d in dev.parent.devices if d.driver == target_type]
-            target = _link_target(mates, snapshot, value) if isinstance(value, str) else None
+            mates = link_mates(dev, rule, config.root)
+            target = None
+            for kind in rule.types if isinstance(value, str) else ():
+                target = target or _link_target([d for d in mates if d.driver == kind], snapshot, str(value))
             if target is None:
+                where = "on no bus" if rule.no_bus else "on its bus"
                 raise DtvmError(f"{per.type} {per.id or per.qom_path}: its {name} link names {value!r}: not a "
-                                f"{target_type} given with -device on its bus, which alone a -device can name: "
+                                f"{rule.describe()} given with -device {where}, which alone a -device can name: "
                                 "dtvm cannot describe it")
             dev.props[name] = str(mates.index(target))
 
@@ -725,12 +727,16 @@ def _link_target(mates: list[Device], snapshot: Snapshot, path: str) -> Device |
     if path.startswith("/machine/peripheral/"):
         ident = path.removeprefix("/machine/peripheral/")
         return next((d for d in mates if d.qdev_id == ident), None)
-    if not path.startswith("/machine/peripheral-anon/"):
+    if not path.startswith("/machine/peripheral-anon/") or not mates:
         return None
-    driver = mates[0].driver if mates else ""
-    bus = mates[0].parent.name if mates and mates[0].parent is not None else ""
+    driver = mates[0].driver
+    parent = mates[0].parent
+    bus = parent.name if parent is not None else ""
+    # a device on no bus has no parent_bus in QOM; the reader keeps it on the machine's root
+    on_root = parent is not None and parent.parent is None
     anon = sorted((p.qom_path for p in snapshot.peripherals if p.type == driver and p.id is None
-                   and (p.parent_bus or "").rsplit("/", 1)[-1] == bus), key=_natural_key)
+                   and ((p.parent_bus or "").rsplit("/", 1)[-1] == bus or (on_root and p.parent_bus is None))),
+                  key=_natural_key)
     unnamed = [d for d in mates if not d.qdev_id]
     machine_made = len(unnamed) - len(anon)
     if path not in anon or machine_made < 0:

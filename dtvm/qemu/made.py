@@ -10,10 +10,11 @@ from __future__ import annotations
 from dtvm.errors import DtvmError
 from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot
-from dtvm.vm.buses import device_facts
-from dtvm.vm.model import Config, Device
+from dtvm.vm.buses import DeviceLink, device_facts, device_links_of, link_mates
+from dtvm.vm.model import Bus, Config, Device
 
-__all__ = ["MadeError", "device_links", "link_props", "own_child_bus", "own_children", "own_children_made"]
+__all__ = ["MadeError", "device_links", "link_props", "link_targets_first", "own_child_bus", "own_children",
+           "own_children_made"]
 
 
 class MadeError(DtvmError):
@@ -44,32 +45,51 @@ def own_child_bus(driver: str) -> tuple[str, dict[str, list[int]]] | None:
     return str(entry["bus"]), made_at
 
 
-def link_props(driver: str) -> dict[str, str]:
+def link_props(driver: str) -> dict[str, DeviceLink]:
     """The links to other devices a -device of ``driver`` is given (``device-links`` in
-    dtvm/vm/data/devices.yaml): link property -> the type it names. The description states each as
-    a property holding the target's position among the devices of that type on the same bus."""
-    section = (device_facts().get("device-links") or {}).get(driver) or {}
-    return {str(k): str(v) for k, v in section.items()} if isinstance(section, dict) else {}
+    dtvm/vm/data/devices.yaml): link property -> its rule. The description states each as a
+    property holding the target's position among the devices the link may name (buses.link_mates)."""
+    return device_links_of(driver)
 
 
-def device_links(dev: Device, ids: dict[str, str], made: set[str], where: str) -> list[tuple[str, str]]:
-    """The links a -device must be given (a vmmouse's i8042): the id of the device of that type on
-    its bus at the described position, which must be given with -device before it (QEMU resolves
-    the link when it creates the device)."""
+def link_targets_first(devices: list[Device]) -> list[Device]:
+    """The devices on no bus that a link may name (an IPMI BMC) before every other: QEMU resolves
+    a link when it creates the linking device, and the description's walk may reach an interface
+    first (pc's i440FX-pcihost node sorts before the BMC's)."""
+    wanted = {t for d in devices for rule in link_props(d.driver).values() if rule.no_bus for t in rule.types}
+    if not wanted:
+        return devices
+    return sorted(devices, key=lambda d: 0 if d.driver in wanted and d.parent is not None
+                  and d.parent.parent is None else 1)
+
+
+def device_links(dev: Device, ids: dict[str, str], made: set[str], where: str, root: Bus,
+                 linked: dict[int, str] | None = None) -> list[tuple[str, str]]:
+    """The links a -device must be given (a vmmouse's i8042, an IPMI interface's BMC): the id of
+    the device at the described position among those the link may name, which must be given with
+    -device before it (QEMU resolves the link when it creates the device). ``linked`` holds the
+    devices on no bus already linked (QEMU links a BMC to one interface: "BMC object is already in
+    use"), by the node that links each."""
     out: list[tuple[str, str]] = []
-    for name, target in sorted(link_props(dev.driver).items()):
+    for name, rule in sorted(link_props(dev.driver).items()):
         value = dev.props.get(name)
+        among = "among those on no bus" if rule.no_bus else "among those on its bus"
         if value is None:
-            raise MadeError(f"{where}: a {dev.driver} needs its {name}: qemu,{name} (the position of its {target} "
-                            "among those on its bus) is missing")
-        mates = [c for c in (dev.parent.devices if dev.parent is not None else []) if c.driver == target]
+            raise MadeError(f"{where}: a {dev.driver} needs its {name}: qemu,{name} (the position of its "
+                            f"{rule.describe()} {among}) is missing")
+        mates = link_mates(dev, rule, root)
         # a position, from an untrusted tree: ASCII digits, bounded (int() refuses '²' and 5,000 digits)
         index = int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else -1
         mate = mates[index] if 0 <= index < len(mates) else None
         if mate is None or mate.node not in ids:
             what = "no such device" if mate is None else "the machine's own, which no -device can name" \
                 if mate.node in made else "given with -device after it"
-            raise MadeError(f"{where}: qemu,{name} {value!r}: the {target} it names is {what}")
+            raise MadeError(f"{where}: qemu,{name} {value!r}: the {rule.describe()} it names is {what}")
+        if rule.no_bus and linked is not None:
+            if id(mate) in linked:
+                raise MadeError(f"{where}: qemu,{name} {value!r}: the {mate.driver} it names is linked by "
+                                f"{linked[id(mate)]} already (QEMU links it to one device)")
+            linked[id(mate)] = where
         # by its absolute QOM path: a bare id is a partial path, which another object's child of
         # that name makes ambiguous (QEMU: "Path 'i8042' does not uniquely identify an object")
         out.append((name, f"/machine/peripheral/{ids[mate.node]}"))

@@ -51,7 +51,13 @@ from dtvm.qemu.offline_ide import (
 )
 from dtvm.qemu.offline_isa import FLOPPY, I2C, drop_default_floppy, floppy_place, i2c_place
 from dtvm.qemu.offline_links import LinkNotes, describe_offline_links, note_links
-from dtvm.qemu.offline_made import check_device_links, device_link_names, device_link_value
+from dtvm.qemu.offline_made import (
+    Pending,
+    check_device_links,
+    device_link_names,
+    device_link_value,
+    resolve_device_links,
+)
 from dtvm.qemu.offline_memdev import check_memory_options, place_memory_devices, requested_sizes
 from dtvm.qemu.offline_memhp import set_memory_slots
 from dtvm.qemu.offline_pcie import check_pcie_slots
@@ -222,6 +228,7 @@ def offline_config(argv: list[str]) -> Config:
     attached: dict[str, Device] = {}  # a drive's name: the device that took it
     unattached: list[Device] = []  # USB devices QEMU does not attach (offline_usb.py)
     busless: list[Device] = []  # devices on no bus (offline_busless.py)
+    pending_links: Pending = []  # links to devices on no bus, counted once they are numbered (offline_made.py)
     if args.floppies:
         _floppies(config, model, args, attached, fdc_from_delta)
     attach_flash(config, args, x86, attached)
@@ -316,8 +323,8 @@ def offline_config(argv: list[str]) -> Config:
             if target is None:
                 raise OfflineError(f"{where}: property {key!r} is not in the offline model of {driver} (use online mode)")
             ptype = types.get(target.driver, {}).get(key) or ""
-            if key in device_link_names(driver):  # a vmmouse's i8042 (offline_made.py)
-                dev.props[key] = device_link_value(bus, driver, key, raw, ids, where)
+            if key in device_link_names(driver):  # a vmmouse's i8042, an IPMI interface's BMC (offline_made.py)
+                dev.props[key] = device_link_value(bus, dev, key, raw, ids, where, pending_links)
                 continue
             if ptype.startswith("link<"):
                 # a QOM link (rng=, iothread=...): info qtree has none; the trust model's guest
@@ -372,6 +379,7 @@ def offline_config(argv: list[str]) -> Config:
             ids[qid] = dev
     number_unattached(unattached)
     number_busless(config, busless)
+    resolve_device_links(config, pending_links)
     check_pcie_slots(config, profiles)
     if dt_made is not None:
         plug_dt_devices(config, model, dt_made[2])  # virtio-iommu-pci writes into QEMU's DT

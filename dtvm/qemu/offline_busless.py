@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from dtvm.qemu.models import OfflineError
+from dtvm.vm.buses import device_facts
 from dtvm.vm.model import Bus, Config, Device
 
 __all__ = ["BUSLESS", "busless_place", "busless_values", "number_busless"]
@@ -61,8 +62,26 @@ def busless_values(driver: str, user: dict[str, str], props: dict[str, str], pro
                    where: str) -> None:
     """What QEMU draws for the device when it realizes it, as online reads it back from QOM:
     vmgenid's ``guid=auto`` (its default) is a fresh random GUID each start, which no offline
-    answer can be; a GUID the user gives is reported as QEMU prints a UUID (lower case)."""
+    answer can be; a GUID the user gives is reported as QEMU prints a UUID (lower case). So is
+    ipmi-bmc-sim's ``guid=auto`` (its unset GUID is zeros); and a property its realize sets
+    whatever -device says (devices.yaml ``realize-sets``) reads as the realize left it."""
     defaults = profile["defaults"].get(driver, {})
+    for name, value in ((device_facts().get("realize-sets") or {}).get(driver) or {}).items():
+        if name not in user:
+            continue
+        if str(value) == defaults.get(name):  # QEMU's realize sets it whatever -device says
+            props.pop(name, None)
+        else:
+            props[name] = str(value)
+    if driver == "ipmi-bmc-sim" and "guid" in user:
+        # no GUID is zeros (the type's: versions.json device-neutral); guid=auto a random one each start
+        if user["guid"].lower() == "auto":
+            raise OfflineError(f"{where}: guid=auto: QEMU draws a random GUID each start (give guid=UUID; "
+                               "use online mode)")
+        if set(user["guid"]) <= {"0", "-"}:
+            props.pop("guid", None)
+        else:
+            props["guid"] = user["guid"].lower()
     if driver == "vmgenid":
         given = user.get("guid", defaults.get("guid", "auto"))
         if given.lower() == "auto":

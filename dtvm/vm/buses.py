@@ -20,9 +20,10 @@ from dtvm.fileio import is_data_error, load_yaml, package_text
 from dtvm.vm.translators import Translator, translators
 
 if TYPE_CHECKING:
-    from dtvm.vm.model import Config
+    from dtvm.vm.model import Bus, Config, Device
 
-__all__ = ["BusTable", "CheckDataError", "Kind", "bus_table", "device_facts", "load_bus_table", "needs_backend"]
+__all__ = ["BusTable", "CheckDataError", "DeviceLink", "Kind", "bus_table", "device_facts", "device_links_of",
+           "link_mates", "load_bus_table", "needs_backend"]
 
 
 class CheckDataError(DtvmError):
@@ -167,6 +168,45 @@ def bus_table() -> BusTable:
 def needs_backend() -> dict[str, str]:
     """Device type -> the back-end QEMU cannot create it without (the bindings' ``qemu: needs``)."""
     return {d: t.needs for d, t in translators().items() if t.needs is not None}
+
+
+@dataclass(frozen=True)
+class DeviceLink:
+    """One link a type's -device must be given to another device (``device-links`` in
+    data/devices.yaml): the types it may name, and whether they sit on no bus (an IPMI interface's
+    BMC) or on the linking device's own bus (a vmmouse's i8042)."""
+
+    types: tuple[str, ...]
+    no_bus: bool
+
+    def describe(self) -> str:
+        """The target's kind in words, for messages."""
+        return " or ".join(self.types)
+
+
+def device_links_of(driver: str) -> dict[str, DeviceLink]:
+    """Link property -> its rule, for a -device of ``driver`` (empty when it takes none)."""
+    section = (device_facts().get("device-links") or {}).get(driver) or {}
+    out: dict[str, DeviceLink] = {}
+    for name, rule in section.items() if isinstance(section, dict) else ():
+        if isinstance(rule, str):
+            out[str(name)] = DeviceLink((rule,), False)
+        elif isinstance(rule, dict) and isinstance(rule.get("no-bus"), list):
+            out[str(name)] = DeviceLink(tuple(str(t) for t in rule["no-bus"]), True)
+        else:
+            raise CheckDataError(f"devices.yaml: device-links: {driver}.{name}: expected a type or {{no-bus: [types]}}")
+    return out
+
+
+def link_mates(dev: Device, rule: DeviceLink, root: Bus) -> list[Device]:
+    """The devices a link of ``dev`` may name, in the description's order (the position a
+    description states counts in it): of the rule's types on ``dev``'s bus, or on no bus (devices
+    of the machine's root without an address: by type, then creation order, as their nodes)."""
+    if not rule.no_bus:
+        return [d for d in (dev.parent.devices if dev.parent is not None else []) if d.driver in rule.types]
+    # read from QEMU they are numbered ("nth"); read back from a tree, in node order ("none")
+    found = [d for d in root.devices if d.driver in rule.types and d.address[0] in ("nth", "none")]
+    return sorted(found, key=lambda d: (d.driver, d.address[1]))
 
 
 def link_machine_chardevs(config: Config) -> None:
