@@ -22,6 +22,7 @@ from typing import Any
 from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.argv_objects import link_object, self_placed, self_placed_first
 from dtvm.qemu.config import from_snapshot
+from dtvm.qemu.fsdev import fsdev_args
 from dtvm.qemu.made import MadeError, device_links, link_props, own_children, own_children_made
 from dtvm.qemu.snapshot import Snapshot, version_of
 from dtvm.qemu.trust import Trust, TrustError, trust
@@ -48,9 +49,9 @@ BINARIES = {
 #: device properties that are addresses or bus links: set by dtvm, never copied from the tree
 RESERVED = frozenset({"id", "bus", "addr", "unit", "scsi-id", "lun", "channel", "port", "nr", "cad", "reg",
                       "iobase", "address", "driver", "drive", "netdev", "chardev", "audiodev",
-                      "memdev", "iothread", "hotplugged", "unplug-pending", "masterbus"})
+                      "memdev", "iothread", "hotplugged", "unplug-pending", "masterbus", "fsdev"})
 
-BACKEND_REFS = ("drive", "netdev", "chardev")
+BACKEND_REFS = ("drive", "netdev", "chardev", "fsdev")
 
 
 def _ref_kind(key: str) -> str | None:
@@ -791,6 +792,13 @@ def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str],
             null += ["-blockdev", _render(None, [("driver", "null-co"), ("node-name", ident), *ro], where)]
         elif kind == "netdev":
             continue  # all of them, below
+        elif kind == "fsdev":
+            try:
+                real, stand_in = fsdev_args(ident, opts, where, host)
+            except DtvmError as exc:
+                raise ArgvError(str(exc)) from None
+            args += real
+            null += stand_in
         elif kind == "audiodev":
             # QEMU 7.2 reports no audio back-end (no query-audiodevs): the guest's sound device is
             # the same with any; the rebuild plays to none, and says so
