@@ -24,7 +24,7 @@ from dtvm.errors import DtvmError
 from dtvm.qemu.opts import parse, render
 from dtvm.vm.model import Backend
 
-__all__ = ["FSDEV_OPTIONS", "FsdevError", "fsdev_args", "fsdevs_of_argv", "virtfs_ids"]
+__all__ = ["FSDEV_OPTIONS", "FsdevError", "fsdev_args", "fsdev_option", "fsdevs_of_argv"]
 
 #: the options of each fsdev driver dtb2qemu gives back (QEMU 7.2's qemu-fsdev-opts; throttling
 #: is not described yet); ``sock_fd`` (an inherited file descriptor) cannot be given to a rebuild
@@ -79,16 +79,29 @@ def fsdevs_of_argv(argv: Sequence[str] | None) -> list[Backend]:
     return out
 
 
-def virtfs_ids(argv: Sequence[str]) -> list[tuple[str, str]]:
-    """(fsdev id, mount tag) of each ``-virtfs`` in order: the virtio-9p-pci each one makes."""
-    out: list[tuple[str, str]] = []
-    args = list(argv)
-    for i, arg in enumerate(args[:-1]):
-        if (arg[1:] if arg.startswith("--") else arg) == "-virtfs":
-            ident, _ = _options(args[i + 1], f"-virtfs {args[i + 1]}", True)
-            _, pairs = parse(args[i + 1], implied="fsdriver", where="-virtfs")
-            out.append((ident, next((v for k, v in reversed(pairs) if k == "mount_tag"), "")))
-    return out
+def fsdev_option(name: str, text: str) -> tuple[Backend, list[tuple[str, str]] | None]:
+    """One ``-fsdev``/``-virtfs`` as the offline model takes it: its back-end, and for ``-virtfs``
+    the ``-device virtio-9p-pci`` QEMU 7.2's vl.c queues for it among the ``-device`` options
+    (anonymous, ``fsdev=ID,mount_tag=TAG``; virtio-9p-pci on every machine, measured).  What QEMU
+    refuses at that stage is refused in its words."""
+    where = f"{name} {text}"
+    ident, opts = _options(text, where, name == "-virtfs")
+    driver = opts["driver"]
+    if driver not in FSDEV_OPTIONS:
+        raise FsdevError(f"{where}: fsdriver {driver!r} not found (QEMU refuses it)" if driver else
+                         f"{where}: no fsdriver specified (QEMU refuses it)")
+    if driver == "local":
+        for key in ("path", "security_model"):
+            if not opts.get(key):
+                raise FsdevError(f"{where}: {key} property not set (QEMU refuses it)")
+    device = None
+    if name == "-virtfs":
+        _, pairs = parse(text, implied="fsdriver", where=where)
+        tag = next((v for k, v in reversed(pairs) if k == "mount_tag"), "")
+        if not tag:
+            raise FsdevError(f"{where}: no mount_tag (QEMU refuses it: usage: -virtfs fsdriver,mount_tag=tag)")
+        device = [("fsdev", ident), ("mount_tag", tag)]
+    return Backend("fsdev", ident, opts), device
 
 
 def fsdev_args(ident: str, opts: dict[str, str], where: str, host: list[str]) -> tuple[list[str], list[str]]:
