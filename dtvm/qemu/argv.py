@@ -437,9 +437,12 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         proxy_children = [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]
         props = dict(dev.props)
         refs = {k: v for k, v in dev.backends.items() if _ref_kind(k)}
+        origin: dict[str, str] = {}  # a property the proxy takes from its virtio device: that node
         for child in proxy_children:
             for key, value in child.props.items():
-                props.setdefault(key, value)
+                if key not in props:
+                    props[key] = value
+                    origin[key] = _path(child)
             for k in BACKEND_REFS:
                 if k in child.backends:
                     refs.setdefault(k, child.backends[k])
@@ -474,10 +477,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                 except DtvmError as exc:
                     raise ArgvError(str(exc)) from None
                 continue
-            _not_host(rules, dev.driver, key, where)
+            _not_host(rules, dev.driver, key, origin.get(key, where))
             if key in RESERVED:
                 continue
-            _trusted(rules, dev.driver, key, where)
+            _trusted(rules, dev.driver, key, origin.get(key, where))
             pairs.append((key, value))
         settings = sorted(_host_settings(dev).items())
         for key, value in settings:
@@ -493,7 +496,8 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             if (empty or (kind, ref) not in backends) and dev.driver in ("ide-cd", "scsi-cd", "floppy"):
                 continue  # an empty CD-ROM: QEMU makes its anonymous empty drive again
             if (kind, ref) not in backends and kind != "audiodev":
-                raise ArgvError(f"{where}: {key} {ref!r} is not in the back-end overlay")
+                hint = " (QEMU reports no fsdev over QMP: give it with dtvm backend --fsdev)" if kind == "fsdev" else ""
+                raise ArgvError(f"{where}: {key} {ref!r} is not in the back-end overlay{hint}")
             pairs.append((key, _backend_id(kind, ref)))
             backends_used.append((kind, ref))
         argv += ["-device", _render(dev.driver, [*pairs, *settings], where, implied="driver")]
