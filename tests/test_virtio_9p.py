@@ -200,3 +200,27 @@ def test_offline_matches_online(name: str, tmp_path: Path) -> None:
     command line in both), from the 9p profiles recorded from QEMU."""
     share = _share(tmp_path)
     assert_offline_matches_online([a.replace("@DIR@", str(share)) for a in OFFLINE[name]], tmp_path)
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"driver": "proxy", "sock_fd": "3"}, "fsdev option 'sock_fd' is not one dtvm gives back for proxy"),
+    ({"driver": "handle", "path": "/srv"}, "fsdev driver 'handle' is not one dtvm gives back"),
+    ({"driver": "local", "path": "/srv", "security_model": "none", "throttling.bps-total": "1000000"}, ""),
+])
+def test_overlay_fsdev_options(described: tuple[Path, Path], tmp_path: Path, options: dict[str, str], words: str) -> None:
+    """What the overlay's fsdev says is given back only where dtb2qemu knows it (an inherited
+    file descriptor cannot be; another driver is named); throttling passes through."""
+    from dtvm.vm import codec
+    from dtvm.vm.model import Backend
+
+    guest, _ = described
+    overlay = tmp_path / "o.dtbo"
+    overlay.write_bytes(write_dtb(codec.encode_overlay(
+        [("/pcie/pci-device@1/virtio", codec.host_props({"fsdev": "f"}))], [Backend("fsdev", "f", options)], {})))
+    res = _dtvm("dtb2qemu", str(guest), "-b", str(overlay), "--offline")
+    if words:
+        err = _refused(res)
+        assert err.startswith("dtvm dtb2qemu: /qemu-backends fsdev f: ") and words in err, err
+    else:
+        assert res.returncode == 0, res.stderr
+        assert "local,id=f,path=/srv,security_model=none,throttling.bps-total=1000000" in json.loads(res.stdout)

@@ -26,8 +26,9 @@ from dtvm.vm.model import Backend
 
 __all__ = ["FSDEV_OPTIONS", "FsdevError", "fsdev_args", "fsdev_option", "fsdevs_of_argv"]
 
-#: the options of each fsdev driver dtb2qemu gives back (QEMU 7.2's qemu-fsdev-opts; throttling
-#: is not described yet); ``sock_fd`` (an inherited file descriptor) cannot be given to a rebuild
+#: the options of each fsdev driver dtb2qemu gives back (QEMU 7.2's qemu-fsdev-opts; ``local`` and
+#: ``proxy`` also take ``throttling.*``); ``sock_fd`` (an inherited file descriptor) cannot be
+#: given to a rebuild
 FSDEV_OPTIONS = {
     "local": ("path", "security_model", "readonly", "writeout", "fmode", "dmode", "multidevs"),
     "proxy": ("socket", "readonly", "writeout"),
@@ -118,12 +119,13 @@ def fsdev_args(ident: str, opts: dict[str, str], where: str, host: list[str]) ->
     allowed = FSDEV_OPTIONS.get(driver)
     if allowed is None:
         raise FsdevError(f"{where}: fsdev driver {driver!r} is not one dtvm gives back ({', '.join(FSDEV_OPTIONS)})")
-    extra = sorted(set(opts) - {"driver", *allowed})
+    extra = sorted(k for k in set(opts) - {"driver", *allowed}
+                   if not (driver != "synth" and k.startswith("throttling.")))
     if extra:
         raise FsdevError(f"{where}: fsdev option {extra[0]!r} is not one dtvm gives back for {driver} "
                          f"({', '.join(allowed)})")
-    real = ["-fsdev", render(driver, [("id", ident), *((k, opts[k]) for k in allowed if k in opts)], where,
-                             implied="fsdriver")]
+    given = [*(k for k in allowed if k in opts), *sorted(k for k in opts if k.startswith("throttling."))]
+    real = ["-fsdev", render(driver, [("id", ident), *((k, opts[k]) for k in given)], where, implied="fsdriver")]
     if driver == "local":
         host.append(f"directory {opts.get('path', '')!r} (fsdev {ident}"
                     f"{', read-only' if opts.get('readonly') == 'on' else ''})")
