@@ -13,7 +13,7 @@ settings are known only from the command line.  :func:`fsdevs_of_argv` reads the
 dtvm started (online) or was given (offline); a VM read over ``--qmp`` leaves them unknown, and
 ``dtvm backend --fsdev NODE=DIR`` completes the overlay.  :func:`fsdev_args` writes them back,
 and a ``synth`` stand-in for the check start (QEMU's in-memory test file system: no host
-directory opened).
+directory opened); :func:`fsdev_option` is the offline model's reading of one option.
 """
 
 from __future__ import annotations
