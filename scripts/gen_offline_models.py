@@ -50,7 +50,8 @@ PCI_DEVICES = ["virtio-net-pci", "virtio-rng-pci", "virtio-balloon-pci", "virtio
                                 "virtio-balloon-pci-non-transitional", "virtio-net-pci-non-transitional",
                                 "virtio-rng-pci-transitional", "virtio-scsi-pci-transitional",
                                 "virtio-serial-pci-non-transitional", "virtio-blk-pci-transitional",
-                                "cxl-rp", "cxl-upstream", "cxl-downstream", "AMDVI-PCI"])]
+                                "cxl-rp", "cxl-upstream", "cxl-downstream", "AMDVI-PCI",
+                                "virtio-9p-pci", "virtio-9p-pci-transitional", "virtio-9p-pci-non-transitional"])]
 PCIE_ONLY = ["pcie-root-port", "pcie-pci-bridge", "ioh3420", "i82801b11-bridge"]
 #: the census stream draws these on the root bus of a PCI (not Express) machine too, where QEMU
 #: 7.2 makes them (pc: -device i82801b11-bridge, pcie-root-port, x3130-upstream, ...)
@@ -72,7 +73,11 @@ VSERIAL_DEVICES = ["virtconsole", "virtserialport"]
 SCSI_DEVICES = ["scsi-cd", "scsi-hd"]
 MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device", "virtio-blk-device",
                 "virtio-serial-device", "virtio-keyboard-device", "virtio-scsi-device", "virtio-mouse-device",
-                "virtio-tablet-device", "virtio-gpu-device"]
+                "virtio-tablet-device", "virtio-gpu-device", "virtio-9p-device"]
+#: the 9p devices (census stream), probed on an fsdev of QEMU's in-memory synth driver (no host
+#: directory); the probe's fsdev and mount_tag are taken out of the profile (the user gives theirs)
+FSDEV_DEVICES = {"virtio-9p-pci", "virtio-9p-pci-transitional", "virtio-9p-pci-non-transitional", "virtio-9p-device"}
+FSDEV_SETUP = (["-fsdev", "synth,id=pfs"], "fsdev=pfs,mount_tag=probe")
 #: properties a probe must give, dropped from the profile (the user gives their own)
 REQUIRED = {"pci-bridge": "chassis_nr=9", "pci-bridge-seat": "chassis_nr=9", "xio3130-downstream": "chassis=9", "pxb": "bus_nr=9", "pxb-pcie": "bus_nr=9",
             # (QEMU draws a random GUID without it: offline takes vmgenid only with the user's)
@@ -299,6 +304,9 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if device in DRIVE_DEVICES:
         setup = [*setup, "-blockdev", "driver=null-co,node-name=pd"]
         spec += ",drive=pd"
+    if device in FSDEV_DEVICES:
+        setup = [*setup, *FSDEV_SETUP[0]]
+        spec += "," + FSDEV_SETUP[1]
     if context not in ("pci-root", "virtio-mmio-bus", "ISA", "System", "i2c-bus"):
         spec += ",bus=" + {"pci-port": "ctx", "pci-bridge": "ctx", "usb-bus": "ctx.0", "ccid-bus": "ctx.0",
                            "floppy-bus": "ctx.0",
@@ -387,6 +395,9 @@ def _profile(snapshot: Any, found: Device, extra: str | None) -> dict[str, Any]:
         d["backends"].pop("drive", None)
         d["backends"].pop("chardev", None)  # the probe's own (usb-serial): the user gives theirs
         d["backends"].pop("audiodev", None)  # the probe's -audiodev none: the user gives theirs
+        d["backends"].pop("fsdev", None)  # the probe's synth fsdev: the user gives theirs
+        if d["driver"] == "virtio-9p-device":
+            d["props"].pop("mount_tag", None)  # the probe's (QEMU requires one: the user gives theirs)
     drivers = {found.driver} | {c.driver for b in found.buses for c in b.devices}
     types = {d: {e["name"]: e.get("type", "") for e in snapshot.type_props.get(d) or []} for d in drivers}
     defaults = {d: {e["name"]: ("on" if e["default-value"] is True else "off" if e["default-value"] is False else str(e["default-value"]))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .qemugen_census import census_draw, with_memory_slots
+from .qemugen_census import census_draw, with_directories, with_memory_slots
 
 __all__ = ["MACHINES", "Case", "generate", "write_qcow2", "write_raw"]
 
@@ -38,10 +38,14 @@ class Case:
     hotplug: list[dict[str, Any]] = field(default_factory=list)
 
     def materialize(self, directory: Path) -> list[str]:
-        """Write the images into ``directory`` and return the argv with their paths."""
+        """Write the images (and exported directories) into ``directory`` and return the argv with
+        their paths."""
         for name, (fmt, size) in self.images.items():
             path = directory / name
-            if fmt == "qcow2":
+            if fmt == "dir":  # a directory a 9p device exports (-fsdev local, -virtfs)
+                path.mkdir(exist_ok=True)
+                (path / "hello.txt").write_text("shared by the host\n")
+            elif fmt == "qcow2":
                 write_qcow2(path, size)
             else:
                 write_raw(path, size)
@@ -515,7 +519,7 @@ def generate(seed: int, machine: str | None = None, census: bool = True) -> Case
         drawn, slots = census_draw(crng, machine, g.ident("z"))
         if slots:
             with_memory_slots(g.args, slots, spec.memory[0])  # (pseries takes whole 256 MiB)
-        g.args += drawn
+        g.args += with_directories(crng, drawn, g.images)
     # PCI expander buses, from a stream of their own too (last: a device given without bus= after
     # an expander lands on the expander's root bus, which takes bridges only)
     xprng = random.Random(seed ^ 0xE8A4D3B5)

@@ -15,7 +15,7 @@ import shlex
 from functools import cache
 from pathlib import Path
 
-__all__ = ["NOT_DRAWN", "census_draw", "census_pool"]
+__all__ = ["NOT_DRAWN", "census_draw", "census_pool", "with_directories", "with_memory_slots"]
 
 _DIR = Path(__file__).resolve().parent.parent / "fixtures" / "qemu-census"
 #: ids the census gives its controllers and back-ends (tests/device_census.py _PARENT, _NEEDS)
@@ -97,3 +97,37 @@ def with_memory_slots(args: list[str], slots: str, size: str = "128M") -> None:
         args[at] = f"{args[at]},{slots}"
     else:
         args[1:1] = ["-m", f"{size},{slots}"]
+
+
+#: the security models of -fsdev local (what QEMU does with the guest's file ownership and modes)
+_SECURITY_MODELS = ("none", "mapped-xattr", "mapped-file", "passthrough")
+
+
+def with_directories(rng: random.Random, args: list[str], images: dict[str, tuple[str, int]]) -> list[str]:
+    """A census fsdev (the census exports /usr/share/doc) as users write one: a directory of its
+    own under the case's directory (``@IMG@NAME``, made by Case.materialize), a security model,
+    read-only or not, and for a plain virtio-9p-pci half the time ``-virtfs`` (the fsdev and the
+    device in one option; its fsdev id the mount tag unless ``id=``).  Draws nothing without one,
+    so the cases of the other types stay as they were."""
+    if "-fsdev" not in args:
+        return args
+    at = args.index("-fsdev")
+    found = re.search(r"(?:^|,)id=([^,]+)", args[at + 1])
+    dev_at = next((i for i, a in enumerate(args[:-1]) if a == "-device" and found and f"fsdev={found.group(1)}" in args[i + 1]), None)
+    if found is None or dev_at is None:
+        return args
+    ident = found.group(1)
+    name = f"share{len(images)}"
+    images[name] = ("dir", 0)
+    options = f"path=@IMG@{name},security_model={rng.choice(_SECURITY_MODELS)}" + \
+        (",readonly=on" if rng.random() < 0.5 else "")
+    device = args[dev_at + 1]
+    tag = re.search(r"mount_tag=([^,]+)", device)
+    if device.split(",", 1)[0] == "virtio-9p-pci" and "bus=" not in device and tag and rng.random() < 0.5:
+        named = f",id={ident}" if rng.random() < 0.5 else ""
+        virtfs = ["-virtfs", f"local,{options},mount_tag={tag.group(1)}{named}"]
+        rest = [a for i, a in enumerate(args) if i not in (at, at + 1, dev_at, dev_at + 1)]
+        return [*rest, *virtfs]
+    out = list(args)
+    out[at + 1] = f"local,id={ident},{options}"
+    return out

@@ -284,10 +284,14 @@ def dtb2qemu_cmd(guest: str, backend: str | None, fmt: str, binary: str | None, 
               help="the image behind a disk (the device's node path in the guest tree)")
 @click.option("--netdev", "netdevs", multiple=True, metavar="/NODE=user", help="what a NIC connects to")
 @click.option("--chardev", "chardevs", multiple=True, metavar="/NODE=null|socket:PATH", help="a serial port's back-end")
-def backend_cmd(guest: str, output: str, drives: tuple[str, ...], netdevs: tuple[str, ...], chardevs: tuple[str, ...]) -> None:
+@click.option("--fsdev", "fsdevs", multiple=True, metavar="/NODE=DIR[,security_model=M][,readonly]",
+              help="the host directory a 9p device exports (-fsdev local; security_model none unless given)")
+def backend_cmd(guest: str, output: str, drives: tuple[str, ...], netdevs: tuple[str, ...], chardevs: tuple[str, ...],
+                fsdevs: tuple[str, ...]) -> None:
     """Write this host's back-end overlay for a guest DTB (for dtb2qemu -b).
 
-    The guest tree stays what it is; only disk images, netdevs and chardevs are this host's.
+    The guest tree stays what it is; only disk images, netdevs, chardevs and exported
+    directories are this host's.
     """
     from dtvm.dt.dtb import read_dtb, write_dtb
     from dtvm.errors import DtvmError
@@ -297,7 +301,7 @@ def backend_cmd(guest: str, output: str, drives: tuple[str, ...], netdevs: tuple
     try:
         tree = read_dtb(read_blob(guest), guest)
         specs = [parse_spec("drive", d) for d in drives] + [parse_spec("netdev", n) for n in netdevs] + \
-            [parse_spec("chardev", c) for c in chardevs]
+            [parse_spec("chardev", c) for c in chardevs] + [parse_spec("fsdev", f) for f in fsdevs]
         write_atomic(output, write_dtb(make_overlay(tree, specs)))
     except DtvmError as exc:
         _fail("backend", first_line(exc), getattr(exc, "exit_code", 1) or 1)

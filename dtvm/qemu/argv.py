@@ -22,6 +22,7 @@ from typing import Any
 from dtvm.errors import DtvmError, first_line
 from dtvm.qemu.argv_objects import link_object, self_placed, self_placed_first
 from dtvm.qemu.config import from_snapshot
+from dtvm.qemu.fsdev import fsdev_args
 from dtvm.qemu.made import (
     MadeError,
     device_links,
@@ -56,9 +57,9 @@ BINARIES = {
 #: device properties that are addresses or bus links: set by dtvm, never copied from the tree
 RESERVED = frozenset({"id", "bus", "addr", "unit", "scsi-id", "lun", "channel", "port", "nr", "cad", "reg",
                       "iobase", "address", "driver", "drive", "netdev", "chardev", "audiodev",
-                      "memdev", "iothread", "hotplugged", "unplug-pending", "masterbus"})
+                      "memdev", "iothread", "hotplugged", "unplug-pending", "masterbus", "fsdev"})
 
-BACKEND_REFS = ("drive", "netdev", "chardev")
+BACKEND_REFS = ("drive", "netdev", "chardev", "fsdev")
 
 
 def _ref_kind(key: str) -> str | None:
@@ -453,9 +454,12 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
         proxy_children = [c for b in dev.buses for c in b.devices if c.address[0] == "virtio"]
         props = dict(dev.props)
         refs = {k: v for k, v in dev.backends.items() if _ref_kind(k)}
+        origin: dict[str, str] = {}  # a property the proxy takes from its virtio device: that node
         for child in proxy_children:
             for key, value in child.props.items():
-                props.setdefault(key, value)
+                if key not in props:
+                    props[key] = value
+                    origin[key] = _path(child)
             for k in BACKEND_REFS:
                 if k in child.backends:
                     refs.setdefault(k, child.backends[k])
@@ -490,10 +494,10 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                 except DtvmError as exc:
                     raise ArgvError(str(exc)) from None
                 continue
-            _not_host(rules, dev.driver, key, where)
+            _not_host(rules, dev.driver, key, origin.get(key, where))
             if key in RESERVED:
                 continue
-            _trusted(rules, dev.driver, key, where)
+            _trusted(rules, dev.driver, key, origin.get(key, where))
             pairs.append((key, value))
         settings = sorted(_host_settings(dev).items())
         for key, value in settings:
@@ -509,7 +513,8 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             if (empty or (kind, ref) not in backends) and dev.driver in ("ide-cd", "scsi-cd", "floppy"):
                 continue  # an empty CD-ROM: QEMU makes its anonymous empty drive again
             if (kind, ref) not in backends and kind != "audiodev":
-                raise ArgvError(f"{where}: {key} {ref!r} is not in the back-end overlay")
+                hint = " (QEMU reports no fsdev over QMP: give it with dtvm backend --fsdev)" if kind == "fsdev" else ""
+                raise ArgvError(f"{where}: {key} {ref!r} is not in the back-end overlay{hint}")
             pairs.append((key, _backend_id(kind, ref)))
             backends_used.append((kind, ref))
         argv += ["-device", _render(dev.driver, [*pairs, *settings], where, implied="driver")]
@@ -816,6 +821,13 @@ def _backend_args(plan: Config, used: list[tuple[str, str]], host: list[str],
             null += ["-blockdev", _render(None, [("driver", "null-co"), ("node-name", ident), *ro], where)]
         elif kind == "netdev":
             continue  # all of them, below
+        elif kind == "fsdev":
+            try:
+                real, stand_in = fsdev_args(ident, opts, where, host)
+            except DtvmError as exc:
+                raise ArgvError(str(exc)) from None
+            args += real
+            null += stand_in
         elif kind == "audiodev":
             # QEMU 7.2 reports no audio back-end (no query-audiodevs): the guest's sound device is
             # the same with any; the rebuild plays to none, and says so

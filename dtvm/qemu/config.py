@@ -13,6 +13,7 @@ from typing import Any
 
 from dtvm.errors import DtvmError
 from dtvm.fileio import load_yaml, package_text
+from dtvm.qemu.fsdev import fsdevs_of_argv
 from dtvm.qemu.qom_links import describe_links
 from dtvm.qemu.qtree import UNMAPPED, QBus, QDev, bus_index, parse_qtree, prop_text
 from dtvm.qemu.snapshot import Snapshot, version_of
@@ -394,6 +395,9 @@ def _backends(snapshot: Snapshot) -> list[Backend]:
         ident = str(memdev.get("id", ""))
         opts = {k: _json_text(v) for k, v in memdev.items() if k != "id" and not isinstance(v, (dict, list))}
         out.append(Backend("memdev", ident, opts))
+    # QEMU reports an fsdev only by its id (the 9p device's fsdev property): its options are the
+    # command line's, the one dtvm started or the QMP peer's (/proc); else the overlay names the id only
+    out.extend(fsdevs_of_argv(snapshot.argv or snapshot.peer_argv))
     out.sort(key=lambda b: (b.kind, b.id))
     return out
 

@@ -340,7 +340,9 @@ def offline_config(argv: list[str]) -> Config:
                 # has other ids): an answer would be a guess (found: intel-iommu's scalable case)
                 raise OfflineError(f"{where}: {key}={value}: it changes the PCI ids QEMU gives {driver}, recorded "
                                    "with its default only in the offline model (use online mode)")
-            if key in ("drive", "netdev", "chardev", "audiodev"):
+            if key in ("drive", "netdev", "chardev", "audiodev", "fsdev"):
+                if key == "fsdev" and not any(b.id == value for b in args.fsdevs):
+                    raise OfflineError(f"{where}: fsdev {value!r} is not an -fsdev of this command line (QEMU refuses it)")
                 target.backends[key] = value
             elif defaults.get(target.driver, {}).get(key) == value:
                 target.props.pop(key, None)
@@ -407,6 +409,7 @@ def offline_config(argv: list[str]) -> Config:
         config.backends.append(_memdev(ident, qom, ram))
     for driver, prop, raw in args.globals_:
         _apply_global(config, profiles, driver, prop, raw, explicit)
+    config.backends += args.fsdevs  # every -fsdev, as online reads them from the command line (fsdev.py)
     config.backends.sort(key=lambda b: (b.kind, b.id))
     config.inputs.update(args.inputs)
     link_machine_chardevs(config)
@@ -723,7 +726,7 @@ def _apply_global(config: Config, profiles: dict[str, Any], driver: str, prop: s
     if profile is None or not any(prop in names for names in profile["props-of"].values()):
         raise OfflineError(f"{where}: not in the offline model (use online mode)")
     ptype = next((t[prop] for t in profile["types"].values() if prop in t), "")
-    if ptype.startswith("link<") or prop in _ADDRESS_KEYS or prop in ("drive", "netdev", "chardev", "audiodev"):
+    if ptype.startswith("link<") or prop in _ADDRESS_KEYS or prop in ("drive", "netdev", "chardev", "audiodev", "fsdev"):
         raise OfflineError(f"{where}: not a guest property the offline model sets (use online mode)")
     value = _norm(raw, ptype)
     default = profile["defaults"].get(driver, {}).get(prop)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dtvm.errors import DtvmError
 from dtvm.qemu import images
+from dtvm.qemu.fsdev import fsdev_option
 from dtvm.qemu.models import OfflineError
 from dtvm.qemu.offline_audio import parse_audiodev
 from dtvm.qemu.offline_links import check_object
 from dtvm.qemu.offline_memhp import MemoryOption, parse_memory
+from dtvm.vm.model import Backend
 
 __all__ = ["Args", "Drive", "chardev_filename", "image_size", "is_qcow2", "parse_argv", "port_filename", "probed_format"]
 
@@ -83,6 +86,8 @@ class Args:
     hd_cdrom: set[int] = field(default_factory=set)
     #: -audiodev none: the ids, in command-line order (QEMU 7.2's first is a sound device's default)
     audiodevs: list[str] = field(default_factory=list)
+    #: -fsdev and -virtfs: the fsdev back-ends (a 9p device's host directory), in command-line order
+    fsdevs: list[Backend] = field(default_factory=list)
 
 
 _IGNORED_FLAGS = {"-S", "-nographic", "-no-reboot", "-no-shutdown"}
@@ -420,6 +425,17 @@ def parse_argv(argv: list[str]) -> Args:
                 if not head:
                     raise OfflineError(f"-netdev {value()}: no type")
                 args.netdevs.append((head, pairs))  # host side only: any type
+                i += 2
+            elif norm in ("-fsdev", "-virtfs"):
+                try:
+                    fsdev, virtfs = fsdev_option(norm, value())
+                except DtvmError as exc:
+                    raise OfflineError(str(exc)) from None
+                if any(b.id == fsdev.id for b in args.fsdevs):
+                    raise OfflineError(f"{opt}: duplicate fsdev id {fsdev.id!r} (QEMU refuses it)")
+                args.fsdevs.append(fsdev)
+                if virtfs is not None:
+                    args.devices.append(("virtio-9p-pci", virtfs))
                 i += 2
             elif norm == "-audiodev":
                 args.audiodevs.append(parse_audiodev(value(), f"-audiodev {value()}"))

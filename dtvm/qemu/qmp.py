@@ -178,6 +178,8 @@ class QmpSession:
         self._client.events.event_filter = self._take_event
         self._lost: str | None = None
         self._losing: asyncio.Future[str] | None = None
+        #: the command line of the process at the other end of the socket (None: not readable)
+        self.peer_argv: list[str] | None = None
 
     def _take_event(self, msg: Message) -> bool:
         """Events are not read here: keep none (a subclass that follows events overrides this)."""
@@ -199,6 +201,7 @@ class QmpSession:
         except BaseException:
             sock.close()
             raise
+        self.peer_argv = peer_command_line(sock)
         try:
             await self._client.connect(sock)
         except ConnectError as err:
@@ -349,7 +352,9 @@ async def read_process(proc: subprocess.Popen[bytes], sock: str, tmp: str, deadl
                     raise NotAnsweredError(f"{name} closed its QMP socket before answering") from None
             t["connect"] = _ms(t0)
             connected = True
-            return await read_snapshot(session, tmp, t)
+            snap = await read_snapshot(session, tmp, t)
+            snap.peer_argv = session.peer_argv
+            return snap
     except TimeoutError:
         if not connected:
             raise QemuTimeoutError(
@@ -376,7 +381,9 @@ async def read_address(path: str, address: str, tmp: str, deadline: float, timeo
                 raise QemuError(f"{address}: cannot connect: {err.strerror or err}") from None
             t["connect"] = _ms(t0)
             connected = True
-            return await read_snapshot(session, tmp, t)
+            snap = await read_snapshot(session, tmp, t)
+            snap.peer_argv = session.peer_argv
+            return snap
     except TimeoutError:
         if not connected:
             raise QemuTimeoutError(
@@ -385,6 +392,31 @@ async def read_address(path: str, address: str, tmp: str, deadline: float, timeo
         raise QemuTimeoutError(f"{address}: stopped answering QMP commands (timeout: {timeout:g} s)") from None
     finally:
         await session.close()
+
+
+#: the longest command line read from /proc (Linux caps argv at a few MiB; QEMU's are kilobytes)
+MAX_PEER_ARGV = 1 << 20
+
+
+def peer_command_line(sock: socket.socket) -> list[str] | None:
+    """The command line of the QEMU behind a unix socket (SO_PEERCRED's pid, /proc/PID/cmdline),
+    or None where it cannot be read (another host's or namespace's, hidden /proc, not Linux).
+
+    QMP reports some back-ends only by id (a 9p device's fsdev: no query-fsdev in 7.2): their
+    options are the command line's.  Only those options are taken from it (``dtvm.qemu.fsdev``),
+    as host facts of the back-end overlay."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        pid = int.from_bytes(creds[:4], "little", signed=True)
+        if pid <= 0:
+            return None
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read(MAX_PEER_ARGV + 1)
+    except (OSError, AttributeError, ValueError):
+        return None
+    if len(raw) > MAX_PEER_ARGV:
+        return None
+    return [a.decode("utf-8", "surrogateescape") for a in raw.rstrip(b"\0").split(b"\0")] if raw else None
 
 
 # -------------------------------------------------------------------------------------------- reading

@@ -81,6 +81,9 @@ class Snapshot:
     #: HMP "info numa" ("0 nodes" without -numa): read so that a VM with NUMA nodes, which the
     #: description does not hold yet, is refused by name instead of rebuilt without them
     numa: str = ""
+    #: the command line of the QMP socket's peer process (/proc), when readable: the options of
+    #: back-ends QMP reports only by id (fsdevs)
+    peer_argv: list[str] | None = None
 
     # A saved snapshot replays a VM without QEMU (tests, bug reports).  Every field is already JSON
     # except the DT blob: it is stored as base64 of its bytes up to the last non-zero byte plus its
@@ -109,7 +112,8 @@ class Snapshot:
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in data:
-                if f.name in ("argv", "binary", "version", "compat_props", "type_ancestors", "objects", "numa"):
+                if f.name in ("argv", "binary", "version", "compat_props", "type_ancestors", "objects", "numa",
+                              "peer_argv"):
                     continue
                 raise SnapshotFormatError(f"snapshot: missing field {f.name!r}")
             value = data[f.name]
@@ -142,7 +146,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "type_props": dict, "peripherals": list, "cpus": list, "cpu_types": dict, "hotpluggable_cpus": list,
     "memory": dict, "memdevs": list, "block": list, "block_nodes": list, "chardevs": list, "network": str,
     "dtb": (dict, type(None)), "argv": (list, type(None)), "binary": (str, type(None)), "version": dict, "compat_props": list,
-    "type_ancestors": dict, "objects": dict, "numa": str,
+    "type_ancestors": dict, "objects": dict, "numa": str, "peer_argv": (list, type(None)),
 }
 
 

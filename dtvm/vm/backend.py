@@ -36,7 +36,8 @@ class BackendSpec:
 
 def parse_spec(kind: str, text: str) -> BackendSpec:
     """``/path/to/node=FILE[,format=F][,readonly=on]`` (drive), ``=user`` (netdev),
-    ``=null`` or ``=socket:PATH`` (chardev)."""
+    ``=null`` or ``=socket:PATH`` (chardev), ``=DIR[,security_model=M][,readonly]`` (fsdev: a 9p
+    device's exported directory, ``-fsdev local``)."""
     path, sep, value = text.partition("=")
     if not sep or not path.startswith("/") or not value:
         raise BackendError(f"--{kind} {text!r}: expected /node/path=VALUE")
@@ -64,6 +65,21 @@ def parse_spec(kind: str, text: str) -> BackendSpec:
         if value.startswith("socket:") and len(value) > 7:
             return BackendSpec(kind, path, {"filename": "unix:" + value[7:] + ",server=on"})
         raise BackendError(f"--chardev {text!r}: expected null or socket:PATH")
+    if kind == "fsdev":
+        directory, *rest = value.split(",")
+        opts = {"driver": "local", "path": directory, "security_model": "none"}
+        for item in rest:
+            key, _, val = item.partition("=")
+            if key == "security_model" and val in ("none", "passthrough", "mapped-xattr", "mapped-file"):
+                opts["security_model"] = val
+            elif key == "readonly" and val in ("", "on", "off"):
+                opts["readonly"] = val or "on"
+            else:
+                raise BackendError(f"--fsdev {text!r}: unknown option {item!r} (security_model=none|passthrough|"
+                                   "mapped-xattr|mapped-file, readonly)")
+        if not directory.startswith("/"):
+            raise BackendError(f"--fsdev {text!r}: the directory must be an absolute path")
+        return BackendSpec(kind, path, dict(sorted(opts.items())))
     raise BackendError(f"unknown back-end kind {kind!r}")
 
 
@@ -83,7 +99,7 @@ def make_overlay(guest: DeviceTree, specs: list[BackendSpec]) -> DeviceTree:
         ident = f"{spec.kind}{n}"
         targets.append((spec.node, codec.host_props({spec.kind: ident})))
         for key in spec.options:
-            if not re.fullmatch(r"[a-z][a-z0-9-]*", key):
+            if not re.fullmatch(r"[a-z][a-z0-9_-]*", key):
                 raise BackendError(f"back-end option {key!r}: not a property name")
         backends.append(Backend(spec.kind, ident, dict(spec.options)))
     return codec.encode_overlay(targets, backends, {})

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 #: qdev properties that name a host back-end rather than describe the device.
-BACKEND_PROPS = frozenset({"drive", "netdev", "chardev", "audiodev", "memdev", "iothread", "drive-id",
+BACKEND_PROPS = frozenset({"drive", "netdev", "chardev", "audiodev", "memdev", "iothread", "drive-id", "fsdev",
                            # a bus name (named after a qdev id): a UHCI companion's EHCI, host-side naming
                            "masterbus"})
 
