@@ -216,7 +216,8 @@ def test_refuses_a_property_the_older_version_lacks(vm_factory: Any, tmp_path: P
                           str(tmp_path / "a.backend.dtbo"), "--binary", "qemu-system-x86_64"], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 1 and res.stdout == ""
-    assert res.stderr == ("dtvm dtb2qemu: /pcie/ethernet@3: qemu,guest_uso4: virtio-net-pci has no such property "
+    # named at the node that holds it (the proxy's virtio device), as every property a proxy takes from it
+    assert res.stderr == ("dtvm dtb2qemu: /pcie/ethernet@3/virtio: qemu,guest_uso4: virtio-net-pci has no such property "
                           "in QEMU 7.2\n")
     # QEMU 7.2 itself has no such property (the oracle of the catalog)
     oracle = subprocess.run(["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults", "-S", "-display", "none",
