@@ -4,8 +4,9 @@ the back-end overlay, held to QEMU 7.2.
 QEMU makes a usb-host whether or not a host device matches its selection (``vendorid``/
 ``productid``, ``hostbus``/``hostaddr``, ``hostport``; an empty selection matches every host
 device) and attaches one when the running VM finds it; this host has no USB at all, so every
-usb-host here waits, as on a source whose device is unplugged. The guest tree has the device at
-its port (and how it behaves toward the guest: ``guest-reset``, ``suppress-remote-wake``, ...);
+usb-host here waits, as on a source whose device is unplugged. The guest tree has the device on
+its USB bus, numbered per bus as an unattached usb-redir is (and how it behaves toward the guest:
+``guest-reset``, ``suppress-remote-wake``, ...);
 the selection, ``hostdevice`` and ``loglevel`` are the overlay's. A VM with the forms users write
 is described over QMP, rebuilt and live-migrates into the rebuild, whose description is the
 same; a guest tree that names a host device is refused by node; without an overlay, and in
@@ -30,8 +31,8 @@ from tests.qemu_helpers import assert_offline_matches_online
 Q35 = ["qemu-system-x86_64", "-M", "pc-q35-7.2", "-nodefaults"]
 #: the forms users write, none matching a device of this host (which has no USB)
 HOSTS = ["-device", "qemu-xhci,id=x", "-device", "usb-host,vendorid=0x46f4,productid=0x0001,guest-reset=off",
-         "-device", "usb-host,hostbus=1,hostport=1.2,id=stick", "-device", "usb-host,bus=x.0,port=4,loglevel=3",
-         "-device", "usb-host,hostbus=2,hostaddr=5,vendorid=0x1d6b,port=3"]
+         "-device", "usb-host,hostbus=1,hostport=1.2,id=stick", "-device", "usb-host,hostbus=2,hostaddr=5,vendorid=0x1d6b",
+         "-device", "usb-ehci,id=e", "-device", "usb-host,bus=e.0,loglevel=3"]
 SELECTIONS = ("hostbus", "hostaddr", "hostport", "vendorid", "productid", "hostdevice", "loglevel")
 
 
@@ -54,7 +55,7 @@ def _host_facts(overlay: bytes) -> dict[str, dict[str, str]]:
 
 
 def test_round_trip_over_qmp(vm_factory: Any, tmp_path: Path) -> None:
-    """Four usb-hosts as users write them, read over QMP: the guest tree has each at its port with
+    """Four usb-hosts as users write them, read over QMP: the guest tree has each on its bus with
     nothing of the host (an empty selection stated as hostbus=0, QEMU's 'any'); the rebuild gives
     the overlay's selections back, and the original live-migrates into it: one QEMU pair."""
     from tests.test_dtb2qemu import _describe, _rebuild_and_migrate, _start
@@ -63,20 +64,21 @@ def test_round_trip_over_qmp(vm_factory: Any, tmp_path: Path) -> None:
         pytest.skip(f"{Q35[0]} is not installed (its oracle cannot run)")
     a = _start(vm_factory, [*Q35, *HOSTS], [])
     _snap_a, guest_a, backend_a = _describe(a)
-    text = read_dtb(guest_a).root.get_node("/pcie/usb@1")
-    assert text is not None
-    ports = {c.name: {p.name for p in c.live_props()} for c in text.live_children()}
-    assert sorted(ports) == ["device@1", "device@2", "device@3", "device@4"], ports
-    assert all(not any(f"qemu,{k}" in props for k in SELECTIONS) for props in ports.values()), ports
-    assert "qemu,guest-reset" in ports["device@1"]
+    tree = read_dtb(guest_a).root
+    nodes = {f"/pcie/usb@{n}/{c.name}": {p.name for p in c.live_props()}
+             for n in (1, 2) for c in tree.get_node(f"/pcie/usb@{n}").live_children()}
+    assert sorted(nodes) == ["/pcie/usb@1/usb-host", "/pcie/usb@1/usb-host-1", "/pcie/usb@1/usb-host-2",
+                             "/pcie/usb@2/usb-host"], nodes
+    assert all(not any(f"qemu,{k}" in props for k in SELECTIONS) for props in nodes.values()), nodes
+    assert "qemu,guest-reset" in nodes["/pcie/usb@1/usb-host"]
     assert _host_facts(backend_a) == {
-        "/pcie/usb@1/device@1": {"productid": "1", "vendorid": "18164"},
-        "/pcie/usb@1/device@2": {"hostbus": "1", "hostport": "1.2"},
-        "/pcie/usb@1/device@4": {"hostbus": "0", "loglevel": "3"},
-        "/pcie/usb@1/device@3": {"hostaddr": "5", "hostbus": "2", "vendorid": "7531"}}
+        "/pcie/usb@1/usb-host": {"productid": "1", "vendorid": "18164"},
+        "/pcie/usb@1/usb-host-1": {"hostbus": "1", "hostport": "1.2"},
+        "/pcie/usb@1/usb-host-2": {"hostaddr": "5", "hostbus": "2", "vendorid": "7531"},
+        "/pcie/usb@2/usb-host": {"hostbus": "0", "loglevel": "3"}}
     rebuilt, b, status, _ = _rebuild_and_migrate(vm_factory, tmp_path, a, guest_a, backend_a)
     assert status.get("status") == "completed", (status, rebuilt)
-    assert "usb-host,id=stick,bus=x.0,port=2,hostbus=1,hostport=1.2" in rebuilt, rebuilt
+    assert "usb-host,id=stick,bus=x.0,hostbus=1,hostport=1.2" in rebuilt, rebuilt
     _snap_b, guest_b, backend_b = _describe(b)
     assert guest_b == guest_a, rebuilt
     assert _host_facts(backend_b) == _host_facts(backend_a)  # (ids: the rebuild names the anonymous ones)
@@ -99,7 +101,7 @@ def _refused(res: subprocess.CompletedProcess[str]) -> str:
     return res.stderr.strip()
 
 
-NODE = "/pcie/usb@1/device@1"
+NODE = "/pcie/usb@1/usb-host"
 
 
 @pytest.mark.parametrize("prop, value, words", [
@@ -132,7 +134,7 @@ def test_without_overlay_it_matches_nothing(described: tuple[Path, Path]) -> Non
     guest, _ = described
     res = _dtvm("dtb2qemu", str(guest), "--offline")
     assert res.returncode == 0, res.stderr
-    assert "usb-host,id=usb-host,bus=qemu-xhci.0,port=1,hostbus=256" in json.loads(res.stdout)
+    assert "usb-host,id=usb-host,bus=qemu-xhci.0,hostbus=256" in json.loads(res.stdout)
     assert f"{NODE}: the back-end overlay selects no host device for this usb-host: it is given hostbus=256" \
         in res.stderr, res.stderr
 
@@ -151,13 +153,13 @@ def test_check_start_opens_no_host_device(described: tuple[Path, Path], tmp_path
     res = _dtvm("dtb2qemu", str(guest), "-b", str(overlay))
     assert res.returncode == 0, res.stderr
     spelled = ",".join(f"{k}={v}" for k, v in sorted(facts.items()))
-    assert f"usb-host,id=usb-host,bus=qemu-xhci.0,port=1,{spelled}" in json.loads(res.stdout)
+    assert f"usb-host,id=usb-host,bus=qemu-xhci.0,{spelled}" in json.loads(res.stdout)
     assert f"QEMU will open the host device {spelled} selects (usb-host at {NODE})" in res.stderr, res.stderr
 
 
 #: offline against online (one QEMU start each)
 OFFLINE = {
-    "q35-forms": [*Q35, *HOSTS[:-2]],
+    "q35-forms": [*Q35, *HOSTS],
     "pc-uhci": ["qemu-system-x86_64", "-M", "pc-i440fx-7.2", "-nodefaults", "-device", "piix3-usb-uhci,id=u",
                 "-device", "usb-tablet", "-device", "usb-host,productid=2,suppress-remote-wake=off"],
     "aarch64-virt": ["qemu-system-aarch64", "-M", "virt-7.2", "-nodefaults", "-device", "qemu-xhci",

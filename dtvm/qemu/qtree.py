@@ -26,7 +26,7 @@ _PROP = re.compile(r"([A-Za-z0-9_.+-]+) = (.*)$")
 _MMIO = re.compile(r"mmio ([0-9a-f]{16})/([0-9a-f]{16})$")
 _PCI = re.compile(r"class (.*), addr ([0-9a-f]{2}):([0-9a-f]{2})\.([0-7]), pci id ([0-9a-f]{4}):([0-9a-f]{4}) \(sub ([0-9a-f]{4}):([0-9a-f]{4})\)$")
 # QEMU 7.2 adds ", attached" only to an attached device (a usb-serial waits for its chardev)
-_USB = re.compile(r"addr \d+\.\d+, port ([0-9.]+), speed ([0-9.]+), name (.*?)(?:, (attached|detached))?$")
+_USB = re.compile(r"addr \d+\.\d+, port ([0-9.]+), speed (\d+), name (.*?)(?:, (attached|detached))?$")
 
 UNMAPPED = 0xFFFFFFFFFFFFFFFF
 
@@ -48,7 +48,7 @@ class QDev:
     #: (class name, bus, slot, function, vendor, device, subsystem vendor, subsystem)
     pci: tuple[str, int, int, int, int, int, int, int] | None = None
     #: (port path, speed, product name) of a USB device
-    usb: tuple[str, str, str] | None = None
+    usb: tuple[str, int, str] | None = None
 
 
 @dataclass
@@ -149,7 +149,7 @@ def _info(dev: QDev, body: str) -> None:
         return
     m = _USB.match(body)
     if m:
-        dev.usb = (m.group(1), m.group(2), m.group(3))
+        dev.usb = (m.group(1), int(m.group(2)), m.group(3))
         return
     dev.info.append(body)
 
