@@ -68,7 +68,10 @@ VIRTIO_IOMMU_MAX_JOINT = 5  # every feature (joints of up to four and an option 
 #: (ras=on: "Assertion `vms->acpi_dev' failed" without firmware and acpi=off; with firmware, an
 #: AArch64 CPU and ACPI, QEMU makes the acpi-ged it needs)
 WAIVED_BESIDE_FIRMWARE = ["ras=on"]
-USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub", "usb-ccid", "usb-bot"]
+USB_DEVICES = ["usb-kbd", "usb-tablet", "usb-mouse", "usb-hub", "usb-ccid", "usb-bot", "usb-host"]
+#: devices that take a host device (trust.json host-selections): probed with the selection no
+#: host device matches, which is taken out of the profile (the user's own is the overlay's)
+HOST_SELECTED = {"usb-host": "hostbus=256"}
 VSERIAL_DEVICES = ["virtconsole", "virtserialport"]
 SCSI_DEVICES = ["scsi-cd", "scsi-hd"]
 MMIO_DEVICES = ["virtio-net-device", "virtio-rng-device", "virtio-balloon-device", "virtio-blk-device",
@@ -307,6 +310,8 @@ def probe(binary: str, mtype: str, setup: list[str], device: str, context: str) 
     if device in FSDEV_DEVICES:
         setup = [*setup, *FSDEV_SETUP[0]]
         spec += "," + FSDEV_SETUP[1]
+    if device in HOST_SELECTED:
+        spec += "," + HOST_SELECTED[device]
     if context not in ("pci-root", "virtio-mmio-bus", "ISA", "System", "i2c-bus"):
         spec += ",bus=" + {"pci-port": "ctx", "pci-bridge": "ctx", "usb-bus": "ctx.0", "ccid-bus": "ctx.0",
                            "floppy-bus": "ctx.0",
@@ -396,6 +401,8 @@ def _profile(snapshot: Any, found: Device, extra: str | None) -> dict[str, Any]:
         d["backends"].pop("chardev", None)  # the probe's own (usb-serial): the user gives theirs
         d["backends"].pop("audiodev", None)  # the probe's -audiodev none: the user gives theirs
         d["backends"].pop("fsdev", None)  # the probe's synth fsdev: the user gives theirs
+        if d["driver"] in HOST_SELECTED:
+            d["backends"].pop(HOST_SELECTED[d["driver"]].split("=")[0], None)  # the probe's: the user's is theirs
         if d["driver"] == "virtio-9p-device":
             d["props"].pop("mount_tag", None)  # the probe's (QEMU requires one: the user gives theirs)
     drivers = {found.driver} | {c.driver for b in found.buses for c in b.devices}

@@ -86,6 +86,13 @@ def census_draw(rng: random.Random, machine: str, token: str) -> tuple[list[str]
             # the size the host asks the guest to plug (a setting info qtree does not show): whole
             # blocks of the census's 128M back-end, or past it, as QEMU takes it at realize
             drawn[i] += ",requested-size=" + rng.choice(("0", "2M", "64M", "128M", "256M"))
+    for i, arg in enumerate(drawn):
+        if arg.startswith("usb-host") and arg.split(",", 1)[0] == "usb-host":
+            # the host device it takes, as users select one (none matches on a host without USB;
+            # never hostbus/hostaddr alone, or hostdevice: QEMU opens those when it makes the
+            # device, and refuses it without one)
+            drawn[i] += rng.choice(("", ",vendorid=0x046d,productid=0xc52b", ",vendorid=0x0781",
+                                    ",hostbus=1,hostport=1.4", ",hostport=2.1", ",hostbus=2,hostaddr=3,vendorid=0x1d6b"))
     return drawn, slots
 
 

@@ -86,7 +86,9 @@ def _both(*changes: Callable[[DeviceTree], None]) -> Callable[[DeviceTree], None
 CRAFTED = {
     # host-facing device types, whatever their properties
     "usb-mtp": (_both(_retype("usb-tablet", "usb-mtp"), _set("usb-mtp", "qemu,rootdir", b"/\0")), "usb-mtp"),
-    "usb-host": (_retype("usb-tablet", "usb-host"), "passes a host USB device through"),
+    # a usb-host is the guest tree's, which host device it takes the overlay's (tests/test_usb_host.py)
+    "usb-host-selecting": (_both(_retype("usb-tablet", "usb-host"), _set("usb-host", "qemu,vendorid", b"1133\0")),
+                           "qemu,vendorid selects the host USB device"),
     "vfio-pci": (_retype("virtio-blk-pci", "vfio-pci"), "passes a host device through"),
     "vhost-vsock": (_retype("virtio-blk-pci", "vhost-vsock-pci"), "host kernel or a host process"),
     "ivshmem": (_retype("virtio-blk-pci", "ivshmem-plain"), "shares host memory"),

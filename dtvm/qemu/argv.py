@@ -500,8 +500,21 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             _trusted(rules, dev.driver, key, origin.get(key, where))
             pairs.append((key, value))
         settings = sorted(_host_settings(dev).items())
+        selection = rules.host_selections.get(dev.driver)
+        chosen = [(k, v) for k, v in settings if selection is not None and k in selection.props]
         for key, value in settings:
-            host.append(f"{key} {value!r} ({dev.driver} at {where})")
+            if (key, value) not in chosen:
+                host.append(f"{key} {value!r} ({dev.driver} at {where})")
+        if chosen:
+            host.append(f"the host device {','.join(f'{k}={v}' for k, v in chosen)} selects ({dev.driver} at {where})")
+        unselected: list[tuple[str, str]] = []  # the check start's selection (never a host device)
+        if selection is not None:
+            unselected = list(selection.none)
+            if not chosen:
+                settings = sorted([*settings, *unselected])
+                notes.append(f"{where}: the back-end overlay selects no host device for this {dev.driver}: it is "
+                             f"given {','.join(f'{k}={v}' for k, v in unselected)}, which no host device matches "
+                             "(an empty port for the guest)")
         if "masterbus" in dev.backends:
             pairs.append(("masterbus", _companion_master(dev, ids, where)))
         needed = needs_backend().get(dev.driver) or next((needs_backend()[c.driver] for c in proxy_children if c.driver in needs_backend()), None)
@@ -518,7 +531,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
             pairs.append((key, _backend_id(kind, ref)))
             backends_used.append((kind, ref))
         argv += ["-device", _render(dev.driver, [*pairs, *settings], where, implied="driver")]
-        checked += ["-device", _render(dev.driver, pairs, where, implied="driver")]
+        checked += ["-device", _render(dev.driver, [*pairs, *unselected], where, implied="driver")]
         made[where] = _Node(dev, None, qid)
 
     missing = [p for p, d in probe_by_path.items() if p not in by_path and d not in moved.values()]

@@ -62,7 +62,7 @@ from dtvm.qemu.offline_memdev import check_memory_options, place_memory_devices,
 from dtvm.qemu.offline_memhp import set_memory_slots
 from dtvm.qemu.offline_pcie import check_pcie_slots
 from dtvm.qemu.offline_usb import CCID, ccid_place, never_attached, number_unattached
-from dtvm.qemu.trust import split_host_facts
+from dtvm.qemu.trust import split_host_facts, trust
 from dtvm.qemu.versions import REFERENCE, Versions, parse_version, versions
 from dtvm.vm.buses import device_facts, link_machine_chardevs
 
@@ -348,6 +348,11 @@ def offline_config(argv: list[str]) -> Config:
                 target.props.pop(key, None)
             else:
                 target.props[key] = value
+        selection = trust().host_selections.get(driver)
+        opened = selection.opened(user) if selection is not None else None
+        if opened is not None:  # which host devices exist is the host's (trust.json host-selections)
+            raise OfflineError(f"{where}: {opened}: QEMU opens this host device when it makes the {driver} "
+                               "(and refuses it without one): not in the offline model (use online mode)")
         set_audiodev(targets, profile, user, args.audiodevs, selected_version(), where)  # offline_audio.py
         note_links(links, dev, types, where)  # offline_links.py
         check_memory_options(driver, user, where)  # offline_memdev.py

@@ -25,7 +25,7 @@ from dtvm.errors import DtvmError, first_line
 from dtvm.fileio import package_text
 from dtvm.vm.model import Config
 
-__all__ = ["GuestLink", "Trust", "TrustError", "split_host_facts", "trust"]
+__all__ = ["GuestLink", "HostSelection", "Trust", "TrustError", "split_host_facts", "trust"]
 
 #: the catalog this dtvm reads (one per QEMU version it knows)
 CATALOG_VERSION = "7.2"
@@ -100,6 +100,56 @@ class GuestLink:
         return ident, list(given.items())
 
 
+@dataclass(frozen=True)
+class HostSelection:
+    """Which host device a device type takes (``host-selections`` in trust.json): the overlay's.
+
+    ``any`` is how the reader states an empty selection (QEMU's: every host device), so that only
+    an overlay that says so gives one; ``none`` is the selection no host device matches, which
+    dtb2qemu gives a device the overlay selects nothing for, and its check start always.
+    """
+
+    driver: str
+    props: tuple[str, ...]
+    any: tuple[tuple[str, str], ...]
+    none: tuple[tuple[str, str], ...]
+    why: str
+    #: the forms QEMU opens when it makes the device: (set, unset) property names
+    opened_when_made: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
+
+    def opened(self, given: dict[str, str]) -> str | None:
+        """The selection of ``given`` (-device options) QEMU opens on the host when it makes the
+        device (and refuses the device without that host device), spelled as given; else None."""
+        def on(key: str) -> bool:
+            value = given.get(key, "")
+            try:
+                return int(value, 0) != 0
+            except ValueError:
+                return value != ""
+        for set_, unset in self.opened_when_made:
+            if all(on(k) for k in set_) and not any(on(k) for k in unset):
+                return ",".join(f"{k}={given[k]}" for k in set_)
+        return None
+
+
+def _selections(data: Any) -> dict[str, HostSelection]:
+    items = data.get("host-selections", []) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise TrustError("trust.json: host-selections: expected a list")
+    out = {}
+    for i, item in enumerate(items):
+        try:
+            rule = HostSelection(str(item["driver"]), tuple(str(p) for p in item["props"]),
+                                 tuple((str(k), str(v)) for k, v in item["any"].items()),
+                                 tuple((str(k), str(v)) for k, v in item["none"].items()), str(item["why"]),
+                                 tuple((tuple(str(k) for k in form["set"]), tuple(str(k) for k in form.get("unset", ())))
+                                       for form in item.get("opened-when-made", ())))
+        except (KeyError, TypeError, AttributeError):
+            raise TrustError(f"trust.json: host-selections[{i}]: expected {{driver, props, any, none, why}}") from None
+        out[rule.driver] = rule
+    return out
+
+
 def _links(data: Any) -> tuple[GuestLink, ...]:
     items = data.get("guest-links", []) if isinstance(data, dict) else None
     if not isinstance(items, list):
@@ -142,6 +192,7 @@ class Trust:
         self.host_props = _rules(rules, "host-props")
         self.host_prop_types = _rules(rules, "host-prop-types")
         self.guest_links = _links(rules)
+        self.host_selections = _selections(rules)
 
     @property
     def types(self) -> dict[str, dict[str, str]]:
@@ -232,6 +283,11 @@ def split_host_facts(config: Config) -> None:
         # by name: the properties QEMU reports (info qtree) are qdev properties, never QOM links
         for key in [k for k in dev.props if rules.host_name(k) is not None]:
             dev.backends[key] = dev.props.pop(key)
+        selection = rules.host_selections.get(dev.driver)
+        if selection is not None and not any(k in dev.backends for k in selection.props):
+            # QEMU's empty selection takes any host device: stated, so that only an overlay
+            # saying so gives one (a usb-host the overlay says nothing of matches none)
+            dev.backends.update(selection.any)
 
 
 @functools.lru_cache(maxsize=4)
