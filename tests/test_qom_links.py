@@ -312,3 +312,16 @@ def test_virtio_mem_requested_size_is_described(vms: VMs, tmp_path: Path) -> Non
     assert node["qemu,requested-size"].as_string() == str(64 << 20)
     rebuild = build_argv(read_config(read_dtb(asked[0]), read_dtb(asked[1])))
     assert _describe(vms.start(rebuild.argv)) == asked
+
+
+@needs_qemu(X86)
+def test_xhci_port_counts_round_trip(tmp_path: Path) -> None:
+    """qemu-xhci's and nec-usb-xhci's p2/p3 (USB 2 and USB 3 port counts) are aliases of the inner
+    xhci-core's, which info qtree never shows (devices.yaml qom-settings): without them the rebuild
+    had 4 and 4, and the migration failed ("Missing section footer for 0000:00:01.0/xhci", found by
+    the usb-host helper), while QEMU migrates the identical command line into itself."""
+    _round_trip(tmp_path, "q35", [
+        X86, "-machine", "pc-q35-7.2", "-nodefaults", "-m", "128M",
+        "-device", "qemu-xhci,id=x,p2=8,p3=2,addr=3.0", "-device", "usb-tablet,bus=x.0,port=7",
+        "-device", "nec-usb-xhci,p3=3,addr=4.0",
+    ])
