@@ -26,7 +26,6 @@ from dtvm.qemu.fsdev import fsdev_args
 from dtvm.qemu.made import (
     MadeError,
     device_links,
-    link_props,
     link_targets_first,
     own_child_bus,
     own_children,
@@ -42,7 +41,7 @@ from dtvm.qemu.versions import (
     version_text,
     versions,
 )
-from dtvm.vm.buses import device_facts, needs_backend
+from dtvm.vm.buses import device_facts, device_links_of, needs_backend
 from dtvm.vm.model import MACHINE_DEVICE_OPTIONS, Config, Device
 
 __all__ = ["ArgvError", "Probe", "Prober", "Rebuild", "build_argv", "live_prober"]
@@ -483,7 +482,7 @@ def _build_argv(plan: Config, binary: str | None, read: Callable[[list[str]], Sn
                                     "file), not its own")
             if "drive" in child.backends and child.props.get("device_id") == child.backends["drive"]:
                 named.add(child.backends["drive"])  # scsi-hd's device_id is its drive's name
-        linked = link_props(dev.driver)  # given as the target's QOM path (device_links above)
+        linked = device_links_of(dev.driver)  # given as the target's QOM path (device_links above)
         for key, value in sorted(props.items()):
             if key in linked:
                 continue

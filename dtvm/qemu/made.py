@@ -10,11 +10,10 @@ from __future__ import annotations
 from dtvm.errors import DtvmError
 from dtvm.qemu.config import from_snapshot
 from dtvm.qemu.snapshot import Snapshot
-from dtvm.vm.buses import DeviceLink, device_facts, device_links_of, link_mates
+from dtvm.vm.buses import device_facts, device_links_of, link_mates
 from dtvm.vm.model import Bus, Config, Device
 
-__all__ = ["MadeError", "device_links", "link_props", "link_targets_first", "own_child_bus", "own_children",
-           "own_children_made"]
+__all__ = ["MadeError", "device_links", "link_targets_first", "own_child_bus", "own_children", "own_children_made"]
 
 
 class MadeError(DtvmError):
@@ -45,18 +44,11 @@ def own_child_bus(driver: str) -> tuple[str, dict[str, list[int]]] | None:
     return str(entry["bus"]), made_at
 
 
-def link_props(driver: str) -> dict[str, DeviceLink]:
-    """The links to other devices a -device of ``driver`` is given (``device-links`` in
-    dtvm/vm/data/devices.yaml): link property -> its rule. The description states each as a
-    property holding the target's position among the devices the link may name (buses.link_mates)."""
-    return device_links_of(driver)
-
-
 def link_targets_first(devices: list[Device]) -> list[Device]:
     """The devices on no bus that a link may name (an IPMI BMC) before every other: QEMU resolves
     a link when it creates the linking device, and the description's walk may reach an interface
     first (pc's i440FX-pcihost node sorts before the BMC's)."""
-    wanted = {t for d in devices for rule in link_props(d.driver).values() if rule.no_bus for t in rule.types}
+    wanted = {t for d in devices for rule in device_links_of(d.driver).values() if rule.no_bus for t in rule.types}
     if not wanted:
         return devices
     return sorted(devices, key=lambda d: 0 if d.driver in wanted and d.parent is not None
@@ -71,7 +63,7 @@ def device_links(dev: Device, ids: dict[str, str], made: set[str], where: str, r
     devices on no bus already linked (QEMU links a BMC to one interface: "BMC object is already in
     use"), by the node that links each."""
     out: list[tuple[str, str]] = []
-    for name, rule in sorted(link_props(dev.driver).items()):
+    for name, rule in sorted(device_links_of(dev.driver).items()):
         value = dev.props.get(name)
         among = "among those on no bus" if rule.no_bus else "among those on its bus"
         if value is None:

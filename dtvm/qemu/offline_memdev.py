@@ -41,7 +41,6 @@ GiB = 1 << 30
 _ALIGN = 2 << 20  # QEMU_VMALLOC_ALIGN: the alignment of an anonymous RAM block on x86_64/aarch64 hosts
 _MIN_LABEL = 128 << 10  # MIN_NAMESPACE_LABEL_SIZE: "is required at least 0x20000"
 _MACHINES = ("q35-pcihost", "i440FX-pcihost")
-_SUFFIX = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _NIL_UUID = "00000000-0000-0000-0000-000000000000"
 
@@ -66,11 +65,7 @@ def _nvdimm_options(dev: Device, where: str) -> int:
     label = 0
     raw = dev.props.pop("label-size", None)
     if raw is not None:
-        found = re.fullmatch(r"(\d+)([bkmgt]?)", raw.strip().lower())
-        if found is None:
-            raise OfflineError(f"{where}: label-size={raw}: only a whole byte count (with K, M, G) is in the "
-                               "offline model (use online mode)")
-        label = int(found.group(1)) * _SUFFIX[found.group(2)]
+        label = size_bytes(raw, f"{where}: label-size={raw}")
         if label < _MIN_LABEL:
             raise OfflineError(f"{where}: label-size={raw}: QEMU requires at least 128 KiB (it refuses it)")
         dev.props["label-size"] = str(label)
